@@ -1,0 +1,121 @@
+# medinfer - build, test, bench, demo, sanitizers.  `make help` lists the targets.
+#
+# The engine core (ops/ nn/ weights/) links libc, libm, OpenMP and cJSON only; pipelines and the
+# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl. Sources are found by wildcard, so a new
+# file in a listed folder needs no Makefile change.
+
+CC      ?= cc
+PYTHON  := /usr/bin/python3
+B       ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -fopenmp -Wall -Wextra -Werror \
+           -Iinclude -I/usr/include/cjson -MMD -MP
+LDLIBS_CORE := -lcjson -lm -fopenmp
+PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl
+# pkg-config is asked only when a target needs the pipelines (after deps are installed)
+PIPE_CFLAGS  = $(shell pkg-config --cflags $(PIPE_PKGS) 2>/dev/null)
+PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null)
+CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+
+CORE_SRC := $(wildcard ops/*.c nn/*.c weights/*.c)
+X86_SRC  := $(wildcard ops/x86/*.c)
+ARM_SRC  := $(wildcard ops/arm/*.c)
+ARCH     := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq (,$(findstring x86_64,$(ARCH)))
+CORE_SRC += $(X86_SRC)
+endif
+ifneq (,$(findstring aarch64,$(ARCH)))
+CORE_SRC += $(ARM_SRC)
+endif
+PIPE_SRC := $(wildcard pipelines/*/*.c)
+CLI_SRC  := $(wildcard tools/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+
+CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
+PIPE_OBJ := $(PIPE_SRC:%.c=$(B)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(B)/%.o)
+
+# SIMD files are compiled for their ISA and only ever called after the run-time CPU check.
+$(B)/ops/x86/%_avx2.o:   XFLAGS = -mavx2 -mfma
+$(B)/ops/x86/%_avx512.o: XFLAGS = -mavx512f -mavx512vl -mavx512bw -mavx512dq -mfma
+
+DEPS_STAMP := $(B)/.deps-build
+TDEPS_STAMP := $(B)/.deps-test
+
+.SECONDARY:
+.PHONY: all test check bench demo clean deps help
+all: $(B)/medinfer
+
+help:
+	@echo "make [all]   build $(B)/medinfer (installs missing Debian build deps)"
+	@echo "make test    unit + parity + end-to-end tests (installs PyTorch for references)"
+	@echo "make check   ASan+UBSan build running the unit tests"
+	@echo "make bench   medinfer vs PyTorch, same machine, same run"
+	@echo "make demo    the endoscopy completeness QC on shipped demo data"
+
+$(DEPS_STAMP):
+	@mkdir -p $(B)
+	sh tools/install-deps.sh build
+	@touch $@
+$(TDEPS_STAMP): $(DEPS_STAMP)
+	sh tools/install-deps.sh test
+	@touch $@
+deps: $(TDEPS_STAMP)
+
+$(B)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XFLAGS) -c $< -o $@
+$(B)/pipelines/%.o: pipelines/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+$(B)/tools/%.o: tools/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+$(B)/tests/%.o: tests/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -DMI_FIXTURES='"$(B)/fixtures"' -c $< -o $@
+
+$(B)/libmedinfer.a: $(CORE_OBJ)
+	$(AR) rcs $@ $^
+$(B)/libmedinfer_pipelines.a: $(PIPE_OBJ)
+	$(AR) rcs $@ $^
+
+$(B)/medinfer: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(PIPE_LIBS) $(LDLIBS_CORE)
+
+$(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
+	    $(PIPE_LIBS) $(CHECK_LIBS) $(LDLIBS_CORE)
+
+# Python references (PyTorch) write fixtures once per change of the script.
+FIXTURE_STAMPS := $(patsubst tests/ref_%.py,$(B)/fixtures/%.stamp,$(wildcard tests/ref_*.py))
+$(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py tools/export.py | $(TDEPS_STAMP)
+	@mkdir -p $(B)/fixtures
+	$(PYTHON) $< $(B)/fixtures
+	@touch $@
+
+test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FIXTURE_STAMPS)
+	MI_BIN=$(B)/medinfer MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh $(B)/tests
+
+# Sanitizers: a separate tree, unit tests only (the parity fixtures are shared with `make test`).
+check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
+	@mkdir -p build-san && touch build-san/.deps-build build-san/.deps-test
+	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN))
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MI_SANITIZE=1 MI_BIN=build-san/medinfer \
+	    MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh build-san/tests
+
+bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine
+	$(PYTHON) bench/bench.py --bin $(B) --out $(B)/bench.json
+
+$(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

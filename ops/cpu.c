@@ -1,0 +1,80 @@
+/* ops/cpu.c - feature detection and ISA choice, once per process. */
+#include "cpu.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <omp.h>
+#include <pthread.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+static void detect(mi_cpu_features *f) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    bool osxsave = c & bit_OSXSAVE, fma = c & bit_FMA, avx = c & bit_AVX;
+    uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+    bool ymm = (xcr0 & 0x6) == 0x6, zmm = (xcr0 & 0xe6) == 0xe6;
+    if (__get_cpuid_max(0, NULL) >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        f->avx2_fma = avx && fma && ymm && (b & bit_AVX2);
+        f->avx512f = f->avx2_fma && zmm && (b & bit_AVX512F);
+    }
+    unsigned regs[12];
+    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+        memcpy(f->brand, regs, 48);
+        f->brand[48] = 0;
+    }
+}
+#elif defined(__aarch64__)
+static void detect(mi_cpu_features *f) { f->neon = true; snprintf(f->brand, sizeof f->brand, "aarch64"); }
+#else
+static void detect(mi_cpu_features *f) { (void)f; }
+#endif
+
+static mi_cpu_features features;
+static mi_isa isa;
+static int threads;
+
+static void init(void) {
+    detect(&features);
+    isa = features.avx512f ? MI_ISA_AVX512 : features.avx2_fma ? MI_ISA_AVX2
+        : features.neon ? MI_ISA_NEON : MI_ISA_REF;
+    const char *want = getenv("MI_ISA");
+    if (want && *want) {
+        mi_isa ceiling = !strcasecmp(want, "ref") ? MI_ISA_REF
+                       : !strcasecmp(want, "avx2") ? MI_ISA_AVX2
+                       : !strcasecmp(want, "neon") ? MI_ISA_NEON : MI_ISA_AVX512;
+        if (ceiling < isa) isa = ceiling;
+    }
+    threads = omp_get_num_procs();
+}
+
+static void once(void) {
+    static pthread_once_t done = PTHREAD_ONCE_INIT;
+    pthread_once(&done, init);
+}
+
+const mi_cpu_features *mi_cpu(void) { once(); return &features; }
+mi_isa mi_cpu_isa(void) { once(); return isa; }
+
+const char *mi_isa_name(mi_isa i) {
+    static const char *n[] = { "ref", "neon", "avx2", "avx512" };
+    return n[i];
+}
+
+void mi_set_threads(int n) {
+    once();
+    threads = n > 0 ? n : omp_get_num_procs();
+    omp_set_num_threads(threads);
+}
+
+int mi_threads(void) { once(); return threads; }

@@ -1,0 +1,29 @@
+/* ops/cpu.h - CPU feature detection, the kernel dispatch table, the thread count.
+ *
+ * mi_cpu_init() runs once (first use): it detects features, applies MI_ISA=ref|avx2|avx512 (a
+ * ceiling, never above what the CPU has) and fills mi_kernels. Each ops module owns its own
+ * entries: it registers its SIMD variants in mi_kernels_fill() and falls back to its reference. */
+#ifndef MI_CPU_H
+#define MI_CPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { MI_ISA_REF = 0, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 } mi_isa;
+
+typedef struct {
+    bool avx2_fma;  /* AVX2 + FMA3, and the OS saves ymm state */
+    bool avx512f;   /* AVX-512 F, and the OS saves zmm state */
+    bool neon;
+    char brand[64];
+} mi_cpu_features;
+
+const mi_cpu_features *mi_cpu(void);
+mi_isa      mi_cpu_isa(void);           /* the ISA the kernels were chosen for */
+const char *mi_isa_name(mi_isa isa);
+
+/* Threads used by every OpenMP region of the engine. Results never depend on it. */
+void mi_set_threads(int n);             /* n <= 0: all cores */
+int  mi_threads(void);
+
+#endif

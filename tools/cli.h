@@ -1,0 +1,19 @@
+/* tools/cli.h - shared by the subcommands of the `medinfer` CLI. */
+#ifndef MI_CLI_H
+#define MI_CLI_H
+
+#include "medinfer.h"
+
+/* Exit codes: documented in README.md; scripts depend on them. */
+enum {
+    MI_EXIT_OK = 0,
+    MI_EXIT_FAIL = 1,      /* bad input file (blob, image, video): message names it */
+    MI_EXIT_USAGE = 2,     /* bad command line */
+};
+
+int cmd_inspect(int argc, char **argv);
+
+/* Prints "medinfer <cmd>: <last error>" to stderr and returns MI_EXIT_FAIL. */
+int mi_cli_error(const char *cmd);
+
+#endif

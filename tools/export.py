@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""tools/export.py - write a medinfer weight blob (safetensors + metadata) from PyTorch.
+
+    # your own trained model (a state_dict saved with torch.save, or a whole pickled module)
+    tools/export.py --arch resnet50 --state-dict model.pt --labels labels.json \
+        --input-size 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 \
+        --model-version 2026.11.1 --out model.safetensors
+    # random weights of a supported arch (tests, benchmarks); BatchNorm statistics are
+    # randomized too so that folding BN into the convolution is exercised
+    tools/export.py --arch resnet18 --random --seed 0 --num-classes 26 --out r18.safetensors
+
+The safetensors format is written by hand (8-byte little-endian header length, JSON header
+padded with spaces to a multiple of 8, raw little-endian tensor bytes), so the `safetensors`
+Python package is not needed. Tensor names are the module's own state_dict names.
+"""
+import argparse
+import datetime
+import json
+import struct
+import sys
+
+import torch
+
+DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+          torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+          torch.uint8: "U8", torch.bool: "BOOL"}
+FORMAT_VERSION = "1"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """tensors: name -> torch.Tensor (any supported dtype); metadata: str -> str."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in DTYPES:
+            raise ValueError(f"{name}: dtype {t.dtype} has no safetensors spelling")
+        raw = t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes()
+        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    if metadata:
+        bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise ValueError(f"metadata values must be strings: {bad}")
+        header["__metadata__"] = dict(metadata)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def blob_metadata(arch, num_classes, labels=None, input_size=224, mean=None, std=None,
+                  model_version="0.0.0", **extra):
+    labels = labels or [f"class_{i}" for i in range(num_classes)]
+    if len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} labels for {num_classes} classes")
+    meta = {"arch": arch, "format_version": FORMAT_VERSION, "model_version": model_version,
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "num_classes": str(num_classes), "labels": json.dumps(labels),
+            "input_size": str(input_size),
+            "mean": json.dumps(mean or IMAGENET_MEAN), "std": json.dumps(std or IMAGENET_STD)}
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
+    return meta
+
+
+def randomize_batchnorm(module, gen):
+    """Non-trivial running statistics and affine parameters, so BN folding is really tested."""
+    for m in module.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+            m.weight.data.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
+
+
+def build(arch, num_classes):
+    import torchvision
+    if arch in ("resnet18", "resnet50"):
+        return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    raise SystemExit(f"export.py: unknown arch '{arch}' (supported: resnet18, resnet50)")
+
+
+def random_model(arch, num_classes, seed):
+    torch.manual_seed(seed)
+    m = build(arch, num_classes)
+    with torch.no_grad():
+        randomize_batchnorm(m, torch.Generator().manual_seed(seed + 1))
+    return m.eval()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", required=True)
+    ap.add_argument("--out", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--state-dict", help="torch.save'd state_dict or module")
+    src.add_argument("--random", action="store_true", help="random weights (tests, benchmarks)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-classes", type=int)
+    ap.add_argument("--labels", help="JSON file: array of class names")
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--mean", default=",".join(map(str, IMAGENET_MEAN)))
+    ap.add_argument("--std", default=",".join(map(str, IMAGENET_STD)))
+    ap.add_argument("--model-version", default="0.0.0")
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra metadata (repeatable), e.g. site groups for a pipeline")
+    a = ap.parse_args(argv)
+
+    labels = json.load(open(a.labels)) if a.labels else None
+    if a.random:
+        n = a.num_classes or (len(labels) if labels else 1000)
+        state = random_model(a.arch, n, a.seed).state_dict()
+    else:
+        obj = torch.load(a.state_dict, map_location="cpu")
+        state = obj.state_dict() if isinstance(obj, torch.nn.Module) else obj
+        fc = [k for k in state if k.endswith("fc.weight")]
+        n = a.num_classes or (state[fc[0]].shape[0] if fc else len(labels or []))
+        build(a.arch, n).load_state_dict(state)  # refuses names or shapes that do not match the arch
+    extra = dict(kv.split("=", 1) for kv in a.meta)
+    meta = blob_metadata(a.arch, n, labels, a.input_size, [float(x) for x in a.mean.split(",")],
+                         [float(x) for x in a.std.split(",")], a.model_version, **extra)
+    write_safetensors(a.out, state, meta)
+    print(f"export.py: wrote {a.out}: {a.arch}, {len(state)} tensors, {n} classes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

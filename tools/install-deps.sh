@@ -1,0 +1,30 @@
+#!/bin/sh
+# tools/install-deps.sh [build|test] - install the Debian packages medinfer needs, only those missing.
+# Called by the Makefile; safe to run again (does nothing when all are present).
+set -eu
+
+build="gcc make pkg-config libcjson-dev libstb-dev check
+       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
+       libsqlite3-dev libsodium-dev libcurl4-openssl-dev"
+# PyTorch references for parity tests and benchmarks (never needed at run time)
+test="python3 python3-torch python3-torchvision python3-numpy"
+
+want=$build
+[ "${1:-build}" = test ] && want="$build $test"
+
+missing=""
+for p in $want; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+        echo "install-deps: need root to install:$missing (apt-get install$missing)" >&2; exit 1
+    fi
+else SUDO=""; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,32 @@
+/* tools/medinfer.c - the `medinfer` command: dispatches to one subcommand per file (cmd_*.c). */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct { const char *name, *help; int (*run)(int, char **); } commands[] = {
+    { "inspect", "print a blob's metadata, tensors and SHA-256", cmd_inspect },
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "medinfer %s - neural-network inference for medical imaging\n\nusage: medinfer COMMAND [options]\n\n", MI_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n`medinfer COMMAND --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? MI_EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("medinfer %s\n", MI_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "medinfer: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return MI_EXIT_USAGE;
+}

@@ -1,0 +1,320 @@
+/* weights/safetensors.c - see safetensors.h. Everything read from the file is checked here, so
+ * that nothing downstream ever has to trust file bytes. */
+#include "safetensors.h"
+#include "sha256.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_HEADER (100u << 20)  /* the spec's own limit on the JSON header */
+
+static const struct { const char *name; mi_dtype t; } dtypes[] = {
+    { "F32", MI_F32 }, { "F64", MI_F64 }, { "F16", MI_F16 }, { "BF16", MI_BF16 }, { "I64", MI_I64 },
+    { "I32", MI_I32 }, { "I16", MI_I16 }, { "I8", MI_I8 }, { "U8", MI_U8 }, { "BOOL", MI_BOOL },
+};
+
+static int by_begin(const void *a, const void *b) {
+    const mi_blob_tensor *x = *(mi_blob_tensor *const *)a, *y = *(mi_blob_tensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
+}
+
+static mi_status parse_tensor(mi_weights *w, const cJSON *e, mi_blob_tensor *t, size_t data_size) {
+    const char *path = w->path;
+    if (strlen(e->string) >= sizeof t->name)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor name '%.40s...' is longer than %zu bytes", path,
+                       e->string, sizeof t->name - 1);
+    snprintf(t->name, sizeof t->name, "%s", e->string);
+    if (!cJSON_IsObject(e))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' header entry is not an object", path, t->name);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' needs string 'dtype', array 'shape' and "
+                       "two 'data_offsets'", path, t->name);
+    size_t i, ndt = sizeof dtypes / sizeof *dtypes;
+    for (i = 0; i < ndt && strcmp(dtypes[i].name, dt->valuestring); i++) {}
+    if (i == ndt)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%s'", path, t->name, dt->valuestring);
+    t->dtype = dtypes[i].t;
+    int nd = cJSON_GetArraySize(sh);
+    if (nd > MI_MAX_DIMS)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' has %d dimensions, at most %d supported",
+                       path, t->name, nd, MI_MAX_DIMS);
+    t->ndim = nd;
+    size_t bytes = mi_dtype_size(t->dtype);
+    for (int d = 0; d < nd; d++) {
+        const cJSON *v = cJSON_GetArrayItem(sh, d);
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 9.0e15 ||
+            v->valuedouble != floor(v->valuedouble))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' dimension %d is not a non-negative integer",
+                           path, t->name, d);
+        t->shape[d] = (int64_t)v->valuedouble;
+        if (mi_mul_overflows(bytes, (size_t)t->shape[d], &bytes))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' byte size overflows", path, t->name);
+    }
+    double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) ||
+        !(b >= 0) || !(en >= b) || b != floor(b) || en != floor(en) || en > (double)data_size)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' data_offsets [%.0f, %.0f] lie outside the "
+                       "%zu-byte data section", path, t->name, b, en, data_size);
+    t->begin = (size_t)b;
+    t->end = (size_t)en;
+    if (t->end - t->begin != bytes)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' has %zu data bytes, its dtype %s and shape "
+                       "need %zu", path, t->name, t->end - t->begin, dt->valuestring, bytes);
+    return MI_OK;
+}
+
+static mi_status parse_metadata(mi_weights *w, const cJSON *m) {
+    if (!cJSON_IsObject(m))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: __metadata__ is not an object", w->path);
+    int n = cJSON_GetArraySize(m);
+    w->meta_keys = calloc((size_t)n + 1, sizeof(char *));
+    w->meta_vals = calloc((size_t)n + 1, sizeof(char *));
+    if (!w->meta_keys || !w->meta_vals) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, m) {
+        if (!cJSON_IsString(e))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' is not a string (safetensors "
+                           "metadata maps strings to strings)", w->path, e->string);
+        w->meta_keys[w->nmeta] = strdup(e->string);
+        w->meta_vals[w->nmeta] = strdup(e->valuestring);
+        if (!w->meta_keys[w->nmeta] || !w->meta_vals[w->nmeta++])
+            return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
+    }
+    return MI_OK;
+}
+
+static mi_status parse_header(mi_weights *w, const char *json, size_t len, size_t data_size) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: header is not valid JSON (near byte %td of %zu)", w->path,
+                       cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0, len);
+    mi_status st = MI_OK;
+    mi_blob_tensor **order = NULL;
+    if (!cJSON_IsObject(root)) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: header is JSON but not an object", w->path);
+        goto done;
+    }
+    int n = cJSON_GetArraySize(root);
+    w->tensors = calloc((size_t)n + 1, sizeof *w->tensors);
+    order = calloc((size_t)n + 1, sizeof *order);
+    if (!w->tensors || !order) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path); goto done; }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root) {
+        if (!strcmp(e->string, "__metadata__")) {
+            if ((st = parse_metadata(w, e)) != MI_OK) goto done;
+            continue;
+        }
+        for (int i = 0; i < w->ntensors; i++)
+            if (!strcmp(w->tensors[i].name, e->string)) {
+                st = MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' appears twice", w->path, e->string);
+                goto done;
+            }
+        mi_blob_tensor *t = &w->tensors[w->ntensors];
+        if ((st = parse_tensor(w, e, t, data_size)) != MI_OK) goto done;
+        order[w->ntensors++] = t;
+    }
+    /* The spec: the data section is exactly covered, no overlap, no hole. */
+    qsort(order, (size_t)w->ntensors, sizeof *order, by_begin);
+    size_t at = 0;
+    for (int i = 0; i < w->ntensors; i++) {
+        if (order[i]->begin < at) {
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' bytes [%zu, %zu) overlap tensor '%s'", w->path,
+                         order[i]->name, order[i]->begin, order[i]->end, order[i - 1]->name);
+            goto done;
+        }
+        if (order[i]->begin > at) {
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: data bytes [%zu, %zu) before tensor '%s' belong to no "
+                         "tensor", w->path, at, order[i]->begin, order[i]->name);
+            goto done;
+        }
+        at = order[i]->end;
+    }
+    if (at != data_size)
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: data section has %zu bytes but tensors cover %zu", w->path,
+                     data_size, at);
+done:
+    free(order);
+    cJSON_Delete(root);
+    return st;
+}
+
+mi_status mi_weights_open(mi_weights *w, const char *path) {
+    memset(w, 0, sizeof *w);
+    snprintf(w->path, sizeof w->path, "%s", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return MI_FAIL(MI_ERR_IO, "%s: not a regular file", path);
+    }
+    w->size = (size_t)sb.st_size;
+    mi_status st = MI_OK;
+    if (w->size < 8) {
+        close(fd);
+        return MI_FAIL(MI_ERR_FORMAT, "%s: %zu bytes, too short for safetensors", path, w->size);
+    }
+    w->map = mmap(NULL, w->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (w->map == MAP_FAILED) {
+        w->map = NULL;
+        return MI_FAIL(MI_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | w->map[i];
+    if (hlen > w->size - 8) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: header length %llu exceeds file size %zu", path,
+                     (unsigned long long)hlen, w->size);
+        goto fail;
+    }
+    if (hlen > MAX_HEADER || hlen < 2) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: header length %llu is outside [2, %u]", path,
+                     (unsigned long long)hlen, MAX_HEADER);
+        goto fail;
+    }
+    w->data_start = 8 + (size_t)hlen;
+    if ((st = parse_header(w, (const char *)w->map + 8, (size_t)hlen, w->size - w->data_start)) != MI_OK)
+        goto fail;
+    const unsigned char *data = w->map + w->data_start;
+    if (w->data_start % 8) {  /* the spec pads the header; an unpadded writer still must work */
+        w->aligned_copy = mi_alloc_aligned(w->size - w->data_start);
+        if (!w->aligned_copy) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+        memcpy(w->aligned_copy, data, w->size - w->data_start);
+        data = w->aligned_copy;
+    }
+    for (int i = 0; i < w->ntensors; i++) w->tensors[i].data = data + w->tensors[i].begin;
+    mi_sha256_hex(w->map, w->size, w->sha256);
+    return MI_OK;
+fail:
+    mi_weights_close(w);
+    return st;
+}
+
+void mi_weights_close(mi_weights *w) {
+    if (w->map) munmap(w->map, w->size);
+    for (int i = 0; i < w->nmeta; i++) { free(w->meta_keys[i]); free(w->meta_vals[i]); }
+    free(w->meta_keys);
+    free(w->meta_vals);
+    free(w->tensors);
+    mi_free_aligned(w->aligned_copy);
+    char path[sizeof w->path];
+    memcpy(path, w->path, sizeof path);
+    memset(w, 0, sizeof *w);
+    memcpy(w->path, path, sizeof path);  /* errors after close still name the file */
+}
+
+const mi_blob_tensor *mi_weights_find(const mi_weights *w, const char *name) {
+    for (int i = 0; i < w->ntensors; i++)
+        if (!strcmp(w->tensors[i].name, name)) return &w->tensors[i];
+    return NULL;
+}
+
+mi_status mi_weights_get(const mi_weights *w, const char *name, int ndim, const int64_t *shape,
+                         mi_tensor *out) {
+    const mi_blob_tensor *t = mi_weights_find(w, name);
+    char a[96], b[96];
+    if (!t) return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is missing", w->path, name);
+    if (t->dtype != MI_F32)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32", w->path, name,
+                       mi_dtype_name(t->dtype));
+    bool ok = ndim < 0 || t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", w->path, name,
+                       mi_shape_str(a, sizeof a, t->ndim, t->shape), mi_shape_str(b, sizeof b, ndim, shape));
+    *out = mi_tensor_view((float *)t->data, t->ndim, t->shape, name);
+    return MI_OK;
+}
+
+const char *mi_weights_meta(const mi_weights *w, const char *key) {
+    for (int i = 0; i < w->nmeta; i++)
+        if (!strcmp(w->meta_keys[i], key)) return w->meta_vals[i];
+    return NULL;
+}
+
+static mi_status need_meta(const mi_weights *w, const char *key, const char **v) {
+    *v = mi_weights_meta(w, key);
+    return *v ? MI_OK : MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' is missing", w->path, key);
+}
+
+mi_status mi_weights_meta_double(const mi_weights *w, const char *key, double *out) {
+    const char *v;
+    mi_status st = need_meta(w, key, &v);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *end || errno || !isfinite(d))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not a finite number", w->path, key, v);
+    *out = d;
+    return MI_OK;
+}
+
+mi_status mi_weights_meta_int(const mi_weights *w, const char *key, long long lo, long long hi,
+                              long long *out) {
+    const char *v;
+    mi_status st = need_meta(w, key, &v);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not an integer in [%lld, %lld]",
+                       w->path, key, v, lo, hi);
+    *out = x;
+    return MI_OK;
+}
+
+mi_status mi_weights_meta_floats(const mi_weights *w, const char *key, float *out, int n) {
+    const char *v;
+    mi_status st = need_meta(w, key, &v);
+    if (st) return st;
+    cJSON *a = cJSON_Parse(v);  /* NaN and Infinity are not JSON: they fail here */
+    bool ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == n;
+    for (int i = 0; ok && i < n; i++) {
+        const cJSON *x = cJSON_GetArrayItem(a, i);
+        ok = cJSON_IsNumber(x) && isfinite(x->valuedouble) && fabs(x->valuedouble) < 3.0e38;
+        if (ok) out[i] = (float)x->valuedouble;
+    }
+    cJSON_Delete(a);
+    return ok ? MI_OK : MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.60s' is not a JSON array of "
+                                "%d finite numbers", w->path, key, v, n);
+}
+
+void mi_strings_free(char **s, int n) {
+    for (int i = 0; s && i < n; i++) free(s[i]);
+    free(s);
+}
+
+mi_status mi_weights_meta_strings(const mi_weights *w, const char *key, char ***out, int *n) {
+    const char *v;
+    mi_status st = need_meta(w, key, &v);
+    if (st) return st;
+    cJSON *a = cJSON_Parse(v);
+    int k = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    char **s = k >= 0 ? calloc((size_t)k + 1, sizeof *s) : NULL;
+    bool ok = s != NULL;
+    for (int i = 0; ok && i < k; i++) {
+        const cJSON *x = cJSON_GetArrayItem(a, i);
+        ok = cJSON_IsString(x) && (s[i] = strdup(x->valuestring)) != NULL;
+    }
+    cJSON_Delete(a);
+    if (!ok) {
+        mi_strings_free(s, k);
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' is not a JSON array of strings", w->path, key);
+    }
+    *out = s;
+    *n = k;
+    return MI_OK;
+}

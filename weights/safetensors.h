@@ -1,0 +1,54 @@
+/* weights/safetensors.h - the blob reader: safetensors (8-byte LE header length, JSON header,
+ * raw LE data) mmapped and validated in full before anything reads a tensor.
+ *
+ * Validation (each failure names the file and what is wrong): header length within the file,
+ * JSON object, known dtypes, shapes of non-negative ints whose byte size matches data_offsets,
+ * offsets inside the data section, not overlapping and leaving no holes (as the spec demands),
+ * __metadata__ a string->string object. Metadata number parsers reject NaN/Inf. */
+#ifndef MI_SAFETENSORS_H
+#define MI_SAFETENSORS_H
+
+#include "../ops/tensor.h"
+
+typedef struct {
+    char        name[128];
+    mi_dtype    dtype;
+    int         ndim;
+    int64_t     shape[MI_MAX_DIMS];
+    size_t      begin, end;     /* byte offsets into the data section */
+    const void *data;           /* into the map, or into an aligned copy when misaligned */
+} mi_blob_tensor;
+
+typedef struct {
+    char            path[512];
+    unsigned char  *map;        /* whole file */
+    size_t          size;
+    size_t          data_start; /* 8 + header length */
+    int             ntensors;
+    mi_blob_tensor *tensors;
+    int             nmeta;
+    char          **meta_keys, **meta_vals;
+    void           *aligned_copy; /* the data section, when the file's floats are not 4-aligned */
+    char            sha256[65];   /* of the whole file, computed at open */
+} mi_weights;
+
+mi_status mi_weights_open(mi_weights *w, const char *path);
+void      mi_weights_close(mi_weights *w);
+
+const mi_blob_tensor *mi_weights_find(const mi_weights *w, const char *name);
+/* An F32 tensor that must exist with exactly this shape (ndim < 0: any shape). */
+mi_status mi_weights_get(const mi_weights *w, const char *name, int ndim, const int64_t *shape,
+                         mi_tensor *out);
+
+const char *mi_weights_meta(const mi_weights *w, const char *key);     /* NULL when absent */
+/* Parsers for metadata values; a missing key returns MI_ERR_FORMAT naming file and key,
+ * unless a default is given through the *_or variants. */
+mi_status mi_weights_meta_int(const mi_weights *w, const char *key, long long lo, long long hi,
+                              long long *out);
+mi_status mi_weights_meta_floats(const mi_weights *w, const char *key, float *out, int n);
+mi_status mi_weights_meta_double(const mi_weights *w, const char *key, double *out);
+/* JSON array of strings; *out is an array of n malloc'd strings (free with mi_strings_free) */
+mi_status mi_weights_meta_strings(const mi_weights *w, const char *key, char ***out, int *n);
+void      mi_strings_free(char **s, int n);
+
+#endif
