@@ -3,6 +3,8 @@
 #include "mi_test.h"
 #include "../weights/sha256.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 START_TEST(sha256_known_vectors)
@@ -88,12 +90,100 @@ START_TEST(reads_independent_writer)
 }
 END_TEST
 
+/* F16/BF16 are widened exactly: every bit pattern equals torch's .float() bit for bit (NaNs:
+ * NaN with the same sign); F64 rounds to nearest, overflowing to inf like torch. */
+START_TEST(half_and_double_become_f32)
+{
+    mi_weights w, e;
+    mi_fixture_open(&w, "weights_half.safetensors");
+    mi_fixture_open(&e, "weights_half_expect.safetensors");
+    static const char *names[] = { "h16", "b16", "f64" };
+    for (int i = 0; i < 3; i++) {
+        mi_tensor got, want = mi_fixture_tensor(&e, names[i]);
+        ck_assert_int_eq(mi_weights_get(&w, names[i], 1, want.shape, &got), MI_OK);
+        ck_assert_ptr_eq(got.data, mi_weights_find(&w, names[i])->f32);
+        ck_assert_int_eq((uintptr_t)got.data % 4, 0);
+        for (int64_t k = 0; k < want.shape[0]; k++) {
+            uint32_t a, b;
+            memcpy(&a, &got.data[k], 4);
+            memcpy(&b, &want.data[k], 4);
+            if (isnan(want.data[k]))
+                ck_assert_msg(isnan(got.data[k]) && signbit(got.data[k]) == signbit(want.data[k]),
+                              "%s[%lld]: 0x%08x, expected a NaN like 0x%08x", names[i], (long long)k, a, b);
+            else
+                ck_assert_msg(a == b, "%s[%lld]: 0x%08x, expected 0x%08x", names[i], (long long)k, a, b);
+        }
+    }
+    mi_tensor t;
+    int64_t three = 3;
+    ck_assert_int_eq(mi_weights_get(&w, "odd", 1, &three, &t), MI_OK);  /* 6 bytes: the next is off 8 */
+    ck_assert(t.data[0] == 1.5f && t.data[1] == -2.0f && t.data[2] == 65504.0f);
+    ck_assert_int_eq(mi_weights_get(&w, "n", -1, NULL, &t), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "'n' has dtype I64, expected F32"));
+    ck_assert_int_eq(mi_weights_get(&w, "u", -1, NULL, &t), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "weights_half.safetensors: tensor 'u' has dtype U8"));
+    /* the writer lays tensors out largest element first: the I64 one sits 8-aligned in the map */
+    const mi_blob_tensor *n = mi_weights_find(&w, "n");
+    ck_assert_int_eq((uintptr_t)n->data % 8, 0);
+    ck_assert_int_eq(*(const int64_t *)n->data, 7);
+    mi_weights_close(&w);
+    mi_weights_close(&e);
+}
+END_TEST
+
+/* tools/export.py --arch resnet18 --random --dtype f16: half the bytes, same values as torch's
+ * .half().float() of the same random model. */
+START_TEST(export_py_f16_blob)
+{
+    mi_weights w, e;
+    mi_fixture_open(&w, "weights_r18_f16.safetensors");
+    mi_fixture_open(&e, "weights_r18_f16_expect.safetensors");
+    ck_assert_int_eq(mi_weights_find(&w, "layer4.1.conv2.weight")->dtype, MI_F16);
+    ck_assert_int_eq(mi_weights_find(&w, "bn1.num_batches_tracked")->dtype, MI_I64);
+    ck_assert_uint_lt(w.size, 11689512u * 2 + 100000u);  /* resnet18 with 3 classes: 11.2M params */
+    static const char *names[] = { "conv1.weight", "fc.weight", "fc.bias", "bn1.running_var" };
+    for (int i = 0; i < 4; i++) {
+        mi_tensor got, want = mi_fixture_tensor(&e, names[i]);
+        ck_assert_int_eq(mi_weights_get(&w, names[i], want.ndim, want.shape, &got), MI_OK);
+        ck_assert_int_eq(memcmp(got.data, want.data, (size_t)mi_tensor_numel(&want) * 4), 0);
+    }
+    ck_assert_str_eq(mi_weights_meta(&w, "arch"), "resnet18");
+    mi_weights_close(&w);
+    mi_weights_close(&e);
+}
+END_TEST
+
+/* A file whose tensors start at offsets that are no multiple of their element size (unpadded
+ * header, U8 first): the reader hands out aligned copies, so no kernel reads misaligned floats. */
+START_TEST(reads_unaligned_tensors)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "weights_unaligned.safetensors");
+    ck_assert_int_ne(w.data_start % 4, 0);
+    mi_tensor f, h;
+    ck_assert_int_eq(mi_weights_get(&w, "f", -1, NULL, &f), MI_OK);
+    ck_assert_int_eq((uintptr_t)f.data % 4, 0);
+    for (int i = 0; i < 5; i++) ck_assert(f.data[i] == (float)i / 4);
+    const mi_blob_tensor *n = mi_weights_find(&w, "n");
+    ck_assert_int_eq((uintptr_t)n->data % 8, 0);
+    ck_assert(((const int64_t *)n->data)[0] == -5 && ((const int64_t *)n->data)[1] == 6);
+    ck_assert_int_eq(mi_weights_get(&w, "h", -1, NULL, &h), MI_OK);
+    ck_assert(h.data[0] == 0.5f && h.data[1] == -3.0f);
+    const unsigned char *u = mi_weights_find(&w, "u")->data;
+    ck_assert(u[0] == 9 && u[2] == 7);
+    mi_weights_close(&w);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("weights");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, sha256_known_vectors);
     tcase_add_test(tc, reads_export_py_blob);
     tcase_add_test(tc, reads_independent_writer);
+    tcase_add_test(tc, half_and_double_become_f32);
+    tcase_add_test(tc, export_py_f16_blob);
+    tcase_add_test(tc, reads_unaligned_tensors);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,10 +8,14 @@
     # random weights of a supported arch (tests, benchmarks); BatchNorm statistics are
     # randomized too so that folding BN into the convolution is exercised
     tools/export.py --arch resnet18 --random --seed 0 --num-classes 26 --out r18.safetensors
+    # half the size: floating tensors stored as F16 (or BF16); the C reader widens them to F32
+    tools/export.py --arch resnet18 --random --dtype f16 --out r18_f16.safetensors
 
 The safetensors format is written by hand (8-byte little-endian header length, JSON header
 padded with spaces to a multiple of 8, raw little-endian tensor bytes), so the `safetensors`
-Python package is not needed. Tensor names are the module's own state_dict names.
+Python package is not needed. Tensor names are the module's own state_dict names. Tensor data
+is laid out by element size, largest first (as the `safetensors` library does), so that every
+tensor starts at a multiple of its element size.
 """
 import argparse
 import datetime
@@ -24,6 +28,7 @@ import torch
 DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
           torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
           torch.uint8: "U8", torch.bool: "BOOL"}
+STORE_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 FORMAT_VERSION = "1"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -32,10 +37,12 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 def write_safetensors(path, tensors, metadata=None):
     """tensors: name -> torch.Tensor (any supported dtype); metadata: str -> str."""
     header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
+    for name in sorted(tensors):  # header in name order, for people reading it
+        if tensors[name].dtype not in DTYPES:
+            raise ValueError(f"{name}: dtype {tensors[name].dtype} has no safetensors spelling")
+        header[name] = None
+    for name in sorted(tensors, key=lambda k: (-tensors[k].element_size(), k)):
         t = tensors[name].detach().cpu().contiguous()
-        if t.dtype not in DTYPES:
-            raise ValueError(f"{name}: dtype {t.dtype} has no safetensors spelling")
         raw = t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes()
         header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
                         "data_offsets": [offset, offset + len(raw)]}
@@ -53,6 +60,16 @@ def write_safetensors(path, tensors, metadata=None):
         f.write(h)
         for b in blobs:
             f.write(b)
+
+
+def cast_floats(tensors, dtype):
+    """Floating tensors to the storage dtype ('f32', 'f16', 'bf16'); integer ones unchanged."""
+    to, out = STORE_DTYPES[dtype], {}
+    for k, v in tensors.items():
+        out[k] = v.to(to) if v.is_floating_point() else v
+        if v.is_floating_point() and (out[k].isinf() & v.isfinite()).any():  # F16 tops out at 65504
+            raise ValueError(f"{k}: values beyond the range of {dtype}; export with --dtype f32")
+    return out
 
 
 def blob_metadata(arch, num_classes, labels=None, input_size=224, mean=None, std=None,
@@ -109,6 +126,8 @@ def main(argv=None):
     ap.add_argument("--mean", default=",".join(map(str, IMAGENET_MEAN)))
     ap.add_argument("--std", default=",".join(map(str, IMAGENET_STD)))
     ap.add_argument("--model-version", default="0.0.0")
+    ap.add_argument("--dtype", choices=sorted(STORE_DTYPES), default="f32",
+                    help="storage type of floating tensors (f16/bf16: half the size; read as F32)")
     ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                     help="extra metadata (repeatable), e.g. site groups for a pipeline")
     a = ap.parse_args(argv)
@@ -126,8 +145,9 @@ def main(argv=None):
     extra = dict(kv.split("=", 1) for kv in a.meta)
     meta = blob_metadata(a.arch, n, labels, a.input_size, [float(x) for x in a.mean.split(",")],
                          [float(x) for x in a.std.split(",")], a.model_version, **extra)
-    write_safetensors(a.out, state, meta)
-    print(f"export.py: wrote {a.out}: {a.arch}, {len(state)} tensors, {n} classes", file=sys.stderr)
+    write_safetensors(a.out, cast_floats(state, a.dtype), meta)
+    print(f"export.py: wrote {a.out}: {a.arch}, {len(state)} tensors, {n} classes, {a.dtype}",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

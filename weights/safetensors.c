@@ -21,6 +21,10 @@ static const struct { const char *name; mi_dtype t; } dtypes[] = {
     { "I32", MI_I32 }, { "I16", MI_I16 }, { "I8", MI_I8 }, { "U8", MI_U8 }, { "BOOL", MI_BOOL },
 };
 
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(mi_blob_tensor *const *)a)->name, (*(mi_blob_tensor *const *)b)->name);
+}
+
 static int by_begin(const void *a, const void *b) {
     const mi_blob_tensor *x = *(mi_blob_tensor *const *)a, *y = *(mi_blob_tensor *const *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : (x->end > y->end) - (x->end < y->end);
@@ -77,6 +81,8 @@ static mi_status parse_tensor(mi_weights *w, const cJSON *e, mi_blob_tensor *t, 
 static mi_status parse_metadata(mi_weights *w, const cJSON *m) {
     if (!cJSON_IsObject(m))
         return MI_FAIL(MI_ERR_FORMAT, "%s: __metadata__ is not an object", w->path);
+    if (w->meta_keys)  /* a second copy would also overrun the arrays sized for the first */
+        return MI_FAIL(MI_ERR_FORMAT, "%s: __metadata__ appears twice", w->path);
     int n = cJSON_GetArraySize(m);
     w->meta_keys = calloc((size_t)n + 1, sizeof(char *));
     w->meta_vals = calloc((size_t)n + 1, sizeof(char *));
@@ -95,10 +101,19 @@ static mi_status parse_metadata(mi_weights *w, const cJSON *m) {
 }
 
 static mi_status parse_header(mi_weights *w, const char *json, size_t len, size_t data_size) {
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
     if (!root)
         return MI_FAIL(MI_ERR_FORMAT, "%s: header is not valid JSON (near byte %td of %zu)", w->path,
                        cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0, len);
+    /* Only whitespace may pad the header after the JSON (the spec pads with spaces; serde_json
+     * in the reference reader rejects anything else), so a concatenated or corrupt header fails. */
+    for (const char *p = end; p && p < json + len; p++)
+        if (!*p || !strchr(" \t\r\n", *p)) {
+            cJSON_Delete(root);
+            return MI_FAIL(MI_ERR_FORMAT, "%s: header is not valid JSON (trailing bytes after the "
+                           "object at byte %td of %zu)", w->path, p - json, len);
+        }
     mi_status st = MI_OK;
     mi_blob_tensor **order = NULL;
     if (!cJSON_IsObject(root)) {
@@ -115,15 +130,17 @@ static mi_status parse_header(mi_weights *w, const char *json, size_t len, size_
             if ((st = parse_metadata(w, e)) != MI_OK) goto done;
             continue;
         }
-        for (int i = 0; i < w->ntensors; i++)
-            if (!strcmp(w->tensors[i].name, e->string)) {
-                st = MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' appears twice", w->path, e->string);
-                goto done;
-            }
         mi_blob_tensor *t = &w->tensors[w->ntensors];
         if ((st = parse_tensor(w, e, t, data_size)) != MI_OK) goto done;
         order[w->ntensors++] = t;
     }
+    /* JSON allows a key twice and cJSON keeps both. Sorted, so a huge header costs n log n. */
+    qsort(order, (size_t)w->ntensors, sizeof *order, by_name);
+    for (int i = 1; i < w->ntensors; i++)
+        if (!strcmp(order[i]->name, order[i - 1]->name)) {
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' appears twice", w->path, order[i]->name);
+            goto done;
+        }
     /* The spec: the data section is exactly covered, no overlap, no hole. */
     qsort(order, (size_t)w->ntensors, sizeof *order, by_begin);
     size_t at = 0;
@@ -147,6 +164,129 @@ done:
     free(order);
     cJSON_Delete(root);
     return st;
+}
+
+/* IEEE binary16 -> binary32, exact for every input: subnormals are normalized, inf stays inf,
+ * NaN keeps sign and payload (as torch's fp16_ieee_to_fp32_value does). */
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
+    if (e == 0x1f)
+        bits = sign | 0x7f800000u | m << 13;
+    else if (e != 0)
+        bits = sign | (e + 112) << 23 | m << 13;          /* rebias 15 -> 127 */
+    else if (m == 0)
+        bits = sign;
+    else {                                                 /* subnormal: m * 2^-24 */
+        int shift = 0;
+        while (!(m & 0x400)) { m <<= 1; shift++; }
+        bits = sign | (uint32_t)(113 - shift) << 23 | (m & 0x3ff) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* bfloat16 is the top half of a binary32: exact by construction. */
+static float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static bool is_converted(mi_dtype t) { return t == MI_F16 || t == MI_BF16 || t == MI_F64; }
+
+/* Gives every tensor an aligned pointer and every floating tensor an F32 view. Bytes of a tensor
+ * whose offset is not a multiple of its element size (an unpadded header, or a writer that
+ * does not order tensors by alignment) are copied; F16/BF16 are widened exactly and F64 is
+ * rounded to nearest like torch's .float(). All of it lives in one block freed at close. */
+static mi_status own_tensors(mi_weights *w) {
+    const unsigned char *data = w->map + w->data_start;
+    size_t need = 0, at = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < w->ntensors; i++) {
+            mi_blob_tensor *t = &w->tensors[i];
+            size_t esize = mi_dtype_size(t->dtype), n = (t->end - t->begin) / esize;
+            const unsigned char *src = data + t->begin;
+            bool misaligned = (uintptr_t)src % esize != 0;
+            /* n*4 <= 2*(file size): cannot overflow */
+            size_t bytes = is_converted(t->dtype) ? n * 4 : misaligned ? t->end - t->begin : 0;
+            if (pass == 0) { need += (bytes + MI_ALIGN - 1) / MI_ALIGN * MI_ALIGN; continue; }
+            t->data = src;
+            t->f32 = t->dtype == MI_F32 || (is_converted(t->dtype) && !n) ? (const float *)src : NULL;
+            if (!bytes) continue;  /* aligned, or empty (its view is never read) */
+            unsigned char *dst = (unsigned char *)w->aligned_copy + at;
+            at += (bytes + MI_ALIGN - 1) / MI_ALIGN * MI_ALIGN;
+            if (!is_converted(t->dtype)) {
+                memcpy(dst, src, bytes);
+                t->data = dst;
+                if (t->dtype == MI_F32) t->f32 = (const float *)dst;
+                continue;
+            }
+            float *f = (float *)dst;
+            for (size_t k = 0; k < n; k++) {
+                const unsigned char *p = src + k * esize;
+                if (t->dtype == MI_F64) {
+                    double d;
+                    memcpy(&d, p, 8);
+                    f[k] = (float)d;
+                } else {
+                    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+                    f[k] = t->dtype == MI_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+                }
+            }
+            t->f32 = f;
+        }
+        if (pass == 0 && need) {
+            w->aligned_copy = mi_alloc_aligned(need);
+            if (!w->aligned_copy)
+                return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %zu bytes for converted tensors",
+                               w->path, need);
+        }
+    }
+    return MI_OK;
+}
+
+/* The metadata keys that tools/export.py writes and the pipelines read are checked at open, so
+ * a blob with NaN in 'mean' or a malformed 'labels' fails `medinfer inspect` and every loader the
+ * same way, before anything computes with it. Keys the engine does not know are left alone. */
+static mi_status check_known_metadata(const mi_weights *w) {
+    static const char *ints[] = { "num_classes", "input_size", "resize" };
+    long long v, num_classes = -1;
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+        if (!mi_weights_meta(w, ints[i])) continue;
+        mi_status st = mi_weights_meta_int(w, ints[i], 1, 1 << 20, &v);
+        if (st) return st;
+        if (i == 0) num_classes = v;
+    }
+    static const char *vecs[] = { "mean", "std" };
+    for (size_t i = 0; i < 2; i++) {
+        const char *s = mi_weights_meta(w, vecs[i]);
+        if (!s) continue;
+        cJSON *a = cJSON_Parse(s);  /* NaN and Infinity are not JSON: they fail here */
+        int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+        bool ok = n >= 1 && n <= 4;
+        for (int k = 0; ok && k < n; k++) {
+            const cJSON *x = cJSON_GetArrayItem(a, k);
+            ok = cJSON_IsNumber(x) && isfinite(x->valuedouble) && fabs(x->valuedouble) < 3.0e38 &&
+                 (i == 0 || x->valuedouble > 0);
+        }
+        cJSON_Delete(a);
+        if (!ok)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.60s' is not a JSON array of 1 to 4 "
+                           "finite numbers%s", w->path, vecs[i], s, i ? ", all > 0" : "");
+    }
+    if (mi_weights_meta(w, "labels")) {
+        char **labels;
+        int n;
+        mi_status st = mi_weights_meta_strings(w, "labels", &labels, &n);
+        if (st) return st;
+        mi_strings_free(labels, n);
+        if (num_classes >= 0 && n != num_classes)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' has %d names, 'num_classes' is %lld",
+                           w->path, n, num_classes);
+    }
+    return MI_OK;
 }
 
 mi_status mi_weights_open(mi_weights *w, const char *path) {
@@ -186,14 +326,8 @@ mi_status mi_weights_open(mi_weights *w, const char *path) {
     w->data_start = 8 + (size_t)hlen;
     if ((st = parse_header(w, (const char *)w->map + 8, (size_t)hlen, w->size - w->data_start)) != MI_OK)
         goto fail;
-    const unsigned char *data = w->map + w->data_start;
-    if (w->data_start % 8) {  /* the spec pads the header; an unpadded writer still must work */
-        w->aligned_copy = mi_alloc_aligned(w->size - w->data_start);
-        if (!w->aligned_copy) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
-        memcpy(w->aligned_copy, data, w->size - w->data_start);
-        data = w->aligned_copy;
-    }
-    for (int i = 0; i < w->ntensors; i++) w->tensors[i].data = data + w->tensors[i].begin;
+    if ((st = check_known_metadata(w)) != MI_OK) goto fail;
+    if ((st = own_tensors(w)) != MI_OK) goto fail;
     mi_sha256_hex(w->map, w->size, w->sha256);
     return MI_OK;
 fail:
@@ -225,15 +359,15 @@ mi_status mi_weights_get(const mi_weights *w, const char *name, int ndim, const 
     const mi_blob_tensor *t = mi_weights_find(w, name);
     char a[96], b[96];
     if (!t) return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is missing", w->path, name);
-    if (t->dtype != MI_F32)
-        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32", w->path, name,
-                       mi_dtype_name(t->dtype));
+    if (!t->f32)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' has dtype %s, expected F32 (or F16, BF16, F64)",
+                       w->path, name, mi_dtype_name(t->dtype));
     bool ok = ndim < 0 || t->ndim == ndim;
     for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
     if (!ok)
         return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", w->path, name,
                        mi_shape_str(a, sizeof a, t->ndim, t->shape), mi_shape_str(b, sizeof b, ndim, shape));
-    *out = mi_tensor_view((float *)t->data, t->ndim, t->shape, name);
+    *out = mi_tensor_view((float *)t->f32, t->ndim, t->shape, name);
     return MI_OK;
 }
 

@@ -4,7 +4,11 @@
  * Validation (each failure names the file and what is wrong): header length within the file,
  * JSON object, known dtypes, shapes of non-negative ints whose byte size matches data_offsets,
  * offsets inside the data section, not overlapping and leaving no holes (as the spec demands),
- * __metadata__ a string->string object. Metadata number parsers reject NaN/Inf. */
+ * __metadata__ a string->string object. Metadata number parsers reject NaN/Inf, and the keys the
+ * engine reads (num_classes, input_size, resize, mean, std, labels) are checked at open.
+ *
+ * Floating tensors may be stored as F32, F16, BF16 or F64 (tools/export.py --dtype): each gets an
+ * F32 view at open, F16/BF16 widened exactly, F64 rounded to nearest (torch's .float()). */
 #ifndef MI_SAFETENSORS_H
 #define MI_SAFETENSORS_H
 
@@ -16,7 +20,10 @@ typedef struct {
     int         ndim;
     int64_t     shape[MI_MAX_DIMS];
     size_t      begin, end;     /* byte offsets into the data section */
-    const void *data;           /* into the map, or into an aligned copy when misaligned */
+    const void *data;           /* raw bytes, aligned to the element size: into the map, or into
+                                   aligned_copy when the file's offset is misaligned */
+    const float *f32;           /* F32 view of a floating tensor (== data for F32, a converted
+                                   copy in aligned_copy for F16/BF16/F64); NULL for integers */
 } mi_blob_tensor;
 
 typedef struct {
@@ -28,7 +35,7 @@ typedef struct {
     mi_blob_tensor *tensors;
     int             nmeta;
     char          **meta_keys, **meta_vals;
-    void           *aligned_copy; /* the data section, when the file's floats are not 4-aligned */
+    void           *aligned_copy; /* owned: copies of misaligned tensors, F32 conversions */
     char            sha256[65];   /* of the whole file, computed at open */
 } mi_weights;
 
@@ -36,7 +43,8 @@ mi_status mi_weights_open(mi_weights *w, const char *path);
 void      mi_weights_close(mi_weights *w);
 
 const mi_blob_tensor *mi_weights_find(const mi_weights *w, const char *name);
-/* An F32 tensor that must exist with exactly this shape (ndim < 0: any shape). */
+/* A floating tensor (stored F32, F16, BF16 or F64) that must exist with exactly this shape
+ * (ndim < 0: any shape), as an F32 view owned by w (valid until mi_weights_close). */
 mi_status mi_weights_get(const mi_weights *w, const char *name, int ndim, const int64_t *shape,
                          mi_tensor *out);
 
