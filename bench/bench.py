@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""bench/bench.py - medinfer beside PyTorch, measured in the same run on the same machine.
+
+For ResNet-18 and ResNet-50 (batch 1, 224x224, random weights) at 1 and 2 threads: median and p90
+latency of medinfer and of PyTorch's best mode (each mode of bench/torch_latency.py is tried, the
+fastest median is kept), the ratio ours/theirs (<= 1.00: we are no slower), our GFLOP/s and its
+share of the FMA peak that bench_conv measures on this machine, and peak RSS. Then the
+convolution kernels alone (bench_conv) and the pipelines' own benchmarks when present.
+Prints a table; writes everything as JSON (--out)."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+MODES = ("eager", "channels_last", "jit_freeze", "optimize_for_inference")
+
+
+def run_json(cmd, **kw):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def flops(arch):
+    """Multiply-adds x 2 of every conv and linear layer, counted on torchvision's own model."""
+    import torch
+    import torchvision
+    m = getattr(torchvision.models, arch)(weights=None).eval()
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+            total[0] += 2 * k * out.numel()
+        elif isinstance(mod, torch.nn.Linear):
+            total[0] += 2 * mod.in_features * out.numel()
+    for mod in m.modules():
+        mod.register_forward_hook(hook)
+    with torch.no_grad():
+        m(torch.zeros(1, 3, 224, 224))
+    return total[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="build")
+    ap.add_argument("--out", default="build/bench.json")
+    ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--quick", action="store_true", help="fewer iterations and modes")
+    a = ap.parse_args()
+    iters = 10 if a.quick else a.iters
+    blobs = os.path.join(a.bin, "bench")
+    os.makedirs(blobs, exist_ok=True)
+    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "conv": None, "pipelines": {}}
+
+    peak = None
+    conv_bin = os.path.join(a.bin, "bench_conv")
+    if os.path.exists(conv_bin):
+        result["conv"] = run_json([conv_bin, "--json", "/dev/stdout"])
+        peak = result["conv"].get("peak_gflops")
+
+    for arch in ("resnet18", "resnet50"):
+        blob = os.path.join(blobs, f"{arch}.safetensors")
+        if not os.path.exists(blob):
+            subprocess.run([PY, os.path.join(ROOT, "tools", "export.py"), "--arch", arch, "--random",
+                            "--seed", "0", "--out", blob], check=True)
+        gflop = flops(arch) / 1e9
+        for threads in (1, 2):
+            ours = run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(iters)])
+            theirs = [run_json([PY, os.path.join(HERE, "torch_latency.py"), arch, str(threads), str(iters), mode])
+                      for mode in (MODES[-1:] if a.quick else MODES)]
+            best = min(theirs, key=lambda r: r["median_ms"])
+            row = {"arch": arch, "threads": threads, "gflop": gflop, "ours": ours, "pytorch_best": best,
+                   "pytorch_modes": theirs, "ratio_median": ours["median_ms"] / best["median_ms"],
+                   "ours_gflops": gflop / (ours["median_ms"] / 1e3)}
+            if peak:
+                p = peak.get(f"{ours['isa']}_{threads}t") or peak.get(f"avx2_{threads}t")
+                row["share_of_fma_peak"] = row["ours_gflops"] / p if p else None
+            result["resnet"].append(row)
+            print(f"  measured {arch} x{threads}", file=sys.stderr)
+
+    for script in sorted(os.listdir(HERE)):
+        if script.startswith("bench_") and script.endswith((".sh", ".py")) and script != "bench.py":
+            try:
+                result["pipelines"][script] = run_json(
+                    ["sh" if script.endswith(".sh") else PY, os.path.join(HERE, script)] +
+                    (["--quick"] if a.quick else []), env=dict(os.environ, MI_BUILD=a.bin))
+            except (subprocess.CalledProcessError, json.JSONDecodeError) as e:
+                result["pipelines"][script] = {"error": str(e)}
+
+    print(f"\n{'model':9} {'thr':>3} {'isa':>6} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
+          f"{'torch mode':>22} {'ratio':>6} {'GFLOP/s':>8} {'%peak':>6} {'RSS ours':>8} {'torch':>6}")
+    for r in result["resnet"]:
+        o, t = r["ours"], r["pytorch_best"]
+        share = r.get("share_of_fma_peak")
+        print(f"{r['arch']:9} {r['threads']:3} {o['isa']:>6} {o['median_ms']:8.2f}m {o['p90_ms']:6.2f}m "
+              f"{t['median_ms']:8.2f}m {t['p90_ms']:6.2f}m {t['mode']:>22} {r['ratio_median']:6.2f} "
+              f"{r['ours_gflops']:8.1f} {(f'{100 * share:5.1f}%' if share else '    -'):>6} "
+              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
+    if result["conv"]:
+        print("\nconvolution kernels (bench_conv):")
+        print(json.dumps(result["conv"].get("summary", result["conv"]), indent=1))
+    for k, v in result["pipelines"].items():
+        print(f"\n{k}:\n{json.dumps(v, indent=1)}")
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwritten {a.out}")
+
+
+if __name__ == "__main__":
+    main()
