@@ -1,0 +1,87 @@
+/* ops/act.c - scalar references for the activations (see act.h), and the dispatch.
+ *
+ * Threads split over independent outputs only; softmax's reduction over `dim` is done by one
+ * thread in a fixed order, so results are the same bits for any thread count. */
+#include "act.h"
+#include "cpu.h"
+
+#include <math.h>
+
+/* Below this many elements a parallel region costs more than it saves. */
+#define PAR_MIN 32768
+
+void mi_relu_ref(float *y, const float *x, int64_t n) {
+    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+void mi_relu(float *y, const float *x, int64_t n) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_relu_avx2(y, x, n); return; }
+#endif
+    mi_relu_ref(y, x, n);
+}
+
+void mi_relu_(mi_tensor *x) {
+    MI_ASSERT(mi_tensor_is_contiguous(x));
+    mi_relu(x->data, x->data, mi_tensor_numel(x));
+}
+
+void mi_prelu_ref(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
+                  int64_t C, int64_t inner) {
+    MI_ASSERT(nslope == 1 || nslope == C);
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (N * C * inner > PAR_MIN) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const float a = slope[nslope == 1 ? 0 : c];
+            const float *xp = x + (n * C + c) * inner;
+            float *yp = y + (n * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) yp[i] = xp[i] > 0.0f ? xp[i] : a * xp[i];
+        }
+}
+
+void mi_prelu(float *y, const float *x, const float *slope, int64_t nslope, int64_t N, int64_t C,
+              int64_t inner) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_prelu_avx2(y, x, slope, nslope, N, C, inner); return; }
+#endif
+    mi_prelu_ref(y, x, slope, nslope, N, C, inner);
+}
+
+void mi_sigmoid(float *y, const float *x, int64_t n) {
+    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+/* One (outer, inner) column of length dim with stride inner: max, then exp(x - max) and its
+ * sum in index order, then divide. log: y = x - max - log(sum). */
+static void softmax_column(float *y, const float *x, int64_t dim, int64_t inner, int log_out) {
+    float m = -INFINITY;
+    for (int64_t d = 0; d < dim; d++)
+        if (x[d * inner] > m || isnan(x[d * inner])) m = x[d * inner];
+    float s = 0.0f;
+    if (log_out) {
+        for (int64_t d = 0; d < dim; d++) s += expf(x[d * inner] - m);
+        const float ls = logf(s);
+        for (int64_t d = 0; d < dim; d++) y[d * inner] = x[d * inner] - m - ls;
+    } else {
+        for (int64_t d = 0; d < dim; d++) { y[d * inner] = expf(x[d * inner] - m); s += y[d * inner]; }
+        for (int64_t d = 0; d < dim; d++) y[d * inner] /= s;
+    }
+}
+
+static void softmax_any(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner,
+                        int log_out) {
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (outer * dim * inner > PAR_MIN / 8) schedule(static)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            softmax_column(y + o * dim * inner + i, x + o * dim * inner + i, dim, inner, log_out);
+}
+
+void mi_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+    softmax_any(y, x, outer, dim, inner, 0);
+}
+
+void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+    softmax_any(y, x, outer, dim, inner, 1);
+}

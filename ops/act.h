@@ -1,0 +1,39 @@
+/* ops/act.h - activations: ReLU, PReLU, sigmoid, softmax and log-softmax along one dim.
+ *
+ * Float32, contiguous. Pointers name their shape; y may equal x (in place) everywhere.
+ * Each public function dispatches to its AVX2 kernel when mi_cpu_isa() >= MI_ISA_AVX2 and one
+ * exists; the *_ref functions are the spec (tests/test_ops.c compares both with PyTorch). */
+#ifndef MI_ACT_H
+#define MI_ACT_H
+
+#include "tensor.h"
+
+/* torch.relu: y = x < 0 ? 0 : x (NaN stays NaN, as in torch).  x, y: (n) */
+void mi_relu(float *y, const float *x, int64_t n);
+void mi_relu_(mi_tensor *x);                          /* in place on a contiguous tensor */
+
+/* torch.nn.functional.prelu: y = x > 0 ? x : slope[c]*x over dim 1.  x, y: (N, C, inner);
+ * slope: (C), or (1) when nslope == 1 (one shared slope, nn.PReLU() default). */
+void mi_prelu(float *y, const float *x, const float *slope, int64_t nslope, int64_t N, int64_t C,
+              int64_t inner);
+
+/* torch.sigmoid: y = 1 / (1 + exp(-x)).  x, y: (n) */
+void mi_sigmoid(float *y, const float *x, int64_t n);
+
+/* torch.softmax / log_softmax along the middle dim of x viewed as (outer, dim, inner):
+ * dim = C, inner = H*W for softmax over channels of an NCHW map; inner = 1 for logits.
+ * Numerically stable (max subtracted first). x, y: (outer, dim, inner) */
+void mi_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+
+/* References and kernels, called directly by tests. Same contracts as above. */
+void mi_relu_ref(float *y, const float *x, int64_t n);
+void mi_prelu_ref(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
+                  int64_t C, int64_t inner);
+#if defined(__x86_64__)
+void mi_relu_avx2(float *y, const float *x, int64_t n);          /* == mi_relu_ref bit for bit */
+void mi_prelu_avx2(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
+                   int64_t C, int64_t inner);                    /* == mi_prelu_ref bit for bit */
+#endif
+
+#endif

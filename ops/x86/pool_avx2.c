@@ -1,0 +1,76 @@
+/* ops/x86/pool_avx2.c - AVX2 2-D max pooling, 8 output columns at a time. Reference:
+ * ops/pool.c (mi_max_pool_ref); test: tests/test_ops.c (max_pool_fast_equals_ref, memcmp).
+ *
+ * Covers 2-D pools with dilation 1 and stride 1 or 2 (ResNet's 3x3/s2 stem, U-Net's 2x2/s2);
+ * anything else calls the reference. Blocks of 8 outputs whose windows (and the 16-float loads
+ * that de-interleave stride 2) lie inside the row are vectorized; border columns run the
+ * reference's scalar loop. Candidates are visited in the reference's order (rows, then columns)
+ * with its exact update `if (v > m || isnan(v)) m = v` as a blend, so the bits are equal. */
+#include "../pool.h"
+#include "../cpu.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define PAR_MIN 16384
+
+/* 8 floats at x[0], x[s], ..., x[7s] for s = 1 or 2 (s = 2 reads x[0..15]) */
+static inline __m256 load_strided(const float *x, int64_t s) {
+    if (s == 1) return _mm256_loadu_ps(x);
+    const __m256 lo = _mm256_loadu_ps(x), hi = _mm256_loadu_ps(x + 8);
+    const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)); /* l0 l2 h0 h2 | l4 l6 h4 h6 */
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+void mi_max_pool_avx2(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
+    if (d->sp != 2 || d->dil[1] != 1 || d->dil[2] != 1 || d->stride[2] < 1 || d->stride[2] > 2) {
+        mi_max_pool_ref(y, x, d);
+        return;
+    }
+    int64_t want[MI_MAX_DIMS];
+    MI_ASSERT(mi_pool_out_shape(d, x, want) == MI_OK);
+    MI_ASSERT(y->ndim == 4 && mi_tensor_is_contiguous(x) && mi_tensor_is_contiguous(y));
+    for (int i = 0; i < 4; i++) MI_ASSERT_EQ(y->shape[i], want[i]);
+    const int64_t planes = x->shape[0] * x->shape[1], IH = x->shape[2], IW = x->shape[3];
+    const int64_t OH = y->shape[2], OW = y->shape[3];
+    const int64_t kh = d->k[1], kw = d->k[2], sh = d->stride[1], sw = d->stride[2];
+    const int64_t ph = d->pad[1], pw = d->pad[2];
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (planes * OH * OW > PAR_MIN) schedule(static)
+    for (int64_t p = 0; p < planes; p++)
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const float *xp = x->data + p * IH * IW;
+            float *yr = y->data + (p * OH + oh) * OW;
+            int64_t h0 = oh * sh - ph, h1 = h0 + kh;
+            if (h1 > IH) h1 = IH;
+            if (h0 < 0) h0 = 0;
+            int64_t ow = 0;
+            while (ow < OW) {
+                const int64_t w0 = ow * sw - pw;
+                const int64_t last = (ow + 7) * sw - pw + (kw - 1) + (sw - 1);  /* last float loaded */
+                if (ow + 8 <= OW && w0 >= 0 && last < IW) {
+                    __m256 m = _mm256_set1_ps(-INFINITY);
+                    for (int64_t ih = h0; ih < h1; ih++)
+                        for (int64_t j = 0; j < kw; j++) {
+                            const __m256 v = load_strided(xp + ih * IW + w0 + j, sw);
+                            const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ),
+                                                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+                            m = _mm256_blendv_ps(m, v, take);
+                        }
+                    _mm256_storeu_ps(yr + ow, m);
+                    ow += 8;
+                    continue;
+                }
+                int64_t a = w0, b = w0 + kw;   /* one border output: the reference's loop */
+                if (b > IW) b = IW;
+                if (a < 0) a = 0;
+                float m = -INFINITY;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = a; iw < b; iw++) {
+                        const float v = xp[ih * IW + iw];
+                        if (v > m || isnan(v)) m = v;
+                    }
+                yr[ow] = m;
+                ow++;
+            }
+        }
+}
