@@ -65,9 +65,10 @@ static mi_status parse_tensor(mi_weights *w, const cJSON *e, mi_blob_tensor *t, 
         if (mi_mul_overflows(bytes, (size_t)t->shape[d], &bytes))
             return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' byte size overflows", path, t->name);
     }
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' data_offsets are not two numbers", path, t->name);
     double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) ||
-        !(b >= 0) || !(en >= b) || b != floor(b) || en != floor(en) || en > (double)data_size)
+    if (!(b >= 0) || !(en >= b) || b != floor(b) || en != floor(en) || en > (double)data_size)
         return MI_FAIL(MI_ERR_FORMAT, "%s: tensor '%s' data_offsets [%.0f, %.0f] lie outside the "
                        "%zu-byte data section", path, t->name, b, en, data_size);
     t->begin = (size_t)b;
@@ -101,6 +102,11 @@ static mi_status parse_metadata(mi_weights *w, const cJSON *m) {
 }
 
 static mi_status parse_header(mi_weights *w, const char *json, size_t len, size_t data_size) {
+    /* cJSON skips NUL like a space; JSON text never holds one (strings escape it as \u0000) */
+    const char *nul = memchr(json, 0, len);
+    if (nul)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: header is not valid JSON (NUL byte at byte %td of %zu)",
+                       w->path, nul - json, len);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
     if (!root)
