@@ -1,0 +1,21 @@
+/* pipelines/trust/trust_internal.h - helpers shared by the files of pipelines/trust/ only. */
+#ifndef MI_TRUST_INTERNAL_H
+#define MI_TRUST_INTERNAL_H
+
+#include "medinfer.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Whole small text file into buf (NUL-terminated); larger than cap-1 bytes is an error. */
+mi_status mi_trust_read_small(const char *path, char *buf, size_t cap, const char *what);
+/* fsync of a directory, so that a rename or a new entry in it survives a power cut. */
+mi_status mi_trust_fsync_dir(const char *dir);
+/* path's bytes replaced all at once: DIR/.name.XXXXXX written, fsynced, renamed over path,
+ * DIR fsynced. A crash leaves either the old or the new file, never a mix. */
+mi_status mi_trust_write_atomic(const char *path, const void *data, size_t n, mode_t mode);
+/* The last error again, with a new code and a prefix (MI_FAIL formats into the buffer that
+ * mi_last_error() returns, so it cannot be passed to MI_FAIL directly). */
+mi_status mi_trust_rewrap(mi_status code, const char *prefix);
+
+#endif
