@@ -79,6 +79,13 @@ $(B)/tests/%.o: tests/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -DMI_FIXTURES='"$(B)/fixtures"' -c $< -o $@
 
+# The build's git hash in audit rows: only buildinfo.o carries it, and it is recompiled when the
+# hash (or the working tree's -dirty mark) changes.
+GIT_HASH := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null; [ $$? -eq 1 ] && echo -dirty)
+$(shell mkdir -p $(B) && echo '$(GIT_HASH)' | cmp -s - $(B)/.git-hash || echo '$(GIT_HASH)' > $(B)/.git-hash)
+$(B)/pipelines/trust/buildinfo.o: $(B)/.git-hash
+$(B)/pipelines/trust/buildinfo.o: CFLAGS += -DMI_GIT_HASH='"$(GIT_HASH)"'
+
 $(B)/libmedinfer.a: $(CORE_OBJ)
 	$(AR) rcs $@ $^
 $(B)/libmedinfer_pipelines.a: $(PIPE_OBJ)

@@ -6,6 +6,8 @@
 
 static const struct { const char *name, *help; int (*run)(int, char **); } commands[] = {
     { "inspect", "print a blob's metadata, tensors and SHA-256", cmd_inspect },
+    { "model",   "sign, verify, update and roll back model blobs", cmd_model },
+    { "audit",   "verify the hash chain of an --audit database", cmd_audit },
 };
 
 static void usage(FILE *f) {
