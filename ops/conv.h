@@ -9,6 +9,7 @@
 #define MI_CONV_H
 
 #include "tensor.h"
+#include "cpu.h"
 
 typedef enum { MI_ACT_NONE = 0, MI_ACT_RELU } mi_act;
 
@@ -26,21 +27,29 @@ typedef struct {
     float *weight;   /* [cout, cin/groups, k...], owned */
     float *bias;     /* [cout], owned; zeros when the layer has none */
     void  *packed;   /* ISA-specific packed weights, owned (NULL: reference path) */
-    int    path;     /* which kernel forward() uses; set by init from shape and ISA */
+    int    path;     /* which kernel forward() uses; set by init from shape and ISA (an mi_isa) */
 } mi_conv;
 
 /* A 2-D descriptor: square kernel k, stride s, padding p, dilation 1. */
 mi_conv_desc mi_conv2d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, int64_t groups);
+/* A 3-D descriptor: cubic kernel k, stride s, padding p, dilation 1. */
+mi_conv_desc mi_conv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, int64_t groups);
 
 mi_status mi_conv_init(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
                        const char *name);
+/* The same for a given ISA (capped at mi_cpu_isa()): lets one process test every kernel. */
+mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
+                           const char *name, mi_isa isa);
 void      mi_conv_free(mi_conv *c);
 
 /* Output shape for an input shape (N, C, [D,] H, W); MI_ERR_SHAPE when C or sizes do not fit. */
 mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out_shape[MI_MAX_DIMS]);
-/* Bytes of scratch forward() needs for this input size (all threads together). */
+/* Bytes of scratch forward() needs for this input size (all threads together: sized for
+ * mi_conv_max_threads() at the time of the call, so ask again after mi_set_threads() raises the
+ * thread count above the core count). 0 on the reference path. */
 size_t    mi_conv_workspace(const mi_conv *c, const mi_tensor *x);
-/* y = act(conv(x) + bias [+ residual]); y and residual have the output shape. No allocation. */
+/* y = act(conv(x) + bias [+ residual]); y and residual have the output shape. No allocation.
+ * y must not overlap x or residual; workspace is 64-byte aligned, mi_conv_workspace() bytes. */
 void      mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *residual, mi_act act, void *workspace);
 
@@ -48,11 +57,103 @@ void      mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
 void      mi_conv_forward_ref(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act);
 
+/* Transposed convolution (torch.nn.ConvTranspose2d/3d): the same descriptor (stride, pad, dil,
+ * groups as torch names them) plus output_padding; weights are PyTorch's [cin, cout/groups, k...].
+ * Output size per dimension: (in - 1)*stride - 2*pad + dil*(k - 1) + out_pad + 1. The fast path
+ * splits the output into its stride phases; each phase is a stride-1 correlation over the input
+ * run by the same packed GEMM as mi_conv (ops/conv_transpose.c). */
+typedef struct {
+    mi_conv_desc d;
+    int64_t out_pad[3];                 /* D, H, W; each < stride or < dil, as torch demands */
+} mi_deconv_desc;
+
+typedef struct {
+    mi_deconv_desc d;
+    char   name[64];
+    float *weight;   /* [cin, cout/groups, k...], owned */
+    float *bias;     /* [cout], owned; zeros when the layer has none */
+    void  *packed;   /* packed weights of every output phase, owned (NULL: reference path) */
+    int    path;     /* mi_isa of the kernel forward() uses */
+} mi_deconv;
+
+/* 2-D / 3-D descriptors: square/cubic kernel k, stride s, padding p, output padding op, dil 1. */
+mi_deconv_desc mi_deconv2d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p,
+                                int64_t op, int64_t groups);
+mi_deconv_desc mi_deconv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p,
+                                int64_t op, int64_t groups);
+mi_status mi_deconv_init(mi_deconv *c, const mi_deconv_desc *d, const float *weight,
+                         const float *bias, const char *name);
+mi_status mi_deconv_init_isa(mi_deconv *c, const mi_deconv_desc *d, const float *weight,
+                             const float *bias, const char *name, mi_isa isa);
+void      mi_deconv_free(mi_deconv *c);
+mi_status mi_deconv_out_shape(const mi_deconv *c, const mi_tensor *x, int64_t out_shape[MI_MAX_DIMS]);
+size_t    mi_deconv_workspace(const mi_deconv *c, const mi_tensor *x);
+void      mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
+                            const mi_tensor *residual, mi_act act, void *workspace);
+void      mi_deconv_forward_ref(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
+                                const mi_tensor *residual, mi_act act);
+
 /* w'[o] = w[o] * gamma[o]/sqrt(var[o]+eps); b'[o] = (b[o]-mean[o]) * gamma[o]/sqrt(var[o]+eps) + beta[o],
  * computed in float64 and rounded once. w: [cout, per_out] in place; b: [cout] in place (b may
  * start as zeros). */
 void      mi_fold_batchnorm(float *w, float *b, const float *gamma, const float *beta,
                             const float *mean, const float *var, double eps, int64_t cout,
                             int64_t per_out);
+
+/* ---- Internal to ops/conv*.c and ops/x86/conv_*.c: the packed GEMM behind both layers. ----
+ * C[m][q] = sum_k A[m][k] * B[k][q] per group. A is the weight matrix pre-packed in panels of MR
+ * rows ([panel][k][MR], zero rows past M); row k of B is a contiguous run of a source buffer from
+ * src + koff[k] (the padded, stride-phase-split input: see ops/conv.c). The columns q walk a grid
+ * of gd x gh x gw pixels of which od x oh x ow (the corner) are real outputs. */
+typedef struct { int64_t off; uint32_t mask; } mi_conv_seg;  /* columns c in mask -> y[off + c] */
+
+typedef struct {
+    int64_t      kc;           /* depth of this K block */
+    const float *a;            /* [kc][MR] packed weights */
+    const float *b;            /* [kc][NR] packed input, 64-byte aligned */
+    float       *acc;          /* [MR][NR] partial sums: read unless first, written unless last */
+    int          first, last, relu;
+    float       *y;            /* output row of the tile's first channel; rows ldy apart */
+    const float *res;          /* residual, same layout as y, or NULL */
+    int64_t      ldy;
+    const float *bias;         /* [mr] or NULL */
+    int          nseg;         /* runs of tile columns that are real outputs */
+    const mi_conv_seg *seg;
+} mi_conv_ukr_args;
+
+typedef struct {
+    int mr, nr, kc, mc;        /* register tile, K block, rows per M chunk (multiple of mr) */
+    void (*run)(const mi_conv_ukr_args *a, int mr);  /* mr <= MR valid rows */
+} mi_conv_ukr;
+
+/* NULL for MI_ISA_REF and where no fast kernel exists. */
+const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa);
+#if defined(__x86_64__)
+extern const mi_conv_ukr mi_conv_ukr_avx2, mi_conv_ukr_avx512;
+#endif
+
+typedef struct {
+    int64_t groups, M, K;      /* per group */
+    const float *apack;        /* [groups][ceil(M/MR)][K][MR] */
+    const float *src;          /* B source; group g starts at src + g*src_gstride */
+    int64_t src_gstride;
+    const int64_t *koff;       /* [K] */
+    int64_t gd, gh, gw;        /* grid of columns (gd == od) */
+    int64_t od, oh, ow;        /* real outputs; y rows are od*oh*ow long */
+    float *y;                  /* [groups*M][od*oh*ow] */
+    const float *res;          /* same layout as y, or NULL */
+    const float *bias;         /* [groups*M] or NULL */
+    int relu;
+} mi_conv_gemm;
+
+int    mi_conv_max_threads(void);   /* max(mi_threads(), cores): what workspaces are sized for */
+/* Scratch of mi_conv_gemm_run for nthreads threads, and the run itself (threads split the output
+ * tiles only, never K, so the bits do not depend on nthreads). */
+size_t mi_conv_gemm_ws(const mi_conv_ukr *u, int nthreads);
+void   mi_conv_gemm_run(const mi_conv_ukr *u, const mi_conv_gemm *g, void *ws, int nthreads);
+/* Packs w ([groups][M][K] row-major) into apack (the mi_conv_gemm layout); with apack NULL only
+ * returns the number of floats needed. */
+size_t mi_conv_pack_a(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
+                      int64_t M, int64_t K);
 
 #endif

@@ -1,0 +1,485 @@
+/* ops/conv.c - convolution 2-D / 3-D: the scalar reference (the spec), and the driver of the
+ * packed-GEMM fast path whose micro-kernels live in ops/x86/conv_avx2.c and conv_avx512.c.
+ *
+ * Layout decision: activations stay NCHW (NCDHW) at the API and inside the kernels.
+ *   The GEMM is C[cout][pixel] = W[cout][cin*k] x B[cin*k][pixel], with pixels on the vector
+ *   lanes (16 per zmm, 8 per ymm) and output channels broadcast from the pre-packed weights.
+ *   In NCHW one output channel's pixels are contiguous, so the micro-kernel stores whole vectors
+ *   straight into y (and reads the residual the same way), and a row of B for one (cin, tap) is a
+ *   contiguous run of the input: packing B is a 128-byte copy per row, no gather. NHWC or NCHWc8
+ *   would put channels on the lanes instead; they would need a layout change at every boundary
+ *   with the other ops (pooling, resize, the pipelines' NCHW tensors and the PyTorch fixtures) and
+ *   buy nothing measurable here: the kernels below run at MEASURED_SHARE of the FMA peak on
+ *   ResNet-50's shapes (bench/bench_conv.c), where the remaining loss is tile padding on 7x7 and
+ *   14x14 maps and the packing, not the layout.
+ *   Padding and stride: the input is copied once per forward into zero-padded planes, one per
+ *   stride phase (space-to-depth: plane (a,b) holds x[i*s+a][j*s+b]), so every convolution becomes
+ *   a stride-1 correlation on planes of width P = OW + (k-1)*dil/s. The GEMM then runs over a grid
+ *   of OH x P columns (P - OW garbage columns per row, 2-4 % extra work for ResNet-50 shapes at 56,
+ *   28 and 112 wide) whose B rows are contiguous; the micro-kernel's masked stores drop the
+ *   garbage columns. A 1x1 stride-1 unpadded convolution reads x itself (no copy).
+ *
+ * Determinism: threads split output tiles (channel chunks x pixel panels) only; every output is
+ * accumulated over K in one fixed order (K blocks in order, k in order inside a block) by the same
+ * micro-kernel whatever the split, so the bits are the same for any thread count.
+ * Tests: tests/test_conv.c against tests/ref_conv.py (torch.nn.functional.conv2d/conv3d). */
+#include "conv.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MI_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MI_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+#define ROUND64(n) (((n) + 63) / 64 * 64)
+
+mi_conv_desc mi_conv2d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, int64_t groups) {
+    return (mi_conv_desc){ .sp = 2, .cin = cin, .cout = cout, .groups = groups,
+                           .k = { 1, k, k }, .stride = { 1, s, s }, .pad = { 0, p, p }, .dil = { 1, 1, 1 } };
+}
+
+mi_conv_desc mi_conv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, int64_t groups) {
+    return (mi_conv_desc){ .sp = 3, .cin = cin, .cout = cout, .groups = groups,
+                           .k = { k, k, k }, .stride = { s, s, s }, .pad = { p, p, p }, .dil = { 1, 1, 1 } };
+}
+
+int mi_conv_max_threads(void) { return MI_MAX(mi_threads(), omp_get_num_procs()); }
+
+const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa) {
+#if defined(__x86_64__)
+    if (isa == MI_ISA_AVX512) return &mi_conv_ukr_avx512;
+    if (isa == MI_ISA_AVX2) return &mi_conv_ukr_avx2;
+#endif
+    (void)isa;
+    return NULL;
+}
+
+/* Input D, H, W of x (D = 1 for 2-D). */
+static void spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]) {
+    in[0] = d->sp == 3 ? x->shape[2] : 1;
+    in[1] = x->shape[x->ndim - 2];
+    in[2] = x->shape[x->ndim - 1];
+}
+
+static int64_t conv_out_len(const mi_conv_desc *d, int i, int64_t in) {
+    int64_t span = d->dil[i] * (d->k[i] - 1) + 1;
+    return in + 2 * d->pad[i] < span ? 0 : (in + 2 * d->pad[i] - span) / d->stride[i] + 1;
+}
+
+/* Shared by mi_conv and mi_deconv: every field positive (pad >= 0), groups divide both. */
+mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
+mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name) {
+    if (d->sp != 2 && d->sp != 3)
+        return MI_FAIL(MI_ERR_ARG, "%s: %d spatial dimensions, expected 2 or 3", name, d->sp);
+    if (d->cin <= 0 || d->cout <= 0 || d->groups <= 0 || d->cin % d->groups || d->cout % d->groups)
+        return MI_FAIL(MI_ERR_ARG, "%s: channels %lld -> %lld do not split into %lld groups", name,
+                       (long long)d->cin, (long long)d->cout, (long long)d->groups);
+    for (int i = 3 - d->sp; i < 3; i++)
+        if (d->k[i] < 1 || d->stride[i] < 1 || d->pad[i] < 0 || d->dil[i] < 1)
+            return MI_FAIL(MI_ERR_ARG, "%s: kernel %lld, stride %lld, padding %lld, dilation %lld "
+                           "in dimension %d, expected k, stride, dilation >= 1 and padding >= 0", name,
+                           (long long)d->k[i], (long long)d->stride[i], (long long)d->pad[i],
+                           (long long)d->dil[i], i);
+    if (d->sp == 2 && (d->k[0] != 1 || d->stride[0] != 1 || d->pad[0] != 0 || d->dil[0] != 1))
+        return MI_FAIL(MI_ERR_ARG, "%s: a 2-D layer needs k=1, stride=1, pad=0, dil=1 in index 0", name);
+    return MI_OK;
+}
+
+static int64_t kvol(const mi_conv_desc *d) { return d->k[0] * d->k[1] * d->k[2]; }
+
+mi_status mi_conv_init(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
+                       const char *name) {
+    return mi_conv_init_isa(c, d, weight, bias, name, mi_cpu_isa());
+}
+
+mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
+                           const char *name, mi_isa isa) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name ? name : "conv");
+    mi_status st = mi_conv_check_desc(d, c->name);
+    if (st != MI_OK) return st;
+    c->d = *d;
+    int64_t cig = d->cin / d->groups, cog = d->cout / d->groups, K = cig * kvol(d);
+    size_t nw = (size_t)(d->cout * K);
+    c->weight = mi_alloc_aligned(nw * sizeof(float));
+    c->bias = mi_alloc_aligned((size_t)d->cout * sizeof(float));
+    if (!c->weight || !c->bias) goto nomem;
+    memcpy(c->weight, weight, nw * sizeof(float));
+    if (bias) memcpy(c->bias, bias, (size_t)d->cout * sizeof(float));
+    else memset(c->bias, 0, (size_t)d->cout * sizeof(float));
+
+    if (isa > mi_cpu_isa()) isa = mi_cpu_isa();
+    const mi_conv_ukr *u = mi_conv_ukr_for(isa);
+    c->path = MI_ISA_REF;
+    /* Depthwise layers (one channel in, one out per group) have no GEMM worth packing. */
+    int small_stride = 1;
+    for (int i = 0; i < 3; i++) small_stride &= d->stride[i] <= 64;
+    if (u && !(cig == 1 && cog == 1) && small_stride) {
+        size_t n = mi_conv_pack_a(u, NULL, c->weight, d->groups, cog, K);
+        if (!(c->packed = mi_alloc_aligned(n * sizeof(float)))) goto nomem;
+        mi_conv_pack_a(u, c->packed, c->weight, d->groups, cog, K);
+        c->path = isa;
+    }
+    return MI_OK;
+nomem:
+    mi_conv_free(c);
+    return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %lld weights", name ? name : "conv",
+                   (long long)nw);
+}
+
+void mi_conv_free(mi_conv *c) {
+    mi_free_aligned(c->weight);
+    mi_free_aligned(c->bias);
+    mi_free_aligned(c->packed);
+    c->weight = c->bias = NULL;
+    c->packed = NULL;
+}
+
+mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out[MI_MAX_DIMS]) {
+    const mi_conv_desc *d = &c->d;
+    char buf[96];
+    if (x->ndim != d->sp + 2)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %d dimensions (N, C, %s)",
+                       c->name, x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), d->sp + 2,
+                       d->sp == 3 ? "D, H, W" : "H, W");
+    if (x->shape[1] != d->cin)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %lld channels", c->name,
+                       x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), (long long)d->cin);
+    int64_t in[3];
+    spatial_in(d, x, in);
+    out[0] = x->shape[0];
+    out[1] = d->cout;
+    for (int i = 3 - d->sp; i < 3; i++) {
+        int64_t o = conv_out_len(d, i, in[i]);
+        if (o < 1 || in[i] < 1)
+            return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, too small for kernel %lld "
+                           "(dilation %lld, padding %lld): expected at least %lld", c->name, x->name,
+                           mi_shape_str(buf, sizeof buf, x->ndim, x->shape), (long long)d->k[i],
+                           (long long)d->dil[i], (long long)d->pad[i],
+                           (long long)MI_MAX(1, d->dil[i] * (d->k[i] - 1) + 1 - 2 * d->pad[i]));
+        out[2 + i - (3 - d->sp)] = o;
+    }
+    return MI_OK;
+}
+
+/* Our bug if a caller got here with shapes that do not match (load-time checks use out_shape). */
+static void check_io(const mi_conv *c, const mi_tensor *y, const mi_tensor *x, const mi_tensor *res) {
+    int64_t os[MI_MAX_DIMS];
+    mi_status st = mi_conv_out_shape(c, x, os);
+    if (st != MI_OK) mi_assert_fail("mi_conv_out_shape(x) == MI_OK", __FILE__, __LINE__, "%s", mi_last_error());
+    MI_ASSERT_EQ(y->ndim, x->ndim);
+    for (int i = 0; i < y->ndim; i++) MI_ASSERT_EQ(y->shape[i], os[i]);
+    MI_ASSERT(mi_tensor_is_contiguous(x) && mi_tensor_is_contiguous(y));
+    if (res) {
+        MI_ASSERT(mi_tensor_same_shape(res, y) && mi_tensor_is_contiguous(res));
+        MI_ASSERT(res->data != y->data);
+    }
+}
+
+/* The reference: for every output, sum over (ci, kd, kh, kw) in that order with a multiply then
+ * an add, then + bias, + residual, then the activation. torch's conv2d/conv3d semantics. */
+void mi_conv_forward_ref(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
+                         const mi_tensor *residual, mi_act act) {
+    check_io(c, y, x, residual);
+    const mi_conv_desc *d = &c->d;
+    int64_t in[3], out[3];
+    spatial_in(d, x, in);
+    for (int i = 0; i < 3; i++) out[i] = conv_out_len(d, i, in[i]);
+    const int64_t N = x->shape[0], cig = d->cin / d->groups, cog = d->cout / d->groups;
+    const int64_t IP = in[0] * in[1] * in[2], OP = out[0] * out[1] * out[2], K = cig * kvol(d);
+    const float *xd = x->data, *rd = residual ? residual->data : NULL;
+    float *yd = y->data;
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(mi_threads())
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t co = 0; co < d->cout; co++) {
+            const float *w = c->weight + co * K;                           /* [cig][kd][kh][kw] */
+            const float *xg = xd + (n * d->cin + co / cog * cig) * IP;     /* [cig][D][H][W] */
+            for (int64_t o = 0; o < OP; o++) {
+                const int64_t od = o / (out[1] * out[2]), oh = o / out[2] % out[1], ow = o % out[2];
+                float s = 0.0f;
+                for (int64_t ci = 0; ci < cig; ci++)
+                    for (int64_t kd = 0; kd < d->k[0]; kd++) {
+                        const int64_t id = od * d->stride[0] - d->pad[0] + kd * d->dil[0];
+                        if (id < 0 || id >= in[0]) continue;
+                        for (int64_t kh = 0; kh < d->k[1]; kh++) {
+                            const int64_t ih = oh * d->stride[1] - d->pad[1] + kh * d->dil[1];
+                            if (ih < 0 || ih >= in[1]) continue;
+                            for (int64_t kw = 0; kw < d->k[2]; kw++) {
+                                const int64_t iw = ow * d->stride[2] - d->pad[2] + kw * d->dil[2];
+                                if (iw < 0 || iw >= in[2]) continue;
+                                s += xg[((ci * in[0] + id) * in[1] + ih) * in[2] + iw] *
+                                     w[((ci * d->k[0] + kd) * d->k[1] + kh) * d->k[2] + kw];
+                            }
+                        }
+                    }
+                const int64_t yi = (n * d->cout + co) * OP + o;
+                float v = s + c->bias[co];
+                if (rd) v += rd[yi];
+                if (act == MI_ACT_RELU) v = v < 0.0f ? 0.0f : v;
+                yd[yi] = v;
+            }
+        }
+}
+
+/* ---- the packed GEMM driver (shared with ops/conv_transpose.c) ---- */
+
+size_t mi_conv_pack_a(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
+                      int64_t M, int64_t K) {
+    const int64_t MR = u->mr, mpan = CEIL_DIV(M, MR);
+    if (!apack) return (size_t)(groups * mpan * K * MR);
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t p = 0; p < mpan; p++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t i = 0; i < MR; i++) {
+                    const int64_t m = p * MR + i;
+                    apack[((g * mpan + p) * K + k) * MR + i] = m < M ? w[(g * M + m) * K + k] : 0.0f;
+                }
+    return (size_t)(groups * mpan * K * MR);
+}
+
+static size_t gemm_ws_per_thread(const mi_conv_ukr *u) {
+    return ROUND64((size_t)u->kc * u->nr * sizeof(float)) + ROUND64((size_t)u->mc * u->nr * sizeof(float));
+}
+
+size_t mi_conv_gemm_ws(const mi_conv_ukr *u, int nthreads) {
+    return gemm_ws_per_thread(u) * (size_t)nthreads;
+}
+
+/* Column runs of grid columns [q0, q0+nr) that are real outputs, as y offsets (see mi_conv_seg). */
+static int make_segs(mi_conv_seg *seg, const mi_conv_gemm *g, int64_t q0, int nr) {
+    if (g->gh == g->oh && g->gw == g->ow) {  /* dense grid: one run */
+        seg[0].off = q0;
+        seg[0].mask = nr >= 32 ? 0xffffffffu : (1u << nr) - 1u;
+        return 1;
+    }
+    int n = 0;
+    int64_t qw = q0 % g->gw, r = q0 / g->gw, qh = r % g->gh, qd = r / g->gh;
+    for (int c = 0; c < nr;) {
+        const int run = (int)MI_MIN(g->gw - qw, (int64_t)(nr - c));
+        if (qh < g->oh && qw < g->ow) {
+            const int len = (int)MI_MIN((int64_t)run, g->ow - qw);
+            seg[n].off = (qd * g->oh + qh) * g->ow + qw - c;
+            seg[n].mask = (len >= 32 ? 0xffffffffu : (1u << len) - 1u) << c;
+            n++;
+        }
+        c += run;
+        qw = 0;
+        if (++qh == g->gh) { qh = 0; qd++; }
+    }
+    return n;
+}
+
+/* Row k of the B panel = NR consecutive source floats (fewer at the grid's end, zero-filled). */
+static void pack_b(float *restrict dst, const float *restrict src, const int64_t *koff, int64_t kc,
+                   int nr, int NR) {
+    if (nr == 32 && NR == 32) {
+        for (int64_t k = 0; k < kc; k++) memcpy(dst + k * 32, src + koff[k], 32 * sizeof(float));
+    } else if (nr == 16 && NR == 16) {
+        for (int64_t k = 0; k < kc; k++) memcpy(dst + k * 16, src + koff[k], 16 * sizeof(float));
+    } else {
+        for (int64_t k = 0; k < kc; k++) {
+            memcpy(dst + k * NR, src + koff[k], (size_t)nr * sizeof(float));
+            memset(dst + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
+        }
+    }
+}
+
+void mi_conv_gemm_run(const mi_conv_ukr *u, const mi_conv_gemm *g, void *ws, int nthreads) {
+    const int MR = u->mr, NR = u->nr;
+    const int64_t M = g->M, K = g->K, ldy = g->od * g->oh * g->ow;
+    const int64_t ngrid = g->gd * g->gh * g->gw, npan = CEIL_DIV(ngrid, NR), mpan = CEIL_DIV(M, MR);
+    MI_ASSERT(K > 0 && NR <= 32);
+    /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
+     * computes a tile, never how, so it may follow the thread count. */
+    int64_t mcp = MI_MIN((int64_t)(u->mc / MR), mpan), nmc = CEIL_DIV(mpan, mcp);
+    int64_t want = nthreads > 1 ? 4 * (int64_t)nthreads : 1, base = g->groups * nmc;
+    int64_t nj = MI_MIN(npan, MI_MAX((int64_t)1, CEIL_DIV(want, base)));
+    int64_t jper = CEIL_DIV(npan, nj);
+    nj = CEIL_DIV(npan, jper);
+    if (g->groups * nmc * nj < 2 * (int64_t)nthreads && mcp > 1) {
+        int64_t need = CEIL_DIV(2 * (int64_t)nthreads, g->groups * nj);
+        mcp = MI_MAX((int64_t)1, CEIL_DIV(mpan, need));
+        nmc = CEIL_DIV(mpan, mcp);
+    }
+    const int64_t items = g->groups * nmc * nj, per_g = nmc * nj;
+    const size_t per_thread = gemm_ws_per_thread(u);
+    const size_t bbytes = ROUND64((size_t)u->kc * NR * sizeof(float));
+
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t it = 0; it < items; it++) {
+        unsigned char *mine = (unsigned char *)ws + per_thread * (size_t)omp_get_thread_num();
+        float *bpan = (float *)mine, *acc = (float *)(mine + bbytes);
+        const int64_t gi = it / per_g, mci = it % per_g / nj, ji = it % nj;
+        const int64_t mp0 = mci * mcp, mp1 = MI_MIN(mpan, mp0 + mcp);
+        const int64_t j0 = ji * jper, j1 = MI_MIN(npan, j0 + jper);
+        const float *src = g->src + gi * g->src_gstride;
+        const float *ag = g->apack + gi * mpan * K * MR;
+        mi_conv_seg seg[32];
+        for (int64_t j = j0; j < j1; j++) {
+            const int nr = (int)MI_MIN((int64_t)NR, ngrid - j * NR);
+            const int nseg = make_segs(seg, g, j * NR, nr);
+            if (nseg == 0) continue;  /* a panel of garbage columns only */
+            for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
+                const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
+                pack_b(bpan, src + j * NR, g->koff + k0, kc, nr, NR);
+                for (int64_t mp = mp0; mp < mp1; mp++) {
+                    const int64_t row = gi * M + mp * MR;
+                    mi_conv_ukr_args a = {
+                        .kc = kc, .a = ag + (mp * K + k0) * MR, .b = bpan,
+                        .acc = acc + (mp - mp0) * MR * NR,
+                        .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
+                        .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
+                        .bias = g->bias ? g->bias + row : NULL, .nseg = nseg, .seg = seg,
+                    };
+                    u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
+                }
+            }
+        }
+    }
+}
+
+/* ---- the fast convolution: phase-split padded input, then the GEMM ---- */
+
+typedef struct {
+    int64_t in[3], out[3], plane[3];   /* input, output, phase-plane extents (D, H, W) */
+    int64_t slot[3][64];               /* phase a -> plane slot in dimension i, -1 unused */
+    int64_t nslot[3], slots, PL;       /* slots per dimension, per channel, floats per plane */
+    int64_t K, src_floats;             /* GEMM depth per group; floats of the phase buffer */
+    int direct;                        /* 1x1, stride 1, no padding: B rows are rows of x */
+} conv_geom;
+
+static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
+    spatial_in(d, x, G->in);
+    G->direct = 1;
+    G->slots = 1;
+    G->PL = 1;
+    for (int i = 0; i < 3; i++) {
+        const int64_t s = d->stride[i];
+        if (s > 64) return 0;
+        G->out[i] = conv_out_len(d, i, G->in[i]);
+        G->plane[i] = G->out[i] + (d->k[i] - 1) * d->dil[i] / s;
+        for (int64_t a = 0; a < s; a++) G->slot[i][a] = -1;
+        for (int64_t k = 0; k < d->k[i]; k++) G->slot[i][k * d->dil[i] % s] = 0;
+        G->nslot[i] = 0;
+        for (int64_t a = 0; a < s; a++)
+            if (G->slot[i][a] >= 0) G->slot[i][a] = G->nslot[i]++;
+        G->slots *= G->nslot[i];
+        G->PL *= G->plane[i];
+        if (d->k[i] != 1 || s != 1 || d->pad[i] != 0) G->direct = 0;
+    }
+    G->K = d->cin / d->groups * kvol(d);
+    /* Slack past the last plane: the garbage columns of the last rows read up to this far. */
+    const int64_t slack = (G->plane[1] - G->out[1] + 1) * G->plane[2] + 64;
+    G->src_floats = G->direct ? 0 : d->cin * G->slots * G->PL + slack;
+    return 1;
+}
+
+static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads) {
+    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    return ROUND64((size_t)G->K * sizeof(int64_t)) + ROUND64((size_t)G->src_floats * sizeof(float)) +
+           mi_conv_gemm_ws(u, nthreads);
+}
+
+size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
+    conv_geom G;
+    if (c->path == MI_ISA_REF || !geom_init(&G, &c->d, x)) return 0;
+    return conv_ws(c, &G, mi_conv_max_threads());
+}
+
+/* Fills the stride-phase planes of one image: plane (ci, phase a) [j0][j1][j2] holds the padded
+ * input at (j*s + a - pad), zero outside. Only phases that some tap reads are built. */
+static void build_phases(float *dst, const float *x, const mi_conv_desc *d, const conv_geom *G,
+                         int nthreads) {
+    const int64_t *in = G->in, *P = G->plane;
+    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t ci = 0; ci < d->cin; ci++)
+        for (int64_t a0 = 0; a0 < d->stride[0]; a0++) {
+            if (G->slot[0][a0] < 0) continue;
+            for (int64_t a1 = 0; a1 < d->stride[1]; a1++) {
+                if (G->slot[1][a1] < 0) continue;
+                for (int64_t a2 = 0; a2 < d->stride[2]; a2++) {
+                    if (G->slot[2][a2] < 0) continue;
+                    const int64_t slot = (G->slot[0][a0] * G->nslot[1] + G->slot[1][a1]) * G->nslot[2] + G->slot[2][a2];
+                    float *pl = dst + (ci * G->slots + slot) * G->PL;
+                    const int64_t s2 = d->stride[2], p2 = d->pad[2];
+                    /* columns j2 with 0 <= j2*s2 + a2 - p2 < in[2] */
+                    const int64_t lo = MI_MIN(P[2], MI_MAX((int64_t)0, CEIL_DIV(p2 - a2, s2)));
+                    const int64_t hi = MI_MAX(lo, MI_MIN(P[2], CEIL_DIV(in[2] + p2 - a2, s2)));
+                    for (int64_t j0 = 0; j0 < P[0]; j0++) {
+                        const int64_t id = j0 * d->stride[0] + a0 - d->pad[0];
+                        for (int64_t j1 = 0; j1 < P[1]; j1++) {
+                            float *row = pl + (j0 * P[1] + j1) * P[2];
+                            const int64_t ih = j1 * d->stride[1] + a1 - d->pad[1];
+                            if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
+                                memset(row, 0, (size_t)P[2] * sizeof(float));
+                                continue;
+                            }
+                            const float *xr = x + ((ci * in[0] + id) * in[1] + ih) * in[2] + a2 - p2;
+                            memset(row, 0, (size_t)lo * sizeof(float));
+                            if (s2 == 1) memcpy(row + lo, xr + lo, (size_t)(hi - lo) * sizeof(float));
+                            else for (int64_t j = lo; j < hi; j++) row[j] = xr[j * s2];
+                            memset(row + hi, 0, (size_t)(P[2] - hi) * sizeof(float));
+                        }
+                    }
+                }
+            }
+        }
+}
+
+static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
+                              const mi_tensor *residual, mi_act act, void *workspace) {
+    const mi_conv_desc *d = &c->d;
+    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    conv_geom G;
+    MI_ASSERT(geom_init(&G, d, x));
+    MI_ASSERT(workspace != NULL);
+    const int nt = mi_threads();
+    unsigned char *ws = workspace;
+    int64_t *koff = (int64_t *)ws;
+    float *src = (float *)(ws + ROUND64((size_t)G.K * sizeof(int64_t)));
+    void *gws = ws + ROUND64((size_t)G.K * sizeof(int64_t)) + ROUND64((size_t)G.src_floats * sizeof(float));
+    const int64_t cig = d->cin / d->groups, IP = G.in[0] * G.in[1] * G.in[2];
+    const int64_t OP = G.out[0] * G.out[1] * G.out[2];
+    /* koff[(ci, kd, kh, kw)]: where row k of B starts in the phase buffer (or in x) */
+    for (int64_t ci = 0, k = 0; ci < cig; ci++)
+        for (int64_t kd = 0; kd < d->k[0]; kd++)
+            for (int64_t kh = 0; kh < d->k[1]; kh++)
+                for (int64_t kw = 0; kw < d->k[2]; kw++, k++) {
+                    if (G.direct) { koff[k] = ci * IP; continue; }
+                    const int64_t t[3] = { kd * d->dil[0], kh * d->dil[1], kw * d->dil[2] };
+                    const int64_t slot = (G.slot[0][t[0] % d->stride[0]] * G.nslot[1] +
+                                          G.slot[1][t[1] % d->stride[1]]) * G.nslot[2] +
+                                         G.slot[2][t[2] % d->stride[2]];
+                    koff[k] = (ci * G.slots + slot) * G.PL +
+                              (t[0] / d->stride[0] * G.plane[1] + t[1] / d->stride[1]) * G.plane[2] +
+                              t[2] / d->stride[2];
+                }
+    if (!G.direct) {
+        const int64_t used = d->cin * G.slots * G.PL;
+        memset(src + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
+    }
+    for (int64_t n = 0; n < x->shape[0]; n++) {
+        const float *xn = x->data + n * d->cin * IP;
+        if (!G.direct) build_phases(src, xn, d, &G, nt);
+        mi_conv_gemm g = {
+            .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
+            .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
+            .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
+            .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+            .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
+            .bias = c->bias, .relu = act == MI_ACT_RELU,
+        };
+        mi_conv_gemm_run(u, &g, gws, nt);
+    }
+}
+
+void mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
+                     const mi_tensor *residual, mi_act act, void *workspace) {
+    if (c->path == MI_ISA_REF) {
+        mi_conv_forward_ref(c, y, x, residual, act);
+        return;
+    }
+    check_io(c, y, x, residual);
+    conv_forward_gemm(c, y, x, residual, act, workspace);
+}
