@@ -1,0 +1,685 @@
+/* tests/test_ops.c - every non-convolution op (ops/act, pool, resize, elementwise, linear, graph):
+ * the scalar reference and the dispatched fast path against PyTorch (fixtures from
+ * tests/ref_ops.py), each AVX2 kernel against its reference over the tail sizes
+ * 1,3,4,5,7,8,15,16,17,67 (memcmp where no reduction is reordered), and the same bits for 1, 2
+ * and 4 threads.
+ *
+ * Tolerances against torch (|a-b| <= atol + rtol*|b|), with the max error measured on x86-64
+ * (gcc 12, torch 1.13 CPU):
+ *   relu, prelu, add, mul, add_relu, per-channel add/mul, concat, max pool, nearest: exact (0).
+ *   avg pool, adaptive avg pool: atol 1e-6 (measured 0: torch sums in the same order).
+ *   global avg pool: atol 1e-6 (measured 1.2e-7: torch's mean sums pairwise).
+ *   sigmoid: atol 1e-6 (measured 6e-8); softmax: atol 1e-6 (measured 6e-8);
+ *   log_softmax: atol 1e-5, rtol 1e-6 (measured 1.5e-5 on values near -300, i.e. 1 ulp).
+ *   bilinear / trilinear: atol 1e-6 (measured 2.4e-7).
+ *   linear (in up to 2048), ref and AVX2: atol 1e-5, rtol 1e-5 (measured 2.4e-6 ref, 1.9e-6 AVX2).
+ *   matmul: atol 1e-5, rtol 1e-5 (measured 1.9e-6).  graph conv: atol 1e-5 (measured 9.5e-7);
+ *   Kipf normalization: atol 1e-6 (measured 6e-8). */
+#include "mi_test.h"
+#include "../ops/act.h"
+#include "../ops/cpu.h"
+#include "../ops/elementwise.h"
+#include "../ops/graph.h"
+#include "../ops/linear.h"
+#include "../ops/pool.h"
+#include "../ops/resize.h"
+
+#include <math.h>
+#include <string.h>
+
+static const int64_t TAILS[] = { 1, 3, 4, 5, 7, 8, 15, 16, 17, 67 };
+#define NTAILS ((int)(sizeof TAILS / sizeof *TAILS))
+
+/* ---- fixture helpers ------------------------------------------------------------------- */
+
+static int ncases(const mi_weights *w) {
+    long long n;
+    ck_assert_int_eq(mi_weights_meta_int(w, "cases", 1, 10000, &n), MI_OK);
+    return (int)n;
+}
+
+static mi_tensor ct(const mi_weights *w, int i, const char *key) {
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", i, key);
+    return mi_fixture_tensor(w, name);
+}
+
+static bool has(const mi_weights *w, int i, const char *key) {
+    char name[64];
+    snprintf(name, sizeof name, "%d.%s", i, key);
+    return mi_weights_find(w, name) != NULL;
+}
+
+static float *alloc_f(int64_t n) {
+    float *p = mi_alloc_aligned((size_t)(n > 0 ? n : 1) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+/* A fresh output tensor shaped like ref, filled with NaN so unwritten elements fail. */
+static mi_tensor out_like(const mi_tensor *ref) {
+    mi_tensor t = mi_tensor_view(alloc_f(mi_tensor_numel(ref)), ref->ndim, ref->shape, ref->name);
+    for (int64_t i = 0; i < mi_tensor_numel(&t); i++) t.data[i] = NAN;
+    return t;
+}
+
+static float *random_f(int64_t n, uint64_t seed) {
+    float *p = alloc_f(n);
+    mi_fill_random(p, n, seed);
+    return p;
+}
+
+static bool avx2(void) {
+#if defined(__x86_64__)
+    return mi_cpu()->avx2_fma;
+#else
+    return false;
+#endif
+}
+
+static void report(const char *what, double err) { printf("max |err| %-28s %.3g\n", what, err); }
+
+static void assert_same_bits(const float *a, const float *b, int64_t n, const char *what, int64_t size) {
+    ck_assert_msg(memcmp(a, b, (size_t)n * sizeof(float)) == 0, "%s (size %lld): differs from the "
+                  "reference bit for bit", what, (long long)size);
+}
+
+/* Runs f at 1, 2 and 4 threads; the outputs must be the same bits. */
+typedef void (*run_fn)(const void *ctx, float *out);
+static void check_threads(run_fn f, const void *ctx, int64_t n, const char *what) {
+    float *r1 = alloc_f(n), *rt = alloc_f(n);
+    mi_set_threads(1);
+    f(ctx, r1);
+    for (int t = 2; t <= 4; t *= 2) {
+        mi_set_threads(t);
+        memset(rt, 0xff, (size_t)n * sizeof(float));
+        f(ctx, rt);
+        ck_assert_msg(memcmp(r1, rt, (size_t)n * sizeof(float)) == 0, "%s: %d threads differ from 1", what, t);
+    }
+    mi_set_threads(0);
+    mi_free_aligned(r1);
+    mi_free_aligned(rt);
+}
+
+/* ---- activations ----------------------------------------------------------------------- */
+
+START_TEST(act_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_act.safetensors");
+    mi_tensor x = mi_fixture_tensor(&w, "x"), x8 = mi_fixture_tensor(&w, "x8");
+    mi_tensor relu = mi_fixture_tensor(&w, "relu"), sig = mi_fixture_tensor(&w, "sigmoid");
+    mi_tensor sc = mi_fixture_tensor(&w, "slope_c"), s1 = mi_fixture_tensor(&w, "slope_1");
+    mi_tensor pc = mi_fixture_tensor(&w, "prelu_c"), p1 = mi_fixture_tensor(&w, "prelu_1");
+    const int64_t n = mi_tensor_numel(&x), N = x.shape[0], C = x.shape[1], inner = x.shape[2] * x.shape[3];
+    mi_tensor y = out_like(&x);
+
+    mi_relu_ref(y.data, x.data, n);                          mi_assert_close_t(&y, &relu, 0, 0);
+    mi_relu(y.data, x.data, n);                              mi_assert_close_t(&y, &relu, 0, 0);
+    memcpy(y.data, x.data, (size_t)n * sizeof(float));
+    mi_relu_(&y);                                            mi_assert_close_t(&y, &relu, 0, 0);
+    mi_prelu_ref(y.data, x.data, sc.data, C, N, C, inner);   mi_assert_close_t(&y, &pc, 0, 0);
+    mi_prelu(y.data, x.data, sc.data, C, N, C, inner);       mi_assert_close_t(&y, &pc, 0, 0);
+    mi_prelu_ref(y.data, x.data, s1.data, 1, N, C, inner);   mi_assert_close_t(&y, &p1, 0, 0);
+    mi_prelu(y.data, x.data, s1.data, 1, N, C, inner);       mi_assert_close_t(&y, &p1, 0, 0);
+    mi_sigmoid(y.data, x8.data, n);
+    report("sigmoid", mi_assert_close(y.data, sig.data, n, 1e-6, 0, "sigmoid"));
+
+    const float nan_in[3] = { NAN, -1.0f, 2.0f };   /* torch.relu(nan) is nan */
+    float nan_out[3];
+    mi_relu_ref(nan_out, nan_in, 3);
+    ck_assert(isnan(nan_out[0]) && nan_out[1] == 0.0f && nan_out[2] == 2.0f);
+    mi_relu(nan_out, nan_in, 3);
+    ck_assert(isnan(nan_out[0]) && nan_out[1] == 0.0f && nan_out[2] == 2.0f);
+    mi_free_aligned(y.data);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(softmax_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_softmax.safetensors");
+    double e1 = 0, e2 = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), p = ct(&w, i, "p"), sm = ct(&w, i, "softmax"), lsm = ct(&w, i, "log_softmax");
+        mi_tensor y = out_like(&sm);
+        mi_softmax(y.data, x.data, (int64_t)p.data[0], (int64_t)p.data[1], (int64_t)p.data[2]);
+        e1 = fmax(e1, mi_assert_close(y.data, sm.data, mi_tensor_numel(&y), 1e-6, 0, sm.name));
+        mi_log_softmax(y.data, x.data, (int64_t)p.data[0], (int64_t)p.data[1], (int64_t)p.data[2]);
+        e2 = fmax(e2, mi_assert_close(y.data, lsm.data, mi_tensor_numel(&y), 1e-5, 1e-6, lsm.name));
+        /* in place gives the same result */
+        memcpy(y.data, x.data, (size_t)mi_tensor_numel(&x) * sizeof(float));
+        mi_softmax(y.data, y.data, (int64_t)p.data[0], (int64_t)p.data[1], (int64_t)p.data[2]);
+        mi_assert_close(y.data, sm.data, mi_tensor_numel(&y), 1e-6, 0, "softmax in place");
+        mi_free_aligned(y.data);
+    }
+    report("softmax", e1);
+    report("log_softmax", e2);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(act_fast_equals_ref)
+{
+    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
+#if defined(__x86_64__)
+    for (int t = 0; t < NTAILS; t++)
+        for (int64_t C = 1; C <= 3; C += 2) {
+            const int64_t inner = TAILS[t], N = 2, n = N * C * inner;
+            float *x = random_f(n, 100 + t), *slope = random_f(C, 7), *a = alloc_f(n), *b = alloc_f(n);
+            x[0] = -0.0f;
+            mi_relu_ref(a, x, n);  mi_relu_avx2(b, x, n);  assert_same_bits(a, b, n, "relu", n);
+            mi_prelu_ref(a, x, slope, C, N, C, inner);  mi_prelu_avx2(b, x, slope, C, N, C, inner);
+            assert_same_bits(a, b, n, "prelu per channel", inner);
+            mi_prelu_ref(a, x, slope, 1, N, C, inner);  mi_prelu_avx2(b, x, slope, 1, N, C, inner);
+            assert_same_bits(a, b, n, "prelu single slope", inner);
+            mi_free_aligned(x); mi_free_aligned(slope); mi_free_aligned(a); mi_free_aligned(b);
+        }
+#endif
+}
+END_TEST
+
+typedef struct { const float *x, *s; int64_t n, outer, dim, inner; } act_ctx;
+static void run_relu(const void *c, float *y) { const act_ctx *a = c; mi_relu(y, a->x, a->n); }
+static void run_prelu(const void *c, float *y) { const act_ctx *a = c; mi_prelu(y, a->x, a->s, 8, 4, 8, a->n / 32); }
+static void run_sigmoid(const void *c, float *y) { const act_ctx *a = c; mi_sigmoid(y, a->x, a->n); }
+static void run_softmax(const void *c, float *y) { const act_ctx *a = c; mi_softmax(y, a->x, a->outer, a->dim, a->inner); }
+static void run_log_softmax(const void *c, float *y) { const act_ctx *a = c; mi_log_softmax(y, a->x, a->outer, a->dim, a->inner); }
+
+START_TEST(act_threads_same_bits)
+{
+    const int64_t n = 32 * 4099;  /* above every parallel threshold, odd per-thread split */
+    float *x = random_f(n, 3), *s = random_f(8, 4);
+    act_ctx c = { x, s, n, 4, 1000, 1 };
+    check_threads(run_relu, &c, n, "relu");
+    check_threads(run_prelu, &c, n, "prelu");
+    check_threads(run_sigmoid, &c, n, "sigmoid");
+    check_threads(run_softmax, &c, 4000, "softmax over logits");
+    c = (act_ctx){ x, s, n, 2, 5, 4099 };
+    check_threads(run_softmax, &c, 2 * 5 * 4099, "softmax over channels");
+    check_threads(run_log_softmax, &c, 2 * 5 * 4099, "log_softmax over channels");
+    mi_free_aligned(x); mi_free_aligned(s);
+}
+END_TEST
+
+/* ---- pooling --------------------------------------------------------------------------- */
+
+static mi_pool_desc desc_from(const mi_tensor *p) {
+    const float *v = p->data;
+    mi_pool_desc d = { .sp = (int)v[0] };
+    for (int i = 0; i < 3; i++) {
+        d.k[i] = (int64_t)v[1 + i];
+        d.stride[i] = (int64_t)v[4 + i];
+        d.pad[i] = (int64_t)v[7 + i];
+        d.dil[i] = (int64_t)v[10 + i];
+    }
+    d.ceil_mode = v[13] != 0;
+    d.count_include_pad = v[14] != 0;
+    return d;
+}
+
+START_TEST(pool_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_pool.safetensors");
+    double emax = 0, eavg = 0;
+    int navg = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), p = ct(&w, i, "p"), mx = ct(&w, i, "max");
+        mi_pool_desc d = desc_from(&p);
+        int64_t shape[MI_MAX_DIMS];
+        ck_assert_msg(mi_pool_out_shape(&d, &x, shape) == MI_OK, "case %d: %s", i, mi_last_error());
+        for (int k = 0; k < x.ndim; k++) ck_assert_int_eq(shape[k], mx.shape[k]);
+        mi_tensor y = out_like(&mx);
+        mi_max_pool_ref(&y, &x, &d);
+        emax = fmax(emax, mi_assert_close(y.data, mx.data, mi_tensor_numel(&mx), 0, 0, mx.name));
+        mi_max_pool(&y, &x, &d);
+        emax = fmax(emax, mi_assert_close(y.data, mx.data, mi_tensor_numel(&mx), 0, 0, mx.name));
+        if (has(&w, i, "avg")) {
+            mi_tensor av = ct(&w, i, "avg");
+            mi_avg_pool(&y, &x, &d);
+            eavg = fmax(eavg, mi_assert_close(y.data, av.data, mi_tensor_numel(&av), 1e-6, 0, av.name));
+            navg++;
+        }
+        mi_free_aligned(y.data);
+    }
+    ck_assert_int_ge(navg, 10);
+    report("max pool", emax);
+    report("avg pool", eavg);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(pool_rejects_bad_input)
+{
+    float buf[2 * 3 * 4 * 4] = { 0 };
+    int64_t s4[4] = { 2, 3, 4, 4 }, s3[3] = { 3, 4, 4 }, out[MI_MAX_DIMS];
+    mi_tensor x = mi_tensor_view(buf, 4, s4, "layer.in");
+    mi_pool_desc d = mi_pool2d_desc(3, 2, 1);
+    ck_assert_int_eq(mi_pool_out_shape(&d, &x, out), MI_OK);
+    ck_assert_int_eq(out[2], 2);
+    d.k[1] = d.k[2] = 7;  /* 4 + 2 - 7 < 0: output empty, as torch refuses */
+    ck_assert_int_eq(mi_pool_out_shape(&d, &x, out), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "layer.in"));
+    d = mi_pool2d_desc(3, 2, 2);  /* pad > k/2 */
+    ck_assert_int_eq(mi_pool_out_shape(&d, &x, out), MI_ERR_ARG);
+    d = mi_pool2d_desc(3, 0, 1);
+    ck_assert_int_eq(mi_pool_out_shape(&d, &x, out), MI_ERR_ARG);
+    d = mi_pool2d_desc(3, 2, 1);
+    mi_tensor x3 = mi_tensor_view(buf, 3, s3, "flat");
+    ck_assert_int_eq(mi_pool_out_shape(&d, &x3, out), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "[3,4,4]"));
+}
+END_TEST
+
+START_TEST(adaptive_pool_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_adaptive.safetensors");
+    double ea = 0, eg = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), ref = ct(&w, i, "y");
+        mi_tensor y = out_like(&ref);
+        mi_adaptive_avg_pool(&y, &x);
+        ea = fmax(ea, mi_assert_close(y.data, ref.data, mi_tensor_numel(&ref), 1e-6, 0, ref.name));
+        bool global = true;
+        for (int k = 2; k < ref.ndim; k++) global = global && ref.shape[k] == 1;
+        if (global) {
+            mi_global_avg_pool(&y, &x);
+            eg = fmax(eg, mi_assert_close(y.data, ref.data, mi_tensor_numel(&ref), 1e-6, 0, "global avg pool"));
+        }
+        mi_free_aligned(y.data);
+    }
+    report("adaptive avg pool", ea);
+    report("global avg pool", eg);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(max_pool_fast_equals_ref)
+{
+    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
+#if defined(__x86_64__)
+    static const int64_t kp[][3] = { { 3, 2, 1 }, { 2, 2, 0 }, { 3, 1, 1 }, { 1, 2, 0 }, { 5, 2, 2 }, { 4, 1, 0 } };
+    for (size_t c = 0; c < sizeof kp / sizeof *kp; c++)
+        for (int t = 0; t < NTAILS; t++)
+            for (int ceil = 0; ceil < 2; ceil++) {
+                const int64_t W = TAILS[t] * kp[c][1] + kp[c][0] + 3;  /* TAILS[t]+ output columns */
+                int64_t xs[4] = { 2, 3, 9, W }, ys[MI_MAX_DIMS];
+                mi_pool_desc d = mi_pool2d_desc(kp[c][0], kp[c][1], kp[c][2]);
+                d.ceil_mode = ceil;
+                mi_tensor x = mi_tensor_view(random_f(2 * 3 * 9 * W, (uint64_t)(t * 10 + c)), 4, xs, "x");
+                x.data[5] = NAN;  /* NaN propagates the same way in both */
+                x.data[W + 7] = NAN;
+                ck_assert_int_eq(mi_pool_out_shape(&d, &x, ys), MI_OK);
+                mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
+                a.data = alloc_f(mi_tensor_numel(&a));
+                b.data = alloc_f(mi_tensor_numel(&b));
+                mi_max_pool_ref(&a, &x, &d);
+                mi_max_pool_avx2(&b, &x, &d);
+                assert_same_bits(a.data, b.data, mi_tensor_numel(&a), "max pool", W);
+                mi_free_aligned(x.data); mi_free_aligned(a.data); mi_free_aligned(b.data);
+            }
+#endif
+}
+END_TEST
+
+typedef struct { mi_tensor x; mi_pool_desc d; int64_t ys[MI_MAX_DIMS]; int which; } pool_ctx;
+static void run_pool(const void *c, float *out) {
+    const pool_ctx *p = c;
+    mi_tensor y = mi_tensor_view(out, p->x.ndim, p->ys, "y");
+    if (p->which == 0) mi_max_pool(&y, &p->x, &p->d);
+    else if (p->which == 1) mi_avg_pool(&y, &p->x, &p->d);
+    else mi_adaptive_avg_pool(&y, &p->x);
+}
+
+START_TEST(pool_threads_same_bits)
+{
+    int64_t xs[4] = { 2, 33, 29, 31 };
+    pool_ctx c = { .x = mi_tensor_view(random_f(2 * 33 * 29 * 31, 9), 4, xs, "x"), .d = mi_pool2d_desc(3, 2, 1) };
+    ck_assert_int_eq(mi_pool_out_shape(&c.d, &c.x, c.ys), MI_OK);
+    const int64_t n = 2 * 33 * c.ys[2] * c.ys[3];
+    check_threads(run_pool, &c, n, "max pool");
+    c.which = 1;
+    c.d.count_include_pad = false;
+    check_threads(run_pool, &c, n, "avg pool");
+    c.which = 2;
+    c.ys[2] = 5; c.ys[3] = 6;
+    check_threads(run_pool, &c, 2 * 33 * 30, "adaptive avg pool");
+    mi_free_aligned(c.x.data);
+}
+END_TEST
+
+/* ---- resize ---------------------------------------------------------------------------- */
+
+START_TEST(resize_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_resize.safetensors");
+    double en = 0, el = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), p = ct(&w, i, "p"), ref = ct(&w, i, "y");
+        const bool linear = p.data[0] != 0, ac = p.data[1] != 0, by_scale = p.data[2] != 0;
+        double scale[3];
+        for (int k = 0; k < x.ndim - 2; k++) scale[k] = p.data[3 + k];
+        if (by_scale) {  /* our output size for a scale factor is torch's */
+            int64_t shape[MI_MAX_DIMS];
+            ck_assert_int_eq(mi_resize_out_shape(&x, scale, shape), MI_OK);
+            for (int k = 0; k < x.ndim; k++) ck_assert_int_eq(shape[k], ref.shape[k]);
+        }
+        mi_tensor y = out_like(&ref);
+        if (linear) {
+            mi_resize_linear(&y, &x, ac, by_scale ? scale : NULL);
+            el = fmax(el, mi_assert_close(y.data, ref.data, mi_tensor_numel(&ref), 1e-6, 0, ref.name));
+        } else {
+            mi_resize_nearest(&y, &x, by_scale ? scale : NULL);
+            en = fmax(en, mi_assert_close(y.data, ref.data, mi_tensor_numel(&ref), 0, 0, ref.name));
+        }
+        mi_free_aligned(y.data);
+    }
+    report("nearest", en);
+    report("bilinear/trilinear", el);
+    double bad[2] = { 0.0, 2.0 };
+    int64_t out[MI_MAX_DIMS];
+    mi_tensor x = ct(&w, 0, "x");
+    ck_assert_int_eq(mi_resize_out_shape(&x, bad, out), MI_ERR_ARG);
+    mi_weights_close(&w);
+}
+END_TEST
+
+typedef struct { mi_tensor x; int64_t ys[MI_MAX_DIMS]; int linear; } resize_ctx;
+static void run_resize(const void *c, float *out) {
+    const resize_ctx *r = c;
+    mi_tensor y = mi_tensor_view(out, r->x.ndim, r->ys, "y");
+    if (r->linear) mi_resize_linear(&y, &r->x, false, NULL);
+    else mi_resize_nearest(&y, &r->x, NULL);
+}
+
+START_TEST(resize_threads_same_bits)
+{
+    int64_t xs[5] = { 1, 3, 7, 19, 23 };
+    resize_ctx c = { .x = mi_tensor_view(random_f(3 * 7 * 19 * 23, 11), 5, xs, "x"), .ys = { 1, 3, 13, 41, 300 } };
+    const int64_t n = 3 * 13 * 41 * 300;
+    check_threads(run_resize, &c, n, "nearest 3-D");
+    c.linear = 1;
+    check_threads(run_resize, &c, n, "trilinear");
+    mi_free_aligned(c.x.data);
+}
+END_TEST
+
+/* ---- elementwise ----------------------------------------------------------------------- */
+
+START_TEST(elementwise_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_elementwise.safetensors");
+    mi_tensor a = mi_fixture_tensor(&w, "a"), b = mi_fixture_tensor(&w, "b");
+    mi_tensor cb = mi_fixture_tensor(&w, "cb"), cs = mi_fixture_tensor(&w, "cs");
+    mi_tensor add = mi_fixture_tensor(&w, "add"), mul = mi_fixture_tensor(&w, "mul");
+    mi_tensor add_relu = mi_fixture_tensor(&w, "add_relu");
+    mi_tensor add_ch = mi_fixture_tensor(&w, "add_channel"), mul_ch = mi_fixture_tensor(&w, "mul_channel");
+    const int64_t n = mi_tensor_numel(&a), N = a.shape[0], C = a.shape[1], inner = a.shape[2] * a.shape[3];
+    mi_tensor y = out_like(&a);
+    for (int fast = 0; fast < 2; fast++) {
+        if (fast) mi_add(y.data, a.data, b.data, n); else mi_add_ref(y.data, a.data, b.data, n);
+        mi_assert_close_t(&y, &add, 0, 0);
+        if (fast) mi_mul(y.data, a.data, b.data, n); else mi_mul_ref(y.data, a.data, b.data, n);
+        mi_assert_close_t(&y, &mul, 0, 0);
+        if (fast) mi_add_relu(y.data, a.data, b.data, n); else mi_add_relu_ref(y.data, a.data, b.data, n);
+        mi_assert_close_t(&y, &add_relu, 0, 0);
+        if (fast) mi_add_channel(y.data, a.data, cb.data, N, C, inner);
+        else mi_add_channel_ref(y.data, a.data, cb.data, N, C, inner);
+        mi_assert_close_t(&y, &add_ch, 0, 0);
+        if (fast) mi_mul_channel(y.data, a.data, cs.data, N, C, inner);
+        else mi_mul_channel_ref(y.data, a.data, cs.data, N, C, inner);
+        mi_assert_close_t(&y, &mul_ch, 0, 0);
+    }
+    memcpy(y.data, a.data, (size_t)n * sizeof(float));
+    mi_add_(&y, &b);       mi_assert_close_t(&y, &add, 0, 0);
+    memcpy(y.data, a.data, (size_t)n * sizeof(float));
+    mi_add_relu_(&y, &b);  mi_assert_close_t(&y, &add_relu, 0, 0);
+    mi_free_aligned(y.data);
+
+    for (int dim = 0; dim <= 4; dim++) {  /* dim 4 stands for the 5-D channel concat */
+        char name[32];
+        const mi_tensor *xs[3];
+        mi_tensor parts[3];
+        int np = dim == 4 ? 2 : 3;
+        for (int j = 0; j < np; j++) {
+            if (dim == 4) snprintf(name, sizeof name, "cat5d.%d", j);
+            else snprintf(name, sizeof name, "cat%d.%d", dim, j);
+            parts[j] = mi_fixture_tensor(&w, name);
+            xs[j] = &parts[j];
+        }
+        if (dim == 4) snprintf(name, sizeof name, "cat5d"); else snprintf(name, sizeof name, "cat%d", dim);
+        mi_tensor ref = mi_fixture_tensor(&w, name);
+        int64_t shape[MI_MAX_DIMS];
+        const int cdim = dim == 4 ? 1 : dim;
+        ck_assert_int_eq(mi_concat_out_shape(shape, xs, np, cdim), MI_OK);
+        for (int k = 0; k < ref.ndim; k++) ck_assert_int_eq(shape[k], ref.shape[k]);
+        mi_tensor yc = out_like(&ref);
+        mi_concat_t(&yc, xs, np, cdim);
+        mi_assert_close_t(&yc, &ref, 0, 0);
+        if (dim == 1) {  /* a mismatch in another dim is an input error naming the tensor */
+            int64_t out[MI_MAX_DIMS];
+            mi_tensor bad = parts[1];
+            bad.shape[2] -= 1;
+            snprintf(bad.name, sizeof bad.name, "skip.2");
+            const mi_tensor *bx[2] = { &parts[0], &bad };
+            ck_assert_int_eq(mi_concat_out_shape(out, bx, 2, 1), MI_ERR_SHAPE);
+            ck_assert_ptr_nonnull(strstr(mi_last_error(), "skip.2"));
+            ck_assert_int_eq(mi_concat_out_shape(out, bx, 2, 4), MI_ERR_ARG);
+        }
+        mi_free_aligned(yc.data);
+    }
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(elementwise_fast_equals_ref)
+{
+    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
+#if defined(__x86_64__)
+    for (int t = 0; t < NTAILS; t++) {
+        const int64_t inner = TAILS[t], N = 2, C = 3, n = N * C * inner;
+        float *a = random_f(n, 200 + t), *b = random_f(n, 300 + t), *v = random_f(C, 5);
+        float *r = alloc_f(n), *f = alloc_f(n);
+        mi_add_ref(r, a, b, n);       mi_add_avx2(f, a, b, n);       assert_same_bits(r, f, n, "add", n);
+        mi_mul_ref(r, a, b, n);       mi_mul_avx2(f, a, b, n);       assert_same_bits(r, f, n, "mul", n);
+        mi_add_relu_ref(r, a, b, n);  mi_add_relu_avx2(f, a, b, n);  assert_same_bits(r, f, n, "add_relu", n);
+        mi_add_channel_ref(r, a, v, N, C, inner);  mi_add_channel_avx2(f, a, v, N, C, inner);
+        assert_same_bits(r, f, n, "add_channel", inner);
+        mi_mul_channel_ref(r, a, v, N, C, inner);  mi_mul_channel_avx2(f, a, v, N, C, inner);
+        assert_same_bits(r, f, n, "mul_channel", inner);
+        memcpy(f, a, (size_t)n * sizeof(float));   /* in place, as mi_add_relu_ uses it */
+        mi_add_relu_avx2(f, f, b, n);
+        mi_add_relu_ref(r, a, b, n);
+        assert_same_bits(r, f, n, "add_relu in place", n);
+        mi_free_aligned(a); mi_free_aligned(b); mi_free_aligned(v); mi_free_aligned(r); mi_free_aligned(f);
+    }
+#endif
+}
+END_TEST
+
+typedef struct { const float *a, *b, *v; int64_t n; int op; } ew_ctx;
+static void run_ew(const void *c, float *y) {
+    const ew_ctx *e = c;
+    switch (e->op) {
+    case 0: mi_add(y, e->a, e->b, e->n); break;
+    case 1: mi_mul(y, e->a, e->b, e->n); break;
+    case 2: mi_add_relu(y, e->a, e->b, e->n); break;
+    case 3: mi_add_channel(y, e->a, e->v, 4, 16, e->n / 64); break;
+    default: mi_mul_channel(y, e->a, e->v, 4, 16, e->n / 64); break;
+    }
+}
+
+START_TEST(elementwise_threads_same_bits)
+{
+    const int64_t n = 64 * 1031;
+    float *a = random_f(n, 1), *b = random_f(n, 2), *v = random_f(16, 3);
+    static const char *names[] = { "add", "mul", "add_relu", "add_channel", "mul_channel" };
+    for (int op = 0; op < 5; op++) {
+        ew_ctx c = { a, b, v, n, op };
+        check_threads(run_ew, &c, n, names[op]);
+    }
+    mi_free_aligned(a); mi_free_aligned(b); mi_free_aligned(v);
+}
+END_TEST
+
+/* ---- linear, matmul -------------------------------------------------------------------- */
+
+START_TEST(linear_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_linear.safetensors");
+    double er = 0, ef = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), wt = ct(&w, i, "w"), p = ct(&w, i, "p"), ref = ct(&w, i, "y");
+        const float *b = has(&w, i, "b") ? ct(&w, i, "b").data : NULL;
+        const int64_t n = (int64_t)p.data[0], in = (int64_t)p.data[1], out = (int64_t)p.data[2];
+        ck_assert_int_eq(p.data[3] != 0, b != NULL);
+        mi_tensor y = out_like(&ref);
+        mi_linear_ref(y.data, x.data, wt.data, b, n, in, out);
+        er = fmax(er, mi_assert_close(y.data, ref.data, n * out, 1e-5, 1e-5, ref.name));
+        mi_linear(y.data, x.data, wt.data, b, n, in, out);
+        ef = fmax(ef, mi_assert_close(y.data, ref.data, n * out, 1e-5, 1e-5, ref.name));
+        mi_free_aligned(y.data);
+    }
+    report("linear ref", er);
+    report("linear fast", ef);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(matmul_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_matmul.safetensors");
+    double e = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor a = ct(&w, i, "a"), b = ct(&w, i, "b"), p = ct(&w, i, "p"), ref = ct(&w, i, "c");
+        const int64_t M = (int64_t)p.data[0], K = (int64_t)p.data[1], N = (int64_t)p.data[2];
+        mi_tensor c = out_like(&ref);
+        mi_matmul_ref(c.data, a.data, b.data, M, K, N);
+        e = fmax(e, mi_assert_close(c.data, ref.data, M * N, 1e-5, 1e-5, ref.name));
+        mi_matmul(c.data, a.data, b.data, M, K, N);
+        e = fmax(e, mi_assert_close(c.data, ref.data, M * N, 1e-5, 1e-5, ref.name));
+        mi_free_aligned(c.data);
+    }
+    report("matmul", e);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(linear_matmul_fast_vs_ref)
+{
+    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
+#if defined(__x86_64__)
+    for (int t = 0; t < NTAILS; t++)
+        for (int64_t rows = 1; rows <= 6; rows++) {
+            /* linear: in = tail size (the 16/8/scalar steps), rows 1..6 (4-row blocks + rest) */
+            const int64_t in = TAILS[t], out = 13;
+            float *x = random_f(rows * in, (uint64_t)(t * 7 + rows)), *w = random_f(out * in, 77);
+            float *b = random_f(out, 78), *r = alloc_f(rows * out), *f = alloc_f(rows * out), *one = alloc_f(out);
+            mi_linear_ref(r, x, w, b, rows, in, out);
+            mi_linear_avx2(f, x, w, b, rows, in, out);
+            mi_assert_close(f, r, rows * out, 1e-5, 1e-5, "linear avx2 vs ref");
+            for (int64_t k = 0; k < rows; k++) {  /* a row's bits do not depend on its batch */
+                mi_linear_avx2(one, x + k * in, w, b, 1, in, out);
+                assert_same_bits(one, f + k * out, out, "linear row alone vs in batch", in);
+            }
+            mi_linear_ref(r, x, w, NULL, rows, in, out);
+            mi_linear_avx2(f, x, w, NULL, rows, in, out);
+            mi_assert_close(f, r, rows * out, 1e-5, 1e-5, "linear avx2 vs ref, no bias");
+            mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
+            mi_free_aligned(r); mi_free_aligned(f); mi_free_aligned(one);
+        }
+    for (int t = 0; t < NTAILS; t++)
+        for (int u = 0; u < NTAILS; u += 3) {
+            /* matmul: N = tail (32/8/scalar column steps), K varied: bit-identical */
+            const int64_t M = 3, K = TAILS[u], N = TAILS[t] + (t % 2 ? 32 : 0);
+            float *A = random_f(M * K, 5), *B = random_f(K * N, 6), *r = alloc_f(M * N), *f = alloc_f(M * N);
+            mi_matmul_ref(r, A, B, M, K, N);
+            mi_matmul_avx2(f, A, B, M, K, N);
+            assert_same_bits(r, f, M * N, "matmul", N);
+            mi_free_aligned(A); mi_free_aligned(B); mi_free_aligned(r); mi_free_aligned(f);
+        }
+#endif
+}
+END_TEST
+
+typedef struct { const float *x, *w, *b; int64_t n, in, out; } lin_ctx;
+static void run_linear(const void *c, float *y) { const lin_ctx *l = c; mi_linear(y, l->x, l->w, l->b, l->n, l->in, l->out); }
+static void run_linear_ref(const void *c, float *y) { const lin_ctx *l = c; mi_linear_ref(y, l->x, l->w, l->b, l->n, l->in, l->out); }
+static void run_matmul(const void *c, float *y) { const lin_ctx *l = c; mi_matmul(y, l->x, l->w, l->n, l->in, l->out); }
+
+START_TEST(linear_threads_same_bits)
+{
+    const int64_t n = 5, in = 2048, out = 1000;
+    float *x = random_f(n * in, 1), *w = random_f(out * in, 2), *b = random_f(out, 3);
+    lin_ctx c = { x, w, b, n, in, out };
+    check_threads(run_linear, &c, n * out, "linear 2048->1000, batch 5");
+    check_threads(run_linear_ref, &c, n * out, "linear reference");
+    c = (lin_ctx){ x, w, NULL, 37, 67, 101 };
+    check_threads(run_matmul, &c, 37 * 101, "matmul");
+    mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
+}
+END_TEST
+
+/* ---- graph convolution ----------------------------------------------------------------- */
+
+START_TEST(graph_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_graph.safetensors");
+    double en = 0, ey = 0;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor a = ct(&w, i, "a"), ah = ct(&w, i, "a_hat"), x = ct(&w, i, "x"), wt = ct(&w, i, "w");
+        mi_tensor p = ct(&w, i, "p"), ref = ct(&w, i, "y");
+        const float *b = has(&w, i, "b") ? ct(&w, i, "b").data : NULL;
+        const int64_t n = (int64_t)p.data[0], fi = (int64_t)p.data[1], fo = (int64_t)p.data[2];
+        float *a_hat = alloc_f(n * n), *dinv = alloc_f(n), *t = alloc_f(n * fo), *y = alloc_f(n * fo);
+        float *y2 = alloc_f(n * fo);
+        mi_graph_normalize(a_hat, dinv, a.data, n);
+        en = fmax(en, mi_assert_close(a_hat, ah.data, n * n, 1e-6, 0, ah.name));
+        mi_graph_conv_ref(y, a_hat, x.data, wt.data, b, n, fi, fo, t);
+        ey = fmax(ey, mi_assert_close(y, ref.data, n * fo, 1e-5, 1e-5, ref.name));
+        mi_graph_conv(y2, a_hat, x.data, wt.data, b, n, fi, fo, t);
+        ey = fmax(ey, mi_assert_close(y2, ref.data, n * fo, 1e-5, 1e-5, ref.name));
+        mi_free_aligned(a_hat); mi_free_aligned(dinv); mi_free_aligned(t); mi_free_aligned(y); mi_free_aligned(y2);
+    }
+    report("graph normalize", en);
+    report("graph conv", ey);
+    mi_weights_close(&w);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, act_matches_torch);
+    tcase_add_test(tc, softmax_matches_torch);
+    tcase_add_test(tc, act_fast_equals_ref);
+    tcase_add_test(tc, act_threads_same_bits);
+    tcase_add_test(tc, pool_matches_torch);
+    tcase_add_test(tc, pool_rejects_bad_input);
+    tcase_add_test(tc, adaptive_pool_matches_torch);
+    tcase_add_test(tc, max_pool_fast_equals_ref);
+    tcase_add_test(tc, pool_threads_same_bits);
+    tcase_add_test(tc, resize_matches_torch);
+    tcase_add_test(tc, resize_threads_same_bits);
+    tcase_add_test(tc, elementwise_matches_torch);
+    tcase_add_test(tc, elementwise_fast_equals_ref);
+    tcase_add_test(tc, elementwise_threads_same_bits);
+    tcase_add_test(tc, linear_matches_torch);
+    tcase_add_test(tc, matmul_matches_torch);
+    tcase_add_test(tc, linear_matmul_fast_vs_ref);
+    tcase_add_test(tc, linear_threads_same_bits);
+    tcase_add_test(tc, graph_matches_torch);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MI_TEST_MAIN(suite)
