@@ -1,17 +1,16 @@
 /* ops/resize.c - nearest and (bi/tri)linear resizing, the scalar reference (see resize.h).
  *
- * 2-D runs as 3-D with depth 1 (index 0, weights 1 and 0): the depth term then adds
- * t*1 + t*0, which is t exactly, so the 2-D results are those of a 2-D formula. Each output
- * element's arithmetic follows torch's order: the outermost dim's lerp of the inner lerps,
- * lerp = t0*w0 + t1*w1. Per-column index/weight tables are rebuilt per row in small stack
- * chunks, so the op needs no workspace. */
+ * 2-D shares the 3-D loops with depth 1. Each output element's arithmetic follows torch's order:
+ * the outermost dim's lerp of the inner lerps, lerp = t0*w0 + t1*w1. The per-column index and
+ * weight table lives on each thread's stack (CHUNK columns at a time; built once per thread when
+ * the output is at most CHUNK wide), so the op needs no workspace. */
 #include "resize.h"
 #include "cpu.h"
 
 #include <math.h>
 
 #define PAR_MIN 16384
-#define CHUNK 256
+#define CHUNK 1024   /* columns per stack table: 24 KiB of lerp */
 
 mi_status mi_resize_out_shape(const mi_tensor *x, const double *scale, int64_t out[MI_MAX_DIMS]) {
     char buf[96];
@@ -91,15 +90,26 @@ void mi_resize_nearest(mi_tensor *y, const mi_tensor *x, const double *scale) {
     const int off = 3 - g.sp;  /* scale[] is indexed by spatial dim of x, not by our D,H,W slot */
     const float sd = g.sp == 3 ? scale_value(scale, 0, ID, OD) : 1.0f;
     const float sh = scale_value(scale, 1 - off, IH, OH), sw = scale_value(scale, 2 - off, IW, OW);
-    #pragma omp parallel for collapse(3) num_threads(mi_threads()) if (g.planes * OD * OH * OW > PAR_MIN) schedule(static)
-    for (int64_t p = 0; p < g.planes; p++)
-        for (int64_t od = 0; od < OD; od++)
-            for (int64_t oh = 0; oh < OH; oh++) {
-                const int64_t id = nearest_index(od, ID, OD, sd), ih = nearest_index(oh, IH, OH, sh);
-                const float *xr = x->data + ((p * ID + id) * IH + ih) * IW;
-                float *yr = y->data + ((p * OD + od) * OH + oh) * OW;
-                for (int64_t ow = 0; ow < OW; ow++) yr[ow] = xr[nearest_index(ow, IW, OW, sw)];
-            }
+    #pragma omp parallel num_threads(mi_threads()) if (g.planes * OD * OH * OW > PAR_MIN)
+    {
+        int64_t iw[CHUNK], have = -1;  /* column table of this thread, for columns [have, have+CHUNK) */
+        #pragma omp for collapse(3) schedule(static)
+        for (int64_t p = 0; p < g.planes; p++)
+            for (int64_t od = 0; od < OD; od++)
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    const int64_t id = nearest_index(od, ID, OD, sd), ih = nearest_index(oh, IH, OH, sh);
+                    const float *xr = x->data + ((p * ID + id) * IH + ih) * IW;
+                    float *yr = y->data + ((p * OD + od) * OH + oh) * OW;
+                    for (int64_t c0 = 0; c0 < OW; c0 += CHUNK) {
+                        const int64_t nc = OW - c0 < CHUNK ? OW - c0 : CHUNK;
+                        if (have != c0) {
+                            for (int64_t j = 0; j < nc; j++) iw[j] = nearest_index(c0 + j, IW, OW, sw);
+                            have = c0;
+                        }
+                        for (int64_t j = 0; j < nc; j++) yr[c0 + j] = xr[iw[j]];
+                    }
+                }
+    }
 }
 
 void mi_resize_linear(mi_tensor *y, const mi_tensor *x, bool align_corners, const double *scale) {
@@ -109,29 +119,44 @@ void mi_resize_linear(mi_tensor *y, const mi_tensor *x, bool align_corners, cons
     const float rd = g.sp == 3 ? linear_ratio(scale, 0, ID, OD, align_corners) : 0.0f;
     const float rh = linear_ratio(scale, 1 - off, IH, OH, align_corners);
     const float rw = linear_ratio(scale, 2 - off, IW, OW, align_corners);
-    #pragma omp parallel for collapse(3) num_threads(mi_threads()) if (g.planes * OD * OH * OW > PAR_MIN) schedule(static)
-    for (int64_t p = 0; p < g.planes; p++)
-        for (int64_t od = 0; od < OD; od++)
-            for (int64_t oh = 0; oh < OH; oh++) {
-                const lerp ld = linear_index(od, ID, OD, rd, align_corners);
-                const lerp lh = linear_index(oh, IH, OH, rh, align_corners);
-                const float *xp = x->data + p * ID * IH * IW;
-                const float *r00 = xp + (ld.i0 * IH + lh.i0) * IW, *r01 = xp + (ld.i0 * IH + lh.i1) * IW;
-                const float *r10 = xp + (ld.i1 * IH + lh.i0) * IW, *r11 = xp + (ld.i1 * IH + lh.i1) * IW;
-                float *yr = y->data + ((p * OD + od) * OH + oh) * OW;
-                lerp lw[CHUNK];
-                for (int64_t c0 = 0; c0 < OW; c0 += CHUNK) {
-                    const int64_t nc = OW - c0 < CHUNK ? OW - c0 : CHUNK;
-                    for (int64_t j = 0; j < nc; j++) lw[j] = linear_index(c0 + j, IW, OW, rw, align_corners);
-                    for (int64_t j = 0; j < nc; j++) {
-                        const lerp w = lw[j];
-                        const float t00 = r00[w.i0] * w.l0 + r00[w.i1] * w.l1;
-                        const float t01 = r01[w.i0] * w.l0 + r01[w.i1] * w.l1;
-                        const float t10 = r10[w.i0] * w.l0 + r10[w.i1] * w.l1;
-                        const float t11 = r11[w.i0] * w.l0 + r11[w.i1] * w.l1;
-                        const float t0 = t00 * lh.l0 + t01 * lh.l1, t1 = t10 * lh.l0 + t11 * lh.l1;
-                        yr[c0 + j] = g.sp == 3 ? t0 * ld.l0 + t1 * ld.l1 : t0;
+    #pragma omp parallel num_threads(mi_threads()) if (g.planes * OD * OH * OW > PAR_MIN)
+    {
+        lerp lw[CHUNK];
+        int64_t have = -1;
+        #pragma omp for collapse(3) schedule(static)
+        for (int64_t p = 0; p < g.planes; p++)
+            for (int64_t od = 0; od < OD; od++)
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    const lerp ld = linear_index(od, ID, OD, rd, align_corners);
+                    const lerp lh = linear_index(oh, IH, OH, rh, align_corners);
+                    const float *xp = x->data + p * ID * IH * IW;
+                    const float *r00 = xp + (ld.i0 * IH + lh.i0) * IW, *r01 = xp + (ld.i0 * IH + lh.i1) * IW;
+                    const float *r10 = xp + (ld.i1 * IH + lh.i0) * IW, *r11 = xp + (ld.i1 * IH + lh.i1) * IW;
+                    float *yr = y->data + ((p * OD + od) * OH + oh) * OW;
+                    for (int64_t c0 = 0; c0 < OW; c0 += CHUNK) {
+                        const int64_t nc = OW - c0 < CHUNK ? OW - c0 : CHUNK;
+                        if (have != c0) {
+                            for (int64_t j = 0; j < nc; j++) lw[j] = linear_index(c0 + j, IW, OW, rw, align_corners);
+                            have = c0;
+                        }
+                        if (g.sp == 2)   /* bilinear: lerp over H of the lerps over W */
+                            for (int64_t j = 0; j < nc; j++) {
+                                const lerp w = lw[j];
+                                const float t0 = r00[w.i0] * w.l0 + r00[w.i1] * w.l1;
+                                const float t1 = r01[w.i0] * w.l0 + r01[w.i1] * w.l1;
+                                yr[c0 + j] = t0 * lh.l0 + t1 * lh.l1;
+                            }
+                        else             /* trilinear: over D of the lerps over H of those over W */
+                            for (int64_t j = 0; j < nc; j++) {
+                                const lerp w = lw[j];
+                                const float t00 = r00[w.i0] * w.l0 + r00[w.i1] * w.l1;
+                                const float t01 = r01[w.i0] * w.l0 + r01[w.i1] * w.l1;
+                                const float t10 = r10[w.i0] * w.l0 + r10[w.i1] * w.l1;
+                                const float t11 = r11[w.i0] * w.l0 + r11[w.i1] * w.l1;
+                                const float t0 = t00 * lh.l0 + t01 * lh.l1, t1 = t10 * lh.l0 + t11 * lh.l1;
+                                yr[c0 + j] = t0 * ld.l0 + t1 * ld.l1;
+                            }
                     }
                 }
-            }
+    }
 }
