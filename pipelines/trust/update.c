@@ -389,7 +389,7 @@ static mi_status download(const mi_update_opts *o, const manifest *m, const char
 }
 
 /* Steps after the download; the incoming folder is removed by the caller on refusal. */
-static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manifest *m,
+static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manifest *m, const char *url,
                                    const mi_trust_store *store, const char *vdir, mi_update_result *r) {
     char blob[1200], hex[65];
     snprintf(blob, sizeof blob, "%s/" MI_MODEL_FILE, vdir);
@@ -397,7 +397,7 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manif
         return refuse(r, MI_TRUST_EXIT_INSTALL, MI_FAIL(MI_ERR_IO, "%s: cannot read back the download", blob));
     if (strcmp(hex, m->sig.sha256))
         return refuse(r, MI_TRUST_EXIT_HASH, MI_FAIL(MI_ERR_SECURITY, "%s: downloaded blob's SHA-256 is %s, the manifest says %s",
-                                                     m->blob_url, hex, m->sig.sha256));
+                                                     url, hex, m->sig.sha256));
     mi_weights w;
     mi_status st = mi_weights_open(&w, blob);
     if (st) return refuse(r, MI_TRUST_EXIT_MISMATCH, mi_trust_rewrap(MI_ERR_FORMAT, "downloaded blob is not valid: "));
@@ -409,8 +409,8 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manif
        about what it offers (an old signed blob replayed as new) */
     if (strcmp(blob_version, m->sig.model_version))
         return refuse(r, MI_TRUST_EXIT_MISMATCH, MI_FAIL(MI_ERR_SECURITY, "%s: the blob's model_version is '%s', the manifest says %s",
-                                                         m->blob_url, blob_version, m->sig.model_version));
-    if (mi_signature_verify(store, &m->sig, hex, blob_version, m->blob_url))
+                                                         url, blob_version, m->sig.model_version));
+    if (mi_signature_verify(store, &m->sig, hex, blob_version, url))
         return refuse(r, MI_TRUST_EXIT_SIGNATURE, mi_trust_rewrap(MI_ERR_SECURITY, ""));
 
     char sigp[1300];
@@ -529,7 +529,7 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
     }
     char vdir[1100] = "";
     st = download(o, &m, blob_url, vdir, sizeof vdir, r);
-    if (st == MI_OK) st = check_and_install(o, d, &m, store, vdir, r);
+    if (st == MI_OK) st = check_and_install(o, d, &m, blob_url, store, vdir, r);
     cJSON_Delete(m.json);
     if (st && vdir[0]) remove_version(vdir);  /* refused: the download goes, nothing else changed */
     if (st == MI_OK) sweep(d);                 /* versions older than `previous` */
