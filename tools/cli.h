@@ -15,6 +15,7 @@ enum {
 int cmd_inspect(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_endoqc_synth(int argc, char **argv);
 
 /* Prints "medinfer <cmd>: <last error>" to stderr and returns MI_EXIT_FAIL. */
 int mi_cli_error(const char *cmd);

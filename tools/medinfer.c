@@ -8,6 +8,7 @@ static const struct { const char *name, *help; int (*run)(int, char **); } comma
     { "inspect", "print a blob's metadata, tensors and SHA-256", cmd_inspect },
     { "model",   "sign, verify, update and roll back model blobs", cmd_model },
     { "audit",   "verify the hash chain of an --audit database", cmd_audit },
+    { "endoqc-synth", "render a synthetic gastroscopy video (demo, tests, training)", cmd_endoqc_synth },
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,395 @@
+/* pipelines/io/video.c - see video.h. FFmpeg 5 (libavcodec 59) send/receive API. */
+#include "video.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mi_video {
+    char             path[512];
+    AVFormatContext *fmt;
+    AVCodecContext  *dec;
+    AVStream        *st;
+    int              stream;
+    AVPacket        *pkt;
+    AVFrame         *frame;
+    struct SwsContext *sws;
+    uint8_t         *rgb;
+    size_t           rgb_cap;
+    int              short_side;
+    mi_video_info    info;
+    bool             flushing;      /* the demuxer is done: the decoder is being drained */
+    int64_t          start_pts;     /* subtracted so the first frame is at ~0 ms */
+    double           frame_ms;      /* nominal frame duration, for frames without timestamps */
+    int64_t          nframes, bad_packets, last_ms;
+    char             damage[320];
+};
+
+static const char *averr(int e, char *buf, size_t n) { av_strerror(e, buf, n); return buf; }
+
+static void note_damage(mi_video *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note_damage(mi_video *v, const char *fmt, ...) {
+    if (v->damage[0]) return;  /* the first problem is the one that explains the rest */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->damage, sizeof v->damage, fmt, ap);
+    va_end(ap);
+}
+
+mi_status mi_video_open(mi_video **out, const char *path, int short_side) {
+    *out = NULL;
+    mi_video *v = calloc(1, sizeof *v);
+    if (!v) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(v->path, sizeof v->path, "%s", path);
+    v->short_side = short_side;
+    v->last_ms = -1;
+    char eb[128];
+    mi_status st = MI_OK;
+    int r = avformat_open_input(&v->fmt, path, NULL, NULL);
+    if (r < 0) {
+        st = MI_FAIL(r == AVERROR(ENOENT) ? MI_ERR_IO : MI_ERR_FORMAT, "%s: cannot open as a video: %s",
+                     path, averr(r, eb, sizeof eb));
+        goto fail;
+    }
+    if ((r = avformat_find_stream_info(v->fmt, NULL)) < 0) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: cannot read stream information: %s", path, averr(r, eb, sizeof eb));
+        goto fail;
+    }
+    const AVCodec *codec = NULL;
+    v->stream = av_find_best_stream(v->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
+    if (v->stream < 0 || !codec) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: %s", path, v->stream == AVERROR_DECODER_NOT_FOUND
+                     ? "no decoder for its video stream in this FFmpeg build" : "has no video stream");
+        goto fail;
+    }
+    v->st = v->fmt->streams[v->stream];
+    v->dec = avcodec_alloc_context3(codec);
+    v->pkt = av_packet_alloc();
+    v->frame = av_frame_alloc();
+    if (!v->dec || !v->pkt || !v->frame) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+    avcodec_parameters_to_context(v->dec, v->st->codecpar);
+    v->dec->thread_count = 0;   /* FFmpeg picks: frame threads overlap decoding with our work */
+    if ((r = avcodec_open2(v->dec, codec, NULL)) < 0) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: cannot open the %s decoder: %s", path, codec->name, averr(r, eb, sizeof eb));
+        goto fail;
+    }
+    mi_video_info *in = &v->info;
+    snprintf(in->container, sizeof in->container, "%s", v->fmt->iformat->name);
+    snprintf(in->codec, sizeof in->codec, "%s", codec->name);
+    in->width = v->st->codecpar->width;
+    in->height = v->st->codecpar->height;
+    AVRational fr = v->st->avg_frame_rate.num ? v->st->avg_frame_rate : v->st->r_frame_rate;
+    in->fps = fr.num && fr.den ? av_q2d(fr) : 0;
+    v->frame_ms = in->fps > 0 ? 1000.0 / in->fps : 40.0;
+    if (v->st->duration != AV_NOPTS_VALUE && v->st->duration > 0)
+        in->duration_ms = av_rescale_q(v->st->duration, v->st->time_base, (AVRational){1, 1000});
+    else if (v->fmt->duration != AV_NOPTS_VALUE && v->fmt->duration > 0)
+        in->duration_ms = v->fmt->duration / (AV_TIME_BASE / 1000);
+    else
+        in->duration_ms = -1;
+    v->start_pts = v->st->start_time;   /* AV_NOPTS_VALUE: taken from the first frame */
+    in->out_w = in->width;
+    in->out_h = in->height;
+    *out = v;
+    return MI_OK;
+fail:
+    mi_video_close(v);
+    return st;
+}
+
+void mi_video_close(mi_video *v) {
+    if (!v) return;
+    sws_freeContext(v->sws);
+    av_frame_free(&v->frame);
+    av_packet_free(&v->pkt);
+    avcodec_free_context(&v->dec);
+    avformat_close_input(&v->fmt);
+    free(v->rgb);
+    free(v);
+}
+
+const mi_video_info *mi_video_get_info(const mi_video *v) { return &v->info; }
+const char *mi_video_damage(const mi_video *v) { return v->damage; }
+int64_t mi_video_bad_packets(const mi_video *v) { return v->bad_packets; }
+int64_t mi_video_last_ms(const mi_video *v) { return v->last_ms; }
+
+bool mi_video_truncated(const mi_video *v) {
+    /* the last frame starts one frame before the stated end; two frames of slack for rounding */
+    return v->info.duration_ms > 0 && v->last_ms + 3 * v->frame_ms < (double)v->info.duration_ms;
+}
+
+/* The output size for a frame: shorter display side -> short_side, aspect kept. */
+static void out_size(const mi_video *v, const AVFrame *f, int *ow, int *oh) {
+    if (v->short_side <= 0) { *ow = f->width; *oh = f->height; return; }
+    AVRational sar = f->sample_aspect_ratio.num ? f->sample_aspect_ratio : v->st->sample_aspect_ratio;
+    double dw = f->width * (sar.num && sar.den ? av_q2d(sar) : 1.0), dh = f->height;
+    if (dw <= dh) { *ow = v->short_side; *oh = (int)(dh * v->short_side / dw + 0.5); }
+    else          { *oh = v->short_side; *ow = (int)(dw * v->short_side / dh + 0.5); }
+    if (*ow < 1) *ow = 1;
+    if (*oh < 1) *oh = 1;
+}
+
+static mi_status convert(mi_video *v, mi_video_frame *f) {
+    AVFrame *fr = v->frame;
+    int ow, oh;
+    out_size(v, fr, &ow, &oh);
+    size_t need = (size_t)ow * oh * 3 + 64;  /* swscale may write a little past a packed row */
+    if (need > v->rgb_cap) {
+        uint8_t *p = realloc(v->rgb, need);
+        if (!p) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a %dx%d frame", v->path, ow, oh);
+        v->rgb = p;
+        v->rgb_cap = need;
+    }
+    v->sws = sws_getCachedContext(v->sws, fr->width, fr->height, fr->format, ow, oh, AV_PIX_FMT_RGB24,
+                                  SWS_AREA, NULL, NULL, NULL);
+    if (!v->sws)
+        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s to RGB", v->path,
+                       av_get_pix_fmt_name(fr->format));
+    /* HD recordings are BT.709; treating them as BT.601 would shift every colour slightly */
+    int cs = fr->colorspace == AVCOL_SPC_BT709 ? SWS_CS_ITU709 : SWS_CS_DEFAULT;
+    int full = fr->color_range == AVCOL_RANGE_JPEG;
+    int *inv, *tab, srcr, dstr, b, c, s;
+    if (sws_getColorspaceDetails(v->sws, &inv, &srcr, &tab, &dstr, &b, &c, &s) >= 0)
+        sws_setColorspaceDetails(v->sws, sws_getCoefficients(cs), full || srcr, tab, 1, b, c, s);
+    uint8_t *dst[4] = { v->rgb, NULL, NULL, NULL };
+    int dst_stride[4] = { ow * 3, 0, 0, 0 };
+    sws_scale(v->sws, (const uint8_t *const *)fr->data, fr->linesize, 0, fr->height, dst, dst_stride);
+
+    int64_t ts = fr->best_effort_timestamp;
+    if (ts == AV_NOPTS_VALUE) {
+        f->t_ms = v->last_ms < 0 ? 0 : v->last_ms + (int64_t)(v->frame_ms + 0.5);  /* no timestamp: nominal rate */
+    } else {
+        if (v->start_pts == AV_NOPTS_VALUE) v->start_pts = ts;
+        f->t_ms = av_rescale_q(ts - v->start_pts, v->st->time_base, (AVRational){1, 1000});
+    }
+    f->pts = ts;
+    f->px = v->rgb;
+    f->w = ow;
+    f->h = oh;
+    f->index = v->nframes++;
+    v->last_ms = f->t_ms;
+    v->info.out_w = ow;
+    v->info.out_h = oh;
+    return MI_OK;
+}
+
+mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
+    char eb[128];
+    *got = false;
+    for (;;) {
+        int r = avcodec_receive_frame(v->dec, v->frame);
+        if (r == 0) {
+            mi_status st = convert(v, f);
+            av_frame_unref(v->frame);
+            if (st == MI_OK) *got = true;
+            return st;
+        }
+        if (r == AVERROR_EOF) {
+            if (!v->damage[0] && mi_video_truncated(v))
+                note_damage(v, "stream ends at %.1f s of a stated %.1f s (file truncated?)",
+                            v->last_ms / 1000.0, v->info.duration_ms / 1000.0);
+            return MI_OK;
+        }
+        if (r != AVERROR(EAGAIN)) {  /* a frame that failed to decode: concealment gave up on it */
+            v->bad_packets++;
+            note_damage(v, "decoding error after %.1f s: %s", v->last_ms / 1000.0, averr(r, eb, sizeof eb));
+            if (v->flushing) return MI_OK;
+            continue;
+        }
+        if (v->flushing) return MI_OK;  /* EAGAIN while draining should not happen; stop rather than spin */
+        r = av_read_frame(v->fmt, v->pkt);
+        if (r < 0) {
+            if (r != AVERROR_EOF)
+                note_damage(v, "read error after %.1f s: %s", v->last_ms / 1000.0, averr(r, eb, sizeof eb));
+            v->flushing = true;
+            avcodec_send_packet(v->dec, NULL);
+            continue;
+        }
+        if (v->pkt->stream_index == v->stream) {
+            r = avcodec_send_packet(v->dec, v->pkt);
+            if (r < 0 && r != AVERROR(EAGAIN)) {
+                v->bad_packets++;
+                note_damage(v, "corrupt data after %.1f s (%s); skipped", v->last_ms / 1000.0, averr(r, eb, sizeof eb));
+            }
+        }
+        av_packet_unref(v->pkt);
+    }
+}
+
+mi_status mi_video_seek_ms(mi_video *v, int64_t t_ms) {
+    int64_t start = v->start_pts == AV_NOPTS_VALUE ? 0 : v->start_pts;
+    int64_t ts = start + av_rescale_q(t_ms < 0 ? 0 : t_ms, (AVRational){1, 1000}, v->st->time_base);
+    int r = av_seek_frame(v->fmt, v->stream, ts, AVSEEK_FLAG_BACKWARD);
+    if (r < 0) {
+        char eb[128];
+        /* some files cannot seek (no index): start again from the beginning instead */
+        if ((r = av_seek_frame(v->fmt, v->stream, start, AVSEEK_FLAG_BACKWARD | AVSEEK_FLAG_ANY)) < 0 &&
+            (r = avformat_seek_file(v->fmt, -1, INT64_MIN, 0, 0, 0)) < 0)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: cannot seek to %.1f s: %s", v->path, t_ms / 1000.0,
+                           averr(r, eb, sizeof eb));
+    }
+    avcodec_flush_buffers(v->dec);
+    v->flushing = false;
+    return MI_OK;
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+struct mi_video_writer {
+    char             path[512];
+    AVFormatContext *oc;
+    AVCodecContext  *enc;
+    AVStream        *st;
+    AVFrame         *frame;
+    AVPacket        *pkt;
+    struct SwsContext *sws;
+    int              w, h;
+    int64_t          n;
+};
+
+static mi_status drain(mi_video_writer *vw) {
+    char eb[128];
+    for (;;) {
+        int r = avcodec_receive_packet(vw->enc, vw->pkt);
+        if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return MI_OK;
+        if (r < 0) return MI_FAIL(MI_ERR_IO, "%s: encoder failed: %s", vw->path, averr(r, eb, sizeof eb));
+        av_packet_rescale_ts(vw->pkt, vw->enc->time_base, vw->st->time_base);
+        vw->pkt->stream_index = vw->st->index;
+        if ((r = av_interleaved_write_frame(vw->oc, vw->pkt)) < 0)
+            return MI_FAIL(MI_ERR_IO, "%s: cannot write: %s", vw->path, averr(r, eb, sizeof eb));
+    }
+}
+
+static void writer_free(mi_video_writer *vw) {
+    if (!vw) return;
+    sws_freeContext(vw->sws);
+    av_frame_free(&vw->frame);
+    av_packet_free(&vw->pkt);
+    avcodec_free_context(&vw->enc);
+    if (vw->oc) {
+        if (vw->oc->pb) avio_closep(&vw->oc->pb);
+        avformat_free_context(vw->oc);
+    }
+    free(vw);
+}
+
+mi_status mi_video_writer_open(mi_video_writer **out, const char *path, int w, int h, int fps, int crf) {
+    *out = NULL;
+    if (w <= 0 || h <= 0 || (w | h) & 1 || fps <= 0)
+        return MI_FAIL(MI_ERR_ARG, "%s: video size %dx%d at %d fps: need even sizes and fps > 0", path, w, h, fps);
+    mi_video_writer *vw = calloc(1, sizeof *vw);
+    if (!vw) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(vw->path, sizeof vw->path, "%s", path);
+    vw->w = w;
+    vw->h = h;
+    char eb[128];
+    mi_status st;
+    int r = avformat_alloc_output_context2(&vw->oc, NULL, NULL, path);
+    if (r < 0 || !vw->oc) {
+        st = MI_FAIL(MI_ERR_ARG, "%s: no container for this file name (use .mp4, .mkv or .avi)", path);
+        goto fail;
+    }
+    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+    if (!codec) codec = avcodec_find_encoder(AV_CODEC_ID_MPEG4);
+    if (!codec) { st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: this FFmpeg has neither libx264 nor an MPEG-4 encoder", path); goto fail; }
+    vw->enc = avcodec_alloc_context3(codec);
+    vw->frame = av_frame_alloc();
+    vw->pkt = av_packet_alloc();
+    if (!vw->enc || !vw->frame || !vw->pkt) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+    vw->enc->width = w;
+    vw->enc->height = h;
+    vw->enc->time_base = (AVRational){1, fps};
+    vw->enc->framerate = (AVRational){fps, 1};
+    vw->enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    vw->enc->gop_size = 2 * fps;    /* a keyframe every 2 s: seeking for re-sampling stays cheap */
+    vw->enc->thread_count = 1;      /* the same bytes on every machine: tests depend on it */
+    if (codec->id == AV_CODEC_ID_MPEG4) vw->enc->bit_rate = (int64_t)w * h * fps / 8;
+    else {
+        char q[16];
+        snprintf(q, sizeof q, "%d", crf);
+        av_opt_set(vw->enc->priv_data, "preset", "veryfast", 0);
+        av_opt_set(vw->enc->priv_data, "crf", q, 0);
+    }
+    if (vw->oc->oformat->flags & AVFMT_GLOBALHEADER) vw->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if ((r = avcodec_open2(vw->enc, codec, NULL)) < 0) {
+        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: cannot open the %s encoder: %s", path, codec->name, averr(r, eb, sizeof eb));
+        goto fail;
+    }
+    vw->st = avformat_new_stream(vw->oc, NULL);
+    if (!vw->st) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+    avcodec_parameters_from_context(vw->st->codecpar, vw->enc);
+    vw->st->time_base = vw->enc->time_base;
+    if ((r = avio_open(&vw->oc->pb, path, AVIO_FLAG_WRITE)) < 0) {
+        st = MI_FAIL(MI_ERR_IO, "%s: cannot create: %s", path, averr(r, eb, sizeof eb));
+        goto fail;
+    }
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "movflags", "+faststart", 0);  /* index first: a truncated copy still opens */
+    r = avformat_write_header(vw->oc, &opts);
+    av_dict_free(&opts);
+    if (r < 0) { st = MI_FAIL(MI_ERR_IO, "%s: cannot write the header: %s", path, averr(r, eb, sizeof eb)); goto fail; }
+    vw->frame->format = AV_PIX_FMT_YUV420P;
+    vw->frame->width = w;
+    vw->frame->height = h;
+    if (av_frame_get_buffer(vw->frame, 0) < 0) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
+    vw->sws = sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, AV_PIX_FMT_YUV420P, SWS_BILINEAR, NULL, NULL, NULL);
+    if (!vw->sws) { st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: no RGB to YUV conversion", path); goto fail; }
+    *out = vw;
+    return MI_OK;
+fail:
+    writer_free(vw);
+    return st;
+}
+
+mi_status mi_video_writer_add(mi_video_writer *vw, const uint8_t *rgb) {
+    char eb[128];
+    int r = av_frame_make_writable(vw->frame);
+    if (r < 0) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", vw->path);
+    const uint8_t *src[4] = { rgb, NULL, NULL, NULL };
+    int src_stride[4] = { vw->w * 3, 0, 0, 0 };
+    sws_scale(vw->sws, src, src_stride, 0, vw->h, vw->frame->data, vw->frame->linesize);
+    vw->frame->pts = vw->n++;
+    if ((r = avcodec_send_frame(vw->enc, vw->frame)) < 0)
+        return MI_FAIL(MI_ERR_IO, "%s: encoder refused frame %lld: %s", vw->path, (long long)vw->n - 1,
+                       averr(r, eb, sizeof eb));
+    return drain(vw);
+}
+
+mi_status mi_video_writer_close(mi_video_writer *vw) {
+    if (!vw) return MI_OK;
+    char eb[128];
+    mi_status st = MI_OK;
+    avcodec_send_frame(vw->enc, NULL);
+    st = drain(vw);
+    int r = av_write_trailer(vw->oc);
+    if (st == MI_OK && r < 0) st = MI_FAIL(MI_ERR_IO, "%s: cannot finish the file: %s", vw->path, averr(r, eb, sizeof eb));
+    writer_free(vw);
+    return st;
+}
+
+mi_status mi_rgb_resize(uint8_t *dst, int dw, int dh, const uint8_t *src, int sw, int sh) {
+    struct SwsContext *c = sws_getContext(sw, sh, AV_PIX_FMT_RGB24, dw, dh, AV_PIX_FMT_RGB24, SWS_AREA,
+                                          NULL, NULL, NULL);
+    uint8_t *tmp = malloc((size_t)dw * dh * 3 + 64);  /* swscale may write a little past a packed row */
+    if (!c || !tmp) {
+        sws_freeContext(c);
+        free(tmp);
+        return MI_FAIL(MI_ERR_ARG, "cannot resize RGB %dx%d to %dx%d", sw, sh, dw, dh);
+    }
+    const uint8_t *s[4] = { src, NULL, NULL, NULL };
+    int ss[4] = { sw * 3, 0, 0, 0 };
+    uint8_t *d[4] = { tmp, NULL, NULL, NULL };
+    int ds[4] = { dw * 3, 0, 0, 0 };
+    sws_scale(c, s, ss, 0, sh, d, ds);
+    memcpy(dst, tmp, (size_t)dw * dh * 3);
+    sws_freeContext(c);
+    free(tmp);
+    return MI_OK;
+}
