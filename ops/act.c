@@ -48,7 +48,7 @@ void mi_prelu(float *y, const float *x, const float *slope, int64_t nslope, int6
     mi_prelu_ref(y, x, slope, nslope, N, C, inner);
 }
 
-void mi_sigmoid(float *y, const float *x, int64_t n) {
+void mi_sigmoid_ref(float *y, const float *x, int64_t n) {
     #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
 }
@@ -78,10 +78,31 @@ static void softmax_any(float *y, const float *x, int64_t outer, int64_t dim, in
             softmax_column(y + o * dim * inner + i, x + o * dim * inner + i, dim, inner, log_out);
 }
 
-void mi_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+void mi_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
     softmax_any(y, x, outer, dim, inner, 0);
 }
 
-void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
     softmax_any(y, x, outer, dim, inner, 1);
+}
+
+void mi_sigmoid(float *y, const float *x, int64_t n) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_sigmoid_avx2(y, x, n); return; }
+#endif
+    mi_sigmoid_ref(y, x, n);
+}
+
+void mi_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_softmax_avx2(y, x, outer, dim, inner); return; }
+#endif
+    mi_softmax_ref(y, x, outer, dim, inner);
+}
+
+void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_log_softmax_avx2(y, x, outer, dim, inner); return; }
+#endif
+    mi_log_softmax_ref(y, x, outer, dim, inner);
 }

@@ -30,10 +30,18 @@ void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_
 void mi_relu_ref(float *y, const float *x, int64_t n);
 void mi_prelu_ref(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
                   int64_t C, int64_t inner);
+void mi_sigmoid_ref(float *y, const float *x, int64_t n);                /* libm expf */
+void mi_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 #if defined(__x86_64__)
 void mi_relu_avx2(float *y, const float *x, int64_t n);          /* == mi_relu_ref bit for bit */
 void mi_prelu_avx2(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
                    int64_t C, int64_t inner);                    /* == mi_prelu_ref bit for bit */
+/* A polynomial exp and 8-lane sums: within a few ulp of the references, not their bits; the
+ * same bits for any thread count (tolerances in tests/test_ops.c). */
+void mi_sigmoid_avx2(float *y, const float *x, int64_t n);
+void mi_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+void mi_log_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 #endif
 
 #endif

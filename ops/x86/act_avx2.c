@@ -7,6 +7,7 @@
 #include "../cpu.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define PAR_MIN 32768
 
@@ -39,4 +40,167 @@ void mi_prelu_avx2(float *y, const float *x, const float *slope, int64_t nslope,
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++)
             prelu_row(y + (n * C + c) * inner, x + (n * C + c) * inner, slope[nslope == 1 ? 0 : c], inner);
+}
+
+/* ---- exp-based activations: sigmoid, softmax, log_softmax ----------------------------------
+ * References: mi_sigmoid_ref, mi_softmax_ref, mi_log_softmax_ref (ops/act.c); tests:
+ * tests/test_ops.c (softmax_matches_torch, act_exp_fast_vs_ref). Not the reference's bits: exp8
+ * below is a polynomial (Cephes expf: 2^n * p(r), |r| <= ln2/2, about 1 ulp) where the reference
+ * calls libm's expf, and sums run in 8 lanes. Tails use masked loads so every element, wherever it
+ * falls, goes through the same lane arithmetic: the bits do not depend on threads or blocking. */
+
+/* exp(x) for x in [-87.33, 88.37]; 0 below (so exp(-inf) = 0, as softmax over masked logits
+ * needs), NaN stays NaN. */
+static inline __m256 exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.336544f), hi = _mm256_set1_ps(88.3762626647949f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(lo, _mm256_min_ps(hi, x));      /* operand order keeps NaN */
+    const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i n = _mm256_cvtps_epi32(fx);          /* -126..128; 128 only at the clamp */
+    const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23));
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, pow2n));
+}
+
+/* lanes [0, n) set, n in 0..8 */
+static inline __m256i lane_mask(int64_t n) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
+}
+
+void mi_sigmoid_avx2(float *y, const float *x, int64_t n) {
+    const int64_t nb = (n + 7) / 8;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t left = n - 8 * b;
+        const __m256i m = lane_mask(left < 8 ? left : 8);
+        const __m256 v = _mm256_maskload_ps(x + 8 * b, m);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        _mm256_maskstore_ps(y + 8 * b, m, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+    }
+}
+
+static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* One contiguous row (inner == 1): x, y: (dim). Vectorized along the row. */
+static void softmax_row(float *y, const float *x, int64_t dim, int log_out) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 vm = ninf, nan = _mm256_setzero_ps();
+    for (int64_t d = 0; d < dim; d += 8) {
+        const __m256i k = lane_mask(dim - d < 8 ? dim - d : 8);
+        const __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + d, k), _mm256_castsi256_ps(k));
+        vm = _mm256_max_ps(vm, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    const float m = _mm256_movemask_ps(nan) ? NAN : hmax8(vm);   /* NaN anywhere: NaN out, as ref */
+    const __m256 vmax = _mm256_set1_ps(m);
+    __m256 vs = _mm256_setzero_ps();
+    for (int64_t d = 0; d < dim; d += 8) {
+        const __m256i k = lane_mask(dim - d < 8 ? dim - d : 8);
+        const __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + d, k), vmax)),
+                                       _mm256_castsi256_ps(k));
+        vs = _mm256_add_ps(vs, e);
+        if (!log_out) _mm256_maskstore_ps(y + d, k, e);
+    }
+    const float s = hsum8(vs);
+    if (log_out) {
+        const __m256 sub = _mm256_set1_ps(m + logf(s));
+        for (int64_t d = 0; d < dim; d += 8) {
+            const __m256i k = lane_mask(dim - d < 8 ? dim - d : 8);
+            _mm256_maskstore_ps(y + d, k, _mm256_sub_ps(_mm256_maskload_ps(x + d, k), sub));
+        }
+    } else {
+        const __m256 vsum = _mm256_set1_ps(s);
+        for (int64_t d = 0; d < dim; d += 8) {
+            const __m256i k = lane_mask(dim - d < 8 ? dim - d : 8);
+            _mm256_maskstore_ps(y + d, k, _mm256_div_ps(_mm256_maskload_ps(y + d, k), vsum));
+        }
+    }
+}
+
+/* 8 (or fewer, masked) neighbouring columns of stride `inner`: x, y at column i of (dim, inner).
+ * Each lane is one column, reduced over d in order: max, sum of exp, then divide. `full` is a
+ * constant after inlining: plain loads for whole blocks, masked ones for the tail only (the
+ * lane arithmetic is the same either way). */
+static inline __attribute__((always_inline)) __m256 ld(const float *p, __m256i k, int full) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k);
+}
+static inline __attribute__((always_inline)) void st(float *p, __m256i k, __m256 v, int full) {
+    if (full) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, k, v);
+}
+
+static inline __attribute__((always_inline)) void softmax_cols(float *y, const float *x, int64_t dim,
+                                                               int64_t inner, __m256i k, int log_out,
+                                                               int full) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int64_t d = 0; d < dim; d++) {
+        const __m256 v = ld(x + d * inner, k, full);
+        m = _mm256_blendv_ps(m, v, _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    }
+    __m256 s = _mm256_setzero_ps();
+    for (int64_t d = 0; d < dim; d++) {
+        const __m256 e = exp8(_mm256_sub_ps(ld(x + d * inner, k, full), m));
+        s = _mm256_add_ps(s, e);
+        if (!log_out) st(y + d * inner, k, e, full);
+    }
+    if (log_out) {
+        float sl[8], ls[8];
+        _mm256_storeu_ps(sl, s);
+        for (int j = 0; j < 8; j++) ls[j] = logf(sl[j]);   /* once per column: libm is fine */
+        const __m256 sub = _mm256_add_ps(m, _mm256_loadu_ps(ls));
+        for (int64_t d = 0; d < dim; d++) st(y + d * inner, k, _mm256_sub_ps(ld(x + d * inner, k, full), sub), full);
+    } else {
+        for (int64_t d = 0; d < dim; d++) st(y + d * inner, k, _mm256_div_ps(ld(y + d * inner, k, full), s), full);
+    }
+}
+
+static void softmax_avx2_any(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner,
+                             int log_out) {
+    if (inner == 1) {
+        #pragma omp parallel for num_threads(mi_threads()) if (outer * dim > PAR_MIN / 8) schedule(static)
+        for (int64_t o = 0; o < outer; o++) softmax_row(y + o * dim, x + o * dim, dim, log_out);
+        return;
+    }
+    const int64_t nb = (inner + 7) / 8;
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (outer * dim * inner > PAR_MIN / 8) schedule(static)
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t i = 8 * b, left = inner - i;
+            float *yo = y + o * dim * inner + i;
+            const float *xo = x + o * dim * inner + i;
+            if (left >= 8) {
+                if (log_out) softmax_cols(yo, xo, dim, inner, lane_mask(8), 1, 1);
+                else softmax_cols(yo, xo, dim, inner, lane_mask(8), 0, 1);
+            } else softmax_cols(yo, xo, dim, inner, lane_mask(left), log_out, 0);
+        }
+}
+
+void mi_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+    softmax_avx2_any(y, x, outer, dim, inner, 0);
+}
+
+void mi_log_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
+    softmax_avx2_any(y, x, outer, dim, inner, 1);
 }
