@@ -433,7 +433,7 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manif
     if ((st = set_link(o->model_dir, "current", rel)) || (st = point_model_links(o->model_dir)) ||
         (st = mi_trust_fsync_dir(o->model_dir)))
         return refuse(r, MI_TRUST_EXIT_INSTALL, st);
-    if (prev[0]) snprintf(d->previous, sizeof d->previous, "%s", prev);
+    if (prev[0]) pathf(d->previous, sizeof d->previous, "%s", prev);
     pathf(d->current, sizeof d->current, "%s", rel);
     r->installed = true;
     r->exit_code = 0;
