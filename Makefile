@@ -122,6 +122,10 @@ bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine
 $(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
+# convolution kernels vs the measured FMA peak (bench/bench_conv.c); not part of `make test`
+$(B)/bench_conv: bench/bench_conv.c $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
+
 clean:
 	rm -rf build build-san
 

@@ -68,7 +68,6 @@ static int64_t conv_out_len(const mi_conv_desc *d, int i, int64_t in) {
 }
 
 /* Shared by mi_conv and mi_deconv: every field positive (pad >= 0), groups divide both. */
-mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
 mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name) {
     if (d->sp != 2 && d->sp != 3)
         return MI_FAIL(MI_ERR_ARG, "%s: %d spatial dimensions, expected 2 or 3", name, d->sp);
@@ -270,73 +269,72 @@ static int make_segs(mi_conv_seg *seg, const mi_conv_gemm *g, int64_t q0, int nr
     return n;
 }
 
-/* Row k of the B panel = NR consecutive source floats (fewer at the grid's end, zero-filled). */
-static void pack_b(float *restrict dst, const float *restrict src, const int64_t *koff, int64_t kc,
-                   int nr, int NR) {
-    if (nr == 32 && NR == 32) {
-        for (int64_t k = 0; k < kc; k++) memcpy(dst + k * 32, src + koff[k], 32 * sizeof(float));
-    } else if (nr == 16 && NR == 16) {
-        for (int64_t k = 0; k < kc; k++) memcpy(dst + k * 16, src + koff[k], 16 * sizeof(float));
-    } else {
-        for (int64_t k = 0; k < kc; k++) {
-            memcpy(dst + k * NR, src + koff[k], (size_t)nr * sizeof(float));
-            memset(dst + k * NR + nr, 0, (size_t)(NR - nr) * sizeof(float));
+void mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads, mi_conv_plan *pl) {
+    const int MR = u->mr, NR = u->nr;
+    MI_ASSERT(g->K > 0 && NR <= 32);
+    pl->ngrid = g->gd * g->gh * g->gw;
+    pl->npan = CEIL_DIV(pl->ngrid, NR);
+    pl->mpan = CEIL_DIV(g->M, MR);
+    /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
+     * computes a tile, never how, so it may follow the thread count. */
+    int64_t mcp = MI_MIN((int64_t)(u->mc / MR), pl->mpan), nmc = CEIL_DIV(pl->mpan, mcp);
+    int64_t want = nthreads > 1 ? 4 * (int64_t)nthreads : 1, base = g->groups * nmc;
+    int64_t nj = MI_MIN(pl->npan, MI_MAX((int64_t)1, CEIL_DIV(want, base)));
+    int64_t jper = CEIL_DIV(pl->npan, nj);
+    nj = CEIL_DIV(pl->npan, jper);
+    if (g->groups * nmc * nj < 2 * (int64_t)nthreads && mcp > 1) {
+        int64_t need = CEIL_DIV(2 * (int64_t)nthreads, g->groups * nj);
+        mcp = MI_MAX((int64_t)1, CEIL_DIV(pl->mpan, need));
+        nmc = CEIL_DIV(pl->mpan, mcp);
+    }
+    pl->mcp = mcp;
+    pl->nmc = nmc;
+    pl->nj = nj;
+    pl->jper = jper;
+    pl->items = g->groups * nmc * nj;
+}
+
+void mi_conv_gemm_item(const mi_conv_ukr *u, const mi_conv_gemm *g, const mi_conv_plan *pl,
+                       int64_t it, void *thread_ws) {
+    const int MR = u->mr, NR = u->nr;
+    const int64_t M = g->M, K = g->K, ldy = g->od * g->oh * g->ow;
+    float *bpan = thread_ws;
+    float *acc = (float *)((unsigned char *)thread_ws + ROUND64((size_t)u->kc * NR * sizeof(float)));
+    const int64_t gi = it / (pl->nmc * pl->nj), mci = it % (pl->nmc * pl->nj) / pl->nj, ji = it % pl->nj;
+    const int64_t mp0 = mci * pl->mcp, mp1 = MI_MIN(pl->mpan, mp0 + pl->mcp);
+    const int64_t j0 = ji * pl->jper, j1 = MI_MIN(pl->npan, j0 + pl->jper);
+    const float *src = g->src + gi * g->src_gstride;
+    const float *ag = g->apack + gi * pl->mpan * K * MR;
+    mi_conv_seg seg[32];
+    for (int64_t j = j0; j < j1; j++) {
+        const int nr = (int)MI_MIN((int64_t)NR, pl->ngrid - j * NR);
+        const int nseg = make_segs(seg, g, j * NR, nr);
+        if (nseg == 0) continue;  /* a panel of garbage columns only */
+        for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
+            const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
+            u->pack(bpan, src + j * NR, g->koff + k0, kc, nr);
+            for (int64_t mp = mp0; mp < mp1; mp++) {
+                const int64_t row = gi * M + mp * MR;
+                mi_conv_ukr_args a = {
+                    .kc = kc, .a = ag + (mp * K + k0) * MR, .b = bpan,
+                    .acc = acc + (mp - mp0) * MR * NR,
+                    .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
+                    .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
+                    .bias = g->bias ? g->bias + row : NULL, .nseg = nseg, .seg = seg,
+                };
+                u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
+            }
         }
     }
 }
 
 void mi_conv_gemm_run(const mi_conv_ukr *u, const mi_conv_gemm *g, void *ws, int nthreads) {
-    const int MR = u->mr, NR = u->nr;
-    const int64_t M = g->M, K = g->K, ldy = g->od * g->oh * g->ow;
-    const int64_t ngrid = g->gd * g->gh * g->gw, npan = CEIL_DIV(ngrid, NR), mpan = CEIL_DIV(M, MR);
-    MI_ASSERT(K > 0 && NR <= 32);
-    /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
-     * computes a tile, never how, so it may follow the thread count. */
-    int64_t mcp = MI_MIN((int64_t)(u->mc / MR), mpan), nmc = CEIL_DIV(mpan, mcp);
-    int64_t want = nthreads > 1 ? 4 * (int64_t)nthreads : 1, base = g->groups * nmc;
-    int64_t nj = MI_MIN(npan, MI_MAX((int64_t)1, CEIL_DIV(want, base)));
-    int64_t jper = CEIL_DIV(npan, nj);
-    nj = CEIL_DIV(npan, jper);
-    if (g->groups * nmc * nj < 2 * (int64_t)nthreads && mcp > 1) {
-        int64_t need = CEIL_DIV(2 * (int64_t)nthreads, g->groups * nj);
-        mcp = MI_MAX((int64_t)1, CEIL_DIV(mpan, need));
-        nmc = CEIL_DIV(mpan, mcp);
-    }
-    const int64_t items = g->groups * nmc * nj, per_g = nmc * nj;
+    mi_conv_plan pl;
+    mi_conv_gemm_plan(u, g, nthreads, &pl);
     const size_t per_thread = gemm_ws_per_thread(u);
-    const size_t bbytes = ROUND64((size_t)u->kc * NR * sizeof(float));
-
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (int64_t it = 0; it < items; it++) {
-        unsigned char *mine = (unsigned char *)ws + per_thread * (size_t)omp_get_thread_num();
-        float *bpan = (float *)mine, *acc = (float *)(mine + bbytes);
-        const int64_t gi = it / per_g, mci = it % per_g / nj, ji = it % nj;
-        const int64_t mp0 = mci * mcp, mp1 = MI_MIN(mpan, mp0 + mcp);
-        const int64_t j0 = ji * jper, j1 = MI_MIN(npan, j0 + jper);
-        const float *src = g->src + gi * g->src_gstride;
-        const float *ag = g->apack + gi * mpan * K * MR;
-        mi_conv_seg seg[32];
-        for (int64_t j = j0; j < j1; j++) {
-            const int nr = (int)MI_MIN((int64_t)NR, ngrid - j * NR);
-            const int nseg = make_segs(seg, g, j * NR, nr);
-            if (nseg == 0) continue;  /* a panel of garbage columns only */
-            for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
-                const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
-                pack_b(bpan, src + j * NR, g->koff + k0, kc, nr, NR);
-                for (int64_t mp = mp0; mp < mp1; mp++) {
-                    const int64_t row = gi * M + mp * MR;
-                    mi_conv_ukr_args a = {
-                        .kc = kc, .a = ag + (mp * K + k0) * MR, .b = bpan,
-                        .acc = acc + (mp - mp0) * MR * NR,
-                        .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
-                        .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
-                        .bias = g->bias ? g->bias + row : NULL, .nseg = nseg, .seg = seg,
-                    };
-                    u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
-                }
-            }
-        }
-    }
+    for (int64_t it = 0; it < pl.items; it++)
+        mi_conv_gemm_item(u, g, &pl, it, (unsigned char *)ws + per_thread * (size_t)omp_get_thread_num());
 }
 
 /* ---- the fast convolution: phase-split padded input, then the GEMM ---- */
@@ -389,10 +387,9 @@ size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
 
 /* Fills the stride-phase planes of one image: plane (ci, phase a) [j0][j1][j2] holds the padded
  * input at (j*s + a - pad), zero outside. Only phases that some tap reads are built. */
-static void build_phases(float *dst, const float *x, const mi_conv_desc *d, const conv_geom *G,
-                         int nthreads) {
+static void build_phases(float *dst, const float *x, const mi_conv_desc *d, const conv_geom *G) {
     const int64_t *in = G->in, *P = G->plane;
-    #pragma omp parallel for schedule(static) num_threads(nthreads)
+    #pragma omp for schedule(static)
     for (int64_t ci = 0; ci < d->cin; ci++)
         for (int64_t a0 = 0; a0 < d->stride[0]; a0++) {
             if (G->slot[0][a0] < 0) continue;
@@ -459,9 +456,13 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         const int64_t used = d->cin * G.slots * G.PL;
         memset(src + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
     }
+    const size_t per_thread = gemm_ws_per_thread(u);
+    /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
+     * thread that is not running stalls every barrier by a scheduler tick. */
+    #pragma omp parallel num_threads(nt)
     for (int64_t n = 0; n < x->shape[0]; n++) {
         const float *xn = x->data + n * d->cin * IP;
-        if (!G.direct) build_phases(src, xn, d, &G, nt);
+        if (!G.direct) build_phases(src, xn, d, &G);   /* omp for: ends with a barrier */
         mi_conv_gemm g = {
             .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
             .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
@@ -470,7 +471,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
             .bias = c->bias, .relu = act == MI_ACT_RELU,
         };
-        mi_conv_gemm_run(u, &g, gws, nt);
+        mi_conv_plan pl;
+        mi_conv_gemm_plan(u, &g, nt, &pl);
+        void *mine = (unsigned char *)gws + per_thread * (size_t)omp_get_thread_num();
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < pl.items; it++) mi_conv_gemm_item(u, &g, &pl, it, mine);
     }
 }
 

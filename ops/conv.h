@@ -124,6 +124,8 @@ typedef struct {
 typedef struct {
     int mr, nr, kc, mc;        /* register tile, K block, rows per M chunk (multiple of mr) */
     void (*run)(const mi_conv_ukr_args *a, int mr);  /* mr <= MR valid rows */
+    /* B panel: dst[k][0..NR) = src[koff[k] + 0..nr), zeros past nr (the grid's last panel) */
+    void (*pack)(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr);
 } mi_conv_ukr;
 
 /* NULL for MI_ISA_REF and where no fast kernel exists. */
@@ -146,7 +148,15 @@ typedef struct {
     int relu;
 } mi_conv_gemm;
 
+/* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
+mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
 int    mi_conv_max_threads(void);   /* max(mi_threads(), cores): what workspaces are sized for */
+typedef struct { int64_t ngrid, npan, mpan, mcp, nmc, nj, jper, items; } mi_conv_plan;
+/* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
+ * run by the calling thread with its own mi_conv_gemm_ws(u, 1) bytes of scratch. */
+void   mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads, mi_conv_plan *pl);
+void   mi_conv_gemm_item(const mi_conv_ukr *u, const mi_conv_gemm *g, const mi_conv_plan *pl,
+                         int64_t item, void *thread_ws);
 /* Scratch of mi_conv_gemm_run for nthreads threads, and the run itself (threads split the output
  * tiles only, never K, so the bits do not depend on nthreads). */
 size_t mi_conv_gemm_ws(const mi_conv_ukr *u, int nthreads);

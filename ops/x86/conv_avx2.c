@@ -98,4 +98,21 @@ static void run(const mi_conv_ukr_args *p, int mr) {
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx2 = { MR, NR, KC, MC, run };
+static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr) {
+    if (nr == NR) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *s = src + koff[k];
+            _mm256_store_ps(dst + k * NR, _mm256_loadu_ps(s));
+            _mm256_store_ps(dst + k * NR + 8, _mm256_loadu_ps(s + 8));
+        }
+        return;
+    }
+    const __m256i m0 = lanes((1u << nr) - 1u), m1 = lanes(((1u << nr) - 1u) >> 8);
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + koff[k];
+        _mm256_store_ps(dst + k * NR, _mm256_maskload_ps(s, m0));
+        _mm256_store_ps(dst + k * NR + 8, _mm256_maskload_ps(s + 8, m1));
+    }
+}
+
+const mi_conv_ukr mi_conv_ukr_avx2 = { MR, NR, KC, MC, run, pack };

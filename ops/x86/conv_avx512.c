@@ -102,4 +102,22 @@ static void run(const mi_conv_ukr_args *p, int mr) {
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run };
+static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr) {
+    if (nr == NR) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *s = src + koff[k];
+            _mm512_store_ps(dst + k * NR, _mm512_loadu_ps(s));
+            _mm512_store_ps(dst + k * NR + 16, _mm512_loadu_ps(s + 16));
+        }
+        return;
+    }
+    const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1u);
+    const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffff : nr > 16 ? (1u << (nr - 16)) - 1u : 0u);
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + koff[k];
+        _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, s));
+        _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+    }
+}
+
+const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack };
