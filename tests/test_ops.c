@@ -12,7 +12,8 @@
  *   sigmoid: atol 1e-6 (3.0e-8 / 6.0e-8).
  *   softmax: atol 2e-6 (1.5e-8 / 6.0e-7: the AVX2 path sums a 1000-wide row in 8 lanes).
  *   log_softmax: atol 1e-5, rtol 1e-6 (4.8e-7 / 7.6e-6, on values near -300).
- *   bilinear / trilinear: atol 1e-6 (4.8e-7; the index math matches, torch's lerp may fuse).
+ *   bilinear / trilinear: atol 1e-6 (4.8e-7: weights and indices match torch's, probed one-hot;
+ *   its lerp rounds differently in the last bit).
  *   linear (in up to 2048): atol 1e-5, rtol 1e-5 (0: torch's generic BLAS sums in our order /
  *   5.3e-6: 8-lane FMA sums).  matmul: atol 1e-5, rtol 1e-5 (0 / 0).
  *   Kipf normalization: atol 1e-6 (3.0e-8); graph conv: atol 1e-5, rtol 1e-5 (2.8e-7).

@@ -1,5 +1,5 @@
 /* ops/x86/act_avx2.c - AVX2 ReLU and PReLU. Reference: ops/act.c (mi_relu_ref, mi_prelu_ref);
- * test: tests/test_ops.c (relu_prelu_fast_equals_ref: memcmp over tail sizes and threads).
+ * test: tests/test_ops.c (act_fast_equals_ref: memcmp over tail sizes; act_threads_same_bits).
  * Both are selects, not arithmetic rounding differently, so they equal the reference bit for bit:
  * ReLU zeroes lanes where x < 0 (ordered compare, so NaN passes through like `x < 0 ? 0 : x`);
  * PReLU picks x where x > 0 else a*x (one multiply, like the reference). */
