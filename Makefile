@@ -12,7 +12,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -fopenmp -Wall -Wextra -Werror \
            -Iinclude -I/usr/include/cjson -MMD -MP
 LDLIBS_CORE := -lcjson -lm -fopenmp
-PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl
+PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb
 # pkg-config is asked only when a target needs the pipelines (after deps are installed)
 PIPE_CFLAGS  = $(shell pkg-config --cflags $(PIPE_PKGS) 2>/dev/null)
 PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null)

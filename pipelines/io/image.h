@@ -4,6 +4,7 @@
 #define MI_IO_IMAGE_H
 
 #include "medinfer.h"
+#include "../../weights/safetensors.h"
 
 typedef struct {
     uint8_t *px;   /* RGB, 3 bytes per pixel, row-major, w*h*3 bytes; owned (mi_image_free) */
@@ -18,11 +19,29 @@ void      mi_image_free(mi_image *img);
 
 /* The classifier's input transform, equal (within a stated tolerance) to torchvision's
  *   Resize(resize, bilinear, antialias=True) -> CenterCrop(crop) -> ToTensor -> Normalize(mean, std)
- * applied to the same decoded pixels. out: [3, crop, crop] float32. */
+ * applied to the same decoded pixels. out: [3, crop, crop] float32.
+ * Measured: identical bit for bit to torch 1.13's scalar kernel; see preprocess.c and
+ * tests/test_image.c for torch's vectorized (FMA) build. */
 mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const float mean[3],
                               const float std[3], float *out);
 
-/* A little-endian float32 .npy (C order). *data malloc'd; error names the file. */
+/* torchvision Resize(int size) output size: shorter side -> size, longer -> int(size*long/short). */
+void      mi_resize_shorter_size(int w, int h, int size, int *ow, int *oh);
+/* torchvision F.resize(uint8 [3,H,W], [oh, ow], BILINEAR, antialias=True): the resize step of
+ * mi_image_preprocess on its own. dst is allocated (mi_image_free). */
+mi_status mi_image_resize_aa(mi_image *dst, const mi_image *src, int ow, int oh);
+
+/* What a classifier blob's metadata asks of mi_image_preprocess:
+ *   crop   = 'input_size' (required)
+ *   resize = 'resize' when present, else round(input_size * 256 / 224)   (224 -> 256, 32 -> 37)
+ *   mean, std = 'mean', 'std' (3 numbers each, std > 0) */
+typedef struct { int resize, crop; float mean[3], std[3]; } mi_preprocess_spec;
+mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *w);
+
+/* A little-endian float32 .npy (C order; format versions 1 to 3). *data malloc'd (free());
+ * shape[0..ndim) filled, ndim <= 5 (0 for a scalar). Error names the file. */
 mi_status mi_npy_load(const char *path, float **data, int *ndim, int64_t shape[5]);
+/* Writes data as a version 1.0 '<f4' C-order .npy that numpy.load reads. */
+mi_status mi_npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 
 #endif

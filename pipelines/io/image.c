@@ -1,0 +1,113 @@
+/* pipelines/io/image.c - still images through stb_image / stb_image_write (Debian libstb-dev,
+ * linked as -lstb). The file is read here, not by stb, so that a missing file, a directory and an
+ * undecodable file each get their own message naming the file. */
+#include "image.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+
+/* Bigger than any slide tile or endoscopy frame we decode whole; larger inputs go to io/slides. */
+#define MAX_PIXELS (1ll << 28)
+
+static mi_status read_file(const char *path, unsigned char **buf, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return MI_FAIL(MI_ERR_IO, "%s: not a regular file", path);
+    }
+    if (sb.st_size == 0 || sb.st_size > INT_MAX) {  /* stb_image takes an int length */
+        fclose(f);
+        return MI_FAIL(MI_ERR_FORMAT, "%s: %lld bytes is not the size of an image we decode", path,
+                       (long long)sb.st_size);
+    }
+    *n = (size_t)sb.st_size;
+    *buf = malloc(*n);
+    if (!*buf) {
+        fclose(f);
+        return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, *n);
+    }
+    size_t got = fread(*buf, 1, *n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != *n) {
+        free(*buf);
+        *buf = NULL;
+        return MI_FAIL(MI_ERR_IO, "%s: read %zu of %zu bytes%s%s", path, got, *n, err ? ": " : "",
+                       err ? strerror(errno) : "");
+    }
+    return MI_OK;
+}
+
+/* stb_image decodes a JPEG cut short without complaint (missing scan data reads as zeros), so a
+ * partly transferred file would be classified as a grey smear. A JPEG must end with its EOI marker
+ * (FF D9); some writers append padding or a second image after it, so search the tail. */
+static bool jpeg_has_eoi(const unsigned char *b, size_t n) {
+    size_t from = n > 4096 ? n - 4096 : 2;
+    for (size_t i = n - 1; i > from; i--)
+        if (b[i - 1] == 0xFF && b[i] == 0xD9) return true;
+    return false;
+}
+
+mi_status mi_image_load(mi_image *img, const char *path) {
+    memset(img, 0, sizeof *img);
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    mi_status st = read_file(path, &buf, &n);
+    if (st) return st;
+    int w, h, comp;
+    if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp)) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (%s)", path, stbi_failure_reason());
+        goto done;
+    }
+    if (w <= 0 || h <= 0 || (long long)w * h > MAX_PIXELS) {
+        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: %dx%d pixels, at most %lld supported", path, w, h, MAX_PIXELS);
+        goto done;
+    }
+    if (n >= 2 && buf[0] == 0xFF && buf[1] == 0xD8 && !jpeg_has_eoi(buf, n)) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is truncated (no end-of-image marker in its last bytes)", path);
+        goto done;
+    }
+    img->px = stbi_load_from_memory(buf, (int)n, &img->w, &img->h, &comp, 3);  /* grey, RGBA -> RGB */
+    if (!img->px) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: cannot decode %dx%d image: %s", path, w, h, stbi_failure_reason());
+        img->w = img->h = 0;
+    }
+done:
+    free(buf);
+    return st;
+}
+
+mi_status mi_image_alloc(mi_image *img, int w, int h) {
+    memset(img, 0, sizeof *img);
+    if (w <= 0 || h <= 0 || (long long)w * h > MAX_PIXELS)
+        return MI_FAIL(MI_ERR_ARG, "image size %dx%d is outside 1..%lld pixels", w, h, MAX_PIXELS);
+    img->px = calloc((size_t)w * (size_t)h, 3);
+    if (!img->px) return MI_FAIL(MI_ERR_NOMEM, "cannot allocate a %dx%d image", w, h);
+    img->w = w;
+    img->h = h;
+    return MI_OK;
+}
+
+mi_status mi_image_write_png(const char *path, const mi_image *img) {
+    if (!img->px || img->w <= 0 || img->h <= 0 || img->w > INT_MAX / 3)
+        return MI_FAIL(MI_ERR_ARG, "%s: no image to write (%dx%d)", path, img->w, img->h);
+    errno = 0;
+    if (!stbi_write_png(path, img->w, img->h, 3, img->px, img->w * 3))
+        return MI_FAIL(MI_ERR_IO, "%s: cannot write PNG: %s", path, errno ? strerror(errno) : "stb_image_write failed");
+    return MI_OK;
+}
+
+void mi_image_free(mi_image *img) {
+    free(img->px);  /* stb_image allocates with malloc (STBI_MALLOC is not overridden in libstb) */
+    memset(img, 0, sizeof *img);
+}
