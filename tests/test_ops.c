@@ -692,6 +692,26 @@ START_TEST(graph_matches_torch)
 }
 END_TEST
 
+typedef struct { const float *a, *x, *w, *b; float *t; int64_t n, fi, fo; } graph_ctx;
+static void run_graph(const void *c, float *y) {
+    const graph_ctx *g = c;
+    mi_graph_conv(y, g->a, g->x, g->w, g->b, g->n, g->fi, g->fo, g->t);
+}
+
+START_TEST(graph_threads_same_bits)
+{
+    const int64_t n = 301, fi = 67, fo = 33;
+    float *a = random_f(n * n, 1), *a_hat = alloc_f(n * n), *dinv = alloc_f(n), *x = random_f(n * fi, 2);
+    float *w = random_f(fo * fi, 3), *b = random_f(fo, 4), *t = alloc_f(n * fo);
+    for (int64_t i = 0; i < n * n; i++) a[i] = a[i] > 0.8f ? 1.0f : 0.0f;
+    mi_graph_normalize(a_hat, dinv, a, n);
+    graph_ctx c = { a_hat, x, w, b, t, n, fi, fo };
+    check_threads(run_graph, &c, n * fo, "graph conv");
+    mi_free_aligned(a); mi_free_aligned(a_hat); mi_free_aligned(dinv); mi_free_aligned(x);
+    mi_free_aligned(w); mi_free_aligned(b); mi_free_aligned(t);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_create("ops");
@@ -716,6 +736,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, linear_matmul_fast_vs_ref);
     tcase_add_test(tc, linear_threads_same_bits);
     tcase_add_test(tc, graph_matches_torch);
+    tcase_add_test(tc, graph_threads_same_bits);
     suite_add_tcase(s, tc);
     return s;
 }
