@@ -79,6 +79,7 @@ for shape, mode, ac, size, scale in [
         ((1, 3, 17, 13), "bilinear", False, (6, 5), None), ((1, 3, 17, 13), "bilinear", True, (6, 5), None),
         ((2, 2, 6, 9), "bilinear", False, None, (1.75, 2.0)), ((2, 2, 6, 9), "bilinear", True, None, (1.75, 2.0)),
         ((1, 2, 8, 8), "bilinear", False, None, (0.625, 3.0)), ((1, 1, 4, 300), "bilinear", False, (1, 517), None),
+        ((1, 2, 3, 5), "bilinear", False, (2, 1100), None), ((1, 2, 2, 7), "nearest", None, (3, 2100), None),
         ((1, 2, 1, 1), "bilinear", True, (3, 4), None), ((1, 2, 5, 5), "bilinear", False, (5, 5), None),
         ((1, 2, 3, 4, 5), "nearest", None, (6, 7, 9), None), ((1, 2, 3, 4, 5), "nearest", None, None, (2.0, 1.5, 0.75)),
         ((1, 2, 3, 4, 5), "trilinear", False, (7, 8, 11), None), ((1, 2, 3, 4, 5), "trilinear", True, (7, 8, 11), None),

@@ -368,7 +368,8 @@ static void run_pool(const void *c, float *out) {
     mi_tensor y = mi_tensor_view(out, p->x.ndim, p->ys, "y");
     if (p->which == 0) mi_max_pool(&y, &p->x, &p->d);
     else if (p->which == 1) mi_avg_pool(&y, &p->x, &p->d);
-    else mi_adaptive_avg_pool(&y, &p->x);
+    else if (p->which == 2) mi_adaptive_avg_pool(&y, &p->x);
+    else mi_global_avg_pool(&y, &p->x);
 }
 
 START_TEST(pool_threads_same_bits)
@@ -384,6 +385,9 @@ START_TEST(pool_threads_same_bits)
     c.which = 2;
     c.ys[2] = 5; c.ys[3] = 6;
     check_threads(run_pool, &c, 2 * 33 * 30, "adaptive avg pool");
+    c.which = 3;
+    c.ys[2] = 1; c.ys[3] = 1;
+    check_threads(run_pool, &c, 2 * 33, "global avg pool");
     mi_free_aligned(c.x.data);
 }
 END_TEST
@@ -441,6 +445,12 @@ START_TEST(resize_threads_same_bits)
     check_threads(run_resize, &c, n, "nearest 3-D");
     c.linear = 1;
     check_threads(run_resize, &c, n, "trilinear");
+    int64_t xs2[4] = { 2, 5, 37, 41 };   /* 2-D, output wider than one column table (CHUNK) */
+    resize_ctx d = { .x = mi_tensor_view(random_f(2 * 5 * 37 * 41, 12), 4, xs2, "x"), .ys = { 2, 5, 29, 1500 } };
+    check_threads(run_resize, &d, 2 * 5 * 29 * 1500, "nearest 2-D");
+    d.linear = 1;
+    check_threads(run_resize, &d, 2 * 5 * 29 * 1500, "bilinear");
+    mi_free_aligned(d.x.data);
     mi_free_aligned(c.x.data);
 }
 END_TEST
