@@ -1,0 +1,338 @@
+/* tests/test_conv.c - convolution and transposed convolution (ops/conv.c, ops/conv_transpose.c,
+ * ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
+ *
+ * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
+ *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512; MI_ISA
+ *    caps what mi_conv_init picks (env_caps_isa).
+ *    Tolerance: |ours - torch| <= 2e-5 * max|torch| + 1e-5 * |torch| (fp32 sums of up to 2700
+ *    terms, FMA on the fast paths). Measured max |ours - torch| / max|torch| over all cases and
+ *    ISAs: 8.8e-7 (reference), 7.1e-7 (avx2), 7.1e-7 (avx512): the MAXREL lines it prints.
+ * 2. Fast path against the reference on tails: Cout 1..17, 29, 33 and pixel counts 1, 3, 4, 5, 7,
+ *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded, 3x3 stride 2), same tolerance.
+ * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths and transposed.
+ * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer. */
+#include "mi_test.h"
+#include "../ops/conv.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ATOL_REL 2e-5   /* times max|reference| */
+#define RTOL 1e-5
+
+enum { P_KIND, P_SP, P_CIN, P_COUT, P_G, P_K, P_S = 8, P_P = 11, P_D = 14, P_OP = 17, P_BIAS = 20,
+       P_RES, P_RELU, P_N, P_SIZE };
+
+static double max_abs(const float *x, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
+    return m;
+}
+
+/* Runs case i of the fixture on the given ISA (ref: the reference function itself); returns the
+ * max error relative to max|torch|. */
+static double run_case(const mi_weights *w, int i, mi_isa isa) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "c%d.p", i);
+    const mi_tensor pt = mi_fixture_tensor(w, nm);
+    float p[32];
+    memcpy(p, pt.data, sizeof(float) * (size_t)mi_tensor_numel(&pt));
+    mi_conv_desc d = { .sp = (int)p[P_SP], .cin = (int64_t)p[P_CIN], .cout = (int64_t)p[P_COUT],
+                       .groups = (int64_t)p[P_G] };
+    for (int j = 0; j < 3; j++) {
+        d.k[j] = (int64_t)p[P_K + j];
+        d.stride[j] = (int64_t)p[P_S + j];
+        d.pad[j] = (int64_t)p[P_P + j];
+        d.dil[j] = (int64_t)p[P_D + j];
+    }
+    snprintf(nm, sizeof nm, "c%d.x", i);
+    mi_tensor x = mi_fixture_tensor(w, nm);
+    snprintf(nm, sizeof nm, "c%d.w", i);
+    const mi_tensor wt = mi_fixture_tensor(w, nm);
+    snprintf(nm, sizeof nm, "c%d.y", i);
+    const mi_tensor yref = mi_fixture_tensor(w, nm);
+    mi_tensor bt = { 0 }, rt = { 0 };
+    snprintf(nm, sizeof nm, "c%d.b", i);
+    if (p[P_BIAS]) bt = mi_fixture_tensor(w, nm);
+    snprintf(nm, sizeof nm, "c%d.res", i);
+    if (p[P_RES]) rt = mi_fixture_tensor(w, nm);
+    const mi_act act = p[P_RELU] ? MI_ACT_RELU : MI_ACT_NONE;
+    snprintf(nm, sizeof nm, "case%d", i);
+
+    mi_tensor y = mi_tensor_view(NULL, yref.ndim, yref.shape, "y");
+    y.data = mi_alloc_aligned((size_t)mi_tensor_numel(&y) * sizeof(float));
+    int64_t os[MI_MAX_DIMS];
+    void *ws = NULL;
+    if (p[P_KIND] == 0) {
+        mi_conv c;
+        ck_assert_msg(mi_conv_init_isa(&c, &d, wt.data, p[P_BIAS] ? bt.data : NULL, nm, isa) == MI_OK,
+                      "%s", mi_last_error());
+        ck_assert_int_eq(mi_conv_out_shape(&c, &x, os), MI_OK);
+        for (int j = 0; j < y.ndim; j++) ck_assert_int_eq(os[j], y.shape[j]);
+        ws = mi_alloc_aligned(mi_conv_workspace(&c, &x));
+        if (isa == MI_ISA_REF) mi_conv_forward_ref(&c, &y, &x, p[P_RES] ? &rt : NULL, act);
+        else mi_conv_forward(&c, &y, &x, p[P_RES] ? &rt : NULL, act, ws);
+        mi_conv_free(&c);
+    } else {
+        mi_deconv_desc dd = { .d = d };
+        for (int j = 0; j < 3; j++) dd.out_pad[j] = (int64_t)p[P_OP + j];
+        mi_deconv c;
+        ck_assert_msg(mi_deconv_init_isa(&c, &dd, wt.data, p[P_BIAS] ? bt.data : NULL, nm, isa) == MI_OK,
+                      "%s", mi_last_error());
+        ck_assert_int_eq(mi_deconv_out_shape(&c, &x, os), MI_OK);
+        for (int j = 0; j < y.ndim; j++) ck_assert_int_eq(os[j], y.shape[j]);
+        ws = mi_alloc_aligned(mi_deconv_workspace(&c, &x));
+        if (isa == MI_ISA_REF) mi_deconv_forward_ref(&c, &y, &x, p[P_RES] ? &rt : NULL, act);
+        else mi_deconv_forward(&c, &y, &x, p[P_RES] ? &rt : NULL, act, ws);
+        mi_deconv_free(&c);
+    }
+    const int64_t n = mi_tensor_numel(&y);
+    const double scale = max_abs(yref.data, n) + 1e-30;
+    snprintf(nm, sizeof nm, "case %d on %s", i, mi_isa_name(isa));
+    const double err = mi_assert_close(y.data, yref.data, n, ATOL_REL * scale, RTOL, nm);
+    mi_free_aligned(ws);
+    mi_free_aligned(y.data);
+    return err / scale;
+}
+
+START_TEST(matches_torch_on_every_isa)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "conv_cases.safetensors");
+    long long ncases;
+    ck_assert_int_eq(mi_weights_meta_int(&w, "cases", 1, 10000, &ncases), MI_OK);
+    static const mi_isa isas[] = { MI_ISA_REF, MI_ISA_AVX2, MI_ISA_AVX512 };
+    for (int k = 0; k < 3; k++) {
+        if (isas[k] > mi_cpu_isa()) {
+            printf("note: this CPU has no %s; not tested here\n", mi_isa_name(isas[k]));
+            continue;
+        }
+        double worst = 0;
+        for (int i = 0; i < ncases; i++) worst = fmax(worst, run_case(&w, i, isas[k]));
+        printf("MAXREL %s: %.3g over %lld cases\n", mi_isa_name(isas[k]), worst, ncases);
+    }
+    mi_weights_close(&w);
+}
+END_TEST
+
+/* A conv with random weights and input; y from the given ISA (threads as set). */
+typedef struct { mi_conv c; mi_tensor x, y, r; void *ws; } rig;
+
+static void rig_init(rig *g, mi_conv_desc d, int64_t h, int64_t wd, mi_isa isa, int res, uint64_t seed) {
+    int64_t K = d.cin / d.groups * d.k[0] * d.k[1] * d.k[2];
+    float *wt = mi_alloc_aligned((size_t)(d.cout * K) * sizeof(float)), *b = mi_alloc_aligned((size_t)d.cout * sizeof(float));
+    mi_fill_random(wt, d.cout * K, seed);
+    mi_fill_random(b, d.cout, seed + 1);
+    ck_assert_msg(mi_conv_init_isa(&g->c, &d, wt, b, "rig", isa) == MI_OK, "%s", mi_last_error());
+    mi_free_aligned(wt);
+    mi_free_aligned(b);
+    int64_t xs[4] = { 1, d.cin, h, wd }, os[MI_MAX_DIMS];
+    g->x = mi_tensor_view(NULL, 4, xs, "x");
+    g->x.data = mi_alloc_aligned((size_t)mi_tensor_numel(&g->x) * sizeof(float));
+    mi_fill_random(g->x.data, mi_tensor_numel(&g->x), seed + 2);
+    ck_assert_int_eq(mi_conv_out_shape(&g->c, &g->x, os), MI_OK);
+    g->y = mi_tensor_view(NULL, 4, os, "y");
+    g->r = mi_tensor_view(NULL, 4, os, "res");
+    g->y.data = mi_alloc_aligned((size_t)mi_tensor_numel(&g->y) * sizeof(float));
+    g->r.data = res ? mi_alloc_aligned((size_t)mi_tensor_numel(&g->y) * sizeof(float)) : NULL;
+    if (res) mi_fill_random(g->r.data, mi_tensor_numel(&g->y), seed + 3);
+    g->ws = mi_alloc_aligned(mi_conv_workspace(&g->c, &g->x));
+}
+
+static void rig_run(rig *g) {
+    memset(g->y.data, 0xff, (size_t)mi_tensor_numel(&g->y) * sizeof(float));  /* NaN: catches holes */
+    mi_conv_forward(&g->c, &g->y, &g->x, g->r.data ? &g->r : NULL, MI_ACT_RELU, g->ws);
+}
+
+static void rig_free(rig *g) {
+    mi_conv_free(&g->c);
+    mi_free_aligned(g->x.data);
+    mi_free_aligned(g->y.data);
+    mi_free_aligned(g->r.data);
+    mi_free_aligned(g->ws);
+}
+
+START_TEST(fast_matches_reference_on_tails)
+{
+    static const int couts[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 29, 33 };
+    static const int pix[] = { 1, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 47, 49, 67 };
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
+        if (isa == MI_ISA_NEON) continue;
+        for (int shape = 0; shape < 3; shape++)
+            for (size_t ci = 0; ci < sizeof couts / sizeof *couts; ci++)
+                for (size_t pi = 0; pi < sizeof pix / sizeof *pix; pi++) {
+                    /* 1x1 over a 1 x n row; 3x3 pad 1 over n x 3; 3x3 stride 2 over (2n) x 5 */
+                    const int n = pix[pi], co = couts[ci], cin = 3 + (int)(ci + pi) % 11;
+                    mi_conv_desc d = shape == 0 ? mi_conv2d_desc(cin, co, 1, 1, 0, 1)
+                                   : shape == 1 ? mi_conv2d_desc(cin, co, 3, 1, 1, 1)
+                                                : mi_conv2d_desc(cin, co, 3, 2, 1, 1);
+                    const int64_t h = shape == 0 ? 1 : shape == 1 ? n : 2 * n, wd = shape == 0 ? n : shape == 1 ? 3 : 5;
+                    rig f, r;
+                    rig_init(&f, d, h, wd, isa, (int)pi & 1, 7 + ci * 31 + pi);
+                    rig_init(&r, d, h, wd, MI_ISA_REF, (int)pi & 1, 7 + ci * 31 + pi);
+                    rig_run(&f);
+                    mi_conv_forward_ref(&r.c, &r.y, &r.x, r.r.data ? &r.r : NULL, MI_ACT_RELU);
+                    const int64_t nn = mi_tensor_numel(&r.y);
+                    char what[96];
+                    snprintf(what, sizeof what, "%s shape %d cout %d pixels %d", mi_isa_name(isa), shape, co, n);
+                    mi_assert_close(f.y.data, r.y.data, nn, ATOL_REL * (max_abs(r.y.data, nn) + 1e-30), RTOL, what);
+                    rig_free(&f);
+                    rig_free(&r);
+                    ran++;
+                }
+    }
+    if (!ran) MI_SKIP("no fast convolution path on this CPU");
+}
+END_TEST
+
+START_TEST(same_bits_for_1_2_4_threads)
+{
+    const mi_conv_desc shapes[] = {
+        mi_conv2d_desc(64, 128, 3, 1, 1, 1),   /* several M chunks and pixel panels */
+        mi_conv2d_desc(3, 64, 7, 2, 3, 1),     /* stem */
+        mi_conv2d_desc(300, 40, 3, 1, 1, 1),   /* K blocks */
+        mi_conv2d_desc(256, 512, 1, 2, 0, 1),  /* downsample */
+        mi_conv2d_desc(24, 36, 3, 1, 1, 3),    /* grouped */
+    };
+    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 } };
+    const int saved = mi_threads();
+    for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
+        if (isa == MI_ISA_NEON) continue;
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            float *first = NULL;
+            int64_t n = 0;
+            for (int t = 1; t <= 4; t *= 2) {
+                mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
+                rig g;
+                rig_init(&g, shapes[s], hw[s][0], hw[s][1], isa, 1, 100 + s);
+                rig_run(&g);
+                n = mi_tensor_numel(&g.y);
+                if (!first) {
+                    first = malloc((size_t)n * sizeof(float));
+                    memcpy(first, g.y.data, (size_t)n * sizeof(float));
+                } else {
+                    ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0,
+                                  "%s shape %zu: %d threads differ from 1", mi_isa_name(isa), s, t);
+                }
+                rig_free(&g);
+            }
+            free(first);
+        }
+        /* transposed: V-Net up-convolution and an overlapping one */
+        const mi_deconv_desc dd[] = { mi_deconv3d_desc(32, 16, 2, 2, 0, 0, 1), mi_deconv2d_desc(40, 24, 3, 2, 1, 1, 1) };
+        for (int s = 0; s < 2; s++) {
+            const mi_conv_desc *d = &dd[s].d;
+            int64_t xs[5] = { 1, d->cin, 5, 6, 7 }, os[MI_MAX_DIMS], kv = d->k[0] * d->k[1] * d->k[2];
+            if (d->sp == 2) { xs[2] = 13; xs[3] = 11; }
+            float *wt = malloc((size_t)(d->cin * d->cout * kv) * sizeof(float));
+            mi_fill_random(wt, d->cin * d->cout * kv, 5);
+            mi_tensor x = mi_tensor_view(malloc((size_t)(d->cin * 13 * 11 * 7) * sizeof(float)), d->sp + 2, xs, "x");
+            mi_fill_random(x.data, mi_tensor_numel(&x), 6);
+            float *first = NULL;
+            for (int t = 1; t <= 4; t *= 2) {
+                mi_set_threads(t);
+                mi_deconv c;
+                ck_assert_int_eq(mi_deconv_init_isa(&c, &dd[s], wt, NULL, "up", isa), MI_OK);
+                ck_assert_int_eq(mi_deconv_out_shape(&c, &x, os), MI_OK);
+                mi_tensor y = mi_tensor_view(NULL, x.ndim, os, "y");
+                const int64_t n = mi_tensor_numel(&y);
+                y.data = malloc((size_t)n * sizeof(float));
+                void *ws = mi_alloc_aligned(mi_deconv_workspace(&c, &x));
+                mi_deconv_forward(&c, &y, &x, NULL, MI_ACT_RELU, ws);
+                if (!first) first = y.data;
+                else {
+                    ck_assert_msg(memcmp(first, y.data, (size_t)n * sizeof(float)) == 0,
+                                  "%s transposed %d: %d threads differ from 1", mi_isa_name(isa), s, t);
+                    free(y.data);
+                }
+                mi_free_aligned(ws);
+                mi_deconv_free(&c);
+            }
+            free(first);
+            free(x.data);
+            free(wt);
+        }
+    }
+    mi_set_threads(saved);
+}
+END_TEST
+
+START_TEST(bad_shapes_name_the_layer)
+{
+    float w[16 * 8 * 9] = { 0 };
+    mi_conv c;
+    mi_conv_desc d = mi_conv2d_desc(8, 16, 3, 1, 0, 1);
+    ck_assert_int_eq(mi_conv_init(&c, &d, w, NULL, "layer9.conv2"), MI_OK);
+    int64_t os[MI_MAX_DIMS];
+    int64_t s1[4] = { 1, 7, 10, 10 }, s2[3] = { 8, 10, 10 }, s3[4] = { 1, 8, 2, 10 };
+    mi_tensor x1 = mi_tensor_view(NULL, 4, s1, "x"), x2 = mi_tensor_view(NULL, 3, s2, "x"),
+              x3 = mi_tensor_view(NULL, 4, s3, "x");
+    ck_assert_int_eq(mi_conv_out_shape(&c, &x1, os), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "layer9.conv2"));
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "[1,7,10,10], expected 8 channels"));
+    ck_assert_int_eq(mi_conv_out_shape(&c, &x2, os), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "expected 4 dimensions"));
+    ck_assert_int_eq(mi_conv_out_shape(&c, &x3, os), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "layer9.conv2: input 'x' has shape [1,8,2,10], too small"));
+    mi_conv_free(&c);
+
+    mi_conv_desc bad = mi_conv2d_desc(8, 16, 3, 1, 0, 3);
+    ck_assert_int_eq(mi_conv_init(&c, &bad, w, NULL, "stem"), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "stem: channels 8 -> 16 do not split into 3 groups"));
+    bad = mi_conv2d_desc(8, 16, 3, 0, 0, 1);
+    ck_assert_int_eq(mi_conv_init(&c, &bad, w, NULL, "stem"), MI_ERR_ARG);
+
+    mi_deconv t;
+    mi_deconv_desc td = mi_deconv2d_desc(8, 16, 2, 2, 0, 2, 1);   /* output_padding 2 >= stride 2 */
+    ck_assert_int_eq(mi_deconv_init(&t, &td, w, NULL, "up3"), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "up3: output padding 2"));
+    td = mi_deconv2d_desc(8, 16, 2, 2, 0, 0, 1);
+    ck_assert_int_eq(mi_deconv_init(&t, &td, w, NULL, "up3"), MI_OK);
+    ck_assert_int_eq(mi_deconv_out_shape(&t, &x1, os), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "up3: input 'x' has shape [1,7,10,10], expected 8 channels"));
+    mi_deconv_free(&t);
+}
+END_TEST
+
+/* MI_ISA caps what mi_conv_init picks (Check forks each test, so the child reads it fresh). */
+START_TEST(env_caps_isa)
+{
+    const char *fork = getenv("CK_FORK");
+    if (fork && !strcmp(fork, "no")) MI_SKIP("needs CK_FORK: the ISA is chosen once per process");
+    setenv("MI_ISA", "avx2", 1);
+    ck_assert_int_le(mi_cpu_isa(), MI_ISA_AVX2);
+    rig f, r;
+    rig_init(&f, mi_conv2d_desc(19, 23, 3, 1, 1, 1), 13, 9, mi_cpu_isa(), 1, 3);
+    mi_conv_desc d = mi_conv2d_desc(19, 23, 3, 1, 1, 1);
+    float *wt = mi_alloc_aligned(23 * 19 * 9 * sizeof(float));
+    mi_fill_random(wt, 23 * 19 * 9, 3);
+    mi_conv c;
+    ck_assert_int_eq(mi_conv_init(&c, &d, wt, NULL, "capped"), MI_OK);
+    ck_assert_int_le(c.path, MI_ISA_AVX2);
+    mi_conv_free(&c);
+    mi_free_aligned(wt);
+    rig_init(&r, mi_conv2d_desc(19, 23, 3, 1, 1, 1), 13, 9, MI_ISA_REF, 1, 3);
+    rig_run(&f);
+    mi_conv_forward_ref(&r.c, &r.y, &r.x, &r.r, MI_ACT_RELU);
+    const int64_t n = mi_tensor_numel(&r.y);
+    mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "MI_ISA=avx2");
+    rig_free(&f);
+    rig_free(&r);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, matches_torch_on_every_isa);
+    tcase_add_test(tc, fast_matches_reference_on_tails);
+    tcase_add_test(tc, same_bits_for_1_2_4_threads);
+    tcase_add_test(tc, bad_shapes_name_the_layer);
+    tcase_add_test(tc, env_caps_isa);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MI_TEST_MAIN(suite)
