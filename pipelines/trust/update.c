@@ -572,6 +572,7 @@ mi_status mi_model_rollback(const char *model_dir, const char *pubkey, int *exit
     mdir d;
     mi_status st = dir_open(&d, model_dir, false, exit_code);
     if (st) { dir_close(&d); return st; }
+    sweep(&d);  /* leftovers of a killed update */
     *exit_code = MI_TRUST_EXIT_NO_PREVIOUS;
     if (!d.previous[0] || !d.current[0]) {
         dir_close(&d);
