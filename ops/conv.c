@@ -44,7 +44,7 @@ mi_conv_desc mi_conv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int
                            .k = { k, k, k }, .stride = { s, s, s }, .pad = { p, p, p }, .dil = { 1, 1, 1 } };
 }
 
-int mi_conv_max_threads(void) { return MI_MAX(mi_threads(), omp_get_num_procs()); }
+int mi_conv_max_threads(void) { return mi_thread_limit(); }  /* scratch is sized once, at load */
 
 const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa) {
 #if defined(__x86_64__)

@@ -71,9 +71,15 @@ const char *mi_isa_name(mi_isa i) {
     return n[i];
 }
 
+int mi_thread_limit(void) {
+    int procs = omp_get_num_procs();
+    return procs * 2 > 4 ? procs * 2 : 4;
+}
+
 void mi_set_threads(int n) {
     once();
     threads = n > 0 ? n : omp_get_num_procs();
+    if (threads > mi_thread_limit()) threads = mi_thread_limit();
     omp_set_num_threads(threads);
 }
 
