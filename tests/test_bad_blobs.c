@@ -166,6 +166,7 @@ END_TEST
 static Suite *suite(void) {
     Suite *s = suite_create("bad_blobs");
     TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);  /* resnet18_misfits reads five 22 MB blobs; slow under ASan */
     tcase_add_loop_test(tc, reader_refuses_bad_blob, 0, NBAD);
     tcase_add_test(tc, every_corpus_file_has_a_case);
     tcase_add_test(tc, not_a_file);
