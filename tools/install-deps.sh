@@ -7,7 +7,7 @@ build="gcc make pkg-config libcjson-dev libstb-dev check
        libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
        libsqlite3-dev libsodium-dev libcurl4-openssl-dev"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
-test="python3 python3-torch python3-torchvision python3-numpy"
+test="python3 python3-torch python3-torchvision python3-numpy python3-pil"
 
 want=$build
 [ "${1:-build}" = test ] && want="$build $test"
