@@ -20,8 +20,9 @@ typedef struct {
     int         ndim;
     int64_t     shape[MI_MAX_DIMS];
     size_t      begin, end;     /* byte offsets into the data section */
-    const void *data;           /* raw bytes, aligned to the element size: into the map, or into
-                                   aligned_copy when the file's offset is misaligned */
+    const void *data;           /* raw bytes: into the map, or into aligned_copy when the file's
+                                   offset is not a multiple of the element size (F16/BF16/F64
+                                   raw bytes are not copied: read them through f32) */
     const float *f32;           /* F32 view of a floating tensor (== data for F32, a converted
                                    copy in aligned_copy for F16/BF16/F64); NULL for integers */
 } mi_blob_tensor;
