@@ -9,10 +9,12 @@ enum {
     MI_EXIT_OK = 0,
     MI_EXIT_FAIL = 1,      /* bad input file (blob, image, video): message names it */
     MI_EXIT_USAGE = 2,     /* bad command line */
+    MI_EXIT_MODEL_UPDATE = 3, /* endoqc --batch: the drift check says the model needs updating */
     /* 10-39: trust, update and audit refusals: pipelines/trust/trust.h, docs/trust.md */
 };
 
 int cmd_inspect(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_endoqc_synth(int argc, char **argv);

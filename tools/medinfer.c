@@ -5,6 +5,7 @@
 #include <string.h>
 
 static const struct { const char *name, *help; int (*run)(int, char **); } commands[] = {
+    { "classify", "classify images or .npy tensors with a ResNet blob", cmd_classify },
     { "inspect", "print a blob's metadata, tensors and SHA-256", cmd_inspect },
     { "model",   "sign, verify, update and roll back model blobs", cmd_model },
     { "audit",   "verify the hash chain of an --audit database", cmd_audit },
