@@ -150,6 +150,7 @@ manifest older m-1.0.0.safetensors
 manifest case-truncate m-2.0.0.safetensors 'blob_url="/truncate/blobs/m-2.0.0.safetensors"'
 manifest case-stall m-2.0.0.safetensors 'blob_url="/stall/blobs/m-2.0.0.safetensors"'
 manifest lying m-1.0.0.safetensors 'model_version="3.0.0"'
+manifest othermodel m-2.0.0.safetensors 'model="chest-xray"'
 mkdir -p srv/garbage && echo 'this is not json' >srv/garbage/manifest.json
 
 "$py" "$here/test_trust_server.py" "$T/srv" "$T/port" 2>"$T/server.log" &
@@ -206,6 +207,13 @@ installed 1.1.0
 expect 28 "refused: manifest claims 3.0.0 for a signed 1.0.0 blob (replay)" U $URL/lying
 saying "blob's model_version is '1.0.0'"
 installed 1.1.0
+expect 28 "refused: manifest for another model than the dir holds (metadata name)" U $URL/othermodel
+saying "offers model 'chest-xray', the model dir holds 'demo'"
+installed 1.1.0
+expect 28 "refused: into an empty dir, a blob named 'demo' offered as 'chest-xray'" \
+    "$bin" model update --pubkey vendor.pub --model-dir "$T/fresh" --quiet --server "$URL/othermodel"
+saying "the blob is model 'demo'"
+check "the refused first install left no model behind" [ ! -e "$T/fresh/model.safetensors" ]
 expect 20 "refused: no manifest on the server (HTTP 404)" U $URL/missing
 saying "404"
 installed 1.1.0

@@ -401,10 +401,14 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manif
     mi_weights w;
     mi_status st = mi_weights_open(&w, blob);
     if (st) return refuse(r, MI_TRUST_EXIT_MISMATCH, mi_trust_rewrap(MI_ERR_FORMAT, "downloaded blob is not valid: "));
-    const char *bv = mi_weights_meta(&w, "model_version");
-    char blob_version[64];
+    const char *bv = mi_weights_meta(&w, "model_version"), *bn = mi_weights_meta(&w, "name");
+    char blob_version[64], blob_name[128];
     snprintf(blob_version, sizeof blob_version, "%s", bv ? bv : "");
+    snprintf(blob_name, sizeof blob_name, "%s", bn ? bn : "");
     mi_weights_close(&w);
+    if (blob_name[0] && strcmp(blob_name, m->model))
+        return refuse(r, MI_TRUST_EXIT_MISMATCH, MI_FAIL(MI_ERR_SECURITY, "%s: the blob is model '%s', the manifest says '%s'",
+                                                         url, blob_name, m->model));
     /* the signature covers the blob's own version; a manifest that names another one is lying
        about what it offers (an old signed blob replayed as new) */
     if (strcmp(blob_version, m->sig.model_version))
@@ -484,11 +488,14 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
     sweep(d);  /* leftovers of a killed update */
     char installed[1100];
     path_in(installed, sizeof installed, o->model_dir, MI_MODEL_FILE);
+    char installed_name[128] = "";
     if (access(installed, F_OK) == 0) {
         mi_weights w;
         if (mi_weights_open(&w, installed) == MI_OK) {
             const char *v = mi_weights_meta(&w, "model_version");
             snprintf(r->installed_version, sizeof r->installed_version, "%s", v ? v : "0");
+            const char *n = mi_weights_meta(&w, "name");
+            snprintf(installed_name, sizeof installed_name, "%s", n ? n : "");
             mi_weights_close(&w);
         }
         /* an unreadable installed blob is replaced: no version of it can be trusted anyway */
@@ -500,6 +507,12 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
     mi_status st = fetch_manifest(o, url, sizeof url, &m);
     if (st) { cJSON_Delete(m.json); return refuse(r, MI_TRUST_EXIT_SERVER, st); }
     snprintf(r->offered_version, sizeof r->offered_version, "%s", m.sig.model_version);
+    /* a model dir holds one model: a manifest for another one is a wrong URL, not an update */
+    if (installed_name[0] && strcmp(installed_name, m.model)) {
+        st = MI_FAIL(MI_ERR_SECURITY, "%s offers model '%s', the model dir holds '%s': refused", url, m.model, installed_name);
+        cJSON_Delete(m.json);
+        return refuse(r, MI_TRUST_EXIT_MISMATCH, st);
+    }
     if (r->installed_version[0]) {
         int cmp = 0;
         if (mi_version_compare(m.sig.model_version, r->installed_version, &cmp)) {
