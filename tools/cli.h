@@ -17,6 +17,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_endoqc(int argc, char **argv);
 int cmd_endoqc_synth(int argc, char **argv);
 
 /* Prints "medinfer <cmd>: <last error>" to stderr and returns MI_EXIT_FAIL. */

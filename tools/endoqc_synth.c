@@ -41,6 +41,7 @@ typedef struct {
     int   pattern;      /* 0 stripes (folds), 1 spots, 2 rings about the lumen, 3 vessel mesh */
     float freq, angle;  /* pattern frequency (per view height) and direction */
     float lx, ly, lr;   /* lumen centre and radius, in site coordinates */
+    float fold;         /* direction of the large fold shading (what an 8x8 hash mostly sees) */
 } site_look;
 
 static void site_look_init(site_look *s, int i) {
@@ -54,7 +55,8 @@ static void site_look_init(site_look *s, int i) {
     s->angle = 0.7f * (float)i;
     s->lx = 0.28f * cosf(2.4f * (float)i);
     s->ly = 0.22f * sinf(2.4f * (float)i);
-    s->lr = 0.14f + 0.02f * (float)(i % 3);
+    s->lr = 0.17f + 0.03f * (float)(i % 3);
+    s->fold = 1.3f * (float)i + 0.5f;
 }
 
 typedef struct {
@@ -90,7 +92,8 @@ static void render_site(float *out, int rw, int rh, const site_look *s, const po
             float t = (d - 0.6f * s->lr) / (0.8f * s->lr);
             t = t < 0 ? 0 : t > 1 ? 1 : t;
             float lumen = 0.10f + 0.90f * t * t * (3 - 2 * t);
-            float light = p->bright * (1.15f - 0.75f * rs2) * lumen * (0.42f + 0.58f * q);
+            float fold = 0.72f + 0.28f * sinf(twopi * 0.9f * (u * cosf(s->fold) + v * sinf(s->fold)));
+            float light = p->bright * (1.08f - 0.40f * rs2) * lumen * fold * (0.45f + 0.55f * q);
             for (int c = 0; c < 3; c++) o[c] = s->base[c] * light;
         }
     }
@@ -143,10 +146,10 @@ typedef struct { float a0, b0, ph[4], sp; } wander;   /* per-site seeded camera 
 
 static pose pose_at(const wander *wd, double t, float speed) {
     pose p;
-    p.cu = wd->a0 + 0.16f * sinf((float)(speed * 0.45 * t) + wd->ph[0]);
-    p.cv = wd->b0 + 0.11f * sinf((float)(speed * 0.37 * t) + wd->ph[1]);
-    p.zoom = 1.0f + 0.20f * sinf((float)(speed * 0.29 * t) + wd->ph[2]);
-    p.rot = 0.30f * sinf((float)(speed * 0.23 * t) + wd->ph[3]);
+    p.cu = wd->a0 + 0.24f * sinf((float)(speed * 0.55 * t) + wd->ph[0]);
+    p.cv = wd->b0 + 0.18f * sinf((float)(speed * 0.47 * t) + wd->ph[1]);
+    p.zoom = 1.0f + 0.22f * sinf((float)(speed * 0.35 * t) + wd->ph[2]);
+    p.rot = 0.35f * sinf((float)(speed * 0.29 * t) + wd->ph[3]);
     p.bright = 1.0f;
     p.blur = 0;
     return p;
@@ -195,7 +198,7 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
     mi_status st = MI_OK;
     if (!R.fa || !R.fb || !R.tmp || !R.small || !R.big) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto done; }
     if ((st = mi_video_writer_open(&R.vw, path, o->w, o->h, o->fps, o->crf)) != MI_OK) goto done;
-    if (truth) fprintf(truth, "site,label,rendered,first_ms,last_ms\n");
+    if (truth) fprintf(truth, "site,label,rendered,first_ms,last_ms,frozen_frames\n");
 
     site_look looks[NSITES];
     wander wd[NSITES];
@@ -209,11 +212,11 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
     pose prev_pose = {0};
     for (int i = 0; i < NSITES && st == MI_OK; i++) {
         if (o->skip[i]) {
-            if (truth) fprintf(truth, "%d,%s,0,-1,-1\n", i + 1, mi_endoqc_site_names[i]);
+            if (truth) fprintf(truth, "%d,%s,0,-1,-1,0\n", i + 1, mi_endoqc_site_names[i]);
             continue;
         }
         double dwell = o->brief[i] ? o->brief_s : o->dwell_s * rng_range(&R.r, 0.85, 1.15);
-        float speed = o->brief[i] ? 6.0f : 1.0f;   /* passing quickly: the view changes fast */
+        float speed = o->brief[i] ? 8.0f : 2.5f;   /* passing quickly: the view changes fast */
         int nd = (int)(dwell * o->fps + 0.5), nt = prev < 0 ? 0 : (int)(o->transit_s * o->fps + 0.5);
         /* cross-fade from where the camera left the previous site */
         for (int f = 0; f < nt && st == MI_OK; f++) {
@@ -243,8 +246,9 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
         }
         int64_t last = R.nframes - 1;
         if (truth)
-            fprintf(truth, "%d,%s,1,%lld,%lld\n", i + 1, mi_endoqc_site_names[i],
-                    (long long)(first * 1000 / o->fps), (long long)(last * 1000 / o->fps));
+            fprintf(truth, "%d,%s,1,%lld,%lld,%d\n", i + 1, mi_endoqc_site_names[i],
+                    (long long)(first * 1000 / o->fps), (long long)(last * 1000 / o->fps),
+                    freeze_at >= 0 && freeze_at < nd ? freeze_len : 0);
         prev = i;
         prev_pose = p;
         prev_pose.blur = 0;
@@ -330,19 +334,20 @@ static void synth_usage(FILE *f) {
         "  --seed N          everything random follows from it (default 1)\n"
         "  --size WxH        video size (default 384x288; even numbers)\n"
         "  --fps N           frame rate (default 25)\n"
-        "  --dwell S         seconds at each site (default 2.4; varied +-15%% by the seed)\n"
+        "  --dwell S         seconds at each site (default 3.2; varied +-15%% by the seed)\n"
         "  --duration S      instead of --dwell: spread the sites over about S seconds\n"
         "  --skip LIST       sites never shown, 1-based guideline numbers: 17-20,3 or fundus/antrum\n"
         "  --brief LIST      sites passed quickly (--brief-s seconds each, default 0.6)\n"
         "  --no-events       no frozen stretches, blur or dark frames\n"
-        "  --truth CSV       write what was rendered where (site, label, rendered, first_ms, last_ms)\n"
+        "  --truth CSV       what was rendered where: site, label, rendered, first_ms, last_ms,\n"
+        "                    frozen_frames (exact repeats of the frame before)\n"
         "  --crf N           x264 quality (default 23)\n"
         "  --per-site N      --dump: frames per site (default 150)\n"
         "  --crop N          --dump: crop size as the decoder's work image has it (default 160)\n");
 }
 
 int cmd_endoqc_synth(int argc, char **argv) {
-    synth_opts o = { .w = 384, .h = 288, .fps = 25, .crf = 23, .dwell_s = 2.4, .brief_s = 0.6,
+    synth_opts o = { .w = 384, .h = 288, .fps = 25, .crf = 23, .dwell_s = 3.2, .brief_s = 0.6,
                      .transit_s = 0.5, .events = true, .seed = 1 };
     const char *out = NULL, *dump = NULL, *truth_path = NULL;
     double duration = 0;

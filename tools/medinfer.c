@@ -9,6 +9,7 @@ static const struct { const char *name, *help; int (*run)(int, char **); } comma
     { "inspect", "print a blob's metadata, tensors and SHA-256", cmd_inspect },
     { "model",   "sign, verify, update and roll back model blobs", cmd_model },
     { "audit",   "verify the hash chain of an --audit database", cmd_audit },
+    { "endoqc",  "gastroscopy video completeness QC: verdict, missing sites, contact sheet", cmd_endoqc },
     { "endoqc-synth", "render a synthetic gastroscopy video (demo, tests, training)", cmd_endoqc_synth },
 };
 

@@ -1,0 +1,159 @@
+/* pipelines/endoqc/endoqc.h - gastroscopy video completeness QC (issue 3), as a library.
+ *
+ *   video --decode--> RGB work frames (shorter side max(160, input size), times from timestamps)
+ *         --dark frames dropped--> --average-hash dedup against the last dup_window kept frames-->
+ *         kept frames --every k-th--> batched ResNet site classification
+ *         --targeted re-sampling of incomplete groups (second decode pass over a time window)-->
+ *         per-site evidence --min_frames/min_prob--> seen sites --site_threshold--> verdict
+ *
+ * Memory is bounded by design: no frame is held beyond the current classification batch except
+ * the best frame of each site (a thumbnail for the contact sheet). What is kept per kept frame is a
+ * 24-byte record (timestamp, class, probability); the dedup window holds 64-bit hashes only.
+ * Re-sampling needs pixels of frames that were kept but not classified: rather than spooling them,
+ * a second decode pass seeks to the window (the keyframe before it) and classifies exactly those
+ * frames again found by their timestamps. That costs decoding the window twice, which is cheap next
+ * to classification, and keeps memory independent of the video's length.
+ *
+ * Labels, the preset site order and the site groups to re-sample come from the blob's metadata
+ * (labels, site_order, site_groups); so do the verdict defaults (endoqc_min_frames,
+ * endoqc_min_prob, endoqc_site_threshold), which options override. */
+#ifndef MI_ENDOQC_H
+#define MI_ENDOQC_H
+
+#include "medinfer.h"
+#include "../io/video.h"
+#include "../io/image.h"
+#include "../../weights/safetensors.h"
+
+#include <stdbool.h>
+
+#define MI_ENDOQC_MAX_SITES  64
+#define MI_ENDOQC_MAX_GROUPS 8
+
+typedef struct {
+    int    every;          /* classify every k-th kept frame (default 3) */
+    int    hash_size;      /* average hash of hash_size x hash_size cells, 2..8 (default 8: 64 bits) */
+    double dup_threshold;  /* drop a frame more similar than this to a recent kept frame (0.90) */
+    int    dup_window;     /* how many recent kept frames it is compared with (32) */
+    int    dark_level;     /* mean luma 0..255 below which a frame shows nothing (16; 0: off) */
+    int    min_frames;     /* frames that must agree for a site to count; <= 0: metadata, else 2 */
+    double min_prob;       /* softmax probability a frame needs to count; < 0: metadata, else 0.5 */
+    int    site_threshold; /* incomplete when distinct sites <= this; < 0: metadata, else 22 */
+    bool   resample;       /* targeted re-sampling of incomplete site groups (default on) */
+    bool   progress;       /* a progress line on stderr */
+    bool   keep_thumbs;    /* keep each site's best frame for a contact sheet */
+    const char *known_sha256;  /* the video's SHA-256 when the caller already has it, else NULL */
+} mi_endoqc_opts;
+
+void mi_endoqc_opts_default(mi_endoqc_opts *o);
+
+/* The site classifier and what its metadata says about the sites. Open once, run many videos. */
+typedef struct mi_endoqc_model mi_endoqc_model;
+mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batch);
+void      mi_endoqc_model_close(mi_endoqc_model *m);
+const char *mi_endoqc_model_sha256(const mi_endoqc_model *m);
+const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m);   /* for trust checks */
+
+typedef struct {
+    char     label[64];
+    int      cls;           /* the network's class index */
+    int      frames;        /* classified frames with argmax here and prob >= min_prob */
+    int      frames_resampled;  /* of which found by re-sampling */
+    int64_t  first_ms, last_ms, best_ms;  /* -1 when frames == 0 */
+    float    best_prob;
+    bool     seen;          /* frames >= min_frames */
+    mi_image thumb;         /* best frame, square centre crop of the work frame (keep_thumbs) */
+} mi_endoqc_site;
+
+typedef struct {
+    char    group[32];
+    bool    triggered;       /* some site of the group was not seen after plain sampling */
+    char    anchor_before[64], anchor_after[64];   /* "" when none: window runs from start / to end */
+    int64_t from_ms, to_ms;
+    int     candidates;      /* kept, not yet classified frames in the window */
+    int     classified;
+    int     nrecovered;
+    char    recovered[MI_ENDOQC_MAX_SITES][64];   /* sites of the group seen only after it */
+} mi_endoqc_resample;
+
+typedef struct {
+    /* input */
+    char          video[1024], video_sha256[65];
+    int64_t       video_bytes;
+    mi_video_info info;
+    /* decoding: how far it got */
+    bool    decode_complete;       /* whole stream decoded without damage */
+    bool    truncated;
+    int64_t decoded_until_ms, bad_packets;
+    char    damage[320];
+    /* frame counts */
+    int64_t decoded, dark, duplicates, kept, classified, classified_resample;
+    /* sites, in the preset order */
+    int              nsites;
+    mi_endoqc_site   sites[MI_ENDOQC_MAX_SITES];
+    int              distinct;
+    bool             complete;
+    int              nresample;
+    mi_endoqc_resample resample[MI_ENDOQC_MAX_GROUPS];
+    /* what decided it */
+    mi_endoqc_opts opts;            /* after metadata defaults were applied */
+    char threshold_source[3][16];   /* min_frames, min_prob, site_threshold: option|metadata|default */
+    /* model */
+    char model_path[512], model_arch[32], model_version[64], model_sha256[65];
+    int  input_size, batch;
+    /* time per stage, ms */
+    double t_decode, t_dedup, t_preprocess, t_classify, t_resample, t_hash_file, t_total;
+} mi_endoqc_result;
+
+/* Runs the whole QC on one video. On a damaged video it still returns MI_OK with what decoded
+ * (r->decode_complete false, r->damage says why); errors are for unusable input (cannot open,
+ * no video stream) or resources, and name the file. */
+mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_opts *o, mi_endoqc_result *r);
+void      mi_endoqc_result_free(mi_endoqc_result *r);
+
+/* The JSON report (stable field names; docs/endoqc.md). malloc'd, NUL-terminated. */
+char *mi_endoqc_report_json(const mi_endoqc_result *r);
+
+/* One best frame per seen site in preset order, labelled; grey boxes for missing sites. */
+mi_status mi_endoqc_contact_sheet(const mi_endoqc_result *r, const char *png_path);
+
+/* ---- batch, database, drift (batch.c) ---------------------------------------------------- */
+
+/* The drift rule of issue 3: when the batch's incomplete share exceeds alert, the reference set
+ * is run; a model update is required when the predicted incomplete share on the references
+ * differs from their labelled share by more than tolerance (shares and tolerance in 0..1). */
+typedef struct {
+    int    batch_exams, batch_incomplete;
+    double batch_share, alert;
+    bool   alerted;              /* batch_share > alert */
+    bool   reference_run;        /* the reference set was evaluated */
+    int    ref_exams, ref_labelled_incomplete, ref_predicted_incomplete, ref_agree;
+    double ref_labelled_share, ref_predicted_share, tolerance;
+    bool   model_update_required;
+} mi_endoqc_drift;
+
+/* Fills the decision fields from the counts (pure; tests call it directly). */
+void mi_endoqc_drift_decide(mi_endoqc_drift *d);
+
+typedef struct mi_endoqc_db mi_endoqc_db;
+/* Opens or creates the results database (SQLite, WAL, full sync). Rows are append-only: triggers
+ * refuse UPDATE and DELETE on exams and batches, so a result once written is never overwritten. */
+mi_status mi_endoqc_db_open(mi_endoqc_db **out, const char *path);
+void      mi_endoqc_db_close(mi_endoqc_db *db);
+/* The id of an earlier row for this exact video content, model and settings, or 0: a rerun of an
+ * interrupted batch skips those (resume). Its verdict, distinct count and missing sites (a JSON
+ * array, truncated to n bytes) come back with it. */
+mi_status mi_endoqc_db_find(mi_endoqc_db *db, const char *video_sha256, const char *model_sha256,
+                            const char *settings, int64_t *id, bool *complete, int *distinct,
+                            char *missing_json, size_t n);
+/* One row per exam, in its own transaction: committed and synced before the next exam starts. */
+mi_status mi_endoqc_db_add_exam(mi_endoqc_db *db, const char *batch_id, const char *role,
+                                const mi_endoqc_result *r, const char *settings, const char *json,
+                                int64_t *id);
+mi_status mi_endoqc_db_add_batch(mi_endoqc_db *db, const char *batch_id, const char *list_path,
+                                 const mi_endoqc_drift *d, const char *summary_json);
+/* "every=3 hash=8 dup=0.9000 ...": the options after metadata defaults are applied; what must
+ * match (with the video and model hashes) for an earlier row to count as this exam's result */
+void mi_endoqc_settings(const mi_endoqc_model *m, const mi_endoqc_opts *o, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,448 @@
+/* tools/cmd_endoqc.c - `medinfer endoqc`: gastroscopy video completeness QC (docs/endoqc.md).
+ *
+ *   medinfer endoqc [options] VIDEO          one exam: JSON report on stdout or --out
+ *   medinfer endoqc --batch LIST [options]   every video of LIST into the --db results database,
+ *                                            drift check, batch summary JSON on stdout or --out */
+#include "cli.h"
+#include "endoqc/endoqc.h"
+#include "trust/trust.h"
+#include "../ops/cpu.h"
+#include "../weights/sha256.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <libavutil/log.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MODEL "weights/endoqc_sites_demo.safetensors"
+
+typedef struct {
+    const char *model, *out, *sheet, *batch, *db, *reference;
+    double drift_alert, drift_tolerance;   /* percent */
+    int infer_batch, threads;
+    bool quiet, db_given;
+    mi_trust_opts trust;
+    mi_trust_info ti;
+    mi_endoqc_opts o;
+} cli;
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: medinfer endoqc [options] VIDEO            one exam: JSON report\n"
+        "       medinfer endoqc --batch LIST [options]     many exams into a results database\n\n"
+        "  --model M            site classifier blob (default " DEFAULT_MODEL ")\n"
+        "  --out FILE           write the JSON there instead of stdout\n"
+        "  --contact-sheet PNG  best frame per site, grey boxes for missing ones (with --batch: a\n"
+        "                       directory, one VIDEO-NAME.png per exam)\n"
+        "  --every K            classify every K-th kept frame (default 3)\n"
+        "  --min-frames N       frames that must agree for a site to count (default: blob\n"
+        "                       metadata endoqc_min_frames, else 2)\n"
+        "  --min-prob P         probability each of them needs (metadata endoqc_min_prob, else 0.5)\n"
+        "  --site-threshold N   incomplete when distinct sites <= N (metadata\n"
+        "                       endoqc_site_threshold, else 22 of 26)\n"
+        "  --dup-threshold S    drop frames more similar than S to a recent kept one (default 0.90)\n"
+        "  --dup-window N       recent kept frames compared with (default 32)\n"
+        "  --hash-size N        average hash of NxN cells, 2..8 (default 8)\n"
+        "  --dark-level L       mean luma below which a frame is dark and skipped (default 16, 0 off)\n"
+        "  --no-resample        no targeted re-sampling of missing fundus/antrum groups\n"
+        "  --infer-batch N      frames per network call (default 8)\n"
+        "  --threads N          CPU threads (default: all cores)\n"
+        "  --batch LIST         text file, one video path per line (relative to LIST's folder)\n"
+        "  --db FILE            results database (default endoqc.sqlite with --batch)\n"
+        "  --reference CSV      labelled reference set: video path,complete|incomplete\n"
+        "  --drift-alert PCT    run the reference set when the batch's incomplete share exceeds\n"
+        "                       PCT percent (default 20)\n"
+        "  --drift-tolerance PT model update required when predicted and labelled incomplete\n"
+        "                       shares of the reference set differ by more than PT points (default 5)\n"
+        "  --quiet              no progress on stderr\n"
+        MI_TRUST_USAGE
+        "\nexit status: 0 done, 1 a video or the model could not be used, 2 usage,\n"
+        "3 model update required (drift), 10 untrusted model, 31 audit database error\n");
+}
+
+static const char *base_name(const char *p) { const char *s = strrchr(p, '/'); return s ? s + 1 : p; }
+
+static int write_text(const char *path, const char *text) {
+    if (!path) { fputs(text, stdout); fputc('\n', stdout); return fflush(stdout) == 0 ? 0 : -1; }
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);   /* never leave a half-written report behind */
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) { remove(tmp); return -1; }
+    return 0;
+}
+
+static int audit_exam(cli *c, const mi_endoqc_result *r) {
+    if (!c->trust.audit) return 0;
+    char th[256], res[2048];
+    snprintf(th, sizeof th, "{\"min_frames\":%d,\"min_prob\":%g,\"site_threshold\":%d,\"every\":%d,"
+             "\"dup_threshold\":%g}", r->opts.min_frames, r->opts.min_prob, r->opts.site_threshold,
+             r->opts.every, r->opts.dup_threshold);
+    int n = snprintf(res, sizeof res, "{\"verdict\":\"%s\",\"distinct_sites\":%d,\"missing_sites\":[",
+                     r->complete ? "complete" : "incomplete", r->distinct);
+    for (int i = 0, first = 1; i < r->nsites && n < (int)sizeof res - 80; i++)
+        if (!r->sites[i].seen) { n += snprintf(res + n, sizeof res - n, "%s\"%s\"", first ? "" : ",", r->sites[i].label); first = 0; }
+    snprintf(res + n, sizeof res - n, "],\"decode_complete\":%s}", r->decode_complete ? "true" : "false");
+    mi_audit_row row = { .command = "endoqc", .input_sha256 = r->video_sha256, .thresholds_json = th, .result_json = res };
+    mi_audit_row_model(&row, &c->ti);
+    return mi_audit_append(c->trust.audit, &row) == MI_OK ? 0 : -1;
+}
+
+/* "exam.mp4: INCOMPLETE, 19 of 26 sites seen; missing: fundus_gc, ..." on stderr */
+static void summary_line(const mi_endoqc_result *r) {
+    fprintf(stderr, "endoqc %s: %s, %d of %d sites seen; missing: ", base_name(r->video),
+            r->complete ? "COMPLETE" : "INCOMPLETE", r->distinct, r->nsites);
+    int n = 0;
+    for (int i = 0; i < r->nsites; i++)
+        if (!r->sites[i].seen) fprintf(stderr, "%s%s", n++ ? ", " : "", r->sites[i].label);
+    fprintf(stderr, "%s\n", n ? "" : "none");
+}
+
+/* Runs one exam; writes the contact sheet when asked. */
+static mi_status exam(cli *c, mi_endoqc_model *m, const char *video, const char *sha, const char *sheet,
+                      mi_endoqc_result *r, char **json) {
+    mi_endoqc_opts o = c->o;
+    o.known_sha256 = sha;
+    o.keep_thumbs = sheet != NULL;
+    mi_status st = mi_endoqc_run(m, video, &o, r);
+    *json = NULL;
+    if (st != MI_OK) return st;
+    if (sheet && (st = mi_endoqc_contact_sheet(r, sheet)) != MI_OK) return st;
+    if (!(*json = mi_endoqc_report_json(r))) return MI_FAIL(MI_ERR_NOMEM, "out of memory for the report");
+    return MI_OK;
+}
+
+static int run_single(cli *c, mi_endoqc_model *m, const char *video) {
+    mi_endoqc_result *r = calloc(1, sizeof *r);
+    if (!r) return mi_cli_error("endoqc");
+    char *json;
+    mi_status st = exam(c, m, video, NULL, c->sheet, r, &json);
+    int rc = MI_EXIT_OK;
+    if (st != MI_OK) rc = mi_cli_error("endoqc");
+    else {
+        if (c->db) {
+            mi_endoqc_db *db;
+            char settings[256];
+            mi_endoqc_settings(m, &c->o, settings, sizeof settings);
+            if (mi_endoqc_db_open(&db, c->db) != MI_OK || mi_endoqc_db_add_exam(db, "single", "single", r, settings, json, NULL) != MI_OK)
+                rc = mi_cli_error("endoqc");
+            mi_endoqc_db_close(db);
+        }
+        if (audit_exam(c, r) != 0) rc = mi_audit_cli_fail("endoqc");
+        if (write_text(c->out, json) != 0) {
+            fprintf(stderr, "medinfer endoqc: %s: cannot write the report: %s\n", c->out ? c->out : "stdout", strerror(errno));
+            rc = MI_EXIT_FAIL;
+        }
+        if (!c->quiet) summary_line(r);
+        if (!r->decode_complete && !c->quiet)
+            fprintf(stderr, "medinfer endoqc: %s: %s; the report covers the first %.1f s\n", video,
+                    r->damage[0] ? r->damage : "no frame decoded", r->decoded_until_ms / 1000.0);
+    }
+    free(json);
+    mi_endoqc_result_free(r);
+    free(r);
+    return rc;
+}
+
+/* ---- batch ------------------------------------------------------------------------------- */
+
+typedef struct { char *path; int label; } entry;   /* label: -1 none, 0 complete, 1 incomplete */
+
+/* Lines of a list (or CSV "path,label"); relative paths are taken from the list's folder. */
+static int read_list(const char *list, bool csv, entry **out, int *n) {
+    FILE *f = fopen(list, "r");
+    if (!f) { fprintf(stderr, "medinfer endoqc: %s: cannot open: %s\n", list, strerror(errno)); return -1; }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", list);
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[1] = 0; else dir[0] = 0;
+    char line[2048];
+    int cap = 0, lineno = 0;
+    *out = NULL;
+    *n = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = line;
+        while (*s == ' ' || *s == '\t') s++;
+        size_t l = strlen(s);
+        while (l && (s[l - 1] == '\n' || s[l - 1] == '\r' || s[l - 1] == ' ')) s[--l] = 0;
+        if (!*s || *s == '#') continue;
+        int label = -1;
+        if (csv) {
+            char *comma = strrchr(s, ',');
+            const char *lab = comma ? comma + 1 : "";
+            while (*lab == ' ') lab++;
+            if (!strcmp(lab, "complete")) label = 0;
+            else if (!strcmp(lab, "incomplete")) label = 1;
+            else if (*n == 0 && lineno == 1) continue;   /* a header line */
+            else {
+                fprintf(stderr, "medinfer endoqc: %s:%d: label '%s' is neither complete nor incomplete\n", list, lineno, lab);
+                fclose(f);
+                return -1;
+            }
+            *comma = 0;
+        }
+        if (*n == cap) { cap = cap ? 2 * cap : 16; entry *p = realloc(*out, cap * sizeof *p); if (!p) { fclose(f); return -1; } *out = p; }
+        size_t need = strlen(dir) + strlen(s) + 1;
+        char *p = malloc(need);
+        if (!p) { fclose(f); return -1; }
+        snprintf(p, need, "%s%s", s[0] == '/' ? "" : dir, s);
+        (*out)[(*n)++] = (entry){ p, label };
+    }
+    fclose(f);
+    return 0;
+}
+
+static void free_list(entry *e, int n) { for (int i = 0; i < n; i++) free(e[i].path); free(e); }
+
+/* One video of a batch: reuse a stored result (resume) or run it and store it. 1 incomplete,
+ * 0 complete, -1 failed. Adds an item to arr. */
+static int batch_one(cli *c, mi_endoqc_model *m, mi_endoqc_db *db, const char *batch_id, const char *role,
+                     const char *video, int idx, int total, cJSON *arr) {
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddItemToArray(arr, item);
+    cJSON_AddStringToObject(item, "video", video);
+    char sha[65], settings[256], missing[4096];
+    mi_endoqc_settings(m, &c->o, settings, sizeof settings);
+    int verdict = -1;
+    if (mi_sha256_file(video, sha) != 0) {
+        cJSON_AddStringToObject(item, "status", "failed");
+        cJSON_AddStringToObject(item, "error", "cannot read the file");
+        if (!c->quiet) fprintf(stderr, "[%d/%d] %s: cannot read the file\n", idx, total, video);
+        return -1;
+    }
+    cJSON_AddStringToObject(item, "sha256", sha);
+    int64_t id;
+    bool complete;
+    int distinct;
+    if (mi_endoqc_db_find(db, sha, mi_endoqc_model_sha256(m), settings, &id, &complete, &distinct, missing, sizeof missing) != MI_OK) {
+        cJSON_AddStringToObject(item, "status", "failed");
+        cJSON_AddStringToObject(item, "error", mi_last_error());
+        return -1;
+    }
+    const char *status = "resumed";
+    if (!id) {
+        mi_endoqc_result *r = calloc(1, sizeof *r);
+        char *json = NULL, sheet[1200];
+        if (c->sheet) snprintf(sheet, sizeof sheet, "%s/%s.png", c->sheet, base_name(video));
+        mi_status st = r ? exam(c, m, video, sha, c->sheet ? sheet : NULL, r, &json) : MI_ERR_NOMEM;
+        if (st == MI_OK) st = mi_endoqc_db_add_exam(db, batch_id, role, r, settings, json, &id);
+        if (st == MI_OK && audit_exam(c, r) != 0) st = MI_ERR_IO;
+        if (st == MI_OK) {
+            complete = r->complete;
+            distinct = r->distinct;
+            cJSON *doc = cJSON_Parse(json);
+            char *ms = doc ? cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "missing_sites")) : NULL;
+            snprintf(missing, sizeof missing, "%s", ms ? ms : "[]");
+            free(ms);
+            cJSON_Delete(doc);
+            status = "done";
+        }
+        free(json);
+        if (r) mi_endoqc_result_free(r);
+        free(r);
+        if (st != MI_OK) {
+            cJSON_AddStringToObject(item, "status", "failed");
+            cJSON_AddStringToObject(item, "error", mi_last_error());
+            if (!c->quiet) fprintf(stderr, "[%d/%d] %s: failed: %s\n", idx, total, video, mi_last_error());
+            return -1;
+        }
+    }
+    verdict = complete ? 0 : 1;
+    cJSON_AddStringToObject(item, "status", status);
+    cJSON_AddNumberToObject(item, "id", (double)id);
+    cJSON_AddStringToObject(item, "verdict", complete ? "complete" : "incomplete");
+    cJSON_AddNumberToObject(item, "distinct_sites", distinct);
+    cJSON *ms = cJSON_Parse(missing);
+    cJSON_AddItemToObject(item, "missing_sites", ms ? ms : cJSON_CreateArray());
+    if (!c->quiet)
+        fprintf(stderr, "[%d/%d] %s%s: %s, %d sites%s%s\n", idx, total, role[0] == 'r' ? "reference " : "",
+                base_name(video), complete ? "complete" : "INCOMPLETE", distinct, !strcmp(status, "resumed") ? " (stored result)" : "",
+                complete ? "" : "");
+    return verdict;
+}
+
+static int run_batch(cli *c, mi_endoqc_model *m) {
+    entry *list = NULL, *refs = NULL;
+    int n = 0, nref = 0, rc = MI_EXIT_OK;
+    if (read_list(c->batch, false, &list, &n) != 0) return MI_EXIT_FAIL;
+    if (c->reference && read_list(c->reference, true, &refs, &nref) != 0) { free_list(list, n); return MI_EXIT_FAIL; }
+    if (c->sheet && mkdir(c->sheet, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "medinfer endoqc: %s: cannot create: %s\n", c->sheet, strerror(errno));
+        free_list(list, n); free_list(refs, nref);
+        return MI_EXIT_FAIL;
+    }
+    mi_endoqc_db *db;
+    if (mi_endoqc_db_open(&db, c->db) != MI_OK) { free_list(list, n); free_list(refs, nref); return mi_cli_error("endoqc"); }
+    char batch_id[64];
+    time_t now = time(NULL);
+    struct tm tmv;
+    size_t k = strftime(batch_id, sizeof batch_id, "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tmv));
+    snprintf(batch_id + k, sizeof batch_id - k, "-%d", (int)getpid());
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "schema", "medinfer.endoqc.batch/1");
+    cJSON_AddStringToObject(root, "batch_id", batch_id);
+    cJSON_AddStringToObject(root, "list", c->batch);
+    cJSON_AddStringToObject(root, "db", c->db);
+    cJSON *exams = cJSON_AddArrayToObject(root, "exams");
+    mi_endoqc_drift d = { .alert = c->drift_alert / 100, .tolerance = c->drift_tolerance / 100 };
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        int v = batch_one(c, m, db, batch_id, "exam", list[i].path, i + 1, n, exams);
+        if (v < 0) { failed++; continue; }
+        d.batch_exams++;
+        d.batch_incomplete += v;
+    }
+    mi_endoqc_drift_decide(&d);
+    cJSON *refarr = NULL;
+    if (d.alerted && nref > 0) {
+        refarr = cJSON_CreateArray();
+        for (int i = 0; i < nref; i++) {
+            int v = batch_one(c, m, db, batch_id, "reference", refs[i].path, i + 1, nref, refarr);
+            cJSON *it = cJSON_GetArrayItem(refarr, i);
+            cJSON_AddStringToObject(it, "label", refs[i].label ? "incomplete" : "complete");
+            if (v < 0) { failed++; continue; }
+            d.ref_exams++;
+            d.ref_labelled_incomplete += refs[i].label;
+            d.ref_predicted_incomplete += v;
+            d.ref_agree += v == refs[i].label;
+        }
+        d.reference_run = d.ref_exams > 0;
+        mi_endoqc_drift_decide(&d);
+    }
+    cJSON *ct = cJSON_AddObjectToObject(root, "counts");
+    cJSON_AddNumberToObject(ct, "exams", n);
+    cJSON_AddNumberToObject(ct, "evaluated", d.batch_exams);
+    cJSON_AddNumberToObject(ct, "incomplete", d.batch_incomplete);
+    cJSON_AddNumberToObject(ct, "failed", failed);
+    cJSON *dj = cJSON_AddObjectToObject(root, "drift");
+    cJSON_AddNumberToObject(dj, "incomplete_share", d.batch_share);
+    cJSON_AddNumberToObject(dj, "alert", d.alert);
+    cJSON_AddBoolToObject(dj, "alerted", d.alerted);
+    if (c->reference) cJSON_AddStringToObject(dj, "reference", c->reference);
+    else cJSON_AddNullToObject(dj, "reference");
+    cJSON_AddBoolToObject(dj, "reference_run", d.reference_run);
+    cJSON_AddNumberToObject(dj, "reference_exams", d.ref_exams);
+    if (d.reference_run) {
+        cJSON_AddNumberToObject(dj, "reference_labelled_share", d.ref_labelled_share);
+        cJSON_AddNumberToObject(dj, "reference_predicted_share", d.ref_predicted_share);
+        cJSON_AddNumberToObject(dj, "reference_agreement", (double)d.ref_agree / d.ref_exams);
+    } else {
+        cJSON_AddNullToObject(dj, "reference_labelled_share");
+        cJSON_AddNullToObject(dj, "reference_predicted_share");
+        cJSON_AddNullToObject(dj, "reference_agreement");
+    }
+    cJSON_AddNumberToObject(dj, "tolerance", d.tolerance);
+    if (refarr) cJSON_AddItemToObject(dj, "reference_exams_detail", refarr);
+    cJSON_AddBoolToObject(root, "model_update_required", d.model_update_required);
+    cJSON *p = cJSON_AddObjectToObject(root, "provenance");
+    cJSON_AddStringToObject(p, "engine", "medinfer");
+    cJSON_AddStringToObject(p, "engine_version", MI_VERSION);
+    cJSON_AddStringToObject(p, "model", c->model);
+    cJSON_AddStringToObject(p, "model_sha256", mi_endoqc_model_sha256(m));
+    char settings[256];
+    mi_endoqc_settings(m, &c->o, settings, sizeof settings);
+    cJSON_AddStringToObject(p, "settings", settings);
+    char *json = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!json || mi_endoqc_db_add_batch(db, batch_id, c->batch, &d, json) != MI_OK) rc = mi_cli_error("endoqc");
+    if (json && write_text(c->out, json) != 0) {
+        fprintf(stderr, "medinfer endoqc: %s: cannot write the summary: %s\n", c->out ? c->out : "stdout", strerror(errno));
+        rc = MI_EXIT_FAIL;
+    }
+    if (!c->quiet) {
+        fprintf(stderr, "endoqc batch %s: %d of %d exams incomplete (%.0f%%, alert above %.0f%%)%s\n", batch_id,
+                d.batch_incomplete, d.batch_exams, 100 * d.batch_share, 100 * d.alert,
+                d.alerted && !d.reference_run ? (c->reference ? "; no reference exam could be run" : "; no --reference set to check drift against") : "");
+        if (d.reference_run)
+            fprintf(stderr, "endoqc drift: reference set %d exams, labelled incomplete %.0f%%, predicted %.0f%%: %s\n",
+                    d.ref_exams, 100 * d.ref_labelled_share, 100 * d.ref_predicted_share,
+                    d.model_update_required ? "MODEL UPDATE REQUIRED" : "within tolerance");
+    }
+    free(json);
+    mi_endoqc_db_close(db);
+    free_list(list, n);
+    free_list(refs, nref);
+    if (rc == MI_EXIT_OK && failed) rc = MI_EXIT_FAIL;
+    if (d.model_update_required) rc = MI_EXIT_MODEL_UPDATE;   /* the louder signal wins */
+    return rc;
+}
+
+static int parse_num(const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "medinfer endoqc: %s '%s': expected a number in [%g, %g]\n", opt, v, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int cmd_endoqc(int argc, char **argv) {
+    cli c = { .model = DEFAULT_MODEL, .drift_alert = 20, .drift_tolerance = 5, .infer_batch = 8 };
+    mi_endoqc_opts_default(&c.o);
+    const char *video = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int tr = mi_trust_opt(&c.trust, argc, argv, &i);
+        if (tr < 0) return MI_EXIT_USAGE;
+        if (tr) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return MI_EXIT_OK; }
+        if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) { c.quiet = true; continue; }
+        if (!strcmp(a, "--no-resample")) { c.o.resample = false; continue; }
+        if (a[0] != '-') {
+            if (video) { fprintf(stderr, "medinfer endoqc: one VIDEO per call (or --batch LIST)\n"); return MI_EXIT_USAGE; }
+            video = a;
+            continue;
+        }
+        if (i + 1 >= argc) { fprintf(stderr, "medinfer endoqc: %s needs a value\n", a); return MI_EXIT_USAGE; }
+        const char *v = argv[++i];
+        double x = 0;
+        int bad = 0;
+        if (!strcmp(a, "--model")) c.model = v;
+        else if (!strcmp(a, "--out")) c.out = v;
+        else if (!strcmp(a, "--contact-sheet")) c.sheet = v;
+        else if (!strcmp(a, "--batch")) c.batch = v;
+        else if (!strcmp(a, "--db")) { c.db = v; c.db_given = true; }
+        else if (!strcmp(a, "--reference")) c.reference = v;
+        else if (!strcmp(a, "--every")) { bad = parse_num(a, v, 1, 1e6, &x); c.o.every = (int)x; }
+        else if (!strcmp(a, "--min-frames")) { bad = parse_num(a, v, 1, 1e6, &x); c.o.min_frames = (int)x; }
+        else if (!strcmp(a, "--min-prob")) bad = parse_num(a, v, 0, 1, &c.o.min_prob);
+        else if (!strcmp(a, "--site-threshold")) { bad = parse_num(a, v, 0, MI_ENDOQC_MAX_SITES, &x); c.o.site_threshold = (int)x; }
+        else if (!strcmp(a, "--dup-threshold")) bad = parse_num(a, v, 0, 1, &c.o.dup_threshold);
+        else if (!strcmp(a, "--dup-window")) { bad = parse_num(a, v, 1, 1e6, &x); c.o.dup_window = (int)x; }
+        else if (!strcmp(a, "--hash-size")) { bad = parse_num(a, v, 2, 8, &x); c.o.hash_size = (int)x; }
+        else if (!strcmp(a, "--dark-level")) { bad = parse_num(a, v, 0, 255, &x); c.o.dark_level = (int)x; }
+        else if (!strcmp(a, "--infer-batch")) { bad = parse_num(a, v, 1, 256, &x); c.infer_batch = (int)x; }
+        else if (!strcmp(a, "--threads")) { bad = parse_num(a, v, 0, 4096, &x); c.threads = (int)x; }
+        else if (!strcmp(a, "--drift-alert")) bad = parse_num(a, v, 0, 100, &c.drift_alert);
+        else if (!strcmp(a, "--drift-tolerance")) bad = parse_num(a, v, 0, 100, &c.drift_tolerance);
+        else { fprintf(stderr, "medinfer endoqc: unknown option %s\n", a); usage(stderr); return MI_EXIT_USAGE; }
+        if (bad) return MI_EXIT_USAGE;
+    }
+    if (!video == !c.batch) { usage(stderr); return MI_EXIT_USAGE; }
+    if (c.batch && !c.db) c.db = "endoqc.sqlite";
+    if (c.reference && !c.batch) { fprintf(stderr, "medinfer endoqc: --reference belongs to --batch\n"); return MI_EXIT_USAGE; }
+    c.o.progress = !c.quiet && isatty(2);
+    av_log_set_level(c.quiet ? AV_LOG_QUIET : AV_LOG_FATAL);   /* damage is summarized in the report */
+    if (c.threads > 0) mi_set_threads(c.threads);
+
+    mi_endoqc_model *m;
+    if (mi_endoqc_model_open(&m, c.model, c.infer_batch) != MI_OK) return mi_cli_error("endoqc");
+    /* the bytes that were loaded are the bytes checked */
+    mi_status st = mi_trust_check_weights(mi_endoqc_model_weights(m), c.trust.pubkey, &c.ti);
+    if (st != MI_OK) { mi_endoqc_model_close(m); return mi_trust_cli_fail("endoqc", st); }
+    int rc = c.batch ? run_batch(&c, m) : run_single(&c, m, video);
+    mi_endoqc_model_close(m);
+    return rc;
+}
