@@ -277,14 +277,17 @@ void mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads
     pl->mpan = CEIL_DIV(g->M, MR);
     /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
      * computes a tile, never how, so it may follow the thread count. */
-    int64_t mcp = MI_MIN((int64_t)(u->mc / MR), pl->mpan), nmc = CEIL_DIV(pl->mpan, mcp);
-    int64_t want = nthreads > 1 ? 4 * (int64_t)nthreads : 1, base = g->groups * nmc;
-    int64_t nj = MI_MIN(pl->npan, MI_MAX((int64_t)1, CEIL_DIV(want, base)));
-    int64_t jper = CEIL_DIV(pl->npan, nj);
+    /* M chunks: as few as keep the A block in L2, of equal size. Then pixel runs, ~16 items per
+     * thread so that dynamic scheduling absorbs a thread that is slow or preempted (splitting
+     * pixels costs nothing; splitting M repacks B per chunk, so only when pixels run out). */
+    int64_t nmc = CEIL_DIV(pl->mpan, (int64_t)(u->mc / MR)), mcp = CEIL_DIV(pl->mpan, nmc);
+    const int64_t want = nthreads > 1 ? 16 * (int64_t)nthreads : 1;
+    int64_t nj = MI_MIN(pl->npan, MI_MAX((int64_t)1, CEIL_DIV(want, g->groups * nmc)));
+    const int64_t jper = CEIL_DIV(pl->npan, nj);
     nj = CEIL_DIV(pl->npan, jper);
-    if (g->groups * nmc * nj < 2 * (int64_t)nthreads && mcp > 1) {
-        int64_t need = CEIL_DIV(2 * (int64_t)nthreads, g->groups * nj);
-        mcp = MI_MAX((int64_t)1, CEIL_DIV(pl->mpan, need));
+    if (g->groups * nmc * nj < 4 * (int64_t)nthreads) {
+        nmc = MI_MIN(pl->mpan, MI_MAX(nmc, CEIL_DIV(4 * (int64_t)nthreads, g->groups * nj)));
+        mcp = CEIL_DIV(pl->mpan, nmc);
         nmc = CEIL_DIV(pl->mpan, mcp);
     }
     pl->mcp = mcp;
@@ -387,7 +390,8 @@ size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
 
 /* Fills the stride-phase planes of one image: plane (ci, phase a) [j0][j1][j2] holds the padded
  * input at (j*s + a - pad), zero outside. Only phases that some tap reads are built. */
-static void build_phases(float *dst, const float *x, const mi_conv_desc *d, const conv_geom *G) {
+static void build_phases(const mi_conv_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
+                         const conv_geom *G) {
     const int64_t *in = G->in, *P = G->plane;
     #pragma omp for schedule(static)
     for (int64_t ci = 0; ci < d->cin; ci++)
@@ -415,7 +419,7 @@ static void build_phases(float *dst, const float *x, const mi_conv_desc *d, cons
                             const float *xr = x + ((ci * in[0] + id) * in[1] + ih) * in[2] + a2 - p2;
                             memset(row, 0, (size_t)lo * sizeof(float));
                             if (s2 == 1) memcpy(row + lo, xr + lo, (size_t)(hi - lo) * sizeof(float));
-                            else for (int64_t j = lo; j < hi; j++) row[j] = xr[j * s2];
+                            else if (hi > lo) u->strided(row + lo, xr + lo * s2, hi - lo, s2, in[2] - (lo * s2 + a2 - p2));
                             memset(row + hi, 0, (size_t)(P[2] - hi) * sizeof(float));
                         }
                     }
@@ -462,7 +466,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     #pragma omp parallel num_threads(nt)
     for (int64_t n = 0; n < x->shape[0]; n++) {
         const float *xn = x->data + n * d->cin * IP;
-        if (!G.direct) build_phases(src, xn, d, &G);   /* omp for: ends with a barrier */
+        if (!G.direct) build_phases(u, src, xn, d, &G);   /* omp for: ends with a barrier */
         mi_conv_gemm g = {
             .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
             .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,

@@ -126,6 +126,8 @@ typedef struct {
     void (*run)(const mi_conv_ukr_args *a, int mr);  /* mr <= MR valid rows */
     /* B panel: dst[k][0..NR) = src[koff[k] + 0..nr), zeros past nr (the grid's last panel) */
     void (*pack)(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr);
+    /* dst[j] = src[j*stride] for j < n, reading src[0..avail) only (the phase planes' rows) */
+    void (*strided)(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail);
 } mi_conv_ukr;
 
 /* NULL for MI_ISA_REF and where no fast kernel exists. */

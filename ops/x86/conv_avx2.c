@@ -102,6 +102,7 @@ static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, 
     if (nr == NR) {
         for (int64_t k = 0; k < kc; k++) {
             const float *s = src + koff[k];
+            _mm_prefetch((const char *)(s + NR), _MM_HINT_T0);   /* the next panel's row */
             _mm256_store_ps(dst + k * NR, _mm256_loadu_ps(s));
             _mm256_store_ps(dst + k * NR + 8, _mm256_loadu_ps(s + 8));
         }
@@ -115,4 +116,17 @@ static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, 
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx2 = { MR, NR, KC, MC, run, pack };
+/* Stride 2 (every stride-2 layer of ResNet and V-Net): 16 floats in, the 8 even ones out. */
+static void strided(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail) {
+    int64_t j = 0;
+    if (stride == 2)
+        for (; j + 8 <= n && 2 * (j + 8) <= avail; j += 8) {
+            const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(src + 2 * j), _mm256_loadu_ps(src + 2 * j + 8),
+                                               _MM_SHUFFLE(2, 0, 2, 0));   /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+            _mm256_storeu_ps(dst + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e),
+                                                                             _MM_SHUFFLE(3, 1, 2, 0))));
+        }
+    for (; j < n; j++) dst[j] = src[j * stride];
+}
+
+const mi_conv_ukr mi_conv_ukr_avx2 = { MR, NR, KC, MC, run, pack, strided };

@@ -106,6 +106,9 @@ static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, 
     if (nr == NR) {
         for (int64_t k = 0; k < kc; k++) {
             const float *s = src + koff[k];
+            /* the next panel's rows: 2 lines each, one of ~kc streams the hardware cannot track */
+            _mm_prefetch((const char *)(s + NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(s + NR + 16), _MM_HINT_T0);
             _mm512_store_ps(dst + k * NR, _mm512_loadu_ps(s));
             _mm512_store_ps(dst + k * NR + 16, _mm512_loadu_ps(s + 16));
         }
@@ -120,4 +123,16 @@ static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, 
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack };
+/* Stride 2 (every stride-2 layer of ResNet and V-Net): 32 floats in, the 16 even ones out. */
+static void strided(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail) {
+    int64_t j = 0;
+    if (stride == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; j + 16 <= n && 2 * (j + 16) <= avail; j += 16)
+            _mm512_storeu_ps(dst + j, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * j), even,
+                                                             _mm512_loadu_ps(src + 2 * j + 16)));
+    }
+    for (; j < n; j++) dst[j] = src[j * stride];
+}
+
+const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack, strided };
