@@ -118,7 +118,9 @@ def main(out):
     # files that are not images, or not whole ones
     png = open(os.path.join(d, "noise_rgb.png"), "rb").read()
     jpg = open(os.path.join(d, "photo.jpg"), "rb").read()
+    bmp = open(os.path.join(d, "tall.bmp"), "rb").read()
     for name, data in {"truncated.png": png[:len(png) // 2], "truncated.jpg": jpg[:len(jpg) * 2 // 3],
+                       "truncated.bmp": bmp[:-7], "headers_only.bmp": bmp[:100],
                        "empty.png": b"", "text.jpg": b"this is not a JPEG\n" * 10,
                        "bad_header.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4}.items():
         with open(os.path.join(d, name), "wb") as f:

@@ -299,6 +299,8 @@ START_TEST(bad_images)
     static const struct { const char *file; mi_status st; const char *why; } c[] = {
         { "truncated.png", MI_ERR_FORMAT, "cannot decode 53x37 image" },
         { "truncated.jpg", MI_ERR_FORMAT, "JPEG is truncated" },
+        { "truncated.bmp", MI_ERR_FORMAT, "BMP is truncated (12075 bytes, its header needs 12082)" },
+        { "headers_only.bmp", MI_ERR_FORMAT, "BMP is truncated (100 bytes, its header needs 12082)" },
         { "empty.png", MI_ERR_FORMAT, "0 bytes is not the size of an image" },
         { "text.jpg", MI_ERR_FORMAT, "not an image stb_image can read" },
         { "bad_header.png", MI_ERR_FORMAT, "not an image stb_image can read" },

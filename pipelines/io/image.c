@@ -58,6 +58,30 @@ static bool jpeg_has_eoi(const unsigned char *b, size_t n) {
     return false;
 }
 
+static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* stb_image reads a BMP cut short as zeros too. Uncompressed BMPs say how many bytes they need:
+ * the pixel data offset plus |height| rows of (bpp * width) bits padded to 4 bytes. Returns the
+ * bytes needed, or 0 when the header does not say (RLE, or too short for stb to accept anyway). */
+static uint64_t bmp_bytes_needed(const unsigned char *b, size_t n) {
+    if (n < 34 || b[0] != 'B' || b[1] != 'M') return 0;
+    uint32_t off = le32(b + 10), hsize = le32(b + 14), comp = 0;
+    int64_t w, h, bpp;
+    if (hsize == 12) {                       /* OS/2 BITMAPCOREHEADER */
+        w = b[18] | b[19] << 8;
+        h = b[20] | b[21] << 8;
+        bpp = b[24] | b[25] << 8;
+    } else {                                 /* BITMAPINFOHEADER and its successors */
+        w = (int32_t)le32(b + 18);
+        h = (int32_t)le32(b + 22);
+        bpp = b[28] | b[29] << 8;
+        comp = le32(b + 30);
+    }
+    if (comp != 0 && comp != 3 && comp != 6) return 0;  /* BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS */
+    if (w <= 0 || w > (1 << 24) || h == 0 || h < -(1 << 24) || h > (1 << 24) || bpp <= 0 || bpp > 32) return 0;
+    return off + (uint64_t)((bpp * w + 31) / 32 * 4) * (uint64_t)(h < 0 ? -h : h);
+}
+
 mi_status mi_image_load(mi_image *img, const char *path) {
     memset(img, 0, sizeof *img);
     unsigned char *buf = NULL;
@@ -75,6 +99,12 @@ mi_status mi_image_load(mi_image *img, const char *path) {
     }
     if (n >= 2 && buf[0] == 0xFF && buf[1] == 0xD8 && !jpeg_has_eoi(buf, n)) {
         st = MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is truncated (no end-of-image marker in its last bytes)", path);
+        goto done;
+    }
+    uint64_t need = bmp_bytes_needed(buf, n);
+    if (need > n) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: BMP is truncated (%zu bytes, its header needs %llu)", path, n,
+                     (unsigned long long)need);
         goto done;
     }
     img->px = stbi_load_from_memory(buf, (int)n, &img->w, &img->h, &comp, 3);  /* grey, RGBA -> RGB */
