@@ -1,8 +1,9 @@
-/* ops/cpu.h - CPU feature detection, the kernel dispatch table, the thread count.
+/* ops/cpu.h - CPU feature detection, the ISA the kernels run on, the thread count.
  *
- * mi_cpu_init() runs once (first use): it detects features, applies MI_ISA=ref|avx2|avx512 (a
- * ceiling, never above what the CPU has) and fills mi_kernels. Each ops module owns its own
- * entries: it registers its SIMD variants in mi_kernels_fill() and falls back to its reference. */
+ * Detection runs once, on first use: it reads CPUID/XGETBV and applies MI_ISA=ref|avx2|avx512 (a
+ * ceiling, never above what the CPU and OS support). Each ops module dispatches on mi_cpu_isa()
+ * itself (a conv layer decides once, at init), so adding an ISA (NEON) touches only the modules
+ * that have a kernel for it; everything else runs its scalar reference. */
 #ifndef MI_CPU_H
 #define MI_CPU_H
 
