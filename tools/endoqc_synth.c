@@ -310,19 +310,22 @@ done:
     return st;
 }
 
-/* "17,18,19,20" or "fundus" (a group of the demo order) -> flags; 1-based guideline numbers */
+/* "17-20,3" or "fundus,1" -> flags; 1-based guideline numbers, or the group names of issue 3 */
 static int parse_sites(const char *s, bool *flags) {
-    if (!strcmp(s, "fundus")) { for (int i = 16; i < 20; i++) flags[i] = true; return 0; }
-    if (!strcmp(s, "antrum")) { for (int i = 2; i < 6; i++) flags[i] = true; return 0; }
     while (*s) {
-        char *end;
-        long a = strtol(s, &end, 10), b = a;
-        if (end == s) return -1;
-        if (*end == '-') { s = end + 1; b = strtol(s, &end, 10); if (end == s) return -1; }
-        if (a < 1 || b > NSITES || a > b) return -1;
-        for (long i = a; i <= b; i++) flags[i - 1] = true;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        if (n == 6 && !strncmp(s, "fundus", 6)) for (int i = 16; i < 20; i++) flags[i] = true;
+        else if (n == 6 && !strncmp(s, "antrum", 6)) for (int i = 2; i < 6; i++) flags[i] = true;
+        else {
+            char *end;
+            long a = strtol(s, &end, 10), b = a;
+            if (end == s) return -1;
+            if (*end == '-') { const char *t = end + 1; b = strtol(t, &end, 10); if (end == t) return -1; }
+            if (end != s + n || a < 1 || b > NSITES || a > b) return -1;
+            for (long i = a; i <= b; i++) flags[i - 1] = true;
+        }
+        s += n + (comma != NULL);
     }
     return 0;
 }

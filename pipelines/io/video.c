@@ -29,10 +29,18 @@ struct mi_video {
     int64_t          start_pts;     /* subtracted so the first frame is at ~0 ms */
     double           frame_ms;      /* nominal frame duration, for frames without timestamps */
     int64_t          nframes, bad_packets, last_ms;
-    char             damage[320];
+    char             damage[320];   /* the first problem seen */
+    char             summary[400];  /* at the end: truncation first, then that problem */
 };
 
 static const char *averr(int e, char *buf, size_t n) { av_strerror(e, buf, n); return buf; }
+
+/* "after 12.3 s" / "before the first frame": where in the video a problem showed up */
+static const char *where(const mi_video *v, char *buf, size_t n) {
+    if (v->last_ms < 0) snprintf(buf, n, "before the first frame");
+    else snprintf(buf, n, "after %.1f s", v->last_ms / 1000.0);
+    return buf;
+}
 
 static void note_damage(mi_video *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void note_damage(mi_video *v, const char *fmt, ...) {
@@ -116,7 +124,7 @@ void mi_video_close(mi_video *v) {
 }
 
 const mi_video_info *mi_video_get_info(const mi_video *v) { return &v->info; }
-const char *mi_video_damage(const mi_video *v) { return v->damage; }
+const char *mi_video_damage(const mi_video *v) { return v->summary[0] ? v->summary : v->damage; }
 int64_t mi_video_bad_packets(const mi_video *v) { return v->bad_packets; }
 int64_t mi_video_last_ms(const mi_video *v) { return v->last_ms; }
 
@@ -180,8 +188,19 @@ static mi_status convert(mi_video *v, mi_video_frame *f) {
     return MI_OK;
 }
 
+/* End of the usable stream: a cut-off file often ends in a half packet, so "truncated" is said
+ * first (it is the cause), then the first problem seen. */
+static void finish(mi_video *v) {
+    if (v->last_ms < 0)
+        snprintf(v->summary, sizeof v->summary, "no frame could be decoded (file truncated or damaged?)%s%s",
+                 v->damage[0] ? "; " : "", v->damage);
+    else if (mi_video_truncated(v))
+        snprintf(v->summary, sizeof v->summary, "stream ends at %.1f s of a stated %.1f s (file truncated?)%s%s",
+                 v->last_ms / 1000.0, v->info.duration_ms / 1000.0, v->damage[0] ? "; " : "", v->damage);
+}
+
 mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
-    char eb[128];
+    char eb[128], wb[48];
     *got = false;
     for (;;) {
         int r = avcodec_receive_frame(v->dec, v->frame);
@@ -191,23 +210,18 @@ mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
             if (st == MI_OK) *got = true;
             return st;
         }
-        if (r == AVERROR_EOF) {
-            if (!v->damage[0] && mi_video_truncated(v))
-                note_damage(v, "stream ends at %.1f s of a stated %.1f s (file truncated?)",
-                            v->last_ms / 1000.0, v->info.duration_ms / 1000.0);
-            return MI_OK;
-        }
+        if (r == AVERROR_EOF) { finish(v); return MI_OK; }
         if (r != AVERROR(EAGAIN)) {  /* a frame that failed to decode: concealment gave up on it */
             v->bad_packets++;
-            note_damage(v, "decoding error after %.1f s: %s", v->last_ms / 1000.0, averr(r, eb, sizeof eb));
-            if (v->flushing) return MI_OK;
+            note_damage(v, "decoding error %s: %s", where(v, wb, sizeof wb), averr(r, eb, sizeof eb));
+            if (v->bad_packets > 100000) { finish(v); return MI_OK; }   /* nothing but errors: stop */
             continue;
         }
-        if (v->flushing) return MI_OK;  /* EAGAIN while draining should not happen; stop rather than spin */
+        if (v->flushing) { finish(v); return MI_OK; }  /* EAGAIN while draining: nothing more will come */
         r = av_read_frame(v->fmt, v->pkt);
         if (r < 0) {
             if (r != AVERROR_EOF)
-                note_damage(v, "read error after %.1f s: %s", v->last_ms / 1000.0, averr(r, eb, sizeof eb));
+                note_damage(v, "read error %s: %s", where(v, wb, sizeof wb), averr(r, eb, sizeof eb));
             v->flushing = true;
             avcodec_send_packet(v->dec, NULL);
             continue;
@@ -216,7 +230,7 @@ mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
             r = avcodec_send_packet(v->dec, v->pkt);
             if (r < 0 && r != AVERROR(EAGAIN)) {
                 v->bad_packets++;
-                note_damage(v, "corrupt data after %.1f s (%s); skipped", v->last_ms / 1000.0, averr(r, eb, sizeof eb));
+                note_damage(v, "corrupt data %s (%s); skipped", where(v, wb, sizeof wb), averr(r, eb, sizeof eb));
             }
         }
         av_packet_unref(v->pkt);
@@ -237,6 +251,7 @@ mi_status mi_video_seek_ms(mi_video *v, int64_t t_ms) {
     }
     avcodec_flush_buffers(v->dec);
     v->flushing = false;
+    v->summary[0] = 0;   /* recomputed when this pass ends */
     return MI_OK;
 }
 
@@ -260,6 +275,9 @@ static mi_status drain(mi_video_writer *vw) {
         int r = avcodec_receive_packet(vw->enc, vw->pkt);
         if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return MI_OK;
         if (r < 0) return MI_FAIL(MI_ERR_IO, "%s: encoder failed: %s", vw->path, averr(r, eb, sizeof eb));
+        /* one frame long: without it MP4 ends the edit list at the last frame's start, and
+         * players (and our reader) drop that frame */
+        if (vw->pkt->duration <= 0) vw->pkt->duration = 1;
         av_packet_rescale_ts(vw->pkt, vw->enc->time_base, vw->st->time_base);
         vw->pkt->stream_index = vw->st->index;
         if ((r = av_interleaved_write_frame(vw->oc, vw->pkt)) < 0)

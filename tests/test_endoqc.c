@@ -1,0 +1,190 @@
+/* tests/test_endoqc.c - the pieces of `medinfer endoqc` that need no model: the FFmpeg video
+ * reader/writer (times from timestamps, seeking, a truncated file read as far as it goes, the real
+ * H.264 clip in ../shared/data) and the drift rule's boundaries. End-to-end runs with the demo
+ * blob are tests/test_endoqc.sh and tests/test_endoqc_batch.sh. */
+#include "mi_test.h"
+#include "io/video.h"
+#include "endoqc/endoqc.h"
+
+#include <libavutil/log.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A 10 fps clip whose frame i is grey level 10*i plus a fine noise texture (so the frames are
+ * big enough that a truncation falls well inside the data, and a frame read back says which it is). */
+static void write_ramp(const char *path, int n) {
+    mi_video_writer *vw;
+    ck_assert_msg(mi_video_writer_open(&vw, path, 64, 48, 10, 18) == MI_OK, "%s", mi_last_error());
+    uint8_t px[64 * 48 * 3];
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < sizeof px; j++) px[j] = (uint8_t)(10 * i + ((j * 2654435761u + (size_t)i * 97u) >> 7 & 15));
+        ck_assert_int_eq(mi_video_writer_add(vw, px), MI_OK);
+    }
+    ck_assert_msg(mi_video_writer_close(vw) == MI_OK, "%s", mi_last_error());
+}
+
+static void tmp_path(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "/tmp/mi_test_endoqc_%d_%s", (int)getpid(), name);
+}
+
+START_TEST(video_times_come_from_timestamps)
+{
+    char path[256];
+    tmp_path(path, sizeof path, "ramp.mp4");
+    write_ramp(path, 20);
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, path, 24) == MI_OK, "%s", mi_last_error());
+    const mi_video_info *in = mi_video_get_info(v);
+    ck_assert_str_eq(in->codec, "h264");
+    ck_assert_int_eq(in->width, 64);
+    ck_assert_msg(in->fps > 9.9 && in->fps < 10.1, "fps %g", in->fps);
+    ck_assert_int_eq(in->duration_ms, 2000);
+    mi_video_frame f;
+    bool got;
+    int n = 0;
+    while (mi_video_read(v, &f, &got) == MI_OK && got) {
+        ck_assert_int_eq(f.t_ms, 100 * n);          /* 10 fps: 0, 100, 200 ... ms */
+        ck_assert_int_eq(f.w, 32);                  /* shorter side 48 -> 24, aspect kept */
+        ck_assert_int_eq(f.h, 24);
+        ck_assert_msg(abs(f.px[3 * (12 * 32 + 16)] - 10 * n - 8) <= 8, "frame %d grey %d", n, f.px[3 * (12 * 32 + 16)]);
+        n++;
+    }
+    ck_assert_int_eq(n, 20);
+    ck_assert_str_eq(mi_video_damage(v), "");
+    ck_assert(!mi_video_truncated(v));
+    /* a second pass from 1.25 s starts at the keyframe before and reaches frame 13 by its time */
+    ck_assert_int_eq(mi_video_seek_ms(v, 1250), MI_OK);
+    bool found = false;
+    while (mi_video_read(v, &f, &got) == MI_OK && got && !found)
+        if (f.t_ms == 1300) { found = true; ck_assert_msg(abs(f.px[3 * (12 * 32 + 16)] - 138) <= 8, "re-read frame 13"); }
+    ck_assert(found);
+    mi_video_close(v);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(truncated_video_is_read_as_far_as_it_goes)
+{
+    char path[256], cut[256];
+    tmp_path(path, sizeof path, "full.mp4");
+    tmp_path(cut, sizeof cut, "cut.mp4");
+    write_ramp(path, 50);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    f = fopen(cut, "wb");
+    fwrite(buf, 1, n * 6 / 10, f);   /* the index is at the front (faststart), the tail is gone */
+    fclose(f);
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, cut, 0) == MI_OK, "%s", mi_last_error());
+    mi_video_frame fr;
+    bool got;
+    int frames = 0;
+    while (mi_video_read(v, &fr, &got) == MI_OK && got) frames++;
+    ck_assert_msg(frames > 5 && frames < 50, "%d frames", frames);
+    ck_assert(mi_video_truncated(v));
+    ck_assert_msg(strstr(mi_video_damage(v), "truncated") != NULL, "damage: '%s'", mi_video_damage(v));
+    ck_assert_int_lt(mi_video_last_ms(v), 4900);
+    mi_video_close(v);
+    unlink(path);
+    unlink(cut);
+}
+END_TEST
+
+START_TEST(not_a_video_is_an_error_naming_the_file)
+{
+    char path[256];
+    tmp_path(path, sizeof path, "text.mp4");
+    FILE *f = fopen(path, "w");
+    fputs("hello", f);
+    fclose(f);
+    mi_video *v;
+    ck_assert_int_ne(mi_video_open(&v, path, 0), MI_OK);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), path));
+    ck_assert_int_eq(mi_video_open(&v, "/nonexistent/x.mp4", 0), MI_ERR_IO);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(real_h264_clip_decodes)
+{
+    const char *dir = mi_shared_data("endoscopy-video-misc");
+    if (!dir) MI_SKIP("../shared/data/endoscopy-video-misc not present");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/simcol_example_result_real.mp4", dir);
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, path, 160) == MI_OK, "%s", mi_last_error());
+    const mi_video_info *in = mi_video_get_info(v);
+    ck_assert_str_eq(in->codec, "h264");
+    ck_assert_int_eq(in->width, 1920);
+    ck_assert_int_eq(in->height, 1080);
+    mi_video_frame f;
+    bool got;
+    int64_t n = 0, prev = -1;
+    long long sum = 0;
+    while (mi_video_read(v, &f, &got) == MI_OK && got) {
+        ck_assert_int_gt(f.t_ms, prev);             /* presentation order, increasing times */
+        prev = f.t_ms;
+        ck_assert_int_eq(f.h, 160);
+        ck_assert_int_eq(f.w, 284);                 /* 16:9 */
+        sum += f.px[3 * (80 * 284 + 142) + 1];
+        n++;
+    }
+    ck_assert_int_eq(n, 576);
+    ck_assert_msg(prev > 18500 && prev < 19100, "last frame at %lld ms", (long long)prev);
+    ck_assert_str_eq(mi_video_damage(v), "");
+    ck_assert(sum > 0);                              /* real pixels, not a black stream */
+    mi_video_close(v);
+}
+END_TEST
+
+START_TEST(drift_rule_boundaries)
+{
+    /* issue 3: alert when the incomplete share exceeds 20 %; update when the reference shares
+     * differ by more than 5 points. "Exceeds" and "more than" are strict. */
+    mi_endoqc_drift d = { .batch_exams = 10, .batch_incomplete = 2, .alert = 0.20, .tolerance = 0.05 };
+    mi_endoqc_drift_decide(&d);
+    ck_assert(!d.alerted);                           /* exactly 20 %: no alert */
+    d.batch_incomplete = 3;
+    mi_endoqc_drift_decide(&d);
+    ck_assert(d.alerted);
+    ck_assert(!d.model_update_required);            /* alerted, but no reference run yet */
+    d.reference_run = true;
+    d.ref_exams = 20;
+    d.ref_labelled_incomplete = 4;                   /* 20 % */
+    d.ref_predicted_incomplete = 5;                  /* 25 %: exactly 5 points */
+    mi_endoqc_drift_decide(&d);
+    ck_assert(!d.model_update_required);
+    d.ref_predicted_incomplete = 6;                  /* 30 %: 10 points */
+    mi_endoqc_drift_decide(&d);
+    ck_assert(d.model_update_required);
+    d.ref_predicted_incomplete = 2;                  /* 10 %: 10 points the other way */
+    mi_endoqc_drift_decide(&d);
+    ck_assert(d.model_update_required);
+    ck_assert_double_eq_tol(d.ref_labelled_share, 0.20, 1e-12);
+    ck_assert_double_eq_tol(d.ref_predicted_share, 0.10, 1e-12);
+    d.batch_exams = 0;                               /* an empty batch never alerts */
+    d.batch_incomplete = 0;
+    d.reference_run = false;
+    mi_endoqc_drift_decide(&d);
+    ck_assert(!d.alerted && !d.model_update_required);
+}
+END_TEST
+
+static Suite *suite(void) {
+    av_log_set_level(AV_LOG_QUIET);
+    Suite *s = suite_create("endoqc");
+    TCase *tc = tcase_create("video");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, video_times_come_from_timestamps);
+    tcase_add_test(tc, truncated_video_is_read_as_far_as_it_goes);
+    tcase_add_test(tc, not_a_video_is_an_error_naming_the_file);
+    tcase_add_test(tc, real_h264_clip_decodes);
+    tcase_add_test(tc, drift_rule_boundaries);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MI_TEST_MAIN(suite)
