@@ -1,0 +1,112 @@
+"""tests/classify_e2e.py - run by tests/test_classify.sh (env MI_BIN = the medinfer binary).
+
+Reference: torchvision resnet18 with random weights and BN statistics, exported by tools/export.py;
+the image goes through torchvision's Resize(antialias) -> CenterCrop -> ToTensor-equivalent ->
+Normalize on the same pixels the C side decodes (a BMP written here, so decoding is exact).
+Tolerance on logits: max|d| <= 1e-4 * max|ref| (the engine's parity bar)."""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import export  # noqa: E402
+
+BIN = os.environ.get("MI_BIN", "build/medinfer")
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def write_bmp(path, rgb):
+    h, w, _ = rgb.shape
+    row = (3 * w + 3) // 4 * 4
+    data = bytearray()
+    for y in range(h - 1, -1, -1):  # bottom-up rows, BGR
+        line = rgb[y, :, ::-1].tobytes()
+        data += line + b"\0" * (row - len(line))
+    with open(path, "wb") as f:
+        f.write(b"BM" + struct.pack("<IHHI", 54 + len(data), 0, 0, 54))
+        f.write(struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(data), 2835, 2835, 0, 0))
+        f.write(data)
+
+
+def run(*args):
+    p = subprocess.run([BIN, "classify", *args], capture_output=True, text=True)
+    return p.returncode, [json.loads(l) for l in p.stdout.splitlines() if l.strip()], p.stderr
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="mi_classify_")
+    labels = [f"site {i}" for i in range(7)]
+    model = export.random_model("resnet18", 7, seed=5)
+    blob = os.path.join(tmp, "r18.safetensors")
+    export.write_safetensors(blob, model.state_dict(),
+                             export.blob_metadata("resnet18", 7, labels, 64, model_version="1.2.3"))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 3, 64, 64, generator=g)
+    npy = os.path.join(tmp, "x.npy")
+    np.save(npy, x.numpy().astype("<f4"))
+    rgb = (torch.rand(90, 120, 3, generator=g) * 255).round().to(torch.uint8).numpy()
+    bmp = os.path.join(tmp, "img.bmp")
+    write_bmp(bmp, rgb)
+    with torch.no_grad():
+        ref_npy = model(x)[0]
+        t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+        t = TF.center_crop(TF.resize(t, 73, antialias=True), 64)  # resize = round(64*256/224) = 73
+        t = TF.normalize(t.float() / 255, export.IMAGENET_MEAN, export.IMAGENET_STD)
+        ref_img = model(t[None])[0]
+
+    rc, out, err = run("--model", blob, "--logits", "--topk", "3", "--threads", "1", npy, bmp)
+    check(rc == 0 and len(out) == 2, f"classify exits 0 with two results (rc {rc}, {err.strip()})")
+    if len(out) == 2:
+        for res, ref, name in ((out[0], ref_npy, ".npy"), (out[1], ref_img, "image")):
+            got = torch.tensor(res["logits"])
+            d = (got - ref).abs().max().item()
+            check(d <= 1e-4 * ref.abs().max().item(), f"{name} logits match torchvision (max|d| {d:.3g})")
+            check(res["top"][0]["index"] == int(ref.argmax()), f"{name} top-1 is torchvision's")
+            check(res["top"][0]["label"] == labels[int(ref.argmax())], f"{name} top-1 label from metadata")
+            p = torch.softmax(ref, 0)[int(ref.argmax())].item()
+            check(abs(res["top"][0]["probability"] - p) < 1e-5, f"{name} probability {p:.6f}")
+            check(len(res["top"]) == 3, f"{name} --topk 3 gives 3 classes")
+        sha = hashlib.sha256(open(blob, "rb").read()).hexdigest()
+        check(out[0]["model"] == {"arch": "resnet18", "model_version": "1.2.3", "sha256": sha},
+              "model provenance: arch, model_version, blob sha256")
+        check(out[0]["file"] == npy, "file field names the input")
+
+    one = subprocess.run([BIN, "classify", "--model", blob, "--logits", "--threads", "1", npy, bmp],
+                         capture_output=True).stdout
+    two = subprocess.run([BIN, "classify", "--model", blob, "--logits", "--threads", "2", "--batch", "1",
+                          npy, bmp], capture_output=True).stdout
+    check(one == two and one, "same bytes for 1 and 2 threads, batched or not")
+
+    bad_img = os.path.join(tmp, "broken.bmp")
+    open(bad_img, "wb").write(open(bmp, "rb").read()[:100])
+    bad_npy = os.path.join(tmp, "wrong.npy")
+    np.save(bad_npy, np.zeros((3, 32, 32), "<f4"))
+    rc, out, err = run("--model", blob, bad_img, npy, bad_npy, os.path.join(tmp, "missing.png"))
+    check(rc == 1, f"bad inputs give exit 1 (got {rc})")
+    check(len(out) == 1 and out[0]["file"] == npy, "the good input's result is still printed")
+    for f in (bad_img, bad_npy, "missing.png"):
+        check(f in err, f"stderr names {os.path.basename(f)}")
+
+    rc, _, err = run("--model", os.path.join(tmp, "nope.safetensors"), npy)
+    check(rc == 1 and "nope.safetensors" in err, "a missing blob is named, exit 1")
+    rc, _, err = run(npy)
+    check(rc == 2, "no --model is a usage error (exit 2)")
+    print(f"{len(failures)} failed")
+    sys.exit(1 if failures else 0)
+
+
+main()

@@ -1,0 +1,16 @@
+#!/bin/sh
+# tests/test_isa.sh - the whole ResNet parity suite again with the ISA capped (MI_ISA), so the
+# AVX2 kernels and the scalar references are proven on full networks, not only the widest ISA
+# this CPU has. Each run must match torchvision and print which ISA it used.
+dir=$(dirname "${MI_BIN:-build/medinfer}")/tests
+[ -x "$dir/test_resnet" ] || { echo "no $dir/test_resnet"; exit 1; }
+status=0
+for isa in avx2 ref; do
+    out=$(MI_ISA=$isa CK_FORK=yes "$dir/test_resnet" 2>&1)
+    echo "$out" | grep -E "isa|Checks"
+    echo "$out" | grep -q "^100%: Checks" || { echo "MI_ISA=$isa: parity failed"; echo "$out"; status=1; }
+    want=$isa
+    grep -q avx2 /proc/cpuinfo 2>/dev/null || [ $isa = ref ] || want=ref
+    echo "$out" | grep "layer4" | grep -q "isa $want" || { echo "MI_ISA=$isa did not select $want"; status=1; }
+done
+exit $status
