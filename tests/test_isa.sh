@@ -1,4 +1,5 @@
 #!/bin/sh
+# no-sanitize: the C suites it reruns already run under the sanitizers; the scalar ResNet-50 under ASan only costs minutes
 # tests/test_isa.sh - the whole ResNet parity suite again with the ISA capped (MI_ISA), so the
 # AVX2 kernels and the scalar references are proven on full networks, not only the widest ISA
 # this CPU has. Each run must match torchvision and print which ISA it used.
