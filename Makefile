@@ -126,6 +126,11 @@ $(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
 $(B)/bench_conv: bench/bench_conv.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
+# The endoscopy completeness QC on two synthetic exams rendered at demo time from the shipped
+# demo blob: needs the build deps only (no PyTorch). tools/endoqc_demo.sh says what it does.
+demo: $(B)/medinfer
+	sh tools/endoqc_demo.sh $(B)
+
 clean:
 	rm -rf build build-san
 

@@ -399,7 +399,9 @@ int cmd_endoqc_synth(int argc, char **argv) {
         int briefs = 0;
         for (int i = 0; i < NSITES; i++) briefs += !o.skip[i] && o.brief[i];
         double rest = duration - o.transit_s * (shown + briefs) - o.brief_s * briefs;
-        o.dwell_s = shown > 0 && rest > shown * 0.5 ? rest / shown / 1.15 : 2.4;   /* events add ~15% */
+        /* a frozen stretch (p 0.4, 0.8-2 s) adds 0.56 s per site on average */
+        if (o.events) rest -= 0.56 * shown;
+        o.dwell_s = shown > 0 && rest > shown * 0.5 ? rest / shown : 3.2;
     }
     FILE *truth = NULL;
     if (truth_path && !(truth = fopen(truth_path, "w"))) {

@@ -1,0 +1,80 @@
+#!/bin/sh
+# bench/bench_endoqc.sh [BUILD_DIR] - `medinfer endoqc` on a 5-minute 720p 25 fps synthetic
+# gastroscopy (H.264, 7,500 frames) with a ResNet-50 at 224 as the site classifier: frames/s per
+# stage and end to end, the factor against real time, and where the time goes.
+#
+# The ResNet-50 has random weights (tools/export.py --random) and the demo blob's site metadata,
+# so the network's cost is the real one but its answers are noise. Two runs:
+#   typical:    --min-prob 0, so every classified frame counts and sites are "seen" as with a
+#               working model: plain every-3rd sampling, re-sampling only where a group is missing
+#   worst case: the defaults; a random network is never confident, nothing is seen, both groups
+#               are re-sampled over the whole video: every kept frame is classified once
+# The video and blob are made once and kept in BUILD_DIR/bench_endoqc/.
+set -eu
+B=${1:-build}
+PY=${PYTHON:-/usr/bin/python3}
+BIN=$B/medinfer
+d=$B/bench_endoqc
+mkdir -p "$d"
+video=$d/synth_720p25_5min.mp4
+blob=$d/resnet50_224_sites_random.safetensors
+demo=weights/endoqc_sites_demo.safetensors
+threads=${MI_THREADS:-$(nproc)}
+
+if [ ! -f "$video" ]; then
+    echo "bench_endoqc: rendering the 5-minute 1280x720 25 fps video (once) ..." >&2
+    t0=$(date +%s)
+    "$BIN" endoqc-synth --seed 5 --size 1280x720 --fps 25 --duration 300 --out "$video.tmp.mp4" 2>/dev/null
+    mv "$video.tmp.mp4" "$video"
+    echo "bench_endoqc: rendered in $(( $(date +%s) - t0 )) s" >&2
+fi
+if [ ! -f "$blob" ]; then
+    # labels, site order and groups exactly as the demo blob has them
+    "$PY" - "$demo" "$d/meta.json" <<'EOF'
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]
+meta = json.loads(f.read(n))["__metadata__"]
+json.dump({k: meta[k] for k in ("labels", "site_order", "site_groups")}, open(sys.argv[2], "w"))
+EOF
+    "$PY" -c "import json, sys; json.dump(json.loads(json.load(open(sys.argv[1]))['labels']), open(sys.argv[2], 'w'))" \
+        "$d/meta.json" "$d/labels.json"
+    order=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['site_order'])" "$d/meta.json")
+    groups=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['site_groups'])" "$d/meta.json")
+    "$PY" tools/export.py --arch resnet50 --random --seed 0 --num-classes 26 --labels "$d/labels.json" \
+        --input-size 224 --meta "site_order=$order" --meta "site_groups=$groups" --out "$blob" 2>/dev/null
+fi
+
+run() {  # NAME [options]
+    name=$1; shift
+    "$BIN" endoqc --quiet --threads "$threads" --model "$blob" --out "$d/$name.json" "$@" "$video"
+}
+run typical --min-prob 0
+run worst
+
+"$PY" - "$d/typical.json" "$d/worst.json" "$threads" <<'EOF'
+import json, sys
+print(f"endoqc bench: 5-minute 1280x720 25 fps H.264 synthetic gastroscopy, ResNet-50 at 224 "
+      f"(random weights, 26 sites), {sys.argv[3]} threads")
+for path, title in ((sys.argv[1], "typical (plain sampling, re-sampling where needed)"),
+                    (sys.argv[2], "worst case (every kept frame classified)")):
+    r = json.load(open(path))
+    t, f = r["timing_ms"], r["frames"]
+    video_s = r["decode"]["decoded_until_ms"] / 1000 + 1 / r["video"]["fps"]
+    total = t["total"] / 1000
+    rows = [("sha256 of the file", t["hash_file"], None),
+            ("decode + scale", t["decode"], f["decoded"]),
+            ("hash + dedup", t["dedup"], f["decoded"]),
+            ("preprocess", t["preprocess"], f["classified"]),
+            ("classify (ResNet-50)", t["classify"], f["classified"]),
+            ("re-sampling (2nd pass)", t["resample"], f["classified_resampling"])]
+    print(f"\n{title}: decoded {f['decoded']}, dark {f['dark']}, duplicates {f['duplicates']}, kept "
+          f"{f['kept']}, classified {f['classified']} + {f['classified_resampling']} by re-sampling")
+    print(f"  {'stage':26s} {'seconds':>8s} {'frames':>7s} {'frames/s':>9s} {'share':>6s}")
+    for name, ms, n in rows:
+        fps = f"{n / (ms / 1000):9.1f}" if n and ms > 0 else f"{'':9s}"
+        print(f"  {name:26s} {ms / 1000:8.2f} {n if n is not None else '':>7} {fps} {100 * ms / t['total']:5.1f}%")
+    other = t["total"] - sum(ms for _, ms, _ in rows)
+    print(f"  {'other (open, report)':26s} {other / 1000:8.2f} {'':7s} {'':9s} {100 * other / t['total']:5.1f}%")
+    print(f"  end to end: {total:.1f} s for {video_s:.0f} s of video = {f['decoded'] / total:.1f} frames/s, "
+          f"{video_s / total:.2f}x real time ({'faster' if video_s > total else 'SLOWER'} than real time)")
+EOF
