@@ -19,6 +19,11 @@ typedef struct {
     int     sp;                         /* 2 or 3 spatial dimensions */
     int64_t cin, cout, groups;
     int64_t k[3], stride[3], pad[3], dil[3];
+    /* Optional, for speed only: the input D, H, W the layer will see (0: unknown), from which
+     * init picks the GEMM orientation (pixels or output channels on the vector lanes; see
+     * ops/conv.c). Any input size still works. lanes forces it: 0 auto, 1 pixels, 2 channels. */
+    int64_t in_size[3];
+    int     lanes;
 } mi_conv_desc;
 
 typedef struct {
@@ -28,6 +33,7 @@ typedef struct {
     float *bias;     /* [cout], owned; zeros when the layer has none */
     void  *packed;   /* ISA-specific packed weights, owned (NULL: reference path) */
     int    path;     /* which kernel forward() uses; set by init from shape and ISA (an mi_isa) */
+    int    chan_lanes; /* 1: output channels on the vector lanes (packed for run_t) */
 } mi_conv;
 
 /* A 2-D descriptor: square kernel k, stride s, padding p, dilation 1. */
@@ -116,9 +122,13 @@ typedef struct {
     float       *y;            /* output row of the tile's first channel; rows ldy apart */
     const float *res;          /* residual, same layout as y, or NULL */
     int64_t      ldy;
-    const float *bias;         /* [mr] or NULL */
+    const float *bias;         /* [mr] or NULL; run_t: [nch] */
     int          nseg;         /* runs of tile columns that are real outputs */
     const mi_conv_seg *seg;
+    /* run_t only (channels on lanes): a is [kc][16] pixels, b is [kc][NR] weights; tile row i is
+     * pixel i, stored at y[lane*ldy + pix[i]]; nch lanes are real channels */
+    const int64_t *pix;
+    int          nch;
 } mi_conv_ukr_args;
 
 typedef struct {
@@ -128,6 +138,12 @@ typedef struct {
     void (*pack)(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr);
     /* dst[j] = src[j*stride] for j < n, reading src[0..avail) only (the phase planes' rows) */
     void (*strided)(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail);
+    /* Channels on the lanes (NULL where the ISA has none): tiles of mr <= MR pixels x NR output
+     * channels; pack_t fills dst[k][0..16) with the panel's pixels: lanes in run[r].mask from
+     * src + koff[k] + run[r].off + lane, zeros elsewhere. */
+    void (*run_t)(const mi_conv_ukr_args *a, int mr);
+    void (*pack_t)(float *dst, const float *src, const int64_t *koff, int64_t kc,
+                   const mi_conv_seg *run, int nrun);
 } mi_conv_ukr;
 
 /* NULL for MI_ISA_REF and where no fast kernel exists. */
@@ -148,6 +164,7 @@ typedef struct {
     const float *res;          /* same layout as y, or NULL */
     const float *bias;         /* [groups*M] or NULL */
     int relu;
+    int chan_lanes;            /* apack is for run_t: [groups][ceil(M/NR)][K][NR] */
 } mi_conv_gemm;
 
 /* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
@@ -167,5 +184,8 @@ void   mi_conv_gemm_run(const mi_conv_ukr *u, const mi_conv_gemm *g, void *ws, i
  * returns the number of floats needed. */
 size_t mi_conv_pack_a(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
                       int64_t M, int64_t K);
+/* The same in run_t's layout: panels of NR output channels. */
+size_t mi_conv_pack_a_t(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
+                        int64_t M, int64_t K);
 
 #endif

@@ -2,8 +2,9 @@
  * ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
  *
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
- *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512; MI_ISA
- *    caps what mi_conv_init picks (env_caps_isa).
+ *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512, each GEMM
+ *    orientation forced in turn (pixels or channels on the vector lanes, mi_conv_desc.lanes);
+ *    MI_ISA caps what mi_conv_init picks (env_caps_isa).
  *    Tolerance: |ours - torch| <= 2e-5 * max|torch| + 1e-5 * |torch| (fp32 sums of up to 2700
  *    terms, FMA on the fast paths). Measured max |ours - torch| / max|torch| over all cases and
  *    ISAs: 8.8e-7 (reference), 7.1e-7 (avx2), 7.1e-7 (avx512): the MAXREL lines it prints.
@@ -31,14 +32,14 @@ static double max_abs(const float *x, int64_t n) {
 
 /* Runs case i of the fixture on the given ISA (ref: the reference function itself); returns the
  * max error relative to max|torch|. */
-static double run_case(const mi_weights *w, int i, mi_isa isa) {
+static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes) {
     char nm[32];
     snprintf(nm, sizeof nm, "c%d.p", i);
     const mi_tensor pt = mi_fixture_tensor(w, nm);
     float p[32];
     memcpy(p, pt.data, sizeof(float) * (size_t)mi_tensor_numel(&pt));
     mi_conv_desc d = { .sp = (int)p[P_SP], .cin = (int64_t)p[P_CIN], .cout = (int64_t)p[P_COUT],
-                       .groups = (int64_t)p[P_G] };
+                       .groups = (int64_t)p[P_G], .lanes = lanes };
     for (int j = 0; j < 3; j++) {
         d.k[j] = (int64_t)p[P_K + j];
         d.stride[j] = (int64_t)p[P_S + j];
@@ -88,7 +89,7 @@ static double run_case(const mi_weights *w, int i, mi_isa isa) {
     }
     const int64_t n = mi_tensor_numel(&y);
     const double scale = max_abs(yref.data, n) + 1e-30;
-    snprintf(nm, sizeof nm, "case %d on %s", i, mi_isa_name(isa));
+    snprintf(nm, sizeof nm, "case %d on %s, lanes %d", i, mi_isa_name(isa), lanes);
     const double err = mi_assert_close(y.data, yref.data, n, ATOL_REL * scale, RTOL, nm);
     mi_free_aligned(ws);
     mi_free_aligned(y.data);
@@ -107,9 +108,11 @@ START_TEST(matches_torch_on_every_isa)
             printf("note: this CPU has no %s; not tested here\n", mi_isa_name(isas[k]));
             continue;
         }
-        double worst = 0;
-        for (int i = 0; i < ncases; i++) worst = fmax(worst, run_case(&w, i, isas[k]));
-        printf("MAXREL %s: %.3g over %lld cases\n", mi_isa_name(isas[k]), worst, ncases);
+        for (int lanes = 1; lanes <= (isas[k] == MI_ISA_REF ? 1 : 2); lanes++) {
+            double worst = 0;
+            for (int i = 0; i < ncases; i++) worst = fmax(worst, run_case(&w, i, isas[k], lanes));
+            printf("MAXREL %s lanes %d: %.3g over %lld cases\n", mi_isa_name(isas[k]), lanes, worst, ncases);
+        }
     }
     mi_weights_close(&w);
 }
@@ -119,6 +122,7 @@ END_TEST
 typedef struct { mi_conv c; mi_tensor x, y, r; void *ws; } rig;
 
 static void rig_init(rig *g, mi_conv_desc d, int64_t h, int64_t wd, mi_isa isa, int res, uint64_t seed) {
+    if (isa == MI_ISA_REF) d.lanes = 0;
     int64_t K = d.cin / d.groups * d.k[0] * d.k[1] * d.k[2];
     float *wt = mi_alloc_aligned((size_t)(d.cout * K) * sizeof(float)), *b = mi_alloc_aligned((size_t)d.cout * sizeof(float));
     mi_fill_random(wt, d.cout * K, seed);
@@ -159,6 +163,7 @@ START_TEST(fast_matches_reference_on_tails)
     int ran = 0;
     for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
         if (isa == MI_ISA_NEON) continue;
+        for (int lanes = 1; lanes <= 2; lanes++)
         for (int shape = 0; shape < 3; shape++)
             for (size_t ci = 0; ci < sizeof couts / sizeof *couts; ci++)
                 for (size_t pi = 0; pi < sizeof pix / sizeof *pix; pi++) {
@@ -167,6 +172,7 @@ START_TEST(fast_matches_reference_on_tails)
                     mi_conv_desc d = shape == 0 ? mi_conv2d_desc(cin, co, 1, 1, 0, 1)
                                    : shape == 1 ? mi_conv2d_desc(cin, co, 3, 1, 1, 1)
                                                 : mi_conv2d_desc(cin, co, 3, 2, 1, 1);
+                    d.lanes = lanes;
                     const int64_t h = shape == 0 ? 1 : shape == 1 ? n : 2 * n, wd = shape == 0 ? n : shape == 1 ? 3 : 5;
                     rig f, r;
                     rig_init(&f, d, h, wd, isa, (int)pi & 1, 7 + ci * 31 + pi);
@@ -175,7 +181,8 @@ START_TEST(fast_matches_reference_on_tails)
                     mi_conv_forward_ref(&r.c, &r.y, &r.x, r.r.data ? &r.r : NULL, MI_ACT_RELU);
                     const int64_t nn = mi_tensor_numel(&r.y);
                     char what[96];
-                    snprintf(what, sizeof what, "%s shape %d cout %d pixels %d", mi_isa_name(isa), shape, co, n);
+                    snprintf(what, sizeof what, "%s lanes %d shape %d cout %d pixels %d", mi_isa_name(isa),
+                             lanes, shape, co, n);
                     mi_assert_close(f.y.data, r.y.data, nn, ATOL_REL * (max_abs(r.y.data, nn) + 1e-30), RTOL, what);
                     rig_free(&f);
                     rig_free(&r);
@@ -199,13 +206,16 @@ START_TEST(same_bits_for_1_2_4_threads)
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa == MI_ISA_NEON) continue;
+        for (int lanes = 1; lanes <= 2; lanes++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
             float *first = NULL;
             int64_t n = 0;
             for (int t = 1; t <= 4; t *= 2) {
                 mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
                 rig g;
-                rig_init(&g, shapes[s], hw[s][0], hw[s][1], isa, 1, 100 + s);
+                mi_conv_desc d = shapes[s];
+                d.lanes = lanes;
+                rig_init(&g, d, hw[s][0], hw[s][1], isa, 1, 100 + s);
                 rig_run(&g);
                 n = mi_tensor_numel(&g.y);
                 if (!first) {
@@ -213,7 +223,8 @@ START_TEST(same_bits_for_1_2_4_threads)
                     memcpy(first, g.y.data, (size_t)n * sizeof(float));
                 } else {
                     ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0,
-                                  "%s shape %zu: %d threads differ from 1", mi_isa_name(isa), s, t);
+                                  "%s lanes %d shape %zu: %d threads differ from 1", mi_isa_name(isa),
+                                  lanes, s, t);
                 }
                 rig_free(&g);
             }

@@ -129,4 +129,6 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
     for (; j < n; j++) dst[j] = src[j * stride];
 }
 
-const mi_conv_ukr mi_conv_ukr_avx2 = { MR, NR, KC, MC, run, pack, strided };
+/* no channels-on-lanes variant: 16 ymm registers leave no room for its 8-wide tiles to pay off */
+const mi_conv_ukr mi_conv_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
+                                       .strided = strided, .run_t = NULL, .pack_t = NULL };

@@ -18,7 +18,9 @@
 #define KC 256   /* B panel 32 KB stays in L1 (48 KB) while A streams from L2 */
 #define MC 504   /* 36 panels: the A block (504 x 256 floats, 516 KB) stays in L2 */
 
-static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p, const int M) {
+/* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
+static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p, const int M,
+                                                       const int ASTR, const int T) {
     __m512 c0[MR], c1[MR];
     if (p->first) {
         #pragma GCC unroll 14
@@ -39,7 +41,7 @@ static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
-        a += MR;
+        a += ASTR;
         b += NR;
     }
     if (!p->last) {
@@ -51,6 +53,46 @@ static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p
         return;
     }
     const __m512 zero = _mm512_setzero_ps();
+    if (T) {
+        /* tile row i = pixel pix[i] of nch channels: lane l goes to y[l*ldy + pix[i]] */
+        const int nch = p->nch;
+        const __mmask16 m0 = (__mmask16)(nch >= 16 ? 0xffff : (1u << nch) - 1u);
+        const __mmask16 m1 = (__mmask16)(nch >= 32 ? 0xffff : nch > 16 ? (1u << (nch - 16)) - 1u : 0u);
+        __m512 bv0 = zero, bv1 = zero;
+        if (p->bias) {
+            bv0 = _mm512_maskz_loadu_ps(m0, p->bias);
+            bv1 = _mm512_maskz_loadu_ps(m1, p->bias + 16);
+        }
+        int64_t lane[32];
+        for (int l = 0; l < 32; l++) lane[l] = l * p->ldy;
+        __m512i ix[4];
+        __mmask8 mk[4];
+        for (int q = 0; q < 4; q++) {
+            ix[q] = _mm512_loadu_si512(lane + 8 * q);
+            mk[q] = (__mmask8)(((uint32_t)m0 | (uint32_t)m1 << 16) >> (8 * q));
+        }
+        #pragma GCC unroll 14
+        for (int i = 0; i < M; i++) {
+            __m512 v[2] = { _mm512_add_ps(c0[i], bv0), _mm512_add_ps(c1[i], bv1) };
+            if (p->res) {
+                const float *rr = p->res + p->pix[i];
+                for (int h = 0; h < 2; h++) {
+                    __m256 lo = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), mk[2 * h], ix[2 * h], rr, 4);
+                    __m256 hi = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), mk[2 * h + 1], ix[2 * h + 1], rr, 4);
+                    v[h] = _mm512_add_ps(v[h], _mm512_castpd_ps(_mm512_insertf64x4(
+                               _mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1)));
+                }
+            }
+            float *yp = p->y + p->pix[i];
+            for (int h = 0; h < 2; h++) {
+                if (p->relu) v[h] = _mm512_max_ps(v[h], zero);
+                _mm512_mask_i64scatter_ps(yp, mk[2 * h], ix[2 * h], _mm512_castps512_ps256(v[h]), 4);
+                _mm512_mask_i64scatter_ps(yp, mk[2 * h + 1], ix[2 * h + 1],
+                                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[h]), 1)), 4);
+            }
+        }
+        return;
+    }
     #pragma GCC unroll 14
     for (int i = 0; i < M; i++) {
         __m512 v0 = c0[i], v1 = c1[i];
@@ -83,22 +125,37 @@ static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p
     }
 }
 
-static void run(const mi_conv_ukr_args *p, int mr) {
-    switch (mr) {
-    case 14: tile(p, 14); break;
-    case 13: tile(p, 13); break;
-    case 12: tile(p, 12); break;
-    case 11: tile(p, 11); break;
-    case 10: tile(p, 10); break;
-    case 9: tile(p, 9); break;
-    case 8: tile(p, 8); break;
-    case 7: tile(p, 7); break;
-    case 6: tile(p, 6); break;
-    case 5: tile(p, 5); break;
-    case 4: tile(p, 4); break;
-    case 3: tile(p, 3); break;
-    case 2: tile(p, 2); break;
-    default: tile(p, 1); break;
+#define CASES(T, ASTR) \
+    switch (mr) { \
+    case 14: tile(p, 14, ASTR, T); break; \
+    case 13: tile(p, 13, ASTR, T); break; \
+    case 12: tile(p, 12, ASTR, T); break; \
+    case 11: tile(p, 11, ASTR, T); break; \
+    case 10: tile(p, 10, ASTR, T); break; \
+    case 9: tile(p, 9, ASTR, T); break; \
+    case 8: tile(p, 8, ASTR, T); break; \
+    case 7: tile(p, 7, ASTR, T); break; \
+    case 6: tile(p, 6, ASTR, T); break; \
+    case 5: tile(p, 5, ASTR, T); break; \
+    case 4: tile(p, 4, ASTR, T); break; \
+    case 3: tile(p, 3, ASTR, T); break; \
+    case 2: tile(p, 2, ASTR, T); break; \
+    default: tile(p, 1, ASTR, T); break; \
+    }
+
+/* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 32 pixels */
+static void run(const mi_conv_ukr_args *p, int mr) { CASES(0, MR) }
+/* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
+static void run_t(const mi_conv_ukr_args *p, int mr) { CASES(1, 16) }
+
+/* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
+static void pack_t(float *dst, const float *src, const int64_t *koff, int64_t kc,
+                   const mi_conv_seg *run, int nrun) {
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + koff[k];
+        __m512 v = _mm512_setzero_ps();
+        for (int r = 0; r < nrun; r++) v = _mm512_mask_loadu_ps(v, (__mmask16)run[r].mask, s + run[r].off);
+        _mm512_store_ps(dst + k * 16, v);
     }
 }
 
@@ -135,4 +192,4 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
     for (; j < n; j++) dst[j] = src[j * stride];
 }
 
-const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack, strided };
+const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack, strided, run_t, pack_t };
