@@ -26,6 +26,8 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,12 +174,24 @@ int main(int argc, char **argv) {
     int maxt = 1;
     for (int i = 0; i < nth; i++) maxt = threads[i] > maxt ? threads[i] : maxt;
     mi_set_threads(maxt);
+    /* One core per pool thread. Unpinned, after a stretch of 1-thread runs the scheduler of a
+     * busy machine can wake the idle worker on the master's core, and every barrier then waits
+     * for a scheduler tick (the 2-thread times become multiples of 4 ms). */
+    const int ncpu = omp_get_num_procs();
+    #pragma omp parallel num_threads(maxt)
+    {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(omp_get_thread_num() % ncpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
     double ms[NL][4], best[NL][4], gflop[NL];
     size_t xmax = 0, ymax = 0, wsmax = 0;
     mi_conv conv[NL];
     for (int l = 0; l < NL; l++) {
         const layer *y = &L[l];
         mi_conv_desc d = mi_conv2d_desc(y->cin, y->cout, y->k, y->s, y->k / 2, 1);
+        d.in_size[1] = d.in_size[2] = y->hw;   /* as nn/resnet.c should: init picks the orientation */
         size_t nw = (size_t)y->cout * y->cin * y->k * y->k;
         float *w = malloc(nw * sizeof(float)), *b = malloc((size_t)y->cout * sizeof(float));
         fill(w, nw, 1 + l);
