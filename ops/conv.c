@@ -306,18 +306,26 @@ void mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads
     pl->mpan = CEIL_DIV(g->M, ph);
     /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
      * computes a tile, never how, so it may follow the thread count. */
-    /* Pixel runs of up to JMAX panels (the weights stream once per run), then M chunks: as few
-     * as keep the A block in L2, more when the runs alone give under 4 items per thread (dynamic
-     * scheduling then absorbs a thread that is slow or preempted; each M chunk repacks its B). */
-    const int64_t jmax = g->chan_lanes ? JMAX_CHAN : JMAX_PIX;
-    int64_t nj = CEIL_DIV(pl->npan, jmax);
-    const int64_t jper = CEIL_DIV(pl->npan, nj);
+    /* Pixel runs of up to JMAX panels (the weights stream once per run), M chunks as few as keep
+     * the A block in L2. Small layers give fewer items than threads: then split M first (each
+     * chunk repacks the run's B, so chunks keep >= 4 panels: the packing stays a few % of the
+     * work), then the pixel runs (each streams the chunk's weights again); and while there are
+     * few items, make their count a multiple of the thread count. */
+    const int64_t jmax = g->chan_lanes ? JMAX_CHAN : JMAX_PIX, T = nthreads, G = g->groups;
+    int64_t nj = CEIL_DIV(pl->npan, jmax), jper = CEIL_DIV(pl->npan, nj);
     nj = CEIL_DIV(pl->npan, jper);
     const int64_t cap = g->chan_lanes ? CAP_CHAN : (int64_t)(u->mc / MR);
     int64_t nmc = CEIL_DIV(pl->mpan, cap);
-    const int64_t want = nthreads > 1 ? 4 * (int64_t)nthreads : 1;
-    if (g->groups * nmc * nj < want) nmc = MI_MIN(pl->mpan, CEIL_DIV(want, g->groups * nj));
-    const int64_t mcp = CEIL_DIV(pl->mpan, nmc);
+    if (T > 1 && G * nmc * nj < 2 * T)
+        nmc = MI_MAX(nmc, MI_MIN(CEIL_DIV(2 * T, G * nj), MI_MAX((int64_t)1, pl->mpan / 4)));
+    if (T > 1 && G * nmc * nj < 2 * T) {
+        nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
+        jper = CEIL_DIV(pl->npan, nj);
+        nj = CEIL_DIV(pl->npan, jper);
+    }
+    if (T > 1 && G * nmc * nj < 4 * T && (G * nmc * nj) % T && G * nj == 1)
+        nmc = MI_MIN(pl->mpan, CEIL_DIV(nmc, T) * T);
+    int64_t mcp = CEIL_DIV(pl->mpan, nmc);
     nmc = CEIL_DIV(pl->mpan, mcp);
     pl->mcp = mcp;
     pl->nmc = nmc;
