@@ -8,7 +8,11 @@
  * 28 FMAs against 2 vector loads + 14 broadcast loads, so the two FMA ports, not the load ports,
  * are the limit. Each accumulator is c = fma(a, b, c) over k in order, starting from 0 (or from
  * the partial sums of the previous K block), then + bias, + residual, relu: the same sequence
- * whatever the tile's position or row count, hence thread-count independent bits. */
+ * whatever the tile's position or row count, hence thread-count independent bits.
+ * run_t is the same tile turned around for small maps (ops/conv.c, want_chan_lanes): 14 pixels
+ * broadcast from the packed input x 32 output channels on the lanes, the epilogue scattering each
+ * pixel's 32 channels to their NCHW rows (64-bit indices: any map size). Measured alone in L1:
+ * 97 % of the FMA peak for run (kc = 256), 86 % for run_t (its scatters included). */
 #include "../conv.h"
 
 #include <immintrin.h>
