@@ -96,6 +96,36 @@ mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name) {
 static int64_t kvol(const mi_conv_desc *d) { return d->k[0] * d->k[1] * d->k[2]; }
 static int want_chan_lanes(const mi_conv_desc *d, const mi_conv_ukr *u);
 
+/* Packed weights for the fast path in the chosen orientation (sets c->chan_lanes); NULL: no memory. */
+static void *pack_weights(mi_conv *c, const mi_conv_ukr *u, int chan_lanes) {
+    const mi_conv_desc *d = &c->d;
+    const int64_t cog = d->cout / d->groups, K = d->cin / d->groups * kvol(d);
+    size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
+        chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
+    float *p = mi_alloc_aligned(pack(u, NULL, c->weight, d->groups, cog, K) * sizeof(float));
+    if (p) {
+        pack(u, p, c->weight, d->groups, cog, K);
+        c->chan_lanes = chan_lanes;
+    }
+    return p;
+}
+
+mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x) {
+    int64_t os[MI_MAX_DIMS];
+    mi_status st = mi_conv_out_shape(c, x, os);
+    if (st != MI_OK) return st;
+    spatial_in(&c->d, x, c->d.in_size);
+    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    if (c->path == MI_ISA_REF || !u) return MI_OK;
+    const int want = want_chan_lanes(&c->d, u);
+    if (want == c->chan_lanes) return MI_OK;
+    void *p = pack_weights(c, u, want);
+    if (!p) return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate packed weights", c->name);
+    mi_free_aligned(c->packed);
+    c->packed = p;
+    return MI_OK;
+}
+
 mi_status mi_conv_init(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
                        const char *name) {
     return mi_conv_init_isa(c, d, weight, bias, name, mi_cpu_isa());
@@ -124,12 +154,7 @@ mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weigh
     int small_stride = 1;
     for (int i = 0; i < 3; i++) small_stride &= d->stride[i] <= 64;
     if (u && !(cig == 1 && cog == 1) && small_stride) {
-        c->chan_lanes = want_chan_lanes(d, u);
-        size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
-            c->chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
-        size_t n = pack(u, NULL, c->weight, d->groups, cog, K);
-        if (!(c->packed = mi_alloc_aligned(n * sizeof(float)))) goto nomem;
-        pack(u, c->packed, c->weight, d->groups, cog, K);
+        if (!(c->packed = pack_weights(c, u, want_chan_lanes(d, u)))) goto nomem;
         c->path = isa;
     }
     return MI_OK;

@@ -47,6 +47,10 @@ mi_status mi_conv_init(mi_conv *c, const mi_conv_desc *d, const float *weight, c
 mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
                            const char *name, mi_isa isa);
 void      mi_conv_free(mi_conv *c);
+/* Optional, at load, for speed: tells the layer the input shape it will see (as in_size does at
+ * init) and repacks its weights if another GEMM orientation suits that size better. Checks the
+ * shape like mi_conv_out_shape. Call it before sizing the workspace. */
+mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x);
 
 /* Output shape for an input shape (N, C, [D,] H, W); MI_ERR_SHAPE when C or sizes do not fit. */
 mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out_shape[MI_MAX_DIMS]);

@@ -306,6 +306,32 @@ START_TEST(bad_shapes_name_the_layer)
 }
 END_TEST
 
+/* mi_conv_prepare: repacks for the input size (channels on the lanes for a 7x7 map on AVX-512),
+ * same results as the reference; a bad shape is refused with the layer's name. */
+START_TEST(prepare_repacks_for_the_input_size)
+{
+    rig f, r;
+    mi_conv_desc d = mi_conv2d_desc(96, 64, 3, 1, 1, 1);
+    rig_init(&f, d, 7, 7, mi_cpu_isa(), 1, 11);
+    rig_init(&r, d, 7, 7, MI_ISA_REF, 1, 11);
+    ck_assert_int_eq(f.c.chan_lanes, 0);
+    ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
+    if (mi_conv_ukr_for((mi_isa)f.c.path) && mi_conv_ukr_for((mi_isa)f.c.path)->run_t)
+        ck_assert_int_eq(f.c.chan_lanes, 1);
+    ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
+    rig_run(&f);
+    mi_conv_forward_ref(&r.c, &r.y, &r.x, &r.r, MI_ACT_RELU);
+    const int64_t n = mi_tensor_numel(&r.y);
+    mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared 7x7");
+    int64_t bad[4] = { 1, 95, 7, 7 };
+    mi_tensor xb = mi_tensor_view(NULL, 4, bad, "x");
+    ck_assert_int_eq(mi_conv_prepare(&f.c, &xb), MI_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,95,7,7], expected 96 channels"));
+    rig_free(&f);
+    rig_free(&r);
+}
+END_TEST
+
 /* MI_ISA caps what mi_conv_init picks (Check forks each test, so the child reads it fresh). */
 START_TEST(env_caps_isa)
 {
@@ -341,6 +367,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, fast_matches_reference_on_tails);
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
     tcase_add_test(tc, bad_shapes_name_the_layer);
+    tcase_add_test(tc, prepare_repacks_for_the_input_size);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
     return s;
