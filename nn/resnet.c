@@ -121,14 +121,15 @@ void mi_resnet_close(mi_resnet *m) {
 static const mi_pool_desc stem_pool = { .sp = 2, .k = { 1, 3, 3 }, .stride = { 1, 2, 2 },
                                         .pad = { 0, 1, 1 }, .dil = { 1, 1, 1 } };
 
-/* Walks the network's shapes for an input of n x 3 x S x S: checks that every layer fits and
- * finds the largest activation and the largest conv workspace. */
+/* Walks the network's shapes for an input of n x 3 x S x S: checks that every layer fits, lets
+ * each conv repack for the size it will see, and finds the largest activation and workspace. */
 static mi_status plan(mi_resnet *m, int64_t n, size_t *max_act, size_t *max_ws) {
     int64_t shape[MI_MAX_DIMS] = { n, 3, m->input_size, m->input_size }, out[MI_MAX_DIMS];
     mi_tensor x = mi_tensor_view(NULL, 4, shape, "input");
     mi_status st;
     *max_act = *max_ws = 0;
 #define STEP(conv) do { \
+        if ((st = mi_conv_prepare((conv), &x))) return st; \
         size_t ws = mi_conv_workspace((conv), &x); if (ws > *max_ws) *max_ws = ws; \
         if ((st = mi_conv_out_shape((conv), &x, out))) return st; \
         x = mi_tensor_view(NULL, 4, out, (conv)->name); \
