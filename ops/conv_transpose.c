@@ -333,6 +333,10 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
         const int64_t TP = P.T[0] * P.T[1] * P.T[2];
         if (TP == 0) continue;
         const float *apack = packed;
+        /* One tap per dimension at offset 0 (kernel = stride, no padding: V-Net's up-convolutions):
+         * the phase reads x itself, as a 1x1 convolution would. */
+        int direct = 1;
+        for (int i = 0; i < 3; i++) direct &= P.PL[i] == 0 && P.PW[i] == in[i] && P.T[i] == in[i];
         if (P.K) {
             packed += mi_conv_pack_a(u, NULL, NULL, d->groups, cog, P.K);
             for (int64_t ci = 0, k = 0; ci < cig; ci++)
@@ -342,7 +346,8 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
                             koff[k] = ci * P.plane +
                                       ((P.off[0][j0] + P.PL[0]) * P.PW[1] + P.off[1][j1] + P.PL[1]) * P.PW[2] +
                                       P.off[2][j2] + P.PL[2];
-            memset(src + d->cin * P.plane, 0, (size_t)(P.src_floats - d->cin * P.plane) * sizeof(float));
+            if (!direct)
+                memset(src + d->cin * P.plane, 0, (size_t)(P.src_floats - d->cin * P.plane) * sizeof(float));
         }
         #pragma omp parallel num_threads(nt)
         for (int64_t n = 0; n < N; n++) {
@@ -350,7 +355,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
             if (P.K) {
                 /* zero-padded copy: src[ci][j0][j1][j2] = x[ci][j - PL], zero outside */
                 #pragma omp for schedule(static)
-                for (int64_t ci = 0; ci < d->cin; ci++)
+                for (int64_t ci = 0; ci < (direct ? 0 : d->cin); ci++)
                     for (int64_t j0 = 0; j0 < P.PW[0]; j0++)
                         for (int64_t j1 = 0; j1 < P.PW[1]; j1++) {
                             float *row = src + ci * P.plane + (j0 * P.PW[1] + j1) * P.PW[2];
@@ -363,7 +368,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
                                        (size_t)(hi - lo) * sizeof(float));
                         }
                 mi_conv_gemm g = {
-                    .groups = d->groups, .M = cog, .K = P.K, .apack = apack, .src = src,
+                    .groups = d->groups, .M = cog, .K = P.K, .apack = apack, .src = direct ? xn : src,
                     .src_gstride = cig * P.plane, .koff = koff, .gd = P.T[0], .gh = P.PW[1],
                     .gw = P.PW[2], .od = P.T[0], .oh = P.T[1], .ow = P.T[2], .y = cbuf,
                     .res = NULL, .bias = NULL, .relu = 0,
