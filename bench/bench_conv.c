@@ -80,13 +80,13 @@ static double cpu_s(void) {
 
 /* GFLOP/s of nt threads each running the chains: the sum over threads of flops / the thread's own
  * CPU time (the cores are shared with other work here; CPU time counts only the cycles we got),
- * best of 5 repetitions of ~40 ms. */
+ * best of 12 repetitions of ~10 ms (a busy neighbour makes single runs read low). */
 static double peak(int zmm, int nt) {
     const long iters = PEAK_ITERS / (zmm ? 8 : 4);
     const double flops = (double)iters * (zmm ? 24 * 16 : 12 * 8) * 2;
     double best = 0;
     volatile float sink = 0;
-    for (int rep = 0; rep < 5; rep++) {
+    for (int rep = 0; rep < 12; rep++) {
         double g = 0;
         #pragma omp parallel num_threads(nt) reduction(+ : g)
         {

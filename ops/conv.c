@@ -6,19 +6,19 @@
  *   (cin, tap) is a contiguous run of the (padded) input, so packing B is a 128-byte copy per row,
  *   never a gather, and one output channel's pixels are contiguous, so a tile with pixels on the
  *   vector lanes stores whole vectors into y and reads the residual the same way. Pixels on the
- *   lanes waste lanes where a map is small (7x7 = 49 pixels fill 64 lanes); there the AVX-512 path
- *   turns the tile around (channels on the lanes, pixels broadcast, scattered stores), which is
+ *   lanes waste lanes where a map is small (7x7 = 49 pixels fill 64 lanes); there both SIMD paths
+ *   turn the tile around (channels on the lanes, pixels broadcast, transposed stores), which is
  *   what NHWC would give, without a layout change at every boundary with the other ops (pooling,
- *   resize, the pipelines' NCHW tensors, the PyTorch fixtures). mi_conv_desc.in_size lets init
- *   choose per layer (want_chan_lanes below).
- *   Measured here (bench/bench_conv.c, 2 shared cores of a Sapphire Rapids, best of repeated runs;
- *   FMA peak measured 93-96 GFLOP/s per core for AVX2, 175-180 for AVX-512): the micro-kernels
- *   alone, data in L1, run at 90 % (AVX2 6x16) and 97 % (AVX-512 14x32) of peak; all 53 ResNet-50
- *   convolutions at 1 thread take 56.7 ms = 144 GFLOP/s = 81 % of the AVX-512 peak (3x3 82 %,
- *   1x1 81 %, 7x7 stem 78 %); channels-on-lanes tiles cut the 7x7-map layers by 15-20 % and the
- *   14x14 3x3 layers by 8 %. AVX2 alone: 60 GFLOP/s = 64 % of its peak on the same set. The rest
- *   of the loss is packing and phase planes (~10 % of the samples in perf), tile epilogues and the
- *   memory traffic of 1x1 layers with K = 64.
+ *   resize, the pipelines' NCHW tensors, the PyTorch fixtures). mi_conv_desc.in_size or
+ *   mi_conv_prepare() lets init choose per layer (want_chan_lanes below).
+ *   Measured here (bench/bench_conv.c; 2 cores of a Sapphire Rapids shared with other jobs, best
+ *   of repeated runs): FMA peak 93-96 GFLOP/s per core with AVX2, 175-178 with AVX-512. The
+ *   micro-kernels alone, data in L1: 90 % (AVX2 6x16), 97 % (AVX-512 14x32). All 53 ResNet-50
+ *   convolutions at 1 thread: 57-58 ms = 140-144 GFLOP/s = 79-81 % of the AVX-512 peak (3x3 80 %,
+ *   1x1 79 %, stem 77 %); AVX2 alone 111 ms = 74 GFLOP/s = 77 % of its peak (3x3 77 %). The
+ *   channels-on-lanes tiles cut the 7x7-map layers by 15-20 % (AVX2: up to 1.6x) and the 14x14
+ *   3x3 layers by 8 %. What is left: packing and phase planes (~10 % of the perf samples), tile
+ *   epilogues, and the memory traffic of the K = 64 1x1 layers at 56x56.
  *   Padding and stride: the input is copied once per forward into zero-padded planes, one per
  *   stride phase (space-to-depth: plane (a,b) holds x[i*s+a][j*s+b]), so every convolution becomes
  *   a stride-1 correlation on planes of width P = OW + (k-1)*dil/s. The GEMM then runs over a grid
