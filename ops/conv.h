@@ -54,9 +54,8 @@ mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x);
 
 /* Output shape for an input shape (N, C, [D,] H, W); MI_ERR_SHAPE when C or sizes do not fit. */
 mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out_shape[MI_MAX_DIMS]);
-/* Bytes of scratch forward() needs for this input size (all threads together: sized for
- * mi_conv_max_threads() at the time of the call, so ask again after mi_set_threads() raises the
- * thread count above the core count). 0 on the reference path. */
+/* Bytes of scratch forward() needs for this input size, all threads together (sized for
+ * mi_thread_limit() threads, which mi_set_threads never exceeds). 0 on the reference path. */
 size_t    mi_conv_workspace(const mi_conv *c, const mi_tensor *x);
 /* y = act(conv(x) + bias [+ residual]); y and residual have the output shape. No allocation.
  * y must not overlap x or residual; workspace is 64-byte aligned, mi_conv_workspace() bytes. */
@@ -173,7 +172,7 @@ typedef struct {
 
 /* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
 mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
-int    mi_conv_max_threads(void);   /* max(mi_threads(), cores): what workspaces are sized for */
+int    mi_conv_max_threads(void);   /* mi_thread_limit(): the threads workspaces are sized for */
 typedef struct { int64_t ngrid, npan, mpan, mcp, nmc, nj, jper, items; } mi_conv_plan;
 /* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
  * run by the calling thread with its own mi_conv_gemm_ws(u, 1) bytes of scratch. */
