@@ -146,10 +146,12 @@ typedef struct { float a0, b0, ph[4], sp; } wander;   /* per-site seeded camera 
 
 static pose pose_at(const wander *wd, double t, float speed) {
     pose p;
-    p.cu = wd->a0 + 0.24f * sinf((float)(speed * 0.55 * t) + wd->ph[0]);
-    p.cv = wd->b0 + 0.18f * sinf((float)(speed * 0.47 * t) + wd->ph[1]);
-    p.zoom = 1.0f + 0.22f * sinf((float)(speed * 0.35 * t) + wd->ph[2]);
-    p.rot = 0.35f * sinf((float)(speed * 0.29 * t) + wd->ph[3]);
+    /* two incommensurate sines per axis: the camera never rests for long, as a real one does not */
+    float a = (float)(speed * t);
+    p.cu = wd->a0 + 0.20f * sinf(0.55f * a + wd->ph[0]) + 0.08f * sinf(1.70f * a + wd->ph[2]);
+    p.cv = wd->b0 + 0.16f * sinf(0.47f * a + wd->ph[1]) + 0.07f * sinf(1.30f * a + wd->ph[3]);
+    p.zoom = 1.0f + 0.22f * sinf(0.35f * a + wd->ph[2]);
+    p.rot = 0.40f * sinf(0.29f * a + wd->ph[3]);
     p.bright = 1.0f;
     p.blur = 0;
     return p;
@@ -204,8 +206,8 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
     wander wd[NSITES];
     for (int i = 0; i < NSITES; i++) {
         site_look_init(&looks[i], i);
-        wd[i].a0 = (float)rng_range(&R.r, -0.2, 0.2);
-        wd[i].b0 = (float)rng_range(&R.r, -0.2, 0.2);
+        wd[i].a0 = (float)rng_range(&R.r, -0.12, 0.12);   /* inside the poses the classifier trained on */
+        wd[i].b0 = (float)rng_range(&R.r, -0.12, 0.12);
         for (int k = 0; k < 4; k++) wd[i].ph[k] = (float)rng_range(&R.r, 0, 6.2831853);
     }
     int prev = -1;
@@ -216,7 +218,7 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
             continue;
         }
         double dwell = o->brief[i] ? o->brief_s : o->dwell_s * rng_range(&R.r, 0.85, 1.15);
-        float speed = o->brief[i] ? 8.0f : 2.5f;   /* passing quickly: the view changes fast */
+        float speed = o->brief[i] ? 8.0f : 4.0f;   /* passing quickly: the view changes fast */
         int nd = (int)(dwell * o->fps + 0.5), nt = prev < 0 ? 0 : (int)(o->transit_s * o->fps + 0.5);
         /* cross-fade from where the camera left the previous site */
         for (int f = 0; f < nt && st == MI_OK; f++) {
@@ -337,7 +339,7 @@ static void synth_usage(FILE *f) {
         "  --seed N          everything random follows from it (default 1)\n"
         "  --size WxH        video size (default 384x288; even numbers)\n"
         "  --fps N           frame rate (default 25)\n"
-        "  --dwell S         seconds at each site (default 3.2; varied +-15%% by the seed)\n"
+        "  --dwell S         seconds at each site (default 4.0; varied +-15%% by the seed)\n"
         "  --duration S      instead of --dwell: spread the sites over about S seconds\n"
         "  --skip LIST       sites never shown, 1-based guideline numbers: 17-20,3 or fundus/antrum\n"
         "  --brief LIST      sites passed quickly (--brief-s seconds each, default 0.6)\n"
@@ -350,7 +352,7 @@ static void synth_usage(FILE *f) {
 }
 
 int cmd_endoqc_synth(int argc, char **argv) {
-    synth_opts o = { .w = 384, .h = 288, .fps = 25, .crf = 23, .dwell_s = 3.2, .brief_s = 0.6,
+    synth_opts o = { .w = 384, .h = 288, .fps = 25, .crf = 23, .dwell_s = 4.0, .brief_s = 0.6,
                      .transit_s = 0.5, .events = true, .seed = 1 };
     const char *out = NULL, *dump = NULL, *truth_path = NULL;
     double duration = 0;
@@ -401,7 +403,7 @@ int cmd_endoqc_synth(int argc, char **argv) {
         double rest = duration - o.transit_s * (shown + briefs) - o.brief_s * briefs;
         /* a frozen stretch (p 0.4, 0.8-2 s) adds 0.56 s per site on average */
         if (o.events) rest -= 0.56 * shown;
-        o.dwell_s = shown > 0 && rest > shown * 0.5 ? rest / shown : 3.2;
+        o.dwell_s = shown > 0 && rest > shown * 0.5 ? rest / shown : 4.0;
     }
     FILE *truth = NULL;
     if (truth_path && !(truth = fopen(truth_path, "w"))) {

@@ -1,0 +1,119 @@
+#!/bin/sh
+# no-sanitize: a dozen full videos through ResNet-18 under ASan would take most of the CI budget;
+# tests/test_endoqc.c and tests/test_endoqc_real.sh run the same code paths under the sanitizers.
+# tests/test_endoqc.sh - `medinfer endoqc` end to end on seeded synthetic gastroscopies rendered by
+# `medinfer endoqc-synth`, classified by the shipped demo blob:
+#   verdicts and the exact missing-site lists of a complete and an incomplete exam; duplicates
+#   dropped (at least every frozen frame the renderer repeated); the report's fields and
+#   provenance; the contact sheet; targeted re-sampling recovering a fundus that plain every-k-th
+#   sampling misses; a truncated file processed as far as it decodes, with the report saying so.
+set -u
+BIN=${MI_BIN:-build/medinfer}
+PY=${PYTHON:-python3}
+MODEL=weights/endoqc_sites_demo.safetensors
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+# check FILE PYTHON-EXPR MESSAGE: the expression sees the JSON report as r
+check() {
+    "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1" \
+        || fail "$3 ($(basename "$1"))"
+}
+[ -f "$MODEL" ] || fail "$MODEL is missing (tools/train_sites.py writes it)"
+
+render() {  # NAME SEED [renderer options]: video + truth CSV
+    name=$1; seed=$2; shift 2
+    "$BIN" endoqc-synth --seed "$seed" --out "$T/$name.mp4" --truth "$T/$name.csv" "$@" 2>"$T/$name.log" \
+        || { cat "$T/$name.log"; fail "endoqc-synth $name"; }
+}
+qc() {  # NAME [endoqc options]: report NAME.json, exit status in $rc
+    name=$1; shift
+    "$BIN" endoqc --quiet --model "$MODEL" --out "$T/$name.json" "$@" 2>"$T/$name.err"; rc=$?
+}
+skipped() { awk -F, 'NR > 1 && $3 == 0 { printf "%s\"%s\"", n++ ? "," : "", $2 }' "$1"; }
+
+# ---- a complete exam ------------------------------------------------------------------------
+render complete 11
+qc complete --contact-sheet "$T/complete.png" "$T/complete.mp4"
+[ $rc -eq 0 ] || { cat "$T/complete.err"; fail "endoqc on the complete exam exited $rc"; }
+check "$T/complete.json" 'r["verdict"] == "complete" and r["missing_sites"] == []' "complete exam: verdict complete, nothing missing"
+check "$T/complete.json" 'r["distinct_sites"] == 26 and r["total_sites"] == 26' "complete exam: 26 distinct sites"
+frozen=$(awk -F, 'NR > 1 { n += $6 } END { print n + 0 }' "$T/complete.csv")
+[ "$frozen" -gt 0 ] || fail "the renderer made no frozen stretch with seed 11"
+check "$T/complete.json" "r['frames']['duplicates'] >= $frozen" "every frozen (repeated) frame is dropped as a duplicate"
+check "$T/complete.json" 'r["frames"]["decoded"] == r["frames"]["dark"] + r["frames"]["duplicates"] + r["frames"]["kept"]' "decoded = dark + duplicates + kept"
+check "$T/complete.json" 'r["frames"]["kept"] < r["frames"]["decoded"] / 3 and r["frames"]["dark"] > 0' "dedup keeps a minority; dark frames are skipped"
+check "$T/complete.json" 'r["decode"]["complete"] and not r["decode"]["truncated"] and r["decode"]["damage"] is None' "clean decode"
+check "$T/complete.json" 'all(k in r["timing_ms"] for k in ("decode", "dedup", "preprocess", "classify", "resample", "total"))' "timing per stage"
+for k in first_ms last_ms best_ms best_prob frames seen label number; do
+    check "$T/complete.json" "all('$k' in s for s in r['sites'])" "every site has $k"
+done
+check "$T/complete.json" 'all(s["first_ms"] <= s["best_ms"] <= s["last_ms"] for s in r["sites"] if s["seen"])' "first <= best <= last"
+msha=$(sha256sum "$MODEL" | cut -d' ' -f1)
+vsha=$(sha256sum "$T/complete.mp4" | cut -d' ' -f1)
+check "$T/complete.json" "r['provenance']['model']['sha256'] == '$msha' and r['provenance']['input_sha256'] == '$vsha' == r['video']['sha256']" "provenance hashes"
+check "$T/complete.json" 'r["provenance"]["engine_version"] and r["provenance"]["model"]["arch"] == "resnet18" and r["provenance"]["model"]["model_version"]' "provenance engine and model"
+check "$T/complete.json" 'r["provenance"]["thresholds"]["min_frames"] == 2 and r["provenance"]["thresholds"]["site_threshold"] == 22 and r["provenance"]["thresholds"]["source"]["min_frames"] == "metadata"' "thresholds from the blob metadata"
+# site order and time: the renderer shows the sites in guideline order, so best frames are in order
+check "$T/complete.json" '[s["best_ms"] for s in r["sites"]] == sorted(s["best_ms"] for s in r["sites"])' "best frames in guideline order"
+"$PY" -c "
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+assert d[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG'
+w, h = struct.unpack('>II', d[16:24])
+assert w >= 1000 and h >= 600, (w, h)
+" "$T/complete.png" || fail "contact sheet is not a readable PNG"
+
+# ---- an incomplete exam: fundus and three other sites never shown -------------------------------
+render incomplete 12 --skip 2,11,17-20,25
+qc incomplete "$T/incomplete.mp4"
+[ $rc -eq 0 ] || { cat "$T/incomplete.err"; fail "endoqc on the incomplete exam exited $rc"; }
+want="[$(skipped "$T/incomplete.csv")]"
+check "$T/incomplete.json" "r['verdict'] == 'incomplete' and r['missing_sites'] == $want" "incomplete exam: missing exactly $want"
+check "$T/incomplete.json" '[g for g in r["resampling"] if g["group"] == "fundus"][0]["run"]' "missing fundus triggers re-sampling"
+check "$T/incomplete.json" '[g for g in r["resampling"] if g["group"] == "fundus"][0]["anchor_before"] == "mid_upper_body_lc" and [g for g in r["resampling"] if g["group"] == "fundus"][0]["anchor_after"] == "angle_pw"' "fundus window anchored on sites 16 and 21"
+grep -q "INCOMPLETE, 19 of 26 sites seen; missing: cardia_scj, lower_body_aw, fundus_gc" "$T/incomplete.err" 2>/dev/null || \
+    "$BIN" endoqc --model "$MODEL" --out /dev/null "$T/incomplete.mp4" 2>&1 | grep -q "INCOMPLETE, 19 of 26 sites seen; missing: cardia_scj, lower_body_aw, fundus_gc" \
+    || fail "summary line on stderr"
+
+# ---- targeted re-sampling: a fundus passed quickly ---------------------------------------------------
+render brief 14 --brief fundus
+qc brief_plain --no-resample "$T/brief.mp4"
+[ $rc -eq 0 ] || fail "endoqc --no-resample exited $rc"
+qc brief "$T/brief.mp4"
+[ $rc -eq 0 ] || fail "endoqc exited $rc"
+check "$T/brief_plain.json" 'any(m.startswith("fundus_") for m in r["missing_sites"])' "plain every-3rd sampling misses part of the quick fundus pass"
+check "$T/brief.json" 'not any(m.startswith("fundus_") for m in r["missing_sites"])' "re-sampling finds all four fundus sites"
+check "$T/brief.json" '[g for g in r["resampling"] if g["group"] == "fundus"][0]["recovered"] and r["frames"]["classified_resampling"] > 0' "the report names what re-sampling recovered"
+check "$T/brief.json" 'r["verdict"] == "complete" and r["missing_sites"] == []' "quick fundus exam is complete after re-sampling"
+
+# ---- a truncated file ----------------------------------------------------------------------------
+size=$(wc -c < "$T/complete.mp4")
+head -c $((size * 55 / 100)) "$T/complete.mp4" > "$T/truncated.mp4"
+qc truncated "$T/truncated.mp4"
+[ $rc -eq 0 ] || { cat "$T/truncated.err"; fail "a truncated video must still give a report (exit $rc)"; }
+check "$T/truncated.json" 'not r["decode"]["complete"] and r["decode"]["truncated"] and "truncated" in r["decode"]["damage"]' "report says the file is truncated"
+check "$T/truncated.json" '0.3 * r["video"]["duration_ms"] < r["decode"]["decoded_until_ms"] < 0.8 * r["video"]["duration_ms"]' "decoded about as far as the bytes go"
+check "$T/truncated.json" 'r["verdict"] == "incomplete" and r["distinct_sites"] > 5' "what decoded was classified"
+
+# ---- trust and audit (pipelines/trust): refuse an unsigned blob, sign it, audit each result -------
+"$BIN" model keygen --out "$T/site" >/dev/null 2>&1 || fail "keygen"
+"$BIN" endoqc --quiet --model "$MODEL" --pubkey "$T/site.pub" "$T/complete.mp4" > /dev/null 2>"$T/trust.err"
+[ $? -eq 10 ] || fail "an unsigned blob under --pubkey must be refused with exit 10"
+cp "$MODEL" "$T/signed.safetensors"
+"$BIN" model sign --key "$T/site.key" "$T/signed.safetensors" >/dev/null 2>&1 || fail "sign"
+"$BIN" endoqc --quiet --model "$T/signed.safetensors" --pubkey "$T/site.pub" --audit "$T/audit.sqlite" \
+    --out "$T/audited.json" "$T/incomplete.mp4" || fail "signed blob refused"
+"$BIN" audit verify "$T/audit.sqlite" >/dev/null 2>&1 || fail "audit chain of the endoqc row"
+"$PY" -c "
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute('SELECT * FROM audit_log').fetchall()
+assert len(rows) == 1 and any('fundus_gc' in str(x) for x in rows[0]), rows
+" "$T/audit.sqlite" || fail "one audit row naming the missing sites"
+
+# ---- not a video -----------------------------------------------------------------------------------
+echo "not a video" > "$T/bad.mp4"
+"$BIN" endoqc --quiet --model "$MODEL" "$T/bad.mp4" > /dev/null 2> "$T/bad.err"; rc=$?
+[ $rc -eq 1 ] && grep -q "bad.mp4" "$T/bad.err" || fail "a non-video must fail with exit 1 naming the file (exit $rc)"
+"$BIN" endoqc --every 0 "$T/bad.mp4" > /dev/null 2>&1; [ $? -eq 2 ] || fail "bad option must exit 2"
+echo "test_endoqc: all checks passed"
