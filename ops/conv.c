@@ -374,7 +374,8 @@ void mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads
 void mi_conv_gemm_item(const mi_conv_ukr *u, const mi_conv_gemm *g, const mi_conv_plan *pl,
                        int64_t it, void *thread_ws) {
     const int T = g->chan_lanes, MR = u->mr, NR = u->nr;
-    const int64_t M = g->M, K = g->K, ldy = g->od * g->oh * g->ow;
+    const int64_t M = g->M, K = g->K, ldy = T && g->ldy ? g->ldy : g->od * g->oh * g->ow;
+    MI_ASSERT(T || !g->ldy);
     const int64_t pw = T ? MR : NR, ph = T ? NR : MR, bw = T ? 16 : NR;   /* panel sizes, B row */
     float *bpan = thread_ws;
     float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));
@@ -395,7 +396,8 @@ void mi_conv_gemm_item(const mi_conv_ukr *u, const mi_conv_gemm *g, const mi_con
         for (int i = 0; i < npx[jj]; i++) {
             const int64_t p = j * MR + i, r = p / g->ow;
             const int64_t q = (r / g->oh * g->gh + r % g->oh) * g->gw + p % g->ow;
-            pix[jj][i] = p;
+            pix[jj][i] = g->ldy ? g->ymap[0] + r / g->oh * g->ymap[1] + r % g->oh * g->ymap[2] +
+                                  p % g->ow * g->ymap[3] : p;
             if (i && q == seg[jj][n - 1].off + i) seg[jj][n - 1].mask |= 1u << i;
             else seg[jj][n++] = (mi_conv_seg){ .off = q - i, .mask = 1u << i };
         }

@@ -83,6 +83,7 @@ typedef struct {
     float *bias;     /* [cout], owned; zeros when the layer has none */
     void  *packed;   /* packed weights of every output phase, owned (NULL: reference path) */
     int    path;     /* mi_isa of the kernel forward() uses */
+    int    chan_lanes; /* 1: packed for run_t, each phase written straight into y */
 } mi_deconv;
 
 /* 2-D / 3-D descriptors: square/cubic kernel k, stride s, padding p, output padding op, dil 1. */
@@ -168,6 +169,10 @@ typedef struct {
     const float *bias;         /* [groups*M] or NULL */
     int relu;
     int chan_lanes;            /* apack is for run_t: [groups][ceil(M/NR)][K][NR] */
+    /* chan_lanes only, optional: real output (t0, t1, t2) goes to y[c*ldy + ymap[0] + t0*ymap[1]
+     * + t1*ymap[2] + t2*ymap[3]] (a transposed convolution's stride phase); ldy 0 means a dense y
+     * of od*oh*ow per channel and ymap is ignored. */
+    int64_t ldy, ymap[4];
 } mi_conv_gemm;
 
 /* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */

@@ -9,7 +9,9 @@
  * taps with (r + p - k*dil) divisible by s contribute, each reading input t + (r + p - k*dil)/s for
  * output o = r + s*t: a stride-1 correlation over a zero-padded copy of the input with a per-tap
  * offset. That is exactly the GEMM of ops/conv.c (contiguous B rows, weights packed per phase at
- * init), written to a phase buffer and then scattered to y with bias, residual and activation.
+ * init) with channels on the vector lanes, whose tiles store each pixel of the phase straight to
+ * its strided place in y with bias, residual and activation (mi_conv_gemm.ymap); an ISA without
+ * such tiles writes a phase buffer that is then scattered to y.
  * For k = s (V-Net) every phase has one tap per dimension and the GEMM is a plain 1x1 convolution.
  * Tests: tests/test_conv.c against tests/ref_conv.py (torch conv_transpose2d/3d). */
 #include "conv.h"
@@ -64,7 +66,7 @@ static size_t phase_pack_size(const mi_conv_ukr *u, const mi_conv_desc *d, int64
     const int64_t r[3] = { ph / (d->stride[1] * d->stride[2]), ph / d->stride[2] % d->stride[1], ph % d->stride[2] };
     int64_t tap[MAXK], off[MAXK], K = d->cin / d->groups;
     for (int i = 0; i < 3; i++) K *= phase_taps(d, i, r[i], tap, off);
-    return K ? mi_conv_pack_a(u, NULL, NULL, d->groups, d->cout / d->groups, K) : 0;
+    return K ? (u->run_t ? mi_conv_pack_a_t : mi_conv_pack_a)(u, NULL, NULL, d->groups, d->cout / d->groups, K) : 0;
 }
 
 mi_status mi_deconv_init(mi_deconv *c, const mi_deconv_desc *d, const float *weight,
@@ -131,10 +133,11 @@ mi_status mi_deconv_init_isa(mi_deconv *c, const mi_deconv_desc *dd, const float
                                 a[(g * cog + m) * K + k] =
                                     c->weight[((g * cig + ci) * cog + m) * kv +
                                               (tap[0][j0] * d->k[1] + tap[1][j1]) * d->k[2] + tap[2][j2]];
-        dst += mi_conv_pack_a(u, dst, a, d->groups, cog, K);
+        dst += (u->run_t ? mi_conv_pack_a_t : mi_conv_pack_a)(u, dst, a, d->groups, cog, K);
     }
     mi_free_aligned(a);
     c->path = isa;
+    c->chan_lanes = u->run_t != NULL;
     return MI_OK;
 nomem:
     mi_deconv_free(c);
@@ -338,7 +341,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
         int direct = 1;
         for (int i = 0; i < 3; i++) direct &= P.PL[i] == 0 && P.PW[i] == in[i] && P.T[i] == in[i];
         if (P.K) {
-            packed += mi_conv_pack_a(u, NULL, NULL, d->groups, cog, P.K);
+            packed += (c->chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a)(u, NULL, NULL, d->groups, cog, P.K);
             for (int64_t ci = 0, k = 0; ci < cig; ci++)
                 for (int64_t j0 = 0; j0 < P.nt[0]; j0++)
                     for (int64_t j1 = 0; j1 < P.nt[1]; j1++)
@@ -367,11 +370,19 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
                                 memcpy(row + lo, xn + ((ci * in[0] + i0) * in[1] + i1) * in[2],
                                        (size_t)(hi - lo) * sizeof(float));
                         }
+                /* channels on the lanes: the tiles store the phase's pixels straight into y with
+                 * bias, residual and activation; otherwise into cbuf, scattered below */
+                const int T = c->chan_lanes;
+                const float *rn = residual ? residual->data + n * d->cout * OP : NULL;
                 mi_conv_gemm g = {
                     .groups = d->groups, .M = cog, .K = P.K, .apack = apack, .src = direct ? xn : src,
                     .src_gstride = cig * P.plane, .koff = koff, .gd = P.T[0], .gh = P.PW[1],
-                    .gw = P.PW[2], .od = P.T[0], .oh = P.T[1], .ow = P.T[2], .y = cbuf,
-                    .res = NULL, .bias = NULL, .relu = 0,
+                    .gw = P.PW[2], .od = P.T[0], .oh = P.T[1], .ow = P.T[2],
+                    .y = T ? y->data + n * d->cout * OP : cbuf, .res = T ? rn : NULL,
+                    .bias = T ? c->bias : NULL, .relu = T && act == MI_ACT_RELU, .chan_lanes = T,
+                    .ldy = T ? OP : 0,
+                    .ymap = { (P.r[0] * out[1] + P.r[1]) * out[2] + P.r[2], d->stride[0] * out[1] * out[2],
+                              d->stride[1] * out[2], d->stride[2] },
                 };
                 mi_conv_plan pl;
                 mi_conv_gemm_plan(u, &g, nt, &pl);
@@ -379,6 +390,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
                 #pragma omp for schedule(dynamic, 1)
                 for (int64_t it = 0; it < pl.items; it++) mi_conv_gemm_item(u, &g, &pl, it, mine);
             }
+            if (P.K && c->chan_lanes) continue;   /* written by the tiles */
             /* scatter the phase to y: o = r + s*t, with bias, residual, activation */
             #pragma omp for schedule(static)
             for (int64_t co = 0; co < d->cout; co++) {
