@@ -3,7 +3,8 @@
 
     tools/train_sites.py [--bin build/medinfer] [--out weights/endoqc_sites_demo.safetensors]
 
-What it does, all seeded (--seed, default 0), on the CPU, in about 5-10 minutes on 2 cores:
+What it does, all seeded (--seed, default 0), on the CPU: about 5 minutes on an idle 2-core machine
+(the shipped blob took 13 minutes on one shared with five other builds):
   1. `medinfer endoqc-synth --dump` renders --per-site random views of each of the 26 synthetic
      sites (random camera pose, zoom, rotation, brightness, blur, sensor noise) through the very
      renderer and the same area down-scale that the demo videos and the decoder use, as 160x160
@@ -55,11 +56,12 @@ def load_dump(binary, seed, per_site, size, workdir):
     for name, site, label in rows:
         labels[int(site)] = label
         img = torch.from_numpy(read_ppm(os.path.join(d, name)).copy()).permute(2, 0, 1).float() / 255
-        xs.append(img)
+        # torchvision Resize(size, antialias=True) on a square crop == this interpolate call;
+        # one image at a time, so 160 px copies of the whole set are never held at once
+        xs.append(F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False,
+                                antialias=True)[0])
         ys.append(int(site))
     x = torch.stack(xs)
-    # torchvision Resize(size, antialias=True) on a square crop == this interpolate call
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     return x, torch.tensor(ys), labels
 
@@ -71,7 +73,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-site", type=int, default=200)
     ap.add_argument("--input-size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model-version", default="2026.11.21-synthetic-1")
