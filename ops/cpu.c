@@ -24,7 +24,10 @@ static void detect(mi_cpu_features *f) {
     if (__get_cpuid_max(0, NULL) >= 7) {
         __cpuid_count(7, 0, a, b, c, d);
         f->avx2_fma = avx && fma && ymm && (b & bit_AVX2);
-        f->avx512f = f->avx2_fma && zmm && (b & bit_AVX512F);
+        /* the *_avx512.c files are compiled with F, VL, BW and DQ (every AVX-512 core since
+         * Skylake-SP has all four), so all four must be there */
+        f->avx512f = f->avx2_fma && zmm && (b & bit_AVX512F) && (b & bit_AVX512VL) &&
+                     (b & bit_AVX512BW) && (b & bit_AVX512DQ);
     }
     unsigned regs[12];
     if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {

@@ -14,7 +14,7 @@ typedef enum { MI_ISA_REF = 0, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 } mi_isa;
 
 typedef struct {
     bool avx2_fma;  /* AVX2 + FMA3, and the OS saves ymm state */
-    bool avx512f;   /* AVX-512 F, and the OS saves zmm state */
+    bool avx512f;   /* AVX-512 F+VL+BW+DQ, and the OS saves zmm state */
     bool neon;
     char brand[64];
 } mi_cpu_features;
