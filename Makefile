@@ -116,7 +116,7 @@ check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MI_SANITIZE=1 MI_BIN=build-san/medinfer \
 	    MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh build-san/tests
 
-bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine
+bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_conv
 	$(PYTHON) bench/bench.py --bin $(B) --out $(B)/bench.json
 
 $(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a

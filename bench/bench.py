@@ -19,7 +19,13 @@ PY = "/usr/bin/python3"
 MODES = ("eager", "channels_last", "jit_freeze", "optimize_for_inference")
 
 
+# Both engines run under the same OpenMP settings: threads pinned to cores, so that a thread
+# parked on a busy core does not stall every barrier (libgomp reads these for PyTorch too).
+OMP_ENV = dict(os.environ, OMP_PROC_BIND="true", OMP_PLACES="cores")
+
+
 def run_json(cmd, **kw):
+    kw.setdefault("env", OMP_ENV)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -87,7 +93,7 @@ def main():
             try:
                 result["pipelines"][script] = run_json(
                     ["sh" if script.endswith(".sh") else PY, os.path.join(HERE, script)] +
-                    (["--quick"] if a.quick else []), env=dict(os.environ, MI_BUILD=a.bin))
+                    (["--quick"] if a.quick else []), env=dict(OMP_ENV, MI_BUILD=a.bin))
             except (subprocess.CalledProcessError, json.JSONDecodeError) as e:
                 result["pipelines"][script] = {"error": str(e)}
 
