@@ -42,9 +42,11 @@ struct mi_resnet {
     mi_tensor  act[A_COUNT];
 };
 
-/* conv + BN loaded as one folded conv: "<conv>.weight" and "<bn>.{weight,bias,running_mean,running_var}" */
+/* conv + BN loaded as one folded conv: "<conv>.weight" and "<bn>.{weight,bias,running_mean,running_var}".
+ * in_hw: the square input the layer will see, so it is packed once, for that size, and the
+ * unpacked copy freed at once (peak memory stays near one copy of the weights). */
 static mi_status load_conv_bn(mi_resnet *m, mi_conv *c, const char *conv, const char *bn, int64_t cin,
-                              int64_t cout, int64_t k, int64_t stride, int64_t pad) {
+                              int64_t cout, int64_t k, int64_t stride, int64_t pad, int64_t in_hw) {
     char name[160];
     mi_tensor w, g, b, mean, var;
     const int64_t wshape[4] = { cout, cin, k, k }, cshape[1] = { cout };
@@ -66,34 +68,39 @@ static mi_status load_conv_bn(mi_resnet *m, mi_conv *c, const char *conv, const 
     memcpy(fw, w.data, (size_t)(cout * per_out) * sizeof *fw);
     mi_fold_batchnorm(fw, fb, g.data, b.data, mean.data, var.data, 1e-5, cout, per_out); /* torch's BN eps */
     mi_conv_desc d = mi_conv2d_desc(cin, cout, k, stride, pad, 1);
+    d.in_size[1] = d.in_size[2] = in_hw;
     st = mi_conv_init(c, &d, fw, fb, conv);
     free(fw);
     free(fb);
+    if (st == MI_OK) mi_conv_release_source(c);
     return st;
 }
 
+static int64_t out_hw(int64_t hw, int64_t k, int64_t s, int64_t p) { return (hw + 2 * p - k) / s + 1; }
+
 static mi_status load_block(mi_resnet *m, block *bl, const char *p, int64_t inplanes, int64_t planes,
-                            int64_t stride) {
+                            int64_t stride, int64_t hw) {
     char cn[96], bn[96];
     mi_status st;
     int64_t out = m->bottleneck ? planes * 4 : planes;
-#define CONV_BN(dst, i, ci, co, k, s, pd) \
+#define CONV_BN(dst, i, ci, co, k, s, pd, in) \
     (snprintf(cn, sizeof cn, "%s.conv%d", p, i), snprintf(bn, sizeof bn, "%s.bn%d", p, i), \
-     load_conv_bn(m, dst, cn, bn, ci, co, k, s, pd))
+     load_conv_bn(m, dst, cn, bn, ci, co, k, s, pd, in))
+    const int64_t o = out_hw(hw, 3, stride, 1);
     if (m->bottleneck) {  /* torchvision Bottleneck: 1x1 -> 3x3 (stride) -> 1x1 (x4) */
-        if ((st = CONV_BN(&bl->conv1, 1, inplanes, planes, 1, 1, 0))) return st;
-        if ((st = CONV_BN(&bl->conv2, 2, planes, planes, 3, stride, 1))) return st;
-        if ((st = CONV_BN(&bl->conv3, 3, planes, out, 1, 1, 0))) return st;
+        if ((st = CONV_BN(&bl->conv1, 1, inplanes, planes, 1, 1, 0, hw))) return st;
+        if ((st = CONV_BN(&bl->conv2, 2, planes, planes, 3, stride, 1, hw))) return st;
+        if ((st = CONV_BN(&bl->conv3, 3, planes, out, 1, 1, 0, o))) return st;
     } else {              /* torchvision BasicBlock: 3x3 (stride) -> 3x3 */
-        if ((st = CONV_BN(&bl->conv1, 1, inplanes, planes, 3, stride, 1))) return st;
-        if ((st = CONV_BN(&bl->conv2, 2, planes, planes, 3, 1, 1))) return st;
+        if ((st = CONV_BN(&bl->conv1, 1, inplanes, planes, 3, stride, 1, hw))) return st;
+        if ((st = CONV_BN(&bl->conv2, 2, planes, planes, 3, 1, 1, o))) return st;
     }
 #undef CONV_BN
     bl->has_down = stride != 1 || inplanes != out;
     if (bl->has_down) {
         snprintf(cn, sizeof cn, "%s.downsample.0", p);
         snprintf(bn, sizeof bn, "%s.downsample.1", p);
-        if ((st = load_conv_bn(m, &bl->down, cn, bn, inplanes, out, 1, stride, 0))) return st;
+        if ((st = load_conv_bn(m, &bl->down, cn, bn, inplanes, out, 1, stride, 0, hw))) return st;
     }
     return MI_OK;
 }
@@ -121,15 +128,14 @@ void mi_resnet_close(mi_resnet *m) {
 static const mi_pool_desc stem_pool = { .sp = 2, .k = { 1, 3, 3 }, .stride = { 1, 2, 2 },
                                         .pad = { 0, 1, 1 }, .dil = { 1, 1, 1 } };
 
-/* Walks the network's shapes for an input of n x 3 x S x S: checks that every layer fits, lets
- * each conv repack for the size it will see, and finds the largest activation and workspace. */
+/* Walks the network's shapes for an input of n x 3 x S x S: checks that every layer fits and
+ * finds the largest activation and the largest conv workspace. */
 static mi_status plan(mi_resnet *m, int64_t n, size_t *max_act, size_t *max_ws) {
     int64_t shape[MI_MAX_DIMS] = { n, 3, m->input_size, m->input_size }, out[MI_MAX_DIMS];
     mi_tensor x = mi_tensor_view(NULL, 4, shape, "input");
     mi_status st;
     *max_act = *max_ws = 0;
 #define STEP(conv) do { \
-        if ((st = mi_conv_prepare((conv), &x))) return st; \
         size_t ws = mi_conv_workspace((conv), &x); if (ws > *max_ws) *max_ws = ws; \
         if ((st = mi_conv_out_shape((conv), &x, out))) return st; \
         x = mi_tensor_view(NULL, 4, out, (conv)->name); \
@@ -203,7 +209,8 @@ static mi_status load(mi_resnet *m, const char *path, int max_batch) {
                            m->nlabels, m->num_classes);
     }
 
-    if ((st = load_conv_bn(m, &m->stem, "conv1", "bn1", 3, 64, 7, 2, 3))) return st;
+    if ((st = load_conv_bn(m, &m->stem, "conv1", "bn1", 3, 64, 7, 2, 3, m->input_size))) return st;
+    int64_t hw = out_hw(out_hw(m->input_size, 7, 2, 3), 3, 2, 1);  /* after conv1 and maxpool */
     m->nblocks = m->depth[0] + m->depth[1] + m->depth[2] + m->depth[3];
     m->blocks = calloc((size_t)m->nblocks, sizeof *m->blocks);
     if (!m->blocks) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
@@ -213,7 +220,9 @@ static mi_status load(mi_resnet *m, const char *path, int max_batch) {
         for (int j = 0; j < m->depth[l]; j++, i++) {
             char p[32];
             snprintf(p, sizeof p, "layer%d.%d", l + 1, j);
-            if ((st = load_block(m, &m->blocks[i], p, inplanes, planes, j == 0 && l > 0 ? 2 : 1))) return st;
+            const int64_t stride = j == 0 && l > 0 ? 2 : 1;
+            if ((st = load_block(m, &m->blocks[i], p, inplanes, planes, stride, hw))) return st;
+            hw = out_hw(hw, 3, stride, 1);
             inplanes = m->bottleneck ? planes * 4 : planes;
         }
     }

@@ -116,7 +116,7 @@ mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x) {
     if (st != MI_OK) return st;
     spatial_in(&c->d, x, c->d.in_size);
     const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
-    if (c->path == MI_ISA_REF || !u) return MI_OK;
+    if (c->path == MI_ISA_REF || !u || !c->weight) return MI_OK;  /* released: keep the packing */
     const int want = want_chan_lanes(&c->d, u);
     if (want == c->chan_lanes) return MI_OK;
     void *p = pack_weights(c, u, want);
@@ -162,6 +162,12 @@ nomem:
     mi_conv_free(c);
     return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %lld weights", name ? name : "conv",
                    (long long)nw);
+}
+
+void mi_conv_release_source(mi_conv *c) {
+    if (c->path == MI_ISA_REF || !c->packed) return;  /* the reference reads c->weight */
+    mi_free_aligned(c->weight);
+    c->weight = NULL;
 }
 
 void mi_conv_free(mi_conv *c) {
@@ -218,6 +224,7 @@ static void check_io(const mi_conv *c, const mi_tensor *y, const mi_tensor *x, c
 void mi_conv_forward_ref(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                          const mi_tensor *residual, mi_act act) {
     check_io(c, y, x, residual);
+    MI_ASSERT(c->weight != NULL);  /* not after mi_conv_release_source */
     const mi_conv_desc *d = &c->d;
     int64_t in[3], out[3];
     spatial_in(d, x, in);

@@ -51,6 +51,10 @@ void      mi_conv_free(mi_conv *c);
  * init) and repacks its weights if another GEMM orientation suits that size better. Checks the
  * shape like mi_conv_out_shape. Call it before sizing the workspace. */
 mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x);
+/* Optional, after the last mi_conv_prepare: frees the unpacked copy of the weights when the fast
+ * path holds packed ones, halving a network's weight memory. The layer then keeps its packing and
+ * mi_conv_forward_ref may no longer be called on it. No effect on the reference path. */
+void      mi_conv_release_source(mi_conv *c);
 
 /* Output shape for an input shape (N, C, [D,] H, W); MI_ERR_SHAPE when C or sizes do not fit. */
 mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out_shape[MI_MAX_DIMS]);
