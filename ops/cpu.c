@@ -30,7 +30,7 @@ static void detect(mi_cpu_features *f) {
                      (b & bit_AVX512BW) && (b & bit_AVX512DQ);
     }
     unsigned regs[12];
-    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+    if ((unsigned)__get_cpuid_max(0x80000000, NULL) >= 0x80000004u) {
         for (unsigned i = 0; i < 3; i++)
             __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
         memcpy(f->brand, regs, 48);

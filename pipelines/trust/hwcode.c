@@ -32,7 +32,7 @@ static void cpu_identity(char *out, size_t cap) {
     memcpy(vendor, &b, 4); memcpy(vendor + 4, &d, 4); memcpy(vendor + 8, &c, 4);
     unsigned sig = 0;
     if (__get_cpuid(1, &a, &b, &c, &d)) sig = a;  /* family, model, stepping */
-    if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+    if ((unsigned)__get_cpuid_max(0x80000000, NULL) >= 0x80000004u) {
         for (unsigned i = 0; i < 3; i++)
             __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
         memcpy(brand, regs, 48);
