@@ -17,6 +17,10 @@
 #define MR 6
 #define NR 16
 #define KC 256   /* B panel 16 KB in L1, A block in L2 */
+/* Weight prefetch distance in k steps (2 KB ahead with channels on the lanes, 768 B with
+ * pixels): the packed weights are read once per forward pass, from L3 or memory (see
+ * conv_avx512.c). */
+#define PF_K 32
 #define MC 504   /* 84 panels of 6 rows */
 
 /* lanes of 8 selected by bits of m (bit i -> lane i) */
@@ -41,6 +45,8 @@ static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p
     }
     const float *a = p->a, *b = p->b;
     for (int64_t k = 0; k < p->kc; k++) {
+        /* the weight stream, PF_K k steps ahead (later passes over the block: L1/L2 hits) */
+        _mm_prefetch((const char *)(T ? b + PF_K * NR : a + PF_K * ASTR), _MM_HINT_T0);
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
         for (int i = 0; i < M; i++) {
