@@ -8,17 +8,7 @@
 #   provenance; the contact sheet; targeted re-sampling recovering a fundus that plain every-k-th
 #   sampling misses; a truncated file processed as far as it decodes, with the report saying so.
 set -u
-BIN=${MI_BIN:-build/medinfer}
-PY=${PYTHON:-python3}
-MODEL=weights/endoqc_sites_demo.safetensors
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-# check FILE PYTHON-EXPR MESSAGE: the expression sees the JSON report as r
-check() {
-    "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1" \
-        || fail "$3 ($(basename "$1"))"
-}
+. "$(dirname "$0")/endoqc_lib.sh"
 [ -f "$MODEL" ] || fail "$MODEL is missing (tools/train_sites.py writes it)"
 
 render() {  # NAME SEED [renderer options]: video + truth CSV

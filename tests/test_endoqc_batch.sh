@@ -6,16 +6,7 @@
 # resumes; the drift rule: no alert at a low incomplete share, the reference set run above it, and
 # model_update_required (JSON, database, exit 3) when the reference shares disagree.
 set -u
-BIN=${MI_BIN:-build/medinfer}
-PY=${PYTHON:-python3}
-MODEL=weights/endoqc_sites_demo.safetensors
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-check() {
-    "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1" \
-        || { cat "$1"; fail "$3"; }
-}
+. "$(dirname "$0")/endoqc_lib.sh"
 sql() { "$PY" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$@"; }
 [ -f "$MODEL" ] || fail "$MODEL is missing"
 

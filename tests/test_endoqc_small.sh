@@ -4,16 +4,7 @@
 # contact sheet, the batch database with an exam met twice) - small enough to run under the
 # sanitizers in `make check`, where the full-length tests are skipped.
 set -u
-BIN=${MI_BIN:-build/medinfer}
-PY=${PYTHON:-python3}
-MODEL=weights/endoqc_sites_demo.safetensors
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-check() {
-    "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1" \
-        || { head -c 3000 "$1"; fail "$3"; }
-}
+. "$(dirname "$0")/endoqc_lib.sh"
 [ -f "$MODEL" ] || fail "$MODEL is missing"
 
 "$BIN" endoqc-synth --seed 3 --dwell 0.8 --brief fundus --skip 5-8 --out "$T/short.mp4" 2>/dev/null || fail "render"
