@@ -181,6 +181,9 @@ typedef struct {
 
 /* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
 mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
+/* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. */
+void   mi_conv_check_io(mi_status st, const int64_t *os, const mi_tensor *y, const mi_tensor *x,
+                        const mi_tensor *res);
 int    mi_conv_max_threads(void);   /* mi_thread_limit(): the threads workspaces are sized for */
 typedef struct { int64_t ngrid, npan, mpan, mcp, nmc, nj, jper, items; } mi_conv_plan;
 /* The split of a GEMM into work items (depends on nthreads; the results do not), and one item

@@ -180,15 +180,7 @@ mi_status mi_deconv_out_shape(const mi_deconv *c, const mi_tensor *x, int64_t ou
 
 static void check_io(const mi_deconv *c, const mi_tensor *y, const mi_tensor *x, const mi_tensor *res) {
     int64_t os[MI_MAX_DIMS];
-    mi_status st = mi_deconv_out_shape(c, x, os);
-    if (st != MI_OK) mi_assert_fail("mi_deconv_out_shape(x) == MI_OK", __FILE__, __LINE__, "%s", mi_last_error());
-    MI_ASSERT_EQ(y->ndim, x->ndim);
-    for (int i = 0; i < y->ndim; i++) MI_ASSERT_EQ(y->shape[i], os[i]);
-    MI_ASSERT(mi_tensor_is_contiguous(x) && mi_tensor_is_contiguous(y));
-    if (res) {
-        MI_ASSERT(mi_tensor_same_shape(res, y) && mi_tensor_is_contiguous(res));
-        MI_ASSERT(res->data != y->data);
-    }
+    mi_conv_check_io(mi_deconv_out_shape(c, x, os), os, y, x, res);
 }
 
 /* The reference: for every output o, the sum over (ci, kd, kh, kw) in that order of x[i]*w[k]
