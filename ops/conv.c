@@ -10,7 +10,7 @@
  *   turn the tile around (channels on the lanes, pixels broadcast, transposed stores), which is
  *   what NHWC would give, without a layout change at every boundary with the other ops (pooling,
  *   resize, the pipelines' NCHW tensors, the PyTorch fixtures). mi_conv_desc.in_size or
- *   mi_conv_prepare() lets init choose per layer (want_chan_lanes below).
+ *   mi_conv_prepare() lets init choose per layer (choose() below).
  *   Measured here (bench/bench_conv.c; 2 cores of a Sapphire Rapids shared with other jobs, best
  *   of repeated runs): FMA peak 93-96 GFLOP/s per core with AVX2, 175-178 with AVX-512. The
  *   micro-kernels alone, data in L1: 90 % (AVX2 6x16), 97 % (AVX-512 14x32). All 53 ResNet-50
@@ -94,17 +94,26 @@ mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name) {
 }
 
 static int64_t kvol(const mi_conv_desc *d) { return d->k[0] * d->k[1] * d->k[2]; }
-static int want_chan_lanes(const mi_conv_desc *d, const mi_conv_ukr *u);
+static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *chan_lanes);
 
-/* Packed weights for the fast path in the chosen orientation (sets c->chan_lanes); NULL: no memory. */
-static void *pack_weights(mi_conv *c, const mi_conv_ukr *u, int chan_lanes) {
+/* Packed weights for the fast path in the chosen algorithm and orientation (sets c->wino and
+ * c->chan_lanes); NULL: no memory. */
+static void *pack_weights(mi_conv *c, const mi_conv_ukr *u, int wino, int chan_lanes) {
     const mi_conv_desc *d = &c->d;
     const int64_t cog = d->cout / d->groups, K = d->cin / d->groups * kvol(d);
     size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
         chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
-    float *p = mi_alloc_aligned(pack(u, NULL, c->weight, d->groups, cog, K) * sizeof(float));
-    if (p) {
+    const size_t n = wino ? mi_conv_wino_pack(u, NULL, c->weight, d, chan_lanes)
+                          : pack(u, NULL, c->weight, d->groups, cog, K);
+    float *p = mi_alloc_aligned(n * sizeof(float));
+    if (p && wino && !mi_conv_wino_pack(u, p, c->weight, d, chan_lanes)) {
+        mi_free_aligned(p);
+        p = NULL;
+    } else if (p && !wino) {
         pack(u, p, c->weight, d->groups, cog, K);
+    }
+    if (p) {
+        c->wino = wino;
         c->chan_lanes = chan_lanes;
     }
     return p;
@@ -117,9 +126,10 @@ mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x) {
     spatial_in(&c->d, x, c->d.in_size);
     const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
     if (c->path == MI_ISA_REF || !u || !c->weight) return MI_OK;  /* released: keep the packing */
-    const int want = want_chan_lanes(&c->d, u);
-    if (want == c->chan_lanes) return MI_OK;
-    void *p = pack_weights(c, u, want);
+    int wino, chan;
+    choose(&c->d, u, &wino, &chan);
+    if (wino == c->wino && chan == c->chan_lanes) return MI_OK;
+    void *p = pack_weights(c, u, wino, chan);
     if (!p) return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate packed weights", c->name);
     mi_free_aligned(c->packed);
     c->packed = p;
@@ -154,7 +164,9 @@ mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weigh
     int small_stride = 1;
     for (int i = 0; i < 3; i++) small_stride &= d->stride[i] <= 64;
     if (u && !(cig == 1 && cog == 1) && small_stride) {
-        if (!(c->packed = pack_weights(c, u, want_chan_lanes(d, u)))) goto nomem;
+        int wino, chan;
+        choose(d, u, &wino, &chan);
+        if (!(c->packed = pack_weights(c, u, wino, chan))) goto nomem;
         c->path = isa;
     }
     return MI_OK;
@@ -495,23 +507,39 @@ static int geom_init_in(conv_geom *G, const mi_conv_desc *d, const int64_t in[3]
 
 /* Pixels on the lanes (run) compute ceil(grid/NR)*NR columns per output channel, the grid
  * including the P - OW garbage columns per row; channels on the lanes (run_t) compute exactly the
- * real pixels but round channels up to 16 and pay ~40 k-steps per pixel for the scatter stores of
- * the transposed tile. Measured on ResNet-50 (bench_conv): channels win on the 7x7 and 14x14 maps
- * and the 28x28 3x3 layers, pixels on everything at 56x56 and above. */
-static int want_chan_lanes(const mi_conv_desc *d, const mi_conv_ukr *u) {
-    if (!u->run_t || d->lanes == 1) return 0;
-    if (d->lanes == 2) return 1;
-    const int64_t cog = d->cout / d->groups, K = d->cin / d->groups * kvol(d);
-    int64_t in[3] = { d->sp == 3 ? d->in_size[0] : 1, d->in_size[1], d->in_size[2] };
-    if (cog < 16 || in[0] <= 0 || in[1] <= 0 || in[2] <= 0) return 0;
-    conv_geom G;
-    if (!geom_init_in(&G, d, in)) return 0;
-    const int64_t P = G.out[0] * G.out[1] * G.out[2];
-    if (P <= 0) return 0;
-    const int64_t grid = G.direct ? P : G.out[0] * G.plane[1] * G.plane[2];
+ * P real pixels but round channels up to 16 and pay ~40 k-steps per pixel for the scatter stores
+ * of the transposed tile. Measured on ResNet-50 (bench_conv): channels win on the 7x7 and 14x14
+ * maps and the 28x28 3x3 layers, pixels on everything at 56x56 and above. */
+static int chan_lanes_win(const mi_conv_ukr *u, int64_t grid, int64_t P, int64_t K, int64_t cog) {
     const double cost_pix = (double)(CEIL_DIV(grid, u->nr) * u->nr) * (double)(K + 8);
     const double cost_chan = (double)P * (double)(K + 40) * (double)(CEIL_DIV(cog, 16) * 16) / (double)cog;
     return cost_chan < 0.97 * cost_pix;
+}
+
+/* Winograd F(2x2, 3x3) where the layer allows it and it pays: with enough channels for the
+ * transforms to amortize and enough tiles for its 16 GEMMs (measured: WINO_* below). */
+#define WINO_MIN_CH 16
+#define WINO_MIN_TILES 32
+
+static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *chan_lanes) {
+    const int64_t cig = d->cin / d->groups, cog = d->cout / d->groups;
+    int64_t in[3] = { d->sp == 3 ? d->in_size[0] : 1, d->in_size[1], d->in_size[2] };
+    conv_geom G;
+    const int known = in[0] > 0 && in[1] > 0 && in[2] > 0 && geom_init_in(&G, d, in) &&
+                      G.out[0] * G.out[1] * G.out[2] > 0;
+    const int64_t tiles = known ? CEIL_DIV(G.out[1], 2) * CEIL_DIV(G.out[2], 2) : 0;
+    *wino = mi_conv_wino_ok(d) && d->algo != MI_CONV_DIRECT &&
+            (d->algo == MI_CONV_WINOGRAD ||
+             (known && cig >= WINO_MIN_CH && cog >= WINO_MIN_CH && tiles >= WINO_MIN_TILES));
+    if (!u->run_t || d->lanes == 1) *chan_lanes = 0;
+    else if (d->lanes == 2) *chan_lanes = 1;
+    else if (!known || cog < 16) *chan_lanes = 0;
+    else if (*wino) *chan_lanes = chan_lanes_win(u, tiles, tiles, cig, cog);
+    else {
+        const int64_t P = G.out[0] * G.out[1] * G.out[2];
+        *chan_lanes = chan_lanes_win(u, G.direct ? P : G.out[0] * G.plane[1] * G.plane[2], P,
+                                     cig * kvol(d), cog);
+    }
 }
 
 static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
@@ -529,6 +557,9 @@ static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads) {
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
     conv_geom G;
     if (c->path == MI_ISA_REF || !geom_init(&G, &c->d, x)) return 0;   /* x: checked by caller */
+    if (c->wino)
+        return mi_conv_wino_ws(mi_conv_ukr_for((mi_isa)c->path), &c->d, G.in[1], G.in[2],
+                               mi_conv_max_threads());
     return conv_ws(c, &G, mi_conv_max_threads());
 }
 
@@ -634,5 +665,6 @@ void mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
         return;
     }
     check_io(c, y, x, residual);
-    conv_forward_gemm(c, y, x, residual, act, workspace);
+    if (c->wino) mi_conv_wino_forward(c, mi_conv_ukr_for((mi_isa)c->path), y, x, residual, act, workspace);
+    else conv_forward_gemm(c, y, x, residual, act, workspace);
 }

@@ -63,6 +63,9 @@ CASES = [
     c2(5, 7, 1, 1, 0, (1, 1)),                         # one pixel
     c2(33, 29, 1, 1, 0, (3, 5), res=True),             # 15 pixels
     c2(7, 70, 3, 1, 1, (17, 17), relu=False),          # 289 pixels, M tail
+    c2(40, 36, 3, 1, 0, (13, 10), res=True),           # 3x3 stride 1 unpadded: Winograd, odd rows
+    c2(24, 20, 3, 1, 2, (7, 9), n=2),                  # 3x3 stride 1 padding 2: Winograd, batch 2
+    c2(64, 96, 3, 1, 1, (14, 14), res=True),           # ResNet layer3-like: Winograd's 16 GEMMs
     c2(4, 9, 3, 3, 0, (10, 11)),                       # stride 3
     c3(6, 10, 3, 1, 1, (7, 5, 6), res=True),           # 3-D
     c3(6, 10, 2, 2, 0, (8, 6, 6)),                     # 3-D down-convolution (V-Net)

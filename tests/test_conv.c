@@ -3,15 +3,19 @@
  *
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
  *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512, each GEMM
- *    orientation forced in turn (pixels or channels on the vector lanes, mi_conv_desc.lanes);
+ *    orientation forced in turn (pixels or channels on the vector lanes, mi_conv_desc.lanes), and
+ *    each algorithm (direct; Winograd F(2x2, 3x3) on the 3x3 stride-1 cases, mi_conv_desc.algo);
  *    MI_ISA caps what mi_conv_init picks (env_caps_isa).
  *    Tolerance: |ours - torch| <= 2e-5 * max|torch| + 1e-5 * |torch| (fp32 sums of up to 2700
  *    terms, FMA on the fast paths). Measured max |ours - torch| / max|torch| over all cases and
  *    ISAs: 8.8e-7 (reference), 7.1e-7 (avx2), 7.1e-7 (avx512): the MAXREL lines it prints.
  * 2. Fast path against the reference on tails: Cout 1..17, 29, 33 and pixel counts 1, 3, 4, 5, 7,
- *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded, 3x3 stride 2), same tolerance.
- * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths and transposed.
- * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer. */
+ *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded direct and Winograd, 3x3 stride 2), same
+ *    tolerance.
+ * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths, Winograd and transposed.
+ * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer.
+ * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge.
+ * 6. mi_conv_prepare picks the algorithm and orientation for the input size. */
 #include "mi_test.h"
 #include "../ops/conv.h"
 
@@ -32,14 +36,14 @@ static double max_abs(const float *x, int64_t n) {
 
 /* Runs case i of the fixture on the given ISA (ref: the reference function itself); returns the
  * max error relative to max|torch|. */
-static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes) {
+static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes, int algo) {
     char nm[32];
     snprintf(nm, sizeof nm, "c%d.p", i);
     const mi_tensor pt = mi_fixture_tensor(w, nm);
     float p[32];
     memcpy(p, pt.data, sizeof(float) * (size_t)mi_tensor_numel(&pt));
     mi_conv_desc d = { .sp = (int)p[P_SP], .cin = (int64_t)p[P_CIN], .cout = (int64_t)p[P_COUT],
-                       .groups = (int64_t)p[P_G], .lanes = lanes };
+                       .groups = (int64_t)p[P_G], .lanes = lanes, .algo = algo };
     for (int j = 0; j < 3; j++) {
         d.k[j] = (int64_t)p[P_K + j];
         d.stride[j] = (int64_t)p[P_S + j];
@@ -71,6 +75,7 @@ static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes) {
         ck_assert_int_eq(mi_conv_out_shape(&c, &x, os), MI_OK);
         for (int j = 0; j < y.ndim; j++) ck_assert_int_eq(os[j], y.shape[j]);
         ws = mi_alloc_aligned(mi_conv_workspace(&c, &x));
+        if (c.path != MI_ISA_REF) ck_assert_int_eq(c.wino, algo == MI_CONV_WINOGRAD);
         if (isa == MI_ISA_REF) mi_conv_forward_ref(&c, &y, &x, p[P_RES] ? &rt : NULL, act);
         else mi_conv_forward(&c, &y, &x, p[P_RES] ? &rt : NULL, act, ws);
         mi_conv_free(&c);
@@ -89,11 +94,26 @@ static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes) {
     }
     const int64_t n = mi_tensor_numel(&y);
     const double scale = max_abs(yref.data, n) + 1e-30;
-    snprintf(nm, sizeof nm, "case %d on %s, lanes %d", i, mi_isa_name(isa), lanes);
-    const double err = mi_assert_close(y.data, yref.data, n, ATOL_REL * scale, RTOL, nm);
+    char what[64];
+    snprintf(what, sizeof what, "case %d on %s, lanes %d, algo %d", i, mi_isa_name(isa), lanes, algo);
+    const double err = mi_assert_close(y.data, yref.data, n, ATOL_REL * scale, RTOL, what);
     mi_free_aligned(ws);
     mi_free_aligned(y.data);
     return err / scale;
+}
+
+/* A forward convolution (not transposed) that Winograd F(2x2, 3x3) can run. */
+static int case_is_winograd(const mi_weights *w, int i) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "c%d.p", i);
+    const float *p = mi_fixture_tensor(w, nm).data;
+    mi_conv_desc d = { .sp = (int)p[P_SP] };
+    for (int j = 0; j < 3; j++) {
+        d.k[j] = (int64_t)p[P_K + j];
+        d.stride[j] = (int64_t)p[P_S + j];
+        d.dil[j] = (int64_t)p[P_D + j];
+    }
+    return p[P_KIND] == 0 && mi_conv_wino_ok(&d);
 }
 
 START_TEST(matches_torch_on_every_isa)
@@ -108,11 +128,19 @@ START_TEST(matches_torch_on_every_isa)
             printf("note: %s not available (CPU or MI_ISA); not tested here\n", mi_isa_name(isas[k]));
             continue;
         }
-        for (int lanes = 1; lanes <= (isas[k] == MI_ISA_REF ? 1 : 2); lanes++) {
-            double worst = 0;
-            for (int i = 0; i < ncases; i++) worst = fmax(worst, run_case(&w, i, isas[k], lanes));
-            printf("MAXREL %s lanes %d: %.3g over %lld cases\n", mi_isa_name(isas[k]), lanes, worst, ncases);
-        }
+        for (int lanes = 1; lanes <= (isas[k] == MI_ISA_REF ? 1 : 2); lanes++)
+            for (int algo = MI_CONV_DIRECT; algo <= (isas[k] == MI_ISA_REF ? 1 : 2); algo++) {
+                double worst = 0;
+                int ran = 0;
+                for (int i = 0; i < ncases; i++) {
+                    if (algo == MI_CONV_WINOGRAD && !case_is_winograd(&w, i)) continue;
+                    worst = fmax(worst, run_case(&w, i, isas[k], lanes, algo));
+                    ran++;
+                }
+                printf("MAXREL %s lanes %d %s: %.3g over %d cases\n", mi_isa_name(isas[k]), lanes,
+                       algo == MI_CONV_WINOGRAD ? "winograd" : "direct", worst, ran);
+                if (algo == MI_CONV_WINOGRAD) ck_assert_int_ge(ran, 4);
+            }
     }
     mi_weights_close(&w);
 }
@@ -128,6 +156,8 @@ static void rig_init(rig *g, mi_conv_desc d, int64_t h, int64_t wd, mi_isa isa, 
     mi_fill_random(wt, d.cout * K, seed);
     mi_fill_random(b, d.cout, seed + 1);
     ck_assert_msg(mi_conv_init_isa(&g->c, &d, wt, b, "rig", isa) == MI_OK, "%s", mi_last_error());
+    if (g->c.path != MI_ISA_REF && d.algo)   /* forced: the algorithm under test really runs */
+        ck_assert_int_eq(g->c.wino, d.algo == MI_CONV_WINOGRAD && mi_conv_wino_ok(&d));
     mi_free_aligned(wt);
     mi_free_aligned(b);
     int64_t xs[4] = { 1, d.cin, h, wd }, os[MI_MAX_DIMS];
@@ -164,16 +194,19 @@ START_TEST(fast_matches_reference_on_tails)
     for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
         if (isa == MI_ISA_NEON) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
-        for (int shape = 0; shape < 3; shape++)
+        for (int shape = 0; shape < 4; shape++)   /* 3: shape 1 by Winograd */
             for (size_t ci = 0; ci < sizeof couts / sizeof *couts; ci++)
                 for (size_t pi = 0; pi < sizeof pix / sizeof *pix; pi++) {
                     /* 1x1 over a 1 x n row; 3x3 pad 1 over n x 3; 3x3 stride 2 over (2n) x 5 */
                     const int n = pix[pi], co = couts[ci], cin = 3 + (int)(ci + pi) % 11;
                     mi_conv_desc d = shape == 0 ? mi_conv2d_desc(cin, co, 1, 1, 0, 1)
-                                   : shape == 1 ? mi_conv2d_desc(cin, co, 3, 1, 1, 1)
-                                                : mi_conv2d_desc(cin, co, 3, 2, 1, 1);
+                                   : shape == 2 ? mi_conv2d_desc(cin, co, 3, 2, 1, 1)
+                                                : mi_conv2d_desc(cin, co, 3, 1, 1, 1);
                     d.lanes = lanes;
-                    const int64_t h = shape == 0 ? 1 : shape == 1 ? n : 2 * n, wd = shape == 0 ? n : shape == 1 ? 3 : 5;
+                    d.algo = shape == 3 ? MI_CONV_WINOGRAD : MI_CONV_DIRECT;
+                    /* Winograd: n x 3 and 3 x n (tile rows and columns cut by the map's edge) */
+                    const int64_t h = shape == 0 ? 1 : shape == 2 ? 2 * n : shape == 3 && pi % 2 ? 3 : n;
+                    const int64_t wd = shape == 0 ? n : shape == 2 ? 5 : shape == 3 && pi % 2 ? n : 3;
                     rig f, r;
                     rig_init(&f, d, h, wd, isa, (int)pi & 1, 7 + ci * 31 + pi);
                     rig_init(&r, d, h, wd, MI_ISA_REF, (int)pi & 1, 7 + ci * 31 + pi);
@@ -201,13 +234,16 @@ START_TEST(same_bits_for_1_2_4_threads)
         mi_conv2d_desc(300, 40, 3, 1, 1, 1),   /* K blocks */
         mi_conv2d_desc(256, 512, 1, 2, 0, 1),  /* downsample */
         mi_conv2d_desc(24, 36, 3, 1, 1, 3),    /* grouped */
+        mi_conv2d_desc(48, 40, 3, 1, 2, 2),    /* grouped, padding 2 (Winograd) */
     };
-    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 } };
+    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 }, { 15, 8 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa == MI_ISA_NEON) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
+        for (int algo = MI_CONV_DIRECT; algo <= MI_CONV_WINOGRAD; algo++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            if (algo == MI_CONV_WINOGRAD && (isa == MI_ISA_REF || !mi_conv_wino_ok(&shapes[s]))) continue;
             float *first = NULL;
             int64_t n = 0;
             for (int t = 1; t <= 4; t *= 2) {
@@ -215,6 +251,7 @@ START_TEST(same_bits_for_1_2_4_threads)
                 rig g;
                 mi_conv_desc d = shapes[s];
                 d.lanes = lanes;
+                d.algo = algo;
                 rig_init(&g, d, hw[s][0], hw[s][1], isa, 1, 100 + s);
                 rig_run(&g);
                 n = mi_tensor_numel(&g.y);
@@ -223,8 +260,8 @@ START_TEST(same_bits_for_1_2_4_threads)
                     memcpy(first, g.y.data, (size_t)n * sizeof(float));
                 } else {
                     ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0,
-                                  "%s lanes %d shape %zu: %d threads differ from 1", mi_isa_name(isa),
-                                  lanes, s, t);
+                                  "%s lanes %d algo %d shape %zu: %d threads differ from 1",
+                                  mi_isa_name(isa), lanes, algo, s, t);
                 }
                 rig_free(&g);
             }
@@ -306,29 +343,84 @@ START_TEST(bad_shapes_name_the_layer)
 }
 END_TEST
 
-/* mi_conv_prepare: repacks for the input size (channels on the lanes for a 7x7 map on AVX-512),
- * same results as the reference; a bad shape is refused with the layer's name. */
+/* mi_conv_prepare: repacks for the input size (on a SIMD path: Winograd for a 3x3 layer once the
+ * size is known; channels on the lanes for a stride-2 layer with a 5x4 output), same results as the reference; a
+ * bad shape is refused with the layer's name. */
 START_TEST(prepare_repacks_for_the_input_size)
 {
-    rig f, r;
-    mi_conv_desc d = mi_conv2d_desc(96, 64, 3, 1, 1, 1);
-    rig_init(&f, d, 7, 7, mi_cpu_isa(), 1, 11);
-    rig_init(&r, d, 7, 7, MI_ISA_REF, 1, 11);
-    ck_assert_int_eq(f.c.chan_lanes, 0);
-    ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
-    if (mi_conv_ukr_for((mi_isa)f.c.path) && mi_conv_ukr_for((mi_isa)f.c.path)->run_t)
-        ck_assert_int_eq(f.c.chan_lanes, 1);
-    ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
-    rig_run(&f);
-    mi_conv_forward_ref(&r.c, &r.y, &r.x, &r.r, MI_ACT_RELU);
-    const int64_t n = mi_tensor_numel(&r.y);
-    mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared 7x7");
-    int64_t bad[4] = { 1, 95, 7, 7 };
-    mi_tensor xb = mi_tensor_view(NULL, 4, bad, "x");
-    ck_assert_int_eq(mi_conv_prepare(&f.c, &xb), MI_ERR_SHAPE);
-    ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,95,7,7], expected 96 channels"));
-    rig_free(&f);
-    rig_free(&r);
+    const mi_conv_desc descs[] = { mi_conv2d_desc(96, 64, 3, 1, 1, 1), mi_conv2d_desc(96, 64, 3, 2, 1, 1) };
+    for (int k = 0; k < 2; k++) {
+        rig f, r;
+        rig_init(&f, descs[k], 9, 7, mi_cpu_isa(), 1, 11);
+        rig_init(&r, descs[k], 9, 7, MI_ISA_REF, 1, 11);
+        ck_assert_int_eq(f.c.chan_lanes, 0);
+        ck_assert_int_eq(f.c.wino, 0);
+        ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
+        const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)f.c.path);
+        if (u) ck_assert_int_eq(f.c.wino, k == 0);
+        if (u && u->run_t && k == 1) ck_assert_int_eq(f.c.chan_lanes, 1);
+        ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
+        mi_free_aligned(f.ws);   /* sized before prepare chose the algorithm */
+        f.ws = mi_alloc_aligned(mi_conv_workspace(&f.c, &f.x));
+        rig_run(&f);
+        mi_conv_forward_ref(&r.c, &r.y, &r.x, &r.r, MI_ACT_RELU);
+        const int64_t n = mi_tensor_numel(&r.y);
+        mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared 9x7");
+        int64_t bad[4] = { 1, 95, 9, 7 };
+        mi_tensor xb = mi_tensor_view(NULL, 4, bad, "x");
+        ck_assert_int_eq(mi_conv_prepare(&f.c, &xb), MI_ERR_SHAPE);
+        ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,95,9,7], expected 96 channels"));
+        rig_free(&f);
+        rig_free(&r);
+    }
+}
+END_TEST
+
+/* The SIMD transforms against the scalar ones, bit for bit: every tail of a 16-lane vector, rows
+ * cut by the map's right edge (odd ow), one or two output rows, residual, relu. */
+START_TEST(winograd_transforms_match_scalar)
+{
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
+        const mi_conv_ukr *u = mi_conv_ukr_for(isa);
+        if (!u || !u->wino_in) continue;
+        for (int64_t tw = 1; tw <= 37; tw++) {
+            const int64_t rowlen = MI_WINO_ROWLEN(tw), vs = tw + 5;
+            float *rows = mi_alloc_aligned((size_t)(4 * rowlen) * sizeof(float));
+            float *a = mi_alloc_aligned((size_t)(16 * vs) * sizeof(float));
+            float *b = mi_alloc_aligned((size_t)(16 * vs) * sizeof(float));
+            mi_fill_random(rows, 4 * rowlen, (uint64_t)tw);
+            memset(a, 0x7f, (size_t)(16 * vs) * sizeof(float));   /* the gaps must stay untouched */
+            memset(b, 0x7f, (size_t)(16 * vs) * sizeof(float));
+            mi_conv_wino_in_ref(a, vs, rows, rowlen, tw);
+            u->wino_in(b, vs, rows, rowlen, tw);
+            ck_assert_msg(!memcmp(a, b, (size_t)(16 * vs) * sizeof(float)), "%s wino_in tw %lld",
+                          mi_isa_name(isa), (long long)tw);
+            for (int64_t ow = 2 * tw - 1; ow <= 2 * tw; ow++)
+                for (int v = 0; v < 8; v++) {
+                    const int nrows = 1 + (v & 1), res = v >> 1 & 1, relu = v >> 2 & 1;
+                    float *r = mi_alloc_aligned((size_t)(2 * ow) * sizeof(float));
+                    float *ya = mi_alloc_aligned((size_t)(2 * ow + 16) * sizeof(float));
+                    float *yb = mi_alloc_aligned((size_t)(2 * ow + 16) * sizeof(float));
+                    mi_fill_random(r, 2 * ow, (uint64_t)(ow + 7 * v));
+                    memset(ya, 0x7f, (size_t)(2 * ow + 16) * sizeof(float));
+                    memset(yb, 0x7f, (size_t)(2 * ow + 16) * sizeof(float));
+                    mi_conv_wino_out_ref(ya, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
+                    u->wino_out(yb, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
+                    ck_assert_msg(!memcmp(ya, yb, (size_t)(2 * ow + 16) * sizeof(float)),
+                                  "%s wino_out tw %lld ow %lld variant %d", mi_isa_name(isa),
+                                  (long long)tw, (long long)ow, v);
+                    mi_free_aligned(r);
+                    mi_free_aligned(ya);
+                    mi_free_aligned(yb);
+                    ran++;
+                }
+            mi_free_aligned(rows);
+            mi_free_aligned(a);
+            mi_free_aligned(b);
+        }
+    }
+    if (!ran) MI_SKIP("no SIMD Winograd transforms on this CPU");
 }
 END_TEST
 
@@ -368,6 +460,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
     tcase_add_test(tc, bad_shapes_name_the_layer);
     tcase_add_test(tc, prepare_repacks_for_the_input_size);
+    tcase_add_test(tc, winograd_transforms_match_scalar);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
     return s;

@@ -187,5 +187,77 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
     for (; j < n; j++) dst[j] = src[j * stride];
 }
 
+/* Winograd F(2x2, 3x3) transforms (ops/conv_winograd.c), 8 tiles per vector: the same
+ * operations in the same order as mi_conv_wino_in_ref / mi_conv_wino_out_ref, lane by lane. */
+static inline __m256i first_n(int64_t n) { return lanes(n >= 8 ? 0xffu : n > 0 ? (1u << n) - 1u : 0u); }
+
+/* even (sel 2,0,2,0) or odd (3,1,3,1) elements of the 16 floats at b */
+#define DEINTERLEAVE(b, sel) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd( \
+    _mm256_shuffle_ps(_mm256_loadu_ps(b), _mm256_loadu_ps((b) + 8), sel)), _MM_SHUFFLE(3, 1, 2, 0)))
+
+static void wino_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+    for (int64_t q = 0; q < tw; q += 8) {
+        __m256 d[4][4], t[4][4];   /* d[i][j]: element (i, j) of 8 tiles */
+        for (int i = 0; i < 4; i++) {
+            const float *b = rows + i * rowlen + 2 * q;
+            d[i][0] = DEINTERLEAVE(b, _MM_SHUFFLE(2, 0, 2, 0));
+            d[i][1] = DEINTERLEAVE(b, _MM_SHUFFLE(3, 1, 3, 1));
+            d[i][2] = DEINTERLEAVE(b + 2, _MM_SHUFFLE(2, 0, 2, 0));
+            d[i][3] = DEINTERLEAVE(b + 2, _MM_SHUFFLE(3, 1, 3, 1));
+        }
+        for (int j = 0; j < 4; j++) {
+            t[0][j] = _mm256_sub_ps(d[0][j], d[2][j]);
+            t[1][j] = _mm256_add_ps(d[1][j], d[2][j]);
+            t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
+            t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
+        }
+        const __m256i mk = first_n(tw - q);
+        for (int i = 0; i < 4; i++) {
+            _mm256_maskstore_ps(v + (i * 4 + 0) * vs + q, mk, _mm256_sub_ps(t[i][0], t[i][2]));
+            _mm256_maskstore_ps(v + (i * 4 + 1) * vs + q, mk, _mm256_add_ps(t[i][1], t[i][2]));
+            _mm256_maskstore_ps(v + (i * 4 + 2) * vs + q, mk, _mm256_sub_ps(t[i][2], t[i][1]));
+            _mm256_maskstore_ps(v + (i * 4 + 3) * vs + q, mk, _mm256_sub_ps(t[i][1], t[i][3]));
+        }
+    }
+}
+
+static void wino_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                     int nrows, float bias, int relu) {
+    const __m256 bv = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
+    for (int64_t q = 0; q < tw; q += 8) {
+        const __m256i mk = first_n(tw - q);
+        __m256 s[2][4];
+        for (int j = 0; j < 4; j++) {
+            const __m256 m0 = _mm256_maskload_ps(m + j * ms + q, mk);
+            const __m256 m1 = _mm256_maskload_ps(m + (4 + j) * ms + q, mk);
+            const __m256 m2 = _mm256_maskload_ps(m + (8 + j) * ms + q, mk);
+            const __m256 m3 = _mm256_maskload_ps(m + (12 + j) * ms + q, mk);
+            s[0][j] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+            s[1][j] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+        }
+        const int64_t n = ow - 2 * q;   /* output columns left in the row from this tile */
+        const __m256i k0 = first_n(n), k1 = first_n(n - 8);
+        for (int a = 0; a < nrows; a++) {
+            const __m256 o0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[a][0], s[a][1]), s[a][2]), bv);
+            const __m256 o1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
+            const __m256 ul = _mm256_unpacklo_ps(o0, o1), uh = _mm256_unpackhi_ps(o0, o1);
+            __m256 v0 = _mm256_permute2f128_ps(ul, uh, 0x20), v1 = _mm256_permute2f128_ps(ul, uh, 0x31);
+            float *yr = y + a * ow + 2 * q;
+            if (res) {
+                const float *rr = res + a * ow + 2 * q;
+                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(rr, k0));
+                v1 = _mm256_add_ps(v1, _mm256_maskload_ps(rr + 8, k1));
+            }
+            if (relu) {
+                v0 = _mm256_max_ps(v0, zero);
+                v1 = _mm256_max_ps(v1, zero);
+            }
+            _mm256_maskstore_ps(yr, k0, v0);
+            _mm256_maskstore_ps(yr + 8, k1, v1);
+        }
+    }
+}
+
 const mi_conv_ukr mi_conv_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
-                                       .strided = strided, .run_t = run_t, .pack_t = pack_t };
+                                       .strided = strided, .run_t = run_t, .pack_t = pack_t,
+                                       .wino_in = wino_in, .wino_out = wino_out };

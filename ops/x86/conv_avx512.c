@@ -209,4 +209,76 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
     for (; j < n; j++) dst[j] = src[j * stride];
 }
 
-const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack, strided, run_t, pack_t };
+/* Winograd F(2x2, 3x3) transforms (ops/conv_winograd.c), 16 tiles per vector: the same
+ * operations in the same order as mi_conv_wino_in_ref / mi_conv_wino_out_ref, lane by lane. */
+static inline __mmask16 first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u); }
+
+static void wino_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int64_t q = 0; q < tw; q += 16) {
+        __m512 d[4][4], t[4][4];   /* d[i][j]: element (i, j) of 16 tiles */
+        for (int i = 0; i < 4; i++) {
+            const float *b = rows + i * rowlen + 2 * q;
+            const __m512 l0 = _mm512_loadu_ps(b), h0 = _mm512_loadu_ps(b + 16);
+            const __m512 l2 = _mm512_loadu_ps(b + 2), h2 = _mm512_loadu_ps(b + 18);
+            d[i][0] = _mm512_permutex2var_ps(l0, ev, h0);
+            d[i][1] = _mm512_permutex2var_ps(l0, od, h0);
+            d[i][2] = _mm512_permutex2var_ps(l2, ev, h2);
+            d[i][3] = _mm512_permutex2var_ps(l2, od, h2);
+        }
+        for (int j = 0; j < 4; j++) {
+            t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+            t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+            t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+            t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+        }
+        const __mmask16 mk = first_n(tw - q);
+        for (int i = 0; i < 4; i++) {
+            _mm512_mask_storeu_ps(v + (i * 4 + 0) * vs + q, mk, _mm512_sub_ps(t[i][0], t[i][2]));
+            _mm512_mask_storeu_ps(v + (i * 4 + 1) * vs + q, mk, _mm512_add_ps(t[i][1], t[i][2]));
+            _mm512_mask_storeu_ps(v + (i * 4 + 2) * vs + q, mk, _mm512_sub_ps(t[i][2], t[i][1]));
+            _mm512_mask_storeu_ps(v + (i * 4 + 3) * vs + q, mk, _mm512_sub_ps(t[i][1], t[i][3]));
+        }
+    }
+}
+
+static void wino_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                     int nrows, float bias, int relu) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const __m512 bv = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+    for (int64_t q = 0; q < tw; q += 16) {
+        const __mmask16 mk = first_n(tw - q);
+        __m512 s[2][4];
+        for (int j = 0; j < 4; j++) {
+            const __m512 m0 = _mm512_maskz_loadu_ps(mk, m + j * ms + q);
+            const __m512 m1 = _mm512_maskz_loadu_ps(mk, m + (4 + j) * ms + q);
+            const __m512 m2 = _mm512_maskz_loadu_ps(mk, m + (8 + j) * ms + q);
+            const __m512 m3 = _mm512_maskz_loadu_ps(mk, m + (12 + j) * ms + q);
+            s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+            s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        }
+        const int64_t n = ow - 2 * q;   /* output columns left in the row from this tile */
+        const __mmask16 k0 = first_n(n), k1 = first_n(n - 16 > 0 ? n - 16 : 0);
+        for (int a = 0; a < nrows; a++) {
+            const __m512 o0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]), bv);
+            const __m512 o1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
+            __m512 v0 = _mm512_permutex2var_ps(o0, lo, o1), v1 = _mm512_permutex2var_ps(o0, hi, o1);
+            float *yr = y + a * ow + 2 * q;
+            if (res) {
+                const float *rr = res + a * ow + 2 * q;
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, rr));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, rr + 16));
+            }
+            if (relu) {
+                v0 = _mm512_max_ps(v0, zero);
+                v1 = _mm512_max_ps(v1, zero);
+            }
+            _mm512_mask_storeu_ps(yr, k0, v0);
+            _mm512_mask_storeu_ps(yr + 16, k1, v1);
+        }
+    }
+}
+
+const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack, strided, run_t, pack_t, wino_in, wino_out };
