@@ -344,15 +344,15 @@ START_TEST(bad_shapes_name_the_layer)
 END_TEST
 
 /* mi_conv_prepare: repacks for the input size (on a SIMD path: Winograd for a 3x3 layer once the
- * size is known; channels on the lanes for a stride-2 layer with a 5x4 output), same results as the reference; a
+ * size is known; channels on the lanes for a stride-2 layer with a 6x6 output), same results as the reference; a
  * bad shape is refused with the layer's name. */
 START_TEST(prepare_repacks_for_the_input_size)
 {
     const mi_conv_desc descs[] = { mi_conv2d_desc(96, 64, 3, 1, 1, 1), mi_conv2d_desc(96, 64, 3, 2, 1, 1) };
     for (int k = 0; k < 2; k++) {
         rig f, r;
-        rig_init(&f, descs[k], 9, 7, mi_cpu_isa(), 1, 11);
-        rig_init(&r, descs[k], 9, 7, MI_ISA_REF, 1, 11);
+        rig_init(&f, descs[k], 12, 11, mi_cpu_isa(), 1, 11);
+        rig_init(&r, descs[k], 12, 11, MI_ISA_REF, 1, 11);
         ck_assert_int_eq(f.c.chan_lanes, 0);
         ck_assert_int_eq(f.c.wino, 0);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
@@ -365,11 +365,11 @@ START_TEST(prepare_repacks_for_the_input_size)
         rig_run(&f);
         mi_conv_forward_ref(&r.c, &r.y, &r.x, &r.r, MI_ACT_RELU);
         const int64_t n = mi_tensor_numel(&r.y);
-        mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared 9x7");
-        int64_t bad[4] = { 1, 95, 9, 7 };
+        mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared 12x11");
+        int64_t bad[4] = { 1, 95, 12, 11 };
         mi_tensor xb = mi_tensor_view(NULL, 4, bad, "x");
         ck_assert_int_eq(mi_conv_prepare(&f.c, &xb), MI_ERR_SHAPE);
-        ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,95,9,7], expected 96 channels"));
+        ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,95,12,11], expected 96 channels"));
         rig_free(&f);
         rig_free(&r);
     }
