@@ -103,10 +103,10 @@ static void *pack_weights(mi_conv *c, const mi_conv_ukr *u, int wino, int chan_l
     const int64_t cog = d->cout / d->groups, K = d->cin / d->groups * kvol(d);
     size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
         chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
-    const size_t n = wino ? mi_conv_wino_pack(u, NULL, c->weight, d, chan_lanes)
+    const size_t n = wino ? mi_conv_wino_pack(u, NULL, c->weight, d, wino, chan_lanes)
                           : pack(u, NULL, c->weight, d->groups, cog, K);
     float *p = mi_alloc_aligned(n * sizeof(float));
-    if (p && wino && !mi_conv_wino_pack(u, p, c->weight, d, chan_lanes)) {
+    if (p && wino && !mi_conv_wino_pack(u, p, c->weight, d, wino, chan_lanes)) {
         mi_free_aligned(p);
         p = NULL;
     } else if (p && !wino) {
@@ -516,10 +516,14 @@ static int chan_lanes_win(const mi_conv_ukr *u, int64_t grid, int64_t P, int64_t
     return cost_chan < 0.97 * cost_pix;
 }
 
-/* Winograd F(2x2, 3x3) where the layer allows it and it pays: with enough channels for the
- * transforms to amortize and enough tiles for its 16 GEMMs (measured: WINO_* below). */
+/* Winograd where the layer allows it and it pays (measured in ResNet-50 at 1 and 2 threads): not
+ * below 16 channels (the transforms would not amortize), F(4x4, 3x3) while its (4.5x larger)
+ * transformed weights stay small enough to stream and there are >= 32 tiles of 4x4 (ResNet's 56x56
+ * and 28x28 maps, up to 128 channels), else F(2x2, 3x3) at >= 32 tiles of 2x2 (14x14 maps). The
+ * 7x7 maps stay direct: few tiles, and the weights, read once per image, would double. */
 #define WINO_MIN_CH 16
 #define WINO_MIN_TILES 32
+#define WINO4_MAX_CH2 (128 * 128)
 
 static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *chan_lanes) {
     const int64_t cig = d->cin / d->groups, cog = d->cout / d->groups;
@@ -527,14 +531,18 @@ static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *
     conv_geom G;
     const int known = in[0] > 0 && in[1] > 0 && in[2] > 0 && geom_init_in(&G, d, in) &&
                       G.out[0] * G.out[1] * G.out[2] > 0;
-    const int64_t tiles = known ? CEIL_DIV(G.out[1], 2) * CEIL_DIV(G.out[2], 2) : 0;
-    *wino = mi_conv_wino_ok(d) && d->algo != MI_CONV_DIRECT &&
-            (d->algo == MI_CONV_WINOGRAD ||
-             (known && cig >= WINO_MIN_CH && cog >= WINO_MIN_CH && tiles >= WINO_MIN_TILES));
+    int64_t tiles[5] = { 0 };   /* by output tile size m */
+    for (int m = 2; known && m <= 4; m += 2) tiles[m] = CEIL_DIV(G.out[1], m) * CEIL_DIV(G.out[2], m);
+    *wino = 0;
+    if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD2) *wino = 2;
+    else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD4) *wino = 4;
+    else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_AUTO && known && cig >= WINO_MIN_CH && cog >= WINO_MIN_CH)
+        *wino = cig * cog <= WINO4_MAX_CH2 && tiles[4] >= WINO_MIN_TILES ? 4
+              : tiles[2] >= WINO_MIN_TILES ? 2 : 0;
     if (!u->run_t || d->lanes == 1) *chan_lanes = 0;
     else if (d->lanes == 2) *chan_lanes = 1;
     else if (!known || cog < 16) *chan_lanes = 0;
-    else if (*wino) *chan_lanes = chan_lanes_win(u, tiles, tiles, cig, cog);
+    else if (*wino) *chan_lanes = chan_lanes_win(u, tiles[*wino], tiles[*wino], cig, cog);
     else {
         const int64_t P = G.out[0] * G.out[1] * G.out[2];
         *chan_lanes = chan_lanes_win(u, G.direct ? P : G.out[0] * G.plane[1] * G.plane[2], P,
@@ -558,7 +566,7 @@ size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
     conv_geom G;
     if (c->path == MI_ISA_REF || !geom_init(&G, &c->d, x)) return 0;   /* x: checked by caller */
     if (c->wino)
-        return mi_conv_wino_ws(mi_conv_ukr_for((mi_isa)c->path), &c->d, G.in[1], G.in[2],
+        return mi_conv_wino_ws(mi_conv_ukr_for((mi_isa)c->path), &c->d, c->wino, G.in[1], G.in[2],
                                mi_conv_max_threads());
     return conv_ws(c, &G, mi_conv_max_threads());
 }
@@ -653,7 +661,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         mi_conv_plan pl;
         mi_conv_gemm_plan(u, &g, nt, &pl);
         void *mine = (unsigned char *)gws + per_thread * (size_t)omp_get_thread_num();
-        #pragma omp for schedule(dynamic, 1)
+        #pragma omp for schedule(static)
         for (int64_t it = 0; it < pl.items; it++) mi_conv_gemm_item(u, &g, &pl, it, mine);
     }
 }

@@ -24,13 +24,13 @@ typedef struct {
      * ops/conv.c). Any input size still works. lanes forces it: 0 auto, 1 pixels, 2 channels. */
     int64_t in_size[3];
     int     lanes;
-    /* The algorithm of the fast path: MI_CONV_AUTO (Winograd F(2x2, 3x3) for 3x3 stride-1 2-D
-     * layers where in_size says it pays), MI_CONV_DIRECT, or MI_CONV_WINOGRAD wherever the layer
-     * allows it (mi_conv_wino_ok). The reference path ignores it. */
+    /* The algorithm of the fast path: MI_CONV_AUTO (Winograd for 3x3 stride-1 2-D layers where
+     * in_size says it pays, ops/conv.c), MI_CONV_DIRECT, or Winograd F(2x2, 3x3) / F(4x4, 3x3)
+     * wherever the layer allows it (mi_conv_wino_ok). The reference path ignores it. */
     int     algo;
 } mi_conv_desc;
 
-enum { MI_CONV_AUTO = 0, MI_CONV_DIRECT = 1, MI_CONV_WINOGRAD = 2 };
+enum { MI_CONV_AUTO = 0, MI_CONV_DIRECT, MI_CONV_WINOGRAD2, MI_CONV_WINOGRAD4 };
 
 typedef struct {
     mi_conv_desc d;
@@ -40,7 +40,8 @@ typedef struct {
     void  *packed;   /* ISA-specific packed weights, owned (NULL: reference path) */
     int    path;     /* which kernel forward() uses; set by init from shape and ISA (an mi_isa) */
     int    chan_lanes; /* 1: output channels on the vector lanes (packed for run_t) */
-    int    wino;       /* 1: Winograd F(2x2, 3x3), packed holds the transformed weights */
+    int    wino;       /* m of Winograd F(m x m, 3x3) (2 or 4; packed holds the transformed
+                        * weights), 0: direct */
 } mi_conv;
 
 /* A 2-D descriptor: square kernel k, stride s, padding p, dilation 1. */
@@ -159,38 +160,20 @@ typedef struct {
     void (*run_t)(const mi_conv_ukr_args *a, int mr);
     void (*pack_t)(float *dst, const float *src, const int64_t *koff, int64_t kc,
                    const mi_conv_seg *run, int nrun);
-    /* Winograd F(2x2, 3x3) transforms of one row of tw tiles (the contract of mi_conv_wino_in_ref
-     * and mi_conv_wino_out_ref below, bit for bit); NULL: those scalar ones. */
-    void (*wino_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-    void (*wino_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                     int nrows, float bias, int relu);
+    /* Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms of one row of tw tiles (the contracts of
+     * mi_conv_wino2_in_ref ... below, bit for bit); NULL: those scalar ones. */
+    void (*wino2_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+    void (*wino2_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                      int nrows, float bias, int relu);
+    void (*wino4_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+    void (*wino4_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                      int nrows, float bias, int relu);
 } mi_conv_ukr;
 
 /* NULL for MI_ISA_REF and where no fast kernel exists. */
 const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa);
 #if defined(__x86_64__)
 extern const mi_conv_ukr mi_conv_ukr_avx2, mi_conv_ukr_avx512;
-/* Winograd F(2x2, 3x3) (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1, dilation 1.
- * pack: the 16 transformed weight matrices per group, packed as mi_conv_pack_a(_t) packs G*16
- * groups (apack NULL: the float count; 0: out of memory). ws: workspace bytes for an H x W input
- * and nt threads. forward: mi_conv_forward's contract for a layer packed by pack. */
-int    mi_conv_wino_ok(const mi_conv_desc *d);
-/* Input transform of a row of tw tiles: rows holds the 4 zero-padded input rows the tiles span
- * (rowlen floats apart, readable up to WINO_ROWLEN(tw) floats each; tile q starts at column 2q);
- * writes V = B^T d B point pt of tile q to v[pt*vs + q]. */
-#define MI_WINO_ROWLEN(tw) ((((tw) + 15) / 16 * 16) * 2 + 32)
-void   mi_conv_wino_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-/* Output transform of a row of tw tiles: m[pt*ms + q] is point pt of tile q; writes A^T m A +
- * bias (+ res, the same layout as y), then max(., 0) if relu, to the nrows (1 or 2) output rows
- * y[a*ow + 2q + b] that exist (2q + b < ow). */
-void   mi_conv_wino_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                            int64_t ow, int nrows, float bias, int relu);
-size_t mi_conv_wino_pack(const mi_conv_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
-                         int chan_lanes);
-size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int64_t H, int64_t W, int nt);
-void   mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, const mi_tensor *x,
-                            const mi_tensor *res, mi_act act, void *workspace);
-
 #endif
 
 typedef struct {
@@ -236,25 +219,30 @@ size_t mi_conv_pack_a(const mi_conv_ukr *u, float *apack, const float *w, int64_
 size_t mi_conv_pack_a_t(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
                         int64_t M, int64_t K);
 
-/* Winograd F(2x2, 3x3) (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1, dilation 1.
- * pack: the 16 transformed weight matrices per group, packed as mi_conv_pack_a(_t) packs G*16
- * groups (apack NULL: the float count; 0: out of memory). ws: workspace bytes for an H x W input
- * and nt threads. forward: mi_conv_forward's contract for a layer packed by pack. */
+/* Winograd F(m x m, 3x3), m = 2 or 4 (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1,
+ * dilation 1. pack: the (m+2)^2 transformed weight matrices per group, packed as mi_conv_pack_a(_t)
+ * packs G*(m+2)^2 groups (apack NULL: the float count; 0: out of memory). ws: workspace bytes for
+ * an H x W input and nt threads. forward: mi_conv_forward's contract for a layer packed by pack
+ * (c->wino = m). */
 int    mi_conv_wino_ok(const mi_conv_desc *d);
-/* Input transform of a row of tw tiles: rows holds the 4 zero-padded input rows the tiles span
- * (rowlen floats apart, readable up to WINO_ROWLEN(tw) floats each; tile q starts at column 2q);
- * writes V = B^T d B point pt of tile q to v[pt*vs + q]. */
-#define MI_WINO_ROWLEN(tw) ((((tw) + 15) / 16 * 16) * 2 + 32)
-void   mi_conv_wino_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-/* Output transform of a row of tw tiles: m[pt*ms + q] is point pt of tile q; writes A^T m A +
- * bias (+ res, the same layout as y), then max(., 0) if relu, to the nrows (1 or 2) output rows
- * y[a*ow + 2q + b] that exist (2q + b < ow). */
-void   mi_conv_wino_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                            int64_t ow, int nrows, float bias, int relu);
 size_t mi_conv_wino_pack(const mi_conv_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
-                         int chan_lanes);
-size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int64_t H, int64_t W, int nt);
+                         int m, int chan_lanes);
+size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
+                       int nt);
 void   mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, const mi_tensor *x,
                             const mi_tensor *res, mi_act act, void *workspace);
+/* Input transform of a row of tw tiles: rows holds the m+2 zero-padded input rows the tiles span
+ * (rowlen floats apart, each readable up to MI_WINO_ROWLEN(tw) floats; tile q starts at column
+ * m*q); writes point pt of V = B^T d B of tile q to v[pt*vs + q]. */
+#define MI_WINO_ROWLEN(tw) ((((tw) + 15) / 16 * 16) * 4 + 64)
+void   mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+void   mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+/* Output transform of a row of tw tiles: m[pt*ms + q] is point pt of tile q; writes A^T m A +
+ * bias (+ res, the same layout as y), then max(., 0) if relu, to the nrows (1..m) output rows
+ * y[r*ow + m*q + k] that exist (m*q + k < ow). */
+void   mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
+                             int64_t ow, int nrows, float bias, int relu);
+void   mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
+                             int64_t ow, int nrows, float bias, int relu);
 
 #endif

@@ -1,25 +1,33 @@
 /* ops/conv_winograd.c - 3x3, stride-1, dilation-1 2-D convolutions by Winograd's minimal filtering
- * F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016), in two sizes:
+ *   F(2x2, 3x3): each 2x2 output tile from a 4x4 input tile, 16 multiplications per channel pair
+ *                and tile instead of 36 (2.25x fewer);
+ *   F(4x4, 3x3): each 4x4 output tile from a 6x6 input tile, 36 instead of 144 (4x fewer).
+ *     Y = A^T [ sum over input channels of U ⊙ V ] A,   U = G g G^T,   V = B^T d B
+ *   F(2x2, 3x3):  B^T = | 1  0 -1  0 |   G = | 1    0    0  |   A^T = | 1  1  1  0 |
+ *                       | 0  1  1  0 |       | 1/2  1/2  1/2|         | 0  1 -1 -1 |
+ *                       | 0 -1  1  0 |       | 1/2 -1/2  1/2|
+ *                       | 0  1  0 -1 |       | 0    0    1  |
+ *   F(4x4, 3x3):  B^T = | 4  0 -5  0  1  0 |   G = | 1/4    0     0   |   A^T = | 1  1  1  1  1  0 |
+ *                       | 0 -4 -4  1  1  0 |       | -1/6 -1/6  -1/6  |         | 0  1 -1  2 -2  0 |
+ *                       | 0  4 -4 -1  1  0 |       | -1/6  1/6  -1/6  |         | 0  1  1  4  4  0 |
+ *                       | 0 -2 -1  2  1  0 |       | 1/24  1/12  1/6  |         | 0  1 -1  8 -8  1 |
+ *                       | 0  2 -1 -2  1  0 |       | 1/24 -1/12  1/6  |
+ *                       | 0  4  0 -5  0  1 |       | 0     0     1    |
+ * The sum over input channels, for each point of the transformed tile, is a GEMM U[pt] (cout x
+ * cin) x V[pt] (cin x tiles): the packed GEMM of ops/conv.c runs them all as groups, so the
+ * micro-kernels, the threading and the determinism argument are those of the direct path. U is
+ * computed once at init in float64 and rounded once; B^T and A^T are small integers, so the
+ * transforms add a few roundings per output. Measured against torch in float64 (tests/test_conv.c,
+ * every fast case with the algorithm forced each way): max error 4.6e-7 of max|y| for F(2x2),
+ * against 7.3e-7 for the direct sum; F(4x4): see the MAXREL lines of the test.
  *
- * Each 2x2 output tile is computed from the 4x4 input tile d around it:
- *     Y = A^T [ sum over input channels of U ⊙ V ] A,   U = G g G^T (4x4),   V = B^T d B (4x4)
- *     B^T = | 1  0 -1  0 |    G = | 1    0    0  |    A^T = | 1  1  1  0 |
- *           | 0  1  1  0 |        | 1/2  1/2  1/2|          | 0  1 -1 -1 |
- *           | 0 -1  1  0 |        | 1/2 -1/2  1/2|
- *           | 0  1  0 -1 |        | 0    0    1  |
- * 16 multiplications per channel pair and tile instead of 36. The sum over input channels, for
- * each of the 16 points of the 4x4 tile, is a GEMM U[pt] (cout x cin) x V[pt] (cin x tiles): the
- * packed GEMM of ops/conv.c runs all 16 as groups, so the micro-kernels, the threading and the
- * determinism argument are those of the direct path. U is computed once at init in float64 and
- * rounded once; B^T and A^T only add and subtract, so the transforms add a few roundings per
- * output and the result stays within ~1e-6 of the direct sum (tests/test_conv.c checks every fast
- * case against torch in float64 and the reference, with the algorithm forced both ways).
- *
- * Per image: (1) input transform x -> V[group][pt][cin][tile], (2) the 16 GEMMs V -> Mb[group][pt]
+ * Per image: (1) input transform x -> V[group][pt][cin][tile], (2) the GEMMs V -> Mb[group][pt]
  * [cout][tile], (3) output transform Mb -> y with bias, residual and activation. The transforms
  * split channels x tile rows between threads and the GEMM splits output tiles only, so every
- * value is computed the same way whatever the thread count.
- * Chosen by ops/conv.c (mi_conv_desc.algo, or a cost estimate when the input size is known). */
+ * value is computed the same way whatever the thread count. The transforms of one row of tiles
+ * are the ukr's wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same bits.
+ * Chosen by ops/conv.c (mi_conv_desc.algo, or by size once the input size is known). */
 #include "conv.h"
 
 #include <omp.h>
@@ -29,7 +37,6 @@
 #define MI_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 #define ROUND64(n) (((n) + 63) / 64 * 64)
-#define NPT 16   /* points of the 4x4 transformed tile */
 
 int mi_conv_wino_ok(const mi_conv_desc *d) {
     return d->sp == 2 && d->k[1] == 3 && d->k[2] == 3 && d->stride[1] == 1 && d->stride[2] == 1 &&
@@ -37,70 +44,79 @@ int mi_conv_wino_ok(const mi_conv_desc *d) {
 }
 
 size_t mi_conv_wino_pack(const mi_conv_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
-                         int chan_lanes) {
-    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G;
+                         int m, int chan_lanes) {
+    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G, al = m + 2, npt = al * al;
     size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
         chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
-    if (!apack) return pack(u, NULL, NULL, G * NPT, cog, cig);
-    /* U[g][pt][co][ci] = (G w G^T)[pt], the A matrices of the 16 GEMMs of each group */
-    float *U = malloc((size_t)(G * NPT * cog * cig) * sizeof(float));
+    if (!apack) return pack(u, NULL, NULL, G * npt, cog, cig);
+    static const double G2[4][3] = { { 1, 0, 0 }, { .5, .5, .5 }, { .5, -.5, .5 }, { 0, 0, 1 } };
+    static const double G4[6][3] = { { 1. / 4, 0, 0 }, { -1. / 6, -1. / 6, -1. / 6 },
+                                     { -1. / 6, 1. / 6, -1. / 6 }, { 1. / 24, 1. / 12, 1. / 6 },
+                                     { 1. / 24, -1. / 12, 1. / 6 }, { 0, 0, 1 } };
+    const double (*Gm)[3] = m == 4 ? G4 : G2;
+    /* U[g][pt][co][ci] = (G w G^T)[pt], the A matrices of the GEMMs of each group */
+    float *U = malloc((size_t)(G * npt * cog * cig) * sizeof(float));
     if (!U) return 0;
-    static const double Gm[4][3] = { { 1, 0, 0 }, { .5, .5, .5 }, { .5, -.5, .5 }, { 0, 0, 1 } };
     for (int64_t g = 0; g < G; g++)
         for (int64_t co = 0; co < cog; co++)
             for (int64_t ci = 0; ci < cig; ci++) {
                 const float *k = w + ((g * cog + co) * cig + ci) * 9;
-                double t[4][3];   /* G g */
-                for (int i = 0; i < 4; i++)
+                double t[6][3];   /* G g */
+                for (int i = 0; i < al; i++)
                     for (int b = 0; b < 3; b++)
                         t[i][b] = Gm[i][0] * k[b] + Gm[i][1] * k[3 + b] + Gm[i][2] * k[6 + b];
-                for (int i = 0; i < 4; i++)
-                    for (int j = 0; j < 4; j++)
-                        U[((g * NPT + i * 4 + j) * cog + co) * cig + ci] =
+                for (int i = 0; i < al; i++)
+                    for (int j = 0; j < al; j++)
+                        U[((g * npt + i * al + j) * cog + co) * cig + ci] =
                             (float)(t[i][0] * Gm[j][0] + t[i][1] * Gm[j][1] + t[i][2] * Gm[j][2]);
             }
-    size_t n = pack(u, apack, U, G * NPT, cog, cig);
+    size_t n = pack(u, apack, U, G * npt, cog, cig);
     free(U);
     return n;
 }
 
 typedef struct {
-    int64_t H, W, OH, OW, TH, TW, T;   /* input, output, tiles (2x2 outputs each) */
+    int m, al, npt;                    /* output tile m x m, input tile al x al = npt points */
+    int64_t H, W, OH, OW, TH, TW, T;   /* input, output, tiles */
     int64_t ph, pw, rowlen;            /* padding; floats of one padded input row of tiles */
 } wino_geom;
 
-static void geom(wino_geom *g, const mi_conv_desc *d, int64_t H, int64_t W) {
+static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t H, int64_t W) {
+    g->m = m;
+    g->al = m + 2;
+    g->npt = g->al * g->al;
     g->H = H;
     g->W = W;
     g->ph = d->pad[1];
     g->pw = d->pad[2];
     g->OH = H + 2 * g->ph - 2;
     g->OW = W + 2 * g->pw - 2;
-    g->TH = CEIL_DIV(g->OH, 2);
-    g->TW = CEIL_DIV(g->OW, 2);
+    g->TH = CEIL_DIV(g->OH, m);
+    g->TW = CEIL_DIV(g->OW, m);
     g->T = g->TH * g->TW;
     g->rowlen = MI_WINO_ROWLEN(g->TW);
 }
 
-/* the workspace: koff [cig], V [G][16][cig][T], Mb [G][16][cog][T], GEMM scratch, then per
- * thread 4 zero-padded input rows */
+/* the workspace: koff [cig], V [G][npt][cig][T], Mb [G][npt][cog][T], GEMM scratch, then per
+ * thread al zero-padded input rows */
 static size_t ws_parts(const mi_conv_ukr *u, const mi_conv_desc *d, const wino_geom *g, int nt,
                        size_t part[4]) {
     part[0] = ROUND64((size_t)(d->cin / d->groups) * sizeof(int64_t));
-    part[1] = ROUND64((size_t)(NPT * d->cin * g->T) * sizeof(float));
-    part[2] = ROUND64((size_t)(NPT * d->cout * g->T) * sizeof(float));
+    part[1] = ROUND64((size_t)(g->npt * d->cin * g->T) * sizeof(float));
+    part[2] = ROUND64((size_t)(g->npt * d->cout * g->T) * sizeof(float));
     part[3] = mi_conv_gemm_ws(u, nt);
-    return part[0] + part[1] + part[2] + part[3] + (size_t)nt * 4 * (size_t)g->rowlen * sizeof(float);
+    return part[0] + part[1] + part[2] + part[3] + (size_t)(nt * g->al * g->rowlen) * sizeof(float);
 }
 
-size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int64_t H, int64_t W, int nt) {
+size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
+                       int nt) {
     wino_geom g;
     size_t part[4];
-    geom(&g, d, H, W);
+    geom(&g, d, m, H, W);
     return ws_parts(u, d, &g, nt, part);
 }
 
-void mi_conv_wino_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+void mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
     const float *b0 = rows, *b1 = rows + rowlen, *b2 = rows + 2 * rowlen, *b3 = rows + 3 * rowlen;
     for (int64_t q = 0; q < tw; q++) {
         const int64_t u = 2 * q;
@@ -120,7 +136,7 @@ void mi_conv_wino_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen
     }
 }
 
-void mi_conv_wino_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
+void mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
                           int64_t ow, int nrows, float bias, int relu) {
     for (int64_t q = 0; q < tw; q++) {
         float s[2][4];   /* A^T m */
@@ -143,17 +159,75 @@ void mi_conv_wino_out_ref(float *y, const float *res, const float *m, int64_t ms
     }
 }
 
-/* V of channel c, tile row r: rows 2r-ph .. 2r-ph+3 of x, zero-padded into buf, transformed. */
+void mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+    for (int64_t q = 0; q < tw; q++) {
+        float t[6][6];   /* B^T d */
+        for (int j = 0; j < 6; j++) {
+            const float *c = rows + 4 * q + j;
+            const float d0 = c[0], d1 = c[rowlen], d2 = c[2 * rowlen], d3 = c[3 * rowlen];
+            const float d4 = c[4 * rowlen], d5 = c[5 * rowlen];
+            t[0][j] = 4.0f * d0 - 5.0f * d2 + d4;
+            t[1][j] = (d3 + d4) - 4.0f * (d1 + d2);
+            t[2][j] = (d4 - d3) + 4.0f * (d1 - d2);
+            t[3][j] = (d4 - d2) + 2.0f * (d3 - d1);
+            t[4][j] = (d4 - d2) - 2.0f * (d3 - d1);
+            t[5][j] = 4.0f * d1 - 5.0f * d3 + d5;
+        }
+        for (int i = 0; i < 6; i++) {   /* (B^T d) B */
+            const float *e = t[i];
+            float *o = v + i * 6 * vs + q;
+            o[0 * vs] = 4.0f * e[0] - 5.0f * e[2] + e[4];
+            o[1 * vs] = (e[3] + e[4]) - 4.0f * (e[1] + e[2]);
+            o[2 * vs] = (e[4] - e[3]) + 4.0f * (e[1] - e[2]);
+            o[3 * vs] = (e[4] - e[2]) + 2.0f * (e[3] - e[1]);
+            o[4 * vs] = (e[4] - e[2]) - 2.0f * (e[3] - e[1]);
+            o[5 * vs] = 4.0f * e[1] - 5.0f * e[3] + e[5];
+        }
+    }
+}
+
+void mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
+                           int64_t ow, int nrows, float bias, int relu) {
+    for (int64_t q = 0; q < tw; q++) {
+        float s[4][6];   /* A^T m */
+        for (int j = 0; j < 6; j++) {
+            const float *c = m + j * ms + q;
+            const float a = c[6 * ms] + c[12 * ms], b = c[6 * ms] - c[12 * ms];
+            const float p = c[18 * ms] + c[24 * ms], n = c[18 * ms] - c[24 * ms];
+            s[0][j] = c[0] + a + p;
+            s[1][j] = b + 2.0f * n;
+            s[2][j] = a + 4.0f * p;
+            s[3][j] = b + 8.0f * n + c[30 * ms];
+        }
+        for (int r = 0; r < nrows; r++) {   /* (A^T m) A */
+            const float *e = s[r];
+            const float a = e[1] + e[2], b = e[1] - e[2], p = e[3] + e[4], n = e[3] - e[4];
+            const float o[4] = { e[0] + a + p, b + 2.0f * n, a + 4.0f * p, b + 8.0f * n + e[5] };
+            for (int k = 0; k < 4 && 4 * q + k < ow; k++) {
+                const int64_t i = r * ow + 4 * q + k;
+                float v = o[k] + bias;
+                if (res) v += res[i];
+                if (relu) v = v > 0.0f ? v : 0.0f;   /* as the SIMD max(v, 0) */
+                y[i] = v;
+            }
+        }
+    }
+}
+
+/* V of channel c, tile row r: rows m*r-ph .. m*r-ph+al-1 of x, zero-padded into buf, transformed. */
 static void input_row(const mi_conv_ukr *u, float *V, const float *xc, const wino_geom *g, int64_t r,
                       int64_t vstride, float *buf) {
-    memset(buf, 0, (size_t)(4 * g->rowlen) * sizeof(float));
-    for (int i = 0; i < 4; i++) {
-        const int64_t ih = 2 * r - g->ph + i, n = 2 * g->TW + 2;
+    memset(buf, 0, (size_t)(g->al * g->rowlen) * sizeof(float));
+    for (int i = 0; i < g->al; i++) {
+        const int64_t ih = g->m * r - g->ph + i, n = g->m * g->TW + 2;
         if (ih < 0 || ih >= g->H) continue;
         const int64_t lo = MI_MIN(n, g->pw), hi = MI_MIN(n, g->pw + g->W);   /* b[u] = x[ih][u - pw] */
         if (hi > lo) memcpy(buf + i * g->rowlen + lo, xc + ih * g->W, (size_t)(hi - lo) * sizeof(float));
     }
-    (u->wino_in ? u->wino_in : mi_conv_wino_in_ref)(V + r * g->TW, vstride, buf, g->rowlen, g->TW);
+    void (*in)(float *, int64_t, const float *, int64_t, int64_t) =
+        g->m == 4 ? (u->wino4_in ? u->wino4_in : mi_conv_wino4_in_ref)
+                  : (u->wino2_in ? u->wino2_in : mi_conv_wino2_in_ref);
+    in(V + r * g->TW, vstride, buf, g->rowlen, g->TW);
 }
 
 void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, const mi_tensor *x,
@@ -161,7 +235,7 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, 
     const mi_conv_desc *d = &c->d;
     const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G;
     wino_geom g;
-    geom(&g, d, x->shape[2], x->shape[3]);
+    geom(&g, d, c->wino, x->shape[2], x->shape[3]);
     MI_ASSERT(g.OH == y->shape[2] && g.OW == y->shape[3] && workspace != NULL);
     const int nt = mi_threads();
     size_t part[4];
@@ -176,7 +250,7 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, 
     #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num();
-        float *buf = rows + (size_t)tid * 4 * (size_t)g.rowlen;
+        float *buf = rows + (size_t)(tid * g.al * g.rowlen);
         for (int64_t n = 0; n < x->shape[0]; n++) {
             const float *xn = x->data + n * d->cin * g.H * g.W;
             float *yn = y->data + n * d->cout * g.OH * g.OW;
@@ -184,11 +258,11 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, 
             #pragma omp for schedule(static)
             for (int64_t it = 0; it < d->cin * g.TH; it++) {
                 const int64_t ch = it / g.TH, gi = ch / cig, ci = ch % cig;
-                input_row(u, V + (gi * NPT * cig + ci) * g.T, xn + ch * g.H * g.W, &g, it % g.TH,
+                input_row(u, V + (gi * g.npt * cig + ci) * g.T, xn + ch * g.H * g.W, &g, it % g.TH,
                           cig * g.T, buf);
             }
             mi_conv_gemm gm = {
-                .groups = G * NPT, .M = cog, .K = cig, .apack = c->packed, .src = V,
+                .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
                 .src_gstride = cig * g.T, .koff = koff, .gd = 1, .gh = 1, .gw = g.T, .od = 1, .oh = 1,
                 .ow = g.T, .y = Mb, .chan_lanes = c->chan_lanes,
             };
@@ -197,13 +271,15 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, 
             #pragma omp for schedule(dynamic, 1)
             for (int64_t it = 0; it < pl.items; it++)
                 mi_conv_gemm_item(u, &gm, &pl, it, gws + per_thread * (size_t)tid);
+            void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
+                g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
+                         : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
             #pragma omp for schedule(static)
             for (int64_t it = 0; it < d->cout * g.TH; it++) {
                 const int64_t co = it / g.TH, gi = co / cog, m = co % cog;
-                const int64_t r = it % g.TH, o = co * g.OH * g.OW + 2 * r * g.OW;
-                (u->wino_out ? u->wino_out : mi_conv_wino_out_ref)(
-                    yn + o, rn ? rn + o : NULL, Mb + (gi * NPT * cog + m) * g.T + r * g.TW, cog * g.T,
-                    g.TW, g.OW, (int)MI_MIN(2, g.OH - 2 * r), c->bias[co], act == MI_ACT_RELU);
+                const int64_t r = it % g.TH, o = co * g.OH * g.OW + g.m * r * g.OW;
+                out(yn + o, rn ? rn + o : NULL, Mb + (gi * g.npt * cog + m) * g.T + r * g.TW, cog * g.T,
+                    g.TW, g.OW, (int)MI_MIN(g.m, g.OH - g.m * r), c->bias[co], act == MI_ACT_RELU);
             }
         }
     }

@@ -4,7 +4,8 @@
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
  *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512, each GEMM
  *    orientation forced in turn (pixels or channels on the vector lanes, mi_conv_desc.lanes), and
- *    each algorithm (direct; Winograd F(2x2, 3x3) on the 3x3 stride-1 cases, mi_conv_desc.algo);
+ *    each algorithm (direct; Winograd F(2x2, 3x3) and F(4x4, 3x3) on the 3x3 stride-1 cases,
+ *    mi_conv_desc.algo);
  *    MI_ISA caps what mi_conv_init picks (env_caps_isa).
  *    Tolerance: |ours - torch| <= 2e-5 * max|torch| + 1e-5 * |torch| (fp32 sums of up to 2700
  *    terms, FMA on the fast paths). Measured max |ours - torch| / max|torch| over all cases and
@@ -32,6 +33,11 @@ static double max_abs(const float *x, int64_t n) {
     double m = 0;
     for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)x[i]));
     return m;
+}
+
+static int wino_m(int algo) { return algo == MI_CONV_WINOGRAD2 ? 2 : algo == MI_CONV_WINOGRAD4 ? 4 : 0; }
+static const char *algo_name(int algo) {
+    return algo == MI_CONV_WINOGRAD2 ? "winograd F(2x2,3x3)" : algo == MI_CONV_WINOGRAD4 ? "winograd F(4x4,3x3)" : "direct";
 }
 
 /* Runs case i of the fixture on the given ISA (ref: the reference function itself); returns the
@@ -75,7 +81,7 @@ static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes, int al
         ck_assert_int_eq(mi_conv_out_shape(&c, &x, os), MI_OK);
         for (int j = 0; j < y.ndim; j++) ck_assert_int_eq(os[j], y.shape[j]);
         ws = mi_alloc_aligned(mi_conv_workspace(&c, &x));
-        if (c.path != MI_ISA_REF) ck_assert_int_eq(c.wino, algo == MI_CONV_WINOGRAD);
+        if (c.path != MI_ISA_REF) ck_assert_int_eq(c.wino, wino_m(algo));
         if (isa == MI_ISA_REF) mi_conv_forward_ref(&c, &y, &x, p[P_RES] ? &rt : NULL, act);
         else mi_conv_forward(&c, &y, &x, p[P_RES] ? &rt : NULL, act, ws);
         mi_conv_free(&c);
@@ -102,7 +108,7 @@ static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes, int al
     return err / scale;
 }
 
-/* A forward convolution (not transposed) that Winograd F(2x2, 3x3) can run. */
+/* A forward convolution (not transposed) that Winograd can run. */
 static int case_is_winograd(const mi_weights *w, int i) {
     char nm[32];
     snprintf(nm, sizeof nm, "c%d.p", i);
@@ -129,17 +135,17 @@ START_TEST(matches_torch_on_every_isa)
             continue;
         }
         for (int lanes = 1; lanes <= (isas[k] == MI_ISA_REF ? 1 : 2); lanes++)
-            for (int algo = MI_CONV_DIRECT; algo <= (isas[k] == MI_ISA_REF ? 1 : 2); algo++) {
+            for (int algo = MI_CONV_DIRECT; algo <= (isas[k] == MI_ISA_REF ? MI_CONV_DIRECT : MI_CONV_WINOGRAD4); algo++) {
                 double worst = 0;
                 int ran = 0;
                 for (int i = 0; i < ncases; i++) {
-                    if (algo == MI_CONV_WINOGRAD && !case_is_winograd(&w, i)) continue;
+                    if (wino_m(algo) && !case_is_winograd(&w, i)) continue;
                     worst = fmax(worst, run_case(&w, i, isas[k], lanes, algo));
                     ran++;
                 }
                 printf("MAXREL %s lanes %d %s: %.3g over %d cases\n", mi_isa_name(isas[k]), lanes,
-                       algo == MI_CONV_WINOGRAD ? "winograd" : "direct", worst, ran);
-                if (algo == MI_CONV_WINOGRAD) ck_assert_int_ge(ran, 4);
+                       algo_name(algo), worst, ran);
+                if (wino_m(algo)) ck_assert_int_ge(ran, 4);
             }
     }
     mi_weights_close(&w);
@@ -157,7 +163,7 @@ static void rig_init(rig *g, mi_conv_desc d, int64_t h, int64_t wd, mi_isa isa, 
     mi_fill_random(b, d.cout, seed + 1);
     ck_assert_msg(mi_conv_init_isa(&g->c, &d, wt, b, "rig", isa) == MI_OK, "%s", mi_last_error());
     if (g->c.path != MI_ISA_REF && d.algo)   /* forced: the algorithm under test really runs */
-        ck_assert_int_eq(g->c.wino, d.algo == MI_CONV_WINOGRAD && mi_conv_wino_ok(&d));
+        ck_assert_int_eq(g->c.wino, mi_conv_wino_ok(&d) ? wino_m(d.algo) : 0);
     mi_free_aligned(wt);
     mi_free_aligned(b);
     int64_t xs[4] = { 1, d.cin, h, wd }, os[MI_MAX_DIMS];
@@ -194,7 +200,7 @@ START_TEST(fast_matches_reference_on_tails)
     for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
         if (isa == MI_ISA_NEON) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
-        for (int shape = 0; shape < 4; shape++)   /* 3: shape 1 by Winograd */
+        for (int shape = 0; shape < 5; shape++)   /* 3, 4: shape 1 by Winograd F(2x2), F(4x4) */
             for (size_t ci = 0; ci < sizeof couts / sizeof *couts; ci++)
                 for (size_t pi = 0; pi < sizeof pix / sizeof *pix; pi++) {
                     /* 1x1 over a 1 x n row; 3x3 pad 1 over n x 3; 3x3 stride 2 over (2n) x 5 */
@@ -203,10 +209,10 @@ START_TEST(fast_matches_reference_on_tails)
                                    : shape == 2 ? mi_conv2d_desc(cin, co, 3, 2, 1, 1)
                                                 : mi_conv2d_desc(cin, co, 3, 1, 1, 1);
                     d.lanes = lanes;
-                    d.algo = shape == 3 ? MI_CONV_WINOGRAD : MI_CONV_DIRECT;
+                    d.algo = shape == 3 ? MI_CONV_WINOGRAD2 : shape == 4 ? MI_CONV_WINOGRAD4 : MI_CONV_DIRECT;
                     /* Winograd: n x 3 and 3 x n (tile rows and columns cut by the map's edge) */
-                    const int64_t h = shape == 0 ? 1 : shape == 2 ? 2 * n : shape == 3 && pi % 2 ? 3 : n;
-                    const int64_t wd = shape == 0 ? n : shape == 2 ? 5 : shape == 3 && pi % 2 ? n : 3;
+                    const int64_t h = shape == 0 ? 1 : shape == 2 ? 2 * n : shape >= 3 && pi % 2 ? 3 : n;
+                    const int64_t wd = shape == 0 ? n : shape == 2 ? 5 : shape >= 3 && pi % 2 ? n : 3;
                     rig f, r;
                     rig_init(&f, d, h, wd, isa, (int)pi & 1, 7 + ci * 31 + pi);
                     rig_init(&r, d, h, wd, MI_ISA_REF, (int)pi & 1, 7 + ci * 31 + pi);
@@ -241,9 +247,9 @@ START_TEST(same_bits_for_1_2_4_threads)
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa == MI_ISA_NEON) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
-        for (int algo = MI_CONV_DIRECT; algo <= MI_CONV_WINOGRAD; algo++)
+        for (int algo = MI_CONV_DIRECT; algo <= MI_CONV_WINOGRAD4; algo++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
-            if (algo == MI_CONV_WINOGRAD && (isa == MI_ISA_REF || !mi_conv_wino_ok(&shapes[s]))) continue;
+            if (wino_m(algo) && (isa == MI_ISA_REF || !mi_conv_wino_ok(&shapes[s]))) continue;
             float *first = NULL;
             int64_t n = 0;
             for (int t = 1; t <= 4; t *= 2) {
@@ -343,21 +349,24 @@ START_TEST(bad_shapes_name_the_layer)
 }
 END_TEST
 
-/* mi_conv_prepare: repacks for the input size (on a SIMD path: Winograd for a 3x3 layer once the
- * size is known; channels on the lanes for a stride-2 layer with a 6x6 output), same results as the reference; a
- * bad shape is refused with the layer's name. */
+/* mi_conv_prepare: repacks for the input size (on a SIMD path: Winograd F(4x4) for a 3x3 layer
+ * on a map of >= 32 4x4 tiles, F(2x2) with fewer, channels on the lanes for a stride-2 layer with
+ * a 6x6 output), same results as the reference; a bad shape is refused with the layer's name. */
 START_TEST(prepare_repacks_for_the_input_size)
 {
-    const mi_conv_desc descs[] = { mi_conv2d_desc(96, 64, 3, 1, 1, 1), mi_conv2d_desc(96, 64, 3, 2, 1, 1) };
-    for (int k = 0; k < 2; k++) {
+    const mi_conv_desc descs[] = { mi_conv2d_desc(96, 64, 3, 1, 1, 1), mi_conv2d_desc(96, 64, 3, 2, 1, 1),
+                                   mi_conv2d_desc(32, 48, 3, 1, 1, 1) };
+    static const int64_t hw[][2] = { { 12, 11 }, { 12, 11 }, { 30, 29 } };
+    static const int wino[] = { 2, 0, 4 };
+    for (int k = 0; k < 3; k++) {
         rig f, r;
-        rig_init(&f, descs[k], 12, 11, mi_cpu_isa(), 1, 11);
-        rig_init(&r, descs[k], 12, 11, MI_ISA_REF, 1, 11);
+        rig_init(&f, descs[k], hw[k][0], hw[k][1], mi_cpu_isa(), 1, 11);
+        rig_init(&r, descs[k], hw[k][0], hw[k][1], MI_ISA_REF, 1, 11);
         ck_assert_int_eq(f.c.chan_lanes, 0);
         ck_assert_int_eq(f.c.wino, 0);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
         const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)f.c.path);
-        if (u) ck_assert_int_eq(f.c.wino, k == 0);
+        if (u) ck_assert_int_eq(f.c.wino, wino[k]);
         if (u && u->run_t && k == 1) ck_assert_int_eq(f.c.chan_lanes, 1);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
         mi_free_aligned(f.ws);   /* sized before prepare chose the algorithm */
@@ -365,59 +374,69 @@ START_TEST(prepare_repacks_for_the_input_size)
         rig_run(&f);
         mi_conv_forward_ref(&r.c, &r.y, &r.x, &r.r, MI_ACT_RELU);
         const int64_t n = mi_tensor_numel(&r.y);
-        mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared 12x11");
-        int64_t bad[4] = { 1, 95, 12, 11 };
+        mi_assert_close(f.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, "prepared");
+        int64_t bad[4] = { 1, descs[k].cin - 1, hw[k][0], hw[k][1] };
         mi_tensor xb = mi_tensor_view(NULL, 4, bad, "x");
         ck_assert_int_eq(mi_conv_prepare(&f.c, &xb), MI_ERR_SHAPE);
-        ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,95,12,11], expected 96 channels"));
+        ck_assert_ptr_nonnull(strstr(mi_last_error(), "rig: input 'x' has shape [1,"));
+        ck_assert_ptr_nonnull(strstr(mi_last_error(), "channels"));
         rig_free(&f);
         rig_free(&r);
     }
 }
 END_TEST
 
-/* The SIMD transforms against the scalar ones, bit for bit: every tail of a 16-lane vector, rows
- * cut by the map's right edge (odd ow), one or two output rows, residual, relu. */
+/* The SIMD transforms against the scalar ones, bit for bit, for F(2x2) and F(4x4): every tail of
+ * a vector, rows cut by the map's right edge, 1..m output rows, residual, relu. */
+typedef void (*wino_in_fn)(float *, int64_t, const float *, int64_t, int64_t);
+typedef void (*wino_out_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int);
+
 START_TEST(winograd_transforms_match_scalar)
 {
     int ran = 0;
     for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
         const mi_conv_ukr *u = mi_conv_ukr_for(isa);
-        if (!u || !u->wino_in) continue;
-        for (int64_t tw = 1; tw <= 37; tw++) {
-            const int64_t rowlen = MI_WINO_ROWLEN(tw), vs = tw + 5;
-            float *rows = mi_alloc_aligned((size_t)(4 * rowlen) * sizeof(float));
-            float *a = mi_alloc_aligned((size_t)(16 * vs) * sizeof(float));
-            float *b = mi_alloc_aligned((size_t)(16 * vs) * sizeof(float));
-            mi_fill_random(rows, 4 * rowlen, (uint64_t)tw);
-            memset(a, 0x7f, (size_t)(16 * vs) * sizeof(float));   /* the gaps must stay untouched */
-            memset(b, 0x7f, (size_t)(16 * vs) * sizeof(float));
-            mi_conv_wino_in_ref(a, vs, rows, rowlen, tw);
-            u->wino_in(b, vs, rows, rowlen, tw);
-            ck_assert_msg(!memcmp(a, b, (size_t)(16 * vs) * sizeof(float)), "%s wino_in tw %lld",
-                          mi_isa_name(isa), (long long)tw);
-            for (int64_t ow = 2 * tw - 1; ow <= 2 * tw; ow++)
-                for (int v = 0; v < 8; v++) {
-                    const int nrows = 1 + (v & 1), res = v >> 1 & 1, relu = v >> 2 & 1;
-                    float *r = mi_alloc_aligned((size_t)(2 * ow) * sizeof(float));
-                    float *ya = mi_alloc_aligned((size_t)(2 * ow + 16) * sizeof(float));
-                    float *yb = mi_alloc_aligned((size_t)(2 * ow + 16) * sizeof(float));
-                    mi_fill_random(r, 2 * ow, (uint64_t)(ow + 7 * v));
-                    memset(ya, 0x7f, (size_t)(2 * ow + 16) * sizeof(float));
-                    memset(yb, 0x7f, (size_t)(2 * ow + 16) * sizeof(float));
-                    mi_conv_wino_out_ref(ya, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
-                    u->wino_out(yb, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
-                    ck_assert_msg(!memcmp(ya, yb, (size_t)(2 * ow + 16) * sizeof(float)),
-                                  "%s wino_out tw %lld ow %lld variant %d", mi_isa_name(isa),
-                                  (long long)tw, (long long)ow, v);
-                    mi_free_aligned(r);
-                    mi_free_aligned(ya);
-                    mi_free_aligned(yb);
-                    ran++;
-                }
-            mi_free_aligned(rows);
-            mi_free_aligned(a);
-            mi_free_aligned(b);
+        if (!u) continue;
+        for (int m = 2; m <= 4; m += 2) {
+            const wino_in_fn in = m == 2 ? u->wino2_in : u->wino4_in, in_ref = m == 2 ? mi_conv_wino2_in_ref : mi_conv_wino4_in_ref;
+            const wino_out_fn out = m == 2 ? u->wino2_out : u->wino4_out, out_ref = m == 2 ? mi_conv_wino2_out_ref : mi_conv_wino4_out_ref;
+            if (!in || !out) continue;
+            const int al = m + 2, npt = al * al;
+            for (int64_t tw = 1; tw <= 37; tw++) {
+                const int64_t rowlen = MI_WINO_ROWLEN(tw), vs = tw + 5;
+                float *rows = mi_alloc_aligned((size_t)(al * rowlen) * sizeof(float));
+                float *a = mi_alloc_aligned((size_t)(npt * vs) * sizeof(float));
+                float *b = mi_alloc_aligned((size_t)(npt * vs) * sizeof(float));
+                mi_fill_random(rows, al * rowlen, (uint64_t)tw);
+                memset(a, 0x7f, (size_t)(npt * vs) * sizeof(float));   /* the gaps must stay untouched */
+                memset(b, 0x7f, (size_t)(npt * vs) * sizeof(float));
+                in_ref(a, vs, rows, rowlen, tw);
+                in(b, vs, rows, rowlen, tw);
+                ck_assert_msg(!memcmp(a, b, (size_t)(npt * vs) * sizeof(float)), "%s F(%dx%d) in, tw %lld",
+                              mi_isa_name(isa), m, m, (long long)tw);
+                for (int64_t ow = m * tw - m + 1; ow <= m * tw; ow++)
+                    for (int nrows = 1; nrows <= m; nrows++)
+                        for (int v = 0; v < 4; v++) {
+                            const int res = v & 1, relu = v >> 1;
+                            const size_t ny = (size_t)(m * ow + 64);
+                            float *r = mi_alloc_aligned(ny * sizeof(float));
+                            float *ya = mi_alloc_aligned(ny * sizeof(float)), *yb = mi_alloc_aligned(ny * sizeof(float));
+                            mi_fill_random(r, (int64_t)ny, (uint64_t)(ow + 7 * v));
+                            memset(ya, 0x7f, ny * sizeof(float));
+                            memset(yb, 0x7f, ny * sizeof(float));
+                            out_ref(ya, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
+                            out(yb, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
+                            ck_assert_msg(!memcmp(ya, yb, ny * sizeof(float)), "%s F(%dx%d) out, tw %lld ow %lld rows %d variant %d",
+                                          mi_isa_name(isa), m, m, (long long)tw, (long long)ow, nrows, v);
+                            mi_free_aligned(r);
+                            mi_free_aligned(ya);
+                            mi_free_aligned(yb);
+                            ran++;
+                        }
+                mi_free_aligned(rows);
+                mi_free_aligned(a);
+                mi_free_aligned(b);
+            }
         }
     }
     if (!ran) MI_SKIP("no SIMD Winograd transforms on this CPU");

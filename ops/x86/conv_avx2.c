@@ -188,14 +188,14 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
 }
 
 /* Winograd F(2x2, 3x3) transforms (ops/conv_winograd.c), 8 tiles per vector: the same
- * operations in the same order as mi_conv_wino_in_ref / mi_conv_wino_out_ref, lane by lane. */
+ * operations in the same order as mi_conv_wino2_in_ref / mi_conv_wino2_out_ref, lane by lane. */
 static inline __m256i first_n(int64_t n) { return lanes(n >= 8 ? 0xffu : n > 0 ? (1u << n) - 1u : 0u); }
 
 /* even (sel 2,0,2,0) or odd (3,1,3,1) elements of the 16 floats at b */
 #define DEINTERLEAVE(b, sel) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd( \
     _mm256_shuffle_ps(_mm256_loadu_ps(b), _mm256_loadu_ps((b) + 8), sel)), _MM_SHUFFLE(3, 1, 2, 0)))
 
-static void wino_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+static void wino2_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
     for (int64_t q = 0; q < tw; q += 8) {
         __m256 d[4][4], t[4][4];   /* d[i][j]: element (i, j) of 8 tiles */
         for (int i = 0; i < 4; i++) {
@@ -221,7 +221,7 @@ static void wino_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int
     }
 }
 
-static void wino_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+static void wino2_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
                      int nrows, float bias, int relu) {
     const __m256 bv = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
     for (int64_t q = 0; q < tw; q += 8) {
@@ -258,6 +258,84 @@ static void wino_out(float *y, const float *res, const float *m, int64_t ms, int
     }
 }
 
+/* F(4x4, 3x3): the 1-D transforms B^T (6 -> 6) and A^T (6 -> 4), in mi_conv_wino4_*_ref's order */
+static inline void bt6(__m256 t[6], const __m256 d[6]) {
+    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c5 = _mm256_set1_ps(5.0f);
+    t[0] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(c4, d[0]), _mm256_mul_ps(c5, d[2])), d[4]);
+    t[1] = _mm256_sub_ps(_mm256_add_ps(d[3], d[4]), _mm256_mul_ps(c4, _mm256_add_ps(d[1], d[2])));
+    t[2] = _mm256_add_ps(_mm256_sub_ps(d[4], d[3]), _mm256_mul_ps(c4, _mm256_sub_ps(d[1], d[2])));
+    t[3] = _mm256_add_ps(_mm256_sub_ps(d[4], d[2]), _mm256_mul_ps(c2, _mm256_sub_ps(d[3], d[1])));
+    t[4] = _mm256_sub_ps(_mm256_sub_ps(d[4], d[2]), _mm256_mul_ps(c2, _mm256_sub_ps(d[3], d[1])));
+    t[5] = _mm256_add_ps(_mm256_sub_ps(_mm256_mul_ps(c4, d[1]), _mm256_mul_ps(c5, d[3])), d[5]);
+}
+
+static inline void at6(__m256 s[4], const __m256 m[6]) {
+    const __m256 a = _mm256_add_ps(m[1], m[2]), b = _mm256_sub_ps(m[1], m[2]);
+    const __m256 p = _mm256_add_ps(m[3], m[4]), n = _mm256_sub_ps(m[3], m[4]);
+    s[0] = _mm256_add_ps(_mm256_add_ps(m[0], a), p);
+    s[1] = _mm256_add_ps(b, _mm256_mul_ps(_mm256_set1_ps(2.0f), n));
+    s[2] = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(4.0f), p));
+    s[3] = _mm256_add_ps(_mm256_add_ps(b, _mm256_mul_ps(_mm256_set1_ps(8.0f), n)), m[5]);
+}
+
+static void wino4_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+    const __m256i col = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);   /* tile k at 4(q+k) */
+    for (int64_t q = 0; q < tw; q += 8) {
+        __m256 d[6][6], t[6][6];   /* d[j][i]: column j, row i of 8 tiles */
+        for (int i = 0; i < 6; i++)
+            for (int j = 0; j < 6; j++) d[j][i] = _mm256_i32gather_ps(rows + i * rowlen + 4 * q + j, col, 4);
+        for (int j = 0; j < 6; j++) {   /* B^T d, column by column */
+            __m256 c[6];
+            bt6(c, d[j]);
+            for (int k = 0; k < 6; k++) t[k][j] = c[k];
+        }
+        const __m256i mk = first_n(tw - q);
+        for (int i = 0; i < 6; i++) {   /* (B^T d) B, row by row */
+            __m256 o[6];
+            bt6(o, t[i]);
+            for (int j = 0; j < 6; j++) _mm256_maskstore_ps(v + (i * 6 + j) * vs + q, mk, o[j]);
+        }
+    }
+}
+
+static void wino4_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                      int nrows, float bias, int relu) {
+    const __m256 bv = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
+    for (int64_t q = 0; q < tw; q += 8) {
+        const __m256i mk = first_n(tw - q);
+        __m256 s[4][6];
+        for (int j = 0; j < 6; j++) {   /* A^T m, column by column */
+            __m256 c[6], r[4];
+            for (int i = 0; i < 6; i++) c[i] = _mm256_maskload_ps(m + (i * 6 + j) * ms + q, mk);
+            at6(r, c);
+            for (int k = 0; k < 4; k++) s[k][j] = r[k];
+        }
+        const int64_t n = ow - 4 * q;   /* output columns left in the row from this tile */
+        __m256i k[4];
+        for (int h = 0; h < 4; h++) k[h] = first_n(n - 8 * h);
+        for (int r = 0; r < nrows; r++) {   /* (A^T m) A, + bias, then 8 tiles x 4 to 32 outputs */
+            __m256 o[4];
+            at6(o, s[r]);
+            for (int c = 0; c < 4; c++) o[c] = _mm256_add_ps(o[c], bv);
+            const __m256 t0 = _mm256_unpacklo_ps(o[0], o[1]), t1 = _mm256_unpackhi_ps(o[0], o[1]);
+            const __m256 t2 = _mm256_unpacklo_ps(o[2], o[3]), t3 = _mm256_unpackhi_ps(o[2], o[3]);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));   /* tiles 0 | 4 */
+            const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));   /* tiles 1 | 5 */
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));   /* tiles 2 | 6 */
+            const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));   /* tiles 3 | 7 */
+            __m256 w[4] = { _mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
+                            _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31) };
+            float *yr = y + r * ow + 4 * q;
+            for (int h = 0; h < 4; h++) {
+                if (res) w[h] = _mm256_add_ps(w[h], _mm256_maskload_ps(res + r * ow + 4 * q + 8 * h, k[h]));
+                if (relu) w[h] = _mm256_max_ps(w[h], zero);
+                _mm256_maskstore_ps(yr + 8 * h, k[h], w[h]);
+            }
+        }
+    }
+}
+
 const mi_conv_ukr mi_conv_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
-                                       .wino_in = wino_in, .wino_out = wino_out };
+                                       .wino2_in = wino2_in, .wino2_out = wino2_out,
+                                       .wino4_in = wino4_in, .wino4_out = wino4_out };

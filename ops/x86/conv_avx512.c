@@ -210,10 +210,10 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
 }
 
 /* Winograd F(2x2, 3x3) transforms (ops/conv_winograd.c), 16 tiles per vector: the same
- * operations in the same order as mi_conv_wino_in_ref / mi_conv_wino_out_ref, lane by lane. */
+ * operations in the same order as mi_conv_wino2_in_ref / mi_conv_wino2_out_ref, lane by lane. */
 static inline __mmask16 first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u); }
 
-static void wino_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+static void wino2_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     for (int64_t q = 0; q < tw; q += 16) {
@@ -243,7 +243,7 @@ static void wino_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int
     }
 }
 
-static void wino_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+static void wino2_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
                      int nrows, float bias, int relu) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
@@ -281,4 +281,105 @@ static void wino_out(float *y, const float *res, const float *m, int64_t ms, int
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx512 = { MR, NR, KC, MC, run, pack, strided, run_t, pack_t, wino_in, wino_out };
+/* F(4x4, 3x3): the 1-D transforms B^T (6 -> 6) and A^T (6 -> 4), in mi_conv_wino4_*_ref's order */
+static inline void bt6(__m512 t[6], const __m512 d[6]) {
+    const __m512 c2 = _mm512_set1_ps(2.0f), c4 = _mm512_set1_ps(4.0f), c5 = _mm512_set1_ps(5.0f);
+    t[0] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[0]), _mm512_mul_ps(c5, d[2])), d[4]);
+    t[1] = _mm512_sub_ps(_mm512_add_ps(d[3], d[4]), _mm512_mul_ps(c4, _mm512_add_ps(d[1], d[2])));
+    t[2] = _mm512_add_ps(_mm512_sub_ps(d[4], d[3]), _mm512_mul_ps(c4, _mm512_sub_ps(d[1], d[2])));
+    t[3] = _mm512_add_ps(_mm512_sub_ps(d[4], d[2]), _mm512_mul_ps(c2, _mm512_sub_ps(d[3], d[1])));
+    t[4] = _mm512_sub_ps(_mm512_sub_ps(d[4], d[2]), _mm512_mul_ps(c2, _mm512_sub_ps(d[3], d[1])));
+    t[5] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[1]), _mm512_mul_ps(c5, d[3])), d[5]);
+}
+
+static inline void at6(__m512 s[4], const __m512 m[6]) {
+    const __m512 a = _mm512_add_ps(m[1], m[2]), b = _mm512_sub_ps(m[1], m[2]);
+    const __m512 p = _mm512_add_ps(m[3], m[4]), n = _mm512_sub_ps(m[3], m[4]);
+    s[0] = _mm512_add_ps(_mm512_add_ps(m[0], a), p);
+    s[1] = _mm512_add_ps(b, _mm512_mul_ps(_mm512_set1_ps(2.0f), n));
+    s[2] = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(4.0f), p));
+    s[3] = _mm512_add_ps(_mm512_add_ps(b, _mm512_mul_ps(_mm512_set1_ps(8.0f), n)), m[5]);
+}
+
+static void wino4_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int64_t q = 0; q < tw; q += 16) {
+        __m512 d[6][6], t[6][6];   /* d[j][i]: column j, row i of 16 tiles (tile k at 4(q+k)) */
+        for (int i = 0; i < 6; i++) {
+            const float *b = rows + i * rowlen + 4 * q;
+            const __m512 v0 = _mm512_loadu_ps(b), v1 = _mm512_loadu_ps(b + 16);
+            const __m512 v2 = _mm512_loadu_ps(b + 32), v3 = _mm512_loadu_ps(b + 48);
+            const __m512 e01 = _mm512_permutex2var_ps(v0, ev, v1), o01 = _mm512_permutex2var_ps(v0, od, v1);
+            const __m512 e23 = _mm512_permutex2var_ps(v2, ev, v3), o23 = _mm512_permutex2var_ps(v2, od, v3);
+            d[0][i] = _mm512_permutex2var_ps(e01, ev, e23);
+            d[1][i] = _mm512_permutex2var_ps(o01, ev, o23);
+            d[2][i] = _mm512_permutex2var_ps(e01, od, e23);
+            d[3][i] = _mm512_permutex2var_ps(o01, od, o23);
+            /* columns 4, 5 of tile k are columns 0, 1 of tile k+1 */
+            d[4][i] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(_mm512_set1_ps(b[64])),
+                                                              _mm512_castps_si512(d[0][i]), 1));
+            d[5][i] = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(_mm512_set1_ps(b[65])),
+                                                              _mm512_castps_si512(d[1][i]), 1));
+        }
+        for (int j = 0; j < 6; j++) {   /* B^T d, column by column: t[j][k] = row k */
+            __m512 c[6];
+            bt6(c, d[j]);
+            for (int k = 0; k < 6; k++) t[k][j] = c[k];
+        }
+        const __mmask16 mk = first_n(tw - q);
+        for (int i = 0; i < 6; i++) {   /* (B^T d) B, row by row */
+            __m512 o[6];
+            bt6(o, t[i]);
+            for (int j = 0; j < 6; j++) _mm512_mask_storeu_ps(v + (i * 6 + j) * vs + q, mk, o[j]);
+        }
+    }
+}
+
+static void wino4_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                      int nrows, float bias, int relu) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const __m512i q0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), q1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    const __m512 bv = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+    for (int64_t q = 0; q < tw; q += 16) {
+        const __mmask16 mk = first_n(tw - q);
+        __m512 s[4][6];
+        for (int j = 0; j < 6; j++) {   /* A^T m, column by column */
+            __m512 c[6], r[4];
+            for (int i = 0; i < 6; i++) c[i] = _mm512_maskz_loadu_ps(mk, m + (i * 6 + j) * ms + q);
+            at6(r, c);
+            for (int k = 0; k < 4; k++) s[k][j] = r[k];
+        }
+        const int64_t n = ow - 4 * q;   /* output columns left in the row from this tile */
+        __mmask16 k[4];
+        for (int h = 0; h < 4; h++) k[h] = first_n(n - 16 * h > 0 ? n - 16 * h : 0);
+        for (int r = 0; r < nrows; r++) {   /* (A^T m) A, + bias: o[c] = column c of 16 tiles */
+            __m512 o[4];
+            at6(o, s[r]);
+            for (int c = 0; c < 4; c++) o[c] = _mm512_add_ps(o[c], bv);
+            const __m512d p01l = _mm512_castps_pd(_mm512_permutex2var_ps(o[0], lo, o[1]));
+            const __m512d p01h = _mm512_castps_pd(_mm512_permutex2var_ps(o[0], hi, o[1]));
+            const __m512d p23l = _mm512_castps_pd(_mm512_permutex2var_ps(o[2], lo, o[3]));
+            const __m512d p23h = _mm512_castps_pd(_mm512_permutex2var_ps(o[2], hi, o[3]));
+            __m512 w[4] = {   /* 64 consecutive outputs: tiles 0-3, 4-7, 8-11, 12-15 */
+                _mm512_castpd_ps(_mm512_permutex2var_pd(p01l, q0, p23l)),
+                _mm512_castpd_ps(_mm512_permutex2var_pd(p01l, q1, p23l)),
+                _mm512_castpd_ps(_mm512_permutex2var_pd(p01h, q0, p23h)),
+                _mm512_castpd_ps(_mm512_permutex2var_pd(p01h, q1, p23h)),
+            };
+            float *yr = y + r * ow + 4 * q;
+            for (int h = 0; h < 4; h++) {
+                if (res) w[h] = _mm512_add_ps(w[h], _mm512_maskz_loadu_ps(k[h], res + r * ow + 4 * q + 16 * h));
+                if (relu) w[h] = _mm512_max_ps(w[h], zero);
+                _mm512_mask_storeu_ps(yr + 16 * h, k[h], w[h]);
+            }
+        }
+    }
+}
+
+const mi_conv_ukr mi_conv_ukr_avx512 = {
+    .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack, .strided = strided,
+    .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
+    .wino4_in = wino4_in, .wino4_out = wino4_out,
+};
