@@ -9,19 +9,25 @@
  *     network uses (relu; residual + relu on conv3), at each thread count: median of repeated runs
  *     per shape, times the number of times ResNet-50 runs that shape; GFLOP/s per kind (7x7 stem,
  *     1x1, 3x3) and in total, and the share of the measured peak of that ISA at that thread count.
+ *     These run the direct GEMM (mi_conv_desc.algo = MI_CONV_DIRECT): the kernels against the
+ *     peak. The 3x3 stride-1 shapes run again with the algorithm the network picks (Winograd,
+ *     ops/conv_winograd.c), reported as "as run" times; their GFLOP/s count the direct FLOPs.
  * Prints a table; --json writes one line of JSON with these keys:
  *   isa                     "avx512" | "avx2" | "ref": the kernels measured
  *   peak_gflops             {"avx2_1t", "avx2_2t", "avx512_1t", "avx512_2t"} (absent: no such ISA)
  *   layers[]                {name, kind, count, cin, cout, k, stride, in_hw, out_hw, gflop (one
  *                            run), ms_<T>t (median of one run), best_ms_<T>t (fastest run),
- *                            gflops_<T>t (of the median)}
+ *                            gflops_<T>t (of the median), and where the network runs the shape
+ *                            by Winograd: winograd_m (2 or 4), as_run_ms_<T>t (median)}
  *   summary                 {"<T>t": {"stem"|"1x1"|"3x3"|"total": {ms, gflop, gflops, share}}}
  *                           from the medians; ms = time of all ResNet-50 convs of that kind
  *                           (count included); share = gflops / peak_gflops[<isa>_<T>t]
  *   summary_best            the same from each shape's fastest run (the cores are shared with
  *                           other work here: best is closer to what the kernels do alone)
  *   resnet50_conv_ms_<T>t, resnet50_conv_best_ms_<T>t
- *                           all 53 convolutions of one ResNet-50 forward, milliseconds */
+ *                           all 53 convolutions of one ResNet-50 forward, milliseconds
+ *   resnet50_conv_as_run_ms_<T>t
+ *                           the same with each shape run as the network runs it (medians) */
 #include "../ops/conv.h"
 
 #include <immintrin.h>
@@ -147,6 +153,27 @@ static void fill(float *x, size_t n, unsigned s) {
     }
 }
 
+/* Median and fastest of repeated runs (~0.15 s per shape, 0.04 with quick; at least 5). */
+static void time_conv(const mi_conv *c, mi_tensor *out, const mi_tensor *x, const mi_tensor *res,
+                      mi_act act, void *ws, int quick, double *med, double *best) {
+    double t0 = now_s();
+    mi_conv_forward(c, out, x, res, act, ws);
+    double once = now_s() - t0;
+    int reps = (int)((quick ? 0.04 : 0.15) / (once > 1e-6 ? once : 1e-6));
+    if (reps < 5) reps = 5;
+    if (reps > 400) reps = 400;
+    double *tt = malloc((size_t)reps * sizeof(double));
+    for (int r = 0; r < reps; r++) {
+        t0 = now_s();
+        mi_conv_forward(c, out, x, res, act, ws);
+        tt[r] = now_s() - t0;
+    }
+    qsort(tt, (size_t)reps, sizeof(double), cmp_d);
+    *med = tt[reps / 2] * 1e3;
+    *best = tt[0] * 1e3;
+    free(tt);
+}
+
 int main(int argc, char **argv) {
     const char *json = NULL;
     int quick = 0, threads[4] = { 1, 2 }, nth = 2;
@@ -185,18 +212,20 @@ int main(int argc, char **argv) {
         CPU_SET(omp_get_thread_num() % ncpu, &set);
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
-    double ms[NL][4], best[NL][4], gflop[NL];
+    double ms[NL][4], best[NL][4], as_run[NL][4], gflop[NL];
     size_t xmax = 0, ymax = 0, wsmax = 0;
-    mi_conv conv[NL];
+    mi_conv conv[NL], net[NL];   /* direct; as the network runs it (used where it is Winograd) */
     for (int l = 0; l < NL; l++) {
         const layer *y = &L[l];
         mi_conv_desc d = mi_conv2d_desc(y->cin, y->cout, y->k, y->s, y->k / 2, 1);
-        d.in_size[1] = d.in_size[2] = y->hw;   /* as nn/resnet.c should: init picks the orientation */
+        d.in_size[1] = d.in_size[2] = y->hw;   /* as nn/resnet.c does: init picks the orientation */
         size_t nw = (size_t)y->cout * y->cin * y->k * y->k;
         float *w = malloc(nw * sizeof(float)), *b = malloc((size_t)y->cout * sizeof(float));
         fill(w, nw, 1 + l);
         fill(b, y->cout, 100 + l);
-        if (mi_conv_init(&conv[l], &d, w, b, y->name) != MI_OK) {
+        mi_status st = mi_conv_init(&net[l], &d, w, b, y->name);
+        d.algo = MI_CONV_DIRECT;
+        if (st != MI_OK || mi_conv_init(&conv[l], &d, w, b, y->name) != MI_OK) {
             fprintf(stderr, "%s\n", mi_last_error());
             return 1;
         }
@@ -206,6 +235,7 @@ int main(int argc, char **argv) {
         mi_tensor x = mi_tensor_view(NULL, 4, xs, "x");
         mi_conv_out_shape(&conv[l], &x, os);
         size_t ws = mi_conv_workspace(&conv[l], &x), xn = (size_t)mi_tensor_numel(&x);
+        if (mi_conv_workspace(&net[l], &x) > ws) ws = mi_conv_workspace(&net[l], &x);
         size_t yn = (size_t)(os[1] * os[2] * os[3]);
         gflop[l] = 2.0 * yn * y->cin * y->k * y->k / 1e9;
         if (xn > xmax) xmax = xn;
@@ -225,28 +255,17 @@ int main(int argc, char **argv) {
             mi_conv_out_shape(&conv[l], &x, os);
             mi_tensor out = mi_tensor_view(yb, 4, os, "y"), res = mi_tensor_view(rb, 4, os, "res");
             mi_act act = y->relu ? MI_ACT_RELU : MI_ACT_NONE;
-            /* repetitions: ~0.15 s per shape (0.04 with --quick), at least 5 */
-            double t0 = now_s();
-            mi_conv_forward(&conv[l], &out, &x, y->residual ? &res : NULL, act, wsb);
-            double once = now_s() - t0;
-            int reps = (int)((quick ? 0.04 : 0.15) / (once > 1e-6 ? once : 1e-6));
-            if (reps < 5) reps = 5;
-            if (reps > 400) reps = 400;
-            double *tt = malloc((size_t)reps * sizeof(double));
-            for (int r = 0; r < reps; r++) {
-                t0 = now_s();
-                mi_conv_forward(&conv[l], &out, &x, y->residual ? &res : NULL, act, wsb);
-                tt[r] = now_s() - t0;
-            }
-            qsort(tt, (size_t)reps, sizeof(double), cmp_d);
-            ms[l][ti] = tt[reps / 2] * 1e3;
-            best[l][ti] = tt[0] * 1e3;
-            free(tt);
+            const mi_tensor *r = y->residual ? &res : NULL;
+            double unused;
+            time_conv(&conv[l], &out, &x, r, act, wsb, quick, &ms[l][ti], &best[l][ti]);
+            as_run[l][ti] = ms[l][ti];
+            if (net[l].wino) time_conv(&net[l], &out, &x, r, act, wsb, quick, &as_run[l][ti], &unused);
         }
     }
 
     const int z = isa == MI_ISA_AVX512 ? 1 : 0;
     double sum_ms[2][4][4] = { { { 0 } } }, sum_gf[4] = { 0 };   /* [median|best][kind][threads] */
+    double sum_run[4][4] = { { 0 } };                            /* as run: [kind][threads] */
     for (int l = 0; l < NL; l++) {
         int k = !strcmp(L[l].kind, "stem") ? 0 : !strcmp(L[l].kind, "1x1") ? 1 : 2;
         sum_gf[k] += gflop[l] * L[l].count;
@@ -256,6 +275,10 @@ int main(int argc, char **argv) {
                 sum_ms[b][k][ti] += (b ? best : ms)[l][ti] * L[l].count;
                 sum_ms[b][3][ti] += (b ? best : ms)[l][ti] * L[l].count;
             }
+        for (int ti = 0; ti < nth; ti++) {
+            sum_run[k][ti] += as_run[l][ti] * L[l].count;
+            sum_run[3][ti] += as_run[l][ti] * L[l].count;
+        }
     }
     printf("\n%-20s %4s %5s %5s %2s %2s %4s %7s", "layer", "kind", "cin", "cout", "k", "s", "hw", "GFLOP");
     for (int ti = 0; ti < nth; ti++) printf("  %6s %6s %7s", "med ms", "best", "GFLOP/s");
@@ -267,7 +290,12 @@ int main(int argc, char **argv) {
                L[l].s, L[l].hw, gflop[l]);
         for (int ti = 0; ti < nth; ti++)
             printf("  %6.3f %6.3f %7.1f", ms[l][ti], best[l][ti], gflop[l] / ms[l][ti] * 1e3);
-        printf("   x%d\n", L[l].count);
+        printf("   x%d", L[l].count);
+        if (net[l].wino) {
+            printf("   as run (Winograd F(%dx%d)):", net[l].wino, net[l].wino);
+            for (int ti = 0; ti < nth; ti++) printf(" %.3f ms", as_run[l][ti]);
+        }
+        printf("\n");
     }
     for (int b = 0; b < 2; b++) {
         printf("\nper kind, %s of each shape (all of one ResNet-50 forward):\n", b ? "best" : "median");
@@ -280,6 +308,14 @@ int main(int argc, char **argv) {
             }
             printf("\n");
         }
+    }
+
+    printf("\nas the network runs them (3x3 stride-1 by Winograd where it picks it; medians):\n");
+    for (int k = 0; k < 4; k++) {
+        printf("  %-6s", KINDS[k]);
+        for (int ti = 0; ti < nth; ti++)
+            printf("   %dt: %7.2f ms (direct: %7.2f ms)", threads[ti], sum_run[k][ti], sum_ms[0][k][ti]);
+        printf("\n");
     }
 
     if (json) {
@@ -302,6 +338,10 @@ int main(int argc, char **argv) {
             for (int ti = 0; ti < nth; ti++)
                 fprintf(o, ", \"ms_%dt\": %.4f, \"best_ms_%dt\": %.4f, \"gflops_%dt\": %.2f", threads[ti],
                         ms[l][ti], threads[ti], best[l][ti], threads[ti], gflop[l] / ms[l][ti] * 1e3);
+            if (net[l].wino) {
+                fprintf(o, ", \"winograd_m\": %d", net[l].wino);
+                for (int ti = 0; ti < nth; ti++) fprintf(o, ", \"as_run_ms_%dt\": %.4f", threads[ti], as_run[l][ti]);
+            }
             fprintf(o, "}");
         }
         for (int b = 0; b < 2; b++) {
@@ -318,12 +358,16 @@ int main(int argc, char **argv) {
             fprintf(o, "}");
         }
         for (int ti = 0; ti < nth; ti++)
-            fprintf(o, ", \"resnet50_conv_ms_%dt\": %.4f, \"resnet50_conv_best_ms_%dt\": %.4f", threads[ti],
-                    sum_ms[0][3][ti], threads[ti], sum_ms[1][3][ti]);
+            fprintf(o, ", \"resnet50_conv_ms_%dt\": %.4f, \"resnet50_conv_best_ms_%dt\": %.4f, "
+                    "\"resnet50_conv_as_run_ms_%dt\": %.4f", threads[ti], sum_ms[0][3][ti], threads[ti],
+                    sum_ms[1][3][ti], threads[ti], sum_run[3][ti]);
         fprintf(o, "}\n");
         fclose(o);
     }
-    for (int l = 0; l < NL; l++) mi_conv_free(&conv[l]);
+    for (int l = 0; l < NL; l++) {
+        mi_conv_free(&conv[l]);
+        mi_conv_free(&net[l]);
+    }
     mi_free_aligned(xb);
     mi_free_aligned(yb);
     mi_free_aligned(rb);
