@@ -160,29 +160,38 @@ void mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t m
     }
 }
 
+/* F(4x4, 3x3)'s 1-D transforms: t = B^T d (6 -> 6) and s = A^T m (6 -> 4); the SIMD versions
+ * (bt6, at6 in ops/x86/) do the same operations in the same order. */
+static void bt6(float t[6], const float d[6]) {
+    t[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    t[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+    t[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
+    t[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
+    t[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
+    t[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+static void at6(float s[4], const float m[6]) {
+    const float a = m[1] + m[2], b = m[1] - m[2], p = m[3] + m[4], n = m[3] - m[4];
+    s[0] = m[0] + a + p;
+    s[1] = b + 2.0f * n;
+    s[2] = a + 4.0f * p;
+    s[3] = b + 8.0f * n + m[5];
+}
+
 void mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
     for (int64_t q = 0; q < tw; q++) {
-        float t[6][6];   /* B^T d */
+        float t[6][6];   /* t[j] = B^T d of column j: (B^T d)^T */
         for (int j = 0; j < 6; j++) {
-            const float *c = rows + 4 * q + j;
-            const float d0 = c[0], d1 = c[rowlen], d2 = c[2 * rowlen], d3 = c[3 * rowlen];
-            const float d4 = c[4 * rowlen], d5 = c[5 * rowlen];
-            t[0][j] = 4.0f * d0 - 5.0f * d2 + d4;
-            t[1][j] = (d3 + d4) - 4.0f * (d1 + d2);
-            t[2][j] = (d4 - d3) + 4.0f * (d1 - d2);
-            t[3][j] = (d4 - d2) + 2.0f * (d3 - d1);
-            t[4][j] = (d4 - d2) - 2.0f * (d3 - d1);
-            t[5][j] = 4.0f * d1 - 5.0f * d3 + d5;
+            float d[6];
+            for (int i = 0; i < 6; i++) d[i] = rows[i * rowlen + 4 * q + j];
+            bt6(t[j], d);
         }
-        for (int i = 0; i < 6; i++) {   /* (B^T d) B */
-            const float *e = t[i];
-            float *o = v + i * 6 * vs + q;
-            o[0 * vs] = 4.0f * e[0] - 5.0f * e[2] + e[4];
-            o[1 * vs] = (e[3] + e[4]) - 4.0f * (e[1] + e[2]);
-            o[2 * vs] = (e[4] - e[3]) + 4.0f * (e[1] - e[2]);
-            o[3 * vs] = (e[4] - e[2]) + 2.0f * (e[3] - e[1]);
-            o[4 * vs] = (e[4] - e[2]) - 2.0f * (e[3] - e[1]);
-            o[5 * vs] = 4.0f * e[1] - 5.0f * e[3] + e[5];
+        for (int i = 0; i < 6; i++) {   /* row i of (B^T d) B */
+            float e[6], o[6];
+            for (int j = 0; j < 6; j++) e[j] = t[j][i];
+            bt6(o, e);
+            for (int j = 0; j < 6; j++) v[(i * 6 + j) * vs + q] = o[j];
         }
     }
 }
@@ -190,20 +199,16 @@ void mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowle
 void mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
                            int64_t ow, int nrows, float bias, int relu) {
     for (int64_t q = 0; q < tw; q++) {
-        float s[4][6];   /* A^T m */
+        float s[6][4];   /* s[j] = A^T m of column j */
         for (int j = 0; j < 6; j++) {
-            const float *c = m + j * ms + q;
-            const float a = c[6 * ms] + c[12 * ms], b = c[6 * ms] - c[12 * ms];
-            const float p = c[18 * ms] + c[24 * ms], n = c[18 * ms] - c[24 * ms];
-            s[0][j] = c[0] + a + p;
-            s[1][j] = b + 2.0f * n;
-            s[2][j] = a + 4.0f * p;
-            s[3][j] = b + 8.0f * n + c[30 * ms];
+            float c[6];
+            for (int i = 0; i < 6; i++) c[i] = m[(i * 6 + j) * ms + q];
+            at6(s[j], c);
         }
-        for (int r = 0; r < nrows; r++) {   /* (A^T m) A */
-            const float *e = s[r];
-            const float a = e[1] + e[2], b = e[1] - e[2], p = e[3] + e[4], n = e[3] - e[4];
-            const float o[4] = { e[0] + a + p, b + 2.0f * n, a + 4.0f * p, b + 8.0f * n + e[5] };
+        for (int r = 0; r < nrows; r++) {   /* row r of (A^T m) A */
+            float e[6], o[4];
+            for (int j = 0; j < 6; j++) e[j] = s[j][r];
+            at6(o, e);
             for (int k = 0; k < 4 && 4 * q + k < ow; k++) {
                 const int64_t i = r * ow + 4 * q + k;
                 float v = o[k] + bias;
