@@ -30,7 +30,7 @@
  *   3x3 stride-1 layers: once the input size is known (in_size or mi_conv_prepare), choose()
  *   below sends them to Winograd F(4x4, 3x3) or F(2x2, 3x3) (ops/conv_winograd.c), whose
  *   transformed-domain products are the same packed GEMM with the tile points as groups. In
- *   ResNet-50 at 2 threads it cut the 3x3 stride-1 layers from 13.8 to 10.4 ms (bench_conv) and
+ *   ResNet-50 at 2 threads it cut the 3x3 layers from 13.8-14.1 to 10.4-10.6 ms (bench_conv) and
  *   the forward pass by ~4-5 ms; mi_conv_desc.algo forces either algorithm (the tests run both).
  *
  * Determinism: threads split output tiles (channel chunks x pixel panels) only; every output is
@@ -523,7 +523,7 @@ static int chan_lanes_win(const mi_conv_ukr *u, int64_t grid, int64_t P, int64_t
 }
 
 /* Winograd where the layer allows it and it pays (measured in ResNet-50 at 1 and 2 threads): not
- * below 16 channels (the transforms would not amortize), F(4x4, 3x3) while its (4.5x larger)
+ * below 16 channels (the transforms would not amortize), F(4x4, 3x3) while its (4x larger)
  * transformed weights stay small enough to stream and there are >= 32 tiles of 4x4 (ResNet's 56x56
  * and 28x28 maps, up to 128 channels), else F(2x2, 3x3) at >= 32 tiles of 2x2 (14x14 maps). The
  * 7x7 maps stay direct: few tiles, and the weights, read once per image, would double. */
