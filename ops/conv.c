@@ -69,8 +69,7 @@ const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa) {
     return NULL;
 }
 
-/* Input D, H, W of x (D = 1 for 2-D). */
-static void spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]) {
+void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]) {
     in[0] = d->sp == 3 ? x->shape[2] : 1;
     in[1] = x->shape[x->ndim - 2];
     in[2] = x->shape[x->ndim - 1];
@@ -129,7 +128,7 @@ mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x) {
     int64_t os[MI_MAX_DIMS];
     mi_status st = mi_conv_out_shape(c, x, os);
     if (st != MI_OK) return st;
-    spatial_in(&c->d, x, c->d.in_size);
+    mi_conv_spatial_in(&c->d, x, c->d.in_size);
     const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
     if (c->path == MI_ISA_REF || !u || !c->weight) return MI_OK;  /* released: keep the packing */
     int wino, chan;
@@ -196,18 +195,26 @@ void mi_conv_free(mi_conv *c) {
     c->packed = NULL;
 }
 
-mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out[MI_MAX_DIMS]) {
-    const mi_conv_desc *d = &c->d;
+mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_tensor *x,
+                              int64_t in[3]) {
     char buf[96];
     if (x->ndim != d->sp + 2)
         return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %d dimensions (N, C, %s)",
-                       c->name, x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), d->sp + 2,
+                       name, x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), d->sp + 2,
                        d->sp == 3 ? "D, H, W" : "H, W");
     if (x->shape[1] != d->cin)
-        return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %lld channels", c->name,
+        return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %lld channels", name,
                        x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), (long long)d->cin);
+    mi_conv_spatial_in(d, x, in);
+    return MI_OK;
+}
+
+mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out[MI_MAX_DIMS]) {
+    const mi_conv_desc *d = &c->d;
+    char buf[96];
     int64_t in[3];
-    spatial_in(d, x, in);
+    mi_status st = mi_conv_check_input(d, c->name, x, in);
+    if (st != MI_OK) return st;
     out[0] = x->shape[0];
     out[1] = d->cout;
     for (int i = 3 - d->sp; i < 3; i++) {
@@ -250,7 +257,7 @@ void mi_conv_forward_ref(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
     MI_ASSERT(c->weight != NULL);  /* not after mi_conv_release_source */
     const mi_conv_desc *d = &c->d;
     int64_t in[3], out[3];
-    spatial_in(d, x, in);
+    mi_conv_spatial_in(d, x, in);
     for (int i = 0; i < 3; i++) out[i] = conv_out_len(d, i, in[i]);
     const int64_t N = x->shape[0], cig = d->cin / d->groups, cog = d->cout / d->groups;
     const int64_t IP = in[0] * in[1] * in[2], OP = out[0] * out[1] * out[2], K = cig * kvol(d);
@@ -558,7 +565,7 @@ static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *
 
 static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
     int64_t in[3];
-    spatial_in(d, x, in);
+    mi_conv_spatial_in(d, x, in);
     return geom_init_in(G, d, in);
 }
 

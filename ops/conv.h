@@ -195,6 +195,12 @@ typedef struct {
     int64_t ldy, ymap[4];
 } mi_conv_gemm;
 
+/* Input D, H, W of x (D = 1 for 2-D). */
+void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]);
+/* MI_ERR_SHAPE naming the layer unless x is (N, cin, [D,] H, W); then in = its D, H, W. Shared by
+ * mi_conv_out_shape and mi_deconv_out_shape. */
+mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_tensor *x,
+                              int64_t in[3]);
 /* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
 mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
 /* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. */

@@ -38,12 +38,6 @@ mi_deconv_desc mi_deconv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s,
 
 static int64_t kvol(const mi_conv_desc *d) { return d->k[0] * d->k[1] * d->k[2]; }
 
-static void spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]) {
-    in[0] = d->sp == 3 ? x->shape[2] : 1;
-    in[1] = x->shape[x->ndim - 2];
-    in[2] = x->shape[x->ndim - 1];
-}
-
 static int64_t deconv_out_len(const mi_deconv_desc *dd, int i, int64_t in) {
     const mi_conv_desc *d = &dd->d;
     return (in - 1) * d->stride[i] - 2 * d->pad[i] + d->dil[i] * (d->k[i] - 1) + dd->out_pad[i] + 1;
@@ -155,15 +149,9 @@ void mi_deconv_free(mi_deconv *c) {
 mi_status mi_deconv_out_shape(const mi_deconv *c, const mi_tensor *x, int64_t out[MI_MAX_DIMS]) {
     const mi_conv_desc *d = &c->d.d;
     char buf[96];
-    if (x->ndim != d->sp + 2)
-        return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %d dimensions (N, C, %s)",
-                       c->name, x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), d->sp + 2,
-                       d->sp == 3 ? "D, H, W" : "H, W");
-    if (x->shape[1] != d->cin)
-        return MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected %lld channels", c->name,
-                       x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape), (long long)d->cin);
     int64_t in[3];
-    spatial_in(d, x, in);
+    mi_status st = mi_conv_check_input(d, c->name, x, in);
+    if (st != MI_OK) return st;
     out[0] = x->shape[0];
     out[1] = d->cout;
     for (int i = 3 - d->sp; i < 3; i++) {
@@ -190,7 +178,7 @@ void mi_deconv_forward_ref(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
     check_io(c, y, x, residual);
     const mi_conv_desc *d = &c->d.d;
     int64_t in[3], out[3];
-    spatial_in(d, x, in);
+    mi_conv_spatial_in(d, x, in);
     for (int i = 0; i < 3; i++) out[i] = d->sp == 2 && i == 0 ? 1 : deconv_out_len(&c->d, i, in[i]);
     const int64_t N = x->shape[0], cig = d->cin / d->groups, cog = d->cout / d->groups, kv = kvol(d);
     const int64_t IP = in[0] * in[1] * in[2], OP = out[0] * out[1] * out[2];
@@ -264,7 +252,7 @@ static void phase_init(phase_geom *P, const mi_deconv *c, int64_t ph, const int6
 }
 
 static void out_dims(const mi_deconv *c, const mi_tensor *x, int64_t in[3], int64_t out[3]) {
-    spatial_in(&c->d.d, x, in);
+    mi_conv_spatial_in(&c->d.d, x, in);
     for (int i = 0; i < 3; i++) out[i] = c->d.d.sp == 2 && i == 0 ? 1 : deconv_out_len(&c->d, i, in[i]);
 }
 
