@@ -1,9 +1,9 @@
-/* bench/bench_engine.c - latency of one ResNet blob, batch 1, in this process:
- *   bench_engine MODEL THREADS ITERS   ->  one JSON line:
- *   {"arch","threads","isa","iters","median_ms","p90_ms","min_ms","peak_rss_mb"}
+/* bench/bench_engine.c - latency of one blob through the public API, in this process:
+ *   bench_engine MODEL THREADS ITERS [BATCH]   ->  one JSON line:
+ *   {"arch","threads","isa","batch","iters","median_ms","p90_ms","min_ms","arena_mb","peak_rss_mb"}
  * bench/bench.py runs it once per configuration (so peak RSS is per configuration) and puts the
  * numbers beside PyTorch's from the same run. */
-#include "../nn/resnet.h"
+#include "medinfer.h"
 #include "../ops/cpu.h"
 
 #include <stdio.h>
@@ -22,27 +22,32 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: bench_engine MODEL THREADS ITERS\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: bench_engine MODEL THREADS ITERS [BATCH]\n");
         return 2;
     }
-    int threads = atoi(argv[2]), iters = atoi(argv[3]);
+    int threads = atoi(argv[2]), iters = atoi(argv[3]), batch = argc == 5 ? atoi(argv[4]) : 1;
     if (iters < 1) iters = 1;
-    mi_set_threads(threads);
-    mi_resnet *m;
-    if (mi_resnet_open(&m, argv[1], 1) != MI_OK) {
+    mi_model *m;
+    mi_session *sess;
+    if (mi_model_open(&m, argv[1]) != MI_OK) {
         fprintf(stderr, "bench_engine: %s\n", mi_last_error());
         return 1;
     }
-    int s = mi_resnet_input_size(m), nc = mi_resnet_num_classes(m);
-    float *x = malloc(sizeof(float) * 3 * s * s), *y = malloc(sizeof(float) * nc);
+    const int s = mi_model_input_size(m);
+    if (mi_session_create(&sess, m, (int64_t[4]){ batch, 3, s, s }, threads) != MI_OK) {
+        fprintf(stderr, "bench_engine: %s\n", mi_last_error());
+        return 1;
+    }
+    const size_t n = (size_t)batch * 3 * s * s;
+    float *x = malloc(sizeof(float) * n);
     uint32_t r = 1;
-    for (int i = 0; i < 3 * s * s; i++) x[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
-    for (int i = 0; i < 5; i++) mi_resnet_forward(m, x, 1, y);  /* warm caches, page in weights */
+    for (size_t i = 0; i < n; i++) x[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (int i = 0; i < 5; i++) mi_session_run(sess, x);  /* warm caches, page in weights */
     double *t = malloc(sizeof(double) * iters);
     for (int i = 0; i < iters; i++) {
         double t0 = now_ms();
-        mi_resnet_forward(m, x, 1, y);
+        mi_session_run(sess, x);
         t[i] = now_ms() - t0;
     }
     qsort(t, iters, sizeof *t, cmp);
@@ -54,11 +59,14 @@ int main(int argc, char **argv) {
     while (f && fgets(line, sizeof line, f))
         if (sscanf(line, "VmHWM: %lf kB", &hwm_kb) == 1) break;
     if (f) fclose(f);
-    printf("{\"arch\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"iters\":%d,\"median_ms\":%.3f,"
-           "\"p90_ms\":%.3f,\"min_ms\":%.3f,\"peak_rss_mb\":%.1f}\n", mi_resnet_arch(m), mi_threads(),
-           mi_isa_name(mi_cpu_isa()), iters, t[iters / 2], t[(iters * 9) / 10 < iters ? (iters * 9) / 10 : iters - 1],
-           t[0], hwm_kb / 1024.0);
-    free(t); free(x); free(y);
-    mi_resnet_close(m);
+    printf("{\"arch\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"batch\":%d,\"iters\":%d,\"median_ms\":%.3f,"
+           "\"p90_ms\":%.3f,\"min_ms\":%.3f,\"arena_mb\":%.1f,\"peak_rss_mb\":%.1f}\n", mi_model_arch(m),
+           threads > 0 ? threads : mi_threads(), mi_isa_name(mi_cpu_isa()), batch, iters, t[iters / 2],
+           t[(iters * 9) / 10 < iters ? (iters * 9) / 10 : iters - 1], t[0],
+           mi_session_arena_bytes(sess) / 1048576.0, hwm_kb / 1024.0);
+    free(t);
+    free(x);
+    mi_session_destroy(sess);
+    mi_model_close(m);
     return 0;
 }

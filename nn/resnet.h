@@ -1,33 +1,28 @@
 /* nn/resnet.h - ResNet-18 / ResNet-50 exactly as torchvision.models.resnet defines them (any
- * num_classes), loaded from a blob with torchvision's own state_dict names. BatchNorm is folded
- * into the convolutions at load; forward() runs in an arena sized at load and never allocates. */
-#ifndef MI_RESNET_H
-#define MI_RESNET_H
+ * num_classes, any input H x W), loaded with torchvision's own state_dict names, as a classifier
+ * or as the C2-C5 backbone of a larger network. Internal: integrators use include/medinfer.h. */
+#ifndef MI_NN_RESNET_H
+#define MI_NN_RESNET_H
 
+#include "ctx.h"
 #include "../weights/safetensors.h"
 
 typedef struct mi_resnet mi_resnet;
 
-/* Opens the blob (arch from metadata "arch": resnet18 | resnet50), checks every tensor's
- * presence and shape, folds BN, packs weights, and sizes the arena for batches of up to
- * max_batch images of input_size x input_size (metadata "input_size", default 224). */
-mi_status mi_resnet_open(mi_resnet **out, const char *path, int max_batch);
-void      mi_resnet_close(mi_resnet *m);
+/* arch: "resnet18" | "resnet50". prefix: "" for torchvision's names, or the path of the
+ * backbone inside a larger model ("backbone.body."). head: also load avgpool + fc ("fc.weight"
+ * [num_classes, 512 | 2048], "fc.bias"). Weights are packed for in_h x in_w inputs. Checks every
+ * tensor's presence and shape; BatchNorm is folded into the convolutions. The result is
+ * read-only. */
+mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
+                         bool head, int64_t in_h, int64_t in_w);
+void      mi_resnet_free(mi_resnet *r);
+int       mi_resnet_num_classes(const mi_resnet *r);     /* 0 without a head */
+int       mi_resnet_channels(const mi_resnet *r, int level); /* of features.C<level>, 2..5 */
 
-/* x: (n, 3, H, W) float32 normalized input, n <= max_batch, H = W = input size.
- * logits: (n, num_classes). Same bits for any thread count. */
-mi_status mi_resnet_forward(mi_resnet *m, const float *x, int64_t n, float *logits);
-
-/* The blob (metadata, path, sha256) the model was loaded from. */
-const mi_weights *mi_resnet_weights(const mi_resnet *m);
-const char *mi_resnet_arch(const mi_resnet *m);
-int         mi_resnet_num_classes(const mi_resnet *m);
-int         mi_resnet_input_size(const mi_resnet *m);
-const char *mi_resnet_label(const mi_resnet *m, int i);   /* from metadata "labels" */
-void        mi_resnet_norm(const mi_resnet *m, float mean[3], float std[3]);
-
-/* Named intermediate activations of the last forward (for parity tests): "stem" (after maxpool),
- * "layer1".."layer4", "pool", "fc". NULL for an unknown name. Valid until the next forward. */
-const mi_tensor *mi_resnet_activation(const mi_resnet *m, const char *name);
+/* torchvision ResNet._forward_impl on x (N, 3, H, W). Marks (nn_mark) every conv by its name,
+ * "stem" (after the maxpool), "layer1".."layer4" (also as "features.C2".."features.C5"), and with
+ * a head that the session wants: "pool", "fc" (also as "logits"). Returns the last tensor. */
+mi_tensor mi_resnet_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x);
 
 #endif

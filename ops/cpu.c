@@ -45,7 +45,11 @@ static void detect(mi_cpu_features *f) { (void)f; }
 
 static mi_cpu_features features;
 static mi_isa isa;
-static int threads;
+static int default_threads;
+/* Per calling thread, so that two sessions on two host threads each keep their own count and the
+ * host's OpenMP state (omp_set_num_threads) is never touched: every parallel region of the engine
+ * names its team size with num_threads(mi_threads()), evaluated by the thread that enters it. */
+static _Thread_local int threads;
 
 static void init(void) {
     detect(&features);
@@ -58,7 +62,7 @@ static void init(void) {
                        : !strcasecmp(want, "neon") ? MI_ISA_NEON : MI_ISA_AVX512;
         if (ceiling < isa) isa = ceiling;
     }
-    threads = omp_get_num_procs();
+    default_threads = omp_get_num_procs();
 }
 
 static void once(void) {
@@ -81,9 +85,7 @@ int mi_thread_limit(void) {
 
 void mi_set_threads(int n) {
     once();
-    threads = n > 0 ? n : omp_get_num_procs();
-    if (threads > mi_thread_limit()) threads = mi_thread_limit();
-    omp_set_num_threads(threads);
+    threads = n <= 0 ? 0 : n < mi_thread_limit() ? n : mi_thread_limit();
 }
 
-int mi_threads(void) { once(); return threads; }
+int mi_threads(void) { once(); return threads > 0 ? threads : default_threads; }

@@ -23,9 +23,11 @@ const mi_cpu_features *mi_cpu(void);
 mi_isa      mi_cpu_isa(void);           /* the ISA the kernels were chosen for */
 const char *mi_isa_name(mi_isa isa);
 
-/* Threads used by every OpenMP region of the engine. Results never depend on it.
- * Per-thread scratch is sized at load for mi_thread_limit() threads, so mi_set_threads clamps to
- * it: max(4, 2 x cores) - more would only oversubscribe, and 4 lets a 2-core machine test 1/2/4. */
+/* Threads used by the OpenMP regions the calling thread enters; results never depend on it. The
+ * count belongs to the calling thread only (a session sets it around its run), and the host's
+ * OpenMP settings are left alone. Per-thread scratch is sized at load for mi_thread_limit()
+ * threads, so mi_set_threads clamps to it: max(4, 2 x cores) - more would only oversubscribe, and
+ * 4 lets a 2-core machine test 1/2/4. */
 void mi_set_threads(int n);             /* n <= 0: all cores */
 int  mi_threads(void);
 int  mi_thread_limit(void);

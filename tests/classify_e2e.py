@@ -93,13 +93,20 @@ def main():
 
     bad_img = os.path.join(tmp, "broken.bmp")
     open(bad_img, "wb").write(open(bmp, "rb").read()[:100])
-    bad_npy = os.path.join(tmp, "wrong.npy")
-    np.save(bad_npy, np.zeros((3, 32, 32), "<f4"))
-    rc, out, err = run("--model", blob, bad_img, npy, bad_npy, os.path.join(tmp, "missing.png"))
+    bad_npy = os.path.join(tmp, "wrong.npy")            # 4 channels: not an RGB input
+    np.save(bad_npy, np.zeros((4, 32, 32), "<f4"))
+    nan_npy = os.path.join(tmp, "nan.npy")              # non-finite input: refused, not classified
+    a = np.zeros((3, 32, 32), "<f4")
+    a[1, 2, 3] = np.nan
+    np.save(nan_npy, a)
+    inf_npy = os.path.join(tmp, "inf.npy")
+    np.save(inf_npy, np.full((1, 3, 32, 32), np.inf, "<f4"))
+    rc, out, err = run("--model", blob, bad_img, npy, bad_npy, nan_npy, inf_npy, os.path.join(tmp, "missing.png"))
     check(rc == 1, f"bad inputs give exit 1 (got {rc})")
     check(len(out) == 1 and out[0]["file"] == npy, "the good input's result is still printed")
-    for f in (bad_img, bad_npy, "missing.png"):
+    for f in (bad_img, bad_npy, nan_npy, inf_npy, "missing.png"):
         check(f in err, f"stderr names {os.path.basename(f)}")
+    check("(channel 1, y 2, x 3) is NaN" in err, "the NaN is located")
 
     rc, _, err = run("--model", os.path.join(tmp, "nope.safetensors"), npy)
     check(rc == 1 and "nope.safetensors" in err, "a missing blob is named, exit 1")

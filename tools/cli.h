@@ -20,6 +20,10 @@ int cmd_audit(int argc, char **argv);
 int cmd_endoqc(int argc, char **argv);
 int cmd_endoqc_synth(int argc, char **argv);
 
+/* Parses a whole decimal number in [lo, hi] (nothing else on the line); -1 with a message naming
+ * the command, the option and the value otherwise. */
+int mi_cli_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out);
+
 /* Prints "medinfer <cmd>: <last error>" to stderr and returns MI_EXIT_FAIL. */
 int mi_cli_error(const char *cmd);
 

@@ -1,6 +1,6 @@
 /* pipelines/endoqc/endoqc.c - decode, dedup, sample, classify, re-sample, decide (see endoqc.h). */
 #include "endoqc.h"
-#include "../../nn/resnet.h"
+#include "../../nn/model.h"
 #include "../../weights/sha256.h"
 
 #include <cJSON.h>
@@ -14,7 +14,8 @@
 #define THUMB 160   /* contact-sheet thumbnail side: readable, and 26 of them are 2 MB */
 
 struct mi_endoqc_model {
-    mi_resnet *net;
+    mi_model   *net;
+    mi_session *sess;   /* (batch, 3, S, S) */
     char   path[512];
     int    ncls, input, resize, batch;
     float  mean[3], std[3];
@@ -86,19 +87,21 @@ mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batc
     mi_endoqc_model *m = calloc(1, sizeof *m);
     if (!m) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", blob);
     snprintf(m->path, sizeof m->path, "%s", blob);
-    mi_status st = mi_resnet_open(&m->net, blob, batch);
+    mi_status st = mi_model_open(&m->net, blob);
     if (st != MI_OK) { free(m); return st; }
-    m->ncls = mi_resnet_num_classes(m->net);
-    m->input = mi_resnet_input_size(m->net);
+    m->ncls = mi_model_num_classes(m->net);
+    m->input = mi_model_input_size(m->net);
     m->batch = batch;
-    mi_resnet_norm(m->net, m->mean, m->std);
+    if ((st = mi_session_create(&m->sess, m->net, (int64_t[4]){ batch, 3, m->input, m->input }, 0))) goto fail;
+    memcpy(m->mean, mi_model_preprocess(m->net)->mean, sizeof m->mean);
+    memcpy(m->std, mi_model_preprocess(m->net)->std, sizeof m->std);
     /* A video frame's field of view is centred and fills the short side: Resize(S) + CenterCrop(S)
      * keeps all of it. A blob trained with torchvision's Resize(S*256/224) + CenterCrop(S) says so
      * in its metadata 'resize', and gets exactly that. */
     m->resize = m->input;
     long long rz;
-    if (mi_weights_meta(mi_resnet_weights(m->net), "resize")) {
-        if ((st = mi_weights_meta_int(mi_resnet_weights(m->net), "resize", m->input, 4096, &rz)) != MI_OK) goto fail;
+    if (mi_weights_meta(mi_model_weights(m->net), "resize")) {
+        if ((st = mi_weights_meta_int(mi_model_weights(m->net), "resize", m->input, 4096, &rz)) != MI_OK) goto fail;
         m->resize = (int)rz;
     }
     if (m->ncls < 2 || m->ncls > MI_ENDOQC_MAX_SITES) {
@@ -106,13 +109,13 @@ mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batc
         goto fail;
     }
     for (int i = 0; i < m->ncls; i++) {
-        const char *l = mi_resnet_label(m->net, i);
+        const char *l = mi_model_label(m->net, i);
         snprintf(m->labels[i], sizeof m->labels[i], "%s", l ? l : "");
         if (!l || !*l) { st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' does not name class %d", blob, i); goto fail; }
         m->order[i] = i;
         m->pos_of_cls[i] = i;
     }
-    const mi_weights *w = mi_resnet_weights(m->net);
+    const mi_weights *w = mi_model_weights(m->net);
     if (mi_weights_meta(w, "site_order")) {
         char **names = NULL;
         int n = 0;
@@ -154,14 +157,15 @@ fail:
 
 void mi_endoqc_model_close(mi_endoqc_model *m) {
     if (!m) return;
-    mi_resnet_close(m->net);
+    mi_session_destroy(m->sess);
+    mi_model_close(m->net);
     free(m->x);
     free(m->logits);
     free(m);
 }
 
-const char *mi_endoqc_model_sha256(const mi_endoqc_model *m) { return mi_resnet_weights(m->net)->sha256; }
-const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m) { return mi_resnet_weights(m->net); }
+const char *mi_endoqc_model_sha256(const mi_endoqc_model *m) { return mi_model_weights(m->net)->sha256; }
+const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m) { return mi_model_weights(m->net); }
 
 /* ---- one run ----------------------------------------------------------------------------- */
 
@@ -244,9 +248,10 @@ static mi_status flush_batch(run_ctx *c) {
     mi_endoqc_model *m = c->m;
     mi_endoqc_result *r = c->r;
     double t0 = now_ms();
-    mi_status st = mi_resnet_forward(m->net, m->x, c->n, m->logits);
+    mi_status st = mi_session_run_n(m->sess, m->x, c->n);
     r->t_classify += now_ms() - t0;
     if (st != MI_OK) return st;
+    memcpy(m->logits, mi_session_output(m->sess, "logits", NULL), (size_t)c->n * m->ncls * sizeof *m->logits);
     for (int i = 0; i < c->n; i++) {
         const float *z = m->logits + (size_t)i * m->ncls;
         int best = 0;
@@ -460,9 +465,9 @@ mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_o
     resolve(m, &o, r->threshold_source);
     r->opts = o;
     snprintf(r->video, sizeof r->video, "%s", video);
-    const mi_weights *w = mi_resnet_weights(m->net);
+    const mi_weights *w = mi_model_weights(m->net);
     snprintf(r->model_path, sizeof r->model_path, "%s", m->path);
-    snprintf(r->model_arch, sizeof r->model_arch, "%s", mi_resnet_arch(m->net));
+    snprintf(r->model_arch, sizeof r->model_arch, "%s", mi_model_arch(m->net));
     snprintf(r->model_version, sizeof r->model_version, "%s", mi_weights_meta(w, "model_version") ? mi_weights_meta(w, "model_version") : "");
     snprintf(r->model_sha256, sizeof r->model_sha256, "%s", w->sha256);
     r->input_size = m->input;

@@ -141,3 +141,24 @@ void mi_image_free(mi_image *img) {
     free(img->px);  /* stb_image allocates with malloc (STBI_MALLOC is not overridden in libstb) */
     memset(img, 0, sizeof *img);
 }
+
+mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const float mean[3],
+                              const float std[3], float *out) {
+    mi_preprocess_spec p = { .resize = resize, .crop = crop };
+    for (int c = 0; c < 3; c++) {
+        p.mean[c] = mean[c];
+        p.std[c] = std[c];
+    }
+    return mi_preprocess_rgb8(img->px, img->w, img->h, (size_t)img->w * 3, &p, out);
+}
+
+mi_status mi_image_resize_aa(mi_image *dst, const mi_image *src, int ow, int oh) {
+    memset(dst, 0, sizeof *dst);
+    if (!src->px || src->w < 1 || src->h < 1)
+        return MI_FAIL(MI_ERR_ARG, "resize of an empty %dx%d image", src->w, src->h);
+    mi_status st = mi_image_alloc(dst, ow, oh);
+    if (st) return st;
+    if ((st = mi_resize_aa_rgb8(dst->px, ow, oh, src->px, src->w, src->h, (size_t)src->w * 3)))
+        mi_image_free(dst);
+    return st;
+}

@@ -1,10 +1,12 @@
-/* pipelines/io/image.h - still images in and out (stb_image / stb_image_write), the
- * torchvision-equivalent preprocessing from decoded pixels to a normalized tensor, and .npy. */
+/* pipelines/io/image.h - still images in and out (stb_image / stb_image_write), the classifier
+ * preprocessing of a decoded image (the computation itself is in the engine: ops/preprocess.c),
+ * and .npy. */
 #ifndef MI_IO_IMAGE_H
 #define MI_IO_IMAGE_H
 
 #include "medinfer.h"
-#include "../../weights/safetensors.h"
+#include "../../nn/model.h"
+#include "../../ops/preprocess.h"
 
 typedef struct {
     uint8_t *px;   /* RGB, 3 bytes per pixel, row-major, w*h*3 bytes; owned (mi_image_free) */
@@ -17,26 +19,13 @@ mi_status mi_image_alloc(mi_image *img, int w, int h);     /* zeroed */
 mi_status mi_image_write_png(const char *path, const mi_image *img);
 void      mi_image_free(mi_image *img);
 
-/* The classifier's input transform, equal (within a stated tolerance) to torchvision's
- *   Resize(resize, bilinear, antialias=True) -> CenterCrop(crop) -> ToTensor -> Normalize(mean, std)
- * applied to the same decoded pixels. out: [3, crop, crop] float32.
- * Measured: identical bit for bit to torch 1.13's scalar kernel; see preprocess.c and
- * tests/test_image.c for torch's vectorized (FMA) build. */
+/* The classifier's input transform (torchvision Resize -> CenterCrop -> ToTensor -> Normalize,
+ * ops/preprocess.c) on a decoded image. out: [3, crop, crop] float32. */
 mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const float mean[3],
                               const float std[3], float *out);
-
-/* torchvision Resize(int size) output size: shorter side -> size, longer -> int(size*long/short). */
-void      mi_resize_shorter_size(int w, int h, int size, int *ow, int *oh);
-/* torchvision F.resize(uint8 [3,H,W], [oh, ow], BILINEAR, antialias=True): the resize step of
- * mi_image_preprocess on its own. dst is allocated (mi_image_free). */
+/* Antialiased bilinear resize of a decoded image (mi_resize_aa_rgb8); dst is allocated
+ * (mi_image_free). */
 mi_status mi_image_resize_aa(mi_image *dst, const mi_image *src, int ow, int oh);
-
-/* What a classifier blob's metadata asks of mi_image_preprocess:
- *   crop   = 'input_size' (required)
- *   resize = 'resize' when present, else round(input_size * 256 / 224)   (224 -> 256, 32 -> 37)
- *   mean, std = 'mean', 'std' (3 numbers each, std > 0) */
-typedef struct { int resize, crop; float mean[3], std[3]; } mi_preprocess_spec;
-mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *w);
 
 /* A little-endian float32 .npy (C order; format versions 1 to 3). *data malloc'd (free());
  * shape[0..ndim) filled, ndim <= 5 (0 for a scalar). Error names the file. */

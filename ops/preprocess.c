@@ -1,4 +1,4 @@
-/* pipelines/io/preprocess.c - the classifier input transform, bit for bit what torchvision 0.14 /
+/* ops/preprocess.c - the classifier input transform, bit for bit what torchvision 0.14 /
  * torch 1.13 compute on a uint8 image tensor [3, H, W]:
  *
  *   Resize(resize, BILINEAR, antialias=True)  torchvision/transforms/functional.py resize():
@@ -19,7 +19,7 @@
  * is the sequential float sum t0*w0 + t1*w1 + ... (no FMA: -ffp-contract=off). That equals torch's
  * scalar kernel (ATEN_CPU_CAPABILITY=default) bit for bit; torch's AVX2 build contracts some of the
  * terms into FMAs, which moves about one output in 10^5 by one uint8 step (tests/test_image.c). */
-#include "image.h"
+#include "preprocess.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -97,13 +97,16 @@ static mi_status aa_axis_init(aa_axis *a, int64_t in, int64_t out, int64_t o0, i
 
 /* Outputs [x0,x1) x [y0,y1) of the (ow x oh) antialiased resize of src, as uint8 RGB rows of
  * (x1-x0) pixels. Only the input rows those outputs read are passed horizontally. */
-static mi_status resize_region(const mi_image *src, int ow, int oh, int x0, int x1, int y0, int y1,
+/* src: h rows of w RGB pixels, stride bytes apart */
+typedef struct { const uint8_t *px; int w, h; size_t stride; } rgb_src;
+
+static mi_status resize_region(const rgb_src *src, int ow, int oh, int x0, int x1, int y0, int y1,
                                uint8_t *dst) {
     const int nx = x1 - x0, ny = y1 - y0;
     if (nx <= 0 || ny <= 0) return MI_OK;
     if (ow == src->w && oh == src->h) {  /* torchvision returns the image itself */
         for (int y = 0; y < ny; y++)
-            memcpy(dst + (size_t)y * nx * 3, src->px + ((size_t)(y + y0) * src->w + x0) * 3, (size_t)nx * 3);
+            memcpy(dst + (size_t)y * nx * 3, src->px + (size_t)(y + y0) * src->stride + (size_t)x0 * 3, (size_t)nx * 3);
         return MI_OK;
     }
     aa_axis ax, ay;
@@ -129,7 +132,7 @@ static mi_status resize_region(const mi_image *src, int ow, int oh, int x0, int 
     for (int64_t r = r0; r < r1; r++)
         for (int x = 0; x < nx; x++) {
             const float *w = ax.w + (size_t)x * ax.maxi;
-            const uint8_t *s = src->px + ((size_t)r * src->w + (size_t)ax.xmin[x]) * 3;
+            const uint8_t *s = src->px + (size_t)r * src->stride + (size_t)ax.xmin[x] * 3;
             float *t = tmp + ((size_t)(r - r0) * nx + x) * 3;
             for (int c = 0; c < 3; c++) {
                 float acc = ax.xsize[x] > 0 ? (float)s[c] * w[0] : 0.0f;
@@ -156,14 +159,23 @@ done:
     return st;
 }
 
-mi_status mi_image_resize_aa(mi_image *dst, const mi_image *src, int ow, int oh) {
-    memset(dst, 0, sizeof *dst);
-    if (!src->px || src->w < 1 || src->h < 1)
-        return MI_FAIL(MI_ERR_ARG, "resize of an empty %dx%d image", src->w, src->h);
-    mi_status st = mi_image_alloc(dst, ow, oh);
+static mi_status check_src(const rgb_src *s) {
+    if (!s->px || s->w < 1 || s->h < 1)
+        return MI_FAIL(MI_ERR_ARG, "an empty %dx%d image cannot be preprocessed", s->w, s->h);
+    if (s->stride < (size_t)s->w * 3)
+        return MI_FAIL(MI_ERR_ARG, "row stride %zu bytes is shorter than a row of %d RGB pixels",
+                       s->stride, s->w);
+    return MI_OK;
+}
+
+mi_status mi_resize_aa_rgb8(uint8_t *dst, int ow, int oh, const uint8_t *src, int w, int h,
+                            size_t stride) {
+    const rgb_src s = { src, w, h, stride };
+    mi_status st = check_src(&s);
     if (st) return st;
-    if ((st = resize_region(src, ow, oh, 0, ow, 0, oh, dst->px)) != MI_OK) mi_image_free(dst);
-    return st;
+    if (ow < 1 || oh < 1 || ow > MAX_SIZE || oh > MAX_SIZE)
+        return MI_FAIL(MI_ERR_ARG, "resize to %dx%d outside 1..%d per side", ow, oh, MAX_SIZE);
+    return resize_region(&s, ow, oh, 0, ow, 0, oh, dst);
 }
 
 /* torchvision center_crop() on one axis of length n: pad before (floor half of the shortfall)
@@ -174,10 +186,13 @@ static void crop_axis(int64_t n, int crop, int64_t *pad, int64_t *off) {
     *off = d % 2 == 0 ? d / 2 : (d / 2) % 2 == 0 ? d / 2 : d / 2 + 1;
 }
 
-mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const float mean[3],
-                              const float std[3], float *out) {
-    if (!img->px || img->w < 1 || img->h < 1)
-        return MI_FAIL(MI_ERR_ARG, "preprocess of an empty %dx%d image", img->w, img->h);
+mi_status mi_preprocess_rgb8(const uint8_t *rgb, int w, int h, size_t stride,
+                             const mi_preprocess_spec *p, float *out) {
+    const rgb_src src = { rgb, w, h, stride }, *img = &src;
+    const int resize = p->resize, crop = p->crop;
+    const float *mean = p->mean, *std = p->std;
+    mi_status st = check_src(img);
+    if (st) return st;
     if (resize < 1 || resize > MAX_SIZE || crop < 1 || crop > MAX_SIZE)
         return MI_FAIL(MI_ERR_ARG, "resize %d / crop %d outside 1..%d", resize, crop, MAX_SIZE);
     for (int c = 0; c < 3; c++)
@@ -190,7 +205,6 @@ mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const f
         return MI_FAIL(MI_ERR_ARG, "resizing a %dx%d image to short side %d gives %lldx%lld, too "
                        "large", img->w, img->h, resize, (long long)lw, (long long)lh);
     int rw = (int)lw, rh = (int)lh;
-    mi_status st;
     int64_t padx, offx, pady, offy;
     crop_axis(rw, crop, &padx, &offx);
     crop_axis(rh, crop, &pady, &offy);
@@ -217,24 +231,5 @@ mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const f
         }
     }
     free(px);
-    return MI_OK;
-}
-
-mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *w) {
-    long long input_size, resize;
-    mi_status st = mi_weights_meta_int(w, "input_size", 1, MAX_SIZE, &input_size);
-    if (st) return st;
-    if (mi_weights_meta(w, "resize")) {
-        if ((st = mi_weights_meta_int(w, "resize", 1, MAX_SIZE, &resize)) != MI_OK) return st;
-    } else {
-        resize = (input_size * 256 + 112) / 224;  /* the ImageNet 256 -> 224 ratio; never a tie */
-    }
-    if ((st = mi_weights_meta_floats(w, "mean", p->mean, 3)) != MI_OK) return st;
-    if ((st = mi_weights_meta_floats(w, "std", p->std, 3)) != MI_OK) return st;
-    for (int c = 0; c < 3; c++)
-        if (!(p->std[c] > 0))
-            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'std' has %g, expected > 0", w->path, p->std[c]);
-    p->crop = (int)input_size;
-    p->resize = (int)resize;
     return MI_OK;
 }

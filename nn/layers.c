@@ -1,0 +1,211 @@
+/* nn/layers.c - shared loaders and forward steps (nn/layers.h). */
+#include "layers.h"
+
+#include "../ops/act.h"
+#include "../ops/linear.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int64_t kvol(const mi_conv_desc *d) { return d->k[0] * d->k[1] * d->k[2]; }
+
+/* "<prefix>.<part>" into buf; MI_ERR_ARG when it does not fit (a name from our own code) */
+static mi_status tensor_name(char *buf, size_t n, const char *prefix, const char *part) {
+    if ((size_t)snprintf(buf, n, "%s.%s", prefix, part) >= n)
+        return MI_FAIL(MI_ERR_ARG, "layer name '%.64s...' too long", prefix);
+    return MI_OK;
+}
+
+/* A weight of the given shape (1 + sp dims after [a, b]), as an F32 view into the blob. */
+static mi_status get_weight(const mi_weights *w, const char *layer, int64_t a, int64_t b,
+                            const mi_conv_desc *d, mi_tensor *out) {
+    char name[192];
+    mi_status st = tensor_name(name, sizeof name, layer, "weight");
+    if (st) return st;
+    int64_t shape[MI_MAX_DIMS] = { a, b };
+    for (int i = 0; i < d->sp; i++) shape[2 + i] = d->k[3 - d->sp + i];
+    return mi_weights_get(w, name, 2 + d->sp, shape, out);
+}
+
+static mi_status get_vector(const mi_weights *w, const char *layer, const char *part, int64_t n,
+                            mi_tensor *out) {
+    char name[192];
+    mi_status st = tensor_name(name, sizeof name, layer, part);
+    if (st) return st;
+    return mi_weights_get(w, name, 1, &n, out);
+}
+
+/* Folds (when bn is given), packs for d->in_size and drops the unpacked copy. */
+static mi_status init_conv(mi_conv *c, const mi_weights *w, const char *conv, const mi_conv_desc *d,
+                           const mi_tensor *weight, const float *bias, const mi_tensor *bn, double eps) {
+    mi_status st = mi_conv_check_desc(d, conv);
+    if (st) return st;
+    int64_t per_out = d->cin / d->groups * kvol(d);
+    float *fw = malloc((size_t)(d->cout * per_out) * sizeof *fw), *fb = calloc((size_t)d->cout, sizeof *fb);
+    if (!fw || !fb) {
+        free(fw);
+        free(fb);
+        return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory loading '%s'", w->path, conv);
+    }
+    memcpy(fw, weight->data, (size_t)(d->cout * per_out) * sizeof *fw);
+    if (bias) memcpy(fb, bias, (size_t)d->cout * sizeof *fb);
+    if (bn) mi_fold_batchnorm(fw, fb, bn[0].data, bn[1].data, bn[2].data, bn[3].data, eps, d->cout, per_out);
+    st = mi_conv_init(c, d, fw, fb, conv);
+    free(fw);
+    free(fb);
+    if (st == MI_OK) mi_conv_release_source(c);
+    return st;
+}
+
+mi_status nn_load_conv(mi_conv *c, const mi_weights *w, const char *conv, const mi_conv_desc *d,
+                       bool has_bias) {
+    memset(c, 0, sizeof *c);
+    mi_tensor wt, b;
+    mi_status st = mi_conv_check_desc(d, conv);
+    if (st || (st = get_weight(w, conv, d->cout, d->cin / d->groups, d, &wt))) return st;
+    if (has_bias && (st = get_vector(w, conv, "bias", d->cout, &b))) return st;
+    return init_conv(c, w, conv, d, &wt, has_bias ? b.data : NULL, NULL, 0);
+}
+
+mi_status nn_load_conv_bn(mi_conv *c, const mi_weights *w, const char *conv, const char *bn,
+                          const mi_conv_desc *d, double eps) {
+    memset(c, 0, sizeof *c);
+    mi_tensor wt, p[4];
+    static const char *part[4] = { "weight", "bias", "running_mean", "running_var" };
+    mi_status st = mi_conv_check_desc(d, conv);
+    if (st || (st = get_weight(w, conv, d->cout, d->cin / d->groups, d, &wt))) return st;
+    for (int i = 0; i < 4; i++)
+        if ((st = get_vector(w, bn, part[i], d->cout, &p[i]))) return st;
+    return init_conv(c, w, conv, d, &wt, NULL, p, eps);
+}
+
+mi_status nn_load_deconv(mi_deconv *c, const mi_weights *w, const char *name,
+                         const mi_deconv_desc *d, bool has_bias) {
+    memset(c, 0, sizeof *c);
+    mi_tensor wt, b;
+    mi_status st = mi_conv_check_desc(&d->d, name);
+    if (st || (st = get_weight(w, name, d->d.cin, d->d.cout / d->d.groups, &d->d, &wt))) return st;
+    if (has_bias && (st = get_vector(w, name, "bias", d->d.cout, &b))) return st;
+    return mi_deconv_init(c, d, wt.data, has_bias ? b.data : NULL, name);
+}
+
+mi_status nn_load_linear(nn_linear *l, const mi_weights *w, const char *name, int64_t in,
+                         int64_t out, bool has_bias) {
+    memset(l, 0, sizeof *l);
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->in = in;
+    l->out = out;
+    char t[192];
+    mi_tensor v;
+    const int64_t shape[2] = { out, in };
+    mi_status st = tensor_name(t, sizeof t, name, "weight");
+    if (st || (st = mi_weights_get(w, t, 2, shape, &v))) return st;
+    l->weight = v.data;
+    if (has_bias) {
+        if ((st = get_vector(w, name, "bias", out, &v))) return st;
+        l->bias = v.data;
+    }
+    return MI_OK;
+}
+
+mi_status nn_load_prelu(nn_prelu *p, const mi_weights *w, const char *name, int64_t channels) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    char t[192];
+    mi_status st = tensor_name(t, sizeof t, name, "weight");
+    if (st) return st;
+    const mi_blob_tensor *bt = mi_weights_find(w, t);
+    int64_t n = bt && bt->ndim == 1 && bt->shape[0] == 1 ? 1 : channels;  /* nn.PReLU() or (C) */
+    mi_tensor v;
+    if ((st = mi_weights_get(w, t, 1, &n, &v))) return st;
+    p->n = n;
+    p->slope = v.data;
+    return MI_OK;
+}
+
+/* ---- steps ---------------------------------------------------------------------------------- */
+
+static mi_tensor empty(void) { return (mi_tensor){ 0 }; }
+
+mi_tensor nn_conv(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, const mi_tensor *residual,
+                  mi_act act) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c)) return empty();
+    if (nn_fail(c, mi_conv_out_shape(cv, x, shape))) return empty();
+    mi_tensor y = nn_alloc(c, x->ndim, shape, cv->name);
+    void *ws = nn_scratch(c, mi_conv_workspace(cv, x));
+    if (nn_ok(c) && nn_compute(c)) mi_conv_forward(cv, &y, x, residual, act, ws);
+    nn_scratch_free(c, ws);
+    nn_mark(c, cv->name, &y);
+    return y;
+}
+
+mi_tensor nn_deconv(nn_ctx *c, const mi_deconv *cv, const mi_tensor *x, const mi_tensor *residual,
+                    mi_act act) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c)) return empty();
+    if (nn_fail(c, mi_deconv_out_shape(cv, x, shape))) return empty();
+    mi_tensor y = nn_alloc(c, x->ndim, shape, cv->name);
+    void *ws = nn_scratch(c, mi_deconv_workspace(cv, x));
+    if (nn_ok(c) && nn_compute(c)) mi_deconv_forward(cv, &y, x, residual, act, ws);
+    nn_scratch_free(c, ws);
+    nn_mark(c, cv->name, &y);
+    return y;
+}
+
+mi_tensor nn_max_pool(nn_ctx *c, const mi_pool_desc *d, const mi_tensor *x, const char *name) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c)) return empty();
+    mi_status st = mi_pool_out_shape(d, x, shape);
+    if (st) {
+        nn_fail(c, MI_FAIL(st, "%s: %s", name, mi_last_error()));
+        return empty();
+    }
+    mi_tensor y = nn_alloc(c, x->ndim, shape, name);
+    if (nn_ok(c) && nn_compute(c)) mi_max_pool(&y, x, d);
+    nn_mark(c, name, &y);
+    return y;
+}
+
+mi_tensor nn_global_avg_pool(nn_ctx *c, const mi_tensor *x, const char *name) {
+    if (!nn_ok(c)) return empty();
+    int64_t shape[MI_MAX_DIMS] = { x->shape[0], x->shape[1], 1, 1, 1 };
+    mi_tensor y = nn_alloc(c, x->ndim, shape, name);
+    if (nn_ok(c) && nn_compute(c)) mi_global_avg_pool(&y, x);
+    nn_mark(c, name, &y);
+    return y;
+}
+
+mi_tensor nn_linear_fwd(nn_ctx *c, const nn_linear *l, const mi_tensor *x) {
+    if (!nn_ok(c)) return empty();
+    int64_t feat = x->ndim >= 2 ? mi_tensor_numel(x) / x->shape[0] : 0;
+    if (feat != l->in) {
+        char s[96];
+        mi_shape_str(s, sizeof s, x->ndim, x->shape);
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "%s: input %s has %lld features per item, expected %lld",
+                           l->name, s, (long long)feat, (long long)l->in));
+        return empty();
+    }
+    const int64_t shape[2] = { x->shape[0], l->out };
+    mi_tensor y = nn_alloc(c, 2, shape, l->name);
+    if (nn_ok(c) && nn_compute(c)) mi_linear(y.data, x->data, l->weight, l->bias, x->shape[0], l->in, l->out);
+    nn_mark(c, l->name, &y);
+    return y;
+}
+
+mi_tensor nn_prelu_fwd(nn_ctx *c, const nn_prelu *p, const mi_tensor *x) {
+    if (!nn_ok(c)) return empty();
+    if (x->ndim < 2 || (p->n != 1 && x->shape[1] != p->n)) {
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "%s: input has %lld channels, the layer %lld", p->name,
+                           (long long)(x->ndim >= 2 ? x->shape[1] : 0), (long long)p->n));
+        return empty();
+    }
+    mi_tensor y = nn_alloc(c, x->ndim, x->shape, p->name);
+    if (nn_ok(c) && nn_compute(c)) {
+        int64_t N = x->shape[0], C = x->shape[1], inner = mi_tensor_numel(x) / (N * C);
+        mi_prelu(y.data, x->data, p->slope, p->n, N, C, inner);
+    }
+    nn_mark(c, p->name, &y);
+    return y;
+}

@@ -1,0 +1,65 @@
+/* nn/layers.h - what every network is built from: loaders that read a layer from a blob by its
+ * PyTorch state_dict names (checking presence and shape, naming the file, the tensor, expected
+ * vs found), and the steps a forward() is written in, each running in an nn_ctx (nn/ctx.h): in a
+ * measure walk they check shapes and take memory only, in a run they compute.
+ *
+ * Loaders take the layer's full name prefix ("layer1.0.conv1"; a backbone inside a larger model
+ * passes "backbone.body.layer1.0.conv1"); the layer is named by it in every later message.
+ * in_size (D, H, W; 0 when unknown) is the input the layer will mostly see: its weights are
+ * packed for it once, at load. Any other size still runs. */
+#ifndef MI_NN_LAYERS_H
+#define MI_NN_LAYERS_H
+
+#include "ctx.h"
+#include "../ops/conv.h"
+#include "../ops/pool.h"
+#include "../weights/safetensors.h"
+
+/* torch.nn.Conv2d/3d "<conv>.weight" [cout, cin/groups, k...] and, when has_bias,
+ * "<conv>.bias" [cout]. */
+mi_status nn_load_conv(mi_conv *c, const mi_weights *w, const char *conv, const mi_conv_desc *d,
+                       bool has_bias);
+/* Conv (no bias, as torchvision writes it before a BatchNorm) + BatchNorm2d/3d "<bn>.weight,
+ * bias, running_mean, running_var" folded into one conv in float64 (eps: the BN's, 1e-5 in
+ * torch's default). */
+mi_status nn_load_conv_bn(mi_conv *c, const mi_weights *w, const char *conv, const char *bn,
+                          const mi_conv_desc *d, double eps);
+/* torch.nn.ConvTranspose2d/3d "<name>.weight" [cin, cout/groups, k...], optional "<name>.bias". */
+mi_status nn_load_deconv(mi_deconv *c, const mi_weights *w, const char *name,
+                         const mi_deconv_desc *d, bool has_bias);
+
+/* torch.nn.Linear "<name>.weight" [out, in], optional "<name>.bias" [out]: views into the blob. */
+typedef struct {
+    char         name[64];
+    int64_t      in, out;
+    const float *weight, *bias;   /* bias NULL when the layer has none */
+} nn_linear;
+mi_status nn_load_linear(nn_linear *l, const mi_weights *w, const char *name, int64_t in,
+                         int64_t out, bool has_bias);
+
+/* torch.nn.PReLU "<name>.weight" [num_parameters] (1: one shared slope, or channels). */
+typedef struct {
+    char         name[64];
+    int64_t      n;
+    const float *slope;
+} nn_prelu;
+mi_status nn_load_prelu(nn_prelu *p, const mi_weights *w, const char *name, int64_t channels);
+
+/* ---- steps of a forward(); each returns its output from the arena ----------------------------
+ * On a failure in the measure walk (a shape that does not fit) the step records it in the
+ * context and returns an empty tensor; later steps then do nothing. The steps never allocate
+ * on the heap. */
+
+/* act(conv(x) + bias [+ residual]) */
+mi_tensor nn_conv(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, const mi_tensor *residual,
+                  mi_act act);
+mi_tensor nn_deconv(nn_ctx *c, const mi_deconv *cv, const mi_tensor *x, const mi_tensor *residual,
+                    mi_act act);
+mi_tensor nn_max_pool(nn_ctx *c, const mi_pool_desc *d, const mi_tensor *x, const char *name);
+/* (N, C, 1, 1[, 1]) */
+mi_tensor nn_global_avg_pool(nn_ctx *c, const mi_tensor *x, const char *name);
+/* x: (N, in, 1, ...) or (N, in) -> (N, out) */
+mi_tensor nn_linear_fwd(nn_ctx *c, const nn_linear *l, const mi_tensor *x);
+mi_tensor nn_prelu_fwd(nn_ctx *c, const nn_prelu *p, const mi_tensor *x);
+
+#endif

@@ -1,0 +1,324 @@
+/* nn/model.c - mi_model (a blob's network, read-only once open) and mi_session (one caller's
+ * input shape, arena, threads and outputs): the public API of include/medinfer.h.
+ *
+ * The split follows ncnn's Net / Extractor: everything a run only reads (packed weights,
+ * metadata) is in the model, everything a run writes is in the session, so sessions on several
+ * threads can share one model without locks. */
+#include "model.h"
+
+#include "resnet.h"
+#include "../ops/cpu.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- architectures ------------------------------------------------------------------------ */
+
+static const char *const classifier_outputs[] = { "logits" };
+static const char *const backbone_outputs[] = { "features.C2", "features.C3", "features.C4", "features.C5" };
+
+/* A torchvision ResNet blob is a classifier when it has 'fc.weight', else a C2-C5 backbone. */
+static mi_status resnet_load(void **net, const mi_weights *w, const char *arch, int64_t in_h,
+                             int64_t in_w, int *num_classes, int *channels,
+                             const char *const **outputs, int *noutputs) {
+    mi_resnet *r;
+    bool head = mi_weights_find(w, "fc.weight") != NULL;
+    mi_status st = mi_resnet_load(&r, w, arch, "", head, in_h, in_w);
+    if (st) return st;
+    *net = r;
+    *num_classes = mi_resnet_num_classes(r);
+    *channels = 3;
+    *outputs = head ? classifier_outputs : backbone_outputs;
+    *noutputs = head ? 1 : 4;
+    return MI_OK;
+}
+
+static mi_tensor resnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) {
+    return mi_resnet_forward(net, c, x);
+}
+
+static void resnet_free(void *net) { mi_resnet_free(net); }
+
+static const nn_arch archs[] = {
+    { "resnet18", resnet_load, resnet_forward, resnet_free },
+    { "resnet50", resnet_load, resnet_forward, resnet_free },
+};
+
+/* ---- model -------------------------------------------------------------------------------- */
+
+struct mi_model {
+    mi_weights        w;
+    const nn_arch    *arch;
+    void             *net;
+    int               num_classes, channels;
+    const char *const *outputs;      /* the default outputs of a session */
+    int               noutputs;
+    char            **labels;        /* num_classes names: metadata 'labels' or "class_<i>" */
+    int               nlabels;
+    mi_preprocess_spec pre;
+};
+
+static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f }, imagenet_std[3] = { 0.229f, 0.224f, 0.225f };
+
+#define MAX_SIZE (1 << 14)
+
+mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *w) {
+    long long input_size = 224, resize;
+    mi_status st;
+    if (mi_weights_meta(w, "input_size") && (st = mi_weights_meta_int(w, "input_size", 1, MAX_SIZE, &input_size)))
+        return st;
+    if (mi_weights_meta(w, "resize")) {
+        if ((st = mi_weights_meta_int(w, "resize", 1, MAX_SIZE, &resize)) != MI_OK) return st;
+    } else {
+        resize = (input_size * 256 + 112) / 224;  /* the ImageNet 256 -> 224 ratio; never a tie */
+    }
+    memcpy(p->mean, imagenet_mean, sizeof p->mean);
+    memcpy(p->std, imagenet_std, sizeof p->std);
+    if (mi_weights_meta(w, "mean") && (st = mi_weights_meta_floats(w, "mean", p->mean, 3))) return st;
+    if (mi_weights_meta(w, "std") && (st = mi_weights_meta_floats(w, "std", p->std, 3))) return st;
+    for (int c = 0; c < 3; c++)
+        if (!(p->std[c] > 0))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'std' has %g, expected > 0", w->path, p->std[c]);
+    p->crop = (int)input_size;
+    p->resize = (int)resize;
+    return MI_OK;
+}
+
+/* labels: metadata 'labels' (one per class) or generated "class_<i>" */
+static mi_status load_labels(mi_model *m) {
+    const char *path = m->w.path;
+    mi_status st;
+    if (mi_weights_meta(&m->w, "num_classes")) {
+        long long v;
+        if ((st = mi_weights_meta_int(&m->w, "num_classes", 0, 1000000, &v))) return st;
+        if (v != m->num_classes)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata num_classes = %lld but the network has %d classes",
+                           path, v, m->num_classes);
+    }
+    if (mi_weights_meta(&m->w, "labels")) {
+        if ((st = mi_weights_meta_strings(&m->w, "labels", &m->labels, &m->nlabels))) return st;
+        if (m->nlabels != m->num_classes)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' has %d names for %d classes", path,
+                           m->nlabels, m->num_classes);
+        return MI_OK;
+    }
+    if (!(m->labels = calloc((size_t)m->num_classes + 1, sizeof *m->labels)))
+        return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; i < m->num_classes; i++, m->nlabels++) {
+        char s[32];
+        snprintf(s, sizeof s, "class_%d", i);
+        if (!(m->labels[i] = strdup(s))) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return MI_OK;
+}
+
+mi_status mi_model_open_weights(mi_model **out, mi_weights *w) {
+    *out = NULL;
+    mi_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        mi_weights_close(w);
+        return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
+    }
+    m->w = *w;
+    memset(w, 0, sizeof *w);
+    const char *path = m->w.path, *arch = mi_weights_meta(&m->w, "arch");
+    mi_status st;
+    if (!arch) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'arch' is missing (the network to build: resnet18, resnet50)", path);
+        goto fail;
+    }
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+        if (!strcmp(arch, archs[i].arch)) m->arch = &archs[i];
+    if (!m->arch) {
+        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a network this engine runs (resnet18, resnet50)",
+                     path, arch);
+        goto fail;
+    }
+    if ((st = mi_preprocess_spec_from_blob(&m->pre, &m->w))) goto fail;
+    if ((st = m->arch->load(&m->net, &m->w, arch, m->pre.crop, m->pre.crop, &m->num_classes, &m->channels,
+                            &m->outputs, &m->noutputs)))
+        goto fail;
+    if ((st = load_labels(m))) goto fail;
+    *out = m;
+    return MI_OK;
+fail:
+    mi_model_close(m);
+    return st;
+}
+
+mi_status mi_model_open(mi_model **m, const char *path) {
+    *m = NULL;
+    mi_weights w;
+    mi_status st = mi_weights_open(&w, path);
+    return st ? st : mi_model_open_weights(m, &w);
+}
+
+void mi_model_close(mi_model *m) {
+    if (!m) return;
+    if (m->net) m->arch->free(m->net);
+    mi_strings_free(m->labels, m->nlabels);
+    mi_weights_close(&m->w);
+    free(m);
+}
+
+const mi_weights *mi_model_weights(const mi_model *m) { return &m->w; }
+const char *mi_model_arch(const mi_model *m) { return m->arch->arch; }
+const char *mi_model_path(const mi_model *m) { return m->w.path; }
+const char *mi_model_sha256(const mi_model *m) { return m->w.sha256; }
+const char *mi_model_meta(const mi_model *m, const char *key) { return mi_weights_meta(&m->w, key); }
+int mi_model_num_classes(const mi_model *m) { return m->num_classes; }
+int mi_model_input_size(const mi_model *m) { return m->pre.crop; }
+int mi_model_input_channels(const mi_model *m) { return m->channels; }
+const mi_preprocess_spec *mi_model_preprocess(const mi_model *m) { return &m->pre; }
+
+const char *mi_model_version(const mi_model *m) {
+    const char *v = mi_weights_meta(&m->w, "model_version");
+    return v ? v : "";
+}
+
+const char *mi_model_label(const mi_model *m, int i) {
+    return i >= 0 && i < m->num_classes ? m->labels[i] : NULL;
+}
+
+/* ---- session ------------------------------------------------------------------------------ */
+
+struct mi_session {
+    const mi_model *m;
+    int64_t         in_shape[4];
+    int             threads;
+    char          **want;          /* the outputs it keeps (copies) */
+    int             nwant;
+    nn_ctx          ctx;
+    unsigned char  *arena;
+    size_t          arena_bytes;
+    bool            ran;
+};
+
+void mi_session_destroy(mi_session *s) {
+    if (!s) return;
+    nn_ctx_free(&s->ctx);
+    mi_free_aligned(s->arena);
+    mi_strings_free(s->want, s->nwant);
+    free(s);
+}
+
+/* The measure walk: checks every layer against the input shape and sizes the arena. */
+static mi_status plan(mi_session *s) {
+    mi_tensor x = mi_tensor_view(NULL, 4, s->in_shape, "input");
+    nn_ctx_measure(&s->ctx, (const char *const *)s->want, s->nwant);
+    s->m->arch->forward(s->m->net, &s->ctx, &x);
+    mi_status st = nn_ctx_status(&s->ctx);
+    if (st) {
+        char shp[96];
+        mi_shape_str(shp, sizeof shp, 4, s->in_shape);
+        return MI_FAIL(st, "%s: input %s: %s", s->m->w.path, shp, mi_last_error());
+    }
+    for (int i = 0; i < s->nwant; i++) {
+        bool found = false;
+        for (int j = 0; j < s->ctx.nouts; j++) found |= !strcmp(s->ctx.outs[j].name, s->want[i]);
+        if (!found)
+            return MI_FAIL(MI_ERR_ARG, "%s: a %s has no output '%s'", s->m->w.path, s->m->arch->arch, s->want[i]);
+    }
+    s->arena_bytes = nn_ctx_arena_bytes(&s->ctx);
+    if (!(s->arena = mi_alloc_aligned(s->arena_bytes ? s->arena_bytes : 1)))
+        return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate a %zu-byte arena", s->m->w.path, s->arena_bytes);
+    return MI_OK;
+}
+
+mi_status mi_session_create_outputs(mi_session **out, const mi_model *m, const int64_t in_shape[4],
+                                    int threads, const char *const *outputs, int noutputs) {
+    *out = NULL;
+    const char *path = m->w.path;
+    if (in_shape[0] < 1 || in_shape[0] > 4096 || in_shape[1] != m->channels || in_shape[2] < 1 ||
+        in_shape[3] < 1 || in_shape[2] > 65536 || in_shape[3] > 65536) {
+        char shp[96];
+        mi_shape_str(shp, sizeof shp, 4, in_shape);
+        return MI_FAIL(MI_ERR_ARG, "%s: input shape %s: expected (N, %d, H, W) with N in 1..4096 and H, W "
+                       "in 1..65536", path, shp, m->channels);
+    }
+    if (noutputs < 0 || (noutputs > 0 && !outputs))
+        return MI_FAIL(MI_ERR_ARG, "%s: %d outputs requested without names", path, noutputs);
+    mi_session *s = calloc(1, sizeof *s);
+    if (!s) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
+    s->m = m;
+    memcpy(s->in_shape, in_shape, sizeof s->in_shape);
+    s->threads = threads;
+    if (!outputs) {
+        outputs = m->outputs;
+        noutputs = m->noutputs;
+    }
+    mi_status st = MI_OK;
+    if (!(s->want = calloc((size_t)noutputs + 1, sizeof *s->want))) st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; !st && i < noutputs; i++, s->nwant++)
+        if (!outputs[i] || !(s->want[i] = strdup(outputs[i])))
+            st = MI_FAIL(outputs[i] ? MI_ERR_NOMEM : MI_ERR_ARG, "%s: output name %d is %s", path, i,
+                         outputs[i] ? "too much for memory" : "NULL");
+    if (!st) st = plan(s);
+    if (st) {
+        mi_session_destroy(s);
+        return st;
+    }
+    *out = s;
+    return MI_OK;
+}
+
+mi_status mi_session_create(mi_session **s, const mi_model *m, const int64_t in_shape[4], int threads) {
+    return mi_session_create_outputs(s, m, in_shape, threads, NULL, 0);
+}
+
+/* The first non-finite value of x (numel floats), as a position in the input shape. */
+static mi_status check_finite(const mi_session *s, const float *x, int64_t n) {
+    const int64_t C = s->in_shape[1], H = s->in_shape[2], W = s->in_shape[3], total = n * C * H * W;
+    for (int64_t i = 0; i < total; i++)
+        if (!isfinite(x[i]))
+            return MI_FAIL(MI_ERR_ARG, "%s: input value at (n=%lld, c=%lld, y=%lld, x=%lld) is %s; the "
+                           "network takes finite numbers only", s->m->w.path, (long long)(i / (C * H * W)),
+                           (long long)(i / (H * W) % C), (long long)(i / W % H), (long long)(i % W),
+                           isnan(x[i]) ? "NaN" : "infinite");
+    return MI_OK;
+}
+
+mi_status mi_session_run_n(mi_session *s, const float *x, int64_t n) {
+    if (n < 1 || n > s->in_shape[0])
+        return MI_FAIL(MI_ERR_ARG, "%s: run of %lld items on a session made for 1..%lld", s->m->w.path,
+                       (long long)n, (long long)s->in_shape[0]);
+    if (!x) return MI_FAIL(MI_ERR_ARG, "%s: run without input", s->m->w.path);
+    mi_status st = check_finite(s, x, n);
+    if (st) return st;
+    const int64_t shape[4] = { n, s->in_shape[1], s->in_shape[2], s->in_shape[3] };
+    mi_tensor in = mi_tensor_view((float *)x, 4, shape, "input");
+    const int saved = mi_threads();
+    if (s->threads > 0) mi_set_threads(s->threads);
+    nn_ctx_run(&s->ctx, s->arena);
+    s->m->arch->forward(s->m->net, &s->ctx, &in);
+    MI_ASSERT_EQ(s->ctx.next, s->ctx.nplan);     /* the run walked exactly the planned steps */
+    if (s->threads > 0) mi_set_threads(saved);
+    s->ran = true;
+    return MI_OK;
+}
+
+mi_status mi_session_run(mi_session *s, const float *x) { return mi_session_run_n(s, x, s->in_shape[0]); }
+
+const float *mi_session_output(const mi_session *s, const char *name, int64_t shape[4]) {
+    for (int i = 0; s->ran && i < s->ctx.nouts; i++) {
+        const mi_tensor *t = &s->ctx.outs[i].t;
+        if (strcmp(s->ctx.outs[i].name, name) || t->ndim > 4) continue;
+        for (int d = 0; shape && d < 4; d++) shape[d] = d < t->ndim ? t->shape[d] : 1;
+        return t->data;
+    }
+    return NULL;
+}
+
+int mi_session_output_count(const mi_session *s) { return s->ctx.nouts; }
+const char *mi_session_output_name(const mi_session *s, int i) {
+    return i >= 0 && i < s->ctx.nouts ? s->ctx.outs[i].name : NULL;
+}
+size_t mi_session_arena_bytes(const mi_session *s) { return s->arena_bytes; }
+const mi_model *mi_session_model(const mi_session *s) { return s->m; }
+
+void mi_session_set_capture(mi_session *s, mi_capture_fn fn, void *user) {
+    s->ctx.capture = fn;
+    s->ctx.user = user;
+}

@@ -1,0 +1,18 @@
+/* tools/cli.c - helpers shared by the subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int mi_cli_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "medinfer %s: %s '%s': expected a whole number in [%ld, %ld]\n", cmd, opt, v, lo, hi);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
