@@ -9,8 +9,10 @@ PYTHON  := /usr/bin/python3
 B       ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
+# -fPIC and hidden visibility: the same objects make the static library, the shared one (which
+# exports only what include/medinfer.h declares, marked MI_API) and the programs.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -fopenmp -Wall -Wextra -Werror \
-           -Iinclude -I/usr/include/cjson -MMD -MP
+           -fPIC -fvisibility=hidden -Iinclude -I/usr/include/cjson -MMD -MP
 LDLIBS_CORE := -lcjson -lm -fopenmp
 PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb
 # pkg-config is asked only when a target needs the pipelines (after deps are installed)
@@ -47,8 +49,8 @@ DEPS_STAMP := $(B)/.deps-build
 TDEPS_STAMP := $(B)/.deps-test
 
 .SECONDARY:
-.PHONY: all test check bench demo clean deps help
-all: $(B)/medinfer
+.PHONY: all test check bench demo clean deps help install
+all: $(B)/medinfer $(B)/libmedinfer.so
 
 help:
 	@echo "make [all]   build $(B)/medinfer (installs missing Debian build deps)"
@@ -56,6 +58,7 @@ help:
 	@echo "make check   ASan+UBSan build running the unit tests"
 	@echo "make bench   medinfer vs PyTorch, same machine, same run"
 	@echo "make demo    the endoscopy completeness QC on shipped demo data"
+	@echo "make install PREFIX=DIR   library (static + shared), medinfer.h, medinfer.pc, the CLI"
 
 $(DEPS_STAMP):
 	@mkdir -p $(B)
@@ -88,6 +91,9 @@ $(B)/pipelines/trust/buildinfo.o: CFLAGS += -DMI_GIT_HASH='"$(GIT_HASH)"'
 
 $(B)/libmedinfer.a: $(CORE_OBJ)
 	$(AR) rcs $@ $^
+$(B)/libmedinfer.so: $(CORE_OBJ)
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libmedinfer.so.0 -o $@ $^ $(LDLIBS_CORE)
+
 $(B)/libmedinfer_pipelines.a: $(PIPE_OBJ)
 	$(AR) rcs $@ $^
 
@@ -98,6 +104,27 @@ $(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(
 	$(CC) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
 	    $(PIPE_LIBS) $(CHECK_LIBS) $(LDLIBS_CORE)
 
+# make install PREFIX=DIR: what an integrator needs (include/medinfer.h is the only header) and
+# the CLI. medinfer.pc carries an rpath, so a program linked against a private prefix runs as is.
+PREFIX ?= /usr/local
+install: $(B)/medinfer $(B)/libmedinfer.a $(B)/libmedinfer.so
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/medinfer.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/libmedinfer.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(B)/libmedinfer.so $(DESTDIR)$(PREFIX)/lib/libmedinfer.so.0
+	ln -sf libmedinfer.so.0 $(DESTDIR)$(PREFIX)/lib/libmedinfer.so
+	install -m 755 $(B)/medinfer $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define MI_VERSION "\(.*\)"/\1/p' include/medinfer.h)|' \
+	    tools/medinfer.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/medinfer.pc
+
+# examples/embed.c built the way an integrator builds it: against an installed tree, through
+# pkg-config only (tests/test_embed.sh runs it beside `medinfer classify`).
+$(B)/embed: examples/embed.c $(B)/medinfer $(B)/libmedinfer.a $(B)/libmedinfer.so tools/medinfer.pc.in
+	rm -rf $(B)/stage
+	$(MAKE) --no-print-directory install PREFIX=$(abspath $(B)/stage) B=$(B) >/dev/null
+	PKG_CONFIG_PATH=$(abspath $(B)/stage)/lib/pkgconfig $(CC) -O2 -Wall -Wextra -Werror -o $@ examples/embed.c \
+	    $$(PKG_CONFIG_PATH=$(abspath $(B)/stage)/lib/pkgconfig pkg-config --cflags --libs medinfer stb)
+
 # Python references (PyTorch) write fixtures once per change of the script.
 FIXTURE_STAMPS := $(patsubst tests/ref_%.py,$(B)/fixtures/%.stamp,$(wildcard tests/ref_*.py))
 $(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py tools/export.py | $(TDEPS_STAMP)
@@ -105,14 +132,20 @@ $(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py tools/export.py | $(TDEPS_
 	$(PYTHON) $< $(B)/fixtures
 	@touch $@
 
-test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FIXTURE_STAMPS)
-	MI_BIN=$(B)/medinfer MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh $(B)/tests
+test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FIXTURE_STAMPS) $(B)/embed
+	MI_BIN=$(B)/medinfer MI_EMBED=$(B)/embed MI_LIB=$(B)/libmedinfer.so MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) \
+	    sh tests/run.sh $(B)/tests
 
-# Sanitizers: a separate tree, unit tests only (the parity fixtures are shared with `make test`).
+# Sanitizers: separate trees, unit tests only (the parity fixtures are shared with `make test`).
+# ASan + UBSan over every test; ThreadSanitizer over sessions sharing a model across host threads
+# (tests/test_session.c; libgomp's own synchronization is invisible to TSan, so that build gives
+# each session one OpenMP thread).
 check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
-	@mkdir -p build-san && touch build-san/.deps-build build-san/.deps-test
+	@mkdir -p build-san build-tsan && touch build-san/.deps-build build-san/.deps-test build-tsan/.deps-build build-tsan/.deps-test
 	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN))
+	$(MAKE) B=build-tsan OPT="-O1 -g -fsanitize=thread -DMI_TSAN" build-tsan/tests/test_session
+	CK_FORK=no TSAN_OPTIONS=halt_on_error=1 MI_FIXTURES=$(B)/fixtures build-tsan/tests/test_session
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MI_SANITIZE=1 MI_BIN=build-san/medinfer \
 	    MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh build-san/tests
 
@@ -132,6 +165,6 @@ demo: $(B)/medinfer
 	sh tools/endoqc_demo.sh $(B)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

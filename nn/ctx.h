@@ -2,10 +2,10 @@
  * running, activation memory by liveness, named outputs and the capture hook.
  *
  * A network has a single forward(ctx, x). A session calls it twice over its life:
- *   measure: ctx->measure is true; every nn_* step checks shapes, takes its output and scratch
- *            from a simulated arena (first fit over the blocks still live) and returns without
- *            touching data. The walk records the offset and size of each allocation, in order,
- *            and the high-water mark.
+ *   measure: ctx->measure is true; every nn_* step checks shapes, records the size of its
+ *            output and scratch and when each is taken and given back, and returns without
+ *            touching data. nn_ctx_finish then gives every allocation its offset in one arena
+ *            (allocations alive at the same time never overlap).
  *   run:     the same walk for real. Allocation k takes the offset the measure walk recorded
  *            for allocation k, so planning and running cannot disagree: a run that asks for
  *            more than was planned, or for allocations in another order, is our bug (asserted).
@@ -23,7 +23,9 @@
 
 #include <stdbool.h>
 
-typedef struct { size_t off, size; } nn_slot;
+/* allocation k of the walk: where it goes in the arena, how big, and the moments (a counter of
+ * allocations and frees) it is taken and given back */
+typedef struct { size_t off, size; int64_t t0, t1; } nn_slot;
 
 typedef struct {
     char      name[64];
@@ -33,11 +35,12 @@ typedef struct {
 typedef struct nn_ctx {
     bool      measure;
     mi_status status;         /* first failure of a measure walk; MI_OK on a run */
-    /* measure: the plan being recorded and the blocks live at this point of the walk */
+    /* measure: the plan being recorded and the allocations live at this point of the walk */
     nn_slot  *plan;
     int       nplan, plan_cap;
+    int64_t   clock;
     size_t    peak;
-    struct nn_live { size_t off, size; bool pinned; } *live;
+    struct nn_live { int slot; bool pinned; } *live;
     int       nlive, live_cap;
     /* run: the arena, and the index of the next allocation */
     unsigned char *base;
@@ -55,8 +58,9 @@ typedef struct nn_ctx {
 void      nn_ctx_measure(nn_ctx *c, const char *const *want, int nwant);
 void      nn_ctx_run(nn_ctx *c, unsigned char *arena);
 void      nn_ctx_free(nn_ctx *c);
-/* After the measure walk: its status (or MI_ERR_NOMEM for the plan itself) and arena size. */
-mi_status nn_ctx_status(const nn_ctx *c);
+/* Ends the measure walk: places every allocation in the arena. Returns the walk's first failure,
+ * else MI_OK; then nn_ctx_arena_bytes is the arena size. */
+mi_status nn_ctx_finish(nn_ctx *c);
 size_t    nn_ctx_arena_bytes(const nn_ctx *c);
 
 /* A fresh (N, C, ...) tensor from the arena, named for messages. During a measure walk .data is

@@ -209,7 +209,7 @@ static mi_status plan(mi_session *s) {
     mi_tensor x = mi_tensor_view(NULL, 4, s->in_shape, "input");
     nn_ctx_measure(&s->ctx, (const char *const *)s->want, s->nwant);
     s->m->arch->forward(s->m->net, &s->ctx, &x);
-    mi_status st = nn_ctx_status(&s->ctx);
+    mi_status st = nn_ctx_finish(&s->ctx);
     if (st) {
         char shp[96];
         mi_shape_str(shp, sizeof shp, 4, s->in_shape);
