@@ -89,13 +89,14 @@ $(shell mkdir -p $(B) && echo '$(GIT_HASH)' | cmp -s - $(B)/.git-hash || echo '$
 $(B)/pipelines/trust/buildinfo.o: $(B)/.git-hash
 $(B)/pipelines/trust/buildinfo.o: CFLAGS += -DMI_GIT_HASH='"$(GIT_HASH)"'
 
+# archives are rebuilt whole, so an object whose source was moved or deleted cannot linger
 $(B)/libmedinfer.a: $(CORE_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 $(B)/libmedinfer.so: $(CORE_OBJ)
 	$(CC) $(CFLAGS) -shared -Wl,-soname,libmedinfer.so.0 -o $@ $^ $(LDLIBS_CORE)
 
 $(B)/libmedinfer_pipelines.a: $(PIPE_OBJ)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 $(B)/medinfer: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(PIPE_LIBS) $(LDLIBS_CORE)

@@ -40,7 +40,7 @@ cmp -s "$tmp/embed.txt" "$tmp/classify.txt"; check $? "embed's top-5 equals clas
 [ "$(wc -l < "$tmp/embed.txt")" -eq 5 ]; check $? "five classes printed"
 
 export PKG_CONFIG_PATH="$stage/lib/pkgconfig"
-${CC:-cc} -o "$tmp/logits" tests/pkgconfig_logits.c $(pkg-config --cflags --libs medinfer) 2> "$tmp/cc.err"
+${CC:-cc} -o "$tmp/logits" tests/api/pkgconfig_logits.c $(pkg-config --cflags --libs medinfer) 2> "$tmp/cc.err"
 check $? "a program builds with pkg-config --cflags --libs medinfer alone"
 "$tmp/logits" "$blob" "$tmp/x.f32" 96 128 > "$tmp/lib.txt"; check $? "it runs (1, 3, 96, 128) from the installed shared library"
 ldd "$tmp/logits" | grep -q "$stage/lib/libmedinfer.so"; check $? "it links the installed libmedinfer.so"

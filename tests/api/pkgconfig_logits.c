@@ -1,4 +1,4 @@
-/* tests/pkgconfig_logits.c - what an integrator's first program looks like, built by
+/* tests/api/pkgconfig_logits.c - what an integrator's first program looks like, built by
  * tests/test_embed.sh against the installed tree with pkg-config only: a blob, a raw float32
  * (1, 3, H, W) input, every logit printed with 9 significant digits, as `classify --logits`. */
 #include <medinfer.h>

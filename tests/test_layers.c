@@ -1,0 +1,148 @@
+/* tests/test_layers.c - the shared loaders and steps of nn/layers.c against torch modules
+ * (tests/ref_layers.py): each layer is read from a blob by its state_dict names and run in an
+ * nn_ctx the way a network runs it (a measure walk, the arena, a run walk). Also the names and
+ * shapes a loader reports when the blob does not fit. Tolerance 1e-5 * max|ref| + 1e-6. */
+#include "mi_test.h"
+#include "../nn/layers.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef mi_tensor (*step_fn)(nn_ctx *c, const void *layer, const mi_tensor *x);
+
+/* Runs one step as a network would: measure, place, run. Returns the output (arena-owned). */
+static mi_tensor run_step(nn_ctx *c, unsigned char **arena, step_fn f, const void *layer, const mi_tensor *x) {
+    const char *const want[] = { "out" };
+    nn_ctx_measure(c, want, 1);
+    mi_tensor y = f(c, layer, x);
+    nn_mark(c, "out", &y);
+    ck_assert_msg(nn_ctx_finish(c) == MI_OK, "%s", mi_last_error());
+    *arena = mi_alloc_aligned(nn_ctx_arena_bytes(c) + 1);
+    nn_ctx_run(c, *arena);
+    y = f(c, layer, x);
+    nn_mark(c, "out", &y);
+    ck_assert_int_eq(c->next, c->nplan);
+    return y;
+}
+
+static void check(const char *what, step_fn f, const void *layer, const mi_weights *ref, const char *in_name) {
+    mi_tensor x = mi_fixture_tensor(ref, in_name), want = mi_fixture_tensor(ref, what);
+    nn_ctx c = { 0 };
+    unsigned char *arena = NULL;
+    mi_tensor y = run_step(&c, &arena, f, layer, &x);
+    double maxref = 0;
+    for (int64_t i = 0; i < mi_tensor_numel(&want); i++) maxref = fmax(maxref, fabs(want.data[i]));
+    mi_assert_close_t(&y, &want, 1e-5 * maxref + 1e-6, 0);
+    nn_ctx_free(&c);
+    mi_free_aligned(arena);
+}
+
+static mi_tensor conv_step(nn_ctx *c, const void *l, const mi_tensor *x) { return nn_conv(c, l, x, NULL, MI_ACT_NONE); }
+static mi_tensor deconv_step(nn_ctx *c, const void *l, const mi_tensor *x) { return nn_deconv(c, l, x, NULL, MI_ACT_NONE); }
+static mi_tensor linear_step(nn_ctx *c, const void *l, const mi_tensor *x) { return nn_linear_fwd(c, l, x); }
+static mi_tensor prelu_step(nn_ctx *c, const void *l, const mi_tensor *x) { return nn_prelu_fwd(c, l, x); }
+
+START_TEST(loaders_match_torch_modules)
+{
+    mi_weights w, ref;
+    mi_fixture_open(&w, "layers.safetensors");
+    mi_fixture_open(&ref, "layers_ref.safetensors");
+    mi_conv cv;
+    mi_conv_desc d = mi_conv2d_desc(4, 6, 3, 2, 1, 2);
+    ck_assert_msg(nn_load_conv(&cv, &w, "conv", &d, true) == MI_OK, "%s", mi_last_error());
+    check("conv", conv_step, &cv, &ref, "x");
+    mi_conv_free(&cv);
+    d = mi_conv2d_desc(4, 8, 3, 1, 1, 1);
+    ck_assert_msg(nn_load_conv_bn(&cv, &w, "cb", "bn", &d, 1e-5) == MI_OK, "%s", mi_last_error());
+    check("cb", conv_step, &cv, &ref, "x");
+    mi_conv_free(&cv);
+    d = mi_conv3d_desc(2, 4, 3, 1, 1, 1);
+    ck_assert_msg(nn_load_conv_bn(&cv, &w, "c3", "bn3", &d, 1e-5) == MI_OK, "%s", mi_last_error());
+    check("c3", conv_step, &cv, &ref, "x3");
+    mi_conv_free(&cv);
+    mi_deconv dc;
+    mi_deconv_desc dd = mi_deconv2d_desc(4, 3, 2, 2, 0, 0, 1);
+    ck_assert_msg(nn_load_deconv(&dc, &w, "up", &dd, true) == MI_OK, "%s", mi_last_error());
+    check("up", deconv_step, &dc, &ref, "x");
+    mi_deconv_free(&dc);
+    nn_linear l;
+    ck_assert_msg(nn_load_linear(&l, &w, "fc", 24, 5, true) == MI_OK, "%s", mi_last_error());
+    check("fc", linear_step, &l, &ref, "v");
+    ck_assert_msg(nn_load_linear(&l, &w, "proj", 24, 7, false) == MI_OK, "%s", mi_last_error());
+    check("proj", linear_step, &l, &ref, "v");
+    nn_prelu p;
+    ck_assert_msg(nn_load_prelu(&p, &w, "act", 4) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(p.n, 4);
+    check("act", prelu_step, &p, &ref, "x");
+    ck_assert_msg(nn_load_prelu(&p, &w, "act1", 4) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(p.n, 1);
+    check("act1", prelu_step, &p, &ref, "x");
+    mi_weights_close(&w);
+    mi_weights_close(&ref);
+}
+END_TEST
+
+/* A loader names the file, the tensor, and expected against found. */
+START_TEST(loaders_name_what_does_not_fit)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "layers.safetensors");
+    mi_conv cv;
+    mi_conv_desc d = mi_conv2d_desc(4, 6, 5, 1, 2, 2);   /* the blob's conv is 3x3 */
+    ck_assert_int_eq(nn_load_conv(&cv, &w, "conv", &d, true), MI_ERR_SHAPE);
+    ck_assert_msg(strstr(mi_last_error(), "layers.safetensors: tensor 'conv.weight' has shape [6,2,3,3], "
+                         "expected [6,2,5,5]") != NULL, "%s", mi_last_error());
+    d = mi_conv2d_desc(4, 8, 3, 1, 1, 1);
+    ck_assert_int_ne(nn_load_conv_bn(&cv, &w, "cb", "bn_missing", &d, 1e-5), MI_OK);
+    ck_assert_msg(strstr(mi_last_error(), "'bn_missing.weight'") != NULL, "%s", mi_last_error());
+    ck_assert_int_ne(nn_load_conv(&cv, &w, "cb", &d, true), MI_OK);   /* cb has no bias */
+    ck_assert_msg(strstr(mi_last_error(), "'cb.bias'") != NULL, "%s", mi_last_error());
+    nn_linear l;
+    ck_assert_int_eq(nn_load_linear(&l, &w, "fc", 25, 5, true), MI_ERR_SHAPE);
+    ck_assert_msg(strstr(mi_last_error(), "tensor 'fc.weight' has shape [5,24], expected [5,25]") != NULL, "%s",
+                  mi_last_error());
+    nn_prelu p;
+    ck_assert_int_eq(nn_load_prelu(&p, &w, "act", 3), MI_ERR_SHAPE);
+    /* a step whose input does not fit records the failure in the measure walk, naming the layer */
+    ck_assert_int_eq(nn_load_linear(&l, &w, "fc", 24, 5, true), MI_OK);
+    nn_ctx c = { 0 };
+    nn_ctx_measure(&c, NULL, 0);
+    mi_tensor x = mi_tensor_view(NULL, 2, (int64_t[]){ 3, 23 }, "v");
+    nn_linear_fwd(&c, &l, &x);
+    ck_assert_int_eq(nn_ctx_finish(&c), MI_ERR_SHAPE);
+    ck_assert_msg(strstr(mi_last_error(), "fc: input [3,23] has 23 features per item, expected 24") != NULL, "%s",
+                  mi_last_error());
+    nn_ctx_free(&c);
+    mi_weights_close(&w);
+}
+END_TEST
+
+/* Liveness: two tensors alive at once never share bytes, and a freed one is reused. */
+START_TEST(arena_reuses_freed_memory)
+{
+    nn_ctx c = { 0 };
+    nn_ctx_measure(&c, NULL, 0);
+    const int64_t big[2] = { 1, 1000 }, small[2] = { 1, 100 };
+    mi_tensor a = nn_alloc(&c, 2, big, "a"), b = nn_alloc(&c, 2, small, "b");
+    nn_free(&c, &a);
+    mi_tensor d = nn_alloc(&c, 2, big, "d");      /* may take a's place */
+    nn_free(&c, &b);
+    nn_free(&c, &d);
+    ck_assert_int_eq(nn_ctx_finish(&c), MI_OK);
+    ck_assert_uint_eq(nn_ctx_arena_bytes(&c), 4032 + 448);   /* two 64-byte-rounded blocks, not three */
+    ck_assert(c.plan[0].off != c.plan[1].off && c.plan[1].off != c.plan[2].off);
+    nn_ctx_free(&c);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("layers");
+    TCase *tc = tcase_create("layers");
+    tcase_add_test(tc, loaders_match_torch_modules);
+    tcase_add_test(tc, loaders_name_what_does_not_fit);
+    tcase_add_test(tc, arena_reuses_freed_memory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MI_TEST_MAIN(suite)
