@@ -366,7 +366,7 @@ START_TEST(prepare_repacks_for_the_input_size)
         ck_assert_int_eq(f.c.chan_lanes, 0);
         ck_assert_int_eq(f.c.wino, 0);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
-        const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)f.c.path);
+        const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)f.c.path);
         if (u) ck_assert_int_eq(f.c.wino, wino[k]);
         if (u && u->run_t && k == 1) ck_assert_int_eq(f.c.chan_lanes, 1);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
@@ -396,7 +396,7 @@ START_TEST(winograd_transforms_match_scalar)
 {
     int ran = 0;
     for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
-        const mi_conv_ukr *u = mi_conv_ukr_for(isa);
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u) continue;
         for (int m = 2; m <= 4; m += 2) {
             const wino_in_fn in = m == 2 ? u->wino2_in : u->wino4_in, in_ref = m == 2 ? mi_conv_wino2_in_ref : mi_conv_wino4_in_ref;
