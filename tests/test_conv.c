@@ -1,5 +1,5 @@
 /* tests/test_conv.c - convolution and transposed convolution (ops/conv.c, ops/conv_transpose.c,
- * ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
+ * ops/conv_winograd.c, the packed GEMM ops/gemm.c, ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
  *
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
  *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512, each GEMM
@@ -20,6 +20,7 @@
  * 6. mi_conv_prepare picks the algorithm and orientation for the input size. */
 #include "mi_test.h"
 #include "../ops/conv.h"
+#include "../ops/conv_internal.h"   /* the kernel table and the scalar Winograd transforms */
 
 #include <math.h>
 #include <string.h>
