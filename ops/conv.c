@@ -1,5 +1,6 @@
-/* ops/conv.c - convolution 2-D / 3-D: the scalar reference (the spec), and the driver of the
- * packed-GEMM fast path whose micro-kernels live in ops/x86/conv_avx2.c and conv_avx512.c.
+/* ops/conv.c - convolution 2-D / 3-D: the scalar reference (the spec), and the fast path that
+ * turns a layer into the packed GEMM of ops/gemm.c (micro-kernels in ops/x86/conv_avx2.c and
+ * conv_avx512.c), with the layout and algorithm chosen per layer.
  *
  * Layout decision: activations stay NCHW (NCDHW) at the API and inside the kernels.
  *   The GEMM is C[cout][pixel] = W[cout][cin*k] x B[cin*k][pixel]. In NCHW a row of B for one
@@ -33,11 +34,10 @@
  *   ResNet-50 at 2 threads it cut the 3x3 layers from 13.8-14.1 to 10.4-10.6 ms (bench_conv) and
  *   the forward pass by ~4-5 ms; mi_conv_desc.algo forces either algorithm (the tests run both).
  *
- * Determinism: threads split output tiles (channel chunks x pixel panels) only; every output is
- * accumulated over K in one fixed order (K blocks in order, k in order inside a block) by the same
- * micro-kernel whatever the split, so the bits are the same for any thread count.
+ * Determinism: the GEMM splits output tiles only, never K (ops/gemm.c), and the phase planes are
+ * copies, so the bits are the same for any thread count.
  * Tests: tests/test_conv.c against tests/ref_conv.py (torch.nn.functional.conv2d/conv3d). */
-#include "conv.h"
+#include "conv_internal.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -59,15 +59,6 @@ mi_conv_desc mi_conv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int
 }
 
 int mi_conv_max_threads(void) { return mi_thread_limit(); }  /* scratch is sized once, at load */
-
-const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa) {
-#if defined(__x86_64__)
-    if (isa == MI_ISA_AVX512) return &mi_conv_ukr_avx512;
-    if (isa == MI_ISA_AVX2) return &mi_conv_ukr_avx2;
-#endif
-    (void)isa;
-    return NULL;
-}
 
 void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]) {
     in[0] = d->sp == 3 ? x->shape[2] : 1;
@@ -99,15 +90,15 @@ mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name) {
 }
 
 static int64_t kvol(const mi_conv_desc *d) { return d->k[0] * d->k[1] * d->k[2]; }
-static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *chan_lanes);
+static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *chan_lanes);
 
 /* Packed weights for the fast path in the chosen algorithm and orientation (sets c->wino and
  * c->chan_lanes); NULL: no memory. */
-static void *pack_weights(mi_conv *c, const mi_conv_ukr *u, int wino, int chan_lanes) {
+static void *pack_weights(mi_conv *c, const mi_gemm_ukr *u, int wino, int chan_lanes) {
     const mi_conv_desc *d = &c->d;
     const int64_t cog = d->cout / d->groups, K = d->cin / d->groups * kvol(d);
-    size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
-        chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
+    size_t (*pack)(const mi_gemm_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
+        chan_lanes ? mi_gemm_pack_a_t : mi_gemm_pack_a;
     const size_t n = wino ? mi_conv_wino_pack(u, NULL, c->weight, d, wino, chan_lanes)
                           : pack(u, NULL, c->weight, d->groups, cog, K);
     float *p = mi_alloc_aligned(n * sizeof(float));
@@ -129,7 +120,7 @@ mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x) {
     mi_status st = mi_conv_out_shape(c, x, os);
     if (st != MI_OK) return st;
     mi_conv_spatial_in(&c->d, x, c->d.in_size);
-    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     if (c->path == MI_ISA_REF || !u || !c->weight) return MI_OK;  /* released: keep the packing */
     int wino, chan;
     choose(&c->d, u, &wino, &chan);
@@ -163,7 +154,7 @@ mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weigh
     else memset(c->bias, 0, (size_t)d->cout * sizeof(float));
 
     if (isa > mi_cpu_isa()) isa = mi_cpu_isa();
-    const mi_conv_ukr *u = mi_conv_ukr_for(isa);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
     c->path = MI_ISA_REF;
     /* Depthwise layers (one channel in, one out per group) have no GEMM worth packing. */
     int small_stride = 1;
@@ -295,193 +286,6 @@ void mi_conv_forward_ref(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
         }
 }
 
-/* ---- the packed GEMM driver (shared with ops/conv_transpose.c) ---- */
-
-static size_t pack_panels(int64_t MR, float *apack, const float *w, int64_t groups, int64_t M, int64_t K) {
-    const int64_t mpan = CEIL_DIV(M, MR);
-    if (!apack) return (size_t)(groups * mpan * K * MR);
-    for (int64_t g = 0; g < groups; g++)
-        for (int64_t p = 0; p < mpan; p++)
-            for (int64_t k = 0; k < K; k++)
-                for (int64_t i = 0; i < MR; i++) {
-                    const int64_t m = p * MR + i;
-                    apack[((g * mpan + p) * K + k) * MR + i] = m < M ? w[(g * M + m) * K + k] : 0.0f;
-                }
-    return (size_t)(groups * mpan * K * MR);
-}
-
-size_t mi_conv_pack_a(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
-                      int64_t M, int64_t K) {
-    return pack_panels(u->mr, apack, w, groups, M, K);
-}
-
-size_t mi_conv_pack_a_t(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
-                        int64_t M, int64_t K) {
-    return pack_panels(u->nr, apack, w, groups, M, K);
-}
-
-/* Pixel panels per work item: their packed B rows (JMAX x KC x NR floats) sit in L2 while each
- * weight micro-panel, in L1, meets all of them, so the weights stream from memory once per item. */
-#define JMAX_PIX 8    /* pixels on the lanes: 8 x 32 pixels */
-#define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
-#define CAP_CHAN 16   /* channel panels (of NR) per item */
-
-static size_t gemm_b_floats(const mi_conv_ukr *u) {
-    return (size_t)u->kc * (size_t)MI_MAX(JMAX_PIX * u->nr, JMAX_CHAN * 16);
-}
-
-static size_t gemm_acc_floats(const mi_conv_ukr *u) {
-    return (size_t)u->mr * u->nr * (size_t)MI_MAX(JMAX_PIX * (u->mc / u->mr), JMAX_CHAN * CAP_CHAN);
-}
-
-static size_t gemm_ws_per_thread(const mi_conv_ukr *u) {
-    return ROUND64(gemm_b_floats(u) * sizeof(float)) + ROUND64(gemm_acc_floats(u) * sizeof(float));
-}
-
-size_t mi_conv_gemm_ws(const mi_conv_ukr *u, int nthreads) {
-    return gemm_ws_per_thread(u) * (size_t)nthreads;
-}
-
-/* Column runs of grid columns [q0, q0+nr) that are real outputs, as y offsets (see mi_conv_seg). */
-static int make_segs(mi_conv_seg *seg, const mi_conv_gemm *g, int64_t q0, int nr) {
-    if (g->gh == g->oh && g->gw == g->ow) {  /* dense grid: one run */
-        seg[0].off = q0;
-        seg[0].mask = nr >= 32 ? 0xffffffffu : (1u << nr) - 1u;
-        return 1;
-    }
-    int n = 0;
-    int64_t qw = q0 % g->gw, r = q0 / g->gw, qh = r % g->gh, qd = r / g->gh;
-    for (int c = 0; c < nr;) {
-        const int run = (int)MI_MIN(g->gw - qw, (int64_t)(nr - c));
-        if (qh < g->oh && qw < g->ow) {
-            const int len = (int)MI_MIN((int64_t)run, g->ow - qw);
-            seg[n].off = (qd * g->oh + qh) * g->ow + qw - c;
-            seg[n].mask = (len >= 32 ? 0xffffffffu : (1u << len) - 1u) << c;
-            n++;
-        }
-        c += run;
-        qw = 0;
-        if (++qh == g->gh) { qh = 0; qd++; }
-    }
-    return n;
-}
-
-void mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads, mi_conv_plan *pl) {
-    const int MR = u->mr, NR = u->nr;
-    MI_ASSERT(g->K > 0 && NR <= 32 && MR <= 16);
-    /* panels: pixels x channels = NR x MR, or MR x NR with channels on the lanes */
-    const int64_t pw = g->chan_lanes ? MR : NR, ph = g->chan_lanes ? NR : MR;
-    pl->ngrid = g->chan_lanes ? g->od * g->oh * g->ow : g->gd * g->gh * g->gw;
-    pl->npan = CEIL_DIV(pl->ngrid, pw);
-    pl->mpan = CEIL_DIV(g->M, ph);
-    /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
-     * computes a tile, never how, so it may follow the thread count. */
-    /* Pixel runs of up to JMAX panels (the weights stream once per run), M chunks as few as keep
-     * the A block in L2. Small layers give fewer items than threads: then split M first (each
-     * chunk repacks the run's B, so chunks keep >= 4 panels: the packing stays a few % of the
-     * work), then the pixel runs (each streams the chunk's weights again); and while there are
-     * few items, make their count a multiple of the thread count. */
-    const int64_t jmax = g->chan_lanes ? JMAX_CHAN : JMAX_PIX, T = nthreads, G = g->groups;
-    int64_t nj = CEIL_DIV(pl->npan, jmax), jper = CEIL_DIV(pl->npan, nj);
-    nj = CEIL_DIV(pl->npan, jper);
-    const int64_t cap = g->chan_lanes ? CAP_CHAN : (int64_t)(u->mc / MR);
-    int64_t nmc = CEIL_DIV(pl->mpan, cap);
-    if (T > 1 && G * nmc * nj < 2 * T)
-        nmc = MI_MAX(nmc, MI_MIN(CEIL_DIV(2 * T, G * nj), MI_MAX((int64_t)1, pl->mpan / 4)));
-    if (T > 1 && G * nmc * nj < 2 * T) {
-        nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
-        jper = CEIL_DIV(pl->npan, nj);
-        nj = CEIL_DIV(pl->npan, jper);
-    }
-    if (T > 1 && G * nmc * nj < 4 * T && (G * nmc * nj) % T && G * nj == 1)
-        nmc = MI_MIN(pl->mpan, CEIL_DIV(nmc, T) * T);
-    int64_t mcp = CEIL_DIV(pl->mpan, nmc);
-    nmc = CEIL_DIV(pl->mpan, mcp);
-    pl->mcp = mcp;
-    pl->nmc = nmc;
-    pl->nj = nj;
-    pl->jper = jper;
-    pl->items = g->groups * nmc * nj;
-}
-
-/* One work item: pixel panels [j0, j1) x channel panels [mp0, mp1) of group gi. For each K block
- * the item packs all its pixel panels, then runs every channel panel (weights in L1) against
- * each of them. Pixels on the lanes: panels of NR grid columns (garbage columns masked at the
- * store), channels of MR. Channels on the lanes: panels of MR real pixels, channels of NR. */
-void mi_conv_gemm_item(const mi_conv_ukr *u, const mi_conv_gemm *g, const mi_conv_plan *pl,
-                       int64_t it, void *thread_ws) {
-    const int T = g->chan_lanes, MR = u->mr, NR = u->nr;
-    const int64_t M = g->M, K = g->K, ldy = T && g->ldy ? g->ldy : g->od * g->oh * g->ow;
-    MI_ASSERT(T || !g->ldy);
-    const int64_t pw = T ? MR : NR, ph = T ? NR : MR, bw = T ? 16 : NR;   /* panel sizes, B row */
-    float *bpan = thread_ws;
-    float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));
-    const int64_t gi = it / (pl->nmc * pl->nj), mci = it % (pl->nmc * pl->nj) / pl->nj, ji = it % pl->nj;
-    const int64_t mp0 = mci * pl->mcp, mp1 = MI_MIN(pl->mpan, mp0 + pl->mcp);
-    const int64_t j0 = ji * pl->jper, j1 = MI_MIN(pl->npan, j0 + pl->jper), nj = j1 - j0;
-    const float *src = g->src + gi * g->src_gstride;
-    const float *ag = g->apack + gi * pl->mpan * K * ph;
-    MI_ASSERT(nj <= (T ? JMAX_CHAN : JMAX_PIX) && mp1 - mp0 <= (T ? CAP_CHAN : u->mc / MR));
-    mi_conv_seg seg[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX][32];
-    int64_t pix[JMAX_CHAN][16];
-    int nseg[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX], npx[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX];
-    for (int64_t j = j0; j < j1; j++) {
-        const int64_t jj = j - j0;
-        npx[jj] = (int)MI_MIN(pw, pl->ngrid - j * pw);
-        if (!T) { nseg[jj] = make_segs(seg[jj], g, j * NR, npx[jj]); continue; }
-        int n = 0;   /* output pixel p -> grid column q; runs of consecutive q for pack_t */
-        for (int i = 0; i < npx[jj]; i++) {
-            const int64_t p = j * MR + i, r = p / g->ow;
-            const int64_t q = (r / g->oh * g->gh + r % g->oh) * g->gw + p % g->ow;
-            pix[jj][i] = g->ldy ? g->ymap[0] + r / g->oh * g->ymap[1] + r % g->oh * g->ymap[2] +
-                                  p % g->ow * g->ymap[3] : p;
-            if (i && q == seg[jj][n - 1].off + i) seg[jj][n - 1].mask |= 1u << i;
-            else seg[jj][n++] = (mi_conv_seg){ .off = q - i, .mask = 1u << i };
-        }
-        nseg[jj] = n;
-    }
-    for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
-        const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
-        for (int64_t jj = 0; jj < nj; jj++) {
-            if (!nseg[jj]) continue;   /* a panel of garbage columns only */
-            float *bp = bpan + jj * kc * bw;
-            if (T) u->pack_t(bp, src, g->koff + k0, kc, seg[jj], nseg[jj]);
-            else u->pack(bp, src + (j0 + jj) * NR, g->koff + k0, kc, npx[jj]);
-        }
-        for (int64_t mp = mp0; mp < mp1; mp++)
-            for (int64_t jj = 0; jj < nj; jj++) {
-                if (!nseg[jj]) continue;
-                const int64_t row = gi * M + mp * ph;
-                const float *w = ag + (mp * K + k0) * ph, *b = bpan + jj * kc * bw;
-                mi_conv_ukr_args a = {
-                    .kc = kc, .a = T ? b : w, .b = T ? w : b,
-                    .acc = acc + ((mp - mp0) * nj + jj) * MR * NR,
-                    .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
-                    .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
-                    .bias = g->bias ? g->bias + row : NULL,
-                };
-                if (T) {
-                    a.pix = pix[jj];
-                    a.nch = (int)MI_MIN((int64_t)NR, M - mp * NR);
-                    u->run_t(&a, npx[jj]);
-                } else {
-                    a.nseg = nseg[jj];
-                    a.seg = seg[jj];
-                    u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
-                }
-            }
-    }
-}
-
-void mi_conv_gemm_run(const mi_conv_ukr *u, const mi_conv_gemm *g, void *ws, int nthreads) {
-    mi_conv_plan pl;
-    mi_conv_gemm_plan(u, g, nthreads, &pl);
-    const size_t per_thread = gemm_ws_per_thread(u);
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (int64_t it = 0; it < pl.items; it++)
-        mi_conv_gemm_item(u, g, &pl, it, (unsigned char *)ws + per_thread * (size_t)omp_get_thread_num());
-}
-
 /* ---- the fast convolution: phase-split padded input, then the GEMM ---- */
 
 typedef struct {
@@ -523,7 +327,7 @@ static int geom_init_in(conv_geom *G, const mi_conv_desc *d, const int64_t in[3]
  * P real pixels but round channels up to 16 and pay ~40 k-steps per pixel for the scatter stores
  * of the transposed tile. Measured on ResNet-50 (bench_conv): channels win on the 7x7 and 14x14
  * maps and the 28x28 3x3 layers, pixels on everything at 56x56 and above. */
-static int chan_lanes_win(const mi_conv_ukr *u, int64_t grid, int64_t P, int64_t K, int64_t cog) {
+static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t K, int64_t cog) {
     const double cost_pix = (double)(CEIL_DIV(grid, u->nr) * u->nr) * (double)(K + 8);
     const double cost_chan = (double)P * (double)(K + 40) * (double)(CEIL_DIV(cog, 16) * 16) / (double)cog;
     return cost_chan < 0.97 * cost_pix;
@@ -538,7 +342,7 @@ static int chan_lanes_win(const mi_conv_ukr *u, int64_t grid, int64_t P, int64_t
 #define WINO_MIN_TILES 32
 #define WINO4_MAX_CH2 (128 * 128)
 
-static void choose(const mi_conv_desc *d, const mi_conv_ukr *u, int *wino, int *chan_lanes) {
+static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *chan_lanes) {
     const int64_t cig = d->cin / d->groups, cog = d->cout / d->groups;
     int64_t in[3] = { d->sp == 3 ? d->in_size[0] : 1, d->in_size[1], d->in_size[2] };
     conv_geom G;
@@ -570,23 +374,23 @@ static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
 }
 
 static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads) {
-    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     return ROUND64((size_t)G->K * sizeof(int64_t)) + ROUND64((size_t)G->src_floats * sizeof(float)) +
-           mi_conv_gemm_ws(u, nthreads);
+           mi_gemm_ws(u, nthreads);
 }
 
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
     conv_geom G;
     if (c->path == MI_ISA_REF || !geom_init(&G, &c->d, x)) return 0;   /* x: checked by caller */
     if (c->wino)
-        return mi_conv_wino_ws(mi_conv_ukr_for((mi_isa)c->path), &c->d, c->wino, G.in[1], G.in[2],
+        return mi_conv_wino_ws(mi_gemm_ukr_for((mi_isa)c->path), &c->d, c->wino, G.in[1], G.in[2],
                                mi_conv_max_threads());
     return conv_ws(c, &G, mi_conv_max_threads());
 }
 
 /* Fills the stride-phase planes of one image: plane (ci, phase a) [j0][j1][j2] holds the padded
  * input at (j*s + a - pad), zero outside. Only phases that some tap reads are built. */
-static void build_phases(const mi_conv_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
+static void build_phases(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
                          const conv_geom *G) {
     const int64_t *in = G->in, *P = G->plane;
     #pragma omp for schedule(static)
@@ -627,7 +431,7 @@ static void build_phases(const mi_conv_ukr *u, float *dst, const float *x, const
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
-    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     conv_geom G;
     MI_ASSERT(geom_init(&G, d, x));
     MI_ASSERT(workspace != NULL);
@@ -656,14 +460,14 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         const int64_t used = d->cin * G.slots * G.PL;
         memset(src + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
     }
-    const size_t per_thread = gemm_ws_per_thread(u);
+    const size_t per_thread = mi_gemm_ws(u, 1);
     /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
      * thread that is not running stalls every barrier by a scheduler tick. */
     #pragma omp parallel num_threads(nt)
     for (int64_t n = 0; n < x->shape[0]; n++) {
         const float *xn = x->data + n * d->cin * IP;
         if (!G.direct) build_phases(u, src, xn, d, &G);   /* omp for: ends with a barrier */
-        mi_conv_gemm g = {
+        mi_gemm g = {
             .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
             .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
             .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
@@ -671,11 +475,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
             .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
         };
-        mi_conv_plan pl;
-        mi_conv_gemm_plan(u, &g, nt, &pl);
+        mi_gemm_plan pl;
+        mi_gemm_split(u, &g, nt, &pl);
         void *mine = (unsigned char *)gws + per_thread * (size_t)omp_get_thread_num();
         #pragma omp for schedule(static)
-        for (int64_t it = 0; it < pl.items; it++) mi_conv_gemm_item(u, &g, &pl, it, mine);
+        for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
     }
 }
 
@@ -686,6 +490,6 @@ void mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
         return;
     }
     check_io(c, y, x, residual);
-    if (c->wino) mi_conv_wino_forward(c, mi_conv_ukr_for((mi_isa)c->path), y, x, residual, act, workspace);
+    if (c->wino) mi_conv_wino_forward(c, mi_gemm_ukr_for((mi_isa)c->path), y, x, residual, act, workspace);
     else conv_forward_gemm(c, y, x, residual, act, workspace);
 }

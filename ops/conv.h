@@ -4,7 +4,9 @@
  * Layout: activations NCHW / NCDHW (see the comment at the top of ops/conv.c for why).
  * Weights are PyTorch's [Cout, Cin/groups, kD, kH, kW]; mi_conv_init copies and pre-packs them for
  * the ISA chosen at start-up, so a forward pass only reads. BatchNorm is folded before init with
- * mi_fold_batchnorm (float64). */
+ * mi_fold_batchnorm (float64).
+ * This is all a network needs; the packed GEMM behind the fast paths and what the convolution
+ * files share are internal to ops/ (ops/gemm.h, ops/conv_internal.h). */
 #ifndef MI_CONV_H
 #define MI_CONV_H
 
@@ -26,7 +28,7 @@ typedef struct {
     int     lanes;
     /* The algorithm of the fast path: MI_CONV_AUTO (Winograd for 3x3 stride-1 2-D layers where
      * in_size says it pays, ops/conv.c), MI_CONV_DIRECT, or Winograd F(2x2, 3x3) / F(4x4, 3x3)
-     * wherever the layer allows it (mi_conv_wino_ok). The reference path ignores it. */
+     * wherever the layer allows it (2-D, 3x3, stride 1, dilation 1); the reference ignores it. */
     int     algo;
 } mi_conv_desc;
 
@@ -121,134 +123,5 @@ void      mi_deconv_forward_ref(const mi_deconv *c, mi_tensor *y, const mi_tenso
 void      mi_fold_batchnorm(float *w, float *b, const float *gamma, const float *beta,
                             const float *mean, const float *var, double eps, int64_t cout,
                             int64_t per_out);
-
-/* ---- Internal to ops/conv*.c and ops/x86/conv_*.c: the packed GEMM behind both layers. ----
- * C[m][q] = sum_k A[m][k] * B[k][q] per group. A is the weight matrix pre-packed in panels of MR
- * rows ([panel][k][MR], zero rows past M); row k of B is a contiguous run of a source buffer from
- * src + koff[k] (the padded, stride-phase-split input: see ops/conv.c). The columns q walk a grid
- * of gd x gh x gw pixels of which od x oh x ow (the corner) are real outputs. */
-typedef struct { int64_t off; uint32_t mask; } mi_conv_seg;  /* columns c in mask -> y[off + c] */
-
-typedef struct {
-    int64_t      kc;           /* depth of this K block */
-    const float *a;            /* [kc][MR] packed weights */
-    const float *b;            /* [kc][NR] packed input, 64-byte aligned */
-    float       *acc;          /* [MR][NR] partial sums: read unless first, written unless last */
-    int          first, last, relu;
-    float       *y;            /* output row of the tile's first channel; rows ldy apart */
-    const float *res;          /* residual, same layout as y, or NULL */
-    int64_t      ldy;
-    const float *bias;         /* [mr] or NULL; run_t: [nch] */
-    int          nseg;         /* runs of tile columns that are real outputs */
-    const mi_conv_seg *seg;
-    /* run_t only (channels on lanes): a is [kc][16] pixels, b is [kc][NR] weights; tile row i is
-     * pixel i, stored at y[lane*ldy + pix[i]]; nch lanes are real channels */
-    const int64_t *pix;
-    int          nch;
-} mi_conv_ukr_args;
-
-typedef struct {
-    int mr, nr, kc, mc;        /* register tile, K block, rows per M chunk (multiple of mr) */
-    void (*run)(const mi_conv_ukr_args *a, int mr);  /* mr <= MR valid rows */
-    /* B panel: dst[k][0..NR) = src[koff[k] + 0..nr), zeros past nr (the grid's last panel) */
-    void (*pack)(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr);
-    /* dst[j] = src[j*stride] for j < n, reading src[0..avail) only (the phase planes' rows) */
-    void (*strided)(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail);
-    /* Channels on the lanes (NULL where the ISA has none): tiles of mr <= MR pixels x NR output
-     * channels; pack_t fills dst[k][0..16) with the panel's pixels: lanes in run[r].mask from
-     * src + koff[k] + run[r].off + lane, zeros elsewhere. */
-    void (*run_t)(const mi_conv_ukr_args *a, int mr);
-    void (*pack_t)(float *dst, const float *src, const int64_t *koff, int64_t kc,
-                   const mi_conv_seg *run, int nrun);
-    /* Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms of one row of tw tiles (the contracts of
-     * mi_conv_wino2_in_ref ... below, bit for bit); NULL: those scalar ones. */
-    void (*wino2_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-    void (*wino2_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                      int nrows, float bias, int relu);
-    void (*wino4_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-    void (*wino4_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                      int nrows, float bias, int relu);
-} mi_conv_ukr;
-
-/* NULL for MI_ISA_REF and where no fast kernel exists. */
-const mi_conv_ukr *mi_conv_ukr_for(mi_isa isa);
-#if defined(__x86_64__)
-extern const mi_conv_ukr mi_conv_ukr_avx2, mi_conv_ukr_avx512;
-#endif
-
-typedef struct {
-    int64_t groups, M, K;      /* per group */
-    const float *apack;        /* [groups][ceil(M/MR)][K][MR] */
-    const float *src;          /* B source; group g starts at src + g*src_gstride */
-    int64_t src_gstride;
-    const int64_t *koff;       /* [K] */
-    int64_t gd, gh, gw;        /* grid of columns (gd == od) */
-    int64_t od, oh, ow;        /* real outputs; y rows are od*oh*ow long */
-    float *y;                  /* [groups*M][od*oh*ow] */
-    const float *res;          /* same layout as y, or NULL */
-    const float *bias;         /* [groups*M] or NULL */
-    int relu;
-    int chan_lanes;            /* apack is for run_t: [groups][ceil(M/NR)][K][NR] */
-    /* chan_lanes only, optional: real output (t0, t1, t2) goes to y[c*ldy + ymap[0] + t0*ymap[1]
-     * + t1*ymap[2] + t2*ymap[3]] (a transposed convolution's stride phase); ldy 0 means a dense y
-     * of od*oh*ow per channel and ymap is ignored. */
-    int64_t ldy, ymap[4];
-} mi_conv_gemm;
-
-/* Input D, H, W of x (D = 1 for 2-D). */
-void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]);
-/* MI_ERR_SHAPE naming the layer unless x is (N, cin, [D,] H, W); then in = its D, H, W. Shared by
- * mi_conv_out_shape and mi_deconv_out_shape. */
-mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_tensor *x,
-                              int64_t in[3]);
-/* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
-mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
-/* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. */
-void   mi_conv_check_io(mi_status st, const int64_t *os, const mi_tensor *y, const mi_tensor *x,
-                        const mi_tensor *res);
-int    mi_conv_max_threads(void);   /* mi_thread_limit(): the threads workspaces are sized for */
-typedef struct { int64_t ngrid, npan, mpan, mcp, nmc, nj, jper, items; } mi_conv_plan;
-/* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
- * run by the calling thread with its own mi_conv_gemm_ws(u, 1) bytes of scratch. */
-void   mi_conv_gemm_plan(const mi_conv_ukr *u, const mi_conv_gemm *g, int nthreads, mi_conv_plan *pl);
-void   mi_conv_gemm_item(const mi_conv_ukr *u, const mi_conv_gemm *g, const mi_conv_plan *pl,
-                         int64_t item, void *thread_ws);
-/* Scratch of mi_conv_gemm_run for nthreads threads, and the run itself (threads split the output
- * tiles only, never K, so the bits do not depend on nthreads). */
-size_t mi_conv_gemm_ws(const mi_conv_ukr *u, int nthreads);
-void   mi_conv_gemm_run(const mi_conv_ukr *u, const mi_conv_gemm *g, void *ws, int nthreads);
-/* Packs w ([groups][M][K] row-major) into apack (the mi_conv_gemm layout); with apack NULL only
- * returns the number of floats needed. */
-size_t mi_conv_pack_a(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
-                      int64_t M, int64_t K);
-/* The same in run_t's layout: panels of NR output channels. */
-size_t mi_conv_pack_a_t(const mi_conv_ukr *u, float *apack, const float *w, int64_t groups,
-                        int64_t M, int64_t K);
-
-/* Winograd F(m x m, 3x3), m = 2 or 4 (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1,
- * dilation 1. pack: the (m+2)^2 transformed weight matrices per group, packed as mi_conv_pack_a(_t)
- * packs G*(m+2)^2 groups (apack NULL: the float count; 0: out of memory). ws: workspace bytes for
- * an H x W input and nt threads. forward: mi_conv_forward's contract for a layer packed by pack
- * (c->wino = m). */
-int    mi_conv_wino_ok(const mi_conv_desc *d);
-size_t mi_conv_wino_pack(const mi_conv_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
-                         int m, int chan_lanes);
-size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
-                       int nt);
-void   mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, const mi_tensor *x,
-                            const mi_tensor *res, mi_act act, void *workspace);
-/* Input transform of a row of tw tiles: rows holds the m+2 zero-padded input rows the tiles span
- * (rowlen floats apart, each readable up to MI_WINO_ROWLEN(tw) floats; tile q starts at column
- * m*q); writes point pt of V = B^T d B of tile q to v[pt*vs + q]. */
-#define MI_WINO_ROWLEN(tw) ((((tw) + 15) / 16 * 16) * 4 + 64)
-void   mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-void   mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
-/* Output transform of a row of tw tiles: m[pt*ms + q] is point pt of tile q; writes A^T m A +
- * bias (+ res, the same layout as y), then max(., 0) if relu, to the nrows (1..m) output rows
- * y[r*ow + m*q + k] that exist (m*q + k < ow). */
-void   mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                             int64_t ow, int nrows, float bias, int relu);
-void   mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                             int64_t ow, int nrows, float bias, int relu);
 
 #endif

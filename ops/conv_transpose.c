@@ -10,11 +10,11 @@
  * output o = r + s*t: a stride-1 correlation over a zero-padded copy of the input with a per-tap
  * offset. That is exactly the GEMM of ops/conv.c (contiguous B rows, weights packed per phase at
  * init) with channels on the vector lanes, whose tiles store each pixel of the phase straight to
- * its strided place in y with bias, residual and activation (mi_conv_gemm.ymap); an ISA without
+ * its strided place in y with bias, residual and activation (mi_gemm.ymap); an ISA without
  * such tiles writes a phase buffer that is then scattered to y.
  * For k = s (V-Net) every phase has one tap per dimension and the GEMM is a plain 1x1 convolution.
  * Tests: tests/test_conv.c against tests/ref_conv.py (torch conv_transpose2d/3d). */
-#include "conv.h"
+#include "conv_internal.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -56,11 +56,11 @@ static int phase_taps(const mi_conv_desc *d, int i, int64_t r, int64_t *tap, int
 static int64_t nphases(const mi_conv_desc *d) { return d->stride[0] * d->stride[1] * d->stride[2]; }
 
 /* Floats of packed weights of phase ph (all groups), for the ukr u. */
-static size_t phase_pack_size(const mi_conv_ukr *u, const mi_conv_desc *d, int64_t ph) {
+static size_t phase_pack_size(const mi_gemm_ukr *u, const mi_conv_desc *d, int64_t ph) {
     const int64_t r[3] = { ph / (d->stride[1] * d->stride[2]), ph / d->stride[2] % d->stride[1], ph % d->stride[2] };
     int64_t tap[MAXK], off[MAXK], K = d->cin / d->groups;
     for (int i = 0; i < 3; i++) K *= phase_taps(d, i, r[i], tap, off);
-    return K ? (u->run_t ? mi_conv_pack_a_t : mi_conv_pack_a)(u, NULL, NULL, d->groups, d->cout / d->groups, K) : 0;
+    return K ? (u->run_t ? mi_gemm_pack_a_t : mi_gemm_pack_a)(u, NULL, NULL, d->groups, d->cout / d->groups, K) : 0;
 }
 
 mi_status mi_deconv_init(mi_deconv *c, const mi_deconv_desc *d, const float *weight,
@@ -91,7 +91,7 @@ mi_status mi_deconv_init_isa(mi_deconv *c, const mi_deconv_desc *dd, const float
     else memset(c->bias, 0, (size_t)d->cout * sizeof(float));
 
     if (isa > mi_cpu_isa()) isa = mi_cpu_isa();
-    const mi_conv_ukr *u = mi_conv_ukr_for(isa);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
     c->path = MI_ISA_REF;
     int fits = nphases(d) <= 4096;
     for (int i = 0; i < 3; i++) fits &= d->k[i] <= MAXK;
@@ -127,7 +127,7 @@ mi_status mi_deconv_init_isa(mi_deconv *c, const mi_deconv_desc *dd, const float
                                 a[(g * cog + m) * K + k] =
                                     c->weight[((g * cig + ci) * cog + m) * kv +
                                               (tap[0][j0] * d->k[1] + tap[1][j1]) * d->k[2] + tap[2][j2]];
-        dst += (u->run_t ? mi_conv_pack_a_t : mi_conv_pack_a)(u, dst, a, d->groups, cog, K);
+        dst += (u->run_t ? mi_gemm_pack_a_t : mi_gemm_pack_a)(u, dst, a, d->groups, cog, K);
     }
     mi_free_aligned(a);
     c->path = isa;
@@ -259,7 +259,7 @@ static void out_dims(const mi_deconv *c, const mi_tensor *x, int64_t in[3], int6
 size_t mi_deconv_workspace(const mi_deconv *c, const mi_tensor *x) {
     if (c->path == MI_ISA_REF) return 0;
     const mi_conv_desc *d = &c->d.d;
-    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     int64_t in[3], out[3];
     out_dims(c, x, in, out);
     size_t k = 1, src = 0, cbuf = 0;
@@ -271,7 +271,7 @@ size_t mi_deconv_workspace(const mi_deconv *c, const mi_tensor *x) {
         cbuf = MI_MAX(cbuf, (size_t)(d->cout * P.T[0] * P.T[1] * P.T[2]));
     }
     return ROUND64(k * sizeof(int64_t)) + ROUND64(src * sizeof(float)) + ROUND64(cbuf * sizeof(float)) +
-           mi_conv_gemm_ws(u, mi_conv_max_threads());
+           mi_gemm_ws(u, mi_conv_max_threads());
 }
 
 void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
@@ -283,7 +283,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
     check_io(c, y, x, residual);
     MI_ASSERT(workspace != NULL);
     const mi_conv_desc *d = &c->d.d;
-    const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)c->path);
+    const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     int64_t in[3], out[3];
     out_dims(c, x, in, out);
     size_t kmax = 1, srcmax = 0;
@@ -306,7 +306,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
         cbmax = MI_MAX(cbmax, (size_t)(d->cout * P.T[0] * P.T[1] * P.T[2]));
     }
     void *gws = (unsigned char *)cbuf + ROUND64(cbmax * sizeof(float));
-    const size_t per_thread = mi_conv_gemm_ws(u, 1);
+    const size_t per_thread = mi_gemm_ws(u, 1);
     const int nt = mi_threads();
     const float *packed = c->packed;
 
@@ -321,7 +321,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
         int direct = 1;
         for (int i = 0; i < 3; i++) direct &= P.PL[i] == 0 && P.PW[i] == in[i] && P.T[i] == in[i];
         if (P.K) {
-            packed += (c->chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a)(u, NULL, NULL, d->groups, cog, P.K);
+            packed += (c->chan_lanes ? mi_gemm_pack_a_t : mi_gemm_pack_a)(u, NULL, NULL, d->groups, cog, P.K);
             for (int64_t ci = 0, k = 0; ci < cig; ci++)
                 for (int64_t j0 = 0; j0 < P.nt[0]; j0++)
                     for (int64_t j1 = 0; j1 < P.nt[1]; j1++)
@@ -354,7 +354,7 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
                  * bias, residual and activation; otherwise into cbuf, scattered below */
                 const int T = c->chan_lanes;
                 const float *rn = residual ? residual->data + n * d->cout * OP : NULL;
-                mi_conv_gemm g = {
+                mi_gemm g = {
                     .groups = d->groups, .M = cog, .K = P.K, .apack = apack, .src = direct ? xn : src,
                     .src_gstride = cig * P.plane, .koff = koff, .gd = P.T[0], .gh = P.PW[1],
                     .gw = P.PW[2], .od = P.T[0], .oh = P.T[1], .ow = P.T[2],
@@ -364,11 +364,11 @@ void mi_deconv_forward(const mi_deconv *c, mi_tensor *y, const mi_tensor *x,
                     .ymap = { (P.r[0] * out[1] + P.r[1]) * out[2] + P.r[2], d->stride[0] * out[1] * out[2],
                               d->stride[1] * out[2], d->stride[2] },
                 };
-                mi_conv_plan pl;
-                mi_conv_gemm_plan(u, &g, nt, &pl);
+                mi_gemm_plan pl;
+                mi_gemm_split(u, &g, nt, &pl);
                 void *mine = (unsigned char *)gws + per_thread * (size_t)omp_get_thread_num();
                 #pragma omp for schedule(dynamic, 1)
-                for (int64_t it = 0; it < pl.items; it++) mi_conv_gemm_item(u, &g, &pl, it, mine);
+                for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
             }
             if (P.K && c->chan_lanes) continue;   /* written by the tiles */
             /* scatter the phase to y: o = r + s*t, with bias, residual, activation */

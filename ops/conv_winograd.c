@@ -29,7 +29,7 @@
  * value is computed the same way whatever the thread count. The transforms of one row of tiles
  * are the ukr's wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same bits.
  * Chosen by ops/conv.c (mi_conv_desc.algo, or by size once the input size is known). */
-#include "conv.h"
+#include "conv_internal.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -44,11 +44,11 @@ int mi_conv_wino_ok(const mi_conv_desc *d) {
            d->dil[1] == 1 && d->dil[2] == 1;
 }
 
-size_t mi_conv_wino_pack(const mi_conv_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
+size_t mi_conv_wino_pack(const mi_gemm_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
                          int m, int chan_lanes) {
     const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G, al = m + 2, npt = al * al;
-    size_t (*pack)(const mi_conv_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
-        chan_lanes ? mi_conv_pack_a_t : mi_conv_pack_a;
+    size_t (*pack)(const mi_gemm_ukr *, float *, const float *, int64_t, int64_t, int64_t) =
+        chan_lanes ? mi_gemm_pack_a_t : mi_gemm_pack_a;
     if (!apack) return pack(u, NULL, NULL, G * npt, cog, cig);
     static const double G2[4][3] = { { 1, 0, 0 }, { .5, .5, .5 }, { .5, -.5, .5 }, { 0, 0, 1 } };
     static const double G4[6][3] = { { 1. / 4, 0, 0 }, { -1. / 6, -1. / 6, -1. / 6 },
@@ -100,16 +100,16 @@ static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t H, int64_t 
 
 /* the workspace: koff [cig], V [G][npt][cig][T], Mb [G][npt][cog][T], GEMM scratch, then per
  * thread al zero-padded input rows */
-static size_t ws_parts(const mi_conv_ukr *u, const mi_conv_desc *d, const wino_geom *g, int nt,
+static size_t ws_parts(const mi_gemm_ukr *u, const mi_conv_desc *d, const wino_geom *g, int nt,
                        size_t part[4]) {
     part[0] = ROUND64((size_t)(d->cin / d->groups) * sizeof(int64_t));
     part[1] = ROUND64((size_t)(g->npt * d->cin * g->T) * sizeof(float));
     part[2] = ROUND64((size_t)(g->npt * d->cout * g->T) * sizeof(float));
-    part[3] = mi_conv_gemm_ws(u, nt);
+    part[3] = mi_gemm_ws(u, nt);
     return part[0] + part[1] + part[2] + part[3] + (size_t)(nt * g->al * g->rowlen) * sizeof(float);
 }
 
-size_t mi_conv_wino_ws(const mi_conv_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
+size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
                        int nt) {
     wino_geom g;
     size_t part[4];
@@ -221,7 +221,7 @@ void mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t m
 }
 
 /* V of channel c, tile row r: rows m*r-ph .. m*r-ph+al-1 of x, zero-padded into buf, transformed. */
-static void input_row(const mi_conv_ukr *u, float *V, const float *xc, const wino_geom *g, int64_t r,
+static void input_row(const mi_gemm_ukr *u, float *V, const float *xc, const wino_geom *g, int64_t r,
                       int64_t vstride, float *buf) {
     memset(buf, 0, (size_t)(g->al * g->rowlen) * sizeof(float));
     for (int i = 0; i < g->al; i++) {
@@ -236,7 +236,7 @@ static void input_row(const mi_conv_ukr *u, float *V, const float *xc, const win
     in(V + r * g->TW, vstride, buf, g->rowlen, g->TW);
 }
 
-void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, const mi_tensor *x,
+void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *res, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
     const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G;
@@ -252,7 +252,7 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, 
     unsigned char *gws = ws + part[0] + part[1] + part[2];
     float *rows = (float *)(gws + part[3]);
     for (int64_t k = 0; k < cig; k++) koff[k] = k * g.T;
-    const size_t per_thread = mi_conv_gemm_ws(u, 1);
+    const size_t per_thread = mi_gemm_ws(u, 1);
     #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num();
@@ -267,16 +267,16 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_conv_ukr *u, mi_tensor *y, 
                 input_row(u, V + (gi * g.npt * cig + ci) * g.T, xn + ch * g.H * g.W, &g, it % g.TH,
                           cig * g.T, buf);
             }
-            mi_conv_gemm gm = {
+            mi_gemm gm = {
                 .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
                 .src_gstride = cig * g.T, .koff = koff, .gd = 1, .gh = 1, .gw = g.T, .od = 1, .oh = 1,
                 .ow = g.T, .y = Mb, .chan_lanes = c->chan_lanes,
             };
-            mi_conv_plan pl;
-            mi_conv_gemm_plan(u, &gm, nt, &pl);
+            mi_gemm_plan pl;
+            mi_gemm_split(u, &gm, nt, &pl);
             #pragma omp for schedule(dynamic, 1)
             for (int64_t it = 0; it < pl.items; it++)
-                mi_conv_gemm_item(u, &gm, &pl, it, gws + per_thread * (size_t)tid);
+                mi_gemm_item(u, &gm, &pl, it, gws + per_thread * (size_t)tid);
             void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
                 g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
                          : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);

@@ -1,5 +1,5 @@
 /* tests/test_conv.c - convolution and transposed convolution (ops/conv.c, ops/conv_transpose.c,
- * ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
+ * ops/conv_winograd.c, the packed GEMM ops/gemm.c, ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
  *
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
  *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512, each GEMM
@@ -20,6 +20,7 @@
  * 6. mi_conv_prepare picks the algorithm and orientation for the input size. */
 #include "mi_test.h"
 #include "../ops/conv.h"
+#include "../ops/conv_internal.h"   /* the kernel table and the scalar Winograd transforms */
 
 #include <math.h>
 #include <string.h>
@@ -366,7 +367,7 @@ START_TEST(prepare_repacks_for_the_input_size)
         ck_assert_int_eq(f.c.chan_lanes, 0);
         ck_assert_int_eq(f.c.wino, 0);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);
-        const mi_conv_ukr *u = mi_conv_ukr_for((mi_isa)f.c.path);
+        const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)f.c.path);
         if (u) ck_assert_int_eq(f.c.wino, wino[k]);
         if (u && u->run_t && k == 1) ck_assert_int_eq(f.c.chan_lanes, 1);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
@@ -396,7 +397,7 @@ START_TEST(winograd_transforms_match_scalar)
 {
     int ran = 0;
     for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
-        const mi_conv_ukr *u = mi_conv_ukr_for(isa);
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u) continue;
         for (int m = 2; m <= 4; m += 2) {
             const wino_in_fn in = m == 2 ? u->wino2_in : u->wino4_in, in_ref = m == 2 ? mi_conv_wino2_in_ref : mi_conv_wino4_in_ref;

@@ -1,5 +1,5 @@
-/* ops/x86/conv_avx2.c - AVX2+FMA micro-kernel of the packed convolution GEMM (ops/conv.c,
- * mi_conv_gemm_run). Reference: mi_conv_forward_ref / mi_deconv_forward_ref; tests:
+/* ops/x86/conv_avx2.c - AVX2+FMA micro-kernels of the packed convolution GEMM (ops/gemm.h,
+ * ops/gemm.c). Reference: mi_conv_forward_ref / mi_deconv_forward_ref; tests:
  * tests/test_conv.c (every case runs on every ISA the CPU has, against torch and the reference,
  * and memcmp across 1, 2 and 4 threads).
  *
@@ -7,10 +7,10 @@
  * for the broadcast weight (15 of 16 registers): 12 FMAs per k step against 2 loads + 6 broadcasts.
   * Each accumulator is c = fma(a, b, c) over k in order from 0 (or from the previous K block's
  * partial sums), then + bias, + residual, relu: the same sequence for every tile and thread.
- * run_t turns the tile around for small maps (ops/conv.c, want_chan_lanes): 6 pixels broadcast x
+ * run_t turns the tile around for small maps (ops/conv.c, chan_lanes_win): 6 pixels broadcast x
  * 16 output channels on the lanes, stored through the stack (AVX2 has no scatter). Measured in L1:
  * 90 % of the FMA peak for run (kc = 256); on ResNet-50's 7x7 layers run_t is 1.2-1.6x faster. */
-#include "../conv.h"
+#include "../gemm.h"
 
 #include <immintrin.h>
 
@@ -30,7 +30,7 @@ static inline __m256i lanes(uint32_t m) {
 }
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
-static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p, const int M,
+static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T) {
     __m256 c0[MR], c1[MR];
     if (p->first) {
@@ -137,14 +137,14 @@ static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p
     }
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 16 pixels */
-static void run(const mi_conv_ukr_args *p, int mr) { CASES(0, MR) }
+static void run(const mi_gemm_ukr_args *p, int mr) { CASES(0, MR) }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 16 output channels */
-static void run_t(const mi_conv_ukr_args *p, int mr) { CASES(1, 16) }
+static void run_t(const mi_gemm_ukr_args *p, int mr) { CASES(1, 16) }
 
 /* dst[k][0..8): the panel's (at most MR = 6) pixels, run by run, zeros elsewhere; the kernel
  * reads lanes 0..5 of each 16-float row only. */
 static void pack_t(float *dst, const float *src, const int64_t *koff, int64_t kc,
-                   const mi_conv_seg *run, int nrun) {
+                   const mi_gemm_seg *run, int nrun) {
     for (int64_t k = 0; k < kc; k++) {
         const float *s = src + koff[k];
         __m256 v = _mm256_setzero_ps();
@@ -335,7 +335,7 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
+const mi_gemm_ukr mi_gemm_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
                                        .wino2_in = wino2_in, .wino2_out = wino2_out,
                                        .wino4_in = wino4_in, .wino4_out = wino4_out };

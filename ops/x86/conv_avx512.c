@@ -1,5 +1,5 @@
-/* ops/x86/conv_avx512.c - AVX-512F micro-kernel of the packed convolution GEMM (ops/conv.c,
- * mi_conv_gemm_run). Reference: mi_conv_forward_ref / mi_deconv_forward_ref; tests:
+/* ops/x86/conv_avx512.c - AVX-512F micro-kernels of the packed convolution GEMM (ops/gemm.h,
+ * ops/gemm.c). Reference: mi_conv_forward_ref / mi_deconv_forward_ref; tests:
  * tests/test_conv.c (every case runs on every ISA the CPU has, against torch and the reference,
  * and memcmp across 1, 2 and 4 threads).
  *
@@ -9,11 +9,11 @@
  * are the limit. Each accumulator is c = fma(a, b, c) over k in order, starting from 0 (or from
  * the partial sums of the previous K block), then + bias, + residual, relu: the same sequence
  * whatever the tile's position or row count, hence thread-count independent bits.
- * run_t is the same tile turned around for small maps (ops/conv.c, want_chan_lanes): 14 pixels
+ * run_t is the same tile turned around for small maps (ops/conv.c, chan_lanes_win): 14 pixels
  * broadcast from the packed input x 32 output channels on the lanes, the epilogue scattering each
  * pixel's 32 channels to their NCHW rows (64-bit indices: any map size). Measured alone in L1:
  * 97 % of the FMA peak for run (kc = 256), 86 % for run_t (its scatters included). */
-#include "../conv.h"
+#include "../gemm.h"
 
 #include <immintrin.h>
 
@@ -29,7 +29,7 @@
 #define MC 504   /* 36 panels: the A block (504 x 256 floats, 516 KB) stays in L2 */
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
-static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p, const int M,
+static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T) {
     __m512 c0[MR], c1[MR];
     if (p->first) {
@@ -161,13 +161,13 @@ static inline __attribute__((always_inline)) void tile(const mi_conv_ukr_args *p
     }
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 32 pixels */
-static void run(const mi_conv_ukr_args *p, int mr) { CASES(0, MR) }
+static void run(const mi_gemm_ukr_args *p, int mr) { CASES(0, MR) }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
-static void run_t(const mi_conv_ukr_args *p, int mr) { CASES(1, 16) }
+static void run_t(const mi_gemm_ukr_args *p, int mr) { CASES(1, 16) }
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
 static void pack_t(float *dst, const float *src, const int64_t *koff, int64_t kc,
-                   const mi_conv_seg *run, int nrun) {
+                   const mi_gemm_seg *run, int nrun) {
     for (int64_t k = 0; k < kc; k++) {
         const float *s = src + koff[k];
         __m512 v = _mm512_setzero_ps();
@@ -378,7 +378,7 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
     }
 }
 
-const mi_conv_ukr mi_conv_ukr_avx512 = {
+const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack, .strided = strided,
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out,

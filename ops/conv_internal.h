@@ -1,0 +1,54 @@
+/* ops/conv_internal.h - what ops/conv.c, ops/conv_transpose.c and ops/conv_winograd.c share
+ * beyond the packed GEMM (ops/gemm.h): the input and descriptor checks, the thread count
+ * workspaces are sized for, and the Winograd path's entry points with its scalar transforms (the
+ * contracts the SIMD ones of the kernel table meet bit for bit). Internal to ops/: a network
+ * includes ops/conv.h only; tests/test_conv.c includes this to pin the transforms.
+ *
+ * Apart from ops/gemm.h because these speak of layers (mi_conv_desc, mi_conv, tensors), which the
+ * GEMM never sees. */
+#ifndef MI_CONV_INTERNAL_H
+#define MI_CONV_INTERNAL_H
+
+#include "conv.h"
+#include "gemm.h"
+
+/* Input D, H, W of x (D = 1 for 2-D). */
+void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]);
+/* MI_ERR_SHAPE naming the layer unless x is (N, cin, [D,] H, W); then in = its D, H, W. Shared by
+ * mi_conv_out_shape and mi_deconv_out_shape. */
+mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_tensor *x,
+                              int64_t in[3]);
+/* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
+mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
+/* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. */
+void   mi_conv_check_io(mi_status st, const int64_t *os, const mi_tensor *y, const mi_tensor *x,
+                        const mi_tensor *res);
+int    mi_conv_max_threads(void);   /* mi_thread_limit(): the threads workspaces are sized for */
+
+/* Winograd F(m x m, 3x3), m = 2 or 4 (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1,
+ * dilation 1. pack: the (m+2)^2 transformed weight matrices per group, packed as mi_gemm_pack_a(_t)
+ * packs G*(m+2)^2 groups (apack NULL: the float count; 0: out of memory). ws: workspace bytes for
+ * an H x W input and nt threads. forward: mi_conv_forward's contract for a layer packed by pack
+ * (c->wino = m). */
+int    mi_conv_wino_ok(const mi_conv_desc *d);
+size_t mi_conv_wino_pack(const mi_gemm_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
+                         int m, int chan_lanes);
+size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
+                       int nt);
+void   mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
+                            const mi_tensor *res, mi_act act, void *workspace);
+/* Input transform of a row of tw tiles: rows holds the m+2 zero-padded input rows the tiles span
+ * (rowlen floats apart, each readable up to MI_WINO_ROWLEN(tw) floats; tile q starts at column
+ * m*q); writes point pt of V = B^T d B of tile q to v[pt*vs + q]. */
+#define MI_WINO_ROWLEN(tw) ((((tw) + 15) / 16 * 16) * 4 + 64)
+void   mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+void   mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+/* Output transform of a row of tw tiles: m[pt*ms + q] is point pt of tile q; writes A^T m A +
+ * bias (+ res, the same layout as y), then max(., 0) if relu, to the nrows (1..m) output rows
+ * y[r*ow + m*q + k] that exist (m*q + k < ow). */
+void   mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
+                             int64_t ow, int nrows, float bias, int relu);
+void   mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
+                             int64_t ow, int nrows, float bias, int relu);
+
+#endif

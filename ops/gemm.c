@@ -1,0 +1,218 @@
+/* ops/gemm.c - the packed-GEMM driver that direct, transposed and Winograd convolution share
+ * (ops/conv.c, ops/conv_transpose.c, ops/conv_winograd.c; the contract is in ops/gemm.h), and the
+ * lookup of the per-ISA micro-kernels (ops/x86/conv_avx2.c, conv_avx512.c). BLIS-style blocking:
+ * weights packed once at load in panels of the register tile, B packed per work item and K block
+ * into panels that stay in L2 while each weight micro-panel, in L1, meets all of them.
+ *
+ * Two orientations of the same tile: pixels on the vector lanes (run: panels of NR grid columns
+ * x MR output channels, garbage columns masked at the store) or output channels on the lanes
+ * (run_t: MR real pixels x NR channels, transposed stores); the caller picks one per layer (the
+ * measurements at the top of ops/conv.c).
+ *
+ * Determinism: threads split output tiles (channel chunks x pixel panels) only; every output is
+ * accumulated over K in one fixed order (K blocks in order, k in order inside a block) by the same
+ * micro-kernel whatever the split, so the bits are the same for any thread count.
+ * Tests: tests/test_conv.c (every convolution on every ISA against torch and the reference, and
+ * memcmp across 1, 2 and 4 threads). */
+#include "gemm.h"
+
+#include <omp.h>
+
+#define MI_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MI_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+#define ROUND64(n) (((n) + 63) / 64 * 64)
+
+const mi_gemm_ukr *mi_gemm_ukr_for(mi_isa isa) {
+#if defined(__x86_64__)
+    if (isa == MI_ISA_AVX512) return &mi_gemm_ukr_avx512;
+    if (isa == MI_ISA_AVX2) return &mi_gemm_ukr_avx2;
+#endif
+    (void)isa;
+    return NULL;
+}
+
+static size_t pack_panels(int64_t MR, float *apack, const float *w, int64_t groups, int64_t M, int64_t K) {
+    const int64_t mpan = CEIL_DIV(M, MR);
+    if (!apack) return (size_t)(groups * mpan * K * MR);
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t p = 0; p < mpan; p++)
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t i = 0; i < MR; i++) {
+                    const int64_t m = p * MR + i;
+                    apack[((g * mpan + p) * K + k) * MR + i] = m < M ? w[(g * M + m) * K + k] : 0.0f;
+                }
+    return (size_t)(groups * mpan * K * MR);
+}
+
+size_t mi_gemm_pack_a(const mi_gemm_ukr *u, float *apack, const float *w, int64_t groups,
+                      int64_t M, int64_t K) {
+    return pack_panels(u->mr, apack, w, groups, M, K);
+}
+
+size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int64_t groups,
+                        int64_t M, int64_t K) {
+    return pack_panels(u->nr, apack, w, groups, M, K);
+}
+
+/* Pixel panels per work item: their packed B rows (JMAX x KC x NR floats) sit in L2 while each
+ * weight micro-panel, in L1, meets all of them, so the weights stream from memory once per item. */
+#define JMAX_PIX 8    /* pixels on the lanes: 8 x 32 pixels */
+#define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
+#define CAP_CHAN 16   /* channel panels (of NR) per item */
+
+static size_t gemm_b_floats(const mi_gemm_ukr *u) {
+    return (size_t)u->kc * (size_t)MI_MAX(JMAX_PIX * u->nr, JMAX_CHAN * 16);
+}
+
+static size_t gemm_acc_floats(const mi_gemm_ukr *u) {
+    return (size_t)u->mr * u->nr * (size_t)MI_MAX(JMAX_PIX * (u->mc / u->mr), JMAX_CHAN * CAP_CHAN);
+}
+
+static size_t gemm_ws_per_thread(const mi_gemm_ukr *u) {
+    return ROUND64(gemm_b_floats(u) * sizeof(float)) + ROUND64(gemm_acc_floats(u) * sizeof(float));
+}
+
+size_t mi_gemm_ws(const mi_gemm_ukr *u, int nthreads) {
+    return gemm_ws_per_thread(u) * (size_t)nthreads;
+}
+
+/* Column runs of grid columns [q0, q0+nr) that are real outputs, as y offsets (see mi_gemm_seg). */
+static int make_segs(mi_gemm_seg *seg, const mi_gemm *g, int64_t q0, int nr) {
+    if (g->gh == g->oh && g->gw == g->ow) {  /* dense grid: one run */
+        seg[0].off = q0;
+        seg[0].mask = nr >= 32 ? 0xffffffffu : (1u << nr) - 1u;
+        return 1;
+    }
+    int n = 0;
+    int64_t qw = q0 % g->gw, r = q0 / g->gw, qh = r % g->gh, qd = r / g->gh;
+    for (int c = 0; c < nr;) {
+        const int run = (int)MI_MIN(g->gw - qw, (int64_t)(nr - c));
+        if (qh < g->oh && qw < g->ow) {
+            const int len = (int)MI_MIN((int64_t)run, g->ow - qw);
+            seg[n].off = (qd * g->oh + qh) * g->ow + qw - c;
+            seg[n].mask = (len >= 32 ? 0xffffffffu : (1u << len) - 1u) << c;
+            n++;
+        }
+        c += run;
+        qw = 0;
+        if (++qh == g->gh) { qh = 0; qd++; }
+    }
+    return n;
+}
+
+void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm_plan *pl) {
+    const int MR = u->mr, NR = u->nr;
+    MI_ASSERT(g->K > 0 && NR <= 32 && MR <= 16);
+    /* panels: pixels x channels = NR x MR, or MR x NR with channels on the lanes */
+    const int64_t pw = g->chan_lanes ? MR : NR, ph = g->chan_lanes ? NR : MR;
+    pl->ngrid = g->chan_lanes ? g->od * g->oh * g->ow : g->gd * g->gh * g->gw;
+    pl->npan = CEIL_DIV(pl->ngrid, pw);
+    pl->mpan = CEIL_DIV(g->M, ph);
+    /* Work items: group x chunk of M panels x run of pixel panels. The split only decides who
+     * computes a tile, never how, so it may follow the thread count. */
+    /* Pixel runs of up to JMAX panels (the weights stream once per run), M chunks as few as keep
+     * the A block in L2. Small layers give fewer items than threads: then split M first (each
+     * chunk repacks the run's B, so chunks keep >= 4 panels: the packing stays a few % of the
+     * work), then the pixel runs (each streams the chunk's weights again); and while there are
+     * few items, make their count a multiple of the thread count. */
+    const int64_t jmax = g->chan_lanes ? JMAX_CHAN : JMAX_PIX, T = nthreads, G = g->groups;
+    int64_t nj = CEIL_DIV(pl->npan, jmax), jper = CEIL_DIV(pl->npan, nj);
+    nj = CEIL_DIV(pl->npan, jper);
+    const int64_t cap = g->chan_lanes ? CAP_CHAN : (int64_t)(u->mc / MR);
+    int64_t nmc = CEIL_DIV(pl->mpan, cap);
+    if (T > 1 && G * nmc * nj < 2 * T)
+        nmc = MI_MAX(nmc, MI_MIN(CEIL_DIV(2 * T, G * nj), MI_MAX((int64_t)1, pl->mpan / 4)));
+    if (T > 1 && G * nmc * nj < 2 * T) {
+        nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
+        jper = CEIL_DIV(pl->npan, nj);
+        nj = CEIL_DIV(pl->npan, jper);
+    }
+    if (T > 1 && G * nmc * nj < 4 * T && (G * nmc * nj) % T && G * nj == 1)
+        nmc = MI_MIN(pl->mpan, CEIL_DIV(nmc, T) * T);
+    int64_t mcp = CEIL_DIV(pl->mpan, nmc);
+    nmc = CEIL_DIV(pl->mpan, mcp);
+    pl->mcp = mcp;
+    pl->nmc = nmc;
+    pl->nj = nj;
+    pl->jper = jper;
+    pl->items = g->groups * nmc * nj;
+}
+
+/* One work item: pixel panels [j0, j1) x channel panels [mp0, mp1) of group gi. For each K block
+ * the item packs all its pixel panels, then runs every channel panel (weights in L1) against
+ * each of them. Pixels on the lanes: panels of NR grid columns (garbage columns masked at the
+ * store), channels of MR. Channels on the lanes: panels of MR real pixels, channels of NR. */
+void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl, int64_t it,
+                  void *thread_ws) {
+    const int T = g->chan_lanes, MR = u->mr, NR = u->nr;
+    const int64_t M = g->M, K = g->K, ldy = T && g->ldy ? g->ldy : g->od * g->oh * g->ow;
+    MI_ASSERT(T || !g->ldy);
+    const int64_t pw = T ? MR : NR, ph = T ? NR : MR, bw = T ? 16 : NR;   /* panel sizes, B row */
+    float *bpan = thread_ws;
+    float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));
+    const int64_t gi = it / (pl->nmc * pl->nj), mci = it % (pl->nmc * pl->nj) / pl->nj, ji = it % pl->nj;
+    const int64_t mp0 = mci * pl->mcp, mp1 = MI_MIN(pl->mpan, mp0 + pl->mcp);
+    const int64_t j0 = ji * pl->jper, j1 = MI_MIN(pl->npan, j0 + pl->jper), nj = j1 - j0;
+    const float *src = g->src + gi * g->src_gstride;
+    const float *ag = g->apack + gi * pl->mpan * K * ph;
+    MI_ASSERT(nj <= (T ? JMAX_CHAN : JMAX_PIX) && mp1 - mp0 <= (T ? CAP_CHAN : u->mc / MR));
+    mi_gemm_seg seg[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX][32];
+    int64_t pix[JMAX_CHAN][16];
+    int nseg[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX], npx[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX];
+    for (int64_t j = j0; j < j1; j++) {
+        const int64_t jj = j - j0;
+        npx[jj] = (int)MI_MIN(pw, pl->ngrid - j * pw);
+        if (!T) { nseg[jj] = make_segs(seg[jj], g, j * NR, npx[jj]); continue; }
+        int n = 0;   /* output pixel p -> grid column q; runs of consecutive q for pack_t */
+        for (int i = 0; i < npx[jj]; i++) {
+            const int64_t p = j * MR + i, r = p / g->ow;
+            const int64_t q = (r / g->oh * g->gh + r % g->oh) * g->gw + p % g->ow;
+            pix[jj][i] = g->ldy ? g->ymap[0] + r / g->oh * g->ymap[1] + r % g->oh * g->ymap[2] +
+                                  p % g->ow * g->ymap[3] : p;
+            if (i && q == seg[jj][n - 1].off + i) seg[jj][n - 1].mask |= 1u << i;
+            else seg[jj][n++] = (mi_gemm_seg){ .off = q - i, .mask = 1u << i };
+        }
+        nseg[jj] = n;
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
+        const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
+        for (int64_t jj = 0; jj < nj; jj++) {
+            if (!nseg[jj]) continue;   /* a panel of garbage columns only */
+            float *bp = bpan + jj * kc * bw;
+            if (T) u->pack_t(bp, src, g->koff + k0, kc, seg[jj], nseg[jj]);
+            else u->pack(bp, src + (j0 + jj) * NR, g->koff + k0, kc, npx[jj]);
+        }
+        for (int64_t mp = mp0; mp < mp1; mp++)
+            for (int64_t jj = 0; jj < nj; jj++) {
+                if (!nseg[jj]) continue;
+                const int64_t row = gi * M + mp * ph;
+                const float *w = ag + (mp * K + k0) * ph, *b = bpan + jj * kc * bw;
+                mi_gemm_ukr_args a = {
+                    .kc = kc, .a = T ? b : w, .b = T ? w : b,
+                    .acc = acc + ((mp - mp0) * nj + jj) * MR * NR,
+                    .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
+                    .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
+                    .bias = g->bias ? g->bias + row : NULL,
+                };
+                if (T) {
+                    a.pix = pix[jj];
+                    a.nch = (int)MI_MIN((int64_t)NR, M - mp * NR);
+                    u->run_t(&a, npx[jj]);
+                } else {
+                    a.nseg = nseg[jj];
+                    a.seg = seg[jj];
+                    u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
+                }
+            }
+    }
+}
+
+void mi_gemm_run(const mi_gemm_ukr *u, const mi_gemm *g, void *ws, int nthreads) {
+    mi_gemm_plan pl;
+    mi_gemm_split(u, g, nthreads, &pl);
+    const size_t per_thread = gemm_ws_per_thread(u);
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t it = 0; it < pl.items; it++)
+        mi_gemm_item(u, g, &pl, it, (unsigned char *)ws + per_thread * (size_t)omp_get_thread_num());
+}

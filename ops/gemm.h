@@ -1,0 +1,112 @@
+/* ops/gemm.h - the packed GEMM that runs every fast convolution (direct, transposed, Winograd),
+ * and the per-ISA table of its micro-kernels. Internal to ops/: included by ops/gemm.c,
+ * ops/conv*.c, ops/x86/conv_*.c and tests/test_conv.c; a network includes ops/conv.h only.
+ *
+ * A header of its own because it is a GEMM, not a layer: it knows panels, tiles and work items,
+ * never kernel sizes, strides or padding. Each convolution reduces itself to it (ops/conv.c over
+ * a phase-split copy of the input, ops/conv_transpose.c once per output phase,
+ * ops/conv_winograd.c with the tile points as groups), so this header needs cpu.h alone. What the
+ * convolution files share beyond the GEMM is in ops/conv_internal.h.
+ *
+ * C[m][q] = sum_k A[m][k] * B[k][q] per group. A is the weight matrix pre-packed in panels of MR
+ * rows ([panel][k][MR], zero rows past M); row k of B is a contiguous run of a source buffer from
+ * src + koff[k]. The columns q walk a grid of gd x gh x gw pixels of which od x oh x ow (the
+ * corner) are real outputs: the grid's extra columns are a convolution's padded-row garbage,
+ * computed and dropped at the store. */
+#ifndef MI_GEMM_H
+#define MI_GEMM_H
+
+#include "cpu.h"
+#include "tensor.h"
+
+typedef struct { int64_t off; uint32_t mask; } mi_gemm_seg;  /* columns c in mask -> y[off + c] */
+
+typedef struct {
+    int64_t      kc;           /* depth of this K block */
+    const float *a;            /* [kc][MR] packed weights */
+    const float *b;            /* [kc][NR] packed input, 64-byte aligned */
+    float       *acc;          /* [MR][NR] partial sums: read unless first, written unless last */
+    int          first, last, relu;
+    float       *y;            /* output row of the tile's first channel; rows ldy apart */
+    const float *res;          /* residual, same layout as y, or NULL */
+    int64_t      ldy;
+    const float *bias;         /* [mr] or NULL; run_t: [nch] */
+    int          nseg;         /* runs of tile columns that are real outputs */
+    const mi_gemm_seg *seg;
+    /* run_t only (channels on lanes): a is [kc][16] pixels, b is [kc][NR] weights; tile row i is
+     * pixel i, stored at y[lane*ldy + pix[i]]; nch lanes are real channels */
+    const int64_t *pix;
+    int          nch;
+} mi_gemm_ukr_args;
+
+/* One ISA's kernels. Besides the GEMM's own (run, pack, run_t, pack_t) it carries those of the
+ * convolutions' input and output stages (strided, wino*), so that one lookup picks an ISA's whole
+ * fast path. */
+typedef struct {
+    int mr, nr, kc, mc;        /* register tile, K block, rows per M chunk (multiple of mr) */
+    void (*run)(const mi_gemm_ukr_args *a, int mr);  /* mr <= MR valid rows */
+    /* B panel: dst[k][0..NR) = src[koff[k] + 0..nr), zeros past nr (the grid's last panel) */
+    void (*pack)(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr);
+    /* dst[j] = src[j*stride] for j < n, reading src[0..avail) only (ops/conv.c's phase planes) */
+    void (*strided)(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail);
+    /* Channels on the lanes (NULL where the ISA has none): tiles of mr <= MR pixels x NR output
+     * channels; pack_t fills dst[k][0..16) with the panel's pixels: lanes in run[r].mask from
+     * src + koff[k] + run[r].off + lane, zeros elsewhere. */
+    void (*run_t)(const mi_gemm_ukr_args *a, int mr);
+    void (*pack_t)(float *dst, const float *src, const int64_t *koff, int64_t kc,
+                   const mi_gemm_seg *run, int nrun);
+    /* Winograd F(2x2, 3x3) and F(4x4, 3x3) transforms of one row of tw tiles (the contracts of
+     * mi_conv_wino2_in_ref ... in ops/conv_internal.h, bit for bit); NULL: those scalar ones. */
+    void (*wino2_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+    void (*wino2_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                      int nrows, float bias, int relu);
+    void (*wino4_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
+    void (*wino4_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
+                      int nrows, float bias, int relu);
+} mi_gemm_ukr;
+
+/* NULL for MI_ISA_REF and where no fast kernel exists. */
+const mi_gemm_ukr *mi_gemm_ukr_for(mi_isa isa);
+#if defined(__x86_64__)
+extern const mi_gemm_ukr mi_gemm_ukr_avx2, mi_gemm_ukr_avx512;
+#endif
+
+typedef struct {
+    int64_t groups, M, K;      /* per group */
+    const float *apack;        /* [groups][ceil(M/MR)][K][MR] */
+    const float *src;          /* B source; group g starts at src + g*src_gstride */
+    int64_t src_gstride;
+    const int64_t *koff;       /* [K] */
+    int64_t gd, gh, gw;        /* grid of columns (gd == od) */
+    int64_t od, oh, ow;        /* real outputs; y rows are od*oh*ow long */
+    float *y;                  /* [groups*M][od*oh*ow] */
+    const float *res;          /* same layout as y, or NULL */
+    const float *bias;         /* [groups*M] or NULL */
+    int relu;
+    int chan_lanes;            /* apack is for run_t: [groups][ceil(M/NR)][K][NR] */
+    /* chan_lanes only, optional: real output (t0, t1, t2) goes to y[c*ldy + ymap[0] + t0*ymap[1]
+     * + t1*ymap[2] + t2*ymap[3]] (a transposed convolution's stride phase); ldy 0 means a dense y
+     * of od*oh*ow per channel and ymap is ignored. */
+    int64_t ldy, ymap[4];
+} mi_gemm;
+
+typedef struct { int64_t ngrid, npan, mpan, mcp, nmc, nj, jper, items; } mi_gemm_plan;
+/* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
+ * run by the calling thread with its own mi_gemm_ws(u, 1) bytes of scratch: for callers that
+ * run the items inside a parallel region of their own. */
+void   mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm_plan *pl);
+void   mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl, int64_t item,
+                    void *thread_ws);
+/* Scratch of mi_gemm_run for nthreads threads, and the run itself (threads split the output
+ * tiles only, never K, so the bits do not depend on nthreads). */
+size_t mi_gemm_ws(const mi_gemm_ukr *u, int nthreads);
+void   mi_gemm_run(const mi_gemm_ukr *u, const mi_gemm *g, void *ws, int nthreads);
+/* Packs w ([groups][M][K] row-major) into apack (the mi_gemm layout); with apack NULL only
+ * returns the number of floats needed. */
+size_t mi_gemm_pack_a(const mi_gemm_ukr *u, float *apack, const float *w, int64_t groups,
+                      int64_t M, int64_t K);
+/* The same in run_t's layout: panels of NR output channels. */
+size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int64_t groups,
+                        int64_t M, int64_t K);
+
+#endif
