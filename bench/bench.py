@@ -93,6 +93,16 @@ def main():
             result["resnet"].append(row)
             print(f"  measured {arch} x{threads}", file=sys.stderr)
 
+    # ResNet-50 at batch 8, 2 threads: throughput and the session arena (activations by liveness)
+    blob = os.path.join(blobs, "resnet50.safetensors")
+    ours = run_json([os.path.join(a.bin, "bench_engine"), blob, "2", str(max(3, iters // 4)), "8"])
+    theirs = [run_json([PY, os.path.join(HERE, "torch_latency.py"), "resnet50", "2", str(max(3, iters // 4)),
+                        mode, "8"]) for mode in (MODES[-1:] if a.quick else MODES)]
+    best = min(theirs, key=lambda r: r["median_ms"])
+    result["batch8"] = {"ours": ours, "pytorch_best": best, "pytorch_modes": theirs,
+                        "ratio_median": ours["median_ms"] / best["median_ms"]}
+    print("  measured resnet50 batch 8 x2", file=sys.stderr)
+
     # pipeline benchmarks: bench/bench_<pipeline>.sh BUILD_DIR prints its own table
     for script in sorted(os.listdir(HERE)):
         if script.startswith("bench_") and script.endswith(".sh") and not a.quick:
@@ -110,6 +120,11 @@ def main():
               f"{t['median_ms']:8.2f}m {t['p90_ms']:6.2f}m {t['mode']:>22} {r['ratio_median']:6.2f} "
               f"{r['ours_gflops']:8.1f} {(f'{100 * share:5.1f}%' if share else '    -'):>6} "
               f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
+    b8 = result["batch8"]
+    print(f"\nresnet50 batch 8, 2 threads: ours {b8['ours']['median_ms']:.1f} ms, torch "
+          f"{b8['pytorch_best']['median_ms']:.1f} ms ({b8['pytorch_best']['mode']}), ratio "
+          f"{b8['ratio_median']:.2f}; our session arena {b8['ours']['arena_mb']:.1f} MB, peak RSS "
+          f"{b8['ours']['peak_rss_mb']:.0f} MB (torch {b8['pytorch_best']['peak_rss_mb']:.0f} MB)")
     print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
           "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")
     if result["conv"]:

@@ -51,6 +51,10 @@ mi_conv_desc mi_conv2d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int
 /* A 3-D descriptor: cubic kernel k, stride s, padding p, dilation 1. */
 mi_conv_desc mi_conv3d_desc(int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p, int64_t groups);
 
+/* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid (init
+ * checks it too; a loader calls it before reading weights whose shape follows from d). */
+mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
+
 mi_status mi_conv_init(mi_conv *c, const mi_conv_desc *d, const float *weight, const float *bias,
                        const char *name);
 /* The same for a given ISA (capped at mi_cpu_isa()): lets one process test every kernel. */

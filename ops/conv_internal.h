@@ -18,8 +18,6 @@ void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]
  * mi_conv_out_shape and mi_deconv_out_shape. */
 mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_tensor *x,
                               int64_t in[3]);
-/* MI_ERR_ARG naming the layer unless sp, channels, groups, k, stride, pad, dil are valid. */
-mi_status mi_conv_check_desc(const mi_conv_desc *d, const char *name);
 /* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. */
 void   mi_conv_check_io(mi_status st, const int64_t *os, const mi_tensor *y, const mi_tensor *x,
                         const mi_tensor *res);
