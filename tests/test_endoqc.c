@@ -5,10 +5,13 @@
 #include "mi_test.h"
 #include "io/video.h"
 #include "endoqc/endoqc.h"
+#include "trust/trust.h"
 
 #include <libavutil/log.h>
 #include <string.h>
 #include <unistd.h>
+
+#define DEMO_BLOB "weights/endoqc_sites_demo.safetensors"
 
 /* A 10 fps clip whose frame i is grey level 10*i plus a fine noise texture (so the frames are
  * big enough that a truncation falls well inside the data, and a frame read back says which it is). */
@@ -173,6 +176,31 @@ START_TEST(drift_rule_boundaries)
 }
 END_TEST
 
+/* ---- the shipped demo blob ------------------------------------------------------------------- */
+
+START_TEST(demo_blob_version_can_be_updated)
+{
+    mi_weights w;
+    ck_assert_msg(mi_weights_open(&w, DEMO_BLOB) == MI_OK, "%s", mi_last_error());
+    const char *v = mi_weights_meta(&w, "model_version");
+    ck_assert_ptr_nonnull(v);
+    /* what `medinfer model update` does with the installed blob's version (pipelines/trust/update.c) */
+    int cmp = 9;
+    ck_assert_msg(mi_version_compare(v, v, &cmp) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(cmp, 0);
+    char newer[80];
+    snprintf(newer, sizeof newer, "%s.1", v);
+    ck_assert_int_eq(mi_version_compare(newer, v, &cmp), MI_OK);
+    ck_assert_int_gt(cmp, 0);
+    ck_assert_int_eq(mi_version_compare("2026.1", v, &cmp), MI_OK);
+    ck_assert_int_lt(cmp, 0);
+    /* classify and endoqc preprocess it as it was trained: crops resized straight to 64 px */
+    ck_assert_str_eq(mi_weights_meta(&w, "resize"), "64");
+    ck_assert_str_eq(mi_weights_meta(&w, "input_size"), "64");
+    mi_weights_close(&w);
+}
+END_TEST
+
 static Suite *suite(void) {
     av_log_set_level(AV_LOG_QUIET);
     Suite *s = suite_create("endoqc");
@@ -183,6 +211,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, not_a_video_is_an_error_naming_the_file);
     tcase_add_test(tc, real_h264_clip_decodes);
     tcase_add_test(tc, drift_rule_boundaries);
+    tcase_add_test(tc, demo_blob_version_can_be_updated);
     suite_add_tcase(s, tc);
     return s;
 }
