@@ -9,6 +9,7 @@
 
 #include <libavutil/log.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEMO_BLOB "weights/endoqc_sites_demo.safetensors"
@@ -176,6 +177,75 @@ START_TEST(drift_rule_boundaries)
 }
 END_TEST
 
+/* A copy of path with n bytes flipped in its middle third: the container stays readable, the
+ * decoder meets damaged slices. */
+static void flip_bytes(const char *path, const char *out, int n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_int_gt(len, 3000);
+    for (int i = 0; i < n; i++) buf[len / 3 + (size_t)i * (len / 3 / (size_t)n)] ^= 0x55;
+    f = fopen(out, "wb");
+    fwrite(buf, 1, len, f);
+    fclose(f);
+}
+
+START_TEST(concealed_decoding_errors_are_damage)
+{
+    char path[256], bad[256];
+    tmp_path(path, sizeof path, "clean.mp4");
+    tmp_path(bad, sizeof bad, "flipped.mp4");
+    write_ramp(path, 50);
+    flip_bytes(path, bad, 30);
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, bad, 0) == MI_OK, "%s", mi_last_error());
+    mi_video_frame f;
+    bool got;
+    int frames = 0;
+    while (mi_video_read(v, &f, &got) == MI_OK && got) frames++;
+    /* the decoder conceals and goes on: every frame comes out, but not as recorded */
+    ck_assert_int_gt(frames, 40);
+    ck_assert_msg(mi_video_damaged_frames(v) > 0, "flipped bytes went unnoticed (damage '%s')", mi_video_damage(v));
+    ck_assert_msg(strstr(mi_video_damage(v), "decoded with errors concealed by the decoder (first at "),
+                  "damage: '%s'", mi_video_damage(v));
+    ck_assert(!mi_video_truncated(v));
+    mi_video_close(v);
+    /* the clean original says nothing */
+    ck_assert_int_eq(mi_video_open(&v, path, 0), MI_OK);
+    while (mi_video_read(v, &f, &got) == MI_OK && got) {}
+    ck_assert_int_eq(mi_video_damaged_frames(v), 0);
+    ck_assert_str_eq(mi_video_damage(v), "");
+    mi_video_close(v);
+    unlink(path);
+    unlink(bad);
+}
+END_TEST
+
+START_TEST(empty_file_and_directory_say_so)
+{
+    char path[256], dir[256];
+    tmp_path(path, sizeof path, "empty.mp4");
+    tmp_path(dir, sizeof dir, "dir.mp4");
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    mi_video *v;
+    char want[300];
+    ck_assert_int_ne(mi_video_open(&v, path, 0), MI_OK);
+    snprintf(want, sizeof want, "%s: empty file (0 bytes)", path);
+    ck_assert_str_eq(mi_last_error(), want);
+    ck_assert_int_ne(mi_video_open(&v, dir, 0), MI_OK);
+    snprintf(want, sizeof want, "%s: is a directory, not a video file", dir);
+    ck_assert_str_eq(mi_last_error(), want);
+    ck_assert_int_eq(mi_video_open(&v, "/nonexistent/x.mp4", 0), MI_ERR_IO);
+    ck_assert_str_eq(mi_last_error(), "/nonexistent/x.mp4: no such file");
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 /* ---- the shipped demo blob ------------------------------------------------------------------- */
 
 START_TEST(demo_blob_version_can_be_updated)
@@ -211,6 +281,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, not_a_video_is_an_error_naming_the_file);
     tcase_add_test(tc, real_h264_clip_decodes);
     tcase_add_test(tc, drift_rule_boundaries);
+    tcase_add_test(tc, concealed_decoding_errors_are_damage);
+    tcase_add_test(tc, empty_file_and_directory_say_so);
     tcase_add_test(tc, demo_blob_version_can_be_updated);
     suite_add_tcase(s, tc);
     return s;
