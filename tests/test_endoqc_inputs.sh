@@ -5,7 +5,8 @@
 #     90 % (its index is lost, so FFmpeg measures a shorter duration): the report says the
 #     decode was not complete and why; the clean originals decode completely;
 #   empty files and directories given as a video, an image or a .npy: one sentence saying what
-#     the file is, exit 1, for `endoqc` (single and batch) and `classify`.
+#     the file is, exit 1, for `endoqc` (single and batch) and `classify`;
+#   `endoqc-synth --duration S` writes a video of S seconds, and refuses what it cannot do.
 set -u
 . "$(dirname "$0")/endoqc_lib.sh"
 [ -f "$MODEL" ] || fail "$MODEL is missing"
@@ -64,4 +65,13 @@ for f in "empty.png:empty file (0 bytes)" "folder.png:is a directory, not an ima
     want "$T/${f%%:*}" 1 "medinfer classify: $T/${f%%:*}: ${f#*:}" "$BIN" classify --model "$MODEL" "$T/${f%%:*}"
 done
 
+# ---- endoqc-synth --duration --------------------------------------------------------------------------
+"$BIN" endoqc-synth --duration 40 --fps 5 --size 64x48 --out "$T/d40.mp4" --truth "$T/d40.csv" 2>/dev/null || fail "endoqc-synth --duration 40"
+"$BIN" endoqc --quiet --model "$MODEL" --every 50 --no-resample --out "$T/d40.json" "$T/d40.mp4" || fail "endoqc on the 40 s video"
+check "$T/d40.json" 'r["video"]["duration_ms"] == 40000 and r["frames"]["decoded"] == 200 and r["decode"]["complete"]' "--duration 40 at 5 fps: 40.0 s, 200 frames"
+awk -F, 'NR > 1 && $3 == 1 { n++ } END { exit n == 26 ? 0 : 1 }' "$T/d40.csv" || fail "--duration 40: every site shown"
+"$BIN" endoqc-synth --duration 10 --out "$T/d10.mp4" 2> "$T/d10.err"; rc=$?
+[ $rc -eq 2 ] && grep -q "too short" "$T/d10.err" && [ ! -e "$T/d10.mp4" ] || { cat "$T/d10.err"; fail "--duration 10 must be refused (exit $rc)"; }
+"$BIN" endoqc-synth --duration 40x --out "$T/dx.mp4" 2>/dev/null; rc=$?
+[ $rc -eq 2 ] || fail "--duration 40x must be refused as a bad value (exit $rc)"
 echo "test_endoqc_inputs: all checks passed"
