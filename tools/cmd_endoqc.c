@@ -259,8 +259,9 @@ static int batch_one(cli *c, mi_endoqc_model *m, mi_endoqc_db *db, const char *b
             st = MI_FAIL(MI_ERR_IO, "audit: %s", why);
             c->audit_failed = true;
         }
-        if (st == MI_OK) st = mi_endoqc_db_add_exam(db, batch_id, role, r, settings, json, &id);
+        /* the sheet before the row: a stored row is a finished exam, and a rerun would not redo it */
         if (st == MI_OK && c->sheet) st = mi_endoqc_contact_sheet(r, sheet);
+        if (st == MI_OK) st = mi_endoqc_db_add_exam(db, batch_id, role, r, settings, json, &id);
         if (st == MI_OK) {
             complete = r->complete;
             distinct = r->distinct;
