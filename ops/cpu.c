@@ -1,5 +1,6 @@
 /* ops/cpu.c - feature detection and ISA choice, once per process. */
 #include "cpu.h"
+#include "medinfer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ static int default_threads;
  * host's OpenMP state (omp_set_num_threads) is never touched: every parallel region of the engine
  * names its team size with num_threads(mi_threads()), evaluated by the thread that enters it. */
 static _Thread_local int threads;
+static char bad_isa[64];   /* an MI_ISA value that names no ISA ("" when none) */
 
 static void init(void) {
     detect(&features);
@@ -57,10 +59,16 @@ static void init(void) {
         : features.neon ? MI_ISA_NEON : MI_ISA_REF;
     const char *want = getenv("MI_ISA");
     if (want && *want) {
-        mi_isa ceiling = !strcasecmp(want, "ref") ? MI_ISA_REF
-                       : !strcasecmp(want, "avx2") ? MI_ISA_AVX2
-                       : !strcasecmp(want, "neon") ? MI_ISA_NEON : MI_ISA_AVX512;
-        if (ceiling < isa) isa = ceiling;
+        static const mi_isa all[] = { MI_ISA_REF, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 };
+        bool known = false;
+        for (size_t i = 0; i < sizeof all / sizeof *all && !known; i++)
+            if (!strcasecmp(want, mi_isa_name(all[i]))) {
+                known = true;
+                if (all[i] < isa) isa = all[i];
+            }
+        /* a typo must not quietly mean "no cap": remembered for mi_cpu_check_env, and the ISA
+         * stays what the CPU supports */
+        if (!known) snprintf(bad_isa, sizeof bad_isa, "%s", want);
     }
     default_threads = omp_get_num_procs();
 }
@@ -76,6 +84,13 @@ mi_isa mi_cpu_isa(void) { once(); return isa; }
 const char *mi_isa_name(mi_isa i) {
     static const char *n[] = { "ref", "neon", "avx2", "avx512" };
     return n[i];
+}
+
+mi_status mi_cpu_check_env(void) {
+    once();
+    if (!bad_isa[0]) return MI_OK;
+    return MI_FAIL(MI_ERR_ARG, "MI_ISA='%s' is not an ISA; accepted: ref, neon, avx2, avx512 (a ceiling; unset "
+                   "for the best this CPU has)", bad_isa);
 }
 
 int mi_thread_limit(void) {

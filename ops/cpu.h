@@ -7,6 +7,8 @@
 #ifndef MI_CPU_H
 #define MI_CPU_H
 
+#include "medinfer.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -22,6 +24,9 @@ typedef struct {
 const mi_cpu_features *mi_cpu(void);
 mi_isa      mi_cpu_isa(void);           /* the ISA the kernels were chosen for */
 const char *mi_isa_name(mi_isa isa);
+/* MI_ERR_ARG naming MI_ISA, its value and the accepted ones when MI_ISA is set to something that
+ * is not an ISA name (the ISA then stays what the CPU supports); programs call it at start-up. */
+mi_status   mi_cpu_check_env(void);
 
 /* Threads used by the OpenMP regions the calling thread enters; results never depend on it. The
  * count belongs to the calling thread only (a session sets it around its run), and the host's

@@ -4,7 +4,7 @@
 # exit >= 128) and never a sanitizer report. tests/test_bad_blobs.c checks the exact messages.
 #   bad_*   `medinfer inspect` must refuse them
 #   arch_*  well-formed blobs that do not fit resnet18: `inspect` shows them (exit 0), and
-#           `medinfer classify` (when the CLI has it) must refuse them
+#           `medinfer classify --model` must refuse them
 # Exit 0 pass, 77 skip, anything else fail. Env: MI_BIN, MI_FIXTURES (set by tests/run.sh).
 set -u
 bin=${MI_BIN:-build/medinfer}
@@ -37,16 +37,13 @@ run fail "$dir/missing.safetensors" "$bin" inspect "$dir/missing.safetensors"
 run fail "$dir" "$bin" inspect "$dir"
 echo "inspect: $n bad blobs refused"
 
-# `classify` arrives with the ResNet pipeline; its model argument is --model M or the first operand
-if "$bin" classify --help >"$err" 2>&1; then
-    img=$dir/ok.png
-    if grep -q -e '--model' "$err"; then cls() { "$bin" classify --model "$1" "$img"; }
-    else cls() { "$bin" classify "$1" "$img"; }; fi
-    run ok "$dir/ok_resnet18.safetensors" cls "$dir/ok_resnet18.safetensors"
-    for f in "$dir"/bad_*.safetensors "$dir"/arch_*.safetensors; do run fail "$f" cls "$f"; done
-    echo "classify: bad and misfitting blobs refused"
-else
-    echo "classify: not in this CLI yet, checked inspect only"
-fi
+# `classify` must refuse every blob `inspect` refuses, and the misfitting ones too; a CLI without
+# it fails here rather than passing on `inspect` alone
+img=$dir/ok.png
+cls() { "$bin" classify --model "$1" "$img"; }
+run ok "$dir/ok_resnet18.safetensors" cls "$dir/ok_resnet18.safetensors"
+n=0
+for f in "$dir"/bad_*.safetensors "$dir"/arch_*.safetensors; do run fail "$f" cls "$f"; n=$((n + 1)); done
+echo "classify: $n bad and misfitting blobs refused"
 
 [ $fails -eq 0 ] || { echo "$fails failures"; exit 1; }

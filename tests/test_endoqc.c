@@ -1,14 +1,21 @@
-/* tests/test_endoqc.c - the pieces of `medinfer endoqc` that need no model: the FFmpeg video
- * reader/writer (times from timestamps, seeking, a truncated file read as far as it goes, the real
- * H.264 clip in ../shared/data) and the drift rule's boundaries. End-to-end runs with the demo
- * blob are tests/test_endoqc.sh and tests/test_endoqc_batch.sh. */
+/* tests/test_endoqc.c - the pieces of `medinfer endoqc` that need no network run: the FFmpeg
+ * video reader/writer (times from timestamps, seeking, a truncated file read as far as it goes,
+ * damage the decoder conceals, the real H.264 clip in ../shared/data), the drift rule's
+ * boundaries, the site metadata of a blob (corpus from tests/ref_endoqc_meta.py), the missing-site
+ * lists in the report and the database, and the shipped demo blob's version. End-to-end runs with
+ * the demo blob are tests/test_endoqc*.sh. */
 #include "mi_test.h"
 #include "io/video.h"
 #include "endoqc/endoqc.h"
+#include "trust/trust.h"
 
+#include <dirent.h>
 #include <libavutil/log.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#define DEMO_BLOB "weights/endoqc_sites_demo.safetensors"
 
 /* A 10 fps clip whose frame i is grey level 10*i plus a fine noise texture (so the frames are
  * big enough that a truncation falls well inside the data, and a frame read back says which it is). */
@@ -173,6 +180,286 @@ START_TEST(drift_rule_boundaries)
 }
 END_TEST
 
+/* A copy of path with n bytes flipped in its middle third: the container stays readable, the
+ * decoder meets damaged slices. */
+static void flip_bytes(const char *path, const char *out, int n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_int_gt(len, 3000);
+    for (int i = 0; i < n; i++) buf[len / 3 + (size_t)i * (len / 3 / (size_t)n)] ^= 0x55;
+    f = fopen(out, "wb");
+    fwrite(buf, 1, len, f);
+    fclose(f);
+}
+
+START_TEST(concealed_decoding_errors_are_damage)
+{
+    char path[256], bad[256];
+    tmp_path(path, sizeof path, "clean.mp4");
+    tmp_path(bad, sizeof bad, "flipped.mp4");
+    write_ramp(path, 50);
+    flip_bytes(path, bad, 30);
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, bad, 0) == MI_OK, "%s", mi_last_error());
+    mi_video_frame f;
+    bool got;
+    int frames = 0;
+    while (mi_video_read(v, &f, &got) == MI_OK && got) frames++;
+    /* the decoder conceals and goes on: every frame comes out, but not as recorded */
+    ck_assert_int_gt(frames, 40);
+    ck_assert_msg(mi_video_damaged_frames(v) > 0, "flipped bytes went unnoticed (damage '%s')", mi_video_damage(v));
+    ck_assert_msg(strstr(mi_video_damage(v), "decoded with errors concealed by the decoder (first at "),
+                  "damage: '%s'", mi_video_damage(v));
+    ck_assert(!mi_video_truncated(v));
+    mi_video_close(v);
+    /* the clean original says nothing */
+    ck_assert_int_eq(mi_video_open(&v, path, 0), MI_OK);
+    while (mi_video_read(v, &f, &got) == MI_OK && got) {}
+    ck_assert_int_eq(mi_video_damaged_frames(v), 0);
+    ck_assert_str_eq(mi_video_damage(v), "");
+    mi_video_close(v);
+    unlink(path);
+    unlink(bad);
+}
+END_TEST
+
+START_TEST(empty_file_and_directory_say_so)
+{
+    char path[256], dir[256];
+    tmp_path(path, sizeof path, "empty.mp4");
+    tmp_path(dir, sizeof dir, "dir.mp4");
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    mi_video *v;
+    char want[300];
+    ck_assert_int_ne(mi_video_open(&v, path, 0), MI_OK);
+    snprintf(want, sizeof want, "%s: empty file (0 bytes)", path);
+    ck_assert_str_eq(mi_last_error(), want);
+    ck_assert_int_ne(mi_video_open(&v, dir, 0), MI_OK);
+    snprintf(want, sizeof want, "%s: is a directory, not a video file", dir);
+    ck_assert_str_eq(mi_last_error(), want);
+    ck_assert_int_eq(mi_video_open(&v, "/nonexistent/x.mp4", 0), MI_ERR_IO);
+    ck_assert_str_eq(mi_last_error(), "/nonexistent/x.mp4: no such file");
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* ---- site metadata ------------------------------------------------------------------------- */
+
+static void meta_path(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "%s/endoqc_meta/%s", mi_fixtures(), name);
+}
+
+START_TEST(site_metadata_corpus_is_refused_by_name)
+{
+    char dir[1024];
+    meta_path(dir, sizeof dir, "");
+    DIR *d = opendir(dir);
+    ck_assert_msg(d != NULL, "%s: no corpus (tests/ref_endoqc_meta.py writes it)", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "bad_", 4)) continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s%s", dir, e->d_name);
+        mi_weights w;
+        ck_assert_msg(mi_weights_open(&w, path) == MI_OK, "the reader must accept %s: %s", path, mi_last_error());
+        const char *expect = mi_weights_meta(&w, "test_expect");
+        ck_assert_msg(expect != NULL, "%s has no test_expect", path);
+        mi_endoqc_sites s;
+        mi_status st = mi_endoqc_sites_from_blob(&s, &w);
+        ck_assert_msg(st == MI_ERR_FORMAT, "%s: accepted (status %d)", e->d_name, st);
+        ck_assert_msg(strstr(mi_last_error(), path) == mi_last_error(), "%s: message does not start with the file: %s",
+                      e->d_name, mi_last_error());
+        ck_assert_msg(strstr(mi_last_error(), expect) != NULL, "%s:\n  got  %s\n  want %s", e->d_name,
+                      mi_last_error(), expect);
+        mi_weights_close(&w);
+        n++;
+    }
+    closedir(d);
+    ck_assert_int_ge(n, 30);
+}
+END_TEST
+
+static void open_meta(mi_weights *w, const char *name) {
+    char path[1024];
+    meta_path(path, sizeof path, name);
+    ck_assert_msg(mi_weights_open(w, path) == MI_OK, "%s", mi_last_error());
+}
+
+START_TEST(site_metadata_is_read)
+{
+    mi_weights w;
+    mi_endoqc_sites s;
+    open_meta(&w, "ok.safetensors");
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(s.nsites, 8);
+    ck_assert_str_eq(s.labels[2], "fundus_a");
+    /* ORDER: oesophagus cardia antrum_a antrum_b bulb duodenum fundus_a fundus_b */
+    static const int order[8] = { 0, 1, 4, 5, 6, 7, 2, 3 };
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(s.order[i], order[i]);
+        ck_assert_int_eq(s.pos_of_cls[order[i]], i);
+    }
+    ck_assert_int_eq(s.ngroups, 2);
+    ck_assert_str_eq(s.gname[0], "fundus");
+    ck_assert_int_eq(s.gsize[0], 2);
+    ck_assert_int_eq(s.gmember[0][0], 6);        /* preset positions, not class indices */
+    ck_assert_int_eq(s.gmember[0][1], 7);
+    ck_assert_str_eq(s.gname[1], "antrum");
+    ck_assert_int_eq(s.gmember[1][0], 2);
+    ck_assert(s.meta_min_frames && s.meta_min_prob && s.meta_threshold);
+    ck_assert_int_eq(s.min_frames, 3);
+    ck_assert_double_eq(s.min_prob, 0.25);
+    ck_assert_int_eq(s.site_threshold, 5);
+    mi_weights_close(&w);
+
+    open_meta(&w, "ok_defaults.safetensors");
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(s.ngroups, 0);
+    ck_assert_int_eq(s.order[5], 5);
+    ck_assert(!s.meta_min_frames && !s.meta_min_prob && !s.meta_threshold);
+    ck_assert_int_eq(s.min_frames, 2);
+    ck_assert_double_eq(s.min_prob, 0.5);
+    ck_assert_int_eq(s.site_threshold, 4);       /* nsites - 4, as 22 of 26 */
+    mi_weights_close(&w);
+
+    open_meta(&w, "ok_odd_labels.safetensors");
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_str_eq(s.labels[0], "say \"ah\"");
+    ck_assert_str_eq(s.labels[1], "back\\slash");
+    ck_assert_int_eq(strlen(s.labels[2]), 63);
+    ck_assert_int_eq(s.gsize[0], 3);
+    mi_weights_close(&w);
+
+    open_meta(&w, "ok_max_groups.safetensors");
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(s.ngroups, MI_ENDOQC_MAX_GROUPS);
+    mi_weights_close(&w);
+}
+END_TEST
+
+START_TEST(batch_is_bounded)
+{
+    /* checked before the blob is even opened: the per-batch records are MI_ENDOQC_MAX_BATCH long */
+    mi_endoqc_model *m = (mi_endoqc_model *)1;
+    ck_assert_int_eq(mi_endoqc_model_open(&m, DEMO_BLOB, MI_ENDOQC_MAX_BATCH + 1, NULL, NULL), MI_ERR_ARG);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(mi_last_error(), "a batch of 257 frames; endoqc classifies 1..256 frames per network call"),
+                  "%s", mi_last_error());
+    ck_assert_int_eq(mi_endoqc_model_open(&m, DEMO_BLOB, 0, NULL, NULL), MI_ERR_ARG);
+    ck_assert_int_eq(mi_endoqc_model_open(&m, DEMO_BLOB, 100000, NULL, NULL), MI_ERR_ARG);
+}
+END_TEST
+
+/* ---- missing-site lists ---------------------------------------------------------------------- */
+
+/* 64 sites, none seen, with 63-byte labels full of what JSON must escape */
+static void odd_result(mi_endoqc_result *r) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->video, sizeof r->video, "exam \"1\".mp4");
+    memset(r->video_sha256, 'a', 64);
+    memset(r->model_sha256, 'b', 64);
+    r->nsites = MI_ENDOQC_MAX_SITES;
+    for (int i = 0; i < r->nsites; i++) {
+        char *l = r->sites[i].label;
+        for (int k = 0; k < 63; k++) l[k] = "\"\\x/"[(i + k) % 4];
+        l[0] = (char)('A' + i % 26);
+        l[1] = (char)('0' + i / 26);
+        l[63] = 0;
+        r->sites[i].first_ms = r->sites[i].last_ms = r->sites[i].best_ms = -1;
+    }
+    r->sites[5].seen = true;                      /* one seen: the list is not just every label */
+    r->distinct = 1;
+}
+
+static void assert_missing(const cJSON *a, const mi_endoqc_result *r) {
+    ck_assert_msg(cJSON_IsArray(a), "not an array");
+    ck_assert_int_eq(cJSON_GetArraySize(a), r->nsites - 1);
+    int k = 0;
+    for (int i = 0; i < r->nsites; i++) {
+        if (r->sites[i].seen) continue;
+        const cJSON *x = cJSON_GetArrayItem(a, k++);
+        ck_assert_msg(cJSON_IsString(x) && !strcmp(x->valuestring, r->sites[i].label), "entry %d", k - 1);
+    }
+}
+
+START_TEST(missing_sites_are_json_whatever_the_labels)
+{
+    mi_endoqc_result *r = malloc(sizeof *r);
+    odd_result(r);
+    cJSON *a = mi_endoqc_missing_sites(r);
+    assert_missing(a, r);
+    cJSON_Delete(a);
+    /* the report */
+    char *json = mi_endoqc_report_json(r);
+    ck_assert_ptr_nonnull(json);
+    cJSON *doc = cJSON_Parse(json);
+    ck_assert_msg(doc != NULL, "report is not JSON");
+    assert_missing(cJSON_GetObjectItem(doc, "missing_sites"), r);
+    cJSON_Delete(doc);
+    /* the database: stored and found again, not cut at any length */
+    char db_path[256];
+    tmp_path(db_path, sizeof db_path, "missing.sqlite");
+    unlink(db_path);
+    mi_endoqc_db *db;
+    ck_assert_msg(mi_endoqc_db_open(&db, db_path) == MI_OK, "%s", mi_last_error());
+    int64_t id = 0, found;
+    ck_assert_msg(mi_endoqc_db_add_exam(db, "b1", "exam", r, "settings", json, &id) == MI_OK, "%s", mi_last_error());
+    bool complete;
+    int distinct;
+    cJSON *m = NULL;
+    ck_assert_msg(mi_endoqc_db_find(db, r->video_sha256, r->model_sha256, "settings", &found, &complete, &distinct, &m) == MI_OK,
+                  "%s", mi_last_error());
+    ck_assert_int_eq(found, id);
+    ck_assert_int_eq(distinct, 1);
+    assert_missing(m, r);
+    cJSON_Delete(m);
+    /* nothing stored for other settings */
+    ck_assert_int_eq(mi_endoqc_db_find(db, r->video_sha256, r->model_sha256, "other", &found, &complete, &distinct, &m), MI_OK);
+    ck_assert_int_eq(found, 0);
+    ck_assert_ptr_null(m);
+    mi_endoqc_db_close(db);
+    unlink(db_path);
+    free(json);
+    free(r);
+}
+END_TEST
+
+/* ---- the shipped demo blob ------------------------------------------------------------------- */
+
+START_TEST(demo_blob_version_can_be_updated)
+{
+    mi_weights w;
+    ck_assert_msg(mi_weights_open(&w, DEMO_BLOB) == MI_OK, "%s", mi_last_error());
+    const char *v = mi_weights_meta(&w, "model_version");
+    ck_assert_ptr_nonnull(v);
+    /* what `medinfer model update` does with the installed blob's version (pipelines/trust/update.c) */
+    int cmp = 9;
+    ck_assert_msg(mi_version_compare(v, v, &cmp) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(cmp, 0);
+    char newer[80];
+    snprintf(newer, sizeof newer, "%s.1", v);
+    ck_assert_int_eq(mi_version_compare(newer, v, &cmp), MI_OK);
+    ck_assert_int_gt(cmp, 0);
+    ck_assert_int_eq(mi_version_compare("2026.1", v, &cmp), MI_OK);
+    ck_assert_int_lt(cmp, 0);
+    /* classify and endoqc preprocess it as it was trained: crops resized straight to 64 px */
+    ck_assert_str_eq(mi_weights_meta(&w, "resize"), "64");
+    ck_assert_str_eq(mi_weights_meta(&w, "input_size"), "64");
+    mi_endoqc_sites s;
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(s.nsites, 26);
+    ck_assert_int_eq(s.ngroups, 2);
+    mi_weights_close(&w);
+}
+END_TEST
+
 static Suite *suite(void) {
     av_log_set_level(AV_LOG_QUIET);
     Suite *s = suite_create("endoqc");
@@ -183,6 +470,13 @@ static Suite *suite(void) {
     tcase_add_test(tc, not_a_video_is_an_error_naming_the_file);
     tcase_add_test(tc, real_h264_clip_decodes);
     tcase_add_test(tc, drift_rule_boundaries);
+    tcase_add_test(tc, concealed_decoding_errors_are_damage);
+    tcase_add_test(tc, empty_file_and_directory_say_so);
+    tcase_add_test(tc, site_metadata_corpus_is_refused_by_name);
+    tcase_add_test(tc, site_metadata_is_read);
+    tcase_add_test(tc, batch_is_bounded);
+    tcase_add_test(tc, missing_sites_are_json_whatever_the_labels);
+    tcase_add_test(tc, demo_blob_version_can_be_updated);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -301,11 +301,11 @@ START_TEST(bad_images)
         { "truncated.jpg", MI_ERR_FORMAT, "JPEG is truncated" },
         { "truncated.bmp", MI_ERR_FORMAT, "BMP is truncated (12075 bytes, its header needs 12082)" },
         { "headers_only.bmp", MI_ERR_FORMAT, "BMP is truncated (100 bytes, its header needs 12082)" },
-        { "empty.png", MI_ERR_FORMAT, "0 bytes is not the size of an image" },
+        { "empty.png", MI_ERR_FORMAT, "empty.png: empty file (0 bytes)" },
         { "text.jpg", MI_ERR_FORMAT, "not an image stb_image can read" },
         { "bad_header.png", MI_ERR_FORMAT, "not an image stb_image can read" },
         { "missing.png", MI_ERR_IO, "cannot open: No such file" },
-        { "", MI_ERR_IO, "not a regular file" },
+        { "", MI_ERR_IO, "is a directory, not an image file" },
     };
     char path[1024];
     for (size_t i = 0; i < sizeof c / sizeof *c; i++) {

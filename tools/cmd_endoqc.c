@@ -25,7 +25,7 @@ typedef struct {
     const char *model, *out, *sheet, *batch, *db, *reference;
     double drift_alert, drift_tolerance;   /* percent */
     int infer_batch, threads;
-    bool quiet, db_given;
+    bool quiet, db_given, audit_failed;
     mi_trust_opts trust;
     mi_trust_info ti;
     mi_endoqc_opts o;
@@ -50,7 +50,7 @@ static void usage(FILE *f) {
         "  --hash-size N        average hash of NxN cells, 2..8 (default 8)\n"
         "  --dark-level L       mean luma below which a frame is dark and skipped (default 16, 0 off)\n"
         "  --no-resample        no targeted re-sampling of missing fundus/antrum groups\n"
-        "  --infer-batch N      frames per network call (default 8)\n"
+        "  --infer-batch N      frames per network call, 1..256 (default 8)\n"
         "  --threads N          CPU threads (default: all cores)\n"
         "  --batch LIST         text file, one video path per line (relative to LIST's folder)\n"
         "  --db FILE            results database (default endoqc.sqlite with --batch)\n"
@@ -79,20 +79,35 @@ static int write_text(const char *path, const char *text) {
     return 0;
 }
 
+/* Appends the exam's audit row (when --audit is given). Nothing of the exam may leave the program
+ * before this returned 0: report, --out file, verdict line, contact sheet, database row. */
 static int audit_exam(cli *c, const mi_endoqc_result *r) {
     if (!c->trust.audit) return 0;
-    char th[256], res[2048];
-    snprintf(th, sizeof th, "{\"min_frames\":%d,\"min_prob\":%g,\"site_threshold\":%d,\"every\":%d,"
-             "\"dup_threshold\":%g}", r->opts.min_frames, r->opts.min_prob, r->opts.site_threshold,
-             r->opts.every, r->opts.dup_threshold);
-    int n = snprintf(res, sizeof res, "{\"verdict\":\"%s\",\"distinct_sites\":%d,\"missing_sites\":[",
-                     r->complete ? "complete" : "incomplete", r->distinct);
-    for (int i = 0, first = 1; i < r->nsites && n < (int)sizeof res - 80; i++)
-        if (!r->sites[i].seen) { n += snprintf(res + n, sizeof res - n, "%s\"%s\"", first ? "" : ",", r->sites[i].label); first = 0; }
-    snprintf(res + n, sizeof res - n, "],\"decode_complete\":%s}", r->decode_complete ? "true" : "false");
-    mi_audit_row row = { .command = "endoqc", .input_sha256 = r->video_sha256, .thresholds_json = th, .result_json = res };
-    mi_audit_row_model(&row, &c->ti);
-    return mi_audit_append(c->trust.audit, &row) == MI_OK ? 0 : -1;
+    cJSON *th = cJSON_CreateObject(), *res = cJSON_CreateObject();
+    cJSON_AddNumberToObject(th, "min_frames", r->opts.min_frames);
+    cJSON_AddNumberToObject(th, "min_prob", r->opts.min_prob);
+    cJSON_AddNumberToObject(th, "site_threshold", r->opts.site_threshold);
+    cJSON_AddNumberToObject(th, "every", r->opts.every);
+    cJSON_AddNumberToObject(th, "dup_threshold", r->opts.dup_threshold);
+    cJSON_AddStringToObject(res, "verdict", r->complete ? "complete" : "incomplete");
+    cJSON_AddNumberToObject(res, "distinct_sites", r->distinct);
+    cJSON *missing = mi_endoqc_missing_sites(r);
+    if (missing) cJSON_AddItemToObject(res, "missing_sites", missing);
+    cJSON_AddBoolToObject(res, "decode_complete", r->decode_complete);
+    char *ths = cJSON_PrintUnformatted(th), *ress = missing ? cJSON_PrintUnformatted(res) : NULL;
+    cJSON_Delete(th);
+    cJSON_Delete(res);
+    mi_status st;
+    if (!ths || !ress) st = MI_FAIL(MI_ERR_NOMEM, "out of memory for the audit row of %s", r->video);
+    else {
+        mi_audit_row row = { .command = "endoqc", .input_sha256 = r->video_sha256, .thresholds_json = ths,
+                             .result_json = ress };
+        mi_audit_row_model(&row, &c->ti);
+        st = mi_audit_append(c->trust.audit, &row);
+    }
+    free(ths);
+    free(ress);
+    return st == MI_OK ? 0 : -1;
 }
 
 /* "exam.mp4: INCOMPLETE, 19 of 26 sites seen; missing: fundus_gc, ..." on stderr */
@@ -105,16 +120,15 @@ static void summary_line(const mi_endoqc_result *r) {
     fprintf(stderr, "%s\n", n ? "" : "none");
 }
 
-/* Runs one exam; writes the contact sheet when asked. */
-static mi_status exam(cli *c, mi_endoqc_model *m, const char *video, const char *sha, const char *sheet,
+/* Runs one exam and makes its report; writes nothing (the audit row goes first). */
+static mi_status exam(cli *c, mi_endoqc_model *m, const char *video, const char *sha, bool sheet,
                       mi_endoqc_result *r, char **json) {
     mi_endoqc_opts o = c->o;
     o.known_sha256 = sha;
-    o.keep_thumbs = sheet != NULL;
+    o.keep_thumbs = sheet;
     mi_status st = mi_endoqc_run(m, video, &o, r);
     *json = NULL;
     if (st != MI_OK) return st;
-    if (sheet && (st = mi_endoqc_contact_sheet(r, sheet)) != MI_OK) return st;
     if (!(*json = mi_endoqc_report_json(r))) return MI_FAIL(MI_ERR_NOMEM, "out of memory for the report");
     return MI_OK;
 }
@@ -123,9 +137,11 @@ static int run_single(cli *c, mi_endoqc_model *m, const char *video) {
     mi_endoqc_result *r = calloc(1, sizeof *r);
     if (!r) return mi_cli_error("endoqc");
     char *json;
-    mi_status st = exam(c, m, video, NULL, c->sheet, r, &json);
+    mi_status st = exam(c, m, video, NULL, c->sheet != NULL, r, &json);
     int rc = MI_EXIT_OK;
     if (st != MI_OK) rc = mi_cli_error("endoqc");
+    else if (audit_exam(c, r) != 0) rc = mi_audit_cli_fail("endoqc");   /* no record: no result */
+    else if (c->sheet && mi_endoqc_contact_sheet(r, c->sheet) != MI_OK) rc = mi_cli_error("endoqc");
     else {
         if (c->db) {
             mi_endoqc_db *db;
@@ -135,7 +151,6 @@ static int run_single(cli *c, mi_endoqc_model *m, const char *video) {
                 rc = mi_cli_error("endoqc");
             mi_endoqc_db_close(db);
         }
-        if (audit_exam(c, r) != 0) rc = mi_audit_cli_fail("endoqc");
         if (write_text(c->out, json) != 0) {
             fprintf(stderr, "medinfer endoqc: %s: cannot write the report: %s\n", c->out ? c->out : "stdout", strerror(errno));
             rc = MI_EXIT_FAIL;
@@ -202,71 +217,72 @@ static int read_list(const char *list, bool csv, entry **out, int *n) {
 
 static void free_list(entry *e, int n) { for (int i = 0; i < n; i++) free(e[i].path); free(e); }
 
-/* One video of a batch: reuse a stored result (resume) or run it and store it. 1 incomplete,
+static int exam_failed(cli *c, cJSON *item, const char *video, int idx, int total) {
+    cJSON_AddStringToObject(item, "status", "failed");
+    cJSON_AddStringToObject(item, "error", mi_last_error());
+    if (!c->quiet) fprintf(stderr, "[%d/%d] %s: failed: %s\n", idx, total, video, mi_last_error());
+    return -1;
+}
+
+/* One video of a batch: reuse a stored result (resume) or run it, audit it, store it. 1 incomplete,
  * 0 complete, -1 failed. Adds an item to arr. */
 static int batch_one(cli *c, mi_endoqc_model *m, mi_endoqc_db *db, const char *batch_id, const char *role,
                      const char *video, int idx, int total, cJSON *arr) {
     cJSON *item = cJSON_CreateObject();
     cJSON_AddItemToArray(arr, item);
     cJSON_AddStringToObject(item, "video", video);
-    char sha[65], settings[256], missing[4096];
+    char sha[65], settings[256];
     mi_endoqc_settings(m, &c->o, settings, sizeof settings);
-    int verdict = -1;
+    if (mi_video_check_path(video) != MI_OK) return exam_failed(c, item, video, idx, total);
     if (mi_sha256_file(video, sha) != 0) {
-        cJSON_AddStringToObject(item, "status", "failed");
-        cJSON_AddStringToObject(item, "error", "cannot read the file");
-        if (!c->quiet) fprintf(stderr, "[%d/%d] %s: cannot read the file\n", idx, total, video);
-        return -1;
+        MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", video, strerror(errno));
+        return exam_failed(c, item, video, idx, total);
     }
     cJSON_AddStringToObject(item, "sha256", sha);
     int64_t id;
     bool complete;
     int distinct;
-    if (mi_endoqc_db_find(db, sha, mi_endoqc_model_sha256(m), settings, &id, &complete, &distinct, missing, sizeof missing) != MI_OK) {
-        cJSON_AddStringToObject(item, "status", "failed");
-        cJSON_AddStringToObject(item, "error", mi_last_error());
-        return -1;
-    }
+    cJSON *missing = NULL;
+    if (mi_endoqc_db_find(db, sha, mi_endoqc_model_sha256(m), settings, &id, &complete, &distinct, &missing) != MI_OK)
+        return exam_failed(c, item, video, idx, total);
     const char *status = "resumed";
     if (!id) {
         mi_endoqc_result *r = calloc(1, sizeof *r);
         char *json = NULL, sheet[1200];
         if (c->sheet) snprintf(sheet, sizeof sheet, "%s/%s.png", c->sheet, base_name(video));
-        mi_status st = r ? exam(c, m, video, sha, c->sheet ? sheet : NULL, r, &json) : MI_ERR_NOMEM;
+        mi_status st = r ? exam(c, m, video, sha, c->sheet != NULL, r, &json)
+                         : MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", video);
+        /* the audit row first: an exam whose record cannot be written is not stored or shown */
+        if (st == MI_OK && audit_exam(c, r) != 0) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", mi_last_error());
+            st = MI_FAIL(MI_ERR_IO, "audit: %s", why);
+            c->audit_failed = true;
+        }
+        /* the sheet before the row: a stored row is a finished exam, and a rerun would not redo it */
+        if (st == MI_OK && c->sheet) st = mi_endoqc_contact_sheet(r, sheet);
         if (st == MI_OK) st = mi_endoqc_db_add_exam(db, batch_id, role, r, settings, json, &id);
-        if (st == MI_OK && audit_exam(c, r) != 0) st = MI_ERR_IO;
         if (st == MI_OK) {
             complete = r->complete;
             distinct = r->distinct;
-            cJSON *doc = cJSON_Parse(json);
-            char *ms = doc ? cJSON_PrintUnformatted(cJSON_GetObjectItem(doc, "missing_sites")) : NULL;
-            snprintf(missing, sizeof missing, "%s", ms ? ms : "[]");
-            free(ms);
-            cJSON_Delete(doc);
+            missing = mi_endoqc_missing_sites(r);
             status = "done";
         }
         free(json);
         if (r) mi_endoqc_result_free(r);
         free(r);
-        if (st != MI_OK) {
-            cJSON_AddStringToObject(item, "status", "failed");
-            cJSON_AddStringToObject(item, "error", mi_last_error());
-            if (!c->quiet) fprintf(stderr, "[%d/%d] %s: failed: %s\n", idx, total, video, mi_last_error());
-            return -1;
-        }
+        if (st != MI_OK) return exam_failed(c, item, video, idx, total);
     }
-    verdict = complete ? 0 : 1;
     cJSON_AddStringToObject(item, "status", status);
     cJSON_AddNumberToObject(item, "id", (double)id);
     cJSON_AddStringToObject(item, "verdict", complete ? "complete" : "incomplete");
     cJSON_AddNumberToObject(item, "distinct_sites", distinct);
-    cJSON *ms = cJSON_Parse(missing);
-    cJSON_AddItemToObject(item, "missing_sites", ms ? ms : cJSON_CreateArray());
+    cJSON_AddItemToObject(item, "missing_sites", missing ? missing : cJSON_CreateArray());
     if (!c->quiet)
-        fprintf(stderr, "[%d/%d] %s%s: %s, %d sites%s%s\n", idx, total, role[0] == 'r' ? "reference " : "",
-                base_name(video), complete ? "complete" : "INCOMPLETE", distinct, !strcmp(status, "resumed") ? " (stored result)" : "",
-                complete ? "" : "");
-    return verdict;
+        fprintf(stderr, "[%d/%d] %s%s: %s, %d sites%s\n", idx, total, role[0] == 'r' ? "reference " : "",
+                base_name(video), complete ? "complete" : "INCOMPLETE", distinct,
+                !strcmp(status, "resumed") ? " (stored result)" : "");
+    return complete ? 0 : 1;
 }
 
 static int run_batch(cli *c, mi_endoqc_model *m) {
@@ -373,6 +389,7 @@ static int run_batch(cli *c, mi_endoqc_model *m) {
     free_list(refs, nref);
     if (rc == MI_EXIT_OK && failed) rc = MI_EXIT_FAIL;
     if (d.model_update_required) rc = MI_EXIT_MODEL_UPDATE;   /* the louder signal wins */
+    if (c->audit_failed) rc = MI_TRUST_EXIT_AUDIT_IO;          /* results were withheld: louder still */
     return rc;
 }
 
@@ -423,7 +440,7 @@ int cmd_endoqc(int argc, char **argv) {
         else if (!strcmp(a, "--dup-window")) { bad = parse_num(a, v, 1, 1e6, &x); c.o.dup_window = (int)x; }
         else if (!strcmp(a, "--hash-size")) { bad = parse_num(a, v, 2, 8, &x); c.o.hash_size = (int)x; }
         else if (!strcmp(a, "--dark-level")) { bad = parse_num(a, v, 0, 255, &x); c.o.dark_level = (int)x; }
-        else if (!strcmp(a, "--infer-batch")) { bad = parse_num(a, v, 1, 256, &x); c.infer_batch = (int)x; }
+        else if (!strcmp(a, "--infer-batch")) { bad = parse_num(a, v, 1, MI_ENDOQC_MAX_BATCH, &x); c.infer_batch = (int)x; }
         else if (!strcmp(a, "--threads")) { bad = parse_num(a, v, 0, 4096, &x); c.threads = (int)x; }
         else if (!strcmp(a, "--drift-alert")) bad = parse_num(a, v, 0, 100, &c.drift_alert);
         else if (!strcmp(a, "--drift-tolerance")) bad = parse_num(a, v, 0, 100, &c.drift_tolerance);
@@ -438,10 +455,10 @@ int cmd_endoqc(int argc, char **argv) {
     if (c.threads > 0) mi_set_threads(c.threads);
 
     mi_endoqc_model *m;
-    if (mi_endoqc_model_open(&m, c.model, c.infer_batch) != MI_OK) return mi_cli_error("endoqc");
-    /* the bytes that were loaded are the bytes checked */
-    mi_status st = mi_trust_check_weights(mi_endoqc_model_weights(m), c.trust.pubkey, &c.ti);
-    if (st != MI_OK) { mi_endoqc_model_close(m); return mi_trust_cli_fail("endoqc", st); }
+    /* checks the signature of the loaded bytes before reading their endoqc metadata: exit 10 when
+     * refused, 1 for a blob that cannot be used */
+    mi_status st = mi_endoqc_model_open(&m, c.model, c.infer_batch, c.trust.pubkey, &c.ti);
+    if (st != MI_OK) return mi_trust_cli_fail("endoqc", st);
     int rc = c.batch ? run_batch(&c, m) : run_single(&c, m, video);
     mi_endoqc_model_close(m);
     return rc;

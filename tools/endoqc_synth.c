@@ -140,6 +140,10 @@ typedef struct {
     double dwell_s, brief_s, transit_s;
     bool   skip[NSITES], brief[NSITES], events;
     uint64_t seed;
+    /* --duration: exact frame counts instead of dwell_s. dwell_frames[i] frames at site i, frozen
+     * stretches included (they replace frames rather than add to them), so the video has exactly
+     * the frames asked for. NULL: dwell_s varied by the seed, frozen frames added on top. */
+    const int *dwell_frames;
 } synth_opts;
 
 typedef struct { float a0, b0, ph[4], sp; } wander;   /* per-site seeded camera wander */
@@ -220,6 +224,7 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
         double dwell = o->brief[i] ? o->brief_s : o->dwell_s * rng_range(&R.r, 0.85, 1.15);
         float speed = o->brief[i] ? 8.0f : 4.0f;   /* passing quickly: the view changes fast */
         int nd = (int)(dwell * o->fps + 0.5), nt = prev < 0 ? 0 : (int)(o->transit_s * o->fps + 0.5);
+        if (o->dwell_frames) nd = o->dwell_frames[i];
         /* cross-fade from where the camera left the previous site */
         for (int f = 0; f < nt && st == MI_OK; f++) {
             float a = (float)(f + 1) / (float)(nt + 1);
@@ -239,18 +244,22 @@ static mi_status render_video(const char *path, const synth_opts *o, FILE *truth
             if (rng_unif(&R.r) < 0.3) { dark_at = (int)(rng_range(&R.r, 0.1, 0.8) * nd); dark_len = (int)(rng_range(&R.r, 0.25, 0.6) * o->fps); }
         }
         pose p = {0};
-        for (int f = 0; f < nd && st == MI_OK; f++) {
+        int frozen = 0;
+        for (int f = 0; f < nd && st == MI_OK;) {
             p = pose_at(&wd[i], (double)f / o->fps, speed);
             if (f >= blur_at && f < blur_at + blur_len) p.blur = 2.0f + (float)(f - blur_at) / 3.0f;
             if (f >= dark_at && f < dark_at + dark_len) p.bright = 0.05f;
             render_pose(&R, R.fa, &looks[i], p);
-            st = emit(&R, R.fa, f == freeze_at ? 1 + freeze_len : 1);
+            int repeat = f == freeze_at ? 1 + freeze_len : 1;
+            if (o->dwell_frames && repeat > nd - f) repeat = nd - f;
+            frozen += repeat - 1;
+            st = emit(&R, R.fa, repeat);
+            f += o->dwell_frames ? repeat : 1;
         }
         int64_t last = R.nframes - 1;
         if (truth)
             fprintf(truth, "%d,%s,1,%lld,%lld,%d\n", i + 1, mi_endoqc_site_names[i],
-                    (long long)(first * 1000 / o->fps), (long long)(last * 1000 / o->fps),
-                    freeze_at >= 0 && freeze_at < nd ? freeze_len : 0);
+                    (long long)(first * 1000 / o->fps), (long long)(last * 1000 / o->fps), frozen);
         prev = i;
         prev_pose = p;
         prev_pose.blur = 0;
@@ -340,7 +349,8 @@ static void synth_usage(FILE *f) {
         "  --size WxH        video size (default 384x288; even numbers)\n"
         "  --fps N           frame rate (default 25)\n"
         "  --dwell S         seconds at each site (default 4.0; varied +-15%% by the seed)\n"
-        "  --duration S      instead of --dwell: spread the sites over about S seconds\n"
+        "  --duration S      instead of --dwell: a video of exactly S seconds, the sites sharing it\n"
+        "                    evenly (frozen stretches included)\n"
         "  --skip LIST       sites never shown, 1-based guideline numbers: 17-20,3 or fundus/antrum\n"
         "  --brief LIST      sites passed quickly (--brief-s seconds each, default 0.6)\n"
         "  --no-events       no frozen stretches, blur or dark frames\n"
@@ -351,11 +361,57 @@ static void synth_usage(FILE *f) {
         "  --crop N          --dump: crop size as the decoder's work image has it (default 160)\n");
 }
 
+/* A number in [lo, hi], all of v (no atoi: "25x" or "" must not quietly become 25 or 0). */
+static bool parse_num(const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi)) return false;
+    *out = x;
+    return true;
+}
+
+static bool parse_int(const char *v, int lo, int hi, int *out) {
+    double x;
+    if (!parse_num(v, lo, hi, &x) || x != (int)x) return false;
+    *out = (int)x;
+    return true;
+}
+
+/* --duration: frames per site so that the video has exactly round(duration * fps) frames: the
+ * transitions and brief passes as usual, what is left shared evenly by the other shown sites. */
+static int plan_duration(synth_opts *o, double duration, int dwell_frames[NSITES]) {
+    int64_t total = (int64_t)(duration * o->fps + 0.5), fixed = 0;
+    int shown = 0, normal = 0;
+    for (int i = 0; i < NSITES; i++) {
+        if (o->skip[i]) continue;
+        if (shown++) fixed += (int64_t)(o->transit_s * o->fps + 0.5);
+        if (o->brief[i]) fixed += (int64_t)(o->brief_s * o->fps + 0.5);
+        else normal++;
+    }
+    /* at least half a second per site: fewer frames could not show a site at all */
+    int64_t min_dwell = (o->fps + 1) / 2, need = fixed + normal * min_dwell;
+    if (normal == 0 || total < need) {
+        fprintf(stderr, "medinfer endoqc-synth: --duration %g: %s\n", duration, normal == 0
+                ? "every site is skipped or brief; use --dwell" : "too short for the sites shown");
+        if (normal) fprintf(stderr, "  %d sites with transitions and brief passes need at least %.1f s at %d fps\n",
+                            shown, (double)need / o->fps, o->fps);
+        return -1;
+    }
+    int64_t rest = total - fixed;
+    for (int i = 0, k = 0; i < NSITES; i++)
+        dwell_frames[i] = o->skip[i] ? 0
+                        : o->brief[i] ? (int)(o->brief_s * o->fps + 0.5)   /* as without --duration */
+                        : (int)(rest / normal + (k++ < rest % normal));
+    o->dwell_frames = dwell_frames;
+    return 0;
+}
+
 int cmd_endoqc_synth(int argc, char **argv) {
     synth_opts o = { .w = 384, .h = 288, .fps = 25, .crf = 23, .dwell_s = 4.0, .brief_s = 0.6,
                      .transit_s = 0.5, .events = true, .seed = 1 };
     const char *out = NULL, *dump = NULL, *truth_path = NULL;
-    double duration = 0;
+    double duration = 0, seed = 1;
     int per_site = 150, crop = 160;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -368,20 +424,24 @@ int cmd_endoqc_synth(int argc, char **argv) {
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--dump")) dump = v;
         else if (!strcmp(a, "--truth")) truth_path = v;
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--size")) bad = sscanf(v, "%dx%d", &o.w, &o.h) != 2 || o.w < 16 || o.h < 16 || (o.w | o.h) & 1;
-        else if (!strcmp(a, "--fps")) bad = (o.fps = atoi(v)) <= 0 || o.fps > 240;
-        else if (!strcmp(a, "--dwell")) bad = (o.dwell_s = atof(v)) <= 0;
-        else if (!strcmp(a, "--duration")) bad = (duration = atof(v)) <= 0;
-        else if (!strcmp(a, "--brief-s")) bad = (o.brief_s = atof(v)) <= 0;
-        else if (!strcmp(a, "--crf")) bad = (o.crf = atoi(v)) < 0 || o.crf > 51;
-        else if (!strcmp(a, "--per-site")) bad = (per_site = atoi(v)) <= 0;
-        else if (!strcmp(a, "--crop")) bad = (crop = atoi(v)) < 16;
+        else if (!strcmp(a, "--seed")) bad = !parse_num(v, 0, 9007199254740992.0, &seed) || seed != floor(seed);
+        else if (!strcmp(a, "--size")) {
+            char tail;
+            bad = sscanf(v, "%dx%d%c", &o.w, &o.h, &tail) != 2 || o.w < 16 || o.h < 16 || o.w > 8192 || o.h > 8192 || (o.w | o.h) & 1;
+        }
+        else if (!strcmp(a, "--fps")) bad = !parse_int(v, 1, 240, &o.fps);
+        else if (!strcmp(a, "--dwell")) bad = !parse_num(v, 0.04, 3600, &o.dwell_s);
+        else if (!strcmp(a, "--duration")) bad = !parse_num(v, 0.04, 86400, &duration);
+        else if (!strcmp(a, "--brief-s")) bad = !parse_num(v, 0.04, 3600, &o.brief_s);
+        else if (!strcmp(a, "--crf")) bad = !parse_int(v, 0, 51, &o.crf);
+        else if (!strcmp(a, "--per-site")) bad = !parse_int(v, 1, 1000000, &per_site);
+        else if (!strcmp(a, "--crop")) bad = !parse_int(v, 16, 4096, &crop);
         else if (!strcmp(a, "--skip")) bad = parse_sites(v, o.skip);
         else if (!strcmp(a, "--brief")) bad = parse_sites(v, o.brief);
         else { fprintf(stderr, "medinfer endoqc-synth: unknown option %s\n", a); synth_usage(stderr); return MI_EXIT_USAGE; }
         if (bad) { fprintf(stderr, "medinfer endoqc-synth: bad value for %s: '%s'\n", a, v); return MI_EXIT_USAGE; }
     }
+    o.seed = (uint64_t)seed;
     if (!out == !dump) { synth_usage(stderr); return MI_EXIT_USAGE; }
     /* render at most ~400 px wide and let the area/bilinear up-scale fill HD sizes: the
      * synthetic scenes have no finer detail, and rendering 720p per pixel would be the slowest
@@ -395,16 +455,8 @@ int cmd_endoqc_synth(int argc, char **argv) {
         fprintf(stderr, "endoqc-synth: wrote %d frames per site (%dx%d) to %s\n", per_site, crop, crop, dump);
         return MI_EXIT_OK;
     }
-    if (duration > 0) {
-        int shown = 0;
-        for (int i = 0; i < NSITES; i++) shown += !o.skip[i] && !o.brief[i];
-        int briefs = 0;
-        for (int i = 0; i < NSITES; i++) briefs += !o.skip[i] && o.brief[i];
-        double rest = duration - o.transit_s * (shown + briefs) - o.brief_s * briefs;
-        /* a frozen stretch (p 0.4, 0.8-2 s) adds 0.56 s per site on average */
-        if (o.events) rest -= 0.56 * shown;
-        o.dwell_s = shown > 0 && rest > shown * 0.5 ? rest / shown : 4.0;
-    }
+    int dwell_frames[NSITES];
+    if (duration > 0 && plan_duration(&o, duration, dwell_frames) != 0) return MI_EXIT_USAGE;
     FILE *truth = NULL;
     if (truth_path && !(truth = fopen(truth_path, "w"))) {
         fprintf(stderr, "medinfer endoqc-synth: %s: cannot create: %s\n", truth_path, strerror(errno));

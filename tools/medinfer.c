@@ -1,5 +1,6 @@
 /* tools/medinfer.c - the `medinfer` command: dispatches to one subcommand per file (cmd_*.c). */
 #include "cli.h"
+#include "../ops/cpu.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,11 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* before anything runs: a mistyped MI_ISA would otherwise silently test the wrong kernels */
+    if (mi_cpu_check_env() != MI_OK) {
+        fprintf(stderr, "medinfer: %s\n", mi_last_error());
+        return MI_EXIT_USAGE;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? MI_EXIT_USAGE : 0;

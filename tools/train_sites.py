@@ -14,8 +14,14 @@ What it does, all seeded (--seed, default 0), on the CPU: about 5 minutes on an 
   3. torchvision resnet18(num_classes=26), from scratch, Adam + cosine schedule, --epochs epochs.
   4. tools/export.py writes the blob in F16 (half the bytes; the reader widens to F32 and folds
      BN in float64) with the metadata `medinfer endoqc` reads: labels (the 26 sites in guideline
-     order), site_order, site_groups (fundus, antrum), the verdict defaults endoqc_min_frames,
-     endoqc_min_prob, endoqc_site_threshold, model_version, and the training record.
+     order), resize (= input size: how step 2 resized), site_order, site_groups (fundus, antrum),
+     the verdict defaults endoqc_min_frames, endoqc_min_prob, endoqc_site_threshold,
+     model_version (dotted decimal), and the training record.
+
+The shipped blob was trained with an earlier revision that wrote neither `resize` nor a dotted
+model_version; its metadata was restated afterwards, weights untouched, with
+    B=weights/endoqc_sites_demo.safetensors
+    tools/blob_meta.py $B $B --set model_version=2026.11.30.1 --set resize=64
 
 This is a demo model for synthetic video only: it has never seen a real stomach.
 """
@@ -76,7 +82,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model-version", default="2026.11.21-synthetic-1")
+    # dotted decimal: what `medinfer model update` compares (docs/trust.md)
+    ap.add_argument("--model-version", default="2026.11.30.1")
     a = ap.parse_args()
 
     torch.manual_seed(a.seed)
@@ -122,6 +129,9 @@ def main():
 
     state = model.state_dict()
     meta = {
+        # the crops were resized straight to input_size (step 2): Resize(input_size), no border
+        # cropped, for `classify` as for `endoqc` (whose default would be input_size*256/224)
+        "resize": str(a.input_size),
         "site_order": json.dumps(labels),
         "site_groups": json.dumps(GROUPS),
         "endoqc_min_frames": "2",

@@ -98,11 +98,11 @@ void mi_endoqc_db_close(mi_endoqc_db *d) {
 
 mi_status mi_endoqc_db_find(mi_endoqc_db *d, const char *video_sha256, const char *model_sha256,
                             const char *settings, int64_t *id, bool *complete, int *distinct,
-                            char *missing_json, size_t n) {
+                            cJSON **missing) {
     *id = 0;
     *complete = false;
     *distinct = 0;
-    if (n) snprintf(missing_json, n, "[]");
+    *missing = NULL;
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(d->db, "SELECT id, verdict, distinct_sites, missing_sites FROM exams WHERE video_sha256=? AND model_sha256=? "
                            "AND settings=? ORDER BY id DESC LIMIT 1", -1, &s, NULL) != SQLITE_OK)
@@ -111,15 +111,29 @@ mi_status mi_endoqc_db_find(mi_endoqc_db *d, const char *video_sha256, const cha
     sqlite3_bind_text(s, 2, model_sha256, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 3, settings, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
+    mi_status st = MI_OK;
     if (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(s, 0);
-        *complete = !strcmp((const char *)sqlite3_column_text(s, 1), "complete");
-        *distinct = sqlite3_column_int(s, 2);
-        if (n) snprintf(missing_json, n, "%s", (const char *)sqlite3_column_text(s, 3));
+        int64_t row = sqlite3_column_int64(s, 0);
+        const char *verdict = (const char *)sqlite3_column_text(s, 1), *ms = (const char *)sqlite3_column_text(s, 3);
+        /* the file is outside input too: a row written by another program must still be a list of labels */
+        cJSON *a = ms ? cJSON_ParseWithOpts(ms, NULL, true) : NULL;
+        bool ok = cJSON_IsArray(a);
+        const cJSON *x;
+        cJSON_ArrayForEach(x, a) ok = ok && cJSON_IsString(x);
+        if (!ok || !verdict) {
+            cJSON_Delete(a);
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: exams row %lld: %s", d->path, (long long)row,
+                         verdict ? "missing_sites is not a JSON array of labels" : "no verdict");
+        } else {
+            *id = row;
+            *complete = !strcmp(verdict, "complete");
+            *distinct = sqlite3_column_int(s, 2);
+            *missing = a;
+        }
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return MI_FAIL(MI_ERR_IO, "%s: %s", d->path, sqlite3_errmsg(d->db));
-    return MI_OK;
+    return st;
 }
 
 static void utc_now(char *buf, size_t n) {
@@ -131,19 +145,20 @@ static void utc_now(char *buf, size_t n) {
 mi_status mi_endoqc_db_add_exam(mi_endoqc_db *d, const char *batch_id, const char *role,
                                 const mi_endoqc_result *r, const char *settings, const char *json,
                                 int64_t *id) {
-    char missing[4096] = "[", when[32];
-    size_t n = 1;
-    for (int i = 0; i < r->nsites; i++)
-        if (!r->sites[i].seen && n + strlen(r->sites[i].label) + 4 < sizeof missing)
-            n += (size_t)snprintf(missing + n, sizeof missing - n, "%s\"%s\"", n > 1 ? "," : "", r->sites[i].label);
-    snprintf(missing + n, sizeof missing - n, "]");
+    char when[32];
+    cJSON *list = mi_endoqc_missing_sites(r);
+    char *missing = list ? cJSON_PrintUnformatted(list) : NULL;
+    cJSON_Delete(list);
+    if (!missing) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for the missing sites of %s", d->path, r->video);
     utc_now(when, sizeof when);
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(d->db,
             "INSERT INTO exams(batch_id, role, created, video_path, video_sha256, model_sha256, model_version,"
             " engine_version, settings, verdict, distinct_sites, total_sites, missing_sites, decode_complete,"
-            " decoded_until_ms, report_json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+            " decoded_until_ms, report_json) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK) {
+        free(missing);
         return MI_FAIL(MI_ERR_IO, "%s: %s", d->path, sqlite3_errmsg(d->db));
+    }
     int k = 1;
     sqlite3_bind_text(s, k++, batch_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, k++, role, -1, SQLITE_STATIC);
@@ -163,6 +178,7 @@ mi_status mi_endoqc_db_add_exam(mi_endoqc_db *d, const char *batch_id, const cha
     sqlite3_bind_text(s, k++, json, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);   /* autocommit: one exam, one durable transaction */
     sqlite3_finalize(s);
+    free(missing);
     if (rc != SQLITE_DONE) return MI_FAIL(MI_ERR_IO, "%s: cannot store the result of %s: %s", d->path, r->video, sqlite3_errmsg(d->db));
     if (id) *id = sqlite3_last_insert_rowid(d->db);
     return MI_OK;

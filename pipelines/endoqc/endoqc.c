@@ -4,6 +4,7 @@
 #include "../../weights/sha256.h"
 
 #include <cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,21 +16,13 @@
 
 struct mi_endoqc_model {
     mi_model   *net;
-    mi_session *sess;   /* (batch, 3, S, S) */
+    mi_session *sess;             /* (batch, 3, S, S) */
     char   path[512];
-    int    ncls, input, resize, batch;
-    float  mean[3], std[3];
-    char   labels[MI_ENDOQC_MAX_SITES][64];
-    int    order[MI_ENDOQC_MAX_SITES];   /* class index of each preset-order position */
-    int    pos_of_cls[MI_ENDOQC_MAX_SITES];
-    int    ngroups;
-    char   gname[MI_ENDOQC_MAX_GROUPS][32];
-    int    gsize[MI_ENDOQC_MAX_GROUPS];
-    int    gmember[MI_ENDOQC_MAX_GROUPS][MI_ENDOQC_MAX_SITES];  /* preset positions */
-    bool   meta_min_frames, meta_min_prob, meta_threshold;
-    long long min_frames, site_threshold;
-    double min_prob;
-    float *x, *logits;   /* batch buffers: (batch, 3, S, S) and (batch, ncls) */
+    int    batch;
+    mi_preprocess_spec pre;   /* resize, crop (the network's input size), mean, std */
+    mi_endoqc_sites    s;
+    float *x;                     /* (batch, 3, S, S) */
+    mi_class_score *top;          /* (batch): each frame's most probable site */
 };
 
 void mi_endoqc_opts_default(mi_endoqc_opts *o) {
@@ -52,102 +45,242 @@ static void set_str(char *dst, size_t n, const char *src) {
     dst[l] = 0;
 }
 
-static int label_index(const mi_endoqc_model *m, const char *name) {
-    for (int i = 0; i < m->ncls; i++)
-        if (!strcmp(m->labels[i], name)) return i;
+/* ---- the site metadata ------------------------------------------------------------------- */
+
+static int label_index(const mi_endoqc_sites *s, const char *name) {
+    for (int i = 0; i < s->nsites; i++)
+        if (!strcmp(s->labels[i], name)) return i;
     return -1;
 }
 
-/* site_groups = {"fundus": ["fundus_gc", ...], "antrum": [...]} */
-static mi_status parse_groups(mi_endoqc_model *m, const char *json) {
-    cJSON *root = cJSON_Parse(json);
-    mi_status st = MI_OK;
-    if (!cJSON_IsObject(root)) { st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata site_groups is not a JSON object", m->path); goto done; }
+/* A name that is copied into fixed fields and printed on the verdict line: 1..cap-1 bytes, no
+ * control characters (a newline or an escape sequence in a label could forge that line). */
+static const char *name_problem(const char *v, size_t cap) {
+    size_t n = strlen(v);
+    if (n == 0) return "is empty";
+    if (n >= cap) return "is too long";
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return "contains a control character";
+    return NULL;
+}
+
+/* A metadata string as an error message shows it: at most 80 bytes, control characters as \xNN,
+ * so that a hostile label can neither flood nor forge the terminal. */
+static const char *shown(char buf[100], const char *v) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (const unsigned char *p = (const unsigned char *)v; *p && n < 80; p++)
+        n += (size_t)snprintf(buf + n, 100 - n, *p < 0x20 || *p == 0x7f ? "\\x%02x" : "%c", *p);
+    if (strlen(v) > 80 && n < 96) snprintf(buf + n, 100 - n, "...");
+    return buf;
+}
+
+/* Parses metadata key `key` as JSON of the given kind; trailing bytes after the value are an
+ * error too (cJSON_Parse alone would ignore them). */
+static mi_status parse_meta_json(const mi_weights *w, const char *key, bool object, cJSON **out) {
+    *out = NULL;
+    const char *v = mi_weights_meta(w, key);
+    cJSON *j = v ? cJSON_ParseWithOpts(v, NULL, true) : NULL;
+    if (!(object ? cJSON_IsObject(j) : cJSON_IsArray(j))) {
+        cJSON_Delete(j);
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' is %s", w->path, key,
+                       !v ? "missing" : object ? "not a JSON object" : "not a JSON array");
+    }
+    *out = j;
+    return MI_OK;
+}
+
+/* labels = ["oesophagus", ...]: one distinct name per class */
+static mi_status parse_labels(mi_endoqc_sites *s, const mi_weights *w) {
+    cJSON *a;
+    mi_status st = parse_meta_json(w, "labels", false, &a);
+    if (st) return st;
+    int n = cJSON_GetArraySize(a);
+    if (n < 2 || n > MI_ENDOQC_MAX_SITES) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' names %d classes; a site classifier has 2..%d",
+                     w->path, n, MI_ENDOQC_MAX_SITES);
+        goto done;
+    }
+    long long nc;
+    if (mi_weights_meta(w, "num_classes") &&
+        ((st = mi_weights_meta_int(w, "num_classes", 1, MI_ENDOQC_MAX_SITES, &nc)) != MI_OK || nc != n)) {
+        if (st == MI_OK) st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' has %d names, 'num_classes' is %lld", w->path, n, nc);
+        goto done;
+    }
+    const cJSON *x;
+    int i = 0;
+    cJSON_ArrayForEach(x, a) {
+        const char *why = !cJSON_IsString(x) ? "is not a string" : name_problem(x->valuestring, MI_ENDOQC_LABEL_MAX);
+        if (!why && label_index(s, x->valuestring) >= 0) why = "is repeated";
+        if (why) {
+            char b[100];
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' entry %d '%s' %s (labels are 1..%d bytes, distinct)",
+                         w->path, i + 1, shown(b, cJSON_IsString(x) ? x->valuestring : ""), why, MI_ENDOQC_LABEL_MAX - 1);
+            goto done;
+        }
+        set_str(s->labels[i], sizeof s->labels[i], x->valuestring);
+        s->order[i] = s->pos_of_cls[i] = i;
+        s->nsites = ++i;
+    }
+done:
+    cJSON_Delete(a);
+    return st;
+}
+
+/* site_order = the labels in preset order, each exactly once */
+static mi_status parse_order(mi_endoqc_sites *s, const mi_weights *w) {
+    cJSON *a;
+    mi_status st = parse_meta_json(w, "site_order", false, &a);
+    if (st) return st;
+    if (cJSON_GetArraySize(a) != s->nsites) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'site_order' has %d names for %d classes", w->path,
+                     cJSON_GetArraySize(a), s->nsites);
+        goto done;
+    }
+    bool used[MI_ENDOQC_MAX_SITES] = {0};
+    const cJSON *x;
+    int i = 0;
+    cJSON_ArrayForEach(x, a) {
+        int c = cJSON_IsString(x) ? label_index(s, x->valuestring) : -1;
+        if (c < 0 || used[c]) {
+            char b[100];
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'site_order' entry %d '%s' is %s", w->path, i + 1,
+                         shown(b, cJSON_IsString(x) ? x->valuestring : "(not a string)"),
+                         c < 0 ? "not one of the labels" : "repeated");
+            goto done;
+        }
+        used[c] = true;
+        s->order[i] = c;
+        s->pos_of_cls[c] = i++;
+    }
+done:
+    cJSON_Delete(a);
+    return st;
+}
+
+/* site_groups = {"fundus": ["fundus_gc", ...], "antrum": [...]}: at most MI_ENDOQC_MAX_GROUPS
+ * distinct names, each a non-empty list of distinct labels (a repeat would count one site twice) */
+static mi_status parse_groups(mi_endoqc_sites *s, const mi_weights *w) {
+    cJSON *root;
+    mi_status st = parse_meta_json(w, "site_groups", true, &root);
+    if (st) return st;
     const cJSON *g;
     cJSON_ArrayForEach(g, root) {
-        if (m->ngroups == MI_ENDOQC_MAX_GROUPS) { st = MI_FAIL(MI_ERR_FORMAT, "%s: site_groups has more than %d groups", m->path, MI_ENDOQC_MAX_GROUPS); goto done; }
-        if (!cJSON_IsArray(g) || cJSON_GetArraySize(g) < 1) { st = MI_FAIL(MI_ERR_FORMAT, "%s: site_groups.%s is not a non-empty array of labels", m->path, g->string); goto done; }
-        int k = m->ngroups++;
-        snprintf(m->gname[k], sizeof m->gname[k], "%s", g->string);
-        const cJSON *s;
-        cJSON_ArrayForEach(s, g) {
-            int c = cJSON_IsString(s) ? label_index(m, s->valuestring) : -1;
-            if (c < 0) { st = MI_FAIL(MI_ERR_FORMAT, "%s: site_groups.%s names '%s', which is not one of the labels", m->path, g->string, cJSON_IsString(s) ? s->valuestring : "(not a string)"); goto done; }
-            m->gmember[k][m->gsize[k]++] = m->pos_of_cls[c];
+        const char *why = name_problem(g->string, MI_ENDOQC_GROUP_MAX);
+        for (int k = 0; !why && k < s->ngroups; k++)
+            if (!strcmp(s->gname[k], g->string)) why = "is repeated";
+        if (why) {
+            char b[100];
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'site_groups': group name '%s' %s (names are 1..%d bytes, distinct)",
+                         w->path, shown(b, g->string), why, MI_ENDOQC_GROUP_MAX - 1);
+            goto done;
         }
+        if (s->ngroups == MI_ENDOQC_MAX_GROUPS) {
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'site_groups' has more than %d groups", w->path, MI_ENDOQC_MAX_GROUPS);
+            goto done;
+        }
+        if (!cJSON_IsArray(g) || cJSON_GetArraySize(g) < 1) {
+            st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'site_groups' group '%s' is not a non-empty array of labels", w->path, g->string);
+            goto done;
+        }
+        int k = s->ngroups;
+        bool in[MI_ENDOQC_MAX_SITES] = {0};
+        const cJSON *x;
+        cJSON_ArrayForEach(x, g) {
+            int c = cJSON_IsString(x) ? label_index(s, x->valuestring) : -1;
+            if (c < 0 || in[c]) {
+                char b[100];
+                st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'site_groups' group '%s' %s '%s'%s", w->path, g->string,
+                             c < 0 ? "names" : "repeats", shown(b, cJSON_IsString(x) ? x->valuestring : "(not a string)"),
+                             c < 0 ? ", which is not one of the labels" : "");
+                goto done;
+            }
+            in[c] = true;
+            s->gmember[k][s->gsize[k]++] = s->pos_of_cls[c];   /* at most nsites: no repeats */
+        }
+        set_str(s->gname[k], sizeof s->gname[k], g->string);
+        s->ngroups++;
     }
 done:
     cJSON_Delete(root);
     return st;
 }
 
-mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batch) {
+mi_status mi_endoqc_sites_from_blob(mi_endoqc_sites *s, const mi_weights *w) {
+    memset(s, 0, sizeof *s);
+    mi_status st;
+    if ((st = parse_labels(s, w)) != MI_OK) return st;
+    if (mi_weights_meta(w, "site_order") && (st = parse_order(s, w)) != MI_OK) return st;
+    if (mi_weights_meta(w, "site_groups") && (st = parse_groups(s, w)) != MI_OK) return st;
+    long long v;
+    s->min_frames = 2;
+    s->min_prob = 0.5;
+    s->site_threshold = s->nsites - 4;   /* 22 of 26 */
+    if ((s->meta_min_frames = mi_weights_meta(w, "endoqc_min_frames") != NULL)) {
+        if ((st = mi_weights_meta_int(w, "endoqc_min_frames", 1, 1000000, &v)) != MI_OK) return st;
+        s->min_frames = (int)v;
+    }
+    if ((s->meta_threshold = mi_weights_meta(w, "endoqc_site_threshold") != NULL)) {
+        if ((st = mi_weights_meta_int(w, "endoqc_site_threshold", 0, s->nsites, &v)) != MI_OK) return st;
+        s->site_threshold = (int)v;
+    }
+    if ((s->meta_min_prob = mi_weights_meta(w, "endoqc_min_prob") != NULL)) {
+        if ((st = mi_weights_meta_double(w, "endoqc_min_prob", &s->min_prob)) != MI_OK) return st;
+        if (!(s->min_prob >= 0 && s->min_prob <= 1))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'endoqc_min_prob' %g is not in [0, 1]", w->path, s->min_prob);
+    }
+    return MI_OK;
+}
+
+/* ---- the model --------------------------------------------------------------------------- */
+
+/* Work frames have a shorter side of max(THUMB, resize) pixels: a bound on resize bounds them. */
+#define MAX_RESIZE 4096
+
+mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batch, const char *pubkey,
+                               mi_trust_info *ti) {
     *out = NULL;
-    if (batch < 1) batch = 1;
+    if (batch < 1 || batch > MI_ENDOQC_MAX_BATCH)
+        return MI_FAIL(MI_ERR_ARG, "%s: a batch of %d frames; endoqc classifies 1..%d frames per network call",
+                       blob, batch, MI_ENDOQC_MAX_BATCH);
     mi_endoqc_model *m = calloc(1, sizeof *m);
     if (!m) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", blob);
     snprintf(m->path, sizeof m->path, "%s", blob);
-    mi_status st = mi_model_open(&m->net, blob);
-    if (st != MI_OK) { free(m); return st; }
-    m->ncls = mi_model_num_classes(m->net);
-    m->input = mi_model_input_size(m->net);
     m->batch = batch;
-    if ((st = mi_session_create(&m->sess, m->net, (int64_t[4]){ batch, 3, m->input, m->input }, 0))) goto fail;
-    memcpy(m->mean, mi_model_preprocess(m->net)->mean, sizeof m->mean);
-    memcpy(m->std, mi_model_preprocess(m->net)->std, sizeof m->std);
-    /* A video frame's field of view is centred and fills the short side: Resize(S) + CenterCrop(S)
-     * keeps all of it. A blob trained with torchvision's Resize(S*256/224) + CenterCrop(S) says so
-     * in its metadata 'resize', and gets exactly that. */
-    m->resize = m->input;
-    long long rz;
-    if (mi_weights_meta(mi_model_weights(m->net), "resize")) {
-        if ((st = mi_weights_meta_int(mi_model_weights(m->net), "resize", m->input, 4096, &rz)) != MI_OK) goto fail;
-        m->resize = (int)rz;
-    }
-    if (m->ncls < 2 || m->ncls > MI_ENDOQC_MAX_SITES) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: %d classes; a site classifier needs 2..%d", blob, m->ncls, MI_ENDOQC_MAX_SITES);
+    /* the bytes checked are the bytes that run, and nothing beyond the safetensors header (not
+     * the network, not the endoqc metadata) is read before they pass */
+    mi_weights bytes;
+    mi_trust_info local;
+    mi_status st = mi_weights_open(&bytes, blob);
+    if (st == MI_OK && (st = mi_trust_check_weights(&bytes, pubkey, ti ? ti : &local)) != MI_OK)
+        mi_weights_close(&bytes);
+    if (st == MI_OK) st = mi_model_open_weights(&m->net, &bytes);
+    if (st != MI_OK) { free(m); return st; }
+    const mi_weights *w = mi_model_weights(m->net);
+    if ((st = mi_endoqc_sites_from_blob(&m->s, w)) != MI_OK) goto fail;
+    if (m->s.nsites != mi_model_num_classes(m->net)) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' names %d sites, the network has %d classes", blob,
+                     m->s.nsites, mi_model_num_classes(m->net));
         goto fail;
     }
-    for (int i = 0; i < m->ncls; i++) {
-        const char *l = mi_model_label(m->net, i);
-        snprintf(m->labels[i], sizeof m->labels[i], "%s", l ? l : "");
-        if (!l || !*l) { st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' does not name class %d", blob, i); goto fail; }
-        m->order[i] = i;
-        m->pos_of_cls[i] = i;
+    /* the transform `medinfer classify` applies to this blob, resize default included */
+    if ((st = mi_preprocess_spec_from_blob(&m->pre, w)) != MI_OK) goto fail;
+    if (m->pre.crop != mi_model_input_size(m->net)) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'input_size' %d differs from the network's %d", blob,
+                     m->pre.crop, mi_model_input_size(m->net));
+        goto fail;
     }
-    const mi_weights *w = mi_model_weights(m->net);
-    if (mi_weights_meta(w, "site_order")) {
-        char **names = NULL;
-        int n = 0;
-        if ((st = mi_weights_meta_strings(w, "site_order", &names, &n)) != MI_OK) goto fail;
-        bool used[MI_ENDOQC_MAX_SITES] = {0};
-        if (n != m->ncls) st = MI_FAIL(MI_ERR_FORMAT, "%s: site_order has %d names for %d classes", blob, n, m->ncls);
-        for (int i = 0; st == MI_OK && i < n; i++) {
-            int c = label_index(m, names[i]);
-            if (c < 0 || used[c]) st = MI_FAIL(MI_ERR_FORMAT, "%s: site_order entry %d '%s' is %s", blob, i + 1, names[i], c < 0 ? "not a label" : "repeated");
-            else { used[c] = true; m->order[i] = c; m->pos_of_cls[c] = i; }
-        }
-        mi_strings_free(names, n);
-        if (st != MI_OK) goto fail;
+    if (m->pre.resize < m->pre.crop || m->pre.resize > MAX_RESIZE) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'resize' %d is not in [input_size %d, %d]", blob, m->pre.resize,
+                     m->pre.crop, MAX_RESIZE);
+        goto fail;
     }
-    const char *g = mi_weights_meta(w, "site_groups");
-    if (g && (st = parse_groups(m, g)) != MI_OK) goto fail;
-    m->min_frames = 2;
-    m->min_prob = 0.5;
-    m->site_threshold = m->ncls - 4;   /* issue 3: 22 of 26 */
-    if ((m->meta_min_frames = mi_weights_meta(w, "endoqc_min_frames") != NULL) &&
-        (st = mi_weights_meta_int(w, "endoqc_min_frames", 1, 1000000, &m->min_frames)) != MI_OK) goto fail;
-    if ((m->meta_threshold = mi_weights_meta(w, "endoqc_site_threshold") != NULL) &&
-        (st = mi_weights_meta_int(w, "endoqc_site_threshold", 0, m->ncls, &m->site_threshold)) != MI_OK) goto fail;
-    if ((m->meta_min_prob = mi_weights_meta(w, "endoqc_min_prob") != NULL)) {
-        if ((st = mi_weights_meta_double(w, "endoqc_min_prob", &m->min_prob)) != MI_OK) goto fail;
-        if (m->min_prob < 0 || m->min_prob > 1) { st = MI_FAIL(MI_ERR_FORMAT, "%s: endoqc_min_prob %g is not in [0, 1]", blob, m->min_prob); goto fail; }
-    }
-    size_t xs;
-    if (mi_mul_overflows((size_t)batch * 3 * m->input, (size_t)m->input * sizeof(float), &xs)) { st = MI_FAIL(MI_ERR_ARG, "batch %d too large", batch); goto fail; }
+    size_t xs, S = (size_t)m->pre.crop;
+    if (mi_mul_overflows((size_t)batch * 3 * S, S * sizeof(float), &xs)) { st = MI_FAIL(MI_ERR_ARG, "batch %d too large", batch); goto fail; }
+    if ((st = mi_session_create(&m->sess, m->net, (int64_t[4]){ batch, 3, m->pre.crop, m->pre.crop }, 0))) goto fail;
     m->x = malloc(xs);
-    m->logits = malloc((size_t)batch * m->ncls * sizeof(float));
-    if (!m->x || !m->logits) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a batch of %d", blob, batch); goto fail; }
+    m->top = malloc((size_t)batch * sizeof *m->top);
+    if (!m->x || !m->top) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a batch of %d", blob, batch); goto fail; }
     *out = m;
     return MI_OK;
 fail:
@@ -160,11 +293,11 @@ void mi_endoqc_model_close(mi_endoqc_model *m) {
     mi_session_destroy(m->sess);
     mi_model_close(m->net);
     free(m->x);
-    free(m->logits);
+    free(m->top);
     free(m);
 }
 
-const char *mi_endoqc_model_sha256(const mi_endoqc_model *m) { return mi_model_weights(m->net)->sha256; }
+const char *mi_endoqc_model_sha256(const mi_endoqc_model *m) { return mi_model_sha256(m->net); }
 const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m) { return mi_model_weights(m->net); }
 
 /* ---- one run ----------------------------------------------------------------------------- */
@@ -183,7 +316,7 @@ typedef struct {
     kept_rec *kept;
     size_t nkept, capkept;
     int     n;                       /* frames in the current batch */
-    size_t  rec[256];                /* their kept_rec indices */
+    size_t  rec[MI_ENDOQC_MAX_BATCH]; /* their kept_rec indices (m->batch <= MI_ENDOQC_MAX_BATCH) */
     uint8_t *crops;                  /* their THUMB x THUMB crops (keep_thumbs) */
     bool    resampling;
 } run_ctx;
@@ -248,23 +381,22 @@ static mi_status flush_batch(run_ctx *c) {
     mi_endoqc_model *m = c->m;
     mi_endoqc_result *r = c->r;
     double t0 = now_ms();
-    mi_status st = mi_session_run_n(m->sess, m->x, c->n);
+    /* the most probable site, as `medinfer classify` ranks them (softmax; ties: lower index) */
+    mi_status st = mi_classify(m->sess, m->x, c->n, 1, m->top, NULL);
     r->t_classify += now_ms() - t0;
-    if (st != MI_OK) return st;
-    memcpy(m->logits, mi_session_output(m->sess, "logits", NULL), (size_t)c->n * m->ncls * sizeof *m->logits);
+    if (st != MI_OK && st != MI_ERR_FORMAT) return st;
     for (int i = 0; i < c->n; i++) {
-        const float *z = m->logits + (size_t)i * m->ncls;
-        int best = 0;
-        for (int k = 1; k < m->ncls; k++) if (z[k] > z[best]) best = k;
-        double den = 0;
-        for (int k = 0; k < m->ncls; k++) den += exp((double)z[k] - z[best]);
-        float p = (float)(1.0 / den);
+        const int best = m->top[i].index;
+        const float p = m->top[i].probability;
+        if (best < 0)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: the network gives a non-finite probability for the frame at %.1f s "
+                           "(weights in %s contain NaN/Inf?)", r->video, c->kept[c->rec[i]].t_ms / 1000.0, m->path);
         kept_rec *k = &c->kept[c->rec[i]];
         k->cls = (int16_t)best;
         k->prob = p;
         if (c->resampling) r->classified_resample++; else r->classified++;
         if (p < c->r->opts.min_prob) continue;
-        mi_endoqc_site *s = &r->sites[m->pos_of_cls[best]];
+        mi_endoqc_site *s = &r->sites[m->s.pos_of_cls[best]];
         s->frames++;
         if (c->resampling) s->frames_resampled++;
         if (s->first_ms < 0 || k->t_ms < s->first_ms) s->first_ms = k->t_ms;
@@ -288,8 +420,9 @@ static mi_status add_to_batch(run_ctx *c, const mi_video_frame *f, size_t rec) {
     /* the torchvision transform a hospital's model was trained with: Resize(resize) +
      * CenterCrop(S) of the work frame (whose shorter side is already >= resize), Normalize */
     mi_image img = { (uint8_t *)f->px, f->w, f->h };
-    mi_status st = mi_image_preprocess(&img, m->resize, m->input, m->mean, m->std,
-                                       m->x + (size_t)c->n * 3 * m->input * m->input);
+    const mi_preprocess_spec *pp = &m->pre;
+    mi_status st = mi_image_preprocess(&img, pp->resize, pp->crop, pp->mean, pp->std,
+                                       m->x + (size_t)c->n * 3 * pp->crop * pp->crop);
     if (st != MI_OK) return st;
     if (c->o->keep_thumbs) crop_thumb(c->crops + (size_t)c->n * THUMB * THUMB * 3, f);
     c->r->t_preprocess += now_ms() - t0;
@@ -398,14 +531,15 @@ static mi_status resample_groups(run_ctx *c) {
     mi_endoqc_model *m = c->m;
     mi_endoqc_result *r = c->r;
     int64_t end = r->decoded_until_ms;
-    for (int g = 0; g < m->ngroups; g++) {
+    const mi_endoqc_sites *ms = &m->s;
+    for (int g = 0; g < ms->ngroups; g++) {
         mi_endoqc_resample *rs = &r->resample[r->nresample++];
-        snprintf(rs->group, sizeof rs->group, "%s", m->gname[g]);
+        set_str(rs->group, sizeof rs->group, ms->gname[g]);
         decide(r);
-        int lo = m->ncls, hi = -1;
+        int lo = ms->nsites, hi = -1;
         bool seen_before[MI_ENDOQC_MAX_SITES];
-        for (int k = 0; k < m->gsize[g]; k++) {
-            int p = m->gmember[g][k];
+        for (int k = 0; k < ms->gsize[g]; k++) {
+            int p = ms->gmember[g][k];
             if (!r->sites[p].seen) rs->triggered = true;
             if (p < lo) lo = p;
             if (p > hi) hi = p;
@@ -427,8 +561,8 @@ static mi_status resample_groups(run_ctx *c) {
         r->t_decode = td; r->t_classify = tc; r->t_preprocess = tp;
         if (st != MI_OK) return st;
         decide(r);
-        for (int k = 0; k < m->gsize[g]; k++) {
-            int p = m->gmember[g][k];
+        for (int k = 0; k < ms->gsize[g]; k++) {
+            int p = ms->gmember[g][k];
             if (r->sites[p].seen && !seen_before[p])
                 set_str(rs->recovered[rs->nrecovered++], 64, r->sites[p].label);
         }
@@ -438,12 +572,13 @@ static mi_status resample_groups(run_ctx *c) {
 
 /* Options <= 0 / < 0 take the blob's metadata value, else the built-in default. */
 static void resolve(const mi_endoqc_model *m, mi_endoqc_opts *o, char source[3][16]) {
-    snprintf(source[0], 16, "%s", o->min_frames > 0 ? "option" : m->meta_min_frames ? "metadata" : "default");
-    snprintf(source[1], 16, "%s", o->min_prob >= 0 ? "option" : m->meta_min_prob ? "metadata" : "default");
-    snprintf(source[2], 16, "%s", o->site_threshold >= 0 ? "option" : m->meta_threshold ? "metadata" : "default");
-    if (o->min_frames <= 0) o->min_frames = (int)m->min_frames;
-    if (o->min_prob < 0) o->min_prob = m->min_prob;
-    if (o->site_threshold < 0) o->site_threshold = (int)m->site_threshold;
+    const mi_endoqc_sites *s = &m->s;
+    snprintf(source[0], 16, "%s", o->min_frames > 0 ? "option" : s->meta_min_frames ? "metadata" : "default");
+    snprintf(source[1], 16, "%s", o->min_prob >= 0 ? "option" : s->meta_min_prob ? "metadata" : "default");
+    snprintf(source[2], 16, "%s", o->site_threshold >= 0 ? "option" : s->meta_threshold ? "metadata" : "default");
+    if (o->min_frames <= 0) o->min_frames = s->min_frames;
+    if (o->min_prob < 0) o->min_prob = s->min_prob;
+    if (o->site_threshold < 0) o->site_threshold = s->site_threshold;
 }
 
 void mi_endoqc_settings(const mi_endoqc_model *m, const mi_endoqc_opts *in, char *buf, size_t n) {
@@ -452,7 +587,7 @@ void mi_endoqc_settings(const mi_endoqc_model *m, const mi_endoqc_opts *in, char
     resolve(m, &o, source);
     snprintf(buf, n, "every=%d hash=%d dup=%.4f window=%d dark=%d min_frames=%d min_prob=%.4f threshold=%d "
              "resample=%d resize=%d input=%d", o.every, o.hash_size, o.dup_threshold, o.dup_window, o.dark_level,
-             o.min_frames, o.min_prob, o.site_threshold, o.resample, m->resize, m->input);
+             o.min_frames, o.min_prob, o.site_threshold, o.resample, m->pre.resize, m->pre.crop);
 }
 
 mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_opts *o_in, mi_endoqc_result *r) {
@@ -470,28 +605,30 @@ mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_o
     snprintf(r->model_arch, sizeof r->model_arch, "%s", mi_model_arch(m->net));
     snprintf(r->model_version, sizeof r->model_version, "%s", mi_weights_meta(w, "model_version") ? mi_weights_meta(w, "model_version") : "");
     snprintf(r->model_sha256, sizeof r->model_sha256, "%s", w->sha256);
-    r->input_size = m->input;
+    r->input_size = m->pre.crop;
     r->batch = m->batch;
-    r->nsites = m->ncls;
-    for (int i = 0; i < m->ncls; i++) {
+    r->nsites = m->s.nsites;
+    for (int i = 0; i < m->s.nsites; i++) {
         mi_endoqc_site *s = &r->sites[i];
-        snprintf(s->label, sizeof s->label, "%s", m->labels[m->order[i]]);
-        s->cls = m->order[i];
+        set_str(s->label, sizeof s->label, m->s.labels[m->s.order[i]]);
+        s->cls = m->s.order[i];
         s->first_ms = s->last_ms = s->best_ms = -1;
     }
 
     double t0 = now_ms();
+    mi_status st = mi_video_check_path(video);   /* "empty file", "is a directory": before hashing */
+    if (st != MI_OK) return st;
     struct stat sb;
-    if (stat(video, &sb) != 0) return MI_FAIL(MI_ERR_IO, "%s: no such file", video);
+    if (stat(video, &sb) != 0) return MI_FAIL(MI_ERR_IO, "%s: %s", video, strerror(errno));
     r->video_bytes = sb.st_size;
     if (o.known_sha256) snprintf(r->video_sha256, sizeof r->video_sha256, "%.64s", o.known_sha256);
-    else if (mi_sha256_file(video, r->video_sha256) != 0) return MI_FAIL(MI_ERR_IO, "%s: cannot read", video);
+    else if (mi_sha256_file(video, r->video_sha256) != 0) return MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", video, strerror(errno));
     r->t_hash_file = now_ms() - t0;
 
     run_ctx c = { .m = m, .r = r, .o = &o };
     /* work frames: shorter side max(160, S): the classifier's Resize(S) starts from at least S,
      * and thumbnails for the contact sheet stay 160 px whatever the model's input size */
-    mi_status st = mi_video_open(&c.v, video, m->resize > THUMB ? m->resize : THUMB);
+    st = mi_video_open(&c.v, video, m->pre.resize > THUMB ? m->pre.resize : THUMB);
     if (st != MI_OK) return st;
     r->info = *mi_video_get_info(c.v);
     if (o.keep_thumbs && !(c.crops = malloc((size_t)m->batch * THUMB * THUMB * 3))) {
@@ -501,6 +638,7 @@ mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_o
     if ((st = first_pass(&c)) != MI_OK) goto done;
     r->decoded_until_ms = mi_video_last_ms(c.v);
     r->bad_packets = mi_video_bad_packets(c.v);
+    r->damaged_frames = mi_video_damaged_frames(c.v);
     r->truncated = mi_video_truncated(c.v);
     snprintf(r->damage, sizeof r->damage, "%s", mi_video_damage(c.v));
     r->decode_complete = !r->damage[0] && !r->truncated && r->decoded > 0;
@@ -521,6 +659,16 @@ void mi_endoqc_result_free(mi_endoqc_result *r) {
 }
 
 /* ---- the JSON report --------------------------------------------------------------------- */
+
+cJSON *mi_endoqc_missing_sites(const mi_endoqc_result *r) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < r->nsites; i++)
+        if (!r->sites[i].seen && !cJSON_AddItemToArray(a, cJSON_CreateString(r->sites[i].label))) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+    return a;
+}
 
 static cJSON *ms_or_null(int64_t ms) { return ms < 0 ? cJSON_CreateNull() : cJSON_CreateNumber((double)ms); }
 
@@ -543,6 +691,7 @@ char *mi_endoqc_report_json(const mi_endoqc_result *r) {
     cJSON_AddItemToObject(d, "decoded_until_ms", ms_or_null(r->decoded_until_ms));
     cJSON_AddBoolToObject(d, "truncated", r->truncated);
     cJSON_AddNumberToObject(d, "bad_packets", (double)r->bad_packets);
+    cJSON_AddNumberToObject(d, "damaged_frames", (double)r->damaged_frames);
     if (r->damage[0]) cJSON_AddStringToObject(d, "damage", r->damage);
     else cJSON_AddNullToObject(d, "damage");
 
@@ -555,7 +704,6 @@ char *mi_endoqc_report_json(const mi_endoqc_result *r) {
     cJSON_AddNumberToObject(f, "classified_resampling", (double)r->classified_resample);
 
     cJSON *sites = cJSON_AddArrayToObject(root, "sites");
-    cJSON *missing = cJSON_CreateArray();
     for (int i = 0; i < r->nsites; i++) {
         const mi_endoqc_site *s = &r->sites[i];
         cJSON *o = cJSON_CreateObject();
@@ -570,8 +718,9 @@ char *mi_endoqc_report_json(const mi_endoqc_result *r) {
         if (s->frames) cJSON_AddNumberToObject(o, "best_prob", round(s->best_prob * 1e4) / 1e4);
         else cJSON_AddNullToObject(o, "best_prob");
         cJSON_AddItemToArray(sites, o);
-        if (!s->seen) cJSON_AddItemToArray(missing, cJSON_CreateString(s->label));
     }
+    cJSON *missing = mi_endoqc_missing_sites(r);
+    if (!missing) { cJSON_Delete(root); return NULL; }
     cJSON_AddItemToObject(root, "missing_sites", missing);
     cJSON_AddNumberToObject(root, "distinct_sites", r->distinct);
     cJSON_AddNumberToObject(root, "total_sites", r->nsites);

@@ -16,7 +16,8 @@
  *
  * Labels, the preset site order and the site groups to re-sample come from the blob's metadata
  * (labels, site_order, site_groups); so do the verdict defaults (endoqc_min_frames,
- * endoqc_min_prob, endoqc_site_threshold), which options override. */
+ * endoqc_min_prob, endoqc_site_threshold), which options override. Preprocessing (resize, crop,
+ * mean, std) and the softmax are the ones `medinfer classify` uses, so one blob gives one answer. */
 #ifndef MI_ENDOQC_H
 #define MI_ENDOQC_H
 
@@ -24,11 +25,16 @@
 #include "../io/video.h"
 #include "../io/image.h"
 #include "../../weights/safetensors.h"
+#include "../trust/trust.h"
 
+#include <cJSON.h>
 #include <stdbool.h>
 
 #define MI_ENDOQC_MAX_SITES  64
 #define MI_ENDOQC_MAX_GROUPS 8
+#define MI_ENDOQC_MAX_BATCH  256   /* frames per network call */
+#define MI_ENDOQC_LABEL_MAX  64    /* a label is 1..63 bytes */
+#define MI_ENDOQC_GROUP_MAX  32    /* a group name is 1..31 bytes */
 
 typedef struct {
     int    every;          /* classify every k-th kept frame (default 3) */
@@ -47,15 +53,45 @@ typedef struct {
 
 void mi_endoqc_opts_default(mi_endoqc_opts *o);
 
-/* The site classifier and what its metadata says about the sites. Open once, run many videos. */
+/* What a site classifier's metadata says about its sites:
+ *   labels                 JSON array of the class names (class index -> site label)
+ *   site_order             JSON array: the labels in the guideline's preset order (default: labels)
+ *   site_groups            JSON object: group name -> array of labels, re-sampled when incomplete
+ *   endoqc_min_frames, endoqc_min_prob, endoqc_site_threshold   the verdict defaults
+ * The metadata is outside input even in a signed blob (a signature says who made it, not that it
+ * is well-formed), so every count, length and index is bounded and repeats are refused. */
+typedef struct {
+    int    nsites;                                         /* = classes, 2..MI_ENDOQC_MAX_SITES */
+    char   labels[MI_ENDOQC_MAX_SITES][MI_ENDOQC_LABEL_MAX]; /* by class index */
+    int    order[MI_ENDOQC_MAX_SITES];       /* class index of each preset-order position */
+    int    pos_of_cls[MI_ENDOQC_MAX_SITES];  /* its inverse */
+    int    ngroups;
+    char   gname[MI_ENDOQC_MAX_GROUPS][MI_ENDOQC_GROUP_MAX];
+    int    gsize[MI_ENDOQC_MAX_GROUPS];
+    int    gmember[MI_ENDOQC_MAX_GROUPS][MI_ENDOQC_MAX_SITES];  /* preset positions, no repeats */
+    bool   meta_min_frames, meta_min_prob, meta_threshold;      /* given by the metadata */
+    int    min_frames, site_threshold;       /* metadata values, else 2 and nsites - 4 */
+    double min_prob;                         /* metadata value, else 0.5 */
+} mi_endoqc_sites;
+
+/* Reads the metadata above from an open blob; needs no network (a fuzz harness calls it on any
+ * blob the reader accepts). Errors name the blob, the key and the offending value. */
+mi_status mi_endoqc_sites_from_blob(mi_endoqc_sites *s, const mi_weights *w);
+
+/* The site classifier and what its metadata says about the sites. Open once, run many videos.
+ * batch: frames per network call, 1..MI_ENDOQC_MAX_BATCH. The blob's signature is checked (as
+ * mi_trust_check_weights with pubkey; ti receives the result, may be NULL) on the bytes the network
+ * was loaded from, before its endoqc metadata is read at all: a blob the configured trust store
+ * refuses is refused with MI_ERR_SECURITY, whatever its metadata holds. */
 typedef struct mi_endoqc_model mi_endoqc_model;
-mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batch);
+mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batch, const char *pubkey,
+                               mi_trust_info *ti);
 void      mi_endoqc_model_close(mi_endoqc_model *m);
 const char *mi_endoqc_model_sha256(const mi_endoqc_model *m);
 const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m);   /* for trust checks */
 
 typedef struct {
-    char     label[64];
+    char     label[MI_ENDOQC_LABEL_MAX];
     int      cls;           /* the network's class index */
     int      frames;        /* classified frames with argmax here and prob >= min_prob */
     int      frames_resampled;  /* of which found by re-sampling */
@@ -66,14 +102,14 @@ typedef struct {
 } mi_endoqc_site;
 
 typedef struct {
-    char    group[32];
+    char    group[MI_ENDOQC_GROUP_MAX];
     bool    triggered;       /* some site of the group was not seen after plain sampling */
-    char    anchor_before[64], anchor_after[64];   /* "" when none: window runs from start / to end */
+    char    anchor_before[MI_ENDOQC_LABEL_MAX], anchor_after[MI_ENDOQC_LABEL_MAX];   /* "" when none */
     int64_t from_ms, to_ms;
     int     candidates;      /* kept, not yet classified frames in the window */
     int     classified;
     int     nrecovered;
-    char    recovered[MI_ENDOQC_MAX_SITES][64];   /* sites of the group seen only after it */
+    char    recovered[MI_ENDOQC_MAX_SITES][MI_ENDOQC_LABEL_MAX];   /* sites of the group seen only after it */
 } mi_endoqc_resample;
 
 typedef struct {
@@ -84,8 +120,8 @@ typedef struct {
     /* decoding: how far it got */
     bool    decode_complete;       /* whole stream decoded without damage */
     bool    truncated;
-    int64_t decoded_until_ms, bad_packets;
-    char    damage[320];
+    int64_t decoded_until_ms, bad_packets, damaged_frames;
+    char    damage[720];
     /* frame counts */
     int64_t decoded, dark, duplicates, kept, classified, classified_resample;
     /* sites, in the preset order */
@@ -114,6 +150,10 @@ void      mi_endoqc_result_free(mi_endoqc_result *r);
 /* The JSON report (stable field names; docs/endoqc.md). malloc'd, NUL-terminated. */
 char *mi_endoqc_report_json(const mi_endoqc_result *r);
 
+/* The labels of the sites not seen, in preset order, as a JSON array (cJSON_Delete it; NULL when
+ * out of memory): the one spelling of the list in the report, the audit row and the database. */
+cJSON *mi_endoqc_missing_sites(const mi_endoqc_result *r);
+
 /* One best frame per seen site in preset order, labelled; grey boxes for missing sites. */
 mi_status mi_endoqc_contact_sheet(const mi_endoqc_result *r, const char *png_path);
 
@@ -141,11 +181,11 @@ typedef struct mi_endoqc_db mi_endoqc_db;
 mi_status mi_endoqc_db_open(mi_endoqc_db **out, const char *path);
 void      mi_endoqc_db_close(mi_endoqc_db *db);
 /* The id of an earlier row for this exact video content, model and settings, or 0: a rerun of an
- * interrupted batch skips those (resume). Its verdict, distinct count and missing sites (a JSON
- * array, truncated to n bytes) come back with it. */
+ * interrupted batch skips those (resume). Its verdict, distinct count and missing sites come back
+ * with it; *missing is a JSON array of strings (cJSON_Delete it), NULL when no row was found. */
 mi_status mi_endoqc_db_find(mi_endoqc_db *db, const char *video_sha256, const char *model_sha256,
                             const char *settings, int64_t *id, bool *complete, int *distinct,
-                            char *missing_json, size_t n);
+                            cJSON **missing);
 /* One row per exam, in its own transaction: committed and synced before the next exam starts. */
 mi_status mi_endoqc_db_add_exam(mi_endoqc_db *db, const char *batch_id, const char *role,
                                 const mi_endoqc_result *r, const char *settings, const char *json,

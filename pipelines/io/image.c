@@ -21,11 +21,20 @@ static mi_status read_file(const char *path, unsigned char **buf, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fileno(f), &sb) != 0) {
+        int e = errno;
         fclose(f);
-        return MI_FAIL(MI_ERR_IO, "%s: not a regular file", path);
+        return MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, strerror(e));
     }
-    if (sb.st_size == 0 || sb.st_size > INT_MAX) {  /* stb_image takes an int length */
+    if (!S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return MI_FAIL(MI_ERR_IO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory, not an image file" : "not a regular file");
+    }
+    if (sb.st_size == 0) {
+        fclose(f);
+        return MI_FAIL(MI_ERR_FORMAT, "%s: empty file (0 bytes)", path);
+    }
+    if (sb.st_size > INT_MAX) {  /* stb_image takes an int length */
         fclose(f);
         return MI_FAIL(MI_ERR_FORMAT, "%s: %lld bytes is not the size of an image we decode", path,
                        (long long)sb.st_size);

@@ -74,8 +74,16 @@ mi_status mi_npy_load(const char *path, float **data, int *ndim, int64_t shape[5
     char *h = NULL;
     struct stat sb;
     unsigned char pre[12];
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = MI_FAIL(MI_ERR_IO, "%s: not a regular file", path);
+    if (fstat(fileno(fp), &sb) != 0) {
+        st = MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = MI_FAIL(MI_ERR_IO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory, not a .npy file" : "not a regular file");
+        goto done;
+    }
+    if (sb.st_size == 0) {
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: empty file (0 bytes)", path);
         goto done;
     }
     size_t size = (size_t)sb.st_size;

@@ -7,10 +7,13 @@
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct mi_video {
     char             path[512];
@@ -29,8 +32,9 @@ struct mi_video {
     int64_t          start_pts;     /* subtracted so the first frame is at ~0 ms */
     double           frame_ms;      /* nominal frame duration, for frames without timestamps */
     int64_t          nframes, bad_packets, last_ms;
-    char             damage[320];   /* the first problem seen */
-    char             summary[400];  /* at the end: truncation first, then that problem */
+    int64_t          damaged_frames, first_damaged_ms;  /* frames output with errors concealed */
+    char             damage[320];   /* the first packet-level problem seen */
+    char             summary[700];  /* at the end: truncation first, then damaged frames, that problem */
 };
 
 static const char *averr(int e, char *buf, size_t n) { av_strerror(e, buf, n); return buf; }
@@ -51,8 +55,23 @@ static void note_damage(mi_video *v, const char *fmt, ...) {
     va_end(ap);
 }
 
+mi_status mi_video_check_path(const char *path) {
+    if (strstr(path, "://")) return MI_OK;   /* a URL: FFmpeg's to judge */
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        return MI_FAIL(MI_ERR_IO, "%s: %s", path, e == ENOENT ? "no such file" : strerror(e));
+    }
+    if (S_ISDIR(sb.st_mode)) return MI_FAIL(MI_ERR_IO, "%s: is a directory, not a video file", path);
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0) return MI_FAIL(MI_ERR_FORMAT, "%s: empty file (0 bytes)", path);
+    if (access(path, R_OK) != 0) return MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    return MI_OK;   /* devices and pipes: FFmpeg may read them */
+}
+
 mi_status mi_video_open(mi_video **out, const char *path, int short_side) {
     *out = NULL;
+    mi_status cst = mi_video_check_path(path);
+    if (cst != MI_OK) return cst;
     mi_video *v = calloc(1, sizeof *v);
     if (!v) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
     snprintf(v->path, sizeof v->path, "%s", path);
@@ -102,6 +121,13 @@ mi_status mi_video_open(mi_video **out, const char *path, int short_side) {
         in->duration_ms = v->fmt->duration / (AV_TIME_BASE / 1000);
     else
         in->duration_ms = -1;
+    /* The frame count a header states can be more than the duration of what is there: an AVI cut
+     * short loses its index, and FFmpeg then measures the duration from the packets it finds, so a
+     * truncated file would look whole. The header's count (AVI strh, MP4 stts) is the claim. */
+    if (v->st->nb_frames > 0 && in->fps > 0) {
+        int64_t stated = (int64_t)(v->st->nb_frames * 1000.0 / in->fps + 0.5);
+        if (stated > in->duration_ms + v->frame_ms) in->duration_ms = stated;
+    }
     v->start_pts = v->st->start_time;   /* AV_NOPTS_VALUE: taken from the first frame */
     in->out_w = in->width;
     in->out_h = in->height;
@@ -126,6 +152,7 @@ void mi_video_close(mi_video *v) {
 const mi_video_info *mi_video_get_info(const mi_video *v) { return &v->info; }
 const char *mi_video_damage(const mi_video *v) { return v->summary[0] ? v->summary : v->damage; }
 int64_t mi_video_bad_packets(const mi_video *v) { return v->bad_packets; }
+int64_t mi_video_damaged_frames(const mi_video *v) { return v->damaged_frames; }
 int64_t mi_video_last_ms(const mi_video *v) { return v->last_ms; }
 
 bool mi_video_truncated(const mi_video *v) {
@@ -189,14 +216,21 @@ static mi_status convert(mi_video *v, mi_video_frame *f) {
 }
 
 /* End of the usable stream: a cut-off file often ends in a half packet, so "truncated" is said
- * first (it is the cause), then the first problem seen. */
+ * first (it is the cause), then the frames that decoded with errors, then the first problem seen. */
 static void finish(mi_video *v) {
+    size_t n = 0, cap = sizeof v->summary;
+    v->summary[0] = 0;
     if (v->last_ms < 0)
-        snprintf(v->summary, sizeof v->summary, "no frame could be decoded (file truncated or damaged?)%s%s",
-                 v->damage[0] ? "; " : "", v->damage);
+        n += (size_t)snprintf(v->summary, cap, "no frame could be decoded (file truncated or damaged?)");
     else if (mi_video_truncated(v))
-        snprintf(v->summary, sizeof v->summary, "stream ends at %.1f s of a stated %.1f s (file truncated?)%s%s",
-                 v->last_ms / 1000.0, v->info.duration_ms / 1000.0, v->damage[0] ? "; " : "", v->damage);
+        n += (size_t)snprintf(v->summary, cap, "stream ends at %.1f s of a stated %.1f s (file truncated?)",
+                              v->last_ms / 1000.0, v->info.duration_ms / 1000.0);
+    if (v->damaged_frames > 0 && n < cap)
+        n += (size_t)snprintf(v->summary + n, cap - n, "%s%lld frame%s decoded with errors concealed by the "
+                              "decoder (first at %.1f s)", n ? "; " : "", (long long)v->damaged_frames,
+                              v->damaged_frames == 1 ? "" : "s", v->first_damaged_ms / 1000.0);
+    if (v->damage[0] && n < cap)
+        snprintf(v->summary + n, cap - n, "%s%s", n ? "; " : "", v->damage);
 }
 
 mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
@@ -205,8 +239,12 @@ mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
     for (;;) {
         int r = avcodec_receive_frame(v->dec, v->frame);
         if (r == 0) {
+            /* the decoder output a frame but had to conceal errors in it (or marks it corrupt):
+             * its pixels are not what was recorded, whatever the packets' status said */
+            bool damaged = v->frame->decode_error_flags || (v->frame->flags & AV_FRAME_FLAG_CORRUPT);
             mi_status st = convert(v, f);
             av_frame_unref(v->frame);
+            if (st == MI_OK && damaged && v->damaged_frames++ == 0) v->first_damaged_ms = f->t_ms;
             if (st == MI_OK) *got = true;
             return st;
         }
@@ -227,6 +265,10 @@ mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got) {
             continue;
         }
         if (v->pkt->stream_index == v->stream) {
+            if (v->pkt->flags & AV_PKT_FLAG_CORRUPT) {   /* e.g. the last packet of a cut file */
+                v->bad_packets++;
+                note_damage(v, "damaged packet %s (the container marks it corrupt)", where(v, wb, sizeof wb));
+            }
             r = avcodec_send_packet(v->dec, v->pkt);
             if (r < 0 && r != AVERROR(EAGAIN)) {
                 v->bad_packets++;

@@ -6,8 +6,9 @@
  * decoded frame plus the decoder's own reference frames, whatever the video's length.
  *
  * A truncated or partly corrupt file is read as far as it decodes: packets the decoder rejects
- * are counted and skipped, a read error ends the stream early, and mi_video_damage() says what
- * happened and up to which time the video was usable. Note that an MP4 whose index ("moov") is
+ * are counted and skipped, frames it outputs with concealed errors are counted, a read error ends
+ * the stream early, the last frame's time is compared with the duration the container states (its
+ * frame count included), and mi_video_damage() says what happened and up to which time. Note that an MP4 whose index ("moov") is
  * at the end of the file cannot be opened at all once truncated; MKV, AVI and "faststart" MP4
  * (the index first, as our writer makes them) still open and decode up to the cut. */
 #ifndef MI_IO_VIDEO_H
@@ -25,7 +26,8 @@ typedef struct {
     int     width, height;  /* coded size of the first frame's stream parameters */
     int     out_w, out_h;   /* size of the RGB frames mi_video_read() returns */
     double  fps;            /* average frame rate; 0 when the container does not say */
-    int64_t duration_ms;    /* container's stated duration; -1 when unknown */
+    int64_t duration_ms;    /* container's stated duration (the larger of its duration and its
+                               frame count / fps); -1 when unknown */
 } mi_video_info;
 
 typedef struct {
@@ -35,6 +37,11 @@ typedef struct {
     int64_t  pts;           /* raw timestamp in stream time base: identifies the frame on a re-read */
     int64_t  index;         /* 0-based count of frames returned since open (not reset by seek) */
 } mi_video_frame;
+
+/* Says why path cannot be a video file before FFmpeg is asked (whose "Invalid data found when
+ * processing input" would not): no such file, a directory, an empty file, unreadable. URLs,
+ * devices and pipes are left to FFmpeg. mi_video_open calls it first. */
+mi_status mi_video_check_path(const char *path);
 
 /* Opens path and its best video stream. Frames are scaled (area averaging) so that their shorter
  * side is short_side pixels, keeping the display aspect ratio; short_side <= 0 keeps the coded
@@ -52,9 +59,11 @@ mi_status mi_video_read(mi_video *v, mi_video_frame *f, bool *got);
  * the wanted time). Used by a second pass over a time window. */
 mi_status mi_video_seek_ms(mi_video *v, int64_t t_ms);
 
-/* "" when everything read so far decoded cleanly; else one sentence: what went wrong, where. */
+/* "" when everything read so far decoded cleanly; else what went wrong and where, truncation
+ * first, then frames decoded with concealed errors, then the first damaged or rejected packet. */
 const char *mi_video_damage(const mi_video *v);
-int64_t     mi_video_bad_packets(const mi_video *v);  /* packets the decoder rejected */
+int64_t     mi_video_bad_packets(const mi_video *v);  /* packets marked corrupt or rejected by the decoder */
+int64_t     mi_video_damaged_frames(const mi_video *v); /* frames output with errors concealed */
 int64_t     mi_video_last_ms(const mi_video *v);      /* time of the last frame returned; -1 none */
 bool        mi_video_truncated(const mi_video *v);    /* ended well before the stated duration */
 
