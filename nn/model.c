@@ -124,7 +124,8 @@ mi_status mi_model_open_weights(mi_model **out, mi_weights *w) {
     m->w = *w;
     memset(w, 0, sizeof *w);
     const char *path = m->w.path, *arch = mi_weights_meta(&m->w, "arch");
-    mi_status st;
+    mi_status st = mi_cpu_check_env();   /* an MI_ISA that names no ISA is refused, not ignored */
+    if (st) goto fail;
     if (!arch) {
         st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'arch' is missing (the network to build: resnet18, resnet50)", path);
         goto fail;
