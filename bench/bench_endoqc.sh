@@ -4,7 +4,8 @@
 # stage and end to end, the factor against real time, and where the time goes.
 #
 # The ResNet-50 has random weights (tools/export.py --random) and the demo blob's site metadata,
-# so the network's cost is the real one but its answers are noise. Two runs:
+# so the network's cost is the real one but its answers are noise; resize=224 (the whole field of
+# view, shorter side to 224) keeps the work frames the size the measured figures were taken at. Two runs:
 #   first pass:  --no-resample: decode, dedup, every 3rd kept frame classified - what an exam
 #                in which every site group was found costs
 #   worst case:  the defaults; a random network finds no fundus or antrum, so both groups are
@@ -41,7 +42,8 @@ EOF
     order=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['site_order'])" "$d/meta.json")
     groups=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['site_groups'])" "$d/meta.json")
     "$PY" tools/export.py --arch resnet50 --random --seed 0 --num-classes 26 --labels "$d/labels.json" \
-        --input-size 224 --meta "site_order=$order" --meta "site_groups=$groups" --out "$blob" 2>/dev/null
+        --input-size 224 --meta resize=224 --meta "site_order=$order" --meta "site_groups=$groups" \
+        --out "$blob" 2>/dev/null
 fi
 
 run() {  # NAME [options]

@@ -149,7 +149,7 @@ END_TEST
 
 START_TEST(drift_rule_boundaries)
 {
-    /* issue 3: alert when the incomplete share exceeds 20 %; update when the reference shares
+    /* the rule: alert when the incomplete share exceeds 20 %; update when the reference shares
      * differ by more than 5 points. "Exceeds" and "more than" are strict. */
     mi_endoqc_drift d = { .batch_exams = 10, .batch_incomplete = 2, .alert = 0.20, .tolerance = 0.05 };
     mi_endoqc_drift_decide(&d);

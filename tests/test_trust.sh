@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/test_trust.sh - trusted models through the CLI (issue 4): signatures and the trust store,
+# tests/test_trust.sh - trusted models through the CLI: signatures and the trust store,
 # `model update` against a local HTTP server (tests/test_trust_server.py on 127.0.0.1, a port
 # the kernel picks) with every refusal, a download killed half-way, rollback, and the audit
 # chain catching edited and deleted rows. Each refusal is followed by a check that the installed

@@ -4,7 +4,7 @@
  * No clinical video may be shipped, so the demo and the tests use this: 26 visually distinct
  * synthetic "sites" (one colour of seven x one mucosal pattern of four: folds as stripes, spots,
  * rings around the lumen, a vessel mesh), each with a dark lumen and the endoscope's circular
- * field of view and light fall-off, visited in the guideline order of issue 3 along a slowly
+ * field of view and light fall-off, visited in the guideline order (pipelines/endoqc/sites.c) along a slowly
  * drifting, zooming, rotating camera path. Between sites the view cross-fades. Seeded events make
  * it behave like a real recording: frozen stretches (exact duplicate frames), motion-blur bursts,
  * and dark frames (the tip against the wall). --skip leaves sites out (an incomplete exam);
@@ -321,7 +321,7 @@ done:
     return st;
 }
 
-/* "17-20,3" or "fundus,1" -> flags; 1-based guideline numbers, or the group names of issue 3 */
+/* "17-20,3" or "fundus,1" -> flags; 1-based guideline numbers, or the site-group names (fundus, antrum) */
 static int parse_sites(const char *s, bool *flags) {
     while (*s) {
         const char *comma = strchr(s, ',');

@@ -523,7 +523,7 @@ static void decide(mi_endoqc_result *r) {
     r->complete = r->distinct > r->opts.site_threshold;
 }
 
-/* Issue 3, step 4: for each group with an unseen site, the window between the nearest sites
+/* Targeted re-sampling: for each group with an unseen site, the window between the nearest sites
  * before and after the group (preset order) that have any agreeing frame. The window is taken
  * wide, from the first frame of the site before to the last of the site after: a misplaced anchor
  * frame only widens it (more frames classified), it never hides the group. */

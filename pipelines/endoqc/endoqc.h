@@ -1,4 +1,4 @@
-/* pipelines/endoqc/endoqc.h - gastroscopy video completeness QC (issue 3), as a library.
+/* pipelines/endoqc/endoqc.h - gastroscopy video completeness QC, as a library.
  *
  *   video --decode--> RGB work frames (shorter side max(160, input size), times from timestamps)
  *         --dark frames dropped--> --average-hash dedup against the last dup_window kept frames-->
@@ -159,7 +159,7 @@ mi_status mi_endoqc_contact_sheet(const mi_endoqc_result *r, const char *png_pat
 
 /* ---- batch, database, drift (batch.c) ---------------------------------------------------- */
 
-/* The drift rule of issue 3: when the batch's incomplete share exceeds alert, the reference set
+/* The drift rule: when the batch's incomplete share exceeds alert, the reference set
  * is run; a model update is required when the predicted incomplete share on the references
  * differs from their labelled share by more than tolerance (shares and tolerance in 0..1). */
 typedef struct {

@@ -1,5 +1,5 @@
 /* pipelines/endoqc/sites.h - the 26 sites of the upper-GI photo-documentation guideline, in the
- * preset order the published blind-spot monitors use (issue 3). The pipeline itself takes labels,
+ * preset order the published blind-spot monitors use. The pipeline itself takes labels,
  * order and groups from the blob's metadata; this list is what the synthetic renderer draws and
  * what the demo blob's metadata was written from. */
 #ifndef MI_ENDOQC_SITES_H
