@@ -1,0 +1,223 @@
+/* tests/test_parsers.c - the in-memory entry points of the parsers of outside bytes (the ones
+ * fuzz/ drives): each gives what its file counterpart gives for the same bytes and names the
+ * input by the name it is given. */
+#include "mi_test.h"
+#include "io/image.h"
+#include "trust/trust_internal.h"
+
+#include <ftw.h>
+#include <stb/stb_image_write.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmp[64];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f) {
+    (void)sb, (void)flag, (void)f;
+    return remove(p);
+}
+static void setup(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/mi_parsers_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+}
+static void teardown(void) { nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* The whole file, malloc'd with exactly its size. */
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *b = malloc(*n ? *n : 1);
+    ck_assert_uint_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+START_TEST(npy_memory_equals_file)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/x.npy", tmp);
+    const float x[6] = { 1, -2, 3.5f, 0, 1e-3f, -7 };
+    const int64_t shape[2] = { 2, 3 };
+    ck_assert_int_eq(mi_npy_save(path, x, 2, shape), MI_OK);
+    size_t n;
+    unsigned char *b = slurp(path, &n);
+    float *a, *m;
+    int nda, ndm;
+    int64_t sa[5], sm[5];
+    ck_assert_int_eq(mi_npy_load(path, &a, &nda, sa), MI_OK);
+    ck_assert_int_eq(mi_npy_load_memory(b, n, "x.npy", &m, &ndm, sm), MI_OK);
+    ck_assert_int_eq(nda, 2);
+    ck_assert_int_eq(ndm, 2);
+    ck_assert(sm[0] == 2 && sm[1] == 3 && sa[0] == 2 && sa[1] == 3);
+    ck_assert_int_eq(memcmp(a, x, sizeof x), 0);
+    ck_assert_int_eq(memcmp(m, x, sizeof x), 0);
+    free(a);
+    free(m);
+    /* one data byte short: refused by both with the same reason, each naming its input */
+    ck_assert_int_eq(mi_npy_load_memory(b, n - 1, "cut.npy", &m, &ndm, sm), MI_ERR_FORMAT);
+    ck_assert_ptr_null(m);
+    ck_assert_int_eq(ndm, 0);
+    ck_assert_str_eq(mi_last_error(), "cut.npy: .npy shape [2,3] needs 24 data bytes, the file has 23");
+    FILE *f = fopen(path, "wb");
+    fwrite(b, 1, n - 1, f);
+    fclose(f);
+    ck_assert_int_eq(mi_npy_load(path, &a, &nda, sa), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "x.npy: .npy shape [2,3] needs 24 data bytes, the file has 23"));
+    /* a version 2 preamble cut inside its 4-byte header length */
+    ck_assert_int_eq(mi_npy_load_memory("\x93NUMPY\x02\x00\x10\x00\x00", 11, NULL, &m, &ndm, sm), MI_ERR_FORMAT);
+    ck_assert_str_eq(mi_last_error(), "(memory): .npy file ends inside its preamble");
+    free(b);
+}
+END_TEST
+
+START_TEST(image_memory_equals_file)
+{
+    char png[128], jpg[128];
+    snprintf(png, sizeof png, "%s/x.png", tmp);
+    snprintf(jpg, sizeof jpg, "%s/x.jpg", tmp);
+    mi_image src, a, m;
+    ck_assert_int_eq(mi_image_alloc(&src, 7, 5), MI_OK);
+    for (int i = 0; i < 7 * 5 * 3; i++) src.px[i] = (uint8_t)(i * 37);
+    ck_assert_int_eq(mi_image_write_png(png, &src), MI_OK);
+    ck_assert(stbi_write_jpg(jpg, 7, 5, 3, src.px, 90));
+    for (int k = 0; k < 2; k++) {
+        const char *path = k ? jpg : png;
+        size_t n;
+        unsigned char *b = slurp(path, &n);
+        int w, h;
+        ck_assert_int_eq(mi_image_info_memory(b, n, "x", &w, &h), MI_OK);
+        ck_assert(w == 7 && h == 5);
+        ck_assert_int_eq(mi_image_load(&a, path), MI_OK);
+        ck_assert_int_eq(mi_image_load_memory(&m, b, n, "x"), MI_OK);
+        ck_assert(a.w == 7 && a.h == 5 && m.w == 7 && m.h == 5);
+        ck_assert_int_eq(memcmp(a.px, m.px, 7 * 5 * 3), 0);
+        if (!k) ck_assert_int_eq(memcmp(m.px, src.px, 7 * 5 * 3), 0);  /* PNG is lossless */
+        mi_image_free(&a);
+        mi_image_free(&m);
+        free(b);
+    }
+    mi_image_free(&src);
+    ck_assert_int_eq(mi_image_load_memory(&m, "", 0, "empty.png"), MI_ERR_FORMAT);
+    ck_assert_str_eq(mi_last_error(), "empty.png: 0 bytes is not the size of an image we decode");
+}
+END_TEST
+
+/* A PNG header claiming w x h pixels (stb_image reads the size without the data). */
+static size_t png_header(unsigned char *b, uint32_t w, uint32_t h) {
+    static const unsigned char sig[16] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R' };
+    memcpy(b, sig, 16);
+    for (int i = 0; i < 4; i++) {
+        b[16 + i] = (unsigned char)(w >> (24 - 8 * i));
+        b[20 + i] = (unsigned char)(h >> (24 - 8 * i));
+    }
+    const unsigned char rest[9] = { 8, 0, 0, 0, 0, 0, 0, 0, 0 };  /* 8-bit grey, CRC unchecked */
+    memcpy(b + 24, rest, 9);
+    return 33;
+}
+
+/* Sizes are refused from the header, before stb_image allocates the image. */
+START_TEST(image_size_bounds)
+{
+    unsigned char b[64];
+    mi_image img;
+    int w, h;
+    size_t n = png_header(b, 40000, 20);
+    ck_assert_int_eq(mi_image_load_memory(&img, b, n, "wide.png"), MI_ERR_UNSUPPORTED);
+    ck_assert_str_eq(mi_last_error(), "wide.png: 40000x20 pixels, at most 32768x32768 and 268435456 pixels supported");
+    ck_assert_ptr_null(img.px);
+    n = png_header(b, 20000, 20000);
+    ck_assert_int_eq(mi_image_info_memory(b, n, "big.png", &w, &h), MI_ERR_UNSUPPORTED);
+    n = png_header(b, 32768, 8192);  /* on both bounds: passes the header checks */
+    ck_assert_int_eq(mi_image_info_memory(b, n, "edge.png", &w, &h), MI_OK);
+    ck_assert(w == 32768 && h == 8192);
+}
+END_TEST
+
+#define MANIFEST "{\"format\": \"medinfer-manifest-v1\", \"model\": \"sites\", \"model_version\": \"2026.11.3\"," \
+    " \"released\": \"2026-11-20\", \"blob_url\": \"../b/m.safetensors\", \"size\": 123," \
+    " \"sha256\": \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"," \
+    " \"key_id\": \"0123456789abcdef\", \"signature\": \"" \
+    "abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab" \
+    "\", \"hardware\": [\"0A1B-2C3D-4E5F-6A7B\"]}"
+
+/* The manifest parser reads exactly n bytes (no NUL terminator needed) and nothing else may
+ * follow the object: a NUL or a second document means the body is not the manifest. */
+START_TEST(manifest_from_bytes)
+{
+    const char *url = "https://u.example/models/manifest.json";
+    char text[sizeof MANIFEST + 16];
+    size_t n = strlen(MANIFEST);
+    memcpy(text, MANIFEST "{\"x\": 1}", n + 8);  /* a second object after n, not terminated */
+    mi_manifest m;
+    ck_assert_int_eq(mi_manifest_parse(&m, text, n, url), MI_OK);
+    ck_assert_str_eq(m.sig.model_version, "2026.11.3");
+    ck_assert_int_eq(m.size, 123);
+    char blob[256];
+    ck_assert_int_eq(mi_manifest_blob_url(url, m.blob_url, blob, sizeof blob), MI_OK);
+    ck_assert_str_eq(blob, "https://u.example/b/m.safetensors");
+    mi_manifest_free(&m);
+    memcpy(text + n, " \r\n\t", 4);
+    ck_assert_int_eq(mi_manifest_parse(&m, text, n + 4, url), MI_OK);
+    mi_manifest_free(&m);
+    memcpy(text + n, "\n{\"x\": 1}", 9);
+    ck_assert_int_eq(mi_manifest_parse(&m, text, n + 9, url), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "manifest https://u.example/models/manifest.json: bytes after the JSON object"));
+    mi_manifest_free(&m);
+    text[n] = 0;
+    ck_assert_int_eq(mi_manifest_parse(&m, text, n + 1, url), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), ": NUL byte at byte"));
+    mi_manifest_free(&m);
+}
+END_TEST
+
+/* The audit verifier on the DB's bytes gives the file's verdict, reads the bytes in place
+ * without changing them, and finds an edit made to them. */
+START_TEST(audit_verify_memory_equals_file)
+{
+    char db[128];
+    snprintf(db, sizeof db, "%s/a.db", tmp);
+    mi_audit_row row = { .command = "classify", .input_sha256 = "ab", .result_json = "{\"label\":\"polyp\"}" };
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(mi_audit_append(db, &row), MI_OK);
+    size_t n;
+    unsigned char *b = slurp(db, &n), *copy = malloc(n);
+    memcpy(copy, b, n);
+    mi_audit_report f, m;
+    ck_assert_int_eq(mi_audit_verify(db, NULL, &f), MI_OK);
+    ck_assert_int_eq(mi_audit_verify_memory(b, n, "copy.db", NULL, &m), MI_OK);
+    ck_assert(f.intact && m.intact && f.rows == 3 && m.rows == 3 && m.head_seq == 3);
+    ck_assert_str_eq(m.head_hash, f.head_hash);
+    ck_assert_int_eq(memcmp(b, copy, n), 0);
+    char head[96];
+    snprintf(head, sizeof head, "3:%s", m.head_hash);
+    ck_assert_int_eq(mi_audit_verify_memory(b, n, "copy.db", head, &m), MI_OK);
+    ck_assert(m.intact);
+    /* "polyp" -> "polyq" in the stored bytes of every row: the first one no longer matches its hash */
+    for (size_t i = 0; i + 5 <= n; i++)
+        if (!memcmp(b + i, "polyp", 5)) b[i + 4] = 'q';
+    ck_assert_int_eq(mi_audit_verify_memory(b, n, "copy.db", NULL, &m), MI_OK);
+    ck_assert(!m.intact && m.bad_seq == 1);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "copy.db: row 1 ("));
+    ck_assert_int_eq(mi_audit_verify_memory("not a database", 14, "junk.db", NULL, &m), MI_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "junk.db: "));
+    free(b);
+    free(copy);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("parsers");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, npy_memory_equals_file);
+    tcase_add_test(tc, image_memory_equals_file);
+    tcase_add_test(tc, image_size_bounds);
+    tcase_add_test(tc, manifest_from_bytes);
+    tcase_add_test(tc, audit_verify_memory_equals_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+MI_TEST_MAIN(suite)
