@@ -1,6 +1,7 @@
 /* tests/test_parsers.c - the in-memory entry points of the parsers of outside bytes (the ones
  * fuzz/ drives): each gives what its file counterpart gives for the same bytes and names the
- * input by the name it is given. */
+ * input by the name it is given; and the bugs fuzzing found, each pinned by a small input
+ * (the inputs that found them are in fuzz/corpus/, replayed by tests/test_fuzz_replay.sh). */
 #include "mi_test.h"
 #include "io/image.h"
 #include "trust/trust_internal.h"
@@ -136,6 +137,31 @@ START_TEST(image_size_bounds)
 }
 END_TEST
 
+/* stb_image 2.27 writes past its Huffman table for a DHT segment whose 16 code counts add up to
+ * more than 256 (found by fuzz_image, both in stbi_info and in decoding): refused before stb
+ * reads it, in the header and between the scans of a progressive file. */
+START_TEST(jpeg_huffman_table_over_256_codes)
+{
+    unsigned char b[600] = { 0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00, 0xFF, 0xFF };  /* 510 codes */
+    mi_image img;
+    int w, h;
+    ck_assert_int_eq(mi_image_info_memory(b, 19, "dht.jpg", &w, &h), MI_ERR_FORMAT);
+    ck_assert_str_eq(mi_last_error(), "dht.jpg: JPEG is corrupt (a Huffman table with more than 256 codes)");
+    ck_assert_int_eq(mi_image_load_memory(&img, b, sizeof b, "dht.jpg"), MI_ERR_FORMAT);
+    /* the same table in a second one of the segment, and after fill bytes before SOI */
+    const unsigned char two[] = { 0xFF, 0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x26, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                  0, 0, 0, 0, 0, 0, 0x05, 0x10, 0x80, 0x81 };
+    ck_assert_int_eq(mi_image_info_memory(two, sizeof two, "two.jpg", &w, &h), MI_ERR_FORMAT);
+    /* after a scan header, in bytes that are scan data or a marker between scans (the FF C4 in the
+       APP0 body before it is skipped with the segment, as stb_image skips it) */
+    const unsigned char scan[] = { 0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x06, 0xFF, 0xC4, 0x00, 0x00,  /* APP0 body */
+                                   0xFF, 0xDA, 0x00, 0x04, 0x00, 0x00, 0x12, 0xFF, 0x00, 0x34,
+                                   0xFF, 0xC4, 0x00, 0x13, 0x10, 0x80, 0x80, 0x80 };
+    ck_assert_int_eq(mi_image_info_memory(scan, sizeof scan, "scan.jpg", &w, &h), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "more than 256 codes"));
+}
+END_TEST
+
 #define MANIFEST "{\"format\": \"medinfer-manifest-v1\", \"model\": \"sites\", \"model_version\": \"2026.11.3\"," \
     " \"released\": \"2026-11-20\", \"blob_url\": \"../b/m.safetensors\", \"size\": 123," \
     " \"sha256\": \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"," \
@@ -214,6 +240,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, npy_memory_equals_file);
     tcase_add_test(tc, image_memory_equals_file);
     tcase_add_test(tc, image_size_bounds);
+    tcase_add_test(tc, jpeg_huffman_table_over_256_codes);
     tcase_add_test(tc, manifest_from_bytes);
     tcase_add_test(tc, audit_verify_memory_equals_file);
     suite_add_tcase(s, tc);

@@ -53,6 +53,44 @@ static size_t jpeg_start(const unsigned char *b, size_t n) {
     return i > 0 && i < n && b[i] == 0xD8 ? i + 1 : 0;
 }
 
+static unsigned byte_at(const unsigned char *b, size_t n, size_t i) { return i < n ? b[i] : 0; }
+
+/* The DHT segment whose marker FF C4 is at b[i]: false when one of its tables has more than 256
+ * codes. Read the way stb_image reads it: tables while the segment length lasts, each a class/id
+ * byte, 16 code counts and that many symbols, running past the segment if the counts say so,
+ * with bytes past the end of the file read as 0. */
+static bool jpeg_dht_ok(const unsigned char *b, size_t n, size_t i) {
+    long left = (long)(byte_at(b, n, i + 2) << 8 | byte_at(b, n, i + 3)) - 2;
+    for (size_t p = i + 4; left > 0;) {
+        long codes = 0;
+        for (size_t k = 1; k <= 16; k++) codes += byte_at(b, n, p + k);
+        if (codes > 256) return false;
+        p += 17 + (size_t)codes;
+        left -= 17 + codes;
+    }
+    return true;
+}
+
+/* stb_image 2.27 (Debian 12's libstb) builds a Huffman table without checking that its code
+ * counts add up to at most 256 (ITU T.81 B.2.4.2), and writes past the table when they do (2.28
+ * refuses them). So every table stb_image could read is checked first: before the first scan,
+ * the marker segments as stb walks them (junk skipped byte by byte, segments by their length);
+ * after it, where only stb's Huffman decoding knows where a scan ends, every FF C4. In a valid
+ * JPEG those are all DHT markers (progressive files define tables between scans). */
+static bool jpeg_tables_ok(const unsigned char *b, size_t n, size_t i) {
+    bool in_scans = false;
+    while (i + 1 < n) {
+        unsigned m = b[i + 1];
+        if (b[i] != 0xFF || m == 0xFF) { i++; continue; }
+        if (m == 0xC4 && !jpeg_dht_ok(b, n, i)) return false;
+        bool has_length = m != 0x00 && m != 0x01 && !(m >= 0xD0 && m <= 0xD9);  /* stuffing, TEM, RSTn, SOI, EOI */
+        if (in_scans || !has_length) { i += 2; continue; }
+        in_scans = m == 0xDA;  /* SOS: its header has a length, the scan data after it has none */
+        i += 2 + (byte_at(b, n, i + 2) << 8 | byte_at(b, n, i + 3));
+    }
+    return true;
+}
+
 /* stb_image decodes a JPEG cut short without complaint (missing scan data reads as zeros), so a
  * partly transferred file would be classified as a grey smear. A JPEG must end with its EOI marker
  * (FF D9); some writers append padding or a second image after it, so search the tail. */
@@ -104,7 +142,9 @@ mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int
     if (!name) name = "(memory)";
     if (!buf || n == 0 || n > INT_MAX)  /* stb_image takes an int length */
         return MI_FAIL(MI_ERR_FORMAT, "%s: %zu bytes is not the size of an image we decode", name, n);
-    size_t jpeg = jpeg_start(buf, n);
+    size_t jpeg = jpeg_start(buf, n);  /* before stbi_info, which reads the tables too */
+    if (jpeg && !jpeg_tables_ok(buf, n, jpeg))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is corrupt (a Huffman table with more than 256 codes)", name);
     int iw, ih, comp;
     if (!stbi_info_from_memory(buf, (int)n, &iw, &ih, &comp))
         return MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (%s)", name, stbi_failure_reason());
