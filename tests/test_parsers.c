@@ -7,6 +7,7 @@
 #include "trust/trust_internal.h"
 
 #include <ftw.h>
+#include <sqlite3.h>
 #include <stb/stb_image_write.h>
 #include <string.h>
 #include <unistd.h>
@@ -233,6 +234,50 @@ START_TEST(audit_verify_memory_equals_file)
 }
 END_TEST
 
+static void make_db(const char *path, const char *sql) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *err = NULL;
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s", err);
+    sqlite3_close(db);
+}
+
+#define AUDIT_COLS(result) "seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT, command TEXT, input_sha256 TEXT," \
+    " model_name TEXT, model_version TEXT, blob_sha256 TEXT, key_id TEXT, engine_version TEXT, build TEXT," \
+    " isa TEXT, thresholds TEXT, " result ", prev_hash TEXT, row_hash TEXT"
+
+/* An audit DB is someone else's file until verified, and its schema is SQL that SQLite runs
+ * (found while writing fuzz_audit): an audit_log view that recurses forever (verify never
+ * returned), a generated column of 900 MB per row (0.9 GB of memory per row read). Both are
+ * refused at once, from a file and from memory. */
+START_TEST(audit_verify_refuses_hostile_schema)
+{
+    static const struct { const char *name, *sql, *why; } dbs[] = {
+        { "view.db", "CREATE VIEW audit_log AS WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r)"
+          " SELECT x AS seq, '' AS time, '' AS command, '' AS input_sha256, '' AS model_name, '' AS model_version,"
+          " '' AS blob_sha256, '' AS key_id, '' AS engine_version, '' AS build, '' AS isa, '' AS thresholds,"
+          " '' AS result, '' AS prev_hash, '' AS row_hash FROM r ORDER BY x DESC;",
+          "not a medinfer audit DB (no audit_log table)" },
+        { "generated.db", "CREATE TABLE audit_log (" AUDIT_COLS("result GENERATED ALWAYS AS (zeroblob(900000000)) VIRTUAL") ");"
+          "INSERT INTO audit_log (time) VALUES ('t');",
+          "read error: string or blob too big" },
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof *dbs; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", tmp, dbs[i].name);
+        make_db(path, dbs[i].sql);
+        mi_audit_report r;
+        ck_assert_int_eq(mi_audit_verify(path, NULL, &r), MI_ERR_IO);
+        ck_assert_msg(strstr(mi_last_error(), dbs[i].why) != NULL, "%s: %s", dbs[i].name, mi_last_error());
+        size_t n;
+        unsigned char *b = slurp(path, &n);
+        ck_assert_int_eq(mi_audit_verify_memory(b, n, dbs[i].name, NULL, &r), MI_ERR_IO);
+        ck_assert_msg(strstr(mi_last_error(), dbs[i].why) != NULL, "%s: %s", dbs[i].name, mi_last_error());
+        free(b);
+    }
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("parsers");
     TCase *tc = tcase_create("core");
@@ -243,6 +288,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, jpeg_huffman_table_over_256_codes);
     tcase_add_test(tc, manifest_from_bytes);
     tcase_add_test(tc, audit_verify_memory_equals_file);
+    tcase_add_test(tc, audit_verify_refuses_hostile_schema);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -178,10 +178,27 @@ static mi_status parse_head(const char *expect_head, long long *want_seq, char w
     return MI_OK;
 }
 
-/* The walk of mi_audit_verify on an open DB, which it closes; db_path names it in messages. */
+/* The walk of mi_audit_verify on an open DB, which it closes; db_path names it in messages.
+ * The file is someone else's until verified, and its schema is SQL that SQLite runs: an
+ * audit_log that is a view can be an endless recursive query (a 512-byte file kept `audit
+ * verify` busy forever), a generated column can build a gigabyte per row. So audit_log must be
+ * an ordinary table, schema SQL may call only functions without side effects (trusted_schema
+ * off), and no value may exceed 16 MiB (a row holds hashes, versions and a JSON summary). */
 static mi_status verify_db(sqlite3 *db, const char *db_path, long long want_seq, const char *want_hash,
                            mi_audit_report *out) {
+    sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 24);
     sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+                           " AND sql NOT LIKE 'CREATE VIRTUAL%'", -1, &q, NULL) != SQLITE_OK)
+        return db_fail(db, db_path, "not a medinfer audit DB");  /* "file is not a database" */
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW) {
+        if (rc != SQLITE_DONE) return db_fail(db, db_path, "not a medinfer audit DB");
+        sqlite3_close(db);
+        return MI_FAIL(MI_ERR_IO, "%s: not a medinfer audit DB (no audit_log table)", db_path);
+    }
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT %s FROM audit_log ORDER BY seq", COLS);
     if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
@@ -193,7 +210,7 @@ static mi_status verify_db(sqlite3 *db, const char *db_path, long long want_seq,
     char prev[65] = ZERO_HASH, hash[65];
     long long expect = 1;
     bool found_head = want_seq == 0;
-    int rc = SQLITE_DONE;
+    rc = SQLITE_DONE;
     out->intact = true;
     while (out->intact && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         long long seq = sqlite3_column_int64(q, 0);
