@@ -134,9 +134,9 @@ def image():
     save("ok_grey.jpg", rgb.convert("L"), "JPEG")
     save("ok_5x3.bmp", rgb.crop((0, 0, 5, 3)), "BMP")        # rows padded to 4 bytes
     save("ok_palette.bmp", rgb.convert("P"), "BMP")
-    save("ok.gif", rgb, "GIF")
-    save("ok.ppm", rgb, "PPM")
-    save("ok.tga", rgb, "TGA")
+    save("bad_format.gif", rgb, "GIF")                      # stb_image reads these; we do not
+    save("bad_format.ppm", rgb, "PPM")
+    save("bad_format.tga", rgb, "TGA")
     put("image", "bad_truncated.jpg", jpg[:len(jpg) * 2 // 3])
     bmp = open(os.path.join(OUT, "image", "ok_5x3.bmp"), "rb").read()
     put("image", "bad_truncated.bmp", bmp[:-7])

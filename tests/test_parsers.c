@@ -163,6 +163,26 @@ START_TEST(jpeg_huffman_table_over_256_codes)
 }
 END_TEST
 
+/* Only PNG, JPEG and BMP reach stb_image: its PNM reader (like the others) in stb 2.27 has faults,
+ * e.g. a signed overflow reading a header width of 2222222222222222 (found by fuzz_image). */
+START_TEST(image_formats_we_take)
+{
+    static const struct { const char *bytes; size_t n; } other[] = {
+        { "P62222222222222222 1 255\n", 25 },                   /* PNM */
+        { "GIF89a\x01\x00\x01\x00\x00\x00\x00;", 14 },     /* GIF */
+        { "\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01\x00\x18\x00\x01\x02\x03", 21 },  /* TGA */
+        { "8BPS\x00\x01", 6 },                                     /* PSD */
+    };
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        int w, h;
+        mi_image img;
+        ck_assert_int_eq(mi_image_info_memory(other[i].bytes, other[i].n, "x", &w, &h), MI_ERR_FORMAT);
+        ck_assert_str_eq(mi_last_error(), "x: not an image stb_image can read (not PNG, JPEG or BMP)");
+        ck_assert_int_eq(mi_image_load_memory(&img, other[i].bytes, other[i].n, "x"), MI_ERR_FORMAT);
+    }
+}
+END_TEST
+
 #define MANIFEST "{\"format\": \"medinfer-manifest-v1\", \"model\": \"sites\", \"model_version\": \"2026.11.3\"," \
     " \"released\": \"2026-11-20\", \"blob_url\": \"../b/m.safetensors\", \"size\": 123," \
     " \"sha256\": \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"," \
@@ -286,6 +306,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, image_memory_equals_file);
     tcase_add_test(tc, image_size_bounds);
     tcase_add_test(tc, jpeg_huffman_table_over_256_codes);
+    tcase_add_test(tc, image_formats_we_take);
     tcase_add_test(tc, manifest_from_bytes);
     tcase_add_test(tc, audit_verify_memory_equals_file);
     tcase_add_test(tc, audit_verify_refuses_hostile_schema);

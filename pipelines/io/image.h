@@ -16,7 +16,8 @@ typedef struct {
 #define MI_IMAGE_MAX_PIXELS (1ll << 28)
 #define MI_IMAGE_MAX_SIDE   (1 << 15)
 
-/* PNG/JPEG/BMP (whatever stb_image reads); grey/RGBA converted to RGB. Error names the file. */
+/* PNG, JPEG or BMP (decoded by stb_image; its other formats are refused); grey/RGBA converted to
+ * RGB. Error names the file. */
 mi_status mi_image_load(mi_image *img, const char *path);
 /* The same from n bytes in memory (not retained); `name` (NULL: "(memory)") names the image in
  * errors. Both refuse, before decoding, images beyond MI_IMAGE_MAX_SIDE or MI_IMAGE_MAX_PIXELS. */
