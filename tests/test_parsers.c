@@ -139,9 +139,10 @@ START_TEST(image_size_bounds)
 END_TEST
 
 /* stb_image 2.27 writes past its Huffman table for a DHT segment whose 16 code counts add up to
- * more than 256 (found by fuzz_image, both in stbi_info and in decoding): refused before stb
- * reads it, in the header and between the scans of a progressive file. */
-START_TEST(jpeg_huffman_table_over_256_codes)
+ * more than 256, and decodes scans with tables never defined (found by fuzz_image: out-of-bounds
+ * write in stbi_info and in decoding; its assertion aborting the process). Refused before stb
+ * reads them: in the header, after fill bytes, in a second table of a segment, between scans. */
+START_TEST(jpeg_huffman_tables)
 {
     unsigned char b[600] = { 0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00, 0xFF, 0xFF };  /* 510 codes */
     mi_image img;
@@ -149,17 +150,27 @@ START_TEST(jpeg_huffman_table_over_256_codes)
     ck_assert_int_eq(mi_image_info_memory(b, 19, "dht.jpg", &w, &h), MI_ERR_FORMAT);
     ck_assert_str_eq(mi_last_error(), "dht.jpg: JPEG is corrupt (a Huffman table with more than 256 codes)");
     ck_assert_int_eq(mi_image_load_memory(&img, b, sizeof b, "dht.jpg"), MI_ERR_FORMAT);
-    /* the same table in a second one of the segment, and after fill bytes before SOI */
     const unsigned char two[] = { 0xFF, 0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x26, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                   0, 0, 0, 0, 0, 0, 0x05, 0x10, 0x80, 0x81 };
     ck_assert_int_eq(mi_image_info_memory(two, sizeof two, "two.jpg", &w, &h), MI_ERR_FORMAT);
-    /* after a scan header, in bytes that are scan data or a marker between scans (the FF C4 in the
-       APP0 body before it is skipped with the segment, as stb_image skips it) */
-    const unsigned char scan[] = { 0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x06, 0xFF, 0xC4, 0x00, 0x00,  /* APP0 body */
-                                   0xFF, 0xDA, 0x00, 0x04, 0x00, 0x00, 0x12, 0xFF, 0x00, 0x34,
-                                   0xFF, 0xC4, 0x00, 0x13, 0x10, 0x80, 0x80, 0x80 };
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "more than 256 codes"));
+    /* DC and AC table 0 with one code each, a scan using them, scan data holding FF 00, then a
+       bad table (the FF C4 in the APP0 body is skipped with the segment, as stb skips it) */
+    const unsigned char scan[] = { 0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x06, 0xFF, 0xC4, 0x00, 0x00,
+                                   0xFF, 0xC4, 0x00, 0x26, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                   0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                   0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00,
+                                   0x12, 0xFF, 0x00, 0x34, 0xFF, 0xC4, 0x00, 0x13, 0x10, 0x80, 0x80, 0x80 };
+    ck_assert_int_eq(mi_image_info_memory(scan, sizeof scan - 8, "scan.jpg", &w, &h), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "scan.jpg: not an image stb_image can read"));  /* passed ours */
     ck_assert_int_eq(mi_image_info_memory(scan, sizeof scan, "scan.jpg", &w, &h), MI_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(mi_last_error(), "more than 256 codes"));
+    /* a scan naming AC table 1, which no DHT defined */
+    unsigned char undef[sizeof scan - 8];
+    memcpy(undef, scan, sizeof undef);
+    undef[56] = 0x01;  /* the scan's table selector byte */
+    ck_assert_int_eq(mi_image_info_memory(undef, sizeof undef, "undef.jpg", &w, &h), MI_ERR_FORMAT);
+    ck_assert_str_eq(mi_last_error(), "undef.jpg: JPEG is corrupt (a scan uses a Huffman table the file has not defined)");
 }
 END_TEST
 
@@ -305,7 +316,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, npy_memory_equals_file);
     tcase_add_test(tc, image_memory_equals_file);
     tcase_add_test(tc, image_size_bounds);
-    tcase_add_test(tc, jpeg_huffman_table_over_256_codes);
+    tcase_add_test(tc, jpeg_huffman_tables);
     tcase_add_test(tc, image_formats_we_take);
     tcase_add_test(tc, manifest_from_bytes);
     tcase_add_test(tc, audit_verify_memory_equals_file);

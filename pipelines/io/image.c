@@ -55,40 +55,52 @@ static size_t jpeg_start(const unsigned char *b, size_t n) {
 
 static unsigned byte_at(const unsigned char *b, size_t n, size_t i) { return i < n ? b[i] : 0; }
 
-/* The DHT segment whose marker FF C4 is at b[i]: false when one of its tables has more than 256
- * codes. Read the way stb_image reads it: tables while the segment length lasts, each a class/id
- * byte, 16 code counts and that many symbols, running past the segment if the counts say so,
- * with bytes past the end of the file read as 0. */
-static bool jpeg_dht_ok(const unsigned char *b, size_t n, size_t i) {
-    long left = (long)(byte_at(b, n, i + 2) << 8 | byte_at(b, n, i + 3)) - 2;
-    for (size_t p = i + 4; left > 0;) {
-        long codes = 0;
-        for (size_t k = 1; k <= 16; k++) codes += byte_at(b, n, p + k);
-        if (codes > 256) return false;
-        p += 17 + (size_t)codes;
-        left -= 17 + codes;
+/* stb_image 2.27 (Debian 12's libstb) trusts a JPEG's Huffman tables twice over (2.28 checks
+ * both): it builds a table without checking that its 16 code counts add up to at most 256 (ITU
+ * T.81 B.2.4.2) and writes past the table when they do; and it decodes a scan with whatever
+ * table slot the scan names, defined or not, reading an uninitialized table (garbage pixels,
+ * reads out of bounds, or its own assertion aborting the process). So the file is walked first
+ * the way stb_image walks it, from the byte after SOI at b[i]: marker segments by their length;
+ * anything else (junk between segments, the entropy-coded data after a scan header) byte by
+ * byte up to the next FF that is neither a fill byte, stuffing (FF 00) nor a restart marker,
+ * which is where stb's decoder stops too. Bytes past the end read as 0, as stb's do. Returns
+ * what is wrong, or NULL when stb_image may read the tables (or will refuse them itself). */
+static const char *jpeg_huffman_fault(const unsigned char *b, size_t n, size_t i) {
+    bool defined[2][4] = { { false } }, progressive = false;  /* [DC, AC][table id] */
+    while (i < n) {
+        if (b[i++] != 0xFF) continue;
+        while (i < n && b[i] == 0xFF) i++;
+        unsigned m = byte_at(b, n, i++);
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;  /* no segment follows */
+        if (m == 0xD9) break;                                              /* EOI */
+        size_t len = byte_at(b, n, i) << 8 | byte_at(b, n, i + 1);
+        if (m == 0xC0 || m == 0xC1 || m == 0xC2) progressive = m == 0xC2;  /* the SOFs stb takes */
+        if (m == 0xC4) {  /* DHT: tables while the length lasts, running past it if counts say so */
+            long left = (long)len - 2;
+            for (size_t p = i + 2; left > 0;) {
+                unsigned q = byte_at(b, n, p);
+                long codes = 0;
+                for (size_t k = 1; k <= 16; k++) codes += byte_at(b, n, p + k);
+                if (codes > 256) return "a Huffman table with more than 256 codes";
+                if (q >> 4 > 1 || (q & 15) > 3) return NULL;  /* stb refuses the table */
+                defined[q >> 4][q & 15] = true;
+                p += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        }
+        if (m == 0xDA) {  /* SOS: a DC table for DC scans, an AC table for AC ones, both in baseline */
+            unsigned ns = byte_at(b, n, i + 2), ss = byte_at(b, n, i + 3 + 2 * ns);
+            if (ns < 1 || ns > 4) return NULL;                /* stb refuses the scan */
+            for (unsigned k = 0; k < ns; k++) {
+                unsigned sel = byte_at(b, n, i + 4 + 2 * k), dc = sel >> 4, ac = sel & 15;
+                if (dc > 3 || ac > 3) return NULL;
+                if (((!progressive || ss == 0) && !defined[0][dc]) || ((!progressive || ss != 0) && !defined[1][ac]))
+                    return "a scan uses a Huffman table the file has not defined";
+            }
+        }
+        i += len;  /* past the segment (for SOS, its header: the scan data is skipped byte by byte) */
     }
-    return true;
-}
-
-/* stb_image 2.27 (Debian 12's libstb) builds a Huffman table without checking that its code
- * counts add up to at most 256 (ITU T.81 B.2.4.2), and writes past the table when they do (2.28
- * refuses them). So every table stb_image could read is checked first: before the first scan,
- * the marker segments as stb walks them (junk skipped byte by byte, segments by their length);
- * after it, where only stb's Huffman decoding knows where a scan ends, every FF C4. In a valid
- * JPEG those are all DHT markers (progressive files define tables between scans). */
-static bool jpeg_tables_ok(const unsigned char *b, size_t n, size_t i) {
-    bool in_scans = false;
-    while (i + 1 < n) {
-        unsigned m = b[i + 1];
-        if (b[i] != 0xFF || m == 0xFF) { i++; continue; }
-        if (m == 0xC4 && !jpeg_dht_ok(b, n, i)) return false;
-        bool has_length = m != 0x00 && m != 0x01 && !(m >= 0xD0 && m <= 0xD9);  /* stuffing, TEM, RSTn, SOI, EOI */
-        if (in_scans || !has_length) { i += 2; continue; }
-        in_scans = m == 0xDA;  /* SOS: its header has a length, the scan data after it has none */
-        i += 2 + (byte_at(b, n, i + 2) << 8 | byte_at(b, n, i + 3));
-    }
-    return true;
+    return NULL;
 }
 
 /* stb_image decodes a JPEG cut short without complaint (missing scan data reads as zeros), so a
@@ -150,8 +162,8 @@ mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int
     bool png = n >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8), bmp = n >= 2 && buf[0] == 'B' && buf[1] == 'M';
     if (!jpeg && !png && !bmp)
         return MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (not PNG, JPEG or BMP)", name);
-    if (jpeg && !jpeg_tables_ok(buf, n, jpeg))  /* before stbi_info, which reads the tables too */
-        return MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is corrupt (a Huffman table with more than 256 codes)", name);
+    const char *fault = jpeg ? jpeg_huffman_fault(buf, n, jpeg) : NULL;  /* stbi_info reads tables too */
+    if (fault) return MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is corrupt (%s)", name, fault);
     int iw, ih, comp;
     if (!stbi_info_from_memory(buf, (int)n, &iw, &ih, &comp))
         return MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (%s)", name, stbi_failure_reason());
