@@ -1,4 +1,4 @@
-# medinfer - build, test, bench, demo, sanitizers.  `make help` lists the targets.
+# medinfer - build, test, bench, demo, sanitizers, fuzzing.  `make help` lists the targets.
 #
 # The engine core (ops/ nn/ weights/) links libc, libm, OpenMP and cJSON only; pipelines and the
 # CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl. Sources are found by wildcard, so a new
@@ -40,6 +40,8 @@ PIPE_OBJ := $(PIPE_SRC:%.c=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(B)/%.o)
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(B)/fuzz/%)
 
 # SIMD files are compiled for their ISA and only ever called after the run-time CPU check.
 $(B)/ops/x86/%_avx2.o:   XFLAGS = -mavx2 -mfma
@@ -47,15 +49,17 @@ $(B)/ops/x86/%_avx512.o: XFLAGS = -mavx512f -mavx512vl -mavx512bw -mavx512dq -mf
 
 DEPS_STAMP := $(B)/.deps-build
 TDEPS_STAMP := $(B)/.deps-test
+FDEPS_STAMP := $(B)/.deps-fuzz
 
 .SECONDARY:
-.PHONY: all test check bench demo clean deps help install
+.PHONY: all test check fuzz bench demo clean deps help install
 all: $(B)/medinfer $(B)/libmedinfer.so
 
 help:
 	@echo "make [all]   build $(B)/medinfer (installs missing Debian build deps)"
 	@echo "make test    unit + parity + end-to-end tests (installs PyTorch for references)"
 	@echo "make check   ASan+UBSan build running the unit tests"
+	@echo "make fuzz    libFuzzer on every parser of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
 	@echo "make bench   medinfer vs PyTorch, same machine, same run"
 	@echo "make demo    the endoscopy completeness QC on shipped demo data"
 	@echo "make install PREFIX=DIR   library (static + shared), medinfer.h, medinfer.pc, the CLI"
@@ -66,6 +70,9 @@ $(DEPS_STAMP):
 	@touch $@
 $(TDEPS_STAMP): $(DEPS_STAMP)
 	sh tools/install-deps.sh test
+	@touch $@
+$(FDEPS_STAMP): $(DEPS_STAMP)
+	sh tools/install-deps.sh fuzz
 	@touch $@
 deps: $(TDEPS_STAMP)
 
@@ -78,6 +85,15 @@ $(B)/pipelines/%.o: pipelines/%.c | $(DEPS_STAMP)
 $(B)/tools/%.o: tools/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+$(B)/fuzz/%.o: fuzz/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+# Third-party code, as Debian ships it. stb 2.27's JPEG entropy decoder over-shifts and
+# overflows ints on corrupt scan data (fixed in 2.28 by checks that refuse the image); on the
+# targets we build for these wrap into garbage pixels of an already corrupt image and touch no
+# memory, and nothing short of decoding the scan ourselves could keep such data from stb. So
+# UBSan skips those two checks in stb alone; ASan and the other UBSan checks stay on.
+$(B)/fuzz/stb_image.o: CFLAGS += -w -fno-sanitize=shift,signed-integer-overflow
 $(B)/tests/%.o: tests/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -DMI_FIXTURES='"$(B)/fixtures"' -c $< -o $@
@@ -133,7 +149,17 @@ $(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py tools/export.py | $(TDEPS_
 	$(PYTHON) $< $(B)/fixtures
 	@touch $@
 
-test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FIXTURE_STAMPS) $(B)/embed
+# Fuzz harnesses (fuzz/fuzz_*.c, one LLVMFuzzerTestOneInput each). Here they are linked with
+# fuzz/replay.c, which runs the files or directories it is given once: `make test` (and, with the
+# sanitizers, `make check`) replays each committed corpus fuzz/corpus/NAME/ through
+# $(B)/fuzz/fuzz_NAME (tests/test_fuzz_replay.sh), no clang needed. `make fuzz` links the same
+# harnesses with libFuzzer instead, and with an instrumented stb_image (fuzz/stb_image.c).
+FUZZ_LINK ?= $(B)/fuzz/replay.o
+$(FUZZ_BIN): $(B)/fuzz/%: $(B)/fuzz/%.o $(FUZZ_LINK) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_LINK) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
+	    $(PIPE_LIBS) $(LDLIBS_CORE)
+
+test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FUZZ_BIN) $(FIXTURE_STAMPS) $(B)/embed
 	MI_BIN=$(B)/medinfer MI_EMBED=$(B)/embed MI_LIB=$(B)/libmedinfer.so MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) \
 	    sh tests/run.sh $(B)/tests
 
@@ -144,11 +170,24 @@ test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FIXTURE_STAMPS) $(B)/embed
 check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
 	@mkdir -p build-san build-tsan && touch build-san/.deps-build build-san/.deps-test build-tsan/.deps-build build-tsan/.deps-test
 	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN))
+	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN) $(FUZZ_BIN))
 	$(MAKE) B=build-tsan OPT="-O1 -g -fsanitize=thread -DMI_TSAN" build-tsan/tests/test_session
 	CK_FORK=no TSAN_OPTIONS=halt_on_error=1 MI_FIXTURES=$(B)/fixtures build-tsan/tests/test_session
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MI_SANITIZE=1 MI_BIN=build-san/medinfer \
 	    MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh build-san/tests
+
+# libFuzzer: the harnesses built by clang with coverage, ASan and UBSan in build-fuzz/, each run
+# for FUZZ_SECONDS on its corpus (fuzz/run.sh; new inputs go to build-fuzz/fuzz-corpus/, crashes
+# to build-fuzz/findings/, never into the committed fuzz/corpus/). FUZZ_ARGS adds libFuzzer
+# options, e.g. FUZZ_ARGS="-seed=1 -runs=1000000".
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+fuzz: $(FDEPS_STAMP)
+	@mkdir -p build-fuzz && touch build-fuzz/.deps-build
+	$(MAKE) B=build-fuzz CC=$(FUZZ_CC) FUZZ_LINK=build-fuzz/fuzz/stb_image.o FUZZ_LDFLAGS=-fsanitize=fuzzer \
+	    OPT="-O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	    $(patsubst $(B)/%,build-fuzz/%,$(FUZZ_BIN))
+	sh fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_conv
 	$(PYTHON) bench/bench.py --bin $(B) --out $(B)/bench.json
@@ -166,6 +205,6 @@ demo: $(B)/medinfer
 	sh tools/endoqc_demo.sh $(B)
 
 clean:
-	rm -rf build build-san build-tsan
+	rm -rf build build-san build-tsan build-fuzz
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -67,7 +67,9 @@ static inline int mi_mul_overflows(size_t a, size_t b, size_t *out) {
 typedef struct mi_model mi_model;
 
 MI_API mi_status mi_model_open(mi_model **m, const char *path);
-/* The same from bytes in memory (copied; name stands for the path in messages). */
+/* The same from a blob in memory (embedded, received, decrypted): the bytes are copied, so the
+ * caller's buffer may be freed at once; name (NULL: "(memory)") stands for the path in messages
+ * and in mi_model_path. */
 MI_API mi_status mi_model_open_memory(mi_model **m, const void *data, size_t size, const char *name);
 MI_API void      mi_model_close(mi_model *m);   /* after every session on it is destroyed */
 

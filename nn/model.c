@@ -50,6 +50,7 @@ static const nn_arch archs[] = {
 
 struct mi_model {
     mi_weights        w;
+    void             *bytes;         /* mi_model_open_memory's copy of the blob, owned */
     const nn_arch    *arch;
     void             *net;
     int               num_classes, channels;
@@ -156,11 +157,30 @@ mi_status mi_model_open(mi_model **m, const char *path) {
     return st ? st : mi_model_open_weights(m, &w);
 }
 
+mi_status mi_model_open_memory(mi_model **m, const void *data, size_t size, const char *name) {
+    *m = NULL;
+    if (!data && size) return MI_FAIL(MI_ERR_ARG, "%s: no bytes", name ? name : "(memory)");
+    /* a copy, 64-byte aligned like a mapped file, so the caller's buffer may go at once */
+    void *copy = mi_alloc_aligned(size ? size : 1);
+    if (!copy) return MI_FAIL(MI_ERR_NOMEM, "%s: cannot copy %zu bytes", name ? name : "(memory)", size);
+    if (size) memcpy(copy, data, size);
+    mi_weights w;
+    mi_status st = mi_weights_open_memory(&w, copy, size, name);
+    if (st == MI_OK) st = mi_model_open_weights(m, &w);
+    if (st != MI_OK) {
+        mi_free_aligned(copy);
+        return st;
+    }
+    (*m)->bytes = copy;
+    return MI_OK;
+}
+
 void mi_model_close(mi_model *m) {
     if (!m) return;
     if (m->net) m->arch->free(m->net);
     mi_strings_free(m->labels, m->nlabels);
     mi_weights_close(&m->w);
+    mi_free_aligned(m->bytes);
     free(m);
 }
 

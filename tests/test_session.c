@@ -68,6 +68,46 @@ START_TEST(sessions_share_a_model_across_threads)
 END_TEST
 
 #ifndef MI_TSAN   /* these run OpenMP teams, which TSan cannot follow */
+/* A model opened from bytes in memory (freed right after) runs like the file, and bad bytes are
+ * refused in the name the caller gave them. */
+START_TEST(model_from_memory)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/resnet18_rand.safetensors", mi_fixtures());
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(n);
+    ck_assert_uint_eq(fread(buf, 1, n, f), n);
+    fclose(f);
+    mi_model *a = open_fixture_model("resnet18_rand.safetensors"), *b;
+    ck_assert_msg(mi_model_open_memory(&b, buf, n, "r18 from memory") == MI_OK, "%s", mi_last_error());
+    memset(buf, 0, n);
+    free(buf);
+    ck_assert_str_eq(mi_model_sha256(a), mi_model_sha256(b));
+    ck_assert_str_eq(mi_model_path(b), "r18 from memory");
+    float x[3 * 40 * 40], la[26];
+    mi_fill_random(x, 3 * 40 * 40, 3);
+    mi_session *s;
+    ck_assert_int_eq(mi_session_create(&s, a, (int64_t[4]){ 1, 3, 40, 40 }, 0), MI_OK);
+    ck_assert_int_eq(mi_session_run(s, x), MI_OK);
+    memcpy(la, mi_session_output(s, "logits", NULL), sizeof la);
+    mi_session_destroy(s);
+    ck_assert_int_eq(mi_session_create(&s, b, (int64_t[4]){ 1, 3, 40, 40 }, 0), MI_OK);
+    ck_assert_int_eq(mi_session_run(s, x), MI_OK);
+    ck_assert(!memcmp(la, mi_session_output(s, "logits", NULL), sizeof la));
+    mi_session_destroy(s);
+    mi_model_close(a);
+    mi_model_close(b);
+    const char junk[] = "not a blob at all";
+    ck_assert_int_ne(mi_model_open_memory(&b, junk, sizeof junk, "upload.bin"), MI_OK);
+    ck_assert_ptr_null(b);
+    ck_assert_msg(strstr(mi_last_error(), "upload.bin") != NULL, "%s", mi_last_error());
+}
+END_TEST
+
 /* A session's thread count is its own: the host's OpenMP default is what it was. */
 START_TEST(session_threads_leave_host_openmp_alone)
 {
@@ -141,6 +181,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, sessions_share_a_model_across_threads);
 #ifndef MI_TSAN
+    tcase_add_test(tc, model_from_memory);
     tcase_add_test(tc, session_threads_leave_host_openmp_alone);
     tcase_add_test(tc, resnet50_batch8_arena_by_liveness);
     tcase_add_test(tc, capture_hook_names_every_layer);

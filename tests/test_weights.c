@@ -1,11 +1,13 @@
 /* tests/test_weights.c - the safetensors reader on good files (ours and an independent writer's),
- * metadata parsers, SHA-256 vectors. The bad-blob corpus is tests/test_bad_blobs.sh. */
+ * from a file and from memory, metadata parsers, SHA-256 vectors. The bad-blob corpus is
+ * tests/test_bad_blobs.sh. */
 #include "mi_test.h"
 #include "../weights/sha256.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 START_TEST(sha256_known_vectors)
 {
@@ -175,6 +177,100 @@ START_TEST(reads_unaligned_tensors)
 }
 END_TEST
 
+/* A small blob built here, byte for byte: an F32 [2,2] tensor, an F16 [2] one, metadata. */
+static size_t tiny_blob(unsigned char *out) {
+    char h[256];
+    int n = snprintf(h, sizeof h, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+                     "\"h\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[16,20]},\"__metadata__\":"
+                     "{\"arch\":\"tiny\",\"num_classes\":\"2\",\"labels\":\"[\\\"a\\\",\\\"b\\\"]\"}}");
+    while (n % 8) h[n++] = ' ';
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(out + 8, h, (size_t)n);
+    const float w[4] = { 1.0f, -2.5f, 0.25f, 3.0f };
+    const uint16_t half[2] = { 0x3c00, 0xc000 };  /* 1.0, -2.0 */
+    memcpy(out + 8 + n, w, 16);
+    memcpy(out + 8 + n + 16, half, 4);
+    return 8 + (size_t)n + 20;
+}
+
+static void check_tiny(const mi_weights *w) {
+    mi_tensor t;
+    int64_t s2[2] = { 2, 2 }, s1[1] = { 2 };
+    ck_assert_int_eq(mi_weights_get(w, "w", 2, s2, &t), MI_OK);
+    ck_assert(t.data[0] == 1.0f && t.data[1] == -2.5f && t.data[2] == 0.25f && t.data[3] == 3.0f);
+    ck_assert_int_eq(mi_weights_get(w, "h", 1, s1, &t), MI_OK);
+    ck_assert(t.data[0] == 1.0f && t.data[1] == -2.0f);
+    long long nc;
+    ck_assert_int_eq(mi_weights_meta_int(w, "num_classes", 1, 10, &nc), MI_OK);
+    ck_assert_int_eq(nc, 2);
+}
+
+/* mi_weights_open_memory runs the same reader as mi_weights_open: same tensors, metadata and
+ * SHA-256 as the file with the same bytes; errors name the given name; the bytes are borrowed
+ * (aligned F32 tensors point into them, misaligned ones are copied) and left alone by close. */
+START_TEST(open_memory_equals_open_file)
+{
+    unsigned char *buf = malloc(512 + 1);
+    size_t n = tiny_blob(buf);
+    char path[] = "/tmp/mi_weights_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
+    close(fd);
+    mi_weights f, m;
+    ck_assert_int_eq(mi_weights_open(&f, path), MI_OK);
+    unlink(path);
+    ck_assert_int_eq(mi_weights_open_memory(&m, buf, n, "tiny.safetensors"), MI_OK);
+    ck_assert_str_eq(m.path, "tiny.safetensors");
+    ck_assert_str_eq(m.sha256, f.sha256);
+    ck_assert_int_eq(m.ntensors, f.ntensors);
+    check_tiny(&f);
+    check_tiny(&m);
+    ck_assert_ptr_eq(mi_weights_find(&m, "w")->f32, (const float *)(buf + m.data_start));  /* borrowed */
+    mi_weights_close(&f);
+    mi_weights_close(&m);
+    ck_assert_int_eq(buf[8], '{');  /* still ours: close neither unmapped nor freed it */
+
+    /* one byte off: the F32 tensor is misaligned in the caller's buffer and gets an aligned copy */
+    memmove(buf + 1, buf, n);
+    ck_assert_int_eq(mi_weights_open_memory(&m, buf + 1, n, NULL), MI_OK);
+    ck_assert_str_eq(m.path, "(memory)");
+    ck_assert_int_eq((uintptr_t)mi_weights_find(&m, "w")->f32 % 4, 0);
+    check_tiny(&m);
+    mi_weights_close(&m);
+
+    /* refusals name the blob by the given name */
+    ck_assert_int_eq(mi_weights_open_memory(&m, buf + 1, n - 1, "cut.safetensors"), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "cut.safetensors: tensor 'h' data_offsets [16, 20] lie outside"));
+    ck_assert_int_eq(mi_weights_open_memory(&m, buf + 1, 7, "short.safetensors"), MI_ERR_FORMAT);
+    ck_assert_str_eq(strstr(mi_last_error(), "short.safetensors"), "short.safetensors: 7 bytes, too short for safetensors");
+    ck_assert_int_eq(mi_weights_open_memory(&m, NULL, 0, "none"), MI_ERR_FORMAT);
+    ck_assert_int_eq(mi_weights_open_memory(&m, NULL, 64, "none"), MI_ERR_ARG);
+    free(buf);
+
+    /* a blob written by tools/export.py: the same through either door */
+    mi_weights e;
+    mi_fixture_open(&e, "weights_basic.safetensors");
+    FILE *fp = fopen(e.path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    buf = malloc(e.size);
+    ck_assert_uint_eq(fread(buf, 1, e.size, fp), e.size);
+    fclose(fp);
+    ck_assert_int_eq(mi_weights_open_memory(&m, buf, e.size, "basic"), MI_OK);
+    ck_assert_str_eq(m.sha256, e.sha256);
+    ck_assert_int_eq(m.ntensors, e.ntensors);
+    for (int i = 0; i < e.ntensors; i++) {
+        const mi_blob_tensor *a = &e.tensors[i], *b = mi_weights_find(&m, a->name);
+        ck_assert_ptr_nonnull(b);
+        ck_assert_int_eq(memcmp(a->data, b->data, a->end - a->begin), 0);
+    }
+    ck_assert_str_eq(mi_weights_meta(&m, "labels"), mi_weights_meta(&e, "labels"));
+    mi_weights_close(&m);
+    mi_weights_close(&e);
+    free(buf);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("weights");
     TCase *tc = tcase_create("core");
@@ -184,6 +280,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, half_and_double_become_f32);
     tcase_add_test(tc, export_py_f16_blob);
     tcase_add_test(tc, reads_unaligned_tensors);
+    tcase_add_test(tc, open_memory_equals_open_file);
     suite_add_tcase(s, tc);
     return s;
 }

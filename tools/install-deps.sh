@@ -1,5 +1,5 @@
 #!/bin/sh
-# tools/install-deps.sh [build|test] - install the Debian packages medinfer needs, only those missing.
+# tools/install-deps.sh [build|test|fuzz] - install the Debian packages medinfer needs, only those missing.
 # Called by the Makefile; safe to run again (does nothing when all are present).
 set -eu
 
@@ -8,9 +8,13 @@ build="gcc make pkg-config libcjson-dev libstb-dev check
        libsqlite3-dev libsodium-dev libcurl4-openssl-dev"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
 test="python3 python3-torch python3-torchvision python3-numpy python3-pil"
+# `make fuzz`: clang, its libFuzzer and sanitizer runtimes (only recommended by clang, so named
+# here), and the OpenMP runtime clang links (not GCC's libgomp)
+fuzz="clang libclang-rt-dev libomp-dev"
 
 want=$build
 [ "${1:-build}" = test ] && want="$build $test"
+[ "${1:-build}" = fuzz ] && want="$build $fuzz"
 
 missing=""
 for p in $want; do

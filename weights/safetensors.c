@@ -295,27 +295,14 @@ static mi_status check_known_metadata(const mi_weights *w) {
     return MI_OK;
 }
 
-mi_status mi_weights_open(mi_weights *w, const char *path) {
-    memset(w, 0, sizeof *w);
-    snprintf(w->path, sizeof w->path, "%s", path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return MI_FAIL(MI_ERR_IO, "%s: not a regular file", path);
-    }
-    w->size = (size_t)sb.st_size;
+/* Everything after the bytes are in memory, shared by the file and the memory entry points:
+ * w->map, w->size and w->path are set. On failure w is closed (a borrowed map is left alone). */
+static mi_status open_bytes(mi_weights *w) {
+    const char *path = w->path;
     mi_status st = MI_OK;
     if (w->size < 8) {
-        close(fd);
-        return MI_FAIL(MI_ERR_FORMAT, "%s: %zu bytes, too short for safetensors", path, w->size);
-    }
-    w->map = mmap(NULL, w->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (w->map == MAP_FAILED) {
-        w->map = NULL;
-        return MI_FAIL(MI_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: %zu bytes, too short for safetensors", path, w->size);
+        goto fail;
     }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | w->map[i];
@@ -341,8 +328,42 @@ fail:
     return st;
 }
 
+mi_status mi_weights_open(mi_weights *w, const char *path) {
+    memset(w, 0, sizeof *w);
+    snprintf(w->path, sizeof w->path, "%s", path);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return MI_FAIL(MI_ERR_IO, "%s: not a regular file", path);
+    }
+    w->size = (size_t)sb.st_size;
+    if (w->size >= 8) {  /* a shorter file is refused by open_bytes (and mmap cannot map 0 bytes) */
+        w->map = mmap(NULL, w->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (w->map == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            w->map = NULL;
+            return MI_FAIL(MI_ERR_IO, "%s: cannot map: %s", path, strerror(e));
+        }
+    }
+    close(fd);
+    return open_bytes(w);
+}
+
+mi_status mi_weights_open_memory(mi_weights *w, const void *data, size_t size, const char *name) {
+    memset(w, 0, sizeof *w);
+    snprintf(w->path, sizeof w->path, "%s", name ? name : "(memory)");
+    if (!data && size) return MI_FAIL(MI_ERR_ARG, "%s: NULL data of %zu bytes", w->path, size);
+    w->map = (unsigned char *)data;  /* never written: the reader only reads it, like the mmap */
+    w->size = size;
+    w->borrowed = true;
+    return open_bytes(w);
+}
+
 void mi_weights_close(mi_weights *w) {
-    if (w->map) munmap(w->map, w->size);
+    if (w->map && !w->borrowed) munmap(w->map, w->size);
     for (int i = 0; i < w->nmeta; i++) { free(w->meta_keys[i]); free(w->meta_vals[i]); }
     free(w->meta_keys);
     free(w->meta_vals);

@@ -28,8 +28,8 @@ typedef struct {
 } mi_blob_tensor;
 
 typedef struct {
-    char            path[512];
-    unsigned char  *map;        /* whole file */
+    char            path[512];  /* the file, or the name given to mi_weights_open_memory */
+    unsigned char  *map;        /* whole file: mmapped, or the caller's bytes when borrowed */
     size_t          size;
     size_t          data_start; /* 8 + header length */
     int             ntensors;
@@ -38,9 +38,16 @@ typedef struct {
     char          **meta_keys, **meta_vals;
     void           *aligned_copy; /* owned: copies of misaligned tensors, F32 conversions */
     char            sha256[65];   /* of the whole file, computed at open */
+    bool            borrowed;     /* map belongs to the caller (mi_weights_open_memory) */
 } mi_weights;
 
 mi_status mi_weights_open(mi_weights *w, const char *path);
+/* The same reader and checks on a blob already in memory (embedded in a binary, received over a
+ * socket, decrypted). The bytes are borrowed, not copied: they must stay valid and unchanged until
+ * mi_weights_close(w), because tensors point into them (except the F32 views of F16/BF16/F64
+ * tensors and copies of misaligned ones, which w owns). `name` (NULL: "(memory)") stands in for
+ * the path in w->path and in every error message; w->sha256 is of the bytes. */
+mi_status mi_weights_open_memory(mi_weights *w, const void *data, size_t size, const char *name);
 void      mi_weights_close(mi_weights *w);
 
 const mi_blob_tensor *mi_weights_find(const mi_weights *w, const char *name);

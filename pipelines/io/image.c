@@ -14,9 +14,6 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
-/* Bigger than any slide tile or endoscopy frame we decode whole; larger inputs go to io/slides. */
-#define MAX_PIXELS (1ll << 28)
-
 static mi_status read_file(const char *path, unsigned char **buf, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -55,6 +52,64 @@ static mi_status read_file(const char *path, unsigned char **buf, size_t *n) {
                        err ? strerror(errno) : "");
     }
     return MI_OK;
+}
+
+/* Where a JPEG's first marker segment starts: after the SOI marker, which stb_image accepts after
+ * any number of FF fill bytes. 0 when b is no JPEG. */
+static size_t jpeg_start(const unsigned char *b, size_t n) {
+    size_t i = 0;
+    while (i < n && b[i] == 0xFF) i++;
+    return i > 0 && i < n && b[i] == 0xD8 ? i + 1 : 0;
+}
+
+static unsigned byte_at(const unsigned char *b, size_t n, size_t i) { return i < n ? b[i] : 0; }
+
+/* stb_image 2.27 (Debian 12's libstb) trusts a JPEG's Huffman tables twice over (2.28 checks
+ * both): it builds a table without checking that its 16 code counts add up to at most 256 (ITU
+ * T.81 B.2.4.2) and writes past the table when they do; and it decodes a scan with whatever
+ * table slot the scan names, defined or not, reading an uninitialized table (garbage pixels,
+ * reads out of bounds, or its own assertion aborting the process). So the file is walked first
+ * the way stb_image walks it, from the byte after SOI at b[i]: marker segments by their length;
+ * anything else (junk between segments, the entropy-coded data after a scan header) byte by
+ * byte up to the next FF that is neither a fill byte, stuffing (FF 00) nor a restart marker,
+ * which is where stb's decoder stops too. Bytes past the end read as 0, as stb's do. Returns
+ * what is wrong, or NULL when stb_image may read the tables (or will refuse them itself). */
+static const char *jpeg_huffman_fault(const unsigned char *b, size_t n, size_t i) {
+    bool defined[2][4] = { { false } }, progressive = false;  /* [DC, AC][table id] */
+    while (i < n) {
+        if (b[i++] != 0xFF) continue;
+        while (i < n && b[i] == 0xFF) i++;
+        unsigned m = byte_at(b, n, i++);
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue;  /* no segment follows */
+        if (m == 0xD9) break;                                              /* EOI */
+        size_t len = byte_at(b, n, i) << 8 | byte_at(b, n, i + 1);
+        if (m == 0xC0 || m == 0xC1 || m == 0xC2) progressive = m == 0xC2;  /* the SOFs stb takes */
+        if (m == 0xC4) {  /* DHT: tables while the length lasts, running past it if counts say so */
+            long left = (long)len - 2;
+            for (size_t p = i + 2; left > 0;) {
+                unsigned q = byte_at(b, n, p);
+                long codes = 0;
+                for (size_t k = 1; k <= 16; k++) codes += byte_at(b, n, p + k);
+                if (codes > 256) return "a Huffman table with more than 256 codes";
+                if (q >> 4 > 1 || (q & 15) > 3) return NULL;  /* stb refuses the table */
+                defined[q >> 4][q & 15] = true;
+                p += 17 + (size_t)codes;
+                left -= 17 + codes;
+            }
+        }
+        if (m == 0xDA) {  /* SOS: a DC table for DC scans, an AC table for AC ones, both in baseline */
+            unsigned ns = byte_at(b, n, i + 2), ss = byte_at(b, n, i + 3 + 2 * ns);
+            if (ns < 1 || ns > 4) return NULL;                /* stb refuses the scan */
+            for (unsigned k = 0; k < ns; k++) {
+                unsigned sel = byte_at(b, n, i + 4 + 2 * k), dc = sel >> 4, ac = sel & 15;
+                if (dc > 3 || ac > 3) return NULL;
+                if (((!progressive || ss == 0) && !defined[0][dc]) || ((!progressive || ss != 0) && !defined[1][ac]))
+                    return "a scan uses a Huffman table the file has not defined";
+            }
+        }
+        i += len;  /* past the segment (for SOS, its header: the scan data is skipped byte by byte) */
+    }
+    return NULL;
 }
 
 /* stb_image decodes a JPEG cut short without complaint (missing scan data reads as zeros), so a
@@ -97,39 +152,70 @@ mi_status mi_image_load(mi_image *img, const char *path) {
     size_t n = 0;
     mi_status st = read_file(path, &buf, &n);
     if (st) return st;
-    int w, h, comp;
-    if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp)) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (%s)", path, stbi_failure_reason());
-        goto done;
-    }
-    if (w <= 0 || h <= 0 || (long long)w * h > MAX_PIXELS) {
-        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: %dx%d pixels, at most %lld supported", path, w, h, MAX_PIXELS);
-        goto done;
-    }
-    if (n >= 2 && buf[0] == 0xFF && buf[1] == 0xD8 && !jpeg_has_eoi(buf, n)) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is truncated (no end-of-image marker in its last bytes)", path);
-        goto done;
-    }
-    uint64_t need = bmp_bytes_needed(buf, n);
-    if (need > n) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: BMP is truncated (%zu bytes, its header needs %llu)", path, n,
-                     (unsigned long long)need);
-        goto done;
-    }
-    img->px = stbi_load_from_memory(buf, (int)n, &img->w, &img->h, &comp, 3);  /* grey, RGBA -> RGB */
-    if (!img->px) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: cannot decode %dx%d image: %s", path, w, h, stbi_failure_reason());
-        img->w = img->h = 0;
-    }
-done:
+    st = mi_image_load_memory(img, buf, n, path);
     free(buf);
     return st;
 }
 
+mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int *w, int *h) {
+    const unsigned char *buf = data;
+    *w = *h = 0;
+    if (!name) name = "(memory)";
+    if (!buf || n == 0 || n > INT_MAX)  /* stb_image takes an int length */
+        return MI_FAIL(MI_ERR_FORMAT, "%s: %zu bytes is not the size of an image we decode", name, n);
+    /* Only the formats we take (README): stb_image also reads GIF, PSD, PIC, PNM, HDR and TGA,
+       no medical image comes to us that way, and their readers in stb 2.27 have faults fixed
+       in 2.28 (fuzz_image hit a signed overflow in the PNM header parser within a minute). With
+       these signatures stb's own format tests pick its PNG, JPEG or BMP reader, never another. */
+    size_t jpeg = jpeg_start(buf, n);
+    bool png = n >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8), bmp = n >= 2 && buf[0] == 'B' && buf[1] == 'M';
+    if (!jpeg && !png && !bmp)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (not PNG, JPEG or BMP)", name);
+    const char *fault = jpeg ? jpeg_huffman_fault(buf, n, jpeg) : NULL;  /* stbi_info reads tables too */
+    if (fault) return MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is corrupt (%s)", name, fault);
+    int iw, ih, comp;
+    if (!stbi_info_from_memory(buf, (int)n, &iw, &ih, &comp))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: not an image stb_image can read (%s)", name, stbi_failure_reason());
+    /* checked before decoding: stb_image allocates the whole image first, so a few header bytes
+       claiming 60000x60000 would cost gigabytes (and seconds of zeros from a truncated JPEG) */
+    if (iw <= 0 || ih <= 0 || iw > MI_IMAGE_MAX_SIDE || ih > MI_IMAGE_MAX_SIDE ||
+        (long long)iw * ih > MI_IMAGE_MAX_PIXELS)
+        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: %dx%d pixels, at most %dx%d and %lld pixels supported",
+                       name, iw, ih, MI_IMAGE_MAX_SIDE, MI_IMAGE_MAX_SIDE, MI_IMAGE_MAX_PIXELS);
+    if (jpeg && !jpeg_has_eoi(buf, n))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is truncated (no end-of-image marker in its last bytes)", name);
+    uint64_t need = bmp_bytes_needed(buf, n);
+    if (need > n)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: BMP is truncated (%zu bytes, its header needs %llu)", name, n,
+                       (unsigned long long)need);
+    *w = iw;
+    *h = ih;
+    return MI_OK;
+}
+
+mi_status mi_image_load_memory(mi_image *img, const void *data, size_t n, const char *name) {
+    memset(img, 0, sizeof *img);
+    if (!name) name = "(memory)";
+    int w, h, comp;
+    mi_status st = mi_image_info_memory(data, n, name, &w, &h);
+    if (st) return st;
+    img->px = stbi_load_from_memory(data, (int)n, &img->w, &img->h, &comp, 3);  /* grey, RGBA -> RGB */
+    if (!img->px) {
+        img->w = img->h = 0;
+        return MI_FAIL(MI_ERR_FORMAT, "%s: cannot decode %dx%d image: %s", name, w, h, stbi_failure_reason());
+    }
+    if (img->w != w || img->h != h) {  /* the bound checked holds for what was decoded, not just said */
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: header says %dx%d pixels, decoded %dx%d", name, w, h, img->w, img->h);
+        mi_image_free(img);
+        return st;
+    }
+    return MI_OK;
+}
+
 mi_status mi_image_alloc(mi_image *img, int w, int h) {
     memset(img, 0, sizeof *img);
-    if (w <= 0 || h <= 0 || (long long)w * h > MAX_PIXELS)
-        return MI_FAIL(MI_ERR_ARG, "image size %dx%d is outside 1..%lld pixels", w, h, MAX_PIXELS);
+    if (w <= 0 || h <= 0 || (long long)w * h > MI_IMAGE_MAX_PIXELS)
+        return MI_FAIL(MI_ERR_ARG, "image size %dx%d is outside 1..%lld pixels", w, h, MI_IMAGE_MAX_PIXELS);
     img->px = calloc((size_t)w * (size_t)h, 3);
     if (!img->px) return MI_FAIL(MI_ERR_NOMEM, "cannot allocate a %dx%d image", w, h);
     img->w = w;

@@ -13,8 +13,20 @@ typedef struct {
     int      w, h;
 } mi_image;
 
-/* PNG/JPEG/BMP (whatever stb_image reads); grey/RGBA converted to RGB. Error names the file. */
+/* Bigger than any slide tile or endoscopy frame we decode whole (larger inputs go to io/slides),
+ * and per side too: a 1 x 2^28 strip is no picture we classify. */
+#define MI_IMAGE_MAX_PIXELS (1ll << 28)
+#define MI_IMAGE_MAX_SIDE   (1 << 15)
+
+/* PNG, JPEG or BMP (decoded by stb_image; its other formats are refused); grey/RGBA converted to
+ * RGB. Error names the file. */
 mi_status mi_image_load(mi_image *img, const char *path);
+/* The same from n bytes in memory (not retained); `name` (NULL: "(memory)") names the image in
+ * errors. Both refuse, before decoding, images beyond MI_IMAGE_MAX_SIDE or MI_IMAGE_MAX_PIXELS. */
+mi_status mi_image_load_memory(mi_image *img, const void *data, size_t n, const char *name);
+/* Only the checks mi_image_load_memory makes before decoding (format, size bounds, truncation);
+ * *w, *h get the size the header gives. Costs no decoding. */
+mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int *w, int *h);
 mi_status mi_image_alloc(mi_image *img, int w, int h);     /* zeroed */
 mi_status mi_image_write_png(const char *path, const mi_image *img);
 void      mi_image_free(mi_image *img);
@@ -30,6 +42,10 @@ mi_status mi_image_resize_aa(mi_image *dst, const mi_image *src, int ow, int oh)
 /* A little-endian float32 .npy (C order; format versions 1 to 3). *data malloc'd (free());
  * shape[0..ndim) filled, ndim <= 5 (0 for a scalar). Error names the file. */
 mi_status mi_npy_load(const char *path, float **data, int *ndim, int64_t shape[5]);
+/* The same from `size` bytes in memory (not retained; *data is a copy); `name` (NULL:
+ * "(memory)") names the array in errors. */
+mi_status mi_npy_load_memory(const void *buf, size_t size, const char *name, float **data, int *ndim,
+                             int64_t shape[5]);
 /* Writes data as a version 1.0 '<f4' C-order .npy that numpy.load reads. */
 mi_status mi_npy_save(const char *path, const float *data, int ndim, const int64_t *shape);
 

@@ -65,6 +65,46 @@ static mi_status parse_header(const char *path, const char *h, int *ndim, int64_
     return MI_OK;
 }
 
+/* The preamble: pre holds the file's first min(size, 12) bytes. Gives where the header starts
+ * (*at) and its length, checked to lie inside the file. */
+static mi_status parse_preamble(const char *path, const unsigned char *pre, size_t size, size_t *at,
+                                size_t *hlen) {
+    if (size < 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: not a .npy file (no \\x93NUMPY magic)", path);
+    if (pre[6] < 1 || pre[6] > 3)
+        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: .npy format version %d.%d, expected 1.0 to 3.0", path,
+                       pre[6], pre[7]);
+    if (pre[6] == 1) {
+        *hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
+        *at = 10;
+    } else {
+        if (size < 12) return MI_FAIL(MI_ERR_FORMAT, "%s: .npy file ends inside its preamble", path);
+        *hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+        *at = 12;
+    }
+    if (*hlen > size - *at || *hlen > (1u << 24))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: .npy header length %zu exceeds the %zu-byte file", path, *hlen, size);
+    return MI_OK;
+}
+
+/* The header dict (h: hlen bytes and a NUL) and the data size it implies, which must be exactly
+ * the `avail` bytes that follow it. */
+static mi_status parse_dict(const char *path, const char *h, size_t hlen, size_t avail, int *ndim,
+                            int64_t shape[5], size_t *bytes) {
+    if (strlen(h) != hlen) return MI_FAIL(MI_ERR_FORMAT, "%s: .npy header contains a NUL byte", path);
+    mi_status st = parse_header(path, h, ndim, shape);
+    if (st) return st;
+    size_t n = 1;
+    for (int d = 0; d < *ndim; d++)
+        if (mi_mul_overflows(n, (size_t)shape[d], &n)) return MI_FAIL(MI_ERR_FORMAT, "%s: .npy shape overflows", path);
+    if (mi_mul_overflows(n, sizeof(float), bytes) || *bytes != avail) {
+        char sh[96];
+        return MI_FAIL(MI_ERR_FORMAT, "%s: .npy shape %s needs %zu data bytes, the file has %zu", path,
+                       mi_shape_str(sh, sizeof sh, *ndim, shape), n * sizeof(float), avail);
+    }
+    return MI_OK;
+}
+
 mi_status mi_npy_load(const char *path, float **data, int *ndim, int64_t shape[5]) {
     *data = NULL;
     *ndim = 0;
@@ -86,52 +126,17 @@ mi_status mi_npy_load(const char *path, float **data, int *ndim, int64_t shape[5
         st = MI_FAIL(MI_ERR_FORMAT, "%s: empty file (0 bytes)", path);
         goto done;
     }
-    size_t size = (size_t)sb.st_size;
-    if (size < 10 || fread(pre, 1, 10, fp) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: not a .npy file (no \\x93NUMPY magic)", path);
-        goto done;
-    }
-    if (pre[6] < 1 || pre[6] > 3) {
-        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: .npy format version %d.%d, expected 1.0 to 3.0", path, pre[6], pre[7]);
-        goto done;
-    }
-    size_t hlen, at = 10;
-    if (pre[6] == 1) {
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
-    } else {
-        if (size < 12 || fread(pre + 10, 1, 2, fp) != 2) {
-            st = MI_FAIL(MI_ERR_FORMAT, "%s: .npy file ends inside its preamble", path);
-            goto done;
-        }
-        hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
-        at = 12;
-    }
-    if (hlen > size - at || hlen > (1u << 24)) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: .npy header length %zu exceeds the %zu-byte file", path, hlen, size);
-        goto done;
-    }
+    size_t size = (size_t)sb.st_size, npre = size < 12 ? size : 12, hlen, at, bytes;
+    if (fread(pre, 1, npre, fp) != npre) { st = MI_FAIL(MI_ERR_IO, "%s: short read", path); goto done; }
+    if ((st = parse_preamble(path, pre, size, &at, &hlen)) != MI_OK) goto done;
     h = malloc(hlen + 1);
     if (!h) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    if (fread(h, 1, hlen, fp) != hlen) { st = MI_FAIL(MI_ERR_IO, "%s: short read", path); goto done; }
+    if (fseek(fp, (long)at, SEEK_SET) != 0 || fread(h, 1, hlen, fp) != hlen) {
+        st = MI_FAIL(MI_ERR_IO, "%s: short read", path);
+        goto done;
+    }
     h[hlen] = 0;
-    if (strlen(h) != hlen) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: .npy header contains a NUL byte", path);
-        goto done;
-    }
-    if ((st = parse_header(path, h, ndim, shape)) != MI_OK) goto done;
-    size_t n = 1;
-    for (int d = 0; d < *ndim; d++)
-        if (mi_mul_overflows(n, (size_t)shape[d], &n)) {
-            st = MI_FAIL(MI_ERR_FORMAT, "%s: .npy shape overflows", path);
-            goto done;
-        }
-    size_t bytes;
-    if (mi_mul_overflows(n, sizeof(float), &bytes) || bytes != size - at - hlen) {
-        char sh[96];
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: .npy shape %s needs %zu data bytes, the file has %zu", path,
-                     mi_shape_str(sh, sizeof sh, *ndim, shape), n * sizeof(float), size - at - hlen);
-        goto done;
-    }
+    if ((st = parse_dict(path, h, hlen, size - at - hlen, ndim, shape, &bytes)) != MI_OK) goto done;
     *data = malloc(bytes ? bytes : 1);
     if (!*data) { st = MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, bytes); goto done; }
     if (fread(*data, 1, bytes, fp) != bytes) {
@@ -144,6 +149,31 @@ done:
     free(h);
     fclose(fp);
     return st;
+}
+
+mi_status mi_npy_load_memory(const void *buf, size_t size, const char *name, float **data, int *ndim,
+                             int64_t shape[5]) {
+    *data = NULL;
+    *ndim = 0;
+    if (!name) name = "(memory)";
+    if (!buf && size) return MI_FAIL(MI_ERR_ARG, "%s: NULL data of %zu bytes", name, size);
+    const unsigned char *b = buf;
+    size_t hlen, at, bytes;
+    mi_status st = parse_preamble(name, b, size, &at, &hlen);
+    if (st) return st;
+    char *h = malloc(hlen + 1);  /* the dict parser reads a C string */
+    if (!h) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", name);
+    memcpy(h, b + at, hlen);
+    h[hlen] = 0;
+    st = parse_dict(name, h, hlen, size - at - hlen, ndim, shape, &bytes);
+    free(h);
+    if (st) { *ndim = 0; return st; }
+    if (!(*data = malloc(bytes ? bytes : 1))) {
+        *ndim = 0;
+        return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %zu bytes", name, bytes);
+    }
+    memcpy(*data, b + at + hlen, bytes);
+    return MI_OK;
 }
 
 mi_status mi_npy_save(const char *path, const float *data, int ndim, const int64_t *shape) {

@@ -168,22 +168,39 @@ mi_status mi_audit_append(const char *db_path, const mi_audit_row *r) {
     return MI_OK;
 }
 
-mi_status mi_audit_verify(const char *db_path, const char *expect_head, mi_audit_report *out) {
-    memset(out, 0, sizeof *out);
-    snprintf(out->head_hash, sizeof out->head_hash, ZERO_HASH);
-    long long want_seq = 0;
-    char want_hash[65] = "";
-    if (expect_head && (sscanf(expect_head, "%lld:%64s", &want_seq, want_hash) != 2 || want_seq < 0 ||
+/* expect_head "SEQ:HASH" (or NULL: none) into *seq (0: none) and hash */
+static mi_status parse_head(const char *expect_head, long long *want_seq, char want_hash[65]) {
+    *want_seq = 0;
+    want_hash[0] = 0;
+    if (expect_head && (sscanf(expect_head, "%lld:%64s", want_seq, want_hash) != 2 || *want_seq < 0 ||
                         strlen(want_hash) != 64))
         return MI_FAIL(MI_ERR_ARG, "expected head '%s' is not SEQ:HASH (as `medinfer audit verify` prints it)", expect_head);
+    return MI_OK;
+}
 
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return db_fail(db, db_path, "cannot open");
-    sqlite3_busy_timeout(db, 10000);
+/* The walk of mi_audit_verify on an open DB, which it closes; db_path names it in messages.
+ * The file is someone else's until verified, and its schema is SQL that SQLite runs: an
+ * audit_log that is a view can be an endless recursive query (a 512-byte file kept `audit
+ * verify` busy forever), a generated column can build a gigabyte per row. So audit_log must be
+ * an ordinary table, schema SQL may call only functions without side effects (trusted_schema
+ * off), and no value may exceed 16 MiB (a row holds hashes, versions and a JSON summary). */
+static mi_status verify_db(sqlite3 *db, const char *db_path, long long want_seq, const char *want_hash,
+                           mi_audit_report *out) {
+    sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 24);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+                           " AND sql NOT LIKE 'CREATE VIRTUAL%'", -1, &q, NULL) != SQLITE_OK)
+        return db_fail(db, db_path, "not a medinfer audit DB");  /* "file is not a database" */
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW) {
+        if (rc != SQLITE_DONE) return db_fail(db, db_path, "not a medinfer audit DB");
+        sqlite3_close(db);
+        return MI_FAIL(MI_ERR_IO, "%s: not a medinfer audit DB (no audit_log table)", db_path);
+    }
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT %s FROM audit_log ORDER BY seq", COLS);
-    sqlite3_stmt *q;
     if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
         return db_fail(db, db_path, "not a medinfer audit DB (no audit_log table)");
 
@@ -193,7 +210,7 @@ mi_status mi_audit_verify(const char *db_path, const char *expect_head, mi_audit
     char prev[65] = ZERO_HASH, hash[65];
     long long expect = 1;
     bool found_head = want_seq == 0;
-    int rc = SQLITE_DONE;
+    rc = SQLITE_DONE;
     out->intact = true;
     while (out->intact && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         long long seq = sqlite3_column_int64(q, 0);
@@ -259,4 +276,39 @@ mi_status mi_audit_verify(const char *db_path, const char *expect_head, mi_audit
         MI_FAIL(MI_ERR_SECURITY, "%s: recorded head row %lld is gone (rows deleted from the end)", db_path, want_seq);
     }
     return MI_OK;
+}
+
+mi_status mi_audit_verify(const char *db_path, const char *expect_head, mi_audit_report *out) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->head_hash, sizeof out->head_hash, ZERO_HASH);
+    long long want_seq;
+    char want_hash[65];
+    mi_status st = parse_head(expect_head, &want_seq, want_hash);
+    if (st) return st;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return db_fail(db, db_path, "cannot open");
+    sqlite3_busy_timeout(db, 10000);
+    return verify_db(db, db_path, want_seq, want_hash, out);
+}
+
+mi_status mi_audit_verify_memory(const void *data, size_t n, const char *name, const char *expect_head,
+                                 mi_audit_report *out) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->head_hash, sizeof out->head_hash, ZERO_HASH);
+    if (!name) name = "(memory)";
+    long long want_seq;
+    char want_hash[65];
+    mi_status st = parse_head(expect_head, &want_seq, want_hash);
+    if (st) return st;
+    if ((!data && n) || n > (size_t)INT64_MAX) return MI_FAIL(MI_ERR_ARG, "%s: no database bytes", name);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        return db_fail(db, name, "cannot open");
+    /* READONLY and neither FREEONCLOSE nor RESIZEABLE: SQLite reads the caller's bytes in place
+       and never writes or frees them */
+    if (sqlite3_deserialize(db, "main", (unsigned char *)data, (sqlite3_int64)n, (sqlite3_int64)n,
+                            SQLITE_DESERIALIZE_READONLY) != SQLITE_OK)
+        return db_fail(db, name, "cannot open");
+    return verify_db(db, name, want_seq, want_hash, out);
 }

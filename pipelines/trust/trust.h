@@ -198,6 +198,10 @@ typedef struct {
  * edited, deleted or inserted; expect_head ("SEQ:HASH" printed by an earlier verify, or NULL)
  * also catches rows deleted from the end. An error status means the DB could not be read. */
 mi_status mi_audit_verify(const char *db_path, const char *expect_head, mi_audit_report *out);
+/* The same on a copy of an audit DB in memory (n bytes of an SQLite file, read in place and not
+ * retained); `name` (NULL: "(memory)") names it in messages. */
+mi_status mi_audit_verify_memory(const void *data, size_t n, const char *name, const char *expect_head,
+                                 mi_audit_report *out);
 
 /* The git hash the library was built from ("unknown" outside a git checkout). */
 const char *mi_build_git(void);

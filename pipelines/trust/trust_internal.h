@@ -2,8 +2,9 @@
 #ifndef MI_TRUST_INTERNAL_H
 #define MI_TRUST_INTERNAL_H
 
-#include "medinfer.h"
+#include "trust.h"
 
+#include <cJSON.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -17,5 +18,20 @@ mi_status mi_trust_write_atomic(const char *path, const void *data, size_t n, mo
 /* The last error again, with a new code and a prefix (MI_FAIL formats into the buffer that
  * mi_last_error() returns, so it cannot be passed to MI_FAIL directly). */
 mi_status mi_trust_rewrap(mi_status code, const char *prefix);
+
+/* An update manifest (docs/trust.md, "Updates") as fetched: n bytes of JSON (no NUL terminator
+ * needed); url names it in errors. Checks every field the update uses, the signature fields
+ * with the .sig parser. Call mi_manifest_free afterwards whatever the status. */
+typedef struct {
+    char         model[128], released[64], blob_url[1024];
+    long long    size;
+    mi_signature sig;   /* key_id, sha256, model_version, signature */
+    cJSON       *json;  /* owns the hardware list */
+    const cJSON *hardware;
+} mi_manifest;
+mi_status mi_manifest_parse(mi_manifest *m, const char *text, size_t n, const char *url);
+void      mi_manifest_free(mi_manifest *m);
+/* The manifest's blob_url (relative or absolute) resolved against the manifest's own URL. */
+mi_status mi_manifest_blob_url(const char *base, const char *rel, char *out, size_t cap);
 
 #endif

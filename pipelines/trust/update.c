@@ -284,23 +284,29 @@ static const char *curl_why(CURLcode rc, const char *errbuf) {
 
 /* ---- the manifest ------------------------------------------------------------------------------ */
 
-typedef struct {
-    char         model[128], released[64], blob_url[1024];
-    long long    size;
-    mi_signature sig;   /* key_id, sha256, model_version, signature */
-    cJSON       *json;  /* owns the hardware list */
-    const cJSON *hardware;
-} manifest;
-
 static const char *jstr(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static mi_status manifest_parse(manifest *m, const char *text, const char *url) {
+void mi_manifest_free(mi_manifest *m) {
+    cJSON_Delete(m->json);
+    m->json = NULL;
+    m->hardware = NULL;
+}
+
+mi_status mi_manifest_parse(mi_manifest *m, const char *text, size_t n, const char *url) {
     memset(m, 0, sizeof *m);
-    m->json = cJSON_Parse(text);
+    /* The whole body is the object: a NUL (which cJSON would skip like a space) or anything but
+       whitespace after the object means a damaged or concatenated response, not a manifest. */
+    const char *nul = memchr(text, 0, n), *end = NULL;
+    if (nul) return MI_FAIL(MI_ERR_FORMAT, "manifest %s: NUL byte at byte %td of %zu", url, nul - text, n);
+    m->json = cJSON_ParseWithLengthOpts(text, n, &end, false);
     if (!cJSON_IsObject(m->json)) return MI_FAIL(MI_ERR_FORMAT, "manifest %s: not a JSON object", url);
+    for (const char *p = end; p && p < text + n; p++)
+        if (!strchr(" \t\r\n", *p))
+            return MI_FAIL(MI_ERR_FORMAT, "manifest %s: bytes after the JSON object (at byte %td of %zu)",
+                           url, p - text, n);
     const char *fmt = jstr(m->json, "format");
     if (fmt && strcmp(fmt, MANIFEST_FORMAT))
         return MI_FAIL(MI_ERR_FORMAT, "manifest %s: format '%.40s', expected '" MANIFEST_FORMAT "'", url, fmt);
@@ -342,7 +348,7 @@ static mi_status refuse(mi_update_result *r, int code, mi_status st) {
 }
 
 /* Downloads url into DIR/versions/.incoming-XXXXXX/model.safetensors; *vdir gets the folder. */
-static mi_status download(const mi_update_opts *o, const manifest *m, const char *url, char *vdir,
+static mi_status download(const mi_update_opts *o, const mi_manifest *m, const char *url, char *vdir,
                           size_t cap, mi_update_result *r) {
     snprintf(vdir, cap, "%s/versions/.incoming-XXXXXX", o->model_dir);
     if (!mkdtemp(vdir))
@@ -389,7 +395,7 @@ static mi_status download(const mi_update_opts *o, const manifest *m, const char
 }
 
 /* Steps after the download; the incoming folder is removed by the caller on refusal. */
-static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manifest *m, const char *url,
+static mi_status check_and_install(const mi_update_opts *o, mdir *d, const mi_manifest *m, const char *url,
                                    const mi_trust_store *store, const char *vdir, mi_update_result *r) {
     char blob[1200], hex[65];
     snprintf(blob, sizeof blob, "%s/" MI_MODEL_FILE, vdir);
@@ -444,7 +450,7 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const manif
     return MI_OK;
 }
 
-static mi_status fetch_manifest(const mi_update_opts *o, char *url, size_t ucap, manifest *m) {
+static mi_status fetch_manifest(const mi_update_opts *o, char *url, size_t ucap, mi_manifest *m) {
     size_t n = strlen(o->server);
     if (n > 5 && !strcmp(o->server + n - 5, ".json")) snprintf(url, ucap, "%s", o->server);
     else snprintf(url, ucap, "%.*s/manifest.json", (int)(n && o->server[n - 1] == '/' ? n - 1 : n), o->server);
@@ -462,13 +468,13 @@ static mi_status fetch_manifest(const mi_update_opts *o, char *url, size_t ucap,
         curl_easy_cleanup(c);
         if (rc == CURLE_WRITE_ERROR) st = MI_FAIL(MI_ERR_FORMAT, "manifest %s: larger than %d bytes", url, MANIFEST_MAX);
         else if (rc != CURLE_OK) st = MI_FAIL(MI_ERR_IO, "manifest %s: %s", url, curl_why(rc, errbuf));
-        else st = manifest_parse(m, mb.data, url);
+        else st = mi_manifest_parse(m, mb.data, mb.n, url);
     }
     free(mb.data);
     return st;
 }
 
-static mi_status resolve_url(const char *base, const char *rel, char *out, size_t cap) {
+mi_status mi_manifest_blob_url(const char *base, const char *rel, char *out, size_t cap) {
     CURLU *u = curl_url();
     char *s = NULL;
     mi_status st = MI_OK;
@@ -502,28 +508,28 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
     }
 
     char url[1100], blob_url[1100];
-    manifest m;
+    mi_manifest m;
     memset(&m, 0, sizeof m);
     mi_status st = fetch_manifest(o, url, sizeof url, &m);
-    if (st) { cJSON_Delete(m.json); return refuse(r, MI_TRUST_EXIT_SERVER, st); }
+    if (st) { mi_manifest_free(&m); return refuse(r, MI_TRUST_EXIT_SERVER, st); }
     snprintf(r->offered_version, sizeof r->offered_version, "%s", m.sig.model_version);
     /* a model dir holds one model: a manifest for another one is a wrong URL, not an update */
     if (installed_name[0] && strcmp(installed_name, m.model)) {
         st = MI_FAIL(MI_ERR_SECURITY, "%s offers model '%s', the model dir holds '%s': refused", url, m.model, installed_name);
-        cJSON_Delete(m.json);
+        mi_manifest_free(&m);
         return refuse(r, MI_TRUST_EXIT_MISMATCH, st);
     }
     if (r->installed_version[0]) {
         int cmp = 0;
         if (mi_version_compare(m.sig.model_version, r->installed_version, &cmp)) {
-            cJSON_Delete(m.json);
+            mi_manifest_free(&m);
             return refuse(r, MI_TRUST_EXIT_NOT_NEWER, mi_trust_rewrap(MI_ERR_FORMAT, "cannot compare with the installed model: "));
         }
-        if (cmp == 0) { cJSON_Delete(m.json); r->exit_code = 0; return MI_OK; }  /* up to date */
+        if (cmp == 0) { mi_manifest_free(&m); r->exit_code = 0; return MI_OK; }  /* up to date */
         if (cmp < 0) {
             st = MI_FAIL(MI_ERR_SECURITY, "%s offers model_version %s, older than the installed %s: refused",
                          url, m.sig.model_version, r->installed_version);
-            cJSON_Delete(m.json);
+            mi_manifest_free(&m);
             return refuse(r, MI_TRUST_EXIT_NOT_NEWER, st);
         }
     }
@@ -533,17 +539,17 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
     if (!authorized) {
         st = MI_FAIL(MI_ERR_SECURITY, "%s: this machine's hardware code %s is not among the %d authorized for %s %s",
                      url, r->hwcode, cJSON_GetArraySize(m.hardware), m.model, m.sig.model_version);
-        cJSON_Delete(m.json);
+        mi_manifest_free(&m);
         return refuse(r, MI_TRUST_EXIT_HARDWARE, st);
     }
-    if ((st = resolve_url(url, m.blob_url, blob_url, sizeof blob_url))) {
-        cJSON_Delete(m.json);
+    if ((st = mi_manifest_blob_url(url, m.blob_url, blob_url, sizeof blob_url))) {
+        mi_manifest_free(&m);
         return refuse(r, MI_TRUST_EXIT_SERVER, st);
     }
     char vdir[1100] = "";
     st = download(o, &m, blob_url, vdir, sizeof vdir, r);
     if (st == MI_OK) st = check_and_install(o, d, &m, blob_url, store, vdir, r);
-    cJSON_Delete(m.json);
+    mi_manifest_free(&m);
     if (st && vdir[0]) remove_version(vdir);  /* refused: the download goes, nothing else changed */
     if (st == MI_OK) sweep(d);                 /* versions older than `previous` */
     return st;

@@ -1,0 +1,6 @@
+medinfer-signature-v1
+algorithm: ed25519
+key-id: 0123456789abcdef
+sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+model-version: 2026.11.3
+signature: abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab

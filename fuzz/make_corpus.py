@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""fuzz/make_corpus.py [--bin build/medinfer] - write the seed corpora fuzz/corpus/<harness>/.
+
+A few small valid inputs per parser, for libFuzzer to mutate from, plus inputs that each
+reach one refusal. Run once by hand and commit the result (`make fuzz` and `make test` only read
+the corpora); regression inputs for fixed bugs are added to the same directories by hand and
+are not written here. Blobs come from tools/export.py's writer, .npy files from numpy, images
+from PIL, audit DBs from `medinfer inspect --audit` itself (so their hash chains are the real
+ones), with SQLite pages of 512 bytes to keep them small.
+
+Needs python3-torch (tools/export.py imports it), python3-numpy, python3-pil, and a built
+medinfer. The audit rows carry the time they were written, so a rerun changes those files.
+"""
+import argparse
+import io
+import json
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import export  # noqa: E402  (tools/export.py: the blob writer users run)
+
+OUT = os.path.join(ROOT, "fuzz", "corpus")
+
+
+def put(harness, name, data):
+    d = os.path.join(OUT, harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def blob_bytes(tensors, meta):
+    with tempfile.TemporaryDirectory() as t:
+        p = os.path.join(t, "b.safetensors")
+        export.write_safetensors(p, tensors, meta)
+        return open(p, "rb").read()
+
+
+def raw_blob(header, data=b"", pad=True):
+    h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+SITES = ["esophagus", "cardia", "fundus", "antrum"]
+META = {"arch": "resnet18", "format_version": "1", "model_version": "2026.11.2",
+        "created": "2026-11-02T10:00:00Z", "num_classes": "4", "labels": json.dumps(SITES),
+        "input_size": "32", "resize": "37", "mean": "[0.485, 0.456, 0.406]",
+        "std": "[0.229, 0.224, 0.225]", "site_order": json.dumps(SITES[::-1]),
+        "site_groups": json.dumps({"upper": SITES[:2], "stomach": SITES[2:]}),
+        "endoqc_min_frames": "2", "endoqc_site_threshold": "3", "endoqc_min_prob": "0.5"}
+
+
+def safetensors():
+    g = torch.Generator().manual_seed(0)
+    t = {"conv1.weight": torch.randn(2, 3, 1, 1, generator=g), "fc.bias": torch.randn(4, generator=g),
+         "h16": torch.randn(3, generator=g).half(), "b16": torch.randn(2, generator=g).bfloat16(),
+         "f64": torch.randn(2, generator=g).double(), "bn.num_batches_tracked": torch.tensor(7),
+         "mask": torch.tensor([True, False, True]), "u": torch.arange(5, dtype=torch.uint8)}
+    put("safetensors", "ok_all_dtypes", blob_bytes(t, META))
+    put("safetensors", "ok_no_metadata", blob_bytes({"a": torch.ones(2, 2)}, None))
+    put("safetensors", "ok_empty_and_scalar",
+        blob_bytes({"e": torch.zeros(0, 3), "s": torch.tensor(2.5), "e16": torch.zeros(0).half()},
+                   {"arch": "test"}))
+    put("safetensors", "ok_metadata_only", blob_bytes({}, {"arch": "x", "num_classes": "1",
+                                                           "labels": "[\"only\"]"}))
+    # unpadded header: the tensors start at odd offsets and are copied to aligned memory
+    put("safetensors", "ok_unaligned", raw_blob(
+        {"u": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},
+         "f": {"dtype": "F32", "shape": [2], "data_offsets": [3, 11]},
+         "h": {"dtype": "F16", "shape": [1], "data_offsets": [11, 13]}},
+        b"\x09\x08\x07" + struct.pack("<2f", 0.25, -1.0) + struct.pack("<e", 0.5), pad=False))
+    put("safetensors", "bad_overlap", raw_blob(
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+         "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8)))
+    put("safetensors", "bad_hole", raw_blob(
+        {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8)))
+    put("safetensors", "bad_duplicate", raw_blob(
+        b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+        b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', bytes(8)))
+    put("safetensors", "bad_labels_count", blob_bytes({"a": torch.ones(1)}, dict(META, num_classes="5")))
+    put("safetensors", "bad_mean_nan", blob_bytes({"a": torch.ones(1)}, {"mean": "[NaN, 0, 0]"}))
+    put("safetensors", "bad_header_length", struct.pack("<Q", 1 << 40) + b"{}")
+
+
+def npy():
+    def save(name, a, version=None):
+        f = io.BytesIO()
+        if version:
+            np.lib.format.write_array(f, a, version=version)
+        else:
+            np.save(f, a)
+        put("npy", name, f.getvalue())
+    x = np.arange(3 * 4 * 4, dtype="<f4").reshape(3, 4, 4) / 7
+    save("ok_chw", x)
+    save("ok_nchw_v2", x[None], version=(2, 0))
+    save("ok_v3", x[:, :2, :2], version=(3, 0))
+    save("ok_scalar", np.float32(1.5).reshape(()))
+    save("ok_1d", np.array([1, 2, 3], dtype="<f4"))
+    save("ok_empty", np.zeros((0, 2), dtype="<f4"))
+    save("bad_float64", x.astype("<f8"))
+    save("bad_big_endian", x.astype(">f4"))
+    save("bad_fortran", np.asfortranarray(x))
+    save("bad_int", np.arange(4, dtype="<i4"))
+
+
+def image():
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    def save(name, im, fmt, **kw):
+        f = io.BytesIO()
+        im.save(f, fmt, **kw)
+        put("image", name, f.getvalue())
+        return f.getvalue()
+    save("ok_rgb.png", rgb, "PNG")
+    save("ok_grey.png", rgb.convert("L"), "PNG")
+    save("ok_rgba.png", rgb.convert("RGBA"), "PNG")
+    save("ok_palette.png", rgb.convert("P"), "PNG")
+    save("ok_1x1.png", rgb.crop((0, 0, 1, 1)), "PNG")
+    save("ok_strip_1x40.png", Image.fromarray(rng.integers(0, 256, (40, 1, 3), dtype=np.uint8)), "PNG")
+    jpg = save("ok.jpg", rgb, "JPEG", quality=90)
+    save("ok_progressive.jpg", rgb, "JPEG", progressive=True)
+    save("ok_grey.jpg", rgb.convert("L"), "JPEG")
+    save("ok_5x3.bmp", rgb.crop((0, 0, 5, 3)), "BMP")        # rows padded to 4 bytes
+    save("ok_palette.bmp", rgb.convert("P"), "BMP")
+    save("bad_format.gif", rgb, "GIF")                      # stb_image reads these; we do not
+    save("bad_format.ppm", rgb, "PPM")
+    save("bad_format.tga", rgb, "TGA")
+    put("image", "bad_truncated.jpg", jpg[:len(jpg) * 2 // 3])
+    bmp = open(os.path.join(OUT, "image", "ok_5x3.bmp"), "rb").read()
+    put("image", "bad_truncated.bmp", bmp[:-7])
+    # headers claiming more pixels than we decode (but not more than stb_image's own limit, so
+    # that ours is what refuses them), before anything is decoded
+    f = io.BytesIO()
+    Image.new("L", (1, 1)).save(f, "PNG")
+    for name, w, h in (("bad_too_wide.png", 40000, 20), ("bad_too_many_pixels.png", 30000, 30000)):
+        png = bytearray(f.getvalue())
+        png[16:24] = struct.pack(">II", w, h)
+        put("image", name, bytes(png))
+
+
+HEX64 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+SIG128 = "ab" * 64
+
+
+def manifest():
+    m = {"format": "medinfer-manifest-v1", "model": "sites", "model_version": "2026.11.3",
+         "released": "2026-11-20", "blob_url": "../blobs/sites-2026.11.3.safetensors", "size": 23466,
+         "sha256": HEX64, "key_id": "0123456789abcdef", "signature": SIG128,
+         "hardware": ["0A1B-2C3D-4E5F-6A7B", "ffff0000ffff0000"]}
+    put("manifest", "ok_relative_url.json", json.dumps(m, indent=1).encode())
+    put("manifest", "ok_absolute_url.json",
+        json.dumps(dict(m, blob_url="https://cdn.example.org/b/x.safetensors", hardware=[])).encode())
+    put("manifest", "bad_version.json", json.dumps(dict(m, model_version="2026.x")).encode())
+    put("manifest", "bad_missing_sha256.json", json.dumps({k: v for k, v in m.items() if k != "sha256"}).encode())
+    put("manifest", "bad_size.json", json.dumps(dict(m, size=1.5)).encode())
+    put("manifest", "bad_trailing.json", json.dumps(m).encode() + b"\n{}")
+    put("manifest", "ok.sig", ("medinfer-signature-v1\nalgorithm: ed25519\nkey-id: 0123456789abcdef\n"
+                               f"sha256: {HEX64}\nmodel-version: 2026.11.3\nsignature: {SIG128}\n").encode())
+
+
+def audit(medinfer):
+    blob = os.path.join(OUT, "safetensors", "ok_metadata_only")
+    with tempfile.TemporaryDirectory() as t:
+        def db(name, rows, sql=None):
+            p = os.path.join(t, name)
+            c = sqlite3.connect(p)  # 512-byte pages: three small tables in a few KiB
+            c.executescript("PRAGMA page_size = 512; CREATE TABLE t(x); DROP TABLE t;")
+            c.close()
+            for _ in range(rows):
+                subprocess.run([medinfer, "inspect", "--audit", p, blob], check=True,
+                               stdout=subprocess.DEVNULL, env=dict(os.environ, MEDINFER_TRUST=""))
+            c = sqlite3.connect(p)
+            if sql:
+                c.executescript(sql)
+            c.commit()
+            c.execute("VACUUM")
+            c.close()
+            put("audit", name, open(p, "rb").read())
+        db("ok_three_rows.db", 3)
+        db("ok_one_row.db", 1)
+        db("bad_edited.db", 3, "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET result = '{}' WHERE seq = 2;")
+        db("bad_deleted.db", 3, "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq = 2;")
+        db("bad_tail_cut.db", 2, "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq = 2;")
+        db("bad_relinked.db", 2, "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET prev_hash = row_hash WHERE seq = 2;")
+        p = os.path.join(t, "other.db")
+        c = sqlite3.connect(p)
+        c.executescript("PRAGMA page_size = 512; CREATE TABLE results(seq INTEGER PRIMARY KEY, r TEXT);"
+                        "INSERT INTO results(r) VALUES ('x');")
+        c.close()
+        put("audit", "bad_not_audit.db", open(p, "rb").read())
+    put("audit", "bad_not_sqlite", b"SQLite format 2\x00" + bytes(100))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build", "medinfer"))
+    a = ap.parse_args()
+    safetensors()
+    npy()
+    image()
+    manifest()
+    audit(a.bin)
+    total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
+    print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
