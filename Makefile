@@ -9,10 +9,11 @@ PYTHON  := /usr/bin/python3
 B       ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
-# -fPIC and hidden visibility: the same objects make the static library, the shared one (which
+# Includes are spelled from the repository root ("ops/conv.h", "pipelines/io/image.h"), the public
+# header as "medinfer.h". -fPIC and hidden visibility: the same objects make the static library, the shared one (which
 # exports only what include/medinfer.h declares, marked MI_API) and the programs.
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -fopenmp -Wall -Wextra -Werror \
-           -fPIC -fvisibility=hidden -Iinclude -I/usr/include/cjson -MMD -MP
+           -fPIC -fvisibility=hidden -I. -Iinclude -MMD -MP
 LDLIBS_CORE := -lcjson -lm -fopenmp
 PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb
 # pkg-config is asked only when a target needs the pipelines (after deps are installed)
@@ -81,13 +82,13 @@ $(B)/%.o: %.c | $(DEPS_STAMP)
 	$(CC) $(CFLAGS) $(XFLAGS) -c $< -o $@
 $(B)/pipelines/%.o: pipelines/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -c $< -o $@
 $(B)/tools/%.o: tools/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -c $< -o $@
 $(B)/fuzz/%.o: fuzz/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -c $< -o $@
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -c $< -o $@
 # Third-party code, as Debian ships it. stb 2.27's JPEG entropy decoder over-shifts and
 # overflows ints on corrupt scan data (fixed in 2.28 by checks that refuse the image); on the
 # targets we build for these wrap into garbage pixels of an already corrupt image and touch no
@@ -96,7 +97,7 @@ $(B)/fuzz/%.o: fuzz/%.c | $(DEPS_STAMP)
 $(B)/fuzz/stb_image.o: CFLAGS += -w -fno-sanitize=shift,signed-integer-overflow
 $(B)/tests/%.o: tests/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -Ipipelines -DMI_FIXTURES='"$(B)/fixtures"' -c $< -o $@
+	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -DMI_FIXTURES='"$(B)/fixtures"' -c $< -o $@
 
 # The build's git hash in audit rows: only buildinfo.o carries it, and it is recompiled when the
 # hash (or the working tree's -dirty mark) changes.

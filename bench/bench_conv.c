@@ -28,7 +28,7 @@
  *                           all 53 convolutions of one ResNet-50 forward, milliseconds
  *   resnet50_conv_as_run_ms_<T>t
  *                           the same with each shape run as the network runs it (medians) */
-#include "../ops/conv.h"
+#include "ops/conv.h"
 
 #include <immintrin.h>
 #include <omp.h>

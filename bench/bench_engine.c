@@ -4,7 +4,7 @@
  * bench/bench.py runs it once per configuration (so peak RSS is per configuration) and puts the
  * numbers beside PyTorch's from the same run. */
 #include "medinfer.h"
-#include "../ops/cpu.h"
+#include "ops/cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>

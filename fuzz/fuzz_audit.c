@@ -2,8 +2,8 @@
  * SQLite database: mi_audit_verify_memory, which runs the walk of mi_audit_verify on the bytes
  * in place (sqlite3_deserialize, read-only; nothing touches the disk). A chain found intact must
  * verify again, intact, against the head it reported; a refusal must name the database. */
-#include "fuzz.h"
-#include "trust/trust.h"
+#include "fuzz/fuzz.h"
+#include "pipelines/trust/trust.h"
 
 #include <string.h>
 

@@ -7,8 +7,8 @@
  * larger than FUZZ_MAX_PIXELS are not decoded: a few of them would take most of the run. Their
  * checks have run by then, and refused headers are still passed to mi_image_load_memory. Run
  * with a small -max_len (fuzz/run.sh: 4096). */
-#include "fuzz.h"
-#include "io/image.h"
+#include "fuzz/fuzz.h"
+#include "pipelines/io/image.h"
 
 #include <string.h>
 

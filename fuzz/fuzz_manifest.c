@@ -4,8 +4,8 @@
  * list, the blob URL resolved against the manifest's, the signed message. The same bytes also go
  * through mi_signature_parse as a .sig file (pipelines/trust/sign.c), which the manifest's
  * signature fields reach only after being reformatted. No network: libcurl only parses URLs. */
-#include "fuzz.h"
-#include "trust/trust_internal.h"
+#include "fuzz/fuzz.h"
+#include "pipelines/trust/trust_internal.h"
 
 #include <string.h>
 

@@ -1,8 +1,8 @@
 /* fuzz/fuzz_npy.c - the .npy reader (pipelines/io/npy.c) on arbitrary bytes through
  * mi_npy_load_memory, which shares every check with mi_npy_load. An accepted array must be
  * exactly the bytes after its header: shape product x 4 == what is left, every float readable. */
-#include "fuzz.h"
-#include "io/image.h"
+#include "fuzz/fuzz.h"
+#include "pipelines/io/image.h"
 
 #include <string.h>
 

@@ -7,10 +7,10 @@
  * Promises checked beyond the sanitizers: a refusal names the input; an accepted blob's tensors
  * tile its data section, each with exactly dtype size x shape bytes, and the F32 views of
  * non-empty ones are aligned. */
-#include "fuzz.h"
-#include "../weights/safetensors.h"
-#include "io/image.h"
-#include "endoqc/endoqc.h"
+#include "fuzz/fuzz.h"
+#include "weights/safetensors.h"
+#include "pipelines/io/image.h"
+#include "pipelines/endoqc/endoqc.h"
 
 #include <string.h>
 

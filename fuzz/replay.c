@@ -8,7 +8,7 @@
  *
  * Exits 1 when an argument cannot be read or a directory holds no input, so that a lost corpus
  * fails the test instead of passing with nothing run; a crashing input aborts the process. */
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /* nn/classify.c - mi_classify: a session's logits to the k most probable classes per item, the
  * one definition `medinfer classify`, endoqc and integrators share. */
-#include "model.h"
+#include "nn/model.h"
 
-#include "../ops/act.h"
+#include "ops/act.h"
 
 #include <math.h>
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /* nn/ctx.c - the measure and run walks of nn/ctx.h. */
-#include "ctx.h"
+#include "nn/ctx.h"
 
 #include <stdint.h>
 #include <stdio.h>

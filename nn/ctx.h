@@ -19,7 +19,7 @@
 #define MI_NN_CTX_H
 
 #include "medinfer.h"
-#include "../ops/tensor.h"
+#include "ops/tensor.h"
 
 #include <stdbool.h>
 

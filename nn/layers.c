@@ -1,8 +1,8 @@
 /* nn/layers.c - shared loaders and forward steps (nn/layers.h). */
-#include "layers.h"
+#include "nn/layers.h"
 
-#include "../ops/act.h"
-#include "../ops/linear.h"
+#include "ops/act.h"
+#include "ops/linear.h"
 
 #include <stdio.h>
 #include <stdlib.h>

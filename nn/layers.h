@@ -10,10 +10,10 @@
 #ifndef MI_NN_LAYERS_H
 #define MI_NN_LAYERS_H
 
-#include "ctx.h"
-#include "../ops/conv.h"
-#include "../ops/pool.h"
-#include "../weights/safetensors.h"
+#include "nn/ctx.h"
+#include "ops/conv.h"
+#include "ops/pool.h"
+#include "weights/safetensors.h"
 
 /* torch.nn.Conv2d/3d "<conv>.weight" [cout, cin/groups, k...] and, when has_bias,
  * "<conv>.bias" [cout]. */

@@ -4,10 +4,10 @@
  * The split follows ncnn's Net / Extractor: everything a run only reads (packed weights,
  * metadata) is in the model, everything a run writes is in the session, so sessions on several
  * threads can share one model without locks. */
-#include "model.h"
+#include "nn/model.h"
 
-#include "resnet.h"
-#include "../ops/cpu.h"
+#include "nn/resnet.h"
+#include "ops/cpu.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -4,8 +4,8 @@
 #define MI_NN_MODEL_H
 
 #include "medinfer.h"
-#include "ctx.h"
-#include "../weights/safetensors.h"
+#include "nn/ctx.h"
+#include "weights/safetensors.h"
 
 /* One architecture: builds the read-only network from a blob, walks it in a context. */
 typedef struct {

@@ -2,9 +2,9 @@
  * a Bottleneck is on its 3x3 conv2). Each *_forward mirrors the torch module's forward(), with
  * BatchNorm folded into the preceding conv at load and ReLU / residual add fused into the conv's
  * epilogue. */
-#include "resnet.h"
+#include "nn/resnet.h"
 
-#include "layers.h"
+#include "nn/layers.h"
 
 #include <stdio.h>
 #include <stdlib.h>

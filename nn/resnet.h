@@ -4,8 +4,8 @@
 #ifndef MI_NN_RESNET_H
 #define MI_NN_RESNET_H
 
-#include "ctx.h"
-#include "../weights/safetensors.h"
+#include "nn/ctx.h"
+#include "weights/safetensors.h"
 
 typedef struct mi_resnet mi_resnet;
 

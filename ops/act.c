@@ -2,8 +2,8 @@
  *
  * Threads split over independent outputs only; softmax's reduction over `dim` is done by one
  * thread in a fixed order, so results are the same bits for any thread count. */
-#include "act.h"
-#include "cpu.h"
+#include "ops/act.h"
+#include "ops/cpu.h"
 
 #include <math.h>
 

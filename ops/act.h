@@ -6,7 +6,7 @@
 #ifndef MI_ACT_H
 #define MI_ACT_H
 
-#include "tensor.h"
+#include "ops/tensor.h"
 
 /* torch.relu: y = x < 0 ? 0 : x (NaN stays NaN, as in torch).  x, y: (n) */
 void mi_relu(float *y, const float *x, int64_t n);

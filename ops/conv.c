@@ -37,7 +37,7 @@
  * Determinism: the GEMM splits output tiles only, never K (ops/gemm.c), and the phase planes are
  * copies, so the bits are the same for any thread count.
  * Tests: tests/test_conv.c against tests/ref_conv.py (torch.nn.functional.conv2d/conv3d). */
-#include "conv_internal.h"
+#include "ops/conv_internal.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -10,8 +10,8 @@
 #ifndef MI_CONV_H
 #define MI_CONV_H
 
-#include "tensor.h"
-#include "cpu.h"
+#include "ops/tensor.h"
+#include "ops/cpu.h"
 
 typedef enum { MI_ACT_NONE = 0, MI_ACT_RELU } mi_act;
 

@@ -9,8 +9,8 @@
 #ifndef MI_CONV_INTERNAL_H
 #define MI_CONV_INTERNAL_H
 
-#include "conv.h"
-#include "gemm.h"
+#include "ops/conv.h"
+#include "ops/gemm.h"
 
 /* Input D, H, W of x (D = 1 for 2-D). */
 void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]);

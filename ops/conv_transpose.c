@@ -14,7 +14,7 @@
  * such tiles writes a phase buffer that is then scattered to y.
  * For k = s (V-Net) every phase has one tap per dimension and the GEMM is a plain 1x1 convolution.
  * Tests: tests/test_conv.c against tests/ref_conv.py (torch conv_transpose2d/3d). */
-#include "conv_internal.h"
+#include "ops/conv_internal.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -29,7 +29,7 @@
  * value is computed the same way whatever the thread count. The transforms of one row of tiles
  * are the ukr's wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same bits.
  * Chosen by ops/conv.c (mi_conv_desc.algo, or by size once the input size is known). */
-#include "conv_internal.h"
+#include "ops/conv_internal.h"
 
 #include <omp.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* ops/cpu.c - feature detection and ISA choice, once per process. */
-#include "cpu.h"
+#include "ops/cpu.h"
 #include "medinfer.h"
 
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* ops/elementwise.c - scalar references for the elementwise ops (see elementwise.h), the
  * dispatch, and concatenation (pure copies: memcpy is already the fast path). */
-#include "elementwise.h"
-#include "cpu.h"
+#include "ops/elementwise.h"
+#include "ops/cpu.h"
 
 #include <string.h>
 

@@ -6,7 +6,7 @@
 #ifndef MI_ELEMENTWISE_H
 #define MI_ELEMENTWISE_H
 
-#include "tensor.h"
+#include "ops/tensor.h"
 
 /* y = a + b, y = a * b, y = relu(a + b) (relu as torch: s < 0 ? 0 : s).  a, b, y: (n) */
 void mi_add(float *y, const float *a, const float *b, int64_t n);

@@ -14,7 +14,7 @@
  * micro-kernel whatever the split, so the bits are the same for any thread count.
  * Tests: tests/test_conv.c (every convolution on every ISA against torch and the reference, and
  * memcmp across 1, 2 and 4 threads). */
-#include "gemm.h"
+#include "ops/gemm.h"
 
 #include <omp.h>
 

@@ -16,8 +16,8 @@
 #ifndef MI_GEMM_H
 #define MI_GEMM_H
 
-#include "cpu.h"
-#include "tensor.h"
+#include "ops/cpu.h"
+#include "ops/tensor.h"
 
 typedef struct { int64_t off; uint32_t mask; } mi_gemm_seg;  /* columns c in mask -> y[off + c] */
 

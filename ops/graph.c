@@ -1,7 +1,7 @@
 /* ops/graph.c - dense graph convolution and Kipf normalization (see graph.h). */
-#include "graph.h"
-#include "cpu.h"
-#include "linear.h"
+#include "ops/graph.h"
+#include "ops/cpu.h"
+#include "ops/linear.h"
 
 #include <math.h>
 

@@ -9,7 +9,7 @@
 #ifndef MI_GRAPH_H
 #define MI_GRAPH_H
 
-#include "tensor.h"
+#include "ops/tensor.h"
 
 /* Â = D^-1/2 (A + I) D^-1/2 with D_ii = sum_j (A + I)_ij (row sums; for the symmetric A of an
  * undirected graph these equal GCNConv's in-degrees). A node whose degree is 0 (possible only

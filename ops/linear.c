@@ -1,7 +1,7 @@
 /* ops/linear.c - scalar references for linear and matmul (see linear.h), and the dispatch.
  * Threads split over outputs (rows of y / C), never over the sum over `in` / K. */
-#include "linear.h"
-#include "cpu.h"
+#include "ops/linear.h"
+#include "ops/cpu.h"
 
 #define PAR_MIN_FLOPS 65536
 

@@ -5,7 +5,7 @@
 #ifndef MI_LINEAR_H
 #define MI_LINEAR_H
 
-#include "tensor.h"
+#include "ops/tensor.h"
 
 /* y = x · wᵀ + b, as torch.nn.functional.linear(x, w, b).
  * x: (n, in)  w: (out, in), torch's nn.Linear.weight layout  b: (out) or NULL  y: (n, out).

@@ -1,6 +1,6 @@
 /* ops/norm.c - BatchNorm folded into the preceding convolution, in float64 (torch's eval-mode
  * batch_norm: y = (x - mean) / sqrt(var + eps) * gamma + beta). */
-#include "conv.h"
+#include "ops/conv.h"
 
 #include <math.h>
 

@@ -3,8 +3,8 @@
  * Index math follows PyTorch 1.13's CPU kernels (aten/src/ATen/native/Pool.h, cpu/MaxPoolKernel.cpp,
  * cpu/AvgPoolKernel.cpp, AdaptiveAveragePooling*.cpp): a 2-D pool is run as a 3-D pool with
  * depth 1 (k = 1, stride 1, pad 0), which performs the same additions in the same order. */
-#include "pool.h"
-#include "cpu.h"
+#include "ops/pool.h"
+#include "ops/cpu.h"
 
 #include <math.h>
 #include <stdio.h>

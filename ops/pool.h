@@ -6,7 +6,7 @@
 #ifndef MI_POOL_H
 #define MI_POOL_H
 
-#include "tensor.h"
+#include "ops/tensor.h"
 
 /* Spatial parameters in D, H, W order; a 2-D pool has sp = 2 and uses [1], [2] only (index 0 is
  * ignored), like mi_conv_desc. dil must be 1 for average pooling (torch's has no dilation).

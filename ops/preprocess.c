@@ -19,7 +19,7 @@
  * is the sequential float sum t0*w0 + t1*w1 + ... (no FMA: -ffp-contract=off). That equals torch's
  * scalar kernel (ATEN_CPU_CAPABILITY=default) bit for bit; torch's AVX2 build contracts some of the
  * terms into FMAs, which moves about one output in 10^5 by one uint8 step (tests/test_image.c). */
-#include "preprocess.h"
+#include "ops/preprocess.h"
 
 #include <math.h>
 #include <stdbool.h>

@@ -4,8 +4,8 @@
  * the outermost dim's lerp of the inner lerps, lerp = t0*w0 + t1*w1. The per-column index and
  * weight table lives on each thread's stack (CHUNK columns at a time; built once per thread when
  * the output is at most CHUNK wide), so the op needs no workspace. */
-#include "resize.h"
-#include "cpu.h"
+#include "ops/resize.h"
+#include "ops/cpu.h"
 
 #include <math.h>
 

@@ -13,7 +13,7 @@
 #ifndef MI_RESIZE_H
 #define MI_RESIZE_H
 
-#include "tensor.h"
+#include "ops/tensor.h"
 
 /* Output shape of interpolate(x, scale_factor=scale): floor(in * scale) per spatial dim.
  * MI_ERR_SHAPE when x is not 4-D or 5-D, MI_ERR_ARG when a scale is <= 0 or an output is empty. */

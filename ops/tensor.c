@@ -1,5 +1,5 @@
 /* ops/tensor.c - tensor views and the arena. */
-#include "tensor.h"
+#include "ops/tensor.h"
 
 #include <stdio.h>
 #include <stdlib.h>

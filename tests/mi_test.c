@@ -1,5 +1,5 @@
 /* tests/mi_test.c - see mi_test.h */
-#include "mi_test.h"
+#include "tests/mi_test.h"
 
 #include <math.h>
 #include <string.h>

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../ops/tensor.h"
-#include "../weights/safetensors.h"
+#include "ops/tensor.h"
+#include "weights/safetensors.h"
 
 #ifndef MI_FIXTURES
 #define MI_FIXTURES "build/fixtures"

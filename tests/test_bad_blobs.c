@@ -1,7 +1,7 @@
 /* tests/test_bad_blobs.c - the bad-blob corpus (tests/ref_bad_blobs.py) at the C API: every file
  * is refused with the right mi_status and one sentence that names the file and the problem.
  * The same files go through the CLI in tests/test_bad_blobs.sh. */
-#include "mi_test.h"
+#include "tests/mi_test.h"
 
 #include <dirent.h>
 #include <string.h>

@@ -18,9 +18,9 @@
  * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer.
  * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge.
  * 6. mi_conv_prepare picks the algorithm and orientation for the input size. */
-#include "mi_test.h"
-#include "../ops/conv.h"
-#include "../ops/conv_internal.h"   /* the kernel table and the scalar Winograd transforms */
+#include "tests/mi_test.h"
+#include "ops/conv.h"
+#include "ops/conv_internal.h"   /* the kernel table and the scalar Winograd transforms */
 
 #include <math.h>
 #include <string.h>

@@ -4,10 +4,10 @@
  * boundaries, the site metadata of a blob (corpus from tests/ref_endoqc_meta.py), the missing-site
  * lists in the report and the database, and the shipped demo blob's version. End-to-end runs with
  * the demo blob are tests/test_endoqc*.sh. */
-#include "mi_test.h"
-#include "io/video.h"
-#include "endoqc/endoqc.h"
-#include "trust/trust.h"
+#include "tests/mi_test.h"
+#include "pipelines/io/video.h"
+#include "pipelines/endoqc/endoqc.h"
+#include "pipelines/trust/trust.h"
 
 #include <dirent.h>
 #include <libavutil/log.h>

@@ -8,8 +8,8 @@
  * |diff| 0 on every fixture and every shared image). Against torch's default AVX2 dispatch, FMA
  * contraction in its resize moves a few resized pixels by one uint8 step, i.e. 1/255/std ~ 0.0175
  * after Normalize; that is bounded and reported by preprocess_vs_torch_dispatch. */
-#include "mi_test.h"
-#include "io/image.h"
+#include "tests/mi_test.h"
+#include "pipelines/io/image.h"
 
 #include <math.h>
 #include <string.h>

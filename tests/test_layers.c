@@ -2,8 +2,8 @@
  * (tests/ref_layers.py): each layer is read from a blob by its state_dict names and run in an
  * nn_ctx the way a network runs it (a measure walk, the arena, a run walk). Also the names and
  * shapes a loader reports when the blob does not fit. Tolerance 1e-5 * max|ref| + 1e-6. */
-#include "mi_test.h"
-#include "../nn/layers.h"
+#include "tests/mi_test.h"
+#include "nn/layers.h"
 
 #include <math.h>
 #include <string.h>

@@ -19,14 +19,14 @@
  *   Kipf normalization: atol 1e-6 (4.5e-8); graph conv: atol 1e-5, rtol 1e-5 (2.4e-7 / 3.0e-7).
  * AVX2 against the reference where the order differs: sigmoid atol 1e-6 (6.0e-8), softmax
  * atol 2e-6 (1.2e-7), log_softmax atol 1e-5 rtol 1e-6 (3.8e-6), linear atol/rtol 1e-5. */
-#include "mi_test.h"
-#include "../ops/act.h"
-#include "../ops/cpu.h"
-#include "../ops/elementwise.h"
-#include "../ops/graph.h"
-#include "../ops/linear.h"
-#include "../ops/pool.h"
-#include "../ops/resize.h"
+#include "tests/mi_test.h"
+#include "ops/act.h"
+#include "ops/cpu.h"
+#include "ops/elementwise.h"
+#include "ops/graph.h"
+#include "ops/linear.h"
+#include "ops/pool.h"
+#include "ops/resize.h"
 
 #include <math.h>
 #include <string.h>

@@ -2,9 +2,9 @@
  * fuzz/ drives): each gives what its file counterpart gives for the same bytes and names the
  * input by the name it is given; and the bugs fuzzing found, each pinned by a small input
  * (the inputs that found them are in fuzz/corpus/, replayed by tests/test_fuzz_replay.sh). */
-#include "mi_test.h"
-#include "io/image.h"
-#include "trust/trust_internal.h"
+#include "tests/mi_test.h"
+#include "pipelines/io/image.h"
+#include "pipelines/trust/trust_internal.h"
 
 #include <ftw.h>
 #include <sqlite3.h>

@@ -5,9 +5,9 @@
  * Tolerance: max|d| <= 1e-4 * max|ref| per stage (measured maxima are printed).
  * Also: any input H x W, the C2-C5 backbone, identical bits for 1, 2 and 4 threads and for a
  * batch against its items alone, and refusals that name what is wrong. */
-#include "mi_test.h"
+#include "tests/mi_test.h"
 #include "medinfer.h"
-#include "../ops/cpu.h"
+#include "ops/cpu.h"
 
 #include <math.h>
 #include <string.h>

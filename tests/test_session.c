@@ -2,7 +2,7 @@
  * threads sharing one model (also built with ThreadSanitizer by `make check`), per-session thread
  * counts that leave the host's OpenMP settings alone, activation memory by liveness, the capture
  * hook, and the plan of a measure walk against the run that follows it. */
-#include "mi_test.h"
+#include "tests/mi_test.h"
 #include "medinfer.h"
 
 #include <omp.h>

@@ -2,8 +2,8 @@
  * signed message and .sig format, sign/check with the trust store from --pubkey and
  * MEDINFER_TRUST, the audit chain (edits and deletes found by row), the option helper.
  * Updates against a live server are tests/test_trust.sh. */
-#include "mi_test.h"
-#include "trust/trust.h"
+#include "tests/mi_test.h"
+#include "pipelines/trust/trust.h"
 
 #include <ftw.h>
 #include <sqlite3.h>

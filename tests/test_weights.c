@@ -1,8 +1,8 @@
 /* tests/test_weights.c - the safetensors reader on good files (ours and an independent writer's),
  * from a file and from memory, metadata parsers, SHA-256 vectors. The bad-blob corpus is
  * tests/test_bad_blobs.sh. */
-#include "mi_test.h"
-#include "../weights/sha256.h"
+#include "tests/mi_test.h"
+#include "weights/sha256.h"
 
 #include <math.h>
 #include <stdint.h>

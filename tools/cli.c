@@ -1,5 +1,5 @@
 /* tools/cli.c - helpers shared by the subcommands. */
-#include "cli.h"
+#include "tools/cli.h"
 
 #include <errno.h>
 #include <stdio.h>

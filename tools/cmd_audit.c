@@ -1,7 +1,7 @@
 /* tools/cmd_audit.c - `medinfer audit verify DB [--expect-head SEQ:HASH]`: walks the hash chain
  * of an audit DB written by --audit (pipelines/trust/audit.c, docs/trust.md). */
-#include "cli.h"
-#include "trust/trust.h"
+#include "tools/cli.h"
+#include "pipelines/trust/trust.h"
 
 #include <stdio.h>
 #include <string.h>

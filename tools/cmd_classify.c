@@ -2,11 +2,11 @@
  * one JSON object per input on stdout (JSON Lines), printed as soon as its batch is done, so an
  * error on a later input never loses an earlier result. The work is the library's (mi_classify);
  * this file reads inputs, keeps the audit trail and prints. */
-#include "cli.h"
-#include "../nn/model.h"
-#include "io/image.h"
-#include "trust/trust.h"
-#include "../weights/sha256.h"
+#include "tools/cli.h"
+#include "nn/model.h"
+#include "pipelines/io/image.h"
+#include "pipelines/trust/trust.h"
+#include "weights/sha256.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

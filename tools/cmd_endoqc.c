@@ -3,13 +3,13 @@
  *   medinfer endoqc [options] VIDEO          one exam: JSON report on stdout or --out
  *   medinfer endoqc --batch LIST [options]   every video of LIST into the --db results database,
  *                                            drift check, batch summary JSON on stdout or --out */
-#include "cli.h"
-#include "endoqc/endoqc.h"
-#include "trust/trust.h"
-#include "../ops/cpu.h"
-#include "../weights/sha256.h"
+#include "tools/cli.h"
+#include "pipelines/endoqc/endoqc.h"
+#include "pipelines/trust/trust.h"
+#include "ops/cpu.h"
+#include "weights/sha256.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <libavutil/log.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* tools/cmd_inspect.c - `medinfer inspect M.safetensors`: metadata, tensors, SHA-256. */
-#include "cli.h"
-#include "../weights/safetensors.h"
-#include "trust/trust.h"
+#include "tools/cli.h"
+#include "weights/safetensors.h"
+#include "pipelines/trust/trust.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* tools/cmd_model.c - `medinfer model keygen|sign|verify|hwcode|update|rollback`: signed blobs
  * and their updates (pipelines/trust/, docs/trust.md). */
-#include "cli.h"
-#include "trust/trust.h"
+#include "tools/cli.h"
+#include "pipelines/trust/trust.h"
 
 #include <stdio.h>
 #include <stdlib.h>

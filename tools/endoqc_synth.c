@@ -13,9 +13,9 @@
  * --dump writes what the classifier sees instead: random poses of each site through the same
  * renderer and the same area-averaging down-scale as the decoder (pipelines/io/video.c), as PPM
  * crops plus labels.csv, for tools/train_sites.py. */
-#include "cli.h"
-#include "io/video.h"
-#include "endoqc/sites.h"
+#include "tools/cli.h"
+#include "pipelines/io/video.h"
+#include "pipelines/endoqc/sites.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* tools/medinfer.c - the `medinfer` command: dispatches to one subcommand per file (cmd_*.c). */
-#include "cli.h"
-#include "../ops/cpu.h"
+#include "tools/cli.h"
+#include "ops/cpu.h"
 
 #include <stdio.h>
 #include <string.h>

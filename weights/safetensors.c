@@ -1,7 +1,7 @@
 /* weights/safetensors.c - see safetensors.h. Everything read from the file is checked here, so
  * that nothing downstream ever has to trust file bytes. */
-#include "safetensors.h"
-#include "sha256.h"
+#include "weights/safetensors.h"
+#include "weights/sha256.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -12,7 +12,7 @@
 #ifndef MI_SAFETENSORS_H
 #define MI_SAFETENSORS_H
 
-#include "../ops/tensor.h"
+#include "ops/tensor.h"
 
 typedef struct {
     char        name[128];

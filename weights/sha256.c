@@ -1,5 +1,5 @@
 /* weights/sha256.c - FIPS 180-4 SHA-256, plain C. Checked against known vectors in tests. */
-#include "sha256.h"
+#include "weights/sha256.h"
 
 #include <stdio.h>
 #include <string.h>

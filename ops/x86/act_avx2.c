@@ -3,8 +3,8 @@
  * Both are selects, not arithmetic rounding differently, so they equal the reference bit for bit:
  * ReLU zeroes lanes where x < 0 (ordered compare, so NaN passes through like `x < 0 ? 0 : x`);
  * PReLU picks x where x > 0 else a*x (one multiply, like the reference). */
-#include "../act.h"
-#include "../cpu.h"
+#include "ops/act.h"
+#include "ops/cpu.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -10,7 +10,7 @@
  * run_t turns the tile around for small maps (ops/conv.c, chan_lanes_win): 6 pixels broadcast x
  * 16 output channels on the lanes, stored through the stack (AVX2 has no scatter). Measured in L1:
  * 90 % of the FMA peak for run (kc = 256); on ResNet-50's 7x7 layers run_t is 1.2-1.6x faster. */
-#include "../gemm.h"
+#include "ops/gemm.h"
 
 #include <immintrin.h>
 

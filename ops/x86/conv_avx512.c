@@ -13,7 +13,7 @@
  * broadcast from the packed input x 32 output channels on the lanes, the epilogue scattering each
  * pixel's 32 channels to their NCHW rows (64-bit indices: any map size). Measured alone in L1:
  * 97 % of the FMA peak for run (kc = 256), 86 % for run_t (its scatters included). */
-#include "../gemm.h"
+#include "ops/gemm.h"
 
 #include <immintrin.h>
 

@@ -2,8 +2,8 @@
  * ops/elementwise.c (mi_*_ref); test: tests/test_ops.c (elementwise_fast_equals_ref, memcmp over
  * tail sizes and thread counts). One add or multiply per element, as in the reference, and the
  * ReLU as a select (x < 0 -> 0, NaN kept): the same bits. */
-#include "../elementwise.h"
-#include "../cpu.h"
+#include "ops/elementwise.h"
+#include "ops/cpu.h"
 
 #include <immintrin.h>
 

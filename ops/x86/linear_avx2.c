@@ -9,8 +9,8 @@
  *
  * matmul: vectorized over the columns of C only; every element is accumulated over k in order
  * with a multiply then an add (no FMA), exactly like the reference, so the bits are equal. */
-#include "../linear.h"
-#include "../cpu.h"
+#include "ops/linear.h"
+#include "ops/cpu.h"
 
 #include <immintrin.h>
 

@@ -6,8 +6,8 @@
  * that de-interleave stride 2) lie inside the row are vectorized; border columns run the
  * reference's scalar loop. Candidates are visited in the reference's order (rows, then columns)
  * with its exact update `if (v > m || isnan(v)) m = v` as a blend, so the bits are equal. */
-#include "../pool.h"
-#include "../cpu.h"
+#include "ops/pool.h"
+#include "ops/cpu.h"
 
 #include <immintrin.h>
 #include <math.h>

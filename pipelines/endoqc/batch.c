@@ -5,7 +5,7 @@
  * it was working on; rerunning the same list finds the finished ones (same video bytes, same
  * model, same settings) and skips them. Rows are append-only (triggers refuse UPDATE/DELETE): a
  * rerun with another model or settings adds rows beside the old ones, it never replaces them. */
-#include "endoqc.h"
+#include "pipelines/endoqc/endoqc.h"
 
 #include <math.h>
 #include <sqlite3.h>

@@ -1,9 +1,9 @@
 /* pipelines/endoqc/endoqc.c - decode, dedup, sample, classify, re-sample, decide (see endoqc.h). */
-#include "endoqc.h"
-#include "../../nn/model.h"
-#include "../../weights/sha256.h"
+#include "pipelines/endoqc/endoqc.h"
+#include "nn/model.h"
+#include "weights/sha256.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -22,12 +22,12 @@
 #define MI_ENDOQC_H
 
 #include "medinfer.h"
-#include "../io/video.h"
-#include "../io/image.h"
-#include "../../weights/safetensors.h"
-#include "../trust/trust.h"
+#include "pipelines/io/video.h"
+#include "pipelines/io/image.h"
+#include "weights/safetensors.h"
+#include "pipelines/trust/trust.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <stdbool.h>
 
 #define MI_ENDOQC_MAX_SITES  64

@@ -4,7 +4,7 @@
  * among the frames that counted) with its number, label, probability and time; a grey box marked
  * MISSING where the site was not seen. A header line carries the video, verdict and model.
  * Text is drawn with stb_easy_font (a public-domain vector font of axis-aligned quads). */
-#include "endoqc.h"
+#include "pipelines/endoqc/endoqc.h"
 
 #include <stdio.h>
 #include <string.h>

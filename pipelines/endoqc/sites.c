@@ -1,5 +1,5 @@
 /* pipelines/endoqc/sites.c - see sites.h */
-#include "sites.h"
+#include "pipelines/endoqc/sites.h"
 
 const char *const mi_endoqc_site_names[MI_ENDOQC_NSITES] = {
     "oesophagus", "cardia_scj",                                          /*  1- 2 */

@@ -1,7 +1,7 @@
 /* pipelines/io/image.c - still images through stb_image / stb_image_write (Debian libstb-dev,
  * linked as -lstb). The file is read here, not by stb, so that a missing file, a directory and an
  * undecodable file each get their own message naming the file. */
-#include "image.h"
+#include "pipelines/io/image.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -5,8 +5,8 @@
 #define MI_IO_IMAGE_H
 
 #include "medinfer.h"
-#include "../../nn/model.h"
-#include "../../ops/preprocess.h"
+#include "nn/model.h"
+#include "ops/preprocess.h"
 
 typedef struct {
     uint8_t *px;   /* RGB, 3 bytes per pixel, row-major, w*h*3 bytes; owned (mi_image_free) */

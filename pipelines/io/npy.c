@@ -5,7 +5,7 @@
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 224, 224), }
  * padded with spaces and a newline, then the raw data. Only what numpy writes for a C-order
  * little-endian float32 array is accepted; everything else is refused naming the file. */
-#include "image.h"
+#include "pipelines/io/image.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* pipelines/io/video.c - see video.h. FFmpeg 5 (libavcodec 59) send/receive API. */
-#include "video.h"
+#include "pipelines/io/video.h"
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>

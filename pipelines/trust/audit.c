@@ -7,12 +7,12 @@
  * link. A keyless chain cannot stop someone who rewrites every later row too, nor see rows cut
  * from the end once sqlite_sequence is edited as well: for that, record the head that `audit
  * verify` prints somewhere else and pass it back with --expect-head. */
-#include "trust.h"
-#include "trust_internal.h"
-#include "../../ops/cpu.h"
-#include "../../weights/sha256.h"
+#include "pipelines/trust/trust.h"
+#include "pipelines/trust/trust_internal.h"
+#include "ops/cpu.h"
+#include "weights/sha256.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* pipelines/trust/buildinfo.c - the git hash of the build, recorded in every audit row. Only this
  * file carries -DMI_GIT_HASH (Makefile), so a new commit recompiles one small file. */
-#include "trust.h"
+#include "pipelines/trust/trust.h"
 
 #ifndef MI_GIT_HASH
 #define MI_GIT_HASH "unknown"

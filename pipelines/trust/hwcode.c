@@ -5,9 +5,9 @@
  * container restarts (no MAC addresses, no CPU counts, no hostname): the OS installation's
  * machine-id and the CPU model. It identifies, it does not authenticate: anyone with a shell on
  * the machine can read it, so it scopes a rollout, and the signature is what protects it. */
-#include "trust.h"
-#include "trust_internal.h"
-#include "../../weights/sha256.h"
+#include "pipelines/trust/trust.h"
+#include "pipelines/trust/trust_internal.h"
+#include "weights/sha256.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 /* pipelines/trust/sign.c - keys, the trust store, detached signatures (libsodium Ed25519), and
  * the check every model-loading command runs. Formats: docs/trust.md. */
-#include "trust.h"
-#include "trust_internal.h"
-#include "../../weights/sha256.h"
+#include "pipelines/trust/trust.h"
+#include "pipelines/trust/trust_internal.h"
+#include "weights/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>

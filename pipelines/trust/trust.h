@@ -33,7 +33,7 @@
 #define MI_TRUST_H
 
 #include "medinfer.h"
-#include "../../weights/safetensors.h"
+#include "weights/safetensors.h"
 
 #include <stdbool.h>
 

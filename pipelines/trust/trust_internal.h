@@ -2,9 +2,9 @@
 #ifndef MI_TRUST_INTERNAL_H
 #define MI_TRUST_INTERNAL_H
 
-#include "trust.h"
+#include "pipelines/trust/trust.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <sys/types.h>
 

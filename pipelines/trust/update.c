@@ -14,11 +14,11 @@
  * Order of an update: everything that can refuse (manifest, version, hardware, size, SHA-256,
  * blob validity, signature) happens before the first change to what `current` means; the
  * switch itself is rename(2) of a symlink, followed by an fsync of the directory. */
-#include "trust.h"
-#include "trust_internal.h"
-#include "../../weights/sha256.h"
+#include "pipelines/trust/trust.h"
+#include "pipelines/trust/trust_internal.h"
+#include "weights/sha256.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>

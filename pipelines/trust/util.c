@@ -1,6 +1,6 @@
 /* pipelines/trust/util.c - durable file writes, error re-wrapping, the CLI helpers of trust.h. */
-#include "trust.h"
-#include "trust_internal.h"
+#include "pipelines/trust/trust.h"
+#include "pipelines/trust/trust_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
