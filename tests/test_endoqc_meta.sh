@@ -104,7 +104,10 @@ EOF
 
 # ---- classify and endoqc: one preprocessing, one softmax --------------------------------------------
 "$BIN" endoqc-synth --dump "$T/crops" --per-site 1 --seed 5 2>/dev/null || fail "endoqc-synth --dump"
-crops="$T/crops/s09_0000.ppm $T/crops/s24_0000.ppm"
+# the renderer dumps PPM; classify reads the formats it documents (PNG, JPEG, BMP): lossless PNG
+"$PY" -c 'import sys; from PIL import Image; [Image.open(f).save(f[:-4] + ".png") for f in sys.argv[1:]]' \
+    "$T/crops/s09_0000.ppm" "$T/crops/s24_0000.ppm" || fail "PPM to PNG"
+crops="$T/crops/s09_0000.png $T/crops/s24_0000.png"
 $META "$MODEL" "$T/noresize.safetensors" --del resize 2>/dev/null || fail "blob_meta --del resize"
 for blob in "$MODEL" "$T/noresize.safetensors"; do
     "$BIN" classify --model "$blob" --topk 1 $crops > "$T/classify.jsonl" || fail "classify $blob exited $?"
