@@ -174,6 +174,34 @@ START_TEST(jpeg_huffman_tables)
 }
 END_TEST
 
+/* stb_image sizes a PNG's data buffer by the IDAT lengths the file declares before reading them:
+ * a 300-byte file declaring a 2 GB chunk cost a 2 GB allocation (found by fuzz_image). Every
+ * chunk up to IEND must lie in the file; IEND's own CRC may be missing, as stb accepts. */
+START_TEST(png_chunk_lengths)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/x.png", tmp);
+    mi_image src, img;
+    ck_assert_int_eq(mi_image_alloc(&src, 9, 4), MI_OK);
+    ck_assert_int_eq(mi_image_write_png(path, &src), MI_OK);
+    mi_image_free(&src);
+    size_t n;
+    unsigned char *b = slurp(path, &n);
+    size_t idat = 8;
+    while (memcmp(b + idat + 4, "IDAT", 4)) idat += 12 + ((size_t)b[idat] << 24 | b[idat + 1] << 16 | b[idat + 2] << 8 | b[idat + 3]);
+    ck_assert_int_eq(mi_image_load_memory(&img, b, n - 4, "no-iend-crc.png"), MI_OK);
+    mi_image_free(&img);
+    ck_assert_int_eq(mi_image_load_memory(&img, b, n - 13, "cut.png"), MI_ERR_FORMAT);  /* IDAT's CRC missing */
+    char want[160];
+    snprintf(want, sizeof want, "cut.png: cannot decode 9x4 image: PNG is truncated (the chunk at byte %zu declares", idat);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), want));
+    b[idat] = 0x7E;  /* declares 2 GB */
+    ck_assert_int_eq(mi_image_load_memory(&img, b, n, "big.png"), MI_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "PNG is truncated"));
+    free(b);
+}
+END_TEST
+
 /* Only PNG, JPEG and BMP reach stb_image: its PNM reader (like the others) in stb 2.27 has faults,
  * e.g. a signed overflow reading a header width of 2222222222222222 (found by fuzz_image). */
 START_TEST(image_formats_we_take)
@@ -318,6 +346,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, image_size_bounds);
     tcase_add_test(tc, jpeg_huffman_tables);
     tcase_add_test(tc, image_formats_we_take);
+    tcase_add_test(tc, png_chunk_lengths);
     tcase_add_test(tc, manifest_from_bytes);
     tcase_add_test(tc, audit_verify_memory_equals_file);
     tcase_add_test(tc, audit_verify_refuses_hostile_schema);

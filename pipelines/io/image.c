@@ -146,6 +146,23 @@ static uint64_t bmp_bytes_needed(const unsigned char *b, size_t n) {
     return off + (uint64_t)((bpp * w + 31) / 32 * 4) * (uint64_t)(h < 0 ? -h : h);
 }
 
+static uint32_t be32(const unsigned char *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
+
+/* stb_image grows a PNG's compressed-data buffer to the length each IDAT chunk declares before it
+ * reads the chunk, so a 300-byte file declaring a 2 GB chunk costs a 2 GB allocation (found by
+ * fuzz_image), and a PNG cut short is refused only after that. Every chunk up to IEND must lie
+ * in the file (length, type, data, CRC). Returns the offset of the first one that does not, or
+ * 0 when all do (or when they stop making sense before that: stb refuses such files itself). */
+static size_t png_chunk_past_end(const unsigned char *b, size_t n) {
+    for (size_t at = 8; at + 8 <= n;) {
+        uint32_t len = be32(b + at);
+        if (!memcmp(b + at + 4, "IEND", 4)) return 0;
+        if (len > n - at - 8 || n - at - 8 - len < 4) return at;
+        at += 12 + (size_t)len;
+    }
+    return 0;
+}
+
 mi_status mi_image_load(mi_image *img, const char *path) {
     memset(img, 0, sizeof *img);
     unsigned char *buf = NULL;
@@ -184,6 +201,10 @@ mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int
                        name, iw, ih, MI_IMAGE_MAX_SIDE, MI_IMAGE_MAX_SIDE, MI_IMAGE_MAX_PIXELS);
     if (jpeg && !jpeg_has_eoi(buf, n))
         return MI_FAIL(MI_ERR_FORMAT, "%s: JPEG is truncated (no end-of-image marker in its last bytes)", name);
+    size_t cut = png ? png_chunk_past_end(buf, n) : 0;
+    if (cut)  /* "cannot decode WxH image": what stb says of a cut PNG that it reaches the end of */
+        return MI_FAIL(MI_ERR_FORMAT, "%s: cannot decode %dx%d image: PNG is truncated (the chunk at byte %zu "
+                       "declares %u bytes, %zu follow)", name, iw, ih, cut, be32(buf + cut), n - cut - 8);
     uint64_t need = bmp_bytes_needed(buf, n);
     if (need > n)
         return MI_FAIL(MI_ERR_FORMAT, "%s: BMP is truncated (%zu bytes, its header needs %llu)", name, n,
