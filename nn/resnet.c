@@ -143,9 +143,6 @@ mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch,
 }
 
 int mi_resnet_num_classes(const mi_resnet *r) { return r->head ? (int)r->fc.out : 0; }
-int mi_resnet_channels(const mi_resnet *r, int level) {
-    return level < 2 || level > 5 ? 0 : (r->bottleneck ? 256 : 64) << (level - 2);
-}
 
 /* torchvision BasicBlock.forward / Bottleneck.forward: out = relu(convs(x) + identity). Consumes
  * x (frees it once nothing reads it). The downsample runs first, so that x can go before the

@@ -18,7 +18,6 @@ mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch,
                          bool head, int64_t in_h, int64_t in_w);
 void      mi_resnet_free(mi_resnet *r);
 int       mi_resnet_num_classes(const mi_resnet *r);     /* 0 without a head */
-int       mi_resnet_channels(const mi_resnet *r, int level); /* of features.C<level>, 2..5 */
 
 /* torchvision ResNet._forward_impl on x (N, 3, H, W). Marks (nn_mark) every conv by its name,
  * "stem" (after the maxpool), "layer1".."layer4" (also as "features.C2".."features.C5"), and with

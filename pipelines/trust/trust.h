@@ -13,10 +13,11 @@
  *         if (r) continue;
  *         ...the command's own options...
  *     }
- *     mi_resnet *m;  ...mi_resnet_open(&m, model_path, 1)...
- *     mi_trust_info ti;                                      // the bytes that were loaded
- *     mi_status st = mi_trust_check_weights(mi_resnet_weights(m), trust.pubkey, &ti);
+ *     mi_weights w;  ...mi_weights_open(&w, model_path)...    // the bytes that will run
+ *     mi_trust_info ti;
+ *     mi_status st = mi_trust_check_weights(&w, trust.pubkey, &ti);
  *     if (st != MI_OK) return mi_trust_cli_fail("classify", st);   // exit 10 when refused
+ *     ...mi_model_open_weights(&m, &w): the network and the metadata only after the check...
  *     ...inference...
  *     if (trust.audit) {
  *         mi_audit_row row = { .command = "classify", .input_sha256 = input_hex,
