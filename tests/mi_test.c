@@ -1,5 +1,6 @@
 /* tests/mi_test.c - see mi_test.h */
 #include "tests/mi_test.h"
+#include "medinfer.h"
 
 #include <math.h>
 #include <string.h>
@@ -64,4 +65,12 @@ void mi_fill_random(float *x, int64_t n, uint64_t seed) {
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
         x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
     }
+}
+
+struct mi_model *mi_fixture_model(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", mi_fixtures(), name);
+    mi_model *m;
+    ck_assert_msg(mi_model_open(&m, path) == MI_OK, "%s", mi_last_error());
+    return m;
 }

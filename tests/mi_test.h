@@ -21,6 +21,8 @@ const char *mi_shared_data(const char *sub);
 
 /* Opens <fixtures>/<name>; fails the test (with mi_last_error) when it cannot. */
 void mi_fixture_open(mi_weights *w, const char *name);
+/* The model <fixtures>/<name> (mi_model_close it); fails the test when it cannot be opened. */
+struct mi_model *mi_fixture_model(const char *name);
 /* F32 tensor from an open fixture; fails the test when missing. */
 mi_tensor mi_fixture_tensor(const mi_weights *w, const char *name);
 

@@ -55,14 +55,6 @@ static void compare(const char *what, const char *stage, const float *got, const
            err, err / maxref, mi_isa_name(mi_cpu_isa()));
 }
 
-static mi_model *open_fixture_model(const char *name) {
-    char blob[512];
-    snprintf(blob, sizeof blob, "%s/%s", mi_fixtures(), name);
-    mi_model *m;
-    ck_assert_msg(mi_model_open(&m, blob) == MI_OK, "%s", mi_last_error());
-    return m;
-}
-
 static void parity(const char *arch) {
     static const char *const stage[] = { "stem", "layer1", "layer2", "layer3", "layer4", "pool", "fc" };
     char name[64];
@@ -71,7 +63,7 @@ static void parity(const char *arch) {
     mi_fixture_open(&r, name);
     mi_tensor in = mi_fixture_tensor(&r, "input");
     snprintf(name, sizeof name, "%s_rand.safetensors", arch);
-    mi_model *m = open_fixture_model(name);
+    mi_model *m = mi_fixture_model(name);
     ck_assert_str_eq(mi_model_arch(m), arch);
     mi_session *s;
     ck_assert_msg(mi_session_create(&s, m, in.shape, 0) == MI_OK, "%s", mi_last_error());
@@ -107,7 +99,7 @@ START_TEST(resnet50_non_square_input)
     mi_weights r;
     mi_fixture_open(&r, "resnet50_256x320_ref.safetensors");
     mi_tensor in = mi_fixture_tensor(&r, "input");
-    mi_model *m = open_fixture_model("resnet50_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet50_rand.safetensors");
     mi_session *s;
     ck_assert_msg(mi_session_create_outputs(&s, m, in.shape, 0, feat, 5) == MI_OK, "%s", mi_last_error());
     ck_assert_msg(mi_session_run(s, in.data) == MI_OK, "%s", mi_last_error());
@@ -131,7 +123,7 @@ START_TEST(resnet18_backbone_features)
     mi_weights r;
     mi_fixture_open(&r, "resnet18_96x160_ref.safetensors");
     mi_tensor in = mi_fixture_tensor(&r, "input");
-    mi_model *m = open_fixture_model("resnet18_backbone.safetensors");
+    mi_model *m = mi_fixture_model("resnet18_backbone.safetensors");
     ck_assert_int_eq(mi_model_num_classes(m), 0);
     mi_session *s;
     ck_assert_msg(mi_session_create(&s, m, in.shape, 0) == MI_OK, "%s", mi_last_error());
@@ -148,7 +140,7 @@ START_TEST(resnet18_backbone_features)
     mi_session_destroy(s);
     /* a classifier blob of the same weights gives the same logits torchvision does on this size */
     mi_model_close(m);
-    m = open_fixture_model("resnet18_rand.safetensors");
+    m = mi_fixture_model("resnet18_rand.safetensors");
     ck_assert_msg(mi_session_create(&s, m, in.shape, 0) == MI_OK, "%s", mi_last_error());
     ck_assert_int_eq(mi_session_run(s, in.data), MI_OK);
     int64_t shape[4];
@@ -166,7 +158,7 @@ START_TEST(same_bits_for_any_thread_count)
     mi_weights r;
     mi_fixture_open(&r, "resnet18_ref.safetensors");
     mi_tensor in = mi_fixture_tensor(&r, "input");
-    mi_model *m = open_fixture_model("resnet18_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
     float out[3][2 * 26];
     const int threads[3] = { 1, 2, 4 };
     for (int i = 0; i < 3; i++) {
@@ -200,7 +192,7 @@ END_TEST
 
 START_TEST(refuses_bad_shapes_and_blobs)
 {
-    mi_model *m = open_fixture_model("resnet18_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
     mi_session *s;
     ck_assert_int_eq(mi_session_create(&s, m, (int64_t[4]){ 0, 3, 224, 224 }, 0), MI_ERR_ARG);
     ck_assert_int_eq(mi_session_create(&s, m, (int64_t[4]){ 1, 4, 224, 224 }, 0), MI_ERR_ARG);

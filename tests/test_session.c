@@ -9,14 +9,6 @@
 #include <pthread.h>
 #include <string.h>
 
-static mi_model *open_fixture_model(const char *name) {
-    char blob[512];
-    snprintf(blob, sizeof blob, "%s/%s", mi_fixtures(), name);
-    mi_model *m;
-    ck_assert_msg(mi_model_open(&m, blob) == MI_OK, "%s", mi_last_error());
-    return m;
-}
-
 typedef struct {
     const mi_model *m;
     const float    *x;
@@ -48,7 +40,7 @@ static void *work(void *p) {
  * alone gives. */
 START_TEST(sessions_share_a_model_across_threads)
 {
-    mi_model *m = open_fixture_model("resnet18_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
     float *x = malloc(2 * 3 * 64 * 96 * sizeof *x);
     mi_fill_random(x, 2 * 3 * 64 * 96, 7);
     worker alone = { m, x, 1, 1, { 0 }, MI_OK };
@@ -82,7 +74,7 @@ START_TEST(model_from_memory)
     unsigned char *buf = malloc(n);
     ck_assert_uint_eq(fread(buf, 1, n, f), n);
     fclose(f);
-    mi_model *a = open_fixture_model("resnet18_rand.safetensors"), *b;
+    mi_model *a = mi_fixture_model("resnet18_rand.safetensors"), *b;
     ck_assert_msg(mi_model_open_memory(&b, buf, n, "r18 from memory") == MI_OK, "%s", mi_last_error());
     memset(buf, 0, n);
     free(buf);
@@ -112,7 +104,7 @@ END_TEST
 START_TEST(session_threads_leave_host_openmp_alone)
 {
     omp_set_num_threads(3);
-    mi_model *m = open_fixture_model("resnet18_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
     mi_session *s;
     ck_assert_int_eq(mi_session_create(&s, m, (int64_t[4]){ 1, 3, 32, 32 }, 1), MI_OK);
     float x[3 * 32 * 32];
@@ -128,7 +120,7 @@ END_TEST
  * largest activation (the engine before sessions) took 263,737,920 bytes; the bar is a third. */
 START_TEST(resnet50_batch8_arena_by_liveness)
 {
-    mi_model *m = open_fixture_model("resnet50_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet50_rand.safetensors");
     mi_session *s;
     ck_assert_int_eq(mi_session_create(&s, m, (int64_t[4]){ 8, 3, 224, 224 }, 0), MI_OK);
     size_t bytes = mi_session_arena_bytes(s);
@@ -155,7 +147,7 @@ static void count(void *user, const char *name, const float *data, int ndim, con
 /* The capture hook sees every conv by its state_dict name and the outputs; off again with NULL. */
 START_TEST(capture_hook_names_every_layer)
 {
-    mi_model *m = open_fixture_model("resnet18_rand.safetensors");
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
     mi_session *s;
     ck_assert_int_eq(mi_session_create(&s, m, (int64_t[4]){ 1, 3, 32, 48 }, 0), MI_OK);
     float x[3 * 32 * 48];
