@@ -1,0 +1,31 @@
+/* ops/roi.h - RoIAlign and RoIPool as torchvision.ops defines them (roi_align_kernel.cpp,
+ * roi_pool_kernel.cpp in torchvision 0.14), forward only.
+ *
+ * x: (N, C, H, W) features. rois: [k][5] = (batch index, x1, y1, x2, y2) in image pixels, scaled
+ * by spatial_scale onto the feature map. y: (k, C, out_h, out_w). Each output element is computed
+ * by one thread in torchvision's order, so results are the same bits for any thread count. */
+#ifndef MI_ROI_H
+#define MI_ROI_H
+
+#include "ops/tensor.h"
+
+typedef struct {
+    int64_t out_h, out_w;
+    float   spatial_scale;
+    int     sampling_ratio;   /* <= 0: adaptive, ceil(roi size / output size) samples per bin */
+    bool    aligned;          /* true: pixel centres at half-integers (a -0.5 shift) */
+} mi_roi_desc;
+
+/* A batch index outside [0, N) or a non-finite coordinate gives MI_ERR_ARG (torchvision would
+ * read out of bounds); the rest computes as torchvision does, empty bins giving 0. */
+mi_status mi_roi_align(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], int64_t k,
+                       const mi_roi_desc *d);
+/* RoIPool: max over each bin of the rounded RoI; empty bins give 0. sampling_ratio and aligned
+ * are ignored. */
+mi_status mi_roi_pool(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], int64_t k,
+                      const mi_roi_desc *d);
+
+mi_status mi_roi_align_ref(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], int64_t k,
+                           const mi_roi_desc *d);
+
+#endif
