@@ -217,6 +217,159 @@ START_TEST(act_exp_fast_vs_ref)
 }
 END_TEST
 
+/* ---- activations at extreme ranges ------------------------------------------------------
+ * Fixture ops_act_extreme (tests/ref_ops.py): per case one (outer, dim, inner) tensor of a kind
+ * (below), laid out once as rows (inner 1) and once as columns (inner 19), and torch's softmax,
+ * log_softmax, sigmoid, relu, prelu and leaky_relu of it. Every path (the references, the AVX2
+ * kernels called directly, the dispatched entry points) is held to an absolute bound on each
+ * output element, whatever the largest value of the row: a relative bound hides an error of
+ * 1e-3 on a log-probability of -0.4 next to a logit of 1e6. NaN must be NaN where torch has NaN
+ * and only there; an infinity must be the same infinity. */
+static const char *const EXTREME_KINDS[] = { "denormal", "1e4", "1e5", "1e6", "spread1e4", "spread1e6",
+                                             "fmax", "dominant", "equal", "special" };
+
+/* Max |got - want| over finite elements; *bad is set (and the first offence printed) when NaN or
+ * Inf differ in place or sign, or a finite error exceeds atol. */
+static double extreme_err(const float *got, const float *want, int64_t n, double atol, const char *what,
+                          const char *kind, bool *bad) {
+    double worst = 0;
+    bool printed = false;
+    for (int64_t i = 0; i < n; i++) {
+        const float g = got[i], w = want[i];
+        bool ok;
+        if (isnan(w) || isnan(g)) ok = isnan(w) && isnan(g);
+        else if (isinf(w) || isinf(g)) ok = g == w;
+        else {
+            const double d = fabs((double)g - (double)w);
+            if (d > worst) worst = d;
+            ok = d <= atol;
+        }
+        if (!ok && !printed) {
+            fprintf(stderr, "%s on %s: [%lld] %.9g vs %.9g (atol %g)\n", what, kind, (long long)i, g, w, atol);
+            printed = true;
+        }
+        if (!ok) *bad = true;
+    }
+    return worst;
+}
+
+enum { EX_REF, EX_AVX2, EX_DISPATCH, EX_PATHS };
+static const char *const EX_PATH_NAME[EX_PATHS] = { "ref", "avx2", "dispatch" };
+
+/* Runs one activation of one path; false when the path does not exist on this CPU. */
+static bool ex_run(int path, int op, float *y, const float *x, const float *slope, int64_t outer,
+                   int64_t dim, int64_t inner) {
+    static const float leak = 0.01f;
+    const int64_t n = outer * dim * inner;
+    switch (path) {
+    case EX_REF:
+        switch (op) {
+        case 0: mi_softmax_ref(y, x, outer, dim, inner); break;
+        case 1: mi_log_softmax_ref(y, x, outer, dim, inner); break;
+        case 2: mi_sigmoid_ref(y, x, n); break;
+        case 3: mi_relu_ref(y, x, n); break;
+        case 4: mi_prelu_ref(y, x, slope, dim, outer, dim, inner); break;
+        default: mi_prelu_ref(y, x, &leak, 1, outer, dim, inner); break;
+        }
+        return true;
+    case EX_AVX2:
+#if defined(__x86_64__)
+        if (!avx2()) return false;
+        switch (op) {
+        case 0: mi_softmax_avx2(y, x, outer, dim, inner); break;
+        case 1: mi_log_softmax_avx2(y, x, outer, dim, inner); break;
+        case 2: mi_sigmoid_avx2(y, x, n); break;
+        case 3: mi_relu_avx2(y, x, n); break;
+        case 4: mi_prelu_avx2(y, x, slope, dim, outer, dim, inner); break;
+        default: mi_prelu_avx2(y, x, &leak, 1, outer, dim, inner); break;
+        }
+        return true;
+#else
+        return false;
+#endif
+    default:
+        switch (op) {
+        case 0: mi_softmax(y, x, outer, dim, inner); break;
+        case 1: mi_log_softmax(y, x, outer, dim, inner); break;
+        case 2: mi_sigmoid(y, x, n); break;
+        case 3: mi_relu(y, x, n); break;
+        case 4: mi_prelu(y, x, slope, dim, outer, dim, inner); break;
+        default: mi_prelu(y, x, &leak, 1, outer, dim, inner); break;
+        }
+        return true;
+    }
+}
+
+#define EX_OPS 6
+static const char *const EX_OP_NAME[EX_OPS] = { "softmax", "log_softmax", "sigmoid", "relu", "prelu", "leaky_relu" };
+static const char *const EX_OP_KEY[EX_OPS] = { "softmax", "log_softmax", "sigmoid", "relu", "prelu", "leaky" };
+/* Against torch: relu, prelu and leaky_relu are one select and one multiply, as in torch: exact.
+ * sigmoid, softmax: 1e-6 absolute. log_softmax: 1e-6 absolute, the bar the SIMD kernels are
+ * held to against the reference below (our exp and torch's differ in the last bit, and the
+ * outputs of the extreme rows are moderate wherever they are not exact). */
+static const double EX_ATOL_TORCH[EX_OPS] = { 1e-6, 1e-6, 1e-6, 0, 0, 0 };
+
+START_TEST(act_extreme_matches_torch)
+{
+    mi_weights w;
+    mi_fixture_open(&w, "ops_act_extreme.safetensors");
+    bool bad = false;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), p = ct(&w, i, "p"), slope = ct(&w, i, "slope");
+        const int64_t outer = (int64_t)p.data[0], dim = (int64_t)p.data[1], inner = (int64_t)p.data[2];
+        const int64_t n = outer * dim * inner;
+        const char *kind = EXTREME_KINDS[i / 2];
+        float *y = alloc_f(n);
+        for (int op = 0; op < EX_OPS; op++) {
+            mi_tensor want = ct(&w, i, EX_OP_KEY[op]);
+            for (int path = 0; path < EX_PATHS; path++) {
+                for (int64_t j = 0; j < n; j++) y[j] = 12345.0f;   /* unwritten elements fail */
+                if (!ex_run(path, op, y, x.data, slope.data, outer, dim, inner)) continue;
+                char what[64];
+                snprintf(what, sizeof what, "%s %s %s", EX_OP_NAME[op], EX_PATH_NAME[path], inner == 1 ? "rows" : "cols");
+                const double e = extreme_err(y, want.data, n, EX_ATOL_TORCH[op], what, kind, &bad);
+                printf("extreme vs torch %-28s %-10s max |err| %.3g\n", what, kind, e);
+            }
+        }
+        mi_free_aligned(y);
+    }
+    mi_weights_close(&w);
+    ck_assert_msg(!bad, "an activation differs from torch at an extreme range (see above)");
+}
+END_TEST
+
+/* The SIMD kernels against the scalar reference on the same tensors: relu, prelu and leaky_relu
+ * bit for bit; softmax, log_softmax and sigmoid within 1e-6 absolute on every element, NaN and
+ * Inf in the same places. */
+START_TEST(act_extreme_fast_vs_ref)
+{
+    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
+    mi_weights w;
+    mi_fixture_open(&w, "ops_act_extreme.safetensors");
+    bool bad = false;
+    for (int i = 0; i < ncases(&w); i++) {
+        mi_tensor x = ct(&w, i, "x"), p = ct(&w, i, "p"), slope = ct(&w, i, "slope");
+        const int64_t outer = (int64_t)p.data[0], dim = (int64_t)p.data[1], inner = (int64_t)p.data[2];
+        const int64_t n = outer * dim * inner;
+        const char *kind = EXTREME_KINDS[i / 2];
+        float *r = alloc_f(n), *f = alloc_f(n);
+        for (int op = 0; op < EX_OPS; op++) {
+            ex_run(EX_REF, op, r, x.data, slope.data, outer, dim, inner);
+            ex_run(EX_AVX2, op, f, x.data, slope.data, outer, dim, inner);
+            char what[64];
+            snprintf(what, sizeof what, "%s avx2 %s", EX_OP_NAME[op], inner == 1 ? "rows" : "cols");
+            if (op >= 3) assert_same_bits(r, f, n, what, n);
+            const double e = extreme_err(f, r, n, 1e-6, what, kind, &bad);
+            printf("extreme avx2 vs ref %-25s %-10s max |err| %.3g\n", what, kind, e);
+        }
+        mi_free_aligned(r);
+        mi_free_aligned(f);
+    }
+    mi_weights_close(&w);
+    ck_assert_msg(!bad, "a SIMD activation differs from the reference at an extreme range (see above)");
+}
+END_TEST
+
 typedef struct { const float *x, *s; int64_t n, outer, dim, inner; } act_ctx;
 static void run_relu(const void *c, float *y) { const act_ctx *a = c; mi_relu(y, a->x, a->n); }
 static void run_prelu(const void *c, float *y) { const act_ctx *a = c; mi_prelu(y, a->x, a->s, 8, 4, 8, a->n / 32); }
@@ -731,6 +884,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, act_fast_equals_ref);
     tcase_add_test(tc, act_exp_fast_vs_ref);
     tcase_add_test(tc, act_threads_same_bits);
+    tcase_add_test(tc, act_extreme_matches_torch);
+    tcase_add_test(tc, act_extreme_fast_vs_ref);
     tcase_add_test(tc, pool_matches_torch);
     tcase_add_test(tc, pool_rejects_bad_input);
     tcase_add_test(tc, adaptive_pool_matches_torch);
