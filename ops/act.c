@@ -1,7 +1,14 @@
 /* ops/act.c - scalar references for the activations (see act.h), and the dispatch.
  *
  * Threads split over independent outputs only; softmax's reduction over `dim` is done by one
- * thread in a fixed order, so results are the same bits for any thread count. */
+ * thread in a fixed order, so results are the same bits for any thread count.
+ *
+ * Worst |error| against torch on any output element (tests/test_ops.c, act_extreme_matches_torch,
+ * rows and columns): softmax 6.0e-8 on logits near +-1e4..1e6, 1.5e-8 on NaN/Inf rows;
+ * log_softmax 9.5e-7 near 1e4, 2.4e-7 near 1e5..1e6; sigmoid 6.0e-8 (one logit 1e4 above the
+ * rest), 1.2e-7 (NaN/Inf rows); 0 on subnormals, logits spread over 1e4..1e6, +-FLT_MAX, equal
+ * logits; relu, prelu, leaky (prelu with one slope): 0 everywhere. NaN and Inf where torch has
+ * them. */
 #include "ops/act.h"
 #include "ops/cpu.h"
 
@@ -54,7 +61,8 @@ void mi_sigmoid_ref(float *y, const float *x, int64_t n) {
 }
 
 /* One (outer, inner) column of length dim with stride inner: max, then exp(x - max) and its
- * sum in index order, then divide. log: y = x - max - log(sum). */
+ * sum in index order, then divide. log: y = (x - max) - log(sum), torch's order: x - max is exact
+ * near the max, where max + log(sum) would round at the logits' magnitude. */
 static void softmax_column(float *y, const float *x, int64_t dim, int64_t inner, int log_out) {
     float m = -INFINITY;
     for (int64_t d = 0; d < dim; d++)
