@@ -107,59 +107,6 @@ mi_ref.save("ops_act.safetensors", {"x": x, "relu": torch.relu(x), "sigmoid": to
                                     "x8": x * 8, "slope_c": slope_c, "slope_1": slope_1,
                                     "prelu_c": F.prelu(x, slope_c), "prelu_1": F.prelu(x, slope_1)})
 
-# ---- activations at extreme ranges: every activation on one tensor per case, so the C test can
-# run the reference and each SIMD path over it. NaN and Inf outputs are whatever torch gives.
-FMAX = torch.finfo(torch.float32).max
-nan, inf = float("nan"), float("inf")
-
-
-def extreme_rows(kind, rows, dim):
-    x = torch.randn(rows, dim)
-    if kind == "denormal":       # 1e-30 and below FLT_MIN (true subnormals), both signs
-        return x * torch.tensor([1e-30, 1e-38, 1e-40, 1e-45])[torch.randint(0, 4, (rows, dim))]
-    if kind in ("1e4", "1e5", "1e6"):    # logits bunched near a large offset: outputs near -log(dim)
-        c = float(kind)
-        return c * torch.sign(torch.randn(rows, 1)) + x * 3
-    if kind in ("spread1e4", "spread1e6"):   # spread across the range: one logit dominates
-        return x * (1e4 if kind == "spread1e4" else 1e6)
-    if kind == "fmax":
-        x = x * 1e37
-        x[:, 0], x[:, 1] = FMAX, -FMAX
-        x[1::2, 2] = -FMAX
-        x[::3, 3] = FMAX * 0.75
-        return x
-    if kind == "dominant":       # one logit above the rest by 1e4
-        x[torch.arange(rows), torch.randint(0, dim, (rows,))] += 1e4
-        return x
-    if kind == "equal":
-        return torch.tensor([0.0, 7.0, -1e6, 1e6, FMAX, -FMAX, 1e-40, 88.5])[torch.arange(rows) % 8].view(-1, 1).expand(rows, dim).clone()
-    if kind == "special":        # one non-finite pattern per row
-        pats = [[nan], [inf], [-inf], [inf, inf], [-inf] * dim, [inf, -inf], [nan, inf], [-inf, 5.0],
-                [inf] * dim, [-inf, -inf]]
-        for r in range(rows):
-            pat = pats[r % len(pats)]
-            x[r, :len(pat)] = torch.tensor(pat)
-            x[r] = x[r][torch.randperm(dim)]
-        return x
-    raise ValueError(kind)
-
-
-extreme = []
-for kind in ["denormal", "1e4", "1e5", "1e6", "spread1e4", "spread1e6", "fmax", "dominant", "equal", "special"]:
-    # the same kind twice: logits in rows (inner 1, the row kernel) and over channels (the column kernel)
-    for outer, dim, inner in [(10, 37, 1), (2, 10, 19)]:
-        if inner == 1:
-            x = extreme_rows(kind, outer, dim).view(outer, dim, 1)
-        else:   # each (outer, inner) column is one row of the pattern
-            x = extreme_rows(kind, outer * inner, dim).view(outer, inner, dim).transpose(1, 2).contiguous()
-        slope = torch.randn(dim) * 0.3
-        slope[0], slope[1] = 0.0, 2.0     # 0 * -inf is NaN in torch; 2 * -FLT_MAX overflows
-        extreme.append({"x": x, "p": [float(outer), float(dim), float(inner)], "slope": slope,
-                        "softmax": torch.softmax(x, 1), "log_softmax": torch.log_softmax(x, 1),
-                        "sigmoid": torch.sigmoid(x), "relu": torch.relu(x), "prelu": F.prelu(x, slope),
-                        "leaky": F.leaky_relu(x, 0.01)})
-save_cases("ops_act_extreme.safetensors", extreme)
-
 # ---- linear and matmul: p = [n, in, out, has_bias] / [M, K, N]
 lin = []
 for n, i, o, bias in [(1, 2048, 1000, True), (16, 2048, 130, True), (3, 67, 17, False), (5, 15, 3, True),
@@ -218,3 +165,58 @@ for n, fi, fo, weighted, bias in [(23, 13, 7, False, True), (64, 32, 48, True, F
         c["b"] = b
     graph.append(c)
 save_cases("ops_graph.safetensors", graph)
+
+
+# ---- activations at extreme ranges: every activation on one tensor per case, so the C test can
+# run the reference and each SIMD path over it. NaN and Inf outputs are whatever torch gives.
+# Last in the file, so its random draws leave the other fixtures' values as they were.
+FMAX = torch.finfo(torch.float32).max
+nan, inf = float("nan"), float("inf")
+
+
+def extreme_rows(kind, rows, dim):
+    x = torch.randn(rows, dim)
+    if kind == "denormal":       # 1e-30 and below FLT_MIN (true subnormals), both signs
+        return x * torch.tensor([1e-30, 1e-38, 1e-40, 1e-45])[torch.randint(0, 4, (rows, dim))]
+    if kind in ("1e4", "1e5", "1e6"):    # logits bunched near a large offset: outputs near -log(dim)
+        c = float(kind)
+        return c * torch.sign(torch.randn(rows, 1)) + x * 3
+    if kind in ("spread1e4", "spread1e6"):   # spread across the range: one logit dominates
+        return x * (1e4 if kind == "spread1e4" else 1e6)
+    if kind == "fmax":
+        x = x * 1e37
+        x[:, 0], x[:, 1] = FMAX, -FMAX
+        x[1::2, 2] = -FMAX
+        x[::3, 3] = FMAX * 0.75
+        return x
+    if kind == "dominant":       # one logit above the rest by 1e4
+        x[torch.arange(rows), torch.randint(0, dim, (rows,))] += 1e4
+        return x
+    if kind == "equal":
+        return torch.tensor([0.0, 7.0, -1e6, 1e6, FMAX, -FMAX, 1e-40, 88.5])[torch.arange(rows) % 8].view(-1, 1).expand(rows, dim).clone()
+    if kind == "special":        # one non-finite pattern per row
+        pats = [[nan], [inf], [-inf], [inf, inf], [-inf] * dim, [inf, -inf], [nan, inf], [-inf, 5.0],
+                [inf] * dim, [-inf, -inf]]
+        for r in range(rows):
+            pat = pats[r % len(pats)]
+            x[r, :len(pat)] = torch.tensor(pat)
+            x[r] = x[r][torch.randperm(dim)]
+        return x
+    raise ValueError(kind)
+
+
+extreme = []
+for kind in ["denormal", "1e4", "1e5", "1e6", "spread1e4", "spread1e6", "fmax", "dominant", "equal", "special"]:
+    # the same kind twice: logits in rows (inner 1, the row kernel) and over channels (the column kernel)
+    for outer, dim, inner in [(10, 37, 1), (2, 10, 19)]:
+        if inner == 1:
+            x = extreme_rows(kind, outer, dim).view(outer, dim, 1)
+        else:   # each (outer, inner) column is one row of the pattern
+            x = extreme_rows(kind, outer * inner, dim).view(outer, inner, dim).transpose(1, 2).contiguous()
+        slope = torch.randn(dim) * 0.3
+        slope[0], slope[1] = 0.0, 2.0     # 0 * -inf is NaN in torch; 2 * -FLT_MAX overflows
+        extreme.append({"x": x, "p": [float(outer), float(dim), float(inner)], "slope": slope,
+                        "softmax": torch.softmax(x, 1), "log_softmax": torch.log_softmax(x, 1),
+                        "sigmoid": torch.sigmoid(x), "relu": torch.relu(x), "prelu": F.prelu(x, slope),
+                        "leaky": F.leaky_relu(x, 0.01)})
+save_cases("ops_act_extreme.safetensors", extreme)
