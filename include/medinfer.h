@@ -61,7 +61,7 @@ static inline int mi_mul_overflows(size_t a, size_t b, size_t *out) {
 
 /* ---- models ---------------------------------------------------------------------------------
  * A blob (safetensors, see README) is opened by the network its metadata 'arch' names: resnet18,
- * resnet50. Every tensor is checked for presence and shape, BatchNorm is folded into the
+ * resnet50, fasterrcnn_c4 (a detector: torchvision's FasterRCNN on a ResNet C4 backbone). Every tensor is checked for presence and shape, BatchNorm is folded into the
  * convolutions (float64) and the weights are packed for the CPU, once. The model is then
  * read-only: any number of sessions on any threads may use it at once. */
 typedef struct mi_model mi_model;
@@ -157,5 +157,20 @@ typedef struct {
 
 MI_API mi_status mi_classify(mi_session *s, const float *x, int64_t n, int k, mi_class_score *top,
                              float *logits);
+
+/* ---- detection --------------------------------------------------------------------------------
+ * A detector's session keeps "detections" (N, D, 6) and "detections.count" (N, 1); this reads
+ * them for batch item n of the last run: up to cap detections, best first in torchvision's order,
+ * boxes in the pixels of the session's input (x1, y1, x2, y2; x to the right, y down), labels
+ * indexing mi_model_label (0 is the background and never returned). Returns how many detections
+ * the item has (possibly more than cap), or -1 when the session is not a detector's, has not run,
+ * or n is not a batch item. */
+typedef struct {
+    float box[4];
+    float score;
+    int   label;
+} mi_detection;
+
+MI_API int mi_session_detections(const mi_session *s, int n, mi_detection *out, int cap);
 
 #endif

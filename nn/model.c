@@ -6,6 +6,7 @@
  * threads can share one model without locks. */
 #include "nn/model.h"
 
+#include "nn/rcnn.h"
 #include "nn/resnet.h"
 #include "ops/cpu.h"
 
@@ -25,11 +26,11 @@ static mi_status resnet_load(void **net, const mi_weights *w, const char *arch, 
                              const char *const **outputs, int *noutputs) {
     mi_resnet *r;
     bool head = mi_weights_find(w, "fc.weight") != NULL;
-    mi_status st = mi_resnet_load(&r, w, arch, "", head, in_h, in_w);
+    mi_status st = mi_resnet_load(&r, w, arch, "", 4, head, in_h, in_w);
     if (st) return st;
     *net = r;
     *num_classes = mi_resnet_num_classes(r);
-    *channels = 3;
+    *channels = mi_resnet_in_channels(r);
     *outputs = head ? classifier_outputs : backbone_outputs;
     *noutputs = head ? 1 : 4;
     return MI_OK;
@@ -41,9 +42,35 @@ static mi_tensor resnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) 
 
 static void resnet_free(void *net) { mi_resnet_free(net); }
 
+static const char *const detector_outputs[] = { "detections", "detections.count" };
+
+/* A detector's weights are packed for an image its transform resizes to min_size square. */
+static mi_status rcnn_load(void **net, const mi_weights *w, const char *arch, int64_t in_h, int64_t in_w,
+                           int *num_classes, int *channels, const char *const **outputs, int *noutputs) {
+    (void)arch, (void)in_h, (void)in_w;
+    long long side = 800;
+    if (mi_weights_meta(w, "min_size")) {
+        mi_status st = mi_weights_meta_int(w, "min_size", 1, 8192, &side);
+        if (st) return st;
+    }
+    mi_rcnn *r;
+    mi_status st = mi_rcnn_load(&r, w, side, side);
+    if (st) return st;
+    *net = r;
+    *num_classes = mi_rcnn_num_classes(r);
+    *channels = mi_rcnn_in_channels(r);
+    *outputs = detector_outputs;
+    *noutputs = 2;
+    return MI_OK;
+}
+
+static mi_tensor rcnn_forward(const void *net, nn_ctx *c, const mi_tensor *x) { return mi_rcnn_forward(net, c, x); }
+static void rcnn_free(void *net) { mi_rcnn_free(net); }
+
 static const nn_arch archs[] = {
     { "resnet18", resnet_load, resnet_forward, resnet_free },
     { "resnet50", resnet_load, resnet_forward, resnet_free },
+    { "fasterrcnn_c4", rcnn_load, rcnn_forward, rcnn_free },
 };
 
 /* ---- model -------------------------------------------------------------------------------- */
@@ -128,13 +155,13 @@ mi_status mi_model_open_weights(mi_model **out, mi_weights *w) {
     mi_status st = mi_cpu_check_env();   /* an MI_ISA that names no ISA is refused, not ignored */
     if (st) goto fail;
     if (!arch) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'arch' is missing (the network to build: resnet18, resnet50)", path);
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'arch' is missing (the network to build: resnet18, resnet50, fasterrcnn_c4)", path);
         goto fail;
     }
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
         if (!strcmp(arch, archs[i].arch)) m->arch = &archs[i];
     if (!m->arch) {
-        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a network this engine runs (resnet18, resnet50)",
+        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a network this engine runs (resnet18, resnet50, fasterrcnn_c4)",
                      path, arch);
         goto fail;
     }
@@ -330,6 +357,18 @@ const float *mi_session_output(const mi_session *s, const char *name, int64_t sh
         return t->data;
     }
     return NULL;
+}
+
+int mi_session_detections(const mi_session *s, int n, mi_detection *out, int cap) {
+    int64_t ds[4], cs[4];
+    const float *det = mi_session_output(s, "detections", ds), *cnt = mi_session_output(s, "detections.count", cs);
+    if (!det || !cnt || n < 0 || n >= ds[0] || cap < 0) return -1;
+    const int count = (int)cnt[n];
+    for (int i = 0; out && i < count && i < cap; i++) {
+        const float *d = det + ((int64_t)n * ds[1] + i) * 6;
+        out[i] = (mi_detection){ .box = { d[0], d[1], d[2], d[3] }, .score = d[4], .label = (int)d[5] };
+    }
+    return count;
 }
 
 int mi_session_output_count(const mi_session *s) { return s->ctx.nouts; }

@@ -17,13 +17,13 @@ typedef struct {
 
 struct mi_resnet {
     bool      bottleneck;
-    int       depth[4];
+    int       depth[4], stages, in_channels;
     mi_conv   stem;
     block    *blocks;            /* layer1..layer4 blocks, in order */
     int       nblocks;
     bool      head;
     nn_linear fc;
-    int       feat;              /* channels of layer4: 512 or 2048 */
+    int       feat;              /* channels of the last stage: 512 or 2048 (layer4), 256 or 1024 (layer3) */
 };
 
 static const mi_pool_desc stem_pool = { .sp = 2, .k = { 1, 3, 3 }, .stride = { 1, 2, 2 },
@@ -90,23 +90,33 @@ void mi_resnet_free(mi_resnet *r) {
 }
 
 static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const char *prefix,
-                      bool head, int64_t in_h, int64_t in_w) {
+                      int stages, bool head, int64_t in_h, int64_t in_w) {
     static const int d18[4] = { 2, 2, 2, 2 }, d50[4] = { 3, 4, 6, 3 };
     if (!strcmp(arch, "resnet18")) memcpy(r->depth, d18, sizeof d18);
     else if (!strcmp(arch, "resnet50")) { memcpy(r->depth, d50, sizeof d50); r->bottleneck = true; }
     else return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a ResNet this engine runs "
                         "(resnet18, resnet50)", w->path, arch);
-    r->feat = r->bottleneck ? 2048 : 512;
+    if (stages != 3 && stages != 4)
+        return MI_FAIL(MI_ERR_ARG, "%s: a ResNet has 3 or 4 stages here, not %d", w->path, stages);
+    if (stages == 3 && head)
+        return MI_FAIL(MI_ERR_ARG, "%s: a ResNet cut at layer3 has no classification head", w->path);
+    r->stages = stages;
+    r->feat = (r->bottleneck ? 256 : 64) << (stages - 1);
+    /* conv1 decides the input channels: 3 for colour, 1 for a grey modality */
+    char c1[96];
+    snprintf(c1, sizeof c1, "%sconv1.weight", prefix);
+    const mi_blob_tensor *t1 = mi_weights_find(w, c1);
+    r->in_channels = t1 && t1->ndim == 4 && t1->shape[1] == 1 ? 1 : 3;
     mi_status st;
     int64_t in[2] = { in_h, in_w };
-    if ((st = conv_bn(w, &r->stem, prefix, "conv1", "bn1", 3, 64, 7, 2, 3, in))) return st;
+    if ((st = conv_bn(w, &r->stem, prefix, "conv1", "bn1", r->in_channels, 64, 7, 2, 3, in))) return st;
     in[0] = out_size(out_size(in[0], 7, 2, 3), 3, 2, 1);  /* after conv1 and maxpool */
     in[1] = out_size(out_size(in[1], 7, 2, 3), 3, 2, 1);
-    r->nblocks = r->depth[0] + r->depth[1] + r->depth[2] + r->depth[3];
+    for (int l = 0; l < stages; l++) r->nblocks += r->depth[l];
     if (!(r->blocks = calloc((size_t)r->nblocks, sizeof *r->blocks)))
         return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
     int64_t inplanes = 64;
-    for (int l = 0, i = 0; l < 4; l++)
+    for (int l = 0, i = 0; l < stages; l++)
         for (int j = 0; j < r->depth[l]; j++, i++) {
             const int64_t planes = 64 << l, stride = j == 0 && l > 0 ? 2 : 1;
             if ((st = load_block(r, w, &r->blocks[i], prefix, l, j, inplanes, planes, stride, in))) return st;
@@ -126,14 +136,14 @@ static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const
 }
 
 mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
-                         bool head, int64_t in_h, int64_t in_w) {
+                         int stages, bool head, int64_t in_h, int64_t in_w) {
     *out = NULL;
     if (in_h < 1 || in_w < 1 || in_h > 65536 || in_w > 65536)
         return MI_FAIL(MI_ERR_ARG, "%s: input size %lldx%lld outside 1..65536", w->path,
                        (long long)in_h, (long long)in_w);
     mi_resnet *r = calloc(1, sizeof *r);
     if (!r) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
-    mi_status st = load(r, w, arch, prefix, head, in_h, in_w);
+    mi_status st = load(r, w, arch, prefix, stages, head, in_h, in_w);
     if (st) {
         mi_resnet_free(r);
         return st;
@@ -143,6 +153,8 @@ mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch,
 }
 
 int mi_resnet_num_classes(const mi_resnet *r) { return r->head ? (int)r->fc.out : 0; }
+int mi_resnet_in_channels(const mi_resnet *r) { return r->in_channels; }
+int mi_resnet_out_channels(const mi_resnet *r) { return r->feat; }
 
 /* torchvision BasicBlock.forward / Bottleneck.forward: out = relu(convs(x) + identity). Consumes
  * x (frees it once nothing reads it). The downsample runs first, so that x can go before the
@@ -170,7 +182,7 @@ mi_tensor mi_resnet_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x) {
     mi_tensor s = nn_conv(c, &r->stem, x, NULL, MI_ACT_RELU);   /* relu(bn1(conv1(x))) */
     mi_tensor cur = nn_max_pool(c, &stem_pool, &s, "stem");     /* maxpool */
     nn_free(c, &s);
-    for (int l = 0, i = 0; l < 4; l++) {
+    for (int l = 0, i = 0; l < r->stages; l++) {
         for (int j = 0; j < r->depth[l]; j++, i++) {
             cur = block_forward(c, r, &r->blocks[i], &cur);
         }

@@ -10,16 +10,20 @@
 typedef struct mi_resnet mi_resnet;
 
 /* arch: "resnet18" | "resnet50". prefix: "" for torchvision's names, or the path of the
- * backbone inside a larger model ("backbone.body."). head: also load avgpool + fc ("fc.weight"
- * [num_classes, 512 | 2048], "fc.bias"). Weights are packed for in_h x in_w inputs. Checks every
- * tensor's presence and shape; BatchNorm is folded into the convolutions. The result is
- * read-only. */
+ * backbone inside a larger model ("backbone.body."). stages: 4, or 3 for a "C4" backbone that
+ * ends at layer3 (stride 16, as detection models with one feature map use it; no head then).
+ * head: also load avgpool + fc ("fc.weight" [num_classes, 512 | 2048], "fc.bias"). The input
+ * channels are conv1's (3, or 1 for a grey modality). Weights are packed for in_h x in_w inputs.
+ * Checks every tensor's presence and shape; BatchNorm is folded into the convolutions. The
+ * result is read-only. */
 mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
-                         bool head, int64_t in_h, int64_t in_w);
+                         int stages, bool head, int64_t in_h, int64_t in_w);
 void      mi_resnet_free(mi_resnet *r);
 int       mi_resnet_num_classes(const mi_resnet *r);     /* 0 without a head */
+int       mi_resnet_in_channels(const mi_resnet *r);
+int       mi_resnet_out_channels(const mi_resnet *r);    /* of the last stage */
 
-/* torchvision ResNet._forward_impl on x (N, 3, H, W). Marks (nn_mark) every conv by its name,
+/* torchvision ResNet._forward_impl on x (N, in_channels, H, W). Marks (nn_mark) every conv by its name,
  * "stem" (after the maxpool), "layer1".."layer4" (also as "features.C2".."features.C5"), and with
  * a head that the session wants: "pool", "fc" (also as "logits"). Returns the last tensor. */
 mi_tensor mi_resnet_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x);

@@ -1,0 +1,506 @@
+/* nn/rcnn.c - torchvision's FasterRCNN (eval mode) on a ResNet C4 backbone. The forward below
+ * follows GeneralizedRCNN.forward step by step: transform, backbone, rpn, roi_heads,
+ * transform.postprocess; each step names the torchvision function whose arithmetic it repeats.
+ *
+ * Every size a step allocates is its maximum (pre/post-NMS top-n, detections per image), never a
+ * count that depends on the data: the session's plan is made once, before any image is seen. */
+#include "nn/rcnn.h"
+
+#include "nn/layers.h"
+#include "nn/resnet.h"
+#include "ops/act.h"
+#include "ops/box.h"
+#include "ops/linear.h"
+#include "ops/nms.h"
+#include "ops/resize.h"
+#include "ops/roi.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ANCHORS 64
+#define MAX_CHANNELS 4
+
+struct mi_rcnn {
+    mi_resnet   *backbone;
+    int          in_c;
+    int64_t      feat_c;
+    /* GeneralizedRCNNTransform */
+    int          min_size, max_size;
+    float        mean[MAX_CHANNELS], std[MAX_CHANNELS];
+    /* AnchorGenerator (one feature map) + RegionProposalNetwork */
+    float        cell[MAX_ANCHORS][4];
+    int          ncell;
+    mi_conv      rpn_conv, rpn_cls, rpn_bbox;
+    int          pre_nms, post_nms;
+    float        rpn_nms, rpn_score;
+    /* MultiScaleRoIAlign + TwoMLPHead + FastRCNNPredictor + RoIHeads */
+    int          roi_out, roi_sampling;
+    nn_linear    fc6, fc7, cls, bbox;
+    int          num_classes;
+    float        box_score, box_nms;
+    int          dets;
+};
+
+/* ---- configuration from metadata ---------------------------------------------------------- */
+
+static mi_status meta_int(const mi_weights *w, const char *key, long long lo, long long hi, int *v) {
+    long long x;
+    if (!mi_weights_meta(w, key)) return MI_OK;  /* torchvision's default stays */
+    mi_status st = mi_weights_meta_int(w, key, lo, hi, &x);
+    if (!st) *v = (int)x;
+    return st;
+}
+
+static mi_status meta_prob(const mi_weights *w, const char *key, float *v) {
+    double x;
+    if (!mi_weights_meta(w, key)) return MI_OK;
+    mi_status st = mi_weights_meta_double(w, key, &x);
+    if (st) return st;
+    if (!(x >= 0 && x <= 1))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = %g, expected a number in [0, 1]", w->path, key, x);
+    *v = (float)x;
+    return MI_OK;
+}
+
+/* A JSON array of n1 numbers, or (pairs) of n1 [a, b] arrays; *n gets the count. */
+static mi_status meta_numbers(const mi_weights *w, const char *key, float *out, int max, bool pairs, int *n) {
+    const char *v = mi_weights_meta(w, key);
+    cJSON *a = cJSON_Parse(v);
+    int k = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    bool ok = k >= 1 && k <= max;
+    for (int i = 0; ok && i < k; i++) {
+        const cJSON *x = cJSON_GetArrayItem(a, i);
+        for (int j = 0; ok && j < (pairs ? 2 : 1); j++) {
+            const cJSON *y = pairs ? (cJSON_IsArray(x) && cJSON_GetArraySize(x) == 2 ? cJSON_GetArrayItem(x, j) : NULL) : x;
+            ok = cJSON_IsNumber(y) && y->valuedouble > 0 && y->valuedouble < 1e5;
+            if (ok) out[i * (pairs ? 2 : 1) + j] = (float)y->valuedouble;
+        }
+    }
+    cJSON_Delete(a);
+    if (!ok)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.60s' is not a JSON array of 1..%d %s", w->path,
+                       key, v, max, pairs ? "[width, height] pairs of positive numbers" : "positive numbers");
+    *n = k;
+    return MI_OK;
+}
+
+static mi_status load_config(mi_rcnn *r, const mi_weights *w) {
+    mi_status st;
+    r->min_size = 800, r->max_size = 1333;
+    r->pre_nms = 1000, r->post_nms = 1000, r->rpn_nms = 0.7f, r->rpn_score = 0.0f;
+    r->roi_out = 7, r->roi_sampling = 2;
+    r->box_score = 0.05f, r->box_nms = 0.5f, r->dets = 100;
+    if ((st = meta_int(w, "min_size", 1, 8192, &r->min_size)) || (st = meta_int(w, "max_size", 1, 8192, &r->max_size)) ||
+        (st = meta_int(w, "rpn_pre_nms_top_n", 1, 100000, &r->pre_nms)) ||
+        (st = meta_int(w, "rpn_post_nms_top_n", 1, 100000, &r->post_nms)) ||
+        (st = meta_prob(w, "rpn_nms_thresh", &r->rpn_nms)) || (st = meta_prob(w, "rpn_score_thresh", &r->rpn_score)) ||
+        (st = meta_int(w, "roi_output_size", 1, 64, &r->roi_out)) ||
+        (st = meta_int(w, "roi_sampling_ratio", -1, 64, &r->roi_sampling)) ||
+        (st = meta_prob(w, "box_score_thresh", &r->box_score)) || (st = meta_prob(w, "box_nms_thresh", &r->box_nms)) ||
+        (st = meta_int(w, "box_detections_per_img", 1, 100000, &r->dets)))
+        return st;
+    /* image_mean / image_std: one per input channel, torchvision's ImageNet values by default */
+    static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f }, imagenet_std[3] = { 0.229f, 0.224f, 0.225f };
+    for (int c = 0; c < r->in_c; c++) r->mean[c] = imagenet_mean[c], r->std[c] = imagenet_std[c];
+    if (mi_weights_meta(w, "image_mean") && (st = mi_weights_meta_floats(w, "image_mean", r->mean, r->in_c))) return st;
+    if (mi_weights_meta(w, "image_std") && (st = mi_weights_meta_floats(w, "image_std", r->std, r->in_c))) return st;
+    for (int c = 0; c < r->in_c; c++)
+        if (!(r->std[c] > 0))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'image_std' has %g, expected > 0", w->path, r->std[c]);
+    /* anchors: given (w, h) boxes, or the product of sizes and aspect ratios */
+    if (mi_weights_meta(w, "anchors")) {
+        float wh[MAX_ANCHORS][2];
+        if ((st = meta_numbers(w, "anchors", &wh[0][0], MAX_ANCHORS, true, &r->ncell))) return st;
+        mi_anchor_cells_wh(r->cell, (const float (*)[2])wh, r->ncell);
+    } else {
+        float sizes[MAX_ANCHORS] = { 32, 64, 128, 256, 512 }, ratios[MAX_ANCHORS] = { 0.5f, 1.0f, 2.0f };
+        int ns = 5, nr = 3;
+        if (mi_weights_meta(w, "anchor_sizes") && (st = meta_numbers(w, "anchor_sizes", sizes, MAX_ANCHORS, false, &ns)))
+            return st;
+        if (mi_weights_meta(w, "anchor_ratios") && (st = meta_numbers(w, "anchor_ratios", ratios, MAX_ANCHORS, false, &nr)))
+            return st;
+        if (ns * nr > MAX_ANCHORS)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: %d anchor sizes x %d ratios is more than %d anchors per position",
+                           w->path, ns, nr, MAX_ANCHORS);
+        mi_anchor_cells(r->cell, sizes, ns, ratios, nr);
+        r->ncell = ns * nr;
+    }
+    return MI_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static mi_status find2(const mi_weights *w, const char *name, int64_t *rows, int64_t *cols) {
+    const mi_blob_tensor *t = mi_weights_find(w, name);
+    if (!t) return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is missing", w->path, name);
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' must be 2-D", w->path, name);
+    *rows = t->shape[0];
+    *cols = t->shape[1];
+    return MI_OK;
+}
+
+static mi_status load(mi_rcnn *r, const mi_weights *w, int64_t in_h, int64_t in_w) {
+    const char *bb = mi_weights_meta(w, "backbone");
+    if (!bb) return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'backbone' is missing (resnet18, resnet50)", w->path);
+    const mi_blob_tensor *c1 = mi_weights_find(w, "backbone.body.conv1.weight");
+    r->in_c = c1 && c1->ndim == 4 && c1->shape[1] == 1 ? 1 : 3;
+    mi_status st = load_config(r, w);
+    if (st) return st;
+    /* the backbone sees the resized image: pack its convolutions for that size */
+    const double s = fmin((double)r->min_size / (double)fmin(in_h, in_w), (double)r->max_size / (double)fmax(in_h, in_w));
+    const int64_t rh = (int64_t)floor((double)in_h * s), rw = (int64_t)floor((double)in_w * s);
+    if ((st = mi_resnet_load(&r->backbone, w, bb, "backbone.body.", 3, false, rh > 0 ? rh : 1, rw > 0 ? rw : 1)))
+        return st;
+    if (mi_resnet_in_channels(r->backbone) != r->in_c)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: backbone conv1 has an unexpected input", w->path);
+    r->feat_c = mi_resnet_out_channels(r->backbone);
+    const int64_t fh = (rh + 15) / 16, fw = (rw + 15) / 16, A = r->ncell;
+    mi_conv_desc d = mi_conv2d_desc(r->feat_c, r->feat_c, 3, 1, 1, 1);
+    d.in_size[1] = fh, d.in_size[2] = fw;
+    if ((st = nn_load_conv(&r->rpn_conv, w, "rpn.head.conv.0.0", &d, true))) return st;
+    d = mi_conv2d_desc(r->feat_c, A, 1, 1, 0, 1);
+    d.in_size[1] = fh, d.in_size[2] = fw;
+    if ((st = nn_load_conv(&r->rpn_cls, w, "rpn.head.cls_logits", &d, true))) return st;
+    d = mi_conv2d_desc(r->feat_c, 4 * A, 1, 1, 0, 1);
+    d.in_size[1] = fh, d.in_size[2] = fw;
+    if ((st = nn_load_conv(&r->rpn_bbox, w, "rpn.head.bbox_pred", &d, true))) return st;
+    int64_t rep, in6, nc, nb, in_cls, in_box;
+    if ((st = find2(w, "roi_heads.box_head.fc6.weight", &rep, &in6)) ||
+        (st = find2(w, "roi_heads.box_predictor.cls_score.weight", &nc, &in_cls)) ||
+        (st = find2(w, "roi_heads.box_predictor.bbox_pred.weight", &nb, &in_box)))
+        return st;
+    const int64_t pooled = r->feat_c * r->roi_out * r->roi_out;
+    if (in6 != pooled)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor 'roi_heads.box_head.fc6.weight' has %lld inputs, expected %lld "
+                       "(%lld channels x %d x %d RoI bins)", w->path, (long long)in6, (long long)pooled,
+                       (long long)r->feat_c, r->roi_out, r->roi_out);
+    if (nc < 2 || nc > 10000 || nb != 4 * nc)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: box predictor has %lld classes and %lld box outputs, expected >= 2 "
+                       "classes (background included) and 4 outputs per class", w->path, (long long)nc, (long long)nb);
+    r->num_classes = (int)nc;
+    if ((st = nn_load_linear(&r->fc6, w, "roi_heads.box_head.fc6", pooled, rep, true)) ||
+        (st = nn_load_linear(&r->fc7, w, "roi_heads.box_head.fc7", rep, rep, true)) ||
+        (st = nn_load_linear(&r->cls, w, "roi_heads.box_predictor.cls_score", rep, nc, true)) ||
+        (st = nn_load_linear(&r->bbox, w, "roi_heads.box_predictor.bbox_pred", rep, 4 * nc, true)))
+        return st;
+    if (mi_weights_meta(w, "num_classes")) {
+        long long v;
+        if ((st = mi_weights_meta_int(w, "num_classes", 0, 1000000, &v))) return st;
+        if (v != nc)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata num_classes = %lld but the box predictor has %lld classes",
+                           w->path, v, (long long)nc);
+    }
+    return MI_OK;
+}
+
+mi_status mi_rcnn_load(mi_rcnn **out, const mi_weights *w, int64_t in_h, int64_t in_w) {
+    *out = NULL;
+    if (in_h < 1 || in_w < 1 || in_h > 65536 || in_w > 65536)
+        return MI_FAIL(MI_ERR_ARG, "%s: input size %lldx%lld outside 1..65536", w->path, (long long)in_h,
+                       (long long)in_w);
+    mi_rcnn *r = calloc(1, sizeof *r);
+    if (!r) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
+    mi_status st = load(r, w, in_h, in_w);
+    if (st) {
+        mi_rcnn_free(r);
+        return st;
+    }
+    *out = r;
+    return MI_OK;
+}
+
+void mi_rcnn_free(mi_rcnn *r) {
+    if (!r) return;
+    mi_resnet_free(r->backbone);
+    mi_conv_free(&r->rpn_conv);
+    mi_conv_free(&r->rpn_cls);
+    mi_conv_free(&r->rpn_bbox);
+    free(r);
+}
+
+int mi_rcnn_num_classes(const mi_rcnn *r) { return r->num_classes; }
+int mi_rcnn_in_channels(const mi_rcnn *r) { return r->in_c; }
+int mi_rcnn_max_detections(const mi_rcnn *r) { return r->dets; }
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static mi_tensor empty(void) { return (mi_tensor){ 0 }; }
+
+/* GeneralizedRCNNTransform.resize: the scale in float32 as torch computes min(self_min_size /
+ * min_size, self_max_size / max_size) on float32 tensors, the size as interpolate's
+ * recompute_scale_factor path floors it in double. */
+static void resized_size(const mi_rcnn *r, int64_t h, int64_t w, int64_t *oh, int64_t *ow) {
+    const float mn = (float)(h < w ? h : w), mx = (float)(h > w ? h : w);
+    const float a = (float)r->min_size / mn, b = (float)r->max_size / mx;
+    const double s = (double)(a < b ? a : b);
+    *oh = (int64_t)floor((double)h * s);
+    *ow = (int64_t)floor((double)w * s);
+}
+
+/* GeneralizedRCNNTransform: normalize, resize (bilinear, align_corners=False, the scale
+ * recomputed from the sizes), batch_images (zero padding to a multiple of 32). */
+static mi_tensor transform(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x, int64_t oh, int64_t ow) {
+    const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    mi_tensor nx = nn_alloc(c, 4, x->shape, "transform.normalize");
+    if (nn_ok(c) && nn_compute(c))
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t ch = 0; ch < C; ch++) {
+                const float *s = x->data + (n * C + ch) * H * W;
+                float *d = nx.data + (n * C + ch) * H * W;
+                const float m = r->mean[ch], sd = r->std[ch];
+                for (int64_t i = 0; i < H * W; i++) d[i] = (s[i] - m) / sd;   /* (image - mean) / std */
+            }
+    const int64_t rs_shape[4] = { N, C, oh, ow };
+    mi_tensor rs = nn_alloc(c, 4, rs_shape, "transform.resize");
+    if (nn_ok(c) && nn_compute(c)) mi_resize_linear(&rs, &nx, false, NULL);
+    nn_free(c, &nx);
+    const int64_t ph = (oh + 31) / 32 * 32, pw = (ow + 31) / 32 * 32;
+    const int64_t pad_shape[4] = { N, C, ph, pw };
+    mi_tensor img = nn_alloc(c, 4, pad_shape, "transform");
+    if (nn_ok(c) && nn_compute(c)) {
+        memset(img.data, 0, (size_t)mi_tensor_numel(&img) * sizeof(float));
+        for (int64_t p = 0; p < N * C; p++)
+            for (int64_t y = 0; y < oh; y++)
+                memcpy(img.data + (p * ph + y) * pw, rs.data + (p * oh + y) * ow, (size_t)ow * sizeof(float));
+    }
+    nn_free(c, &rs);
+    nn_mark(c, "transform", &img);
+    return img;
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* RegionProposalNetwork.filter_proposals for image n: top-n by objectness over all anchors (one
+ * feature map, one level), decode, clip, remove small, score threshold, NMS, keep post_nms_top_n.
+ * obj: (A, fh, fw) logits, del: (4A, fh, fw) deltas of this image; anchors in (y, x, a) order. */
+static int64_t propose(const mi_rcnn *r, const float *obj, const float *del, const float (*anchors)[4],
+                       int64_t fh, int64_t fw, int64_t oh, int64_t ow, float (*out)[4], unsigned char *scratch) {
+    const int64_t A = r->ncell, hw = fh * fw, total = hw * A;
+    const int64_t k = total < r->pre_nms ? total : r->pre_nms;
+    const mi_box_coder bc = mi_box_coder_default(1.0f, 1.0f, 1.0f, 1.0f);
+    float *logit = (float *)scratch;                         /* total: (y, x, a) order */
+    int64_t *idx = (int64_t *)(logit + total);               /* k */
+    float (*box)[4] = (float (*)[4])(idx + r->pre_nms);      /* k */
+    float *score = (float *)(box + r->pre_nms);              /* k */
+    int64_t *keep = (int64_t *)(score + r->pre_nms);         /* k */
+    int64_t *zero = keep + r->pre_nms;                       /* k: every proposal is on level 0 */
+    void *work = zero + r->pre_nms;
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t p = 0; p < hw; p++) logit[p * A + a] = obj[a * hw + p];
+    mi_topk(idx, logit, total, k, work);
+    for (int64_t i = 0; i < k; i++) {
+        const int64_t j = idx[i], p = j / A, a = j % A;
+        float rel[1][4];
+        for (int q = 0; q < 4; q++) rel[0][q] = del[(a * 4 + q) * hw + p];
+        mi_box_decode((float (*)[4])box[i], (const float (*)[4])rel, &anchors[j], 1, &bc);
+        score[i] = sigmoidf(logit[j]);
+    }
+    mi_box_clip(box, k, (float)oh, (float)ow);
+    int64_t n = mi_box_remove_small(keep, (const float (*)[4])box, k, 1e-3f);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)                          /* compact, then score >= threshold */
+        if (score[keep[i]] >= r->rpn_score) {
+            memmove(box[m], box[keep[i]], sizeof box[0]);
+            score[m] = score[keep[i]];
+            zero[m++] = 0;
+        }
+    n = mi_batched_nms(keep, (const float (*)[4])box, score, zero, m, r->rpn_nms, work);
+    if (n > r->post_nms) n = r->post_nms;
+    for (int64_t i = 0; i < n; i++) memcpy(out[i], box[keep[i]], sizeof out[0]);
+    return n;
+}
+
+static size_t propose_scratch(const mi_rcnn *r, int64_t total) {
+    const int64_t k = r->pre_nms;
+    size_t work = mi_topk_scratch_bytes(total);
+    if (mi_batched_nms_scratch_bytes(k) > work) work = mi_batched_nms_scratch_bytes(k);
+    return (size_t)total * sizeof(float) + (size_t)k * (sizeof(int64_t) * 3 + sizeof(float) * 5) + work;
+}
+
+/* RoIHeads.postprocess_detections + GeneralizedRCNNTransform.postprocess for one image: decode
+ * every class's box from each proposal (weights 10, 10, 5, 5), softmax scores, clip, drop the
+ * background, score > threshold, remove small (1e-2), NMS per class, keep detections_per_img,
+ * scale back to the input's pixels. Writes rows (x1, y1, x2, y2, score, label). */
+static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, const float (*props)[4], int64_t K,
+                      int64_t oh, int64_t ow, int64_t H, int64_t W, float (*det)[6], unsigned char *scratch) {
+    const int64_t nc = r->num_classes, cand = K * (nc - 1);
+    const mi_box_coder bc = mi_box_coder_default(10.0f, 10.0f, 5.0f, 5.0f);
+    float *prob = (float *)scratch;                          /* K * nc */
+    float (*box)[4] = (float (*)[4])(prob + K * nc);         /* cand */
+    float *score = (float *)(box + cand);                    /* cand */
+    int64_t *label = (int64_t *)(score + cand);              /* cand */
+    int64_t *keep = label + cand;                            /* cand */
+    void *work = keep + cand;
+    mi_softmax(prob, logits, K, nc, 1);
+    int64_t m = 0;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 1; j < nc; j++) {
+            const float p = prob[k * nc + j];
+            if (!(p > r->box_score)) continue;
+            mi_box_decode(&box[m], (const float (*)[4])(reg + (k * nc + j) * 4), &props[k], 1, &bc);
+            score[m] = p;
+            label[m++] = j;
+        }
+    mi_box_clip(box, m, (float)oh, (float)ow);   /* clipping commutes with the score filter: boxes only */
+    int64_t n = mi_box_remove_small(keep, (const float (*)[4])box, m, 1e-2f);
+    for (int64_t i = 0; i < n; i++) {
+        memmove(box[i], box[keep[i]], sizeof box[0]);
+        score[i] = score[keep[i]];
+        label[i] = label[keep[i]];
+    }
+    n = mi_batched_nms(keep, (const float (*)[4])box, score, label, n, r->box_nms, work);
+    if (n > r->dets) n = r->dets;
+    /* transform.resize_boxes: ratios float32(original) / float32(resized) */
+    const float rw = (float)W / (float)ow, rh = (float)H / (float)oh;
+    for (int64_t i = 0; i < n; i++) {
+        const float *b = box[keep[i]];
+        det[i][0] = b[0] * rw, det[i][1] = b[1] * rh, det[i][2] = b[2] * rw, det[i][3] = b[3] * rh;
+        det[i][4] = score[keep[i]];
+        det[i][5] = (float)label[keep[i]];
+    }
+    return n;
+}
+
+static size_t detect_scratch(const mi_rcnn *r, int64_t K) {
+    const int64_t nc = r->num_classes, cand = K * (nc - 1);
+    return (size_t)K * nc * sizeof(float) + (size_t)cand * (5 * sizeof(float) + 2 * sizeof(int64_t)) +
+           mi_batched_nms_scratch_bytes(cand);
+}
+
+/* MultiScaleRoIAlign's scale for one feature map: 2^round(log2(feature / image)) per side, which
+ * must agree (torchvision asserts it). */
+static float roi_scale(int64_t feat, int64_t img) { return exp2f(roundf(log2f((float)feat / (float)img))); }
+
+mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
+    if (!nn_ok(c)) return empty();
+    if (x->ndim != 4 || x->shape[1] != r->in_c) {
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: input must be (N, %d, H, W)", r->in_c));
+        return empty();
+    }
+    const int64_t N = x->shape[0], H = x->shape[2], W = x->shape[3];
+    int64_t oh, ow;
+    resized_size(r, H, W, &oh, &ow);
+    if (oh < 1 || ow < 1) {
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: a %lldx%lld image resizes to nothing", (long long)H, (long long)W));
+        return empty();
+    }
+    /* transform and backbone */
+    mi_tensor img = transform(r, c, x, oh, ow);
+    const int64_t ph = img.shape[2], pw = img.shape[3];
+    mi_tensor f = mi_resnet_forward(r->backbone, c, &img);
+    nn_free(c, &img);
+    nn_mark(c, "features", &f);
+    if (!nn_ok(c)) return empty();
+    const int64_t fh = f.shape[2], fw = f.shape[3], A = r->ncell;
+    const float sh = roi_scale(fh, oh), sw = roi_scale(fw, ow);
+    if (sh != sw) {
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: feature map %lldx%lld does not have one scale on a %lldx%lld "
+                           "image", (long long)fh, (long long)fw, (long long)oh, (long long)ow));
+        return empty();
+    }
+    /* RPNHead */
+    mi_tensor t = nn_conv(c, &r->rpn_conv, &f, NULL, MI_ACT_RELU);
+    mi_tensor obj = nn_conv(c, &r->rpn_cls, &t, NULL, MI_ACT_NONE);
+    mi_tensor del = nn_conv(c, &r->rpn_bbox, &t, NULL, MI_ACT_NONE);
+    nn_free(c, &t);
+    nn_mark(c, "rpn.objectness", &obj);
+    nn_mark(c, "rpn.deltas", &del);
+    /* AnchorGenerator: strides from the padded batch, as image_list.tensors gives them */
+    const int64_t P = r->post_nms, nmax = N * P;
+    const int64_t prop_shape[3] = { N, P, 4 }, count_shape[2] = { N, 1 };
+    mi_tensor props = nn_alloc(c, 3, prop_shape, "proposals");
+    mi_tensor pcount = nn_alloc(c, 2, count_shape, "proposals.count");
+    const int64_t total = fh * fw * A;
+    float (*anchors)[4] = nn_scratch(c, (size_t)total * sizeof *anchors);
+    unsigned char *work = nn_scratch(c, propose_scratch(r, total));
+    if (nn_ok(c) && nn_compute(c)) {
+        mi_anchor_grid(anchors, (const float (*)[4])r->cell, (int)A, fh, fw, ph / fh, pw / fw);
+        memset(props.data, 0, (size_t)mi_tensor_numel(&props) * sizeof(float));
+        for (int64_t n = 0; n < N; n++)
+            pcount.data[n] = (float)propose(r, obj.data + n * A * fh * fw, del.data + n * 4 * A * fh * fw,
+                                            (const float (*)[4])anchors, fh, fw, oh, ow,
+                                            (float (*)[4])(props.data + n * P * 4), work);
+    }
+    nn_scratch_free(c, work);
+    nn_scratch_free(c, anchors);
+    nn_free(c, &obj);
+    nn_free(c, &del);
+    nn_mark(c, "proposals", &props);
+    nn_mark(c, "proposals.count", &pcount);
+    /* MultiScaleRoIAlign on the one feature map: every image's proposals, image by image */
+    int64_t K = nmax;
+    float (*rois)[5] = nn_scratch(c, (size_t)nmax * sizeof *rois);
+    if (nn_ok(c) && nn_compute(c)) {
+        K = 0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t i = 0; i < (int64_t)pcount.data[n]; i++, K++) {
+                rois[K][0] = (float)n;
+                memcpy(&rois[K][1], props.data + (n * P + i) * 4, 4 * sizeof(float));
+            }
+    }
+    const int64_t R = r->roi_out, pooled_shape[4] = { nmax, r->feat_c, R, R };
+    mi_tensor pooled = nn_alloc(c, 4, pooled_shape, "box_roi_pool");
+    if (nn_ok(c) && nn_compute(c) && K > 0) {
+        const mi_roi_desc d = { .out_h = R, .out_w = R, .spatial_scale = sh, .sampling_ratio = r->roi_sampling,
+                                .aligned = false };
+        mi_tensor y = pooled;
+        y.shape[0] = K;
+        mi_status st = mi_roi_align(&y, &f, (const float (*)[5])rois, K, &d);
+        if (st) nn_fail(c, st);   /* proposals are clipped and finite: only our own bug gets here */
+    }
+    nn_scratch_free(c, rois);
+    nn_free(c, &f);
+    /* TwoMLPHead + FastRCNNPredictor on the K rows that exist */
+    const int64_t rep = r->fc6.out, nc = r->num_classes;
+    const int64_t s6[2] = { nmax, rep }, sc[2] = { nmax, nc }, sb[2] = { nmax, 4 * nc };
+    mi_tensor h6 = nn_alloc(c, 2, s6, "roi_heads.box_head.fc6");
+    if (nn_ok(c) && nn_compute(c) && K > 0) {
+        mi_linear(h6.data, pooled.data, r->fc6.weight, r->fc6.bias, K, r->fc6.in, rep);
+        mi_relu(h6.data, h6.data, K * rep);
+    }
+    nn_free(c, &pooled);
+    mi_tensor h7 = nn_alloc(c, 2, s6, "roi_heads.box_head.fc7");
+    if (nn_ok(c) && nn_compute(c) && K > 0) {
+        mi_linear(h7.data, h6.data, r->fc7.weight, r->fc7.bias, K, rep, rep);
+        mi_relu(h7.data, h7.data, K * rep);
+    }
+    nn_free(c, &h6);
+    nn_mark(c, "box_features", &h7);
+    mi_tensor logits = nn_alloc(c, 2, sc, "class_logits");
+    mi_tensor reg = nn_alloc(c, 2, sb, "box_regression");
+    if (nn_ok(c) && nn_compute(c) && K > 0) {
+        mi_linear(logits.data, h7.data, r->cls.weight, r->cls.bias, K, rep, nc);
+        mi_linear(reg.data, h7.data, r->bbox.weight, r->bbox.bias, K, rep, 4 * nc);
+    }
+    nn_free(c, &h7);
+    nn_mark(c, "class_logits", &logits);
+    nn_mark(c, "box_regression", &reg);
+    /* postprocess_detections, transform.postprocess */
+    const int64_t D = r->dets, det_shape[3] = { N, D, 6 };
+    mi_tensor det = nn_alloc(c, 3, det_shape, "detections");
+    mi_tensor dcount = nn_alloc(c, 2, count_shape, "detections.count");
+    unsigned char *dwork = nn_scratch(c, detect_scratch(r, P));
+    if (nn_ok(c) && nn_compute(c)) {
+        memset(det.data, 0, (size_t)mi_tensor_numel(&det) * sizeof(float));
+        for (int64_t n = 0, row = 0; n < N; n++) {
+            const int64_t kn = (int64_t)pcount.data[n];
+            dcount.data[n] = (float)detect(r, logits.data + row * nc, reg.data + row * 4 * nc,
+                                           (const float (*)[4])(props.data + n * P * 4), kn, oh, ow, H, W,
+                                           (float (*)[6])(det.data + n * D * 6), dwork);
+            row += kn;
+        }
+    }
+    nn_scratch_free(c, dwork);
+    nn_free(c, &logits);
+    nn_free(c, &reg);
+    nn_free(c, &props);
+    nn_free(c, &pcount);
+    nn_mark(c, "detections", &det);
+    nn_mark(c, "detections.count", &dcount);
+    return det;
+}
