@@ -12,6 +12,7 @@ static const struct { const char *name, *help; int (*run)(int, char **); } comma
     { "audit",   "verify the hash chain of an --audit database", cmd_audit },
     { "endoqc",  "gastroscopy video completeness QC: verdict, missing sites, contact sheet", cmd_endoqc },
     { "endoqc-synth", "render a synthetic gastroscopy video (demo, tests, training)", cmd_endoqc_synth },
+    { "echo",    "M-mode echocardiography: cardiac cycle, wall points, volumes, ejection fraction", cmd_echo },
 };
 
 static void usage(FILE *f) {
