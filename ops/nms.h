@@ -4,6 +4,7 @@
 #ifndef MI_NMS_H
 #define MI_NMS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* ops.nms: boxes visited in descending score order (a stable sort: equal scores keep index
