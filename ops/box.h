@@ -2,7 +2,10 @@
  * and removing small boxes. A box is 4 floats (x1, y1, x2, y2) in pixels; arrays of boxes are
  * contiguous [n][4]. Every function does its float arithmetic in the order torchvision writes
  * it (torchvision 0.14: models/detection/anchor_utils.py, _utils.py BoxCoder, ops/boxes.py), so
- * results match to the last bit where libm's expf agrees with torch's exp. */
+ * results match to the last bit. torch.exp and torch.log are SLEEF's on x86 (AVX2, AVX-512) and
+ * ARM, and differ from glibc's expf/logf in the last bit for about one input in ten; the coder
+ * uses replicas of SLEEF's, so it matches torch on those builds (a torch running its scalar
+ * fallback, with no SIMD, uses libm and can differ by a few ulps). */
 #ifndef MI_BOX_H
 #define MI_BOX_H
 

@@ -16,8 +16,12 @@ typedef struct {
     bool    aligned;          /* true: pixel centres at half-integers (a -0.5 shift) */
 } mi_roi_desc;
 
-/* A batch index outside [0, N) or a non-finite coordinate gives MI_ERR_ARG (torchvision would
- * read out of bounds); the rest computes as torchvision does, empty bins giving 0. */
+/* A batch index outside [0, N) after truncation toward zero (as the kernel converts it: -0.5 is
+ * image 0) or a non-finite value in a RoI gives MI_ERR_ARG (torchvision would read out of
+ * bounds), as do out_h or out_w < 1 and, where torchvision's int conversions would overflow, an
+ * adaptive sampling grid over 32768 per side (RoIAlign) or a scaled coordinate beyond +-2^29
+ * (RoIPool). x not (N, C, H, W) F32 contiguous, or y not (k, C, out_h, out_w): MI_ERR_SHAPE. The
+ * rest computes as torchvision does, empty bins giving 0. */
 mi_status mi_roi_align(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], int64_t k,
                        const mi_roi_desc *d);
 /* RoIPool: max over each bin of the rounded RoI; empty bins give 0. sampling_ratio and aligned
