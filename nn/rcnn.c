@@ -36,12 +36,13 @@ struct mi_rcnn {
     int          ncell;
     mi_conv      rpn_conv, rpn_cls, rpn_bbox;
     int          pre_nms, post_nms;
-    float        rpn_nms, rpn_score;
+    float        rpn_score;
+    double       rpn_nms, box_nms;     /* double: torchvision's NMS compares with a double */
     /* MultiScaleRoIAlign + TwoMLPHead + FastRCNNPredictor + RoIHeads */
     int          roi_out, roi_sampling;
     nn_linear    fc6, fc7, cls, bbox;
     int          num_classes;
-    float        box_score, box_nms;
+    float        box_score;
     int          dets;
 };
 
@@ -55,15 +56,22 @@ static mi_status meta_int(const mi_weights *w, const char *key, long long lo, lo
     return st;
 }
 
-static mi_status meta_prob(const mi_weights *w, const char *key, float *v) {
+static mi_status meta_prob_d(const mi_weights *w, const char *key, double *v) {
     double x;
     if (!mi_weights_meta(w, key)) return MI_OK;
     mi_status st = mi_weights_meta_double(w, key, &x);
     if (st) return st;
     if (!(x >= 0 && x <= 1))
         return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = %g, expected a number in [0, 1]", w->path, key, x);
-    *v = (float)x;
+    *v = x;
     return MI_OK;
+}
+
+static mi_status meta_prob(const mi_weights *w, const char *key, float *v) {
+    double x = *v;
+    mi_status st = meta_prob_d(w, key, &x);
+    *v = (float)x;   /* score thresholds: torch compares a float tensor with the scalar as a float */
+    return st;
 }
 
 /* A JSON array of n1 numbers, or (pairs) of n1 [a, b] arrays; *n gets the count. */
@@ -91,16 +99,16 @@ static mi_status meta_numbers(const mi_weights *w, const char *key, float *out, 
 static mi_status load_config(mi_rcnn *r, const mi_weights *w) {
     mi_status st;
     r->min_size = 800, r->max_size = 1333;
-    r->pre_nms = 1000, r->post_nms = 1000, r->rpn_nms = 0.7f, r->rpn_score = 0.0f;
+    r->pre_nms = 1000, r->post_nms = 1000, r->rpn_nms = 0.7, r->rpn_score = 0.0f;
     r->roi_out = 7, r->roi_sampling = 2;
-    r->box_score = 0.05f, r->box_nms = 0.5f, r->dets = 100;
+    r->box_score = 0.05f, r->box_nms = 0.5, r->dets = 100;
     if ((st = meta_int(w, "min_size", 1, 8192, &r->min_size)) || (st = meta_int(w, "max_size", 1, 8192, &r->max_size)) ||
         (st = meta_int(w, "rpn_pre_nms_top_n", 1, 100000, &r->pre_nms)) ||
         (st = meta_int(w, "rpn_post_nms_top_n", 1, 100000, &r->post_nms)) ||
-        (st = meta_prob(w, "rpn_nms_thresh", &r->rpn_nms)) || (st = meta_prob(w, "rpn_score_thresh", &r->rpn_score)) ||
+        (st = meta_prob_d(w, "rpn_nms_thresh", &r->rpn_nms)) || (st = meta_prob(w, "rpn_score_thresh", &r->rpn_score)) ||
         (st = meta_int(w, "roi_output_size", 1, 64, &r->roi_out)) ||
         (st = meta_int(w, "roi_sampling_ratio", -1, 64, &r->roi_sampling)) ||
-        (st = meta_prob(w, "box_score_thresh", &r->box_score)) || (st = meta_prob(w, "box_nms_thresh", &r->box_nms)) ||
+        (st = meta_prob(w, "box_score_thresh", &r->box_score)) || (st = meta_prob_d(w, "box_nms_thresh", &r->box_nms)) ||
         (st = meta_int(w, "box_detections_per_img", 1, 100000, &r->dets)))
         return st;
     /* image_mean / image_std: one per input channel, torchvision's ImageNet values by default */

@@ -63,7 +63,7 @@ size_t mi_nms_scratch_bytes(int64_t n) {
          + round_up((size_t)(n > 0 ? n : 0)) + 64;
 }
 
-int64_t mi_nms(int64_t *keep, const float (*boxes)[4], const float *scores, int64_t n, float iou_thresh,
+int64_t mi_nms(int64_t *keep, const float (*boxes)[4], const float *scores, int64_t n, double iou_thresh,
                void *scratch) {
     if (n <= 0) return 0;
     unsigned char *p = (unsigned char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -124,7 +124,7 @@ static bool class_before(int64_t a, int64_t b, const void *ctx) {
 
 /* _batched_nms_coordinate_trick: every box moved by idx * (boxes.max() + 1), then one NMS */
 static int64_t batched_trick(int64_t *keep, const float (*boxes)[4], const float *scores, const int64_t *idx,
-                             int64_t n, float iou_thresh, float (*shifted)[4], void *nms_scratch) {
+                             int64_t n, double iou_thresh, float (*shifted)[4], void *nms_scratch) {
     float maxc = boxes[0][0];
     for (int64_t i = 0; i < n; i++)       /* Tensor.max(): NaN wins */
         for (int c = 0; c < 4; c++)
@@ -141,7 +141,7 @@ done:;
 /* _batched_nms_vanilla: NMS per category on its boxes in index order, then the kept indices in
    ascending order sorted by descending score */
 static int64_t batched_vanilla(int64_t *keep, const float (*boxes)[4], const float *scores, const int64_t *idx,
-                               int64_t n, float iou_thresh, unsigned char *p) {
+                               int64_t n, double iou_thresh, unsigned char *p) {
     float (*gb)[4] = carve(&p, n, 4 * sizeof(float));
     float *gs = carve(&p, n, sizeof(float));
     int64_t *cls = carve(&p, n, sizeof(int64_t)), *tmp = carve(&p, n, sizeof(int64_t));
@@ -171,7 +171,7 @@ static int64_t batched_vanilla(int64_t *keep, const float (*boxes)[4], const flo
 }
 
 int64_t mi_batched_nms(int64_t *keep, const float (*boxes)[4], const float *scores, const int64_t *idx,
-                       int64_t n, float iou_thresh, void *scratch) {
+                       int64_t n, double iou_thresh, void *scratch) {
     if (n <= 0) return 0;
     unsigned char *p = (unsigned char *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     if (n > VANILLA_MIN_BOXES) return batched_vanilla(keep, boxes, scores, idx, n, iou_thresh, p);

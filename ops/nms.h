@@ -11,11 +11,9 @@
  * order; NaN scores first, as torch sorts), box j suppressed by a kept box i when IoU(i, j) >
  * iou_thresh, IoU computed in float in the kernel's order (inter / (area_i + area_j - inter)).
  * Writes the kept indices in that order to keep (capacity n) and returns their count. scratch: at
- * least mi_nms_scratch_bytes(n). torchvision compares the float IoU with a double threshold:
- * ours decides the same unless the caller's double rounded up on becoming a float (0.3 -> 0.3f
- * does; 0.5 and 0.7 do not), where an IoU exactly equal to the float is suppressed by torch and
- * kept here. */
-int64_t mi_nms(int64_t *keep, const float (*boxes)[4], const float *scores, int64_t n, float iou_thresh,
+ * least mi_nms_scratch_bytes(n). The threshold is a double because torchvision compares the
+ * float IoU with a double: 0.7 and 0.7f decide differently for an IoU between them. */
+int64_t mi_nms(int64_t *keep, const float (*boxes)[4], const float *scores, int64_t n, double iou_thresh,
                void *scratch);
 size_t  mi_nms_scratch_bytes(int64_t n);
 
@@ -28,7 +26,7 @@ size_t  mi_nms_scratch_bytes(int64_t n);
  * in different categories torch's order is an accident of libstdc++'s introsort; ours keeps index
  * order there. Same kept set always; same order whenever the kept scores are distinct. */
 int64_t mi_batched_nms(int64_t *keep, const float (*boxes)[4], const float *scores, const int64_t *idx,
-                       int64_t n, float iou_thresh, void *scratch);
+                       int64_t n, double iou_thresh, void *scratch);
 size_t  mi_batched_nms_scratch_bytes(int64_t n);
 
 /* torch.topk(v, k) along one row, largest first: the indices of the k largest values in
