@@ -61,7 +61,7 @@ def main():
     iters = 10 if a.quick else a.iters
     blobs = os.path.join(a.bin, "bench")
     os.makedirs(blobs, exist_ok=True)
-    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "conv": None, "pipelines": {}}
+    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "conv": None, "pipelines": {}}
 
     peak = None
     conv_bin = os.path.join(a.bin, "bench_conv")
@@ -103,6 +103,19 @@ def main():
                         "ratio_median": ours["median_ms"] / best["median_ms"]}
     print("  measured resnet50 batch 8 x2", file=sys.stderr)
 
+    # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image
+    for name, h, w in (("echo", 256, 600), ("r50", 480, 640)):
+        blob = os.path.join(blobs, f"rcnn_{name}.safetensors")
+        if not os.path.exists(blob):
+            subprocess.run([PY, os.path.join(HERE, "rcnn_blob.py"), name, blob], check=True)
+        n = max(3, iters // 4)
+        for threads in (1, 2):
+            ours = run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "1", str(h), str(w)])
+            theirs = run_json([PY, os.path.join(HERE, "torch_rcnn_latency.py"), blob, str(threads), str(n), str(h), str(w)])
+            result["rcnn"].append({"name": name, "h": h, "w": w, "threads": threads, "ours": ours,
+                                   "torchvision": theirs, "ratio_median": ours["median_ms"] / theirs["median_ms"]})
+            print(f"  measured fasterrcnn {name} x{threads}", file=sys.stderr)
+
     # pipeline benchmarks: bench/bench_<pipeline>.sh BUILD_DIR prints its own table
     for script in sorted(os.listdir(HERE)):
         if script.startswith("bench_") and script.endswith(".sh") and not a.quick:
@@ -125,6 +138,13 @@ def main():
           f"{b8['pytorch_best']['median_ms']:.1f} ms ({b8['pytorch_best']['mode']}), ratio "
           f"{b8['ratio_median']:.2f}; our session arena {b8['ours']['arena_mb']:.1f} MB, peak RSS "
           f"{b8['ours']['peak_rss_mb']:.0f} MB (torch {b8['pytorch_best']['peak_rss_mb']:.0f} MB)")
+    print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
+          f"{'RSS ours':>8} {'torch':>6}")
+    for r in result["rcnn"]:
+        o, t = r["ours"], r["torchvision"]
+        label = f"fasterrcnn_c4 {r['name']} {r['h']}x{r['w']}"
+        print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
+              f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
     print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
           "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")
     if result["conv"]:

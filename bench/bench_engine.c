@@ -1,6 +1,7 @@
 /* bench/bench_engine.c - latency of one blob through the public API, in this process:
- *   bench_engine MODEL THREADS ITERS [BATCH]   ->  one JSON line:
+ *   bench_engine MODEL THREADS ITERS [BATCH [H W]]   ->  one JSON line:
  *   {"arch","threads","isa","batch","iters","median_ms","p90_ms","min_ms","arena_mb","peak_rss_mb"}
+ * The input is (BATCH, the model's channels, H, W), H = W = the blob's input_size by default.
  * bench/bench.py runs it once per configuration (so peak RSS is per configuration) and puts the
  * numbers beside PyTorch's from the same run. */
 #include "medinfer.h"
@@ -22,11 +23,11 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: bench_engine MODEL THREADS ITERS [BATCH]\n");
+    if (argc != 4 && argc != 5 && argc != 7) {
+        fprintf(stderr, "usage: bench_engine MODEL THREADS ITERS [BATCH [H W]]\n");
         return 2;
     }
-    int threads = atoi(argv[2]), iters = atoi(argv[3]), batch = argc == 5 ? atoi(argv[4]) : 1;
+    int threads = atoi(argv[2]), iters = atoi(argv[3]), batch = argc >= 5 ? atoi(argv[4]) : 1;
     if (iters < 1) iters = 1;
     mi_model *m;
     mi_session *sess;
@@ -34,12 +35,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_engine: %s\n", mi_last_error());
         return 1;
     }
-    const int s = mi_model_input_size(m);
-    if (mi_session_create(&sess, m, (int64_t[4]){ batch, 3, s, s }, threads) != MI_OK) {
+    const int h = argc == 7 ? atoi(argv[5]) : mi_model_input_size(m), w = argc == 7 ? atoi(argv[6]) : h;
+    const int c = mi_model_input_channels(m);
+    if (mi_session_create(&sess, m, (int64_t[4]){ batch, c, h, w }, threads) != MI_OK) {
         fprintf(stderr, "bench_engine: %s\n", mi_last_error());
         return 1;
     }
-    const size_t n = (size_t)batch * 3 * s * s;
+    const size_t n = (size_t)batch * c * h * w;
     float *x = malloc(sizeof(float) * n);
     uint32_t r = 1;
     for (size_t i = 0; i < n; i++) x[i] = (float)((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
