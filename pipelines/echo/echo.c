@@ -143,6 +143,31 @@ static mi_status detector_session(mi_echo *e, int w, int h) {
     return st;
 }
 
+mi_status mi_echo_crop(const uint8_t *gray, int w, int h, const float box[4], float margin, int S, float *out,
+                       int roi[4]) {
+    const double bw = (double)box[2] - box[0], bh = (double)box[3] - box[1], m = margin;
+    double fx0 = floor(box[0] - m * bw), fx1 = ceil(box[2] + m * bw), fy0 = floor(box[1] - m * bh), fy1 = ceil(box[3] + m * bh);
+    fx0 = fx0 < 0 ? 0 : fx0, fy0 = fy0 < 0 ? 0 : fy0, fx1 = fx1 > w ? w : fx1, fy1 = fy1 > h ? h : fy1;
+    if (!(fx1 - fx0 >= 1 && fy1 - fy0 >= 1)) return MI_FAIL(MI_ERR_ARG, "echo: the box lies outside the image");
+    const int x0 = (int)fx0, y0 = (int)fy0, cw = (int)fx1 - x0, ch = (int)fy1 - y0;
+    roi[0] = x0, roi[1] = y0, roi[2] = x0 + cw, roi[3] = y0 + ch;
+    uint8_t *crop = malloc((size_t)cw * ch);
+    float *cx = malloc((size_t)cw * ch * sizeof *cx);
+    if (!crop || !cx) {
+        free(crop);
+        free(cx);
+        return MI_FAIL(MI_ERR_NOMEM, "echo: out of memory for a %dx%d crop", cw, ch);
+    }
+    for (int y = 0; y < ch; y++) memcpy(crop + (size_t)y * cw, gray + (size_t)(y0 + y) * w + x0, (size_t)cw);
+    mi_echo_whiten(cx, crop, (int64_t)cw * ch);
+    mi_tensor src = mi_tensor_view(cx, 4, (int64_t[4]){ 1, 1, ch, cw }, "echo.crop");
+    mi_tensor dst = mi_tensor_view(out, 4, (int64_t[4]){ 1, 1, S, S }, "echo.crop.resized");
+    mi_resize_linear(&dst, &src, false, NULL);
+    free(crop);
+    free(cx);
+    return MI_OK;
+}
+
 static float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 mi_status mi_echo_run(mi_echo *e, const uint8_t *gray, int w, int h, const mi_echo_calibration *cal,
@@ -152,10 +177,8 @@ mi_status mi_echo_run(mi_echo *e, const uint8_t *gray, int w, int h, const mi_ec
     mi_status st = detector_session(e, w, h);
     if (st) return st;
     const int S = e->S;
-    float *x = malloc((size_t)w * h * sizeof *x);
-    uint8_t *crop = malloc((size_t)w * h);
-    float *cx = malloc((size_t)w * h * sizeof *cx), *rx = malloc((size_t)S * S * sizeof *rx);
-    if (!x || !crop || !cx || !rx) {
+    float *x = malloc((size_t)w * h * sizeof *x), *rx = malloc((size_t)S * S * sizeof *rx);
+    if (!x || !rx) {
         st = MI_FAIL(MI_ERR_NOMEM, "echo: out of memory for a %dx%d image", w, h);
         goto done;
     }
@@ -168,22 +191,11 @@ mi_status mi_echo_run(mi_echo *e, const uint8_t *gray, int w, int h, const mi_ec
     memcpy(r->box, d.box, sizeof r->box);
     if (d.score < e->min_score) goto done;
     r->found = true;
-    /* the crop: the box and a margin on every side, whole pixels, inside the image */
-    const double bw = (double)d.box[2] - d.box[0], bh = (double)d.box[3] - d.box[1], m = e->margin;
-    int x0 = (int)floor(d.box[0] - m * bw), x1 = (int)ceil(d.box[2] + m * bw);
-    int y0 = (int)floor(d.box[1] - m * bh), y1 = (int)ceil(d.box[3] + m * bh);
-    x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0, x1 = x1 > w ? w : x1, y1 = y1 > h ? h : y1;
-    if (x1 - x0 < 1 || y1 - y0 < 1) {   /* a degenerate box at the border: nothing to measure */
+    if (mi_echo_crop(gray, w, h, d.box, e->margin, S, rx, r->roi)) {   /* a degenerate box at the border */
         r->found = false;
         goto done;
     }
-    const int cw = x1 - x0, ch = y1 - y0;
-    r->roi[0] = x0, r->roi[1] = y0, r->roi[2] = x1, r->roi[3] = y1;
-    for (int y = 0; y < ch; y++) memcpy(crop + (size_t)y * cw, gray + (size_t)(y0 + y) * w + x0, (size_t)cw);
-    mi_echo_whiten(cx, crop, (int64_t)cw * ch);
-    mi_tensor src = mi_tensor_view(cx, 4, (int64_t[4]){ 1, 1, ch, cw }, "echo.crop");
-    mi_tensor dst = mi_tensor_view(rx, 4, (int64_t[4]){ 1, 1, S, S }, "echo.crop.resized");
-    mi_resize_linear(&dst, &src, false, NULL);   /* interpolate(size=(S, S), bilinear, align_corners=False) */
+    const int x0 = r->roi[0], y0 = r->roi[1], cw = r->roi[2] - x0, ch = r->roi[3] - y0;
     if ((st = mi_session_run(e->pts_s, rx))) goto done;
     const float *o = mi_session_output(e->pts_s, "logits", NULL);
     for (int k = 0; k < 8; k++) {
@@ -193,8 +205,6 @@ mi_status mi_echo_run(mi_echo *e, const uint8_t *gray, int w, int h, const mi_ec
     mi_echo_measure(r);
 done:
     free(x);
-    free(crop);
-    free(cx);
     free(rx);
     return st;
 }

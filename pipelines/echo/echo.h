@@ -22,6 +22,13 @@
  * std of g accumulated in double, rounded to float; x = (g - mean) / max(std, 1e-6) in float. */
 void mi_echo_whiten(float *x, const uint8_t *gray, int64_t n);
 
+/* The point regressor's input from a cycle box (image pixels): the box grown by margin * its size
+ * on every side, floored/ceiled to whole pixels and clipped to the image (roi: x0, y0, x1, y1, end
+ * exclusive), whitened, resized to S x S (bilinear, align_corners=False, as torch's interpolate by
+ * size). out: S*S floats. MI_ERR_ARG when nothing of the box is inside the image. */
+mi_status mi_echo_crop(const uint8_t *gray, int w, int h, const float box[4], float margin, int S, float *out,
+                       int roi[4]);
+
 /* Teichholz volume in mL of a diameter in cm; 0 for D <= 0. */
 double mi_echo_teichholz(double d_cm);
 
