@@ -10,7 +10,6 @@
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
-#include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
@@ -28,6 +27,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 extern "C" {
 #include "pipelines/io/dicom.h"
@@ -265,20 +267,32 @@ mi_status mi_dicom_load_memory(mi_dicom_image *img, const void *data, size_t n, 
     memset(img, 0, sizeof *img);
     if (!name) name = "(memory)";
     if (!mi_dicom_sniff(data, n)) return not_dicom(name);
-    return guarded(img, name, [&]() -> mi_status {
-        DcmInputBufferStream in;
-        in.setBuffer(data, (offile_off_t)n);
-        in.setEos();
+    /* Through an anonymous in-memory file, not DcmInputBufferStream: DCMTK checks each value's
+       length against what is left only on file streams; from a buffer it allocates what a length
+       field claims first (fuzz_dicom: 3.8 GB for a 3 KB input). No file on disk is involved. */
+    int fd = memfd_create("mi_dicom", MFD_CLOEXEC);
+    if (fd < 0) return MI_FAIL(MI_ERR_IO, "%s: memfd_create: %s", name, strerror(errno));
+    const char *p = (const char *)data;
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            return MI_FAIL(MI_ERR_IO, "%s: copying %zu bytes to a memfd: %s", name, n, strerror(e));
+        }
+        done += (size_t)w;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    mi_status st = guarded(img, name, [&]() -> mi_status {
         DcmFileFormat ff;
-        ff.setReadMode(ERM_fileOnly);
-        ff.transferInit();
-        /* every value is read now: a buffer stream cannot be revisited once it is released */
-        OFCondition c = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
-        ff.transferEnd();
-        in.releaseBuffer();
+        OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_fileOnly);
         if (c.bad()) return parse_failed(c, name);
         return decode(img, ff, name);
     });
+    close(fd);
+    return st;
 }
 
 mi_status mi_dicom_load(mi_dicom_image *img, const char *path) {
