@@ -1,8 +1,8 @@
 # medinfer - build, test, bench, demo, sanitizers, fuzzing.  `make help` lists the targets.
 #
 # The engine core (ops/ nn/ weights/) links libc, libm, OpenMP and cJSON only; pipelines and the
-# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl. Sources are found by wildcard, so a new
-# file in a listed folder needs no Makefile change.
+# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl, DCMTK. Sources are found by wildcard, so a
+# new file in a listed folder needs no Makefile change.
 
 CC      ?= cc
 PYTHON  := /usr/bin/python3
@@ -15,10 +15,18 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -fopenmp -Wall -Wextra -Werror \
            -fPIC -fvisibility=hidden -I. -Iinclude -MMD -MP
 LDLIBS_CORE := -lcjson -lm -fopenmp
+# The one C++ file, pipelines/io/dicom.cc (DCMTK is C++; its C header keeps that inside). Same
+# warnings and visibility as the C. Debian's dcmtk.pc requires packages DCMTK does not need to
+# decode (sndfile, ...), so its libraries are named here: the shared ones bring their own
+# dependencies (ijg8/12/16, charls, zlib). Programs that link the pipelines link with $(CXX).
+CXXFLAGS ?= $(OPT) -g
+CXXFLAGS += -std=c++17 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -Wall -Wextra -Werror \
+            -fPIC -fvisibility=hidden -I. -Iinclude -MMD -MP
+DCMTK_LIBS  := -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd
 PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb
 # pkg-config is asked only when a target needs the pipelines (after deps are installed)
 PIPE_CFLAGS  = $(shell pkg-config --cflags $(PIPE_PKGS) 2>/dev/null)
-PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null)
+PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null) $(DCMTK_LIBS)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
 
 CORE_SRC := $(wildcard ops/*.c nn/*.c weights/*.c)
@@ -32,12 +40,13 @@ ifneq (,$(findstring aarch64,$(ARCH)))
 CORE_SRC += $(ARM_SRC)
 endif
 PIPE_SRC := $(wildcard pipelines/*/*.c)
+PIPE_CXX_SRC := $(wildcard pipelines/*/*.cc)
 CLI_SRC  := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
-PIPE_OBJ := $(PIPE_SRC:%.c=$(B)/%.o)
+PIPE_OBJ := $(PIPE_SRC:%.c=$(B)/%.o) $(PIPE_CXX_SRC:%.cc=$(B)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(B)/%.o)
@@ -83,6 +92,9 @@ $(B)/%.o: %.c | $(DEPS_STAMP)
 $(B)/pipelines/%.o: pipelines/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -c $< -o $@
+$(B)/pipelines/%.o: pipelines/%.cc | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
 $(B)/tools/%.o: tools/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PIPE_CFLAGS) -c $< -o $@
@@ -117,10 +129,10 @@ $(B)/libmedinfer_pipelines.a: $(PIPE_OBJ)
 	rm -f $@ && $(AR) rcs $@ $^
 
 $(B)/medinfer: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(PIPE_LIBS) $(LDLIBS_CORE)
+	$(CXX) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(PIPE_LIBS) $(LDLIBS_CORE)
 
 $(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
-	$(CC) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
+	$(CXX) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
 	    $(PIPE_LIBS) $(CHECK_LIBS) $(LDLIBS_CORE)
 
 # make install PREFIX=DIR: what an integrator needs (include/medinfer.h is the only header) and
@@ -158,7 +170,7 @@ $(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py tools/export.py | $(TDEPS_
 # harnesses with libFuzzer instead, and with an instrumented stb_image (fuzz/stb_image.c).
 FUZZ_LINK ?= $(B)/fuzz/replay.o
 $(FUZZ_BIN): $(B)/fuzz/%: $(B)/fuzz/%.o $(FUZZ_LINK) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
-	$(CC) $(CFLAGS) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_LINK) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
+	$(CXX) $(CFLAGS) $(FUZZ_LDFLAGS) -o $@ $< $(FUZZ_LINK) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
 	    $(PIPE_LIBS) $(LDLIBS_CORE)
 
 test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FUZZ_BIN) $(FIXTURE_STAMPS) $(B)/embed
@@ -181,15 +193,16 @@ check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
 # libFuzzer: the harnesses built by clang with coverage, ASan and UBSan in build-fuzz/, each run
 # for FUZZ_SECONDS on its corpus (fuzz/run.sh; new inputs go to build-fuzz/fuzz-corpus/, crashes
 # to build-fuzz/findings/, never into the committed fuzz/corpus/). FUZZ_ARGS adds libFuzzer
-# options, e.g. FUZZ_ARGS="-seed=1 -runs=1000000".
+# options, e.g. FUZZ_ARGS="-seed=1 -runs=1000000"; FUZZ_ONLY="dicom image" runs only those harnesses.
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
+FUZZ_CXX ?= clang++
 fuzz: $(FDEPS_STAMP)
 	@mkdir -p build-fuzz && touch build-fuzz/.deps-build
-	$(MAKE) B=build-fuzz CC=$(FUZZ_CC) FUZZ_LINK=build-fuzz/fuzz/stb_image.o FUZZ_LDFLAGS=-fsanitize=fuzzer \
+	$(MAKE) B=build-fuzz CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) FUZZ_LINK=build-fuzz/fuzz/stb_image.o FUZZ_LDFLAGS=-fsanitize=fuzzer \
 	    OPT="-O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
 	    $(patsubst $(B)/%,build-fuzz/%,$(FUZZ_BIN))
-	sh fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+	sh fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
 bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_conv
 	$(PYTHON) bench/bench.py --bin $(B) --out $(B)/bench.json

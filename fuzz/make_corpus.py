@@ -5,11 +5,12 @@ A few small valid inputs per parser, for libFuzzer to mutate from, plus inputs t
 reach one refusal. Run once by hand and commit the result (`make fuzz` and `make test` only read
 the corpora); regression inputs for fixed bugs are added to the same directories by hand and
 are not written here. Blobs come from tools/export.py's writer, .npy files from numpy, images
-from PIL, audit DBs from `medinfer inspect --audit` itself (so their hash chains are the real
-ones), with SQLite pages of 512 bytes to keep them small.
+from PIL, DICOM files from tests/ref_dicom.py, audit DBs from `medinfer inspect --audit` itself
+(so their hash chains are the real ones), with SQLite pages of 512 bytes to keep them small.
 
-Needs python3-torch (tools/export.py imports it), python3-numpy, python3-pil, and a built
-medinfer. The audit rows carry the time they were written, so a rerun changes those files.
+Needs python3-torch (tools/export.py imports it), python3-numpy, python3-pil, python3-pydicom
+and dcmtk (tests/ref_dicom.py), and a built medinfer. The audit rows carry the time they were
+written, so a rerun changes those files.
 """
 import argparse
 import io
@@ -203,6 +204,19 @@ def audit(medinfer):
     put("audit", "bad_not_sqlite", b"SQLite format 2\x00" + bytes(100))
 
 
+def dicom():
+    """The DICOM test fixtures (tests/ref_dicom.py: pydicom, DCMTK's encoders), the small ones:
+    each pixel layout and transfer syntax the reader decodes, and one file per refusal."""
+    with tempfile.TemporaryDirectory() as t:
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "ref_dicom.py"), t], check=True,
+                       stdout=subprocess.DEVNULL)
+        for name in ("us_mmode", "mono1_16", "mono2_16_window", "rgb", "jpeg_baseline", "jpeg_rgb", "rle",
+                     "jpegls", "multiframe"):
+            put("dicom", f"ok_{name}.dcm", open(os.path.join(t, "dicom", name + ".dcm"), "rb").read())
+        for name in ("no_pixels", "cmyk", "huge", "zero_rows", "short_pixels", "jpeg2000", "cut_in_pixels"):
+            put("dicom", f"bad_{name}.dcm", open(os.path.join(t, "dicom", name + ".dcm"), "rb").read())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "medinfer"))
@@ -212,6 +226,7 @@ def main():
     image()
     manifest()
     audit(a.bin)
+    dicom()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)
 

@@ -42,9 +42,12 @@ typedef struct {
 
 /* true when the first bytes look like DICOM (the 128-byte preamble then "DICM") */
 int       mi_dicom_sniff(const void *data, size_t n);
-/* Errors (MI_ERR_IO, MI_ERR_FORMAT, MI_ERR_UNSUPPORTED) name the file and what is wrong: no
- * pixel data, an unsupported photometric interpretation or transfer syntax, dimensions beyond
- * MI_IMAGE_MAX_SIDE / MI_IMAGE_MAX_PIXELS (pipelines/io/image.h), truncated data. */
+/* Only DICOM Part 10 files (what mi_dicom_sniff accepts; a bare dataset without the preamble is
+ * refused). Errors (MI_ERR_IO, MI_ERR_FORMAT, MI_ERR_UNSUPPORTED, MI_ERR_NOMEM) name the file
+ * and what is wrong: no pixel data, an unsupported photometric interpretation or transfer
+ * syntax, dimensions beyond MI_IMAGE_MAX_SIDE / MI_IMAGE_MAX_PIXELS (pipelines/io/image.h),
+ * truncated data (docs/dicom.md lists them). On error *img is zeroed (gray NULL). Region values
+ * are the file's, not checked against w and h. */
 mi_status mi_dicom_load(mi_dicom_image *img, const char *path);
 /* The same from n bytes in memory (not retained); name (NULL: "(memory)") names it in errors. */
 mi_status mi_dicom_load_memory(mi_dicom_image *img, const void *data, size_t n, const char *name);
