@@ -158,7 +158,7 @@ $(B)/embed: examples/embed.c $(B)/medinfer $(B)/libmedinfer.a $(B)/libmedinfer.s
 
 # Python references (PyTorch) write fixtures once per change of the script.
 FIXTURE_STAMPS := $(patsubst tests/ref_%.py,$(B)/fixtures/%.stamp,$(wildcard tests/ref_*.py))
-$(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py tools/export.py | $(TDEPS_STAMP)
+$(B)/fixtures/%.stamp: tests/ref_%.py tests/mi_ref.py $(wildcard tools/*.py) | $(TDEPS_STAMP)
 	@mkdir -p $(B)/fixtures
 	$(PYTHON) $< $(B)/fixtures
 	@touch $@

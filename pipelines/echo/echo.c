@@ -16,7 +16,8 @@ struct mi_echo {
     mi_session *det_s, *pts_s;
     int         det_w, det_h;      /* the image size det_s was made for */
     int         S;                 /* the regressor's input side */
-    float       min_score, margin;
+    float       min_score;
+    double      margin;            /* double, as the training side's Python computes the crop */
     int         threads;
 };
 
@@ -46,14 +47,14 @@ static mi_status need_role(const mi_model *m, const char *role) {
     return MI_OK;
 }
 
-static mi_status meta_unit(const mi_model *m, const char *key, double dflt, double lo, double hi, float *out) {
+static mi_status meta_unit(const mi_model *m, const char *key, double dflt, double lo, double hi, double *out) {
     const char *v = mi_model_meta(m, key);
     char *end;
     double d = v ? strtod(v, &end) : dflt;
     if (v && (end == v || *end || !(d >= lo && d <= hi)))
         return MI_FAIL(MI_ERR_FORMAT, "%s: metadata %s = '%.40s', expected a number in [%g, %g]", mi_model_path(m), key,
                        v, lo, hi);
-    *out = (float)d;
+    *out = d;
     return MI_OK;
 }
 
@@ -80,9 +81,11 @@ mi_status mi_echo_open(mi_echo **out, mi_model *detector, mi_model *points, cons
                      "and %d", mi_model_path(e->pts), mi_model_num_classes(e->pts), mi_model_input_channels(e->pts));
         goto fail;
     }
-    if ((st = meta_unit(e->det, "echo_min_score", 0.5, 0, 1, &e->min_score)) ||
+    double min_score;
+    if ((st = meta_unit(e->det, "echo_min_score", 0.5, 0, 1, &min_score)) ||
         (st = meta_unit(e->pts, "crop_margin", 0.2, 0, 2, &e->margin)))
         goto fail;
+    e->min_score = (float)min_score;
     if (o->min_score >= 0) e->min_score = o->min_score;
     e->S = mi_model_input_size(e->pts);
     if ((st = mi_session_create(&e->pts_s, e->pts, (int64_t[4]){ 1, 1, e->S, e->S }, e->threads))) goto fail;
@@ -105,7 +108,7 @@ void mi_echo_close(mi_echo *e) {
 const mi_model *mi_echo_detector(const mi_echo *e) { return e->det; }
 const mi_model *mi_echo_points(const mi_echo *e) { return e->pts; }
 float mi_echo_min_score(const mi_echo *e) { return e->min_score; }
-float mi_echo_crop_margin(const mi_echo *e) { return e->margin; }
+double mi_echo_crop_margin(const mi_echo *e) { return e->margin; }
 
 void mi_echo_measure(mi_echo_result *r) {
     const float (*p)[2] = (const float (*)[2])r->pts;
@@ -143,7 +146,7 @@ static mi_status detector_session(mi_echo *e, int w, int h) {
     return st;
 }
 
-mi_status mi_echo_crop(const uint8_t *gray, int w, int h, const float box[4], float margin, int S, float *out,
+mi_status mi_echo_crop(const uint8_t *gray, int w, int h, const float box[4], double margin, int S, float *out,
                        int roi[4]) {
     const double bw = (double)box[2] - box[0], bh = (double)box[3] - box[1], m = margin;
     double fx0 = floor(box[0] - m * bw), fx1 = ceil(box[2] + m * bw), fy0 = floor(box[1] - m * bh), fy1 = ceil(box[3] + m * bh);

@@ -26,7 +26,7 @@ void mi_echo_whiten(float *x, const uint8_t *gray, int64_t n);
  * on every side, floored/ceiled to whole pixels and clipped to the image (roi: x0, y0, x1, y1, end
  * exclusive), whitened, resized to S x S (bilinear, align_corners=False, as torch's interpolate by
  * size). out: S*S floats. MI_ERR_ARG when nothing of the box is inside the image. */
-mi_status mi_echo_crop(const uint8_t *gray, int w, int h, const float box[4], float margin, int S, float *out,
+mi_status mi_echo_crop(const uint8_t *gray, int w, int h, const float box[4], double margin, int S, float *out,
                        int roi[4]);
 
 /* Teichholz volume in mL of a diameter in cm; 0 for D <= 0. */
@@ -71,7 +71,7 @@ void      mi_echo_close(mi_echo *e);
 const mi_model *mi_echo_detector(const mi_echo *e);
 const mi_model *mi_echo_points(const mi_echo *e);
 float     mi_echo_min_score(const mi_echo *e);
-float     mi_echo_crop_margin(const mi_echo *e);
+double    mi_echo_crop_margin(const mi_echo *e);
 
 /* One grey image (w x h, row-major) with its calibration: fills r. Errors only for what could
  * not run (memory, a network); "no cycle found" is a result (r->found = false), not an error. */
