@@ -137,10 +137,11 @@ START_TEST(measures_teichholz_ef)
     ck_assert_double_eq_tol(r.fs, 40.0, 1e-9);
     ck_assert_double_eq_tol(r.cycle_s, 0.8, 1e-9);
     ck_assert_double_eq_tol(r.heart_rate, 75.0, 1e-9);
-    /* points out of order: no volumes, no EF */
+    ck_assert(r.ordered);
+    /* points out of order (ES posterior-wall inner above the septum): no FS, volumes, EF */
     r.pts[6][1] = 50;
     mi_echo_measure(&r);
-    ck_assert(isnan(r.ef) && isnan(r.edv) && !r.ef_abnormal);
+    ck_assert(!r.ordered && isnan(r.ef) && isnan(r.edv) && isnan(r.fs) && !r.ef_abnormal);
 }
 END_TEST
 

@@ -10,7 +10,7 @@ enum {
     MI_EXIT_FAIL = 1,      /* bad input file (blob, image, video): message names it */
     MI_EXIT_USAGE = 2,     /* bad command line */
     MI_EXIT_MODEL_UPDATE = 3, /* endoqc --batch: the drift check says the model needs updating */
-    MI_EXIT_NO_FINDING = 4,   /* echo: no cardiac cycle found in an image (its result says so) */
+    MI_EXIT_NO_FINDING = 4,   /* echo: no cycle found, or its points out of order, in an image */
     /* 10-39: trust, update and audit refusals: pipelines/trust/trust.h, docs/trust.md */
 };
 

@@ -31,7 +31,8 @@ static const char usage[] =
     "  --quiet          no summary lines on stderr\n"
     MI_TRUST_USAGE
     "exit: 0 every image measured, 1 an image or model could not be read (message names it),\n"
-    "      2 usage, 4 no cardiac cycle found in some image (see its result); trust and audit\n"
+    "      2 usage, 4 no cardiac cycle found, or its wall points out of order, in some image (see\n"
+    "      its result); trust and audit\n"
     "      refusals: see docs/trust.md. The report always holds every result computed.\n";
 
 #define MIN_SIDE 32   /* smaller than any strip that can show one cardiac cycle */
@@ -184,7 +185,7 @@ static int one(echo_cli *c, const char *path) {
     char title[256];
     snprintf(title, sizeof title, "medinfer %s echo  detector %s  points %s", MI_VERSION,
              mi_model_version(mi_echo_detector(c->e)), mi_model_version(mi_echo_points(c->e)));
-    int rc = r.found ? MI_EXIT_OK : MI_EXIT_NO_FINDING;
+    int rc = r.found && r.ordered ? MI_EXIT_OK : MI_EXIT_NO_FINDING;
     if (c->annotate) {
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         char png[4096];
@@ -212,6 +213,9 @@ static int one(echo_cli *c, const char *path) {
     if (!c->quiet) {
         if (!r.found)
             fprintf(stderr, "medinfer echo: %s: no cardiac cycle found (best score %.2f)\n", path, r.score);
+        else if (!r.ordered)
+            fprintf(stderr, "medinfer echo: %s: the wall points are out of order; no measures to trust (cycle p=%.2f)\n",
+                    path, r.score);
         else if (isfinite(r.ef))
             fprintf(stderr, "medinfer echo: %s: EF %.1f %%%s, LVIDd %.1f mm, LVIDs %.1f mm (cycle p=%.2f)\n", path, r.ef,
                     r.ef_abnormal ? " (outside 50-70 %)" : "", r.len_mm[MI_ECHO_LVIDD], r.len_mm[MI_ECHO_LVIDS], r.score);

@@ -43,13 +43,14 @@ mi_status mi_echo_annotate(const char *png_path, const uint8_t *gray, int w, int
     if (!r->found) {
         snprintf(line, sizeof line, "no cardiac cycle found (best score %.2f)", r->score);
         mi_draw_text(&im, 6, y0, 2, im.w - 12, line, red);
-    } else if (depth && isfinite(r->ef)) {
+    } else if (depth && r->ordered) {
         snprintf(line, sizeof line, "EF %.1f %% (%s)  EDV %.0f mL  ESV %.0f mL  FS %.1f %%", r->ef,
                  r->ef_abnormal ? (r->ef < 50 ? "LOW" : "HIGH") : "normal", r->edv, r->esv, r->fs);
         mi_draw_text(&im, 6, y0, 2, im.w - 12, line, r->ef_abnormal ? red : green);
     } else {
-        snprintf(line, sizeof line, "FS %.1f %%  %s", r->fs, depth ? "points out of order: no EF" : "uncalibrated: no volumes, no EF");
-        mi_draw_text(&im, 6, y0, 2, im.w - 12, line, depth ? red : yellow);
+        if (r->ordered) snprintf(line, sizeof line, "FS %.1f %%  uncalibrated: no volumes, no EF", r->fs);
+        else snprintf(line, sizeof line, "wall points out of order: no FS, volumes or EF");
+        mi_draw_text(&im, 6, y0, 2, im.w - 12, line, r->ordered ? yellow : red);
     }
     if (r->found) {
         const double *v = depth ? r->len_mm : r->len_px;

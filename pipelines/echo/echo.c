@@ -118,12 +118,16 @@ void mi_echo_measure(mi_echo_result *r) {
         r->len_px[3 * phase + 1] = (double)y3[1] - y2[1];   /* LVID */
         r->len_px[3 * phase + 2] = (double)y4[1] - y3[1];   /* LVPW */
     }
+    /* the four points of each phase must go down the image in order: otherwise a length is
+     * negative and no volume or fraction computed from them means anything */
+    r->ordered = true;
+    for (int i = 0; i < MI_ECHO_NLEN; i++) r->ordered &= r->len_px[i] > 0;
     const double dd = r->len_px[MI_ECHO_LVIDD], ds = r->len_px[MI_ECHO_LVIDS];
-    r->fs = dd > 0 ? 100.0 * (dd - ds) / dd : NAN;
+    r->fs = r->ordered ? 100.0 * (dd - ds) / dd : NAN;
     r->edv = r->esv = r->ef = NAN;
     r->ef_abnormal = false;
     for (int i = 0; i < MI_ECHO_NLEN; i++) r->len_mm[i] = r->cal.mm_per_px > 0 ? r->len_px[i] * r->cal.mm_per_px : NAN;
-    if (r->cal.mm_per_px > 0 && dd > 0 && ds > 0) {
+    if (r->cal.mm_per_px > 0 && r->ordered) {
         r->edv = mi_echo_teichholz(r->len_mm[MI_ECHO_LVIDD] / 10.0);
         r->esv = mi_echo_teichholz(r->len_mm[MI_ECHO_LVIDS] / 10.0);
         r->ef = 100.0 * (r->edv - r->esv) / r->edv;

@@ -55,6 +55,7 @@ typedef struct {
     mi_echo_calibration cal;
     double len_px[MI_ECHO_NLEN];    /* wall thicknesses and diameters in pixels */
     double len_mm[MI_ECHO_NLEN];    /* the same in mm (when calibrated in depth) */
+    bool   ordered;                 /* the points go down the image in order (every length > 0) */
     double fs;                      /* fractional shortening, % (needs no calibration) */
     double edv, esv, ef;            /* mL, mL, % (when calibrated in depth) */
     double cycle_s, heart_rate;     /* s, beats/min (when calibrated in time) */

@@ -68,14 +68,15 @@ cJSON *mi_echo_result_json(const mi_echo_result *r) {
         measure(m, "cycle_length", r->cycle_s, "s");
         measure(m, "heart_rate", r->heart_rate, "1/min");
     }
-    if (depth && isfinite(r->ef))
+    if (depth && r->ordered)
         cJSON_AddStringToObject(o, "ef_flag", r->ef < 50 ? "low" : r->ef > 70 ? "high" : "normal");
     else
         cJSON_AddNullToObject(o, "ef_flag");
     if (!depth)
         cJSON_AddStringToObject(o, "note", "uncalibrated: no depth scale (no DICOM ultrasound region, no --mm-per-px), "
                                 "so lengths are in pixels and no volumes or EF are given");
-    else if (!isfinite(r->ef))
-        cJSON_AddStringToObject(o, "note", "the wall points are out of order (a diameter <= 0): no volumes or EF");
+    if (!r->ordered)
+        cJSON_AddStringToObject(o, "warning", "the wall points are out of order (a thickness or diameter <= 0): "
+                                "no FS, volumes or EF; check the image");
     return o;
 }
