@@ -1,8 +1,9 @@
 /* fuzz/fuzz_safetensors.c - the blob reader on arbitrary bytes: mi_weights_open_memory (the
  * validation mi_weights_open runs on a mapped file), then what the loaders read from an open
  * blob: every tensor's bytes and F32 view, every metadata key the engine and the pipelines
- * parse with the bounds they parse it with (nn/model.c, pipelines/endoqc/endoqc.c with its whole
- * site metadata), each parser on every other key too, and the preprocessing spec.
+ * parse with the bounds they parse it with (nn/model.c, nn/rcnn.c's detector configuration,
+ * pipelines/endoqc/endoqc.c with its whole site metadata, pipelines/echo's keys), each parser on
+ * every other key too, and the preprocessing spec.
  *
  * Promises checked beyond the sanitizers: a refusal names the input; an accepted blob's tensors
  * tile its data section, each with exactly dtype size x shape bytes, and the F32 views of
@@ -11,6 +12,7 @@
 #include "weights/safetensors.h"
 #include "pipelines/io/image.h"
 #include "pipelines/endoqc/endoqc.h"
+#include "nn/rcnn.h"
 
 #include <string.h>
 
@@ -99,7 +101,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (mi_preprocess_spec_from_blob(&spec, &w) == MI_OK)
         FUZZ_CHECK(spec.crop >= 1 && spec.resize >= 1 && spec.std[0] > 0 && spec.std[1] > 0 && spec.std[2] > 0,
                    "spec crop %d resize %d", spec.crop, spec.resize);
-    static const char *text[] = { "arch", "model_version", "name", "format_version", "created", "site_groups" };
+    mi_rcnn_config rc;                                                            /* detectors */
+    for (int ch = 1; ch <= 3; ch += 2)
+        if (mi_rcnn_config_from_blob(&rc, &w, ch) == MI_OK)
+            FUZZ_CHECK(rc.ncell >= 1 && rc.ncell <= MI_RCNN_MAX_ANCHORS && rc.min_size >= 1 && rc.std[0] > 0,
+                       "%d anchors, min_size %d", rc.ncell, rc.min_size);
+        else
+            FUZZ_CHECK(strstr(mi_last_error(), NAME) != NULL, "detector metadata refusal does not name the blob: %s",
+                       mi_last_error());
+    mi_weights_meta_double(&w, "echo_min_score", &d);                             /* echo */
+    mi_weights_meta_double(&w, "crop_margin", &d);
+    static const char *text[] = { "arch", "model_version", "name", "format_version", "created", "site_groups",
+                                  "backbone", "whiten", "echo_role" };
     for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
         const char *t = mi_weights_meta(&w, text[i]);
         if (t) sink = (float)strlen(t);

@@ -76,6 +76,17 @@ def safetensors():
                    {"arch": "test"}))
     put("safetensors", "ok_metadata_only", blob_bytes({}, {"arch": "x", "num_classes": "1",
                                                            "labels": "[\"only\"]"}))
+    # a detector's configuration (nn/rcnn.c) and the echo pipeline's keys
+    put("safetensors", "ok_detector_meta", blob_bytes({}, {
+        "arch": "fasterrcnn_c4", "backbone": "resnet18", "min_size": "256", "max_size": "800",
+        "image_mean": "[0.0]", "image_std": "[1.0]", "anchors": "[[40, 100], [60.5, 150], [90, 200]]",
+        "rpn_pre_nms_top_n": "600", "rpn_post_nms_top_n": "300", "rpn_nms_thresh": "0.7",
+        "rpn_score_thresh": "0.0", "box_score_thresh": "0.05", "box_nms_thresh": "0.5",
+        "box_detections_per_img": "100", "roi_output_size": "7", "roi_sampling_ratio": "2",
+        "echo_role": "cycle_detector", "whiten": "zscore", "echo_min_score": "0.5", "crop_margin": "0.2"}))
+    put("safetensors", "ok_detector_sizes_ratios", blob_bytes({}, {
+        "arch": "fasterrcnn_c4", "anchor_sizes": "[32, 64, 128]", "anchor_ratios": "[0.5, 1, 2]",
+        "image_mean": "[0.485, 0.456, 0.406]", "image_std": "[0.229, 0.224, 0.225]"}))
     # unpadded header: the tensors start at odd offsets and are copied to aligned memory
     put("safetensors", "ok_unaligned", raw_blob(
         {"u": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},

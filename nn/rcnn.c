@@ -21,29 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ANCHORS 64
-#define MAX_CHANNELS 4
-
 struct mi_rcnn {
+    mi_rcnn_config cfg;
     mi_resnet   *backbone;
-    int          in_c;
     int64_t      feat_c;
-    /* GeneralizedRCNNTransform */
-    int          min_size, max_size;
-    float        mean[MAX_CHANNELS], std[MAX_CHANNELS];
-    /* AnchorGenerator (one feature map) + RegionProposalNetwork */
-    float        cell[MAX_ANCHORS][4];
-    int          ncell;
-    mi_conv      rpn_conv, rpn_cls, rpn_bbox;
-    int          pre_nms, post_nms;
-    float        rpn_score;
-    double       rpn_nms, box_nms;     /* double: torchvision's NMS compares with a double */
-    /* MultiScaleRoIAlign + TwoMLPHead + FastRCNNPredictor + RoIHeads */
-    int          roi_out, roi_sampling;
-    nn_linear    fc6, fc7, cls, bbox;
+    mi_conv      rpn_conv, rpn_cls, rpn_bbox;   /* RPNHead */
+    nn_linear    fc6, fc7, cls, bbox;           /* TwoMLPHead + FastRCNNPredictor */
     int          num_classes;
-    float        box_score;
-    int          dets;
 };
 
 /* ---- configuration from metadata ---------------------------------------------------------- */
@@ -96,8 +80,12 @@ static mi_status meta_numbers(const mi_weights *w, const char *key, float *out, 
     return MI_OK;
 }
 
-static mi_status load_config(mi_rcnn *r, const mi_weights *w) {
+mi_status mi_rcnn_config_from_blob(mi_rcnn_config *r, const mi_weights *w, int in_channels) {
     mi_status st;
+    memset(r, 0, sizeof *r);
+    if (in_channels < 1 || in_channels > MI_RCNN_MAX_CHANNELS)
+        return MI_FAIL(MI_ERR_ARG, "%s: %d input channels, 1..%d supported", w->path, in_channels, MI_RCNN_MAX_CHANNELS);
+    r->in_c = in_channels;
     r->min_size = 800, r->max_size = 1333;
     r->pre_nms = 1000, r->post_nms = 1000, r->rpn_nms = 0.7, r->rpn_score = 0.0f;
     r->roi_out = 7, r->roi_sampling = 2;
@@ -113,7 +101,7 @@ static mi_status load_config(mi_rcnn *r, const mi_weights *w) {
         return st;
     /* image_mean / image_std: one per input channel, torchvision's ImageNet values by default */
     static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f }, imagenet_std[3] = { 0.229f, 0.224f, 0.225f };
-    for (int c = 0; c < r->in_c; c++) r->mean[c] = imagenet_mean[c], r->std[c] = imagenet_std[c];
+    for (int c = 0; c < r->in_c; c++) r->mean[c] = imagenet_mean[c % 3], r->std[c] = imagenet_std[c % 3];
     if (mi_weights_meta(w, "image_mean") && (st = mi_weights_meta_floats(w, "image_mean", r->mean, r->in_c))) return st;
     if (mi_weights_meta(w, "image_std") && (st = mi_weights_meta_floats(w, "image_std", r->std, r->in_c))) return st;
     for (int c = 0; c < r->in_c; c++)
@@ -121,19 +109,19 @@ static mi_status load_config(mi_rcnn *r, const mi_weights *w) {
             return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'image_std' has %g, expected > 0", w->path, r->std[c]);
     /* anchors: given (w, h) boxes, or the product of sizes and aspect ratios */
     if (mi_weights_meta(w, "anchors")) {
-        float wh[MAX_ANCHORS][2];
-        if ((st = meta_numbers(w, "anchors", &wh[0][0], MAX_ANCHORS, true, &r->ncell))) return st;
+        float wh[MI_RCNN_MAX_ANCHORS][2];
+        if ((st = meta_numbers(w, "anchors", &wh[0][0], MI_RCNN_MAX_ANCHORS, true, &r->ncell))) return st;
         mi_anchor_cells_wh(r->cell, (const float (*)[2])wh, r->ncell);
     } else {
-        float sizes[MAX_ANCHORS] = { 32, 64, 128, 256, 512 }, ratios[MAX_ANCHORS] = { 0.5f, 1.0f, 2.0f };
+        float sizes[MI_RCNN_MAX_ANCHORS] = { 32, 64, 128, 256, 512 }, ratios[MI_RCNN_MAX_ANCHORS] = { 0.5f, 1.0f, 2.0f };
         int ns = 5, nr = 3;
-        if (mi_weights_meta(w, "anchor_sizes") && (st = meta_numbers(w, "anchor_sizes", sizes, MAX_ANCHORS, false, &ns)))
+        if (mi_weights_meta(w, "anchor_sizes") && (st = meta_numbers(w, "anchor_sizes", sizes, MI_RCNN_MAX_ANCHORS, false, &ns)))
             return st;
-        if (mi_weights_meta(w, "anchor_ratios") && (st = meta_numbers(w, "anchor_ratios", ratios, MAX_ANCHORS, false, &nr)))
+        if (mi_weights_meta(w, "anchor_ratios") && (st = meta_numbers(w, "anchor_ratios", ratios, MI_RCNN_MAX_ANCHORS, false, &nr)))
             return st;
-        if (ns * nr > MAX_ANCHORS)
+        if (ns * nr > MI_RCNN_MAX_ANCHORS)
             return MI_FAIL(MI_ERR_FORMAT, "%s: %d anchor sizes x %d ratios is more than %d anchors per position",
-                           w->path, ns, nr, MAX_ANCHORS);
+                           w->path, ns, nr, MI_RCNN_MAX_ANCHORS);
         mi_anchor_cells(r->cell, sizes, ns, ratios, nr);
         r->ncell = ns * nr;
     }
@@ -156,18 +144,17 @@ static mi_status load(mi_rcnn *r, const mi_weights *w, int64_t in_h, int64_t in_
     const char *bb = mi_weights_meta(w, "backbone");
     if (!bb) return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'backbone' is missing (resnet18, resnet50)", w->path);
     const mi_blob_tensor *c1 = mi_weights_find(w, "backbone.body.conv1.weight");
-    r->in_c = c1 && c1->ndim == 4 && c1->shape[1] == 1 ? 1 : 3;
-    mi_status st = load_config(r, w);
+    mi_status st = mi_rcnn_config_from_blob(&r->cfg, w, c1 && c1->ndim == 4 && c1->shape[1] == 1 ? 1 : 3);
     if (st) return st;
     /* the backbone sees the resized image: pack its convolutions for that size */
-    const double s = fmin((double)r->min_size / (double)fmin(in_h, in_w), (double)r->max_size / (double)fmax(in_h, in_w));
+    const double s = fmin((double)r->cfg.min_size / (double)fmin(in_h, in_w), (double)r->cfg.max_size / (double)fmax(in_h, in_w));
     const int64_t rh = (int64_t)floor((double)in_h * s), rw = (int64_t)floor((double)in_w * s);
     if ((st = mi_resnet_load(&r->backbone, w, bb, "backbone.body.", 3, false, rh > 0 ? rh : 1, rw > 0 ? rw : 1)))
         return st;
-    if (mi_resnet_in_channels(r->backbone) != r->in_c)
+    if (mi_resnet_in_channels(r->backbone) != r->cfg.in_c)
         return MI_FAIL(MI_ERR_SHAPE, "%s: backbone conv1 has an unexpected input", w->path);
     r->feat_c = mi_resnet_out_channels(r->backbone);
-    const int64_t fh = (rh + 15) / 16, fw = (rw + 15) / 16, A = r->ncell;
+    const int64_t fh = (rh + 15) / 16, fw = (rw + 15) / 16, A = r->cfg.ncell;
     mi_conv_desc d = mi_conv2d_desc(r->feat_c, r->feat_c, 3, 1, 1, 1);
     d.in_size[1] = fh, d.in_size[2] = fw;
     if ((st = nn_load_conv(&r->rpn_conv, w, "rpn.head.conv.0.0", &d, true))) return st;
@@ -182,11 +169,11 @@ static mi_status load(mi_rcnn *r, const mi_weights *w, int64_t in_h, int64_t in_
         (st = find2(w, "roi_heads.box_predictor.cls_score.weight", &nc, &in_cls)) ||
         (st = find2(w, "roi_heads.box_predictor.bbox_pred.weight", &nb, &in_box)))
         return st;
-    const int64_t pooled = r->feat_c * r->roi_out * r->roi_out;
+    const int64_t pooled = r->feat_c * r->cfg.roi_out * r->cfg.roi_out;
     if (in6 != pooled)
         return MI_FAIL(MI_ERR_SHAPE, "%s: tensor 'roi_heads.box_head.fc6.weight' has %lld inputs, expected %lld "
                        "(%lld channels x %d x %d RoI bins)", w->path, (long long)in6, (long long)pooled,
-                       (long long)r->feat_c, r->roi_out, r->roi_out);
+                       (long long)r->feat_c, r->cfg.roi_out, r->cfg.roi_out);
     if (nc < 2 || nc > 10000 || nb != 4 * nc)
         return MI_FAIL(MI_ERR_SHAPE, "%s: box predictor has %lld classes and %lld box outputs, expected >= 2 "
                        "classes (background included) and 4 outputs per class", w->path, (long long)nc, (long long)nb);
@@ -232,8 +219,8 @@ void mi_rcnn_free(mi_rcnn *r) {
 }
 
 int mi_rcnn_num_classes(const mi_rcnn *r) { return r->num_classes; }
-int mi_rcnn_in_channels(const mi_rcnn *r) { return r->in_c; }
-int mi_rcnn_max_detections(const mi_rcnn *r) { return r->dets; }
+int mi_rcnn_in_channels(const mi_rcnn *r) { return r->cfg.in_c; }
+int mi_rcnn_max_detections(const mi_rcnn *r) { return r->cfg.dets; }
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
@@ -244,7 +231,7 @@ static mi_tensor empty(void) { return (mi_tensor){ 0 }; }
  * recompute_scale_factor path floors it in double. */
 static void resized_size(const mi_rcnn *r, int64_t h, int64_t w, int64_t *oh, int64_t *ow) {
     const float mn = (float)(h < w ? h : w), mx = (float)(h > w ? h : w);
-    const float a = (float)r->min_size / mn, b = (float)r->max_size / mx;
+    const float a = (float)r->cfg.min_size / mn, b = (float)r->cfg.max_size / mx;
     const double s = (double)(a < b ? a : b);
     *oh = (int64_t)floor((double)h * s);
     *ow = (int64_t)floor((double)w * s);
@@ -260,7 +247,7 @@ static mi_tensor transform(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x, int6
             for (int64_t ch = 0; ch < C; ch++) {
                 const float *s = x->data + (n * C + ch) * H * W;
                 float *d = nx.data + (n * C + ch) * H * W;
-                const float m = r->mean[ch], sd = r->std[ch];
+                const float m = r->cfg.mean[ch], sd = r->cfg.std[ch];
                 for (int64_t i = 0; i < H * W; i++) d[i] = (s[i] - m) / sd;   /* (image - mean) / std */
             }
     const int64_t rs_shape[4] = { N, C, oh, ow };
@@ -288,16 +275,16 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
  * obj: (A, fh, fw) logits, del: (4A, fh, fw) deltas of this image; anchors in (y, x, a) order. */
 static int64_t propose(const mi_rcnn *r, const float *obj, const float *del, const float (*anchors)[4],
                        int64_t fh, int64_t fw, int64_t oh, int64_t ow, float (*out)[4], unsigned char *scratch) {
-    const int64_t A = r->ncell, hw = fh * fw, total = hw * A;
-    const int64_t k = total < r->pre_nms ? total : r->pre_nms;
+    const int64_t A = r->cfg.ncell, hw = fh * fw, total = hw * A;
+    const int64_t k = total < r->cfg.pre_nms ? total : r->cfg.pre_nms;
     const mi_box_coder bc = mi_box_coder_default(1.0f, 1.0f, 1.0f, 1.0f);
     float *logit = (float *)scratch;                         /* total: (y, x, a) order */
     int64_t *idx = (int64_t *)(logit + total);               /* k */
-    float (*box)[4] = (float (*)[4])(idx + r->pre_nms);      /* k */
-    float *score = (float *)(box + r->pre_nms);              /* k */
-    int64_t *keep = (int64_t *)(score + r->pre_nms);         /* k */
-    int64_t *zero = keep + r->pre_nms;                       /* k: every proposal is on level 0 */
-    void *work = zero + r->pre_nms;
+    float (*box)[4] = (float (*)[4])(idx + r->cfg.pre_nms);      /* k */
+    float *score = (float *)(box + r->cfg.pre_nms);              /* k */
+    int64_t *keep = (int64_t *)(score + r->cfg.pre_nms);         /* k */
+    int64_t *zero = keep + r->cfg.pre_nms;                       /* k: every proposal is on level 0 */
+    void *work = zero + r->cfg.pre_nms;
     for (int64_t a = 0; a < A; a++)
         for (int64_t p = 0; p < hw; p++) logit[p * A + a] = obj[a * hw + p];
     mi_topk(idx, logit, total, k, work);
@@ -312,19 +299,19 @@ static int64_t propose(const mi_rcnn *r, const float *obj, const float *del, con
     int64_t n = mi_box_remove_small(keep, (const float (*)[4])box, k, 1e-3f);
     int64_t m = 0;
     for (int64_t i = 0; i < n; i++)                          /* compact, then score >= threshold */
-        if (score[keep[i]] >= r->rpn_score) {
+        if (score[keep[i]] >= r->cfg.rpn_score) {
             memmove(box[m], box[keep[i]], sizeof box[0]);
             score[m] = score[keep[i]];
             zero[m++] = 0;
         }
-    n = mi_batched_nms(keep, (const float (*)[4])box, score, zero, m, r->rpn_nms, work);
-    if (n > r->post_nms) n = r->post_nms;
+    n = mi_batched_nms(keep, (const float (*)[4])box, score, zero, m, r->cfg.rpn_nms, work);
+    if (n > r->cfg.post_nms) n = r->cfg.post_nms;
     for (int64_t i = 0; i < n; i++) memcpy(out[i], box[keep[i]], sizeof out[0]);
     return n;
 }
 
 static size_t propose_scratch(const mi_rcnn *r, int64_t total) {
-    const int64_t k = r->pre_nms;
+    const int64_t k = r->cfg.pre_nms;
     size_t work = mi_topk_scratch_bytes(total);
     if (mi_batched_nms_scratch_bytes(k) > work) work = mi_batched_nms_scratch_bytes(k);
     return (size_t)total * sizeof(float) + (size_t)k * (sizeof(int64_t) * 3 + sizeof(float) * 5) + work;
@@ -349,7 +336,7 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
     for (int64_t k = 0; k < K; k++)
         for (int64_t j = 1; j < nc; j++) {
             const float p = prob[k * nc + j];
-            if (!(p > r->box_score)) continue;
+            if (!(p > r->cfg.box_score)) continue;
             mi_box_decode(&box[m], (const float (*)[4])(reg + (k * nc + j) * 4), &props[k], 1, &bc);
             score[m] = p;
             label[m++] = j;
@@ -361,8 +348,8 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
         score[i] = score[keep[i]];
         label[i] = label[keep[i]];
     }
-    n = mi_batched_nms(keep, (const float (*)[4])box, score, label, n, r->box_nms, work);
-    if (n > r->dets) n = r->dets;
+    n = mi_batched_nms(keep, (const float (*)[4])box, score, label, n, r->cfg.box_nms, work);
+    if (n > r->cfg.dets) n = r->cfg.dets;
     /* transform.resize_boxes: ratios float32(original) / float32(resized) */
     const float rw = (float)W / (float)ow, rh = (float)H / (float)oh;
     for (int64_t i = 0; i < n; i++) {
@@ -386,8 +373,8 @@ static float roi_scale(int64_t feat, int64_t img) { return exp2f(roundf(log2f((f
 
 mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     if (!nn_ok(c)) return empty();
-    if (x->ndim != 4 || x->shape[1] != r->in_c) {
-        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: input must be (N, %d, H, W)", r->in_c));
+    if (x->ndim != 4 || x->shape[1] != r->cfg.in_c) {
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: input must be (N, %d, H, W)", r->cfg.in_c));
         return empty();
     }
     const int64_t N = x->shape[0], H = x->shape[2], W = x->shape[3];
@@ -404,7 +391,7 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     nn_free(c, &img);
     nn_mark(c, "features", &f);
     if (!nn_ok(c)) return empty();
-    const int64_t fh = f.shape[2], fw = f.shape[3], A = r->ncell;
+    const int64_t fh = f.shape[2], fw = f.shape[3], A = r->cfg.ncell;
     const float sh = roi_scale(fh, oh), sw = roi_scale(fw, ow);
     if (sh != sw) {
         nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: feature map %lldx%lld does not have one scale on a %lldx%lld "
@@ -419,7 +406,7 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     nn_mark(c, "rpn.objectness", &obj);
     nn_mark(c, "rpn.deltas", &del);
     /* AnchorGenerator: strides from the padded batch, as image_list.tensors gives them */
-    const int64_t P = r->post_nms, nmax = N * P;
+    const int64_t P = r->cfg.post_nms, nmax = N * P;
     const int64_t prop_shape[3] = { N, P, 4 }, count_shape[2] = { N, 1 };
     mi_tensor props = nn_alloc(c, 3, prop_shape, "proposals");
     mi_tensor pcount = nn_alloc(c, 2, count_shape, "proposals.count");
@@ -427,7 +414,7 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     float (*anchors)[4] = nn_scratch(c, (size_t)total * sizeof *anchors);
     unsigned char *work = nn_scratch(c, propose_scratch(r, total));
     if (nn_ok(c) && nn_compute(c)) {
-        mi_anchor_grid(anchors, (const float (*)[4])r->cell, (int)A, fh, fw, ph / fh, pw / fw);
+        mi_anchor_grid(anchors, (const float (*)[4])r->cfg.cell, (int)A, fh, fw, ph / fh, pw / fw);
         memset(props.data, 0, (size_t)mi_tensor_numel(&props) * sizeof(float));
         for (int64_t n = 0; n < N; n++)
             pcount.data[n] = (float)propose(r, obj.data + n * A * fh * fw, del.data + n * 4 * A * fh * fw,
@@ -451,10 +438,10 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
                 memcpy(&rois[K][1], props.data + (n * P + i) * 4, 4 * sizeof(float));
             }
     }
-    const int64_t R = r->roi_out, pooled_shape[4] = { nmax, r->feat_c, R, R };
+    const int64_t R = r->cfg.roi_out, pooled_shape[4] = { nmax, r->feat_c, R, R };
     mi_tensor pooled = nn_alloc(c, 4, pooled_shape, "box_roi_pool");
     if (nn_ok(c) && nn_compute(c) && K > 0) {
-        const mi_roi_desc d = { .out_h = R, .out_w = R, .spatial_scale = sh, .sampling_ratio = r->roi_sampling,
+        const mi_roi_desc d = { .out_h = R, .out_w = R, .spatial_scale = sh, .sampling_ratio = r->cfg.roi_sampling,
                                 .aligned = false };
         mi_tensor y = pooled;
         y.shape[0] = K;
@@ -489,7 +476,7 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     nn_mark(c, "class_logits", &logits);
     nn_mark(c, "box_regression", &reg);
     /* postprocess_detections, transform.postprocess */
-    const int64_t D = r->dets, det_shape[3] = { N, D, 6 };
+    const int64_t D = r->cfg.dets, det_shape[3] = { N, D, 6 };
     mi_tensor det = nn_alloc(c, 3, det_shape, "detections");
     mi_tensor dcount = nn_alloc(c, 2, count_shape, "detections.count");
     unsigned char *dwork = nn_scratch(c, detect_scratch(r, P));

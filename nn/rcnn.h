@@ -12,6 +12,27 @@
 
 typedef struct mi_rcnn mi_rcnn;
 
+#define MI_RCNN_MAX_ANCHORS 64
+#define MI_RCNN_MAX_CHANNELS 4
+
+/* What the blob's metadata configures (torchvision's defaults where a key is absent). */
+typedef struct {
+    int    in_c;                                   /* conv1's input channels, given by the caller */
+    int    min_size, max_size;                     /* GeneralizedRCNNTransform */
+    float  mean[MI_RCNN_MAX_CHANNELS], std[MI_RCNN_MAX_CHANNELS];
+    float  cell[MI_RCNN_MAX_ANCHORS][4];           /* anchors at one position, centred on 0 */
+    int    ncell;
+    int    pre_nms, post_nms;                      /* RegionProposalNetwork (eval) */
+    float  rpn_score;
+    double rpn_nms, box_nms;                       /* double: torchvision's NMS compares with a double */
+    int    roi_out, roi_sampling;                  /* MultiScaleRoIAlign */
+    float  box_score;                              /* RoIHeads */
+    int    dets;
+} mi_rcnn_config;
+
+/* Reads and checks every configuration key; errors name the blob, the key and what is wrong. */
+mi_status mi_rcnn_config_from_blob(mi_rcnn_config *c, const mi_weights *w, int in_channels);
+
 /* Reads the configuration from the blob's metadata and every tensor by torchvision's state_dict
  * names (backbone.body.*, rpn.head.*, roi_heads.box_head.*, roi_heads.box_predictor.*), checking
  * presence and shape. Convolutions are packed for an image of in_h x in_w before the transform's

@@ -48,12 +48,12 @@ static mi_status need_role(const mi_model *m, const char *role) {
 }
 
 static mi_status meta_unit(const mi_model *m, const char *key, double dflt, double lo, double hi, double *out) {
-    const char *v = mi_model_meta(m, key);
-    char *end;
-    double d = v ? strtod(v, &end) : dflt;
-    if (v && (end == v || *end || !(d >= lo && d <= hi)))
-        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata %s = '%.40s', expected a number in [%g, %g]", mi_model_path(m), key,
-                       v, lo, hi);
+    const mi_weights *w = mi_model_weights(m);
+    double d = dflt;
+    mi_status st = mi_weights_meta(w, key) ? mi_weights_meta_double(w, key, &d) : MI_OK;
+    if (st) return st;
+    if (!(d >= lo && d <= hi))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata %s = %g, expected a number in [%g, %g]", mi_model_path(m), key, d, lo, hi);
     *out = d;
     return MI_OK;
 }
