@@ -268,6 +268,14 @@ static mi_tensor transform(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x, int6
     return img;
 }
 
+/* The next `bytes` of a step's scratch, each piece aligned for any element type. */
+#define CARVE_ALIGN 64
+static void *carve(unsigned char **p, size_t bytes) {
+    void *at = *p;
+    *p += (bytes + CARVE_ALIGN - 1) / CARVE_ALIGN * CARVE_ALIGN;
+    return at;
+}
+
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* RegionProposalNetwork.filter_proposals for image n: top-n by objectness over all anchors (one
@@ -278,13 +286,14 @@ static int64_t propose(const mi_rcnn *r, const float *obj, const float *del, con
     const int64_t A = r->cfg.ncell, hw = fh * fw, total = hw * A;
     const int64_t k = total < r->cfg.pre_nms ? total : r->cfg.pre_nms;
     const mi_box_coder bc = mi_box_coder_default(1.0f, 1.0f, 1.0f, 1.0f);
-    float *logit = (float *)scratch;                         /* total: (y, x, a) order */
-    int64_t *idx = (int64_t *)(logit + total);               /* k */
-    float (*box)[4] = (float (*)[4])(idx + r->cfg.pre_nms);      /* k */
-    float *score = (float *)(box + r->cfg.pre_nms);              /* k */
-    int64_t *keep = (int64_t *)(score + r->cfg.pre_nms);         /* k */
-    int64_t *zero = keep + r->cfg.pre_nms;                       /* k: every proposal is on level 0 */
-    void *work = zero + r->cfg.pre_nms;
+    const int64_t P = r->cfg.pre_nms;
+    float *logit = carve(&scratch, (size_t)total * sizeof(float));   /* (y, x, a) order */
+    int64_t *idx = carve(&scratch, (size_t)P * sizeof(int64_t));
+    float (*box)[4] = carve(&scratch, (size_t)P * sizeof *box);
+    float *score = carve(&scratch, (size_t)P * sizeof(float));
+    int64_t *keep = carve(&scratch, (size_t)P * sizeof(int64_t));
+    int64_t *zero = carve(&scratch, (size_t)P * sizeof(int64_t));   /* every proposal is on level 0 */
+    void *work = scratch;
     for (int64_t a = 0; a < A; a++)
         for (int64_t p = 0; p < hw; p++) logit[p * A + a] = obj[a * hw + p];
     mi_topk(idx, logit, total, k, work);
@@ -314,7 +323,7 @@ static size_t propose_scratch(const mi_rcnn *r, int64_t total) {
     const int64_t k = r->cfg.pre_nms;
     size_t work = mi_topk_scratch_bytes(total);
     if (mi_batched_nms_scratch_bytes(k) > work) work = mi_batched_nms_scratch_bytes(k);
-    return (size_t)total * sizeof(float) + (size_t)k * (sizeof(int64_t) * 3 + sizeof(float) * 5) + work;
+    return (size_t)total * sizeof(float) + (size_t)k * (sizeof(int64_t) * 3 + sizeof(float) * 5) + work + 6 * CARVE_ALIGN;
 }
 
 /* RoIHeads.postprocess_detections + GeneralizedRCNNTransform.postprocess for one image: decode
@@ -325,12 +334,12 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
                       int64_t oh, int64_t ow, int64_t H, int64_t W, float (*det)[6], unsigned char *scratch) {
     const int64_t nc = r->num_classes, cand = K * (nc - 1);
     const mi_box_coder bc = mi_box_coder_default(10.0f, 10.0f, 5.0f, 5.0f);
-    float *prob = (float *)scratch;                          /* K * nc */
-    float (*box)[4] = (float (*)[4])(prob + K * nc);         /* cand */
-    float *score = (float *)(box + cand);                    /* cand */
-    int64_t *label = (int64_t *)(score + cand);              /* cand */
-    int64_t *keep = label + cand;                            /* cand */
-    void *work = keep + cand;
+    float *prob = carve(&scratch, (size_t)K * nc * sizeof(float));
+    float (*box)[4] = carve(&scratch, (size_t)cand * sizeof *box);
+    float *score = carve(&scratch, (size_t)cand * sizeof(float));
+    int64_t *label = carve(&scratch, (size_t)cand * sizeof(int64_t));
+    int64_t *keep = carve(&scratch, (size_t)cand * sizeof(int64_t));
+    void *work = scratch;
     mi_softmax(prob, logits, K, nc, 1);
     int64_t m = 0;
     for (int64_t k = 0; k < K; k++)
@@ -364,7 +373,7 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
 static size_t detect_scratch(const mi_rcnn *r, int64_t K) {
     const int64_t nc = r->num_classes, cand = K * (nc - 1);
     return (size_t)K * nc * sizeof(float) + (size_t)cand * (5 * sizeof(float) + 2 * sizeof(int64_t)) +
-           mi_batched_nms_scratch_bytes(cand);
+           mi_batched_nms_scratch_bytes(cand) + 5 * CARVE_ALIGN;
 }
 
 /* MultiScaleRoIAlign's scale for one feature map: 2^round(log2(feature / image)) per side, which
