@@ -28,7 +28,9 @@ the time axis), overall gain and row-wise gain (TGC) variation, depth attenuatio
 occasional faint mitral/chordal echoes in the LV cavity.
 
 Scales: the depth scale is chosen so that the heart (chest wall to pericardium) fills 55-85 % of
-the strip height, which with these hearts gives about 0.25-0.55 mm/px; the time scale is chosen
+the strip height, which with these hearts and heights gives 0.28-1.04 mm/px (mostly 0.4-0.8; a
+finer scale such as 0.15-0.30 mm/px cannot fit a 75-140 mm deep heart into 240-320 rows); the
+time scale is chosen
 so that 1-3 complete ED-to-ED cycles are visible with a partial cycle at each edge (the first ED
 10-70 % of a period after the left edge, the right edge 10-70 % of a period after the last ED),
 kept within 0.003-0.010 s/px (drawn again otherwise).
