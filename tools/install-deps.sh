@@ -7,7 +7,7 @@ build="gcc make pkg-config libcjson-dev libstb-dev check
        libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
        libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
-# and the DICOM fixtures (tests/ref_dicom.py: pydicom writes them, DCMTK's dcmcjpeg compresses)
+# and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses)
 test="python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom dcmtk"
 # `make fuzz`: clang, its libFuzzer and sanitizer runtimes (only recommended by clang, so named
 # here), and the OpenMP runtime clang links (not GCC's libgomp)
