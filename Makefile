@@ -215,9 +215,12 @@ $(B)/bench_conv: bench/bench_conv.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
 # The endoscopy completeness QC on two synthetic exams rendered at demo time from the shipped
-# demo blob: needs the build deps only (no PyTorch). tools/endoqc_demo.sh says what it does.
+# demo blob, and M-mode echo on the shipped synthetic studies: needs the build deps only (no
+# PyTorch). tools/endoqc_demo.sh and tools/echo_demo.sh say what they do.
 demo: $(B)/medinfer
 	sh tools/endoqc_demo.sh $(B)
+	@echo
+	sh tools/echo_demo.sh $(B)
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz
