@@ -7,7 +7,10 @@
  *   transform, features, RPN head outputs, box features, class logits, box regression:
  *     max|d| <= 1e-4 * max|ref| (measured maxima are printed)
  *   proposals and detections: the same count and order; boxes within 1e-3 of the image scale
- *     (its longer side) and, for detections, the same labels and scores within 1e-4.
+ *     (its longer side) and, for detections, the same labels and scores within 1e-4. Detections
+ *     whose torchvision scores lie within 1e-5 of each other are a tie at the precision two
+ *     engines share (the measured score error is ~1e-6), so inside such a run of ties any order
+ *     is accepted, each of ours matching one of torchvision's; between runs the order is exact.
  * Also: the same bits for 1, 2 and 4 threads; a batch of two equals each image alone;
  * mi_session_detections; refusals. */
 #include "tests/mi_test.h"
@@ -142,16 +145,32 @@ static void parity(const char *name) {
                       (long long)ws.shape[0]);
         ck_assert_int_ge(count, 20);
         double dbox = 0, dscore = 0;
-        for (int i = 0; i < count; i++) {
-            ck_assert_msg(det[i].label == (int)wl.data[i], "%s image %lld detection %d: label %d, torchvision %d",
-                          name, (long long)n, i, det[i].label, (int)wl.data[i]);
-            for (int q = 0; q < 4; q++) dbox = fmax(dbox, fabs(det[i].box[q] - wb.data[i * 4 + q]));
-            dscore = fmax(dscore, fabs(det[i].score - ws.data[i]));
+        int ties = 0;
+        for (int g0 = 0, g1; g0 < count; g0 = g1) {
+            for (g1 = g0 + 1; g1 < count && ws.data[g1 - 1] - ws.data[g1] <= 1e-5f; g1++) ties++;
+            bool used[256] = { false };
+            for (int i = g0; i < g1; i++) {      /* ours i is one of torchvision's g0..g1-1 */
+                int match = -1;
+                double best = INFINITY;
+                for (int j = g0; j < g1; j++) {
+                    if (used[j] || det[i].label != (int)wl.data[j]) continue;
+                    double d = 0;
+                    for (int q = 0; q < 4; q++) d = fmax(d, fabs(det[i].box[q] - wb.data[j * 4 + q]));
+                    if (d < best) best = d, match = j;
+                }
+                ck_assert_msg(match >= 0, "%s image %lld detection %d (label %d, score %.7g): torchvision has no such "
+                              "detection at this rank (label %d, score %.7g)", name, (long long)n, i, det[i].label,
+                              det[i].score, (int)wl.data[i], ws.data[i]);
+                used[match] = true;
+                dbox = fmax(dbox, best);
+                dscore = fmax(dscore, fabs(det[i].score - ws.data[match]));
+            }
         }
         ck_assert_msg(dbox <= 1e-3 * img_scale, "%s image %lld: boxes off by %.3g px", name, (long long)n, dbox);
         ck_assert_msg(dscore <= 1e-4, "%s image %lld: scores off by %.3g", name, (long long)n, dscore);
-        printf("%-8s detections.%lld    %d, same order and labels, max|d| box %.3g px (%.1e of %g), score %.3g\n",
-               name, (long long)n, count, dbox, dbox / img_scale, img_scale, dscore);
+        printf("%-8s detections.%lld    %d, same order and labels (%d adjacent score ties within 1e-5), max|d| box "
+               "%.3g px (%.1e of %g), score %.3g\n", name, (long long)n, count, ties, dbox, dbox / img_scale, img_scale,
+               dscore);
     }
     for (int i = 0; i < nstage; i++) free(c.data[i]);
     mi_session_destroy(s);
