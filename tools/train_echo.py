@@ -32,11 +32,15 @@ of --val-seed (examples/echo/ uses seed 3, which no training uses).
     boxes (px, mm), and EF MAE end to end: top box -> crop -> regressor -> Teichholz, compared
     with the GT cycle that overlaps the box most. Writes both blobs (F16) with these numbers.
 
-The shipped blobs were made with (nice, 2 shared cores; det and reg ran side by side, 1 thread each):
-    nice -n 10 tools/train_echo.py det  --threads 1 --work /tmp/echo_work
-    nice -n 10 tools/train_echo.py reg  --threads 1 --work /tmp/echo_work
-    nice -n 10 tools/train_echo.py eval --threads 2 --work /tmp/echo_work
-(defaults: --seed 0 --data-seed 1 --train-count 2000 --val-seed 2 --val-count 200).
+The shipped blobs were made with these commands (2 cores shared with other builds; det and reg ran
+side by side, 1 thread each: det 1929 s, reg 2541 s, eval 252 s):
+    nice -n 10 /usr/bin/python3 tools/train_echo.py det  --threads 1 --work /tmp/echo_work --det-epochs 2
+    nice -n 10 /usr/bin/python3 tools/train_echo.py reg  --threads 1 --work /tmp/echo_work --reg-epochs 4
+    nice -n 10 /usr/bin/python3 tools/train_echo.py eval --threads 2 --work /tmp/echo_work
+(defaults: --seed 0 --data-seed 1 --train-count 2000 --val-seed 2 --val-count 200, --min-size 128
+--max-size 384, --input-size 128). Validation (200 studies of seed 2): detector recall 1.0 (mean
+IoU 0.97 of the top box), regressor mean point error 1.14 px (|dy| 0.26 mm) on GT boxes, end to end
+EF MAE 1.15 pp, |LVIDd| 0.31 mm, |LVIDs| 0.31 mm.
 
 These are demo models for synthetic strips only: they have never seen a real echocardiogram.
 """
@@ -64,6 +68,7 @@ POINT_NAMES = ["ED septum outer (RV side)", "ED septum inner (LV side)",
                "ES septum outer (RV side)", "ES septum inner (LV side)",
                "ES posterior wall inner (endocardium)", "ES posterior wall outer (epicardium)"]
 MODEL_VERSION = "2026.11.30.1"
+CMD = "nice -n 10 /usr/bin/python3 tools/train_echo.py "
 
 
 def whiten(g_u8):
@@ -160,7 +165,7 @@ def train_det(a):
                       + " ".join(f"{k[5:]}={v:.3f}" for k, v in run.items()), flush=True)
     secs = time.time() - t0
     torch.save({"state": m.state_dict(), "meta": meta, "secs": secs, "epochs": a.det_epochs,
-                "steps": total}, os.path.join(a.work, "det.pt"))
+                "steps": total, "argv": a.argv}, os.path.join(a.work, "det.pt"))
     print(f"det: {secs:.0f} s", flush=True)
 
 
@@ -219,7 +224,7 @@ def train_reg(a):
                 print(f"reg ep {ep} step {step}/{total} {time.time() - t0:.0f}s loss={run:.4f}", flush=True)
     secs = time.time() - t0
     torch.save({"state": r.state_dict(), "secs": secs, "epochs": a.reg_epochs, "steps": total,
-                "input_size": S}, os.path.join(a.work, "reg.pt"))
+                "input_size": S, "argv": a.argv}, os.path.join(a.work, "reg.pt"))
     print(f"reg: {secs:.0f} s", flush=True)
 
 
@@ -299,7 +304,8 @@ def evaluate(a):
     if a.no_export:
         return
     record = {"script": "tools/train_echo.py", "seed": a.seed, "data_seed": a.data_seed, "train_studies": a.train_count,
-              "command": "nice -n 10 tools/train_echo.py det|reg|eval " + " ".join(a.argv_rest),
+              "commands": [CMD + " ".join(ck.get("argv", ["(not recorded)"])) for ck in (dck, rck)]
+              + [CMD + " ".join(a.argv)],
               "val_seed": a.val_seed, "data": "tools/echo_synth.py studies (synthetic only)",
               "validation": r}
     dm = dict(dck["meta"])
@@ -332,7 +338,7 @@ def main(argv=None):
     ap.add_argument("--val-count", type=int, default=200)
     ap.add_argument("--min-size", type=int, default=128)
     ap.add_argument("--max-size", type=int, default=384)
-    ap.add_argument("--det-epochs", type=int, default=3)
+    ap.add_argument("--det-epochs", type=int, default=2)
     ap.add_argument("--det-lr", type=float, default=1e-3)
     ap.add_argument("--reg-epochs", type=int, default=4)
     ap.add_argument("--reg-lr", type=float, default=2e-3)
@@ -341,7 +347,7 @@ def main(argv=None):
     ap.add_argument("--det-out", default=os.path.join(HERE, "..", "weights", "echo_cycle_demo.safetensors"))
     ap.add_argument("--reg-out", default=os.path.join(HERE, "..", "weights", "echo_points_demo.safetensors"))
     a = ap.parse_args(argv)
-    a.argv_rest = argv[1:]
+    a.argv = list(argv)
     torch.set_num_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
     {"det": train_det, "reg": train_reg, "eval": evaluate}[a.part](a)
