@@ -2,8 +2,8 @@
 # tests/test_echo.sh - `medinfer echo` end to end with the shipped demo blobs:
 #  - 12 synthetic studies of a seed neither training (1), validation (2) nor the examples (3) use:
 #    calibrated DICOM in -> EF out, scored against the ground truth by tools/echo_eval.py (which
-#    shares no code with the pipeline), EF MAE <= 8 points on these 12 (the 200-study figure is in
-#    docs/echo.md); the annotated PNGs and one audit row per study;
+#    shares no code with the pipeline), EF MAE <= 5 points on these 12 (measured 0.94; the
+#    200-study figure is in docs/echo.md); the annotated PNGs and one audit row per study;
 #  - the same strips as PNG: pixel measures and a note, no volumes, no EF; with --mm-per-px the
 #    same EF as the DICOM's calibration gives;
 #  - bad inputs: a 1x1 image, a DICOM without pixel data, an unsupported photometric
@@ -27,7 +27,7 @@ echo_() { "$bin" echo --detector "$det" --points "$pts" --quiet "$@"; }
 echo_ --out "$t/dcm.json" --annotate "$t/ann" --audit "$t/audit.db" "$t"/s/*.dcm
 rc=$?
 [ $rc -eq 0 ] || fail "DICOM studies: exit $rc"
-"$py" tools/echo_eval.py "$t/s" "$t/dcm.json" --max-ef-mae 8 || fail "DICOM studies: EF off the ground truth"
+"$py" tools/echo_eval.py "$t/s" "$t/dcm.json" --max-ef-mae 5 || fail "DICOM studies: EF off the ground truth"
 [ "$(ls "$t/ann" | grep -c '\.dcm\.echo\.png$')" -eq 12 ] || fail "annotated PNGs missing"
 "$bin" audit verify "$t/audit.db" >"$t/audit.txt" 2>&1 || { cat "$t/audit.txt"; fail "audit chain"; }
 grep -q "12 rows" "$t/audit.txt" || { cat "$t/audit.txt"; fail "expected 12 audit rows"; }
