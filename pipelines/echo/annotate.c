@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PANEL 64
+#define PANEL 78
 
 static int px(float v) { return (int)lrintf(v); }
 
@@ -44,8 +44,7 @@ mi_status mi_echo_annotate(const char *png_path, const uint8_t *gray, int w, int
         snprintf(line, sizeof line, "no cardiac cycle found (best score %.2f)", r->score);
         mi_draw_text(&im, 6, y0, 2, im.w - 12, line, red);
     } else if (depth && r->ordered) {
-        snprintf(line, sizeof line, "EF %.1f %% (%s)  EDV %.0f mL  ESV %.0f mL  FS %.1f %%", r->ef,
-                 r->ef_abnormal ? (r->ef < 50 ? "LOW" : "HIGH") : "normal", r->edv, r->esv, r->fs);
+        snprintf(line, sizeof line, "EF %.1f %% (%s)", r->ef, r->ef_abnormal ? (r->ef < 50 ? "LOW" : "HIGH") : "normal");
         mi_draw_text(&im, 6, y0, 2, im.w - 12, line, r->ef_abnormal ? red : green);
     } else {
         if (r->ordered) snprintf(line, sizeof line, "FS %.1f %%  uncalibrated: no volumes, no EF", r->fs);
@@ -53,14 +52,18 @@ mi_status mi_echo_annotate(const char *png_path, const uint8_t *gray, int w, int
         mi_draw_text(&im, 6, y0, 2, im.w - 12, line, r->ordered ? yellow : red);
     }
     if (r->found) {
+        line[0] = 0;
+        if (depth && r->ordered)
+            snprintf(line, sizeof line, "EDV %.0f mL  ESV %.0f mL  FS %.1f %%", r->edv, r->esv, r->fs);
+        if (r->cal.s_per_px > 0 && isfinite(r->heart_rate))
+            snprintf(line + strlen(line), sizeof line - strlen(line), "%sHR %.0f /min", line[0] ? "  " : "", r->heart_rate);
+        mi_draw_text(&im, 6, y0 + 22, 1, im.w - 12, line, white);
         const double *v = depth ? r->len_mm : r->len_px;
         snprintf(line, sizeof line, "IVSd %.1f  LVIDd %.1f  LVPWd %.1f  |  IVSs %.1f  LVIDs %.1f  LVPWs %.1f %s", v[0], v[1],
                  v[2], v[3], v[4], v[5], depth ? "mm" : "px");
-        if (r->cal.s_per_px > 0 && isfinite(r->heart_rate))
-            snprintf(line + strlen(line), sizeof line - strlen(line), "  |  HR %.0f /min", r->heart_rate);
-        mi_draw_text(&im, 6, y0 + 22, 1, im.w - 12, line, white);
+        mi_draw_text(&im, 6, y0 + 36, 1, im.w - 12, line, white);
     }
-    mi_draw_text(&im, 6, y0 + 38, 1, im.w - 12, title, dim);
+    mi_draw_text(&im, 6, y0 + 54, 1, im.w - 12, title, dim);
     st = mi_image_write_png(png_path, &im);
     mi_image_free(&im);
     return st;
