@@ -27,6 +27,31 @@ void mi_fixture_open(mi_weights *w, const char *name) {
                   mi_last_error());
 }
 
+void mi_capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
+    mi_captured *c = user;
+    int i = mi_captured_index(c, name);
+    if (i < 0) return;
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    free(c->data[i]);
+    c->data[i] = malloc((size_t)n * sizeof(float));
+    ck_assert_ptr_nonnull(c->data[i]);
+    memcpy(c->data[i], data, (size_t)n * sizeof(float));
+    c->numel[i] = n;
+    c->ndim[i] = ndim;
+    for (int d = 0; d < ndim && d < 4; d++) c->shape[i][d] = shape[d];
+}
+
+int mi_captured_index(const mi_captured *c, const char *name) {
+    for (int i = 0; i < c->n && i < MI_CAPTURE_MAX; i++)
+        if (!strcmp(c->names[i], name)) return i;
+    return -1;
+}
+
+void mi_captured_free(mi_captured *c) {
+    for (int i = 0; i < c->n && i < MI_CAPTURE_MAX; i++) free(c->data[i]);
+}
+
 mi_tensor mi_fixture_tensor(const mi_weights *w, const char *name) {
     mi_tensor t;
     mi_status st = mi_weights_get(w, name, -1, NULL, &t);

@@ -41,6 +41,21 @@ double mi_assert_close_(const float *a, const float *b, int64_t n, double atol, 
 #define MI_SKIP(...) do { printf("MI-SKIP: %s: ", __func__); printf(__VA_ARGS__); printf("\n"); \
     fflush(stdout); return; } while (0)
 
+/* A session capture hook (mi_session_set_capture) keeping copies of the named stages a test asks
+ * for: set names and n, pass mi_capture and the struct, read data[i] (NULL when the stage was not
+ * produced), then mi_captured_free. */
+#define MI_CAPTURE_MAX 16
+typedef struct {
+    const char *const *names;
+    int         n;
+    float      *data[MI_CAPTURE_MAX];
+    int64_t     numel[MI_CAPTURE_MAX], shape[MI_CAPTURE_MAX][4];
+    int         ndim[MI_CAPTURE_MAX];
+} mi_captured;
+void mi_capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape);
+int  mi_captured_index(const mi_captured *c, const char *name);   /* -1 when not asked for */
+void mi_captured_free(mi_captured *c);
+
 /* Deterministic pseudo-random floats in [-1, 1) for kernel-vs-reference tests. */
 void mi_fill_random(float *x, int64_t n, uint64_t seed);
 

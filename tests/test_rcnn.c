@@ -20,36 +20,6 @@
 #include <math.h>
 #include <string.h>
 
-#define MAX_STAGES 12
-
-typedef struct {
-    const char *const *names;
-    int         n;
-    float      *data[MAX_STAGES];
-    int64_t     shape[MAX_STAGES][4];
-    int         ndim[MAX_STAGES];
-} captured;
-
-static void capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
-    captured *c = user;
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->names[i], name)) {
-            int64_t n = 1;
-            for (int d = 0; d < ndim; d++) n *= shape[d];
-            free(c->data[i]);
-            c->data[i] = malloc((size_t)n * sizeof(float));
-            memcpy(c->data[i], data, (size_t)n * sizeof(float));
-            c->ndim[i] = ndim;
-            for (int d = 0; d < ndim && d < 4; d++) c->shape[i][d] = shape[d];
-        }
-}
-
-static int stage_index(const captured *c, const char *name) {
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->names[i], name)) return i;
-    return -1;
-}
-
 /* the first rows of a captured stage against a reference tensor of those rows */
 static void compare_rows(const char *what, const char *stage, const float *got, const mi_tensor *want) {
     ck_assert_msg(got != NULL, "%s: stage '%s' was not produced", what, stage);
@@ -61,8 +31,8 @@ static void compare_rows(const char *what, const char *stage, const float *got, 
            err / (maxref > 0 ? maxref : 1), mi_isa_name(mi_cpu_isa()));
 }
 
-static void compare_stage(const char *what, const captured *c, const char *stage, const mi_weights *r) {
-    int i = stage_index(c, stage);
+static void compare_stage(const char *what, const mi_captured *c, const char *stage, const mi_weights *r) {
+    int i = mi_captured_index(c, stage);
     mi_tensor want = mi_fixture_tensor(r, stage);
     ck_assert_msg(c->data[i] != NULL, "%s: stage '%s' was not produced", what, stage);
     ck_assert_int_eq(c->ndim[i], want.ndim);
@@ -99,8 +69,8 @@ static void parity(const char *name) {
     ck_assert_str_eq(mi_model_arch(m), "fasterrcnn_c4");
     mi_session *s;
     ck_assert_msg(mi_session_create(&s, m, in.shape, 0) == MI_OK, "%s", mi_last_error());
-    captured c = { .names = stage, .n = nstage };
-    mi_session_set_capture(s, capture, &c);
+    mi_captured c = { .names = stage, .n = nstage };
+    mi_session_set_capture(s, mi_capture, &c);
     ck_assert_msg(mi_session_run(s, in.data) == MI_OK, "%s", mi_last_error());
 
     const int64_t N = in.shape[0], H = in.shape[2], W = in.shape[3];
@@ -109,10 +79,10 @@ static void parity(const char *name) {
     compare_stage(name, &c, "rpn.objectness", &r);
     compare_stage(name, &c, "rpn.deltas", &r);
     /* proposals, image by image: the same count and order */
-    const int pi = stage_index(&c, "proposals"), ci = stage_index(&c, "proposals.count");
+    const int pi = mi_captured_index(&c, "proposals"), ci = mi_captured_index(&c, "proposals.count");
     const int64_t P = c.shape[pi][1];
-    const float scale = (float)(c.shape[stage_index(&c, "transform")][2] > c.shape[stage_index(&c, "transform")][3]
-                                    ? c.shape[stage_index(&c, "transform")][2] : c.shape[stage_index(&c, "transform")][3]);
+    const int ti = mi_captured_index(&c, "transform");   /* proposals are in the resized image's pixels */
+    const float scale = (float)(c.shape[ti][2] > c.shape[ti][3] ? c.shape[ti][2] : c.shape[ti][3]);
     int64_t rows = 0;
     for (int64_t n = 0; n < N; n++) {
         char key[32];
@@ -129,7 +99,7 @@ static void parity(const char *name) {
     for (int h = 0; h < 3; h++) {
         mi_tensor want = mi_fixture_tensor(&r, head[h]);
         ck_assert_int_eq(want.shape[0], rows);
-        compare_rows(name, head[h], c.data[stage_index(&c, head[h])], &want);
+        compare_rows(name, head[h], c.data[mi_captured_index(&c, head[h])], &want);
     }
     /* detections: same count, order and labels; boxes and scores close */
     const double img_scale = (double)(H > W ? H : W);
@@ -172,7 +142,7 @@ static void parity(const char *name) {
                "%.3g px (%.1e of %g), score %.3g\n", name, (long long)n, count, ties, dbox, dbox / img_scale, img_scale,
                dscore);
     }
-    for (int i = 0; i < nstage; i++) free(c.data[i]);
+    mi_captured_free(&c);
     mi_session_destroy(s);
     mi_model_close(m);
     mi_weights_close(&r);

@@ -12,34 +12,6 @@
 #include <math.h>
 #include <string.h>
 
-/* The capture hook's copies of the stages a test asks for. */
-typedef struct {
-    const char *const *names;
-    int         n;
-    float      *data[16];
-    int64_t     numel[16], shape[16][4];
-    int         ndim[16];
-} captured;
-
-static void capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
-    captured *c = user;
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->names[i], name)) {
-            int64_t n = 1;
-            for (int d = 0; d < ndim; d++) n *= shape[d];
-            free(c->data[i]);
-            c->data[i] = malloc((size_t)n * sizeof(float));
-            memcpy(c->data[i], data, (size_t)n * sizeof(float));
-            c->numel[i] = n;
-            c->ndim[i] = ndim;
-            for (int d = 0; d < ndim && d < 4; d++) c->shape[i][d] = shape[d];
-        }
-}
-
-static void captured_free(captured *c) {
-    for (int i = 0; i < c->n; i++) free(c->data[i]);
-}
-
 /* max|d| <= 1e-4 * max|ref|; prints the measured ratio */
 static void compare(const char *what, const char *stage, const float *got, const int64_t *shape, int ndim,
                     const mi_tensor *want) {
@@ -67,8 +39,8 @@ static void parity(const char *arch) {
     ck_assert_str_eq(mi_model_arch(m), arch);
     mi_session *s;
     ck_assert_msg(mi_session_create(&s, m, in.shape, 0) == MI_OK, "%s", mi_last_error());
-    captured c = { .names = stage, .n = 7 };
-    mi_session_set_capture(s, capture, &c);
+    mi_captured c = { .names = stage, .n = 7 };
+    mi_session_set_capture(s, mi_capture, &c);
     ck_assert_msg(mi_session_run(s, in.data) == MI_OK, "%s", mi_last_error());
     for (int i = 0; i < 7; i++) {   /* in order: the first failure names the first stage that diverges */
         mi_tensor want = mi_fixture_tensor(&r, stage[i]);
@@ -80,7 +52,7 @@ static void parity(const char *arch) {
     ck_assert_ptr_nonnull(logits);
     ck_assert(shape[0] == in.shape[0] && shape[1] == mi_model_num_classes(m) && shape[2] == 1 && shape[3] == 1);
     ck_assert_int_eq(memcmp(logits, c.data[6], (size_t)c.numel[6] * sizeof(float)), 0);
-    captured_free(&c);
+    mi_captured_free(&c);
     mi_session_destroy(s);
     mi_model_close(m);
     mi_weights_close(&r);
