@@ -5,10 +5,13 @@ set -eu
 
 build="gcc make pkg-config libcjson-dev libstb-dev check
        libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev"
+       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
-# and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses)
-test="python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom dcmtk"
+# and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses),
+# the pathology references (skimage's Otsu), synthetic pyramidal slides (tifffile writes them) and
+# the 50 000-pixel test slide (vips builds it)
+test="python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom dcmtk
+      python3-skimage python3-tifffile libvips-tools"
 # `make fuzz`: clang, its libFuzzer and sanitizer runtimes (only recommended by clang, so named
 # here), and the OpenMP runtime clang links (not GCC's libgomp)
 fuzz="clang libclang-rt-dev libomp-dev"
