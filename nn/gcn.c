@@ -238,6 +238,8 @@ mi_status mi_gcn_forward(const mi_gcn *g, const float *x, const float *adj, int6
     if (!scratch || scratch_bytes < need)
         return MI_FAIL(MI_ERR_ARG, "GCN input: %zu bytes of scratch for %lld nodes, %zu needed "
                        "(mi_gcn_scratch_bytes)", scratch ? scratch_bytes : 0, (long long)n, need);
+    if ((uintptr_t)scratch % sizeof(float))
+        return MI_FAIL(MI_ERR_ARG, "GCN input: scratch is not aligned for float (mi_alloc_aligned it)");
     mi_status st;
     if ((st = check_finite(x, n, g->in_dim, "x")) || (st = check_finite(adj, n, n, "adjacency")))
         return st;

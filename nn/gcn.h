@@ -53,7 +53,7 @@ size_t mi_gcn_scratch_bytes(const mi_gcn *g, int64_t n);
 /* x: (n, in_dim) node features, adj: (n, n) dense adjacency (tools/patho_ref.adjacency gives 0/1,
  * symmetric, zero diagonal; any finite weights are accepted), both float32 row-major.
  * logits, probs: (num_classes) each; probs may be NULL. scratch: scratch_bytes >=
- * mi_gcn_scratch_bytes(g, n). Refuses (MI_ERR_ARG, naming what) n out of range, too little
+ * mi_gcn_scratch_bytes(g, n), aligned at least for float. Refuses (MI_ERR_ARG, naming what) n out of range, too little
  * scratch, and a non-finite feature or adjacency entry (which would otherwise spread NaN through
  * Â to every node). */
 mi_status mi_gcn_forward(const mi_gcn *g, const float *x, const float *adj, int64_t n,

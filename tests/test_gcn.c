@@ -167,6 +167,8 @@ START_TEST(gcn_rejects_bad_input)
     ck_assert_int_eq(mi_gcn_forward(g, x, a, MI_GCN_MAX_NODES + 1, s, bytes, logits, NULL), MI_ERR_ARG);
     ck_assert_int_eq(mi_gcn_forward(g, x, a, n, s, bytes - 1, logits, NULL), MI_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(mi_last_error(), "bytes of scratch for 3 nodes"));
+    ck_assert_int_eq(mi_gcn_forward(g, x, a, n, (char *)s + 2, bytes, logits, NULL), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "scratch is not aligned"));
     x[16 + 5] = NAN;
     ck_assert_int_eq(mi_gcn_forward(g, x, a, n, s, bytes, logits, NULL), MI_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(mi_last_error(), "x[1][5] is NaN"));
