@@ -5,21 +5,32 @@
 
 #include <math.h>
 
-void mi_graph_normalize(float *a_hat, float *dinv, const float *a, int64_t n) {
+/* Both normalizations: loop = 1.0f adds Kipf's I, loop = 0.0f leaves A as it is. The diagonal term
+ * is added in float32 before the degree is summed, as tools/gcn_ref.normalize_adjacency does
+ * (a + eye, then the float64 row sum, rounded once to float32). */
+static void normalize(float *a_hat, float *dinv, const float *a, int64_t n, float loop) {
     MI_ASSERT(a_hat != a);
     #pragma omp parallel for num_threads(mi_threads()) if (n * n > 65536) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        double deg = 1.0;   /* the identity's 1 */
-        for (int64_t j = 0; j < n; j++) deg += (double)a[i * n + j];
+        double deg = 0.0;
+        for (int64_t j = 0; j < n; j++) deg += (double)(a[i * n + j] + (i == j ? loop : 0.0f));
         const float d = (float)deg;
         dinv[i] = d > 0.0f ? (float)(1.0 / sqrt((double)d)) : 0.0f;
     }
     #pragma omp parallel for num_threads(mi_threads()) if (n * n > 65536) schedule(static)
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) {
-            const float aij = a[i * n + j] + (i == j ? 1.0f : 0.0f);
+            const float aij = a[i * n + j] + (i == j ? loop : 0.0f);
             a_hat[i * n + j] = dinv[i] * aij * dinv[j];   /* GCNConv's dinv[row] * w * dinv[col] */
         }
+}
+
+void mi_graph_normalize(float *a_hat, float *dinv, const float *a, int64_t n) {
+    normalize(a_hat, dinv, a, n, 1.0f);
+}
+
+void mi_graph_normalize_no_loops(float *a_hat, float *dinv, const float *a, int64_t n) {
+    normalize(a_hat, dinv, a, n, 0.0f);
 }
 
 /* y[i, :] += b: one add per element, the same in both paths */

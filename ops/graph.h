@@ -18,6 +18,11 @@
  * a: (n, n)  a_hat: (n, n), may not alias a  dinv: (n) receives the diagonal of D^-1/2.
  * Degrees are summed in float64 and rounded once. */
 void mi_graph_normalize(float *a_hat, float *dinv, const float *a, int64_t n);
+/* Â = D^-1/2 A D^-1/2 with D_ii = sum_j A_ij: the same without self loops (a GCN whose graph
+ * already has the edges it wants, tools/gcn_ref.py with self_loops false). A node with no edges
+ * has degree 0 and gets D^-1/2 = 0: its row and column of Â are 0, so a graph convolution gives
+ * it nothing from its neighbours, not even its own features. */
+void mi_graph_normalize_no_loops(float *a_hat, float *dinv, const float *a, int64_t n);
 
 /* y = a_hat · (x · wᵀ) + b.  a_hat: (n, n)  x: (n, f_in)  w: (f_out, f_in)  b: (f_out) or NULL
  * t: (n, f_out) scratch  y: (n, f_out); y aliases neither t nor x. */

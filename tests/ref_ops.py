@@ -140,7 +140,8 @@ mi_ref.save("ops_elementwise.safetensors", dict(
     a=a, b=b, add=a + b, mul=a * b, add_relu=torch.relu(a + b), cb=cb, cs=cs,
     add_channel=a + cb.view(1, 3, 1, 1), mul_channel=a * cs.view(1, 3, 1, 1), **cats))
 
-# ---- graph convolution: Kipf normalization and Y = Â (X Wᵀ) + b, with plain torch ops
+# ---- graph convolution: Kipf normalization and Y = Â (X Wᵀ) + b, with plain torch ops; "a_hat_nl"
+# is the normalization without self loops (D from A alone; the isolated node gets a zero row)
 graph = []
 for n, fi, fo, weighted, bias in [(23, 13, 7, False, True), (64, 32, 48, True, False), (1, 3, 2, False, True)]:
     adj = (torch.rand(n, n) < 0.15).float()
@@ -160,7 +161,10 @@ for n, fi, fo, weighted, bias in [(23, 13, 7, False, True), (64, 32, 48, True, F
     y = a_hat @ (x @ w.t())
     if bias:
         y = y + b
-    c = {"a": adj, "a_hat": a_hat, "x": x, "w": w, "y": y, "p": [float(n), float(fi), float(fo), float(bias)]}
+    deg_nl = adj.double().sum(1).float()
+    dinv_nl = torch.where(deg_nl > 0, deg_nl.pow(-0.5), torch.zeros_like(deg_nl))
+    a_hat_nl = dinv_nl.view(-1, 1) * adj * dinv_nl.view(1, -1)
+    c = {"a": adj, "a_hat": a_hat, "a_hat_nl": a_hat_nl, "x": x, "w": w, "y": y, "p": [float(n), float(fi), float(fo), float(bias)]}
     if bias:
         c["b"] = b
     graph.append(c)

@@ -16,7 +16,7 @@
  *   its lerp rounds differently in the last bit).
  *   linear (in up to 2048): atol 1e-5, rtol 1e-5 (0: torch's generic BLAS sums in our order /
  *   4.8e-6: 8-lane FMA sums).  matmul: atol 1e-5, rtol 1e-5 (0 / 0).
- *   Kipf normalization: atol 1e-6 (4.5e-8); graph conv: atol 1e-5, rtol 1e-5 (2.4e-7 / 3.0e-7).
+ *   Kipf normalization, with and without self loops: atol 1e-6 (4.5e-8); graph conv: atol 1e-5, rtol 1e-5 (2.4e-7 / 3.0e-7).
  * AVX2 against the reference where the order differs: sigmoid atol 1e-6 (6.0e-8), softmax
  * atol 2e-6 (1.2e-7), log_softmax atol 1e-5 rtol 1e-6 (9.5e-7), linear atol/rtol 1e-5.
  * Extreme ranges (act_extreme_*): absolute bounds per element, measured errors in
@@ -845,6 +845,13 @@ START_TEST(graph_matches_torch)
         float *y2 = alloc_f(n * fo);
         mi_graph_normalize(a_hat, dinv, a.data, n);
         en = fmax(en, mi_assert_close(a_hat, ah.data, n * n, 1e-6, 0, ah.name));
+        mi_tensor ahn = ct(&w, i, "a_hat_nl");
+        float *a_hat_nl = alloc_f(n * n);
+        mi_graph_normalize_no_loops(a_hat_nl, dinv, a.data, n);
+        en = fmax(en, mi_assert_close(a_hat_nl, ahn.data, n * n, 1e-6, 0, ahn.name));
+        if (n > 2)   /* the isolated node: no self loop, so nothing at all */
+            for (int64_t j = 0; j < n; j++) ck_assert(a_hat_nl[2 * n + j] == 0.0f && a_hat_nl[j * n + 2] == 0.0f);
+        mi_free_aligned(a_hat_nl);
         mi_graph_conv_ref(y, a_hat, x.data, wt.data, b, n, fi, fo, t);
         ey = fmax(ey, mi_assert_close(y, ref.data, n * fo, 1e-5, 1e-5, ref.name));
         mi_graph_conv(y2, a_hat, x.data, wt.data, b, n, fi, fo, t);
