@@ -30,7 +30,7 @@ typedef struct {
     int       n;
     mi_conv   conv[MI_VNET_MAX_CONVS];
     nn_prelu  act[MI_VNET_MAX_CONVS], out_act;
-    char      name[16];                  /* "enc.2", "dec.0" */
+    char      name[32];                  /* "enc.2", "dec.0" */
 } res_stage;
 
 struct mi_vnet {
@@ -293,7 +293,7 @@ mi_tensor mi_vnet_forward(const mi_vnet *v, nn_ctx *c, const mi_tensor *x) {
         mi_tensor y = nn_conv(c, &v->down[l - 1], &h, NULL, MI_ACT_NONE);
         mi_tensor d = prelu_step(c, &v->down_act[l - 1], &y, v->down[l - 1].name, NULL, v->down_act[l - 1].name);
         if (d.data != y.data) nn_free(c, &y);
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "down.%d", l - 1);
         nn_mark(c, name, &d);
         h = stage_forward(c, &v->enc[l], &d, &d);                /* enc[l](d, d) */
@@ -306,7 +306,7 @@ mi_tensor mi_vnet_forward(const mi_vnet *v, nn_ctx *c, const mi_tensor *x) {
     }
     for (int j = 0; j < L; j++) {
         const int l = L - 1 - j;
-        char name[16];
+        char name[32];
         mi_tensor y = nn_deconv(c, &v->up[j], &h, NULL, MI_ACT_NONE);
         nn_free(c, &h);
         mi_tensor u = prelu_step(c, &v->up_act[j], &y, v->up[j].name, NULL, v->up_act[j].name);
