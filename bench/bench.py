@@ -155,8 +155,9 @@ def main():
             result["pipelines"][script] = {"exit": p.returncode, "output": p.stdout,
                                            "stderr_tail": p.stderr[-2000:]}
 
-    print(f"\n{'model':9} {'thr':>3} {'isa':>6} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
-          f"{'torch mode':>22} {'ratio':>6} {'eff GF/s':>8} {'%peak':>6} {'RSS ours':>8} {'torch':>6}")
+    if result["resnet"]:
+        print(f"\n{'model':9} {'thr':>3} {'isa':>6} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
+              f"{'torch mode':>22} {'ratio':>6} {'eff GF/s':>8} {'%peak':>6} {'RSS ours':>8} {'torch':>6}")
     for r in result["resnet"]:
         o, t = r["ours"], r["pytorch_best"]
         share = r.get("share_of_fma_peak")
@@ -178,15 +179,17 @@ def main():
             print(f"{'vnet2d (vnet_ref DEFAULTS)':22} {r['threads']:3} {r['batch']:5} {o['tiles_per_s']:12.3f} "
                   f"{t['tiles_per_s']:13.3f} {t['mode']:>22} {r['speedup']:10.2f} {o['arena_mb']:6.0f}M "
                   f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
-    print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
-          f"{'RSS ours':>8} {'torch':>6}")
+    if result["rcnn"]:
+        print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
+              f"{'RSS ours':>8} {'torch':>6}")
     for r in result["rcnn"]:
         o, t = r["ours"], r["torchvision"]
         label = f"fasterrcnn_c4 {r['name']} {r['h']}x{r['w']}"
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
               f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
-    print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
-          "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")
+    if result["resnet"]:
+        print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
+              "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")
     if result["conv"]:
         print("\nconvolution kernels alone (bench_conv; ResNet-50's 53 conv shapes):")
         print(result["conv_table"])
