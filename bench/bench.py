@@ -5,8 +5,10 @@ For ResNet-18 and ResNet-50 (batch 1, 224x224, random weights) at 1 and 2 thread
 latency of medinfer and of PyTorch's best mode (each mode of bench/torch_latency.py is tried, the
 fastest median is kept), the ratio ours/theirs (<= 1.00: we are no slower), our effective GFLOP/s
 (direct-convolution FLOPs over our time; Winograd layers do fewer) and its
-share of the FMA peak that bench_conv measures on this machine, and peak RSS. Then the
-convolution kernels alone (bench_conv) and the pipelines' own benchmarks when present.
+share of the FMA peak that bench_conv measures on this machine, and peak RSS. The V-Net of
+tools/vnet_ref.py (its default config: 512 x 512 RGB tiles, batch 4) in tiles per second, ours
+beside PyTorch's best mode, at 1 and 2 threads. Then the convolution kernels alone (bench_conv)
+and the pipelines' own benchmarks when present. --only runs some sections (e.g. --only vnet).
 Prints a table; writes everything as JSON (--out)."""
 import argparse
 import json
@@ -57,15 +59,19 @@ def main():
     ap.add_argument("--out", default="build/bench.json")
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--quick", action="store_true", help="fewer iterations and modes")
+    ap.add_argument("--only", default="conv,resnet,rcnn,vnet,pipelines",
+                    help="comma-separated sections to run (default: all)")
     a = ap.parse_args()
+    only = set(a.only.split(","))
     iters = 10 if a.quick else a.iters
     blobs = os.path.join(a.bin, "bench")
     os.makedirs(blobs, exist_ok=True)
-    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "conv": None, "pipelines": {}}
+    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "vnet": [], "conv": None,
+              "pipelines": {}}
 
     peak = None
     conv_bin = os.path.join(a.bin, "bench_conv")
-    if os.path.exists(conv_bin):
+    if os.path.exists(conv_bin) and "conv" in only:
         conv_json = os.path.join(blobs, "bench_conv.json")
         p = subprocess.run([conv_bin, "--json", conv_json], check=True, capture_output=True,
                            text=True, env=OMP_ENV)
@@ -73,7 +79,7 @@ def main():
         result["conv_table"] = p.stdout
         peak = result["conv"].get("peak_gflops")
 
-    for arch in ("resnet18", "resnet50"):
+    for arch in ("resnet18", "resnet50") if "resnet" in only else ():
         blob = os.path.join(blobs, f"{arch}.safetensors")
         if not os.path.exists(blob):
             subprocess.run([PY, os.path.join(ROOT, "tools", "export.py"), "--arch", arch, "--random",
@@ -94,17 +100,42 @@ def main():
             print(f"  measured {arch} x{threads}", file=sys.stderr)
 
     # ResNet-50 at batch 8, 2 threads: throughput and the session arena (activations by liveness)
-    blob = os.path.join(blobs, "resnet50.safetensors")
-    ours = run_json([os.path.join(a.bin, "bench_engine"), blob, "2", str(max(3, iters // 4)), "8"])
-    theirs = [run_json([PY, os.path.join(HERE, "torch_latency.py"), "resnet50", "2", str(max(3, iters // 4)),
-                        mode, "8"]) for mode in (MODES[-1:] if a.quick else MODES)]
-    best = min(theirs, key=lambda r: r["median_ms"])
-    result["batch8"] = {"ours": ours, "pytorch_best": best, "pytorch_modes": theirs,
-                        "ratio_median": ours["median_ms"] / best["median_ms"]}
-    print("  measured resnet50 batch 8 x2", file=sys.stderr)
+    if "resnet" in only:
+        blob = os.path.join(blobs, "resnet50.safetensors")
+        ours = run_json([os.path.join(a.bin, "bench_engine"), blob, "2", str(max(3, iters // 4)), "8"])
+        theirs = [run_json([PY, os.path.join(HERE, "torch_latency.py"), "resnet50", "2", str(max(3, iters // 4)),
+                            mode, "8"]) for mode in (MODES[-1:] if a.quick else MODES)]
+        best = min(theirs, key=lambda r: r["median_ms"])
+        result["batch8"] = {"ours": ours, "pytorch_best": best, "pytorch_modes": theirs,
+                            "ratio_median": ours["median_ms"] / best["median_ms"]}
+        print("  measured resnet50 batch 8 x2", file=sys.stderr)
+
+    # The V-Net (tools/vnet_ref.py DEFAULTS) on batches of 512 x 512 RGB tiles: tiles per second,
+    # ours / PyTorch's best mode (>= 1.00: we are no slower). A batch takes seconds: few iterations,
+    # and PyTorch's two fastest modes only: at batch 1, 2 threads, channels_last 5.4 s, jit_freeze
+    # 5.5 s, optimize_for_inference 5.5 s, eager 6.6 s (a loaded 2-core machine).
+    if "vnet" in only:
+        blob = os.path.join(blobs, "vnet2d.safetensors")
+        if not os.path.exists(blob):
+            subprocess.run([PY, os.path.join(HERE, "vnet_blob.py"), blob], check=True)
+        n, batch = max(2, iters // 20), 4
+        for threads in (1, 2):
+            ours = run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), str(batch)])
+            ours["tiles_per_s"] = batch / (ours["median_ms"] / 1e3)
+            theirs = []
+            for mode in (("channels_last",) if a.quick else ("channels_last", "optimize_for_inference")):
+                try:
+                    theirs.append(run_json([PY, os.path.join(HERE, "torch_vnet_latency.py"), blob, str(threads),
+                                            str(n), str(batch), mode]))
+                except subprocess.CalledProcessError as e:   # a mode that cannot take this module
+                    print(f"  torch {mode} failed: {e.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            best = max(theirs, key=lambda r: r["tiles_per_s"])
+            result["vnet"].append({"threads": threads, "batch": batch, "ours": ours, "pytorch_best": best,
+                                   "pytorch_modes": theirs, "speedup": ours["tiles_per_s"] / best["tiles_per_s"]})
+            print(f"  measured vnet2d x{threads}", file=sys.stderr)
 
     # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image
-    for name, h, w in (("echo", 256, 600), ("r50", 480, 640)):
+    for name, h, w in (("echo", 256, 600), ("r50", 480, 640)) if "rcnn" in only else ():
         blob = os.path.join(blobs, f"rcnn_{name}.safetensors")
         if not os.path.exists(blob):
             subprocess.run([PY, os.path.join(HERE, "rcnn_blob.py"), name, blob], check=True)
@@ -118,14 +149,15 @@ def main():
 
     # pipeline benchmarks: bench/bench_<pipeline>.sh BUILD_DIR prints its own table
     for script in sorted(os.listdir(HERE)):
-        if script.startswith("bench_") and script.endswith(".sh") and not a.quick:
+        if script.startswith("bench_") and script.endswith(".sh") and not a.quick and "pipelines" in only:
             p = subprocess.run(["sh", os.path.join(HERE, script), a.bin], capture_output=True,
                                text=True, env=OMP_ENV, cwd=ROOT)
             result["pipelines"][script] = {"exit": p.returncode, "output": p.stdout,
                                            "stderr_tail": p.stderr[-2000:]}
 
-    print(f"\n{'model':9} {'thr':>3} {'isa':>6} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
-          f"{'torch mode':>22} {'ratio':>6} {'eff GF/s':>8} {'%peak':>6} {'RSS ours':>8} {'torch':>6}")
+    if result["resnet"]:
+        print(f"\n{'model':9} {'thr':>3} {'isa':>6} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
+              f"{'torch mode':>22} {'ratio':>6} {'eff GF/s':>8} {'%peak':>6} {'RSS ours':>8} {'torch':>6}")
     for r in result["resnet"]:
         o, t = r["ours"], r["pytorch_best"]
         share = r.get("share_of_fma_peak")
@@ -133,20 +165,31 @@ def main():
               f"{t['median_ms']:8.2f}m {t['p90_ms']:6.2f}m {t['mode']:>22} {r['ratio_median']:6.2f} "
               f"{r['ours_gflops']:8.1f} {(f'{100 * share:5.1f}%' if share else '    -'):>6} "
               f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
-    b8 = result["batch8"]
-    print(f"\nresnet50 batch 8, 2 threads: ours {b8['ours']['median_ms']:.1f} ms, torch "
-          f"{b8['pytorch_best']['median_ms']:.1f} ms ({b8['pytorch_best']['mode']}), ratio "
-          f"{b8['ratio_median']:.2f}; our session arena {b8['ours']['arena_mb']:.1f} MB, peak RSS "
-          f"{b8['ours']['peak_rss_mb']:.0f} MB (torch {b8['pytorch_best']['peak_rss_mb']:.0f} MB)")
-    print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
-          f"{'RSS ours':>8} {'torch':>6}")
+    b8 = result.get("batch8")
+    if b8:
+        print(f"\nresnet50 batch 8, 2 threads: ours {b8['ours']['median_ms']:.1f} ms, torch "
+              f"{b8['pytorch_best']['median_ms']:.1f} ms ({b8['pytorch_best']['mode']}), ratio "
+              f"{b8['ratio_median']:.2f}; our session arena {b8['ours']['arena_mb']:.1f} MB, peak RSS "
+              f"{b8['ours']['peak_rss_mb']:.0f} MB (torch {b8['pytorch_best']['peak_rss_mb']:.0f} MB)")
+    if result["vnet"]:
+        print(f"\n{'V-Net 2-D 512x512 RGB':22} {'thr':>3} {'batch':>5} {'ours tiles/s':>12} {'torch tiles/s':>13} "
+              f"{'torch mode':>22} {'ours/torch':>10} {'arena':>7} {'RSS ours':>8} {'torch':>6}")
+        for r in result["vnet"]:
+            o, t = r["ours"], r["pytorch_best"]
+            print(f"{'vnet2d (vnet_ref DEFAULTS)':22} {r['threads']:3} {r['batch']:5} {o['tiles_per_s']:12.3f} "
+                  f"{t['tiles_per_s']:13.3f} {t['mode']:>22} {r['speedup']:10.2f} {o['arena_mb']:6.0f}M "
+                  f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
+    if result["rcnn"]:
+        print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
+              f"{'RSS ours':>8} {'torch':>6}")
     for r in result["rcnn"]:
         o, t = r["ours"], r["torchvision"]
         label = f"fasterrcnn_c4 {r['name']} {r['h']}x{r['w']}"
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
               f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
-    print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
-          "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")
+    if result["resnet"]:
+        print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
+              "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")
     if result["conv"]:
         print("\nconvolution kernels alone (bench_conv; ResNet-50's 53 conv shapes):")
         print(result["conv_table"])

@@ -61,7 +61,10 @@ static inline int mi_mul_overflows(size_t a, size_t b, size_t *out) {
 
 /* ---- models ---------------------------------------------------------------------------------
  * A blob (safetensors, see README) is opened by the network its metadata 'arch' names: resnet18,
- * resnet50, fasterrcnn_c4 (a detector: torchvision's FasterRCNN on a ResNet C4 backbone). Every tensor is checked for presence and shape, BatchNorm is folded into the
+ * resnet50, fasterrcnn_c4 (a detector: torchvision's FasterRCNN on a ResNet C4 backbone), vnet2d,
+ * vnet3d (the V-Net of tools/vnet_ref.py, for tiles or volumes: outputs "seg" (N, 2, [D,] H, W)
+ * softmax probabilities, channel 1 = lesion; "features" (N, feature_dim); "tile_logits"
+ * (N, num_classes)). Every tensor is checked for presence and shape, BatchNorm is folded into the
  * convolutions (float64) and the weights are packed for the CPU, once. The model is then
  * read-only: any number of sessions on any threads may use it at once. */
 typedef struct mi_model mi_model;
@@ -87,6 +90,9 @@ MI_API const char *mi_model_label(const mi_model *m, int i);
  * and its channels; any other H x W the architecture accepts also works. */
 MI_API int         mi_model_input_size(const mi_model *m);
 MI_API int         mi_model_input_channels(const mi_model *m);
+/* 2: the network takes (N, C, H, W) inputs; 3: (N, C, D, H, W) volumes (vnet3d), whose sessions
+ * are made with mi_session_create_nd. */
+MI_API int         mi_model_spatial_dims(const mi_model *m);
 
 /* ---- preprocessing ---------------------------------------------------------------------------
  * torchvision's  Resize(resize, bilinear, antialias=True) -> CenterCrop(crop) -> ToTensor ->
@@ -120,17 +126,28 @@ MI_API mi_status mi_session_create(mi_session **s, const mi_model *m, const int6
 MI_API mi_status mi_session_create_outputs(mi_session **s, const mi_model *m,
                                            const int64_t in_shape[4], int threads,
                                            const char *const *outputs, int noutputs);
+/* The same for an input of ndim dims, mi_model_spatial_dims + 2: (N, C, H, W) or (N, C, D, H, W)
+ * (every side 1..65536). outputs NULL: the model's default ones. With ndim 4 it is
+ * mi_session_create_outputs. */
+MI_API mi_status mi_session_create_nd(mi_session **s, const mi_model *m, int ndim,
+                                      const int64_t *in_shape, int threads,
+                                      const char *const *outputs, int noutputs);
 MI_API void      mi_session_destroy(mi_session *s);
 MI_API const mi_model *mi_session_model(const mi_session *s);
 
-/* x: the input, in_shape, float32, contiguous. Non-finite values are refused (MI_ERR_ARG naming
+/* x: the input, in_shape (4 or 5 dims), float32, contiguous. Non-finite values are refused (MI_ERR_ARG naming
  * the position). mi_session_run_n runs the first n <= N items only. */
 MI_API mi_status mi_session_run(mi_session *s, const float *x);
 MI_API mi_status mi_session_run_n(mi_session *s, const float *x, int64_t n);
 
 /* An output of the last run: its data (valid until the next run or destroy) and shape, padded
- * with 1s to 4 dims (logits: n, classes, 1, 1); NULL for a name the session does not keep. */
+ * with 1s to 4 dims (logits: n, classes, 1, 1); NULL for a name the session does not keep, and
+ * for a 5-D output (a volume's "seg"), which mi_session_output_nd gives. */
 MI_API const float *mi_session_output(const mi_session *s, const char *name, int64_t shape[4]);
+/* The same for outputs of up to 5 dims: shape padded with 1s to 5, *ndim the output's own rank
+ * (shape, ndim may be NULL). */
+MI_API const float *mi_session_output_nd(const mi_session *s, const char *name, int64_t shape[5],
+                                         int *ndim);
 MI_API int          mi_session_output_count(const mi_session *s);
 MI_API const char  *mi_session_output_name(const mi_session *s, int i);
 /* Bytes of the session's arena: activations and scratch together. */

@@ -8,6 +8,7 @@
 
 #include "nn/rcnn.h"
 #include "nn/resnet.h"
+#include "nn/vnet.h"
 #include "ops/cpu.h"
 
 #include <math.h>
@@ -67,10 +68,33 @@ static mi_status rcnn_load(void **net, const mi_weights *w, const char *arch, in
 static mi_tensor rcnn_forward(const void *net, nn_ctx *c, const mi_tensor *x) { return mi_rcnn_forward(net, c, x); }
 static void rcnn_free(void *net) { mi_rcnn_free(net); }
 
+static const char *const vnet_outputs[] = { "seg", "features", "tile_logits" };
+
+/* The V-Net reads its whole configuration, input_size included (default 512), from the blob. */
+static mi_status vnet_load(void **net, const mi_weights *w, const char *arch, int64_t in_h, int64_t in_w,
+                           int *num_classes, int *channels, const char *const **outputs, int *noutputs) {
+    (void)arch, (void)in_h, (void)in_w;
+    mi_vnet *v;
+    mi_status st = mi_vnet_load(&v, w);
+    if (st) return st;
+    *net = v;
+    *num_classes = mi_vnet_get_config(v)->num_classes;
+    *channels = mi_vnet_get_config(v)->in_channels;
+    *outputs = vnet_outputs;
+    *noutputs = 3;
+    return MI_OK;
+}
+
+static mi_tensor vnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) { return mi_vnet_forward(net, c, x); }
+static void vnet_free(void *net) { mi_vnet_free(net); }
+
+#define ARCH_NAMES "resnet18, resnet50, fasterrcnn_c4, vnet2d, vnet3d"
 static const nn_arch archs[] = {
-    { "resnet18", resnet_load, resnet_forward, resnet_free },
-    { "resnet50", resnet_load, resnet_forward, resnet_free },
-    { "fasterrcnn_c4", rcnn_load, rcnn_forward, rcnn_free },
+    { "resnet18", resnet_load, resnet_forward, resnet_free, 2, 0 },
+    { "resnet50", resnet_load, resnet_forward, resnet_free, 2, 0 },
+    { "fasterrcnn_c4", rcnn_load, rcnn_forward, rcnn_free, 2, 0 },
+    { "vnet2d", vnet_load, vnet_forward, vnet_free, 2, 512 },
+    { "vnet3d", vnet_load, vnet_forward, vnet_free, 3, 512 },
 };
 
 /* ---- model -------------------------------------------------------------------------------- */
@@ -155,17 +179,18 @@ mi_status mi_model_open_weights(mi_model **out, mi_weights *w) {
     mi_status st = mi_cpu_check_env();   /* an MI_ISA that names no ISA is refused, not ignored */
     if (st) goto fail;
     if (!arch) {
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'arch' is missing (the network to build: resnet18, resnet50, fasterrcnn_c4)", path);
+        st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'arch' is missing (the network to build: " ARCH_NAMES ")", path);
         goto fail;
     }
     for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
         if (!strcmp(arch, archs[i].arch)) m->arch = &archs[i];
     if (!m->arch) {
-        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a network this engine runs (resnet18, resnet50, fasterrcnn_c4)",
+        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a network this engine runs (" ARCH_NAMES ")",
                      path, arch);
         goto fail;
     }
     if ((st = mi_preprocess_spec_from_blob(&m->pre, &m->w))) goto fail;
+    if (m->arch->default_size && !mi_weights_meta(&m->w, "input_size")) m->pre.crop = m->arch->default_size;
     if ((st = m->arch->load(&m->net, &m->w, arch, m->pre.crop, m->pre.crop, &m->num_classes, &m->channels,
                             &m->outputs, &m->noutputs)))
         goto fail;
@@ -216,6 +241,7 @@ const char *mi_model_arch(const mi_model *m) { return m->arch->arch; }
 const char *mi_model_path(const mi_model *m) { return m->w.path; }
 const char *mi_model_sha256(const mi_model *m) { return m->w.sha256; }
 const char *mi_model_meta(const mi_model *m, const char *key) { return mi_weights_meta(&m->w, key); }
+int mi_model_spatial_dims(const mi_model *m) { return m->arch->spatial; }
 int mi_model_num_classes(const mi_model *m) { return m->num_classes; }
 int mi_model_input_size(const mi_model *m) { return m->pre.crop; }
 int mi_model_input_channels(const mi_model *m) { return m->channels; }
@@ -234,7 +260,8 @@ const char *mi_model_label(const mi_model *m, int i) {
 
 struct mi_session {
     const mi_model *m;
-    int64_t         in_shape[4];
+    int             ndim;          /* of the input: 4, or 5 for a 3-D network */
+    int64_t         in_shape[5];
     int             threads;
     char          **want;          /* the outputs it keeps (copies) */
     int             nwant;
@@ -254,13 +281,13 @@ void mi_session_destroy(mi_session *s) {
 
 /* The measure walk: checks every layer against the input shape and sizes the arena. */
 static mi_status plan(mi_session *s) {
-    mi_tensor x = mi_tensor_view(NULL, 4, s->in_shape, "input");
+    mi_tensor x = mi_tensor_view(NULL, s->ndim, s->in_shape, "input");
     nn_ctx_measure(&s->ctx, (const char *const *)s->want, s->nwant);
     s->m->arch->forward(s->m->net, &s->ctx, &x);
     mi_status st = nn_ctx_finish(&s->ctx);
     if (st) {
         char shp[96];
-        mi_shape_str(shp, sizeof shp, 4, s->in_shape);
+        mi_shape_str(shp, sizeof shp, s->ndim, s->in_shape);
         return MI_FAIL(st, "%s: input %s: %s", s->m->w.path, shp, mi_last_error());
     }
     for (int i = 0; i < s->nwant; i++) {
@@ -275,23 +302,30 @@ static mi_status plan(mi_session *s) {
     return MI_OK;
 }
 
-mi_status mi_session_create_outputs(mi_session **out, const mi_model *m, const int64_t in_shape[4],
-                                    int threads, const char *const *outputs, int noutputs) {
+mi_status mi_session_create_nd(mi_session **out, const mi_model *m, int ndim, const int64_t *in_shape,
+                               int threads, const char *const *outputs, int noutputs) {
     *out = NULL;
     const char *path = m->w.path;
-    if (in_shape[0] < 1 || in_shape[0] > 4096 || in_shape[1] != m->channels || in_shape[2] < 1 ||
-        in_shape[3] < 1 || in_shape[2] > 65536 || in_shape[3] > 65536) {
+    const int want_ndim = m->arch->spatial + 2;
+    if (ndim != want_ndim || !in_shape)
+        return MI_FAIL(MI_ERR_ARG, "%s: a %s takes %d-D inputs (N, C, %s), not %d-D", path, m->arch->arch,
+                       want_ndim, want_ndim == 5 ? "D, H, W" : "H, W", in_shape ? ndim : 0);
+    bool ok = in_shape[0] >= 1 && in_shape[0] <= 4096 && in_shape[1] == m->channels;
+    for (int d = 2; d < ndim; d++) ok &= in_shape[d] >= 1 && in_shape[d] <= 65536;
+    if (!ok) {
         char shp[96];
-        mi_shape_str(shp, sizeof shp, 4, in_shape);
-        return MI_FAIL(MI_ERR_ARG, "%s: input shape %s: expected (N, %d, H, W) with N in 1..4096 and H, W "
-                       "in 1..65536", path, shp, m->channels);
+        mi_shape_str(shp, sizeof shp, ndim, in_shape);
+        return MI_FAIL(MI_ERR_ARG, "%s: input shape %s: expected (N, %d, %s) with N in 1..4096 and %s "
+                       "in 1..65536", path, shp, m->channels, ndim == 5 ? "D, H, W" : "H, W",
+                       ndim == 5 ? "D, H, W" : "H, W");
     }
     if (noutputs < 0 || (noutputs > 0 && !outputs))
         return MI_FAIL(MI_ERR_ARG, "%s: %d outputs requested without names", path, noutputs);
     mi_session *s = calloc(1, sizeof *s);
     if (!s) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
     s->m = m;
-    memcpy(s->in_shape, in_shape, sizeof s->in_shape);
+    s->ndim = ndim;
+    memcpy(s->in_shape, in_shape, (size_t)ndim * sizeof *in_shape);
     s->threads = threads;
     if (!outputs) {
         outputs = m->outputs;
@@ -312,19 +346,29 @@ mi_status mi_session_create_outputs(mi_session **out, const mi_model *m, const i
     return MI_OK;
 }
 
+mi_status mi_session_create_outputs(mi_session **s, const mi_model *m, const int64_t in_shape[4],
+                                    int threads, const char *const *outputs, int noutputs) {
+    return mi_session_create_nd(s, m, 4, in_shape, threads, outputs, noutputs);
+}
+
 mi_status mi_session_create(mi_session **s, const mi_model *m, const int64_t in_shape[4], int threads) {
-    return mi_session_create_outputs(s, m, in_shape, threads, NULL, 0);
+    return mi_session_create_nd(s, m, 4, in_shape, threads, NULL, 0);
 }
 
 /* The first non-finite value of x (numel floats), as a position in the input shape. */
 static mi_status check_finite(const mi_session *s, const float *x, int64_t n) {
-    const int64_t C = s->in_shape[1], H = s->in_shape[2], W = s->in_shape[3], total = n * C * H * W;
+    const bool vol = s->ndim == 5;
+    const int64_t C = s->in_shape[1], D = vol ? s->in_shape[2] : 1, H = s->in_shape[s->ndim - 2],
+                  W = s->in_shape[s->ndim - 1], total = n * C * D * H * W;
     for (int64_t i = 0; i < total; i++)
-        if (!isfinite(x[i]))
-            return MI_FAIL(MI_ERR_ARG, "%s: input value at (n=%lld, c=%lld, y=%lld, x=%lld) is %s; the "
-                           "network takes finite numbers only", s->m->w.path, (long long)(i / (C * H * W)),
-                           (long long)(i / (H * W) % C), (long long)(i / W % H), (long long)(i % W),
+        if (!isfinite(x[i])) {
+            char z[32] = "";
+            if (vol) snprintf(z, sizeof z, "z=%lld, ", (long long)(i / (H * W) % D));
+            return MI_FAIL(MI_ERR_ARG, "%s: input value at (n=%lld, c=%lld, %sy=%lld, x=%lld) is %s; the "
+                           "network takes finite numbers only", s->m->w.path, (long long)(i / (C * D * H * W)),
+                           (long long)(i / (D * H * W) % C), z, (long long)(i / W % H), (long long)(i % W),
                            isnan(x[i]) ? "NaN" : "infinite");
+        }
     return MI_OK;
 }
 
@@ -335,8 +379,10 @@ mi_status mi_session_run_n(mi_session *s, const float *x, int64_t n) {
     if (!x) return MI_FAIL(MI_ERR_ARG, "%s: run without input", s->m->w.path);
     mi_status st = check_finite(s, x, n);
     if (st) return st;
-    const int64_t shape[4] = { n, s->in_shape[1], s->in_shape[2], s->in_shape[3] };
-    mi_tensor in = mi_tensor_view((float *)x, 4, shape, "input");
+    int64_t shape[5];
+    memcpy(shape, s->in_shape, sizeof shape);
+    shape[0] = n;
+    mi_tensor in = mi_tensor_view((float *)x, s->ndim, shape, "input");
     const int saved = mi_threads();
     if (s->threads > 0) mi_set_threads(s->threads);
     nn_ctx_run(&s->ctx, s->arena);
@@ -354,6 +400,17 @@ const float *mi_session_output(const mi_session *s, const char *name, int64_t sh
         const mi_tensor *t = &s->ctx.outs[i].t;
         if (strcmp(s->ctx.outs[i].name, name) || t->ndim > 4) continue;
         for (int d = 0; shape && d < 4; d++) shape[d] = d < t->ndim ? t->shape[d] : 1;
+        return t->data;
+    }
+    return NULL;
+}
+
+const float *mi_session_output_nd(const mi_session *s, const char *name, int64_t shape[5], int *ndim) {
+    for (int i = 0; s->ran && i < s->ctx.nouts; i++) {
+        const mi_tensor *t = &s->ctx.outs[i].t;
+        if (strcmp(s->ctx.outs[i].name, name)) continue;
+        for (int d = 0; shape && d < 5; d++) shape[d] = d < t->ndim ? t->shape[d] : 1;
+        if (ndim) *ndim = t->ndim;
         return t->data;
     }
     return NULL;

@@ -16,6 +16,8 @@ typedef struct {
                       int *num_classes, int *channels, const char *const **outputs, int *noutputs);
     mi_tensor (*forward)(const void *net, nn_ctx *c, const mi_tensor *x);
     void      (*free)(void *net);
+    int         spatial;               /* 2: inputs (N, C, H, W); 3: (N, C, D, H, W) */
+    int         default_size;          /* input_size when the blob has none; 0: preprocessing's 224 */
 } nn_arch;
 
 /* Opens a model from a blob already opened (and, where the caller has a trust policy, already

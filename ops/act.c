@@ -55,6 +55,31 @@ void mi_prelu(float *y, const float *x, const float *slope, int64_t nslope, int6
     mi_prelu_ref(y, x, slope, nslope, N, C, inner);
 }
 
+void mi_add_prelu_ref(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                      int64_t nslope, int64_t N, int64_t C, int64_t inner) {
+    MI_ASSERT(nslope == 1 || nslope == C);
+    MI_ASSERT(Cr >= 1 && Cr <= C);
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (N * C * inner > PAR_MIN) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const float a = slope[nslope == 1 ? 0 : c];
+            const float *xp = x + (n * C + c) * inner, *rp = r + (n * Cr + c % Cr) * inner;
+            float *yp = y + (n * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) {
+                const float s = xp[i] + rp[i];
+                yp[i] = s > 0.0f ? s : a * s;
+            }
+        }
+}
+
+void mi_add_prelu(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                  int64_t nslope, int64_t N, int64_t C, int64_t inner) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_add_prelu_avx2(y, x, r, Cr, slope, nslope, N, C, inner); return; }
+#endif
+    mi_add_prelu_ref(y, x, r, Cr, slope, nslope, N, C, inner);
+}
+
 void mi_sigmoid_ref(float *y, const float *x, int64_t n) {
     #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));

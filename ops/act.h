@@ -17,6 +17,14 @@ void mi_relu_(mi_tensor *x);                          /* in place on a contiguou
 void mi_prelu(float *y, const float *x, const float *slope, int64_t nslope, int64_t N, int64_t C,
               int64_t inner);
 
+/* y = prelu(x + r): a residual add and the PReLU after it in one pass (the V-Net stage's
+ * out_act(x + residual)); the sum is rounded once, then the select above, so the bits equal
+ * mi_add followed by mi_prelu. x, y: (N, C, inner); r: (N, Cr, inner), channel c of y adding
+ * channel c % Cr of r (Cr == C: an ordinary residual; Cr < C: the input channels repeated in
+ * turn, as the V-Net's first stage adds its input). slope as mi_prelu. y may equal x, not r. */
+void mi_add_prelu(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                  int64_t nslope, int64_t N, int64_t C, int64_t inner);
+
 /* torch.sigmoid: y = 1 / (1 + exp(-x)).  x, y: (n) */
 void mi_sigmoid(float *y, const float *x, int64_t n);
 
@@ -30,6 +38,8 @@ void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_
 void mi_relu_ref(float *y, const float *x, int64_t n);
 void mi_prelu_ref(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
                   int64_t C, int64_t inner);
+void mi_add_prelu_ref(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                      int64_t nslope, int64_t N, int64_t C, int64_t inner);
 void mi_sigmoid_ref(float *y, const float *x, int64_t n);                /* libm expf */
 void mi_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
@@ -37,6 +47,8 @@ void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, in
 void mi_relu_avx2(float *y, const float *x, int64_t n);          /* == mi_relu_ref bit for bit */
 void mi_prelu_avx2(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
                    int64_t C, int64_t inner);                    /* == mi_prelu_ref bit for bit */
+void mi_add_prelu_avx2(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                       int64_t nslope, int64_t N, int64_t C, int64_t inner); /* == the _ref's bits */
 /* A polynomial exp and 8-lane sums: within a few ulp of the references, not their bits; the
  * same bits for any thread count. Within 1e-6 absolute of the references on logits up to 1e6
  * and FLT_MAX (worst errors per range in ops/x86/act_avx2.c). There is no AVX-512 activation

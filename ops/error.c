@@ -4,15 +4,20 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static _Thread_local char     last_msg[1024];
 static _Thread_local char     last_where[128];
 
+/* Formatted aside first: callers that add context pass mi_last_error() itself as an argument
+ * ("%s: input %s: %s"), and vsnprintf into the buffer it is reading garbles the message. */
 mi_status mi_fail_at(mi_status code, const char *src, int line, const char *fmt, ...) {
+    char msg[sizeof last_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_msg, msg, sizeof msg);
     snprintf(last_where, sizeof last_where, "%s:%d", src, line);
     return code;
 }

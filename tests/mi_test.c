@@ -39,7 +39,7 @@ void mi_capture(void *user, const char *name, const float *data, int ndim, const
     memcpy(c->data[i], data, (size_t)n * sizeof(float));
     c->numel[i] = n;
     c->ndim[i] = ndim;
-    for (int d = 0; d < ndim && d < 4; d++) c->shape[i][d] = shape[d];
+    for (int d = 0; d < ndim && d < MI_MAX_DIMS; d++) c->shape[i][d] = shape[d];
 }
 
 int mi_captured_index(const mi_captured *c, const char *name) {

@@ -44,12 +44,12 @@ double mi_assert_close_(const float *a, const float *b, int64_t n, double atol, 
 /* A session capture hook (mi_session_set_capture) keeping copies of the named stages a test asks
  * for: set names and n, pass mi_capture and the struct, read data[i] (NULL when the stage was not
  * produced), then mi_captured_free. */
-#define MI_CAPTURE_MAX 16
+#define MI_CAPTURE_MAX 32
 typedef struct {
     const char *const *names;
     int         n;
     float      *data[MI_CAPTURE_MAX];
-    int64_t     numel[MI_CAPTURE_MAX], shape[MI_CAPTURE_MAX][4];
+    int64_t     numel[MI_CAPTURE_MAX], shape[MI_CAPTURE_MAX][MI_MAX_DIMS];
     int         ndim[MI_CAPTURE_MAX];
 } mi_captured;
 void mi_capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape);

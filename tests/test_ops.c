@@ -180,6 +180,20 @@ START_TEST(act_fast_equals_ref)
             assert_same_bits(a, b, n, "prelu per channel", inner);
             mi_prelu_ref(a, x, slope, 1, N, C, inner);  mi_prelu_avx2(b, x, slope, 1, N, C, inner);
             assert_same_bits(a, b, n, "prelu single slope", inner);
+            /* add+prelu: the reference is mi_add then mi_prelu, bit for bit; the residual either
+             * of the same channels or one channel repeated (the V-Net input stage) */
+            float *r = random_f(n, 200 + t), *s = alloc_f(n);
+            for (int64_t Cr = 1; Cr <= C; Cr += C - 1 > 0 ? C - 1 : 1) {
+                for (int64_t k = 0; k < N; k++)
+                    for (int64_t c = 0; c < C; c++)
+                        mi_add_ref(s + (k * C + c) * inner, x + (k * C + c) * inner, r + (k * Cr + c % Cr) * inner, inner);
+                mi_prelu_ref(s, s, slope, C, N, C, inner);
+                mi_add_prelu_ref(a, x, r, Cr, slope, C, N, C, inner);
+                assert_same_bits(s, a, n, "add_prelu ref vs add then prelu", inner);
+                mi_add_prelu_avx2(b, x, r, Cr, slope, C, N, C, inner);
+                assert_same_bits(a, b, n, "add_prelu", inner);
+            }
+            mi_free_aligned(r); mi_free_aligned(s);
             mi_free_aligned(x); mi_free_aligned(slope); mi_free_aligned(a); mi_free_aligned(b);
         }
 #endif

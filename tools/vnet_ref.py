@@ -8,8 +8,10 @@ down-sampling is a 2x2(x2) convolution with stride 2 that doubles the channels; 
 2x2(x2) transposed convolution with stride 2 that halves them, concatenated with the encoder
 stage of the same level (the skip); a 1x1(x1) convolution to 2 channels and a softmax give the
 per-voxel probabilities of background and foreground (lesion). The paper's input stage adds the
-single-channel input replicated 16 times; here the input is replicated width / in_channels times
-(width must be a multiple of in_channels). There is no BatchNorm (the paper has none).
+single-channel input replicated 16 times; here the input channels are repeated in turn up to width
+channels (channel c of the residual is input channel c % in_channels: width / in_channels copies
+when width is a multiple, as for 3 -> 12; the RGB default 3 -> 16 ends with one extra R plane).
+There is no BatchNorm (the paper has none).
 
 Beside the segmentation head, a classification branch on the bottleneck: global average pool ->
 Linear -> ReLU gives the tile's feature vector ('features', feature_dim numbers), and Linear on it
@@ -21,7 +23,7 @@ metadata the blob carries, so the blob and the module cannot disagree.
 Metadata keys (strings, as safetensors stores them):
   arch            "vnet2d" | "vnet3d"
   in_channels     input channels (3 for RGB tiles)                               default 3
-  width           channels of level 0 (a multiple of in_channels)                 default 16
+  width           channels of level 0 (>= in_channels)                            default 16
   enc_convs       JSON list, convolutions per encoder stage, level 0 .. L (the last one is the
                   bottleneck; L = len - 1 down-samplings)                         default [1,2,3,3,3]
   dec_convs       JSON list, convolutions per decoder stage, level L-1 .. 0       default [3,3,2,1]
@@ -92,8 +94,8 @@ class VNet(nn.Module):
     def __init__(self, dims=2, in_channels=3, width=16, enc_convs=(1, 2, 3, 3, 3),
                  dec_convs=(3, 3, 2, 1), feature_dim=64, num_classes=4):
         super().__init__()
-        if width % in_channels:
-            raise ValueError(f"width {width} is not a multiple of in_channels {in_channels}")
+        if width < in_channels:
+            raise ValueError(f"width {width} is less than in_channels {in_channels}")
         levels = len(enc_convs) - 1
         if len(dec_convs) != levels or levels < 1:
             raise ValueError(f"{len(enc_convs)} encoder stages need {levels} >= 1 decoder stages")
@@ -118,9 +120,9 @@ class VNet(nn.Module):
     def forward(self, x, stages=None):
         """-> (seg, features, tile_logits); seg is the softmax over (background, lesion).
         stages: a dict that receives every named stage output (the parity tests compare them)."""
-        rep = self.width // self.in_channels
+        rep = -(-self.width // self.in_channels)
         skips = []
-        h = self.enc[0](x, x.repeat(1, rep, *([1] * self.dims)))
+        h = self.enc[0](x, x.repeat(1, rep, *([1] * self.dims))[:, :self.width])
         for l in range(self.levels + 1):
             if l:
                 d = self.down[l - 1](h)

@@ -453,6 +453,29 @@ mi_status mi_weights_meta_floats(const mi_weights *w, const char *key, float *ou
                                 "%d finite numbers", w->path, key, v, n);
 }
 
+mi_status mi_weights_meta_ints(const mi_weights *w, const char *key, long long lo, long long hi,
+                               int *out, int max, int *n) {
+    const char *v;
+    mi_status st = need_meta(w, key, &v);
+    if (st) return st;
+    cJSON *a = cJSON_Parse(v);
+    const int k = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    bool ok = k >= 1 && k <= max;
+    for (int i = 0; ok && i < k; i++) {
+        const cJSON *x = cJSON_GetArrayItem(a, i);
+        /* an integer: cJSON keeps every number as a double, and "1.5" or 1e300 is not one */
+        ok = cJSON_IsNumber(x) && x->valuedouble >= (double)lo && x->valuedouble <= (double)hi &&
+             x->valuedouble == (double)(long long)x->valuedouble;
+        if (ok) out[i] = (int)x->valuedouble;
+    }
+    cJSON_Delete(a);
+    if (!ok)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.60s' is not a JSON array of 1..%d integers "
+                       "in [%lld, %lld]", w->path, key, v, max, lo, hi);
+    *n = k;
+    return MI_OK;
+}
+
 void mi_strings_free(char **s, int n) {
     for (int i = 0; s && i < n; i++) free(s[i]);
     free(s);

@@ -63,6 +63,9 @@ mi_status mi_weights_meta_int(const mi_weights *w, const char *key, long long lo
                               long long *out);
 mi_status mi_weights_meta_floats(const mi_weights *w, const char *key, float *out, int n);
 mi_status mi_weights_meta_double(const mi_weights *w, const char *key, double *out);
+/* JSON array of 1..max integers, each in [lo, hi] ("[1, 2, 3, 3]"); *n gets the count. */
+mi_status mi_weights_meta_ints(const mi_weights *w, const char *key, long long lo, long long hi,
+                               int *out, int max, int *n);
 /* JSON array of strings; *out is an array of n malloc'd strings (free with mi_strings_free) */
 mi_status mi_weights_meta_strings(const mi_weights *w, const char *key, char ***out, int *n);
 void      mi_strings_free(char **s, int n);

@@ -1,4 +1,5 @@
-/* ops/x86/act_avx2.c - AVX2 ReLU and PReLU. Reference: ops/act.c (mi_relu_ref, mi_prelu_ref);
+/* ops/x86/act_avx2.c - AVX2 ReLU, PReLU and add+PReLU. Reference: ops/act.c (mi_relu_ref,
+ * mi_prelu_ref, mi_add_prelu_ref);
  * test: tests/test_ops.c (act_fast_equals_ref: memcmp over tail sizes; act_threads_same_bits).
  * Both are selects, not arithmetic rounding differently, so they equal the reference bit for bit:
  * ReLU zeroes lanes where x < 0 (ordered compare, so NaN passes through like `x < 0 ? 0 : x`);
@@ -40,6 +41,32 @@ void mi_prelu_avx2(float *y, const float *x, const float *slope, int64_t nslope,
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++)
             prelu_row(y + (n * C + c) * inner, x + (n * C + c) * inner, slope[nslope == 1 ? 0 : c], inner);
+}
+
+/* mi_add_prelu_ref's sum (one rounding) then prelu_row's select: the same bits. */
+static void add_prelu_row(float *y, const float *x, const float *r, float a, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a), zero = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(r + i));
+        _mm256_storeu_ps(y + i, _mm256_blendv_ps(_mm256_mul_ps(v, va), v,
+                                                 _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+    }
+    for (; i < n; i++) {
+        const float s = x[i] + r[i];
+        y[i] = s > 0.0f ? s : a * s;
+    }
+}
+
+void mi_add_prelu_avx2(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                       int64_t nslope, int64_t N, int64_t C, int64_t inner) {
+    MI_ASSERT(nslope == 1 || nslope == C);
+    MI_ASSERT(Cr >= 1 && Cr <= C);
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (N * C * inner > PAR_MIN) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            add_prelu_row(y + (n * C + c) * inner, x + (n * C + c) * inner, r + (n * Cr + c % Cr) * inner,
+                          slope[nslope == 1 ? 0 : c], inner);
 }
 
 /* ---- exp-based activations: sigmoid, softmax, log_softmax ----------------------------------
