@@ -141,13 +141,22 @@ static mi_status check_no_extra(const mi_gcn *g) {
 
 mi_status mi_gcn_open(mi_gcn **out, const char *path) {
     *out = NULL;
+    mi_weights w;
+    mi_status st = mi_weights_open(&w, path);
+    return st ? st : mi_gcn_open_weights(out, &w);
+}
+
+mi_status mi_gcn_open_weights(mi_gcn **out, mi_weights *w) {
+    *out = NULL;
     mi_gcn *g = calloc(1, sizeof *g);
-    if (!g) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
-    mi_status st = mi_weights_open(&g->w, path);
-    if (st) {
-        free(g);
+    if (!g) {
+        mi_status st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
+        mi_weights_close(w);
         return st;
     }
+    g->w = *w;
+    memset(w, 0, sizeof *w);
+    mi_status st;
     if ((st = parse_meta(g))) goto fail;
     for (int i = 0; i < g->nlayers; i++) {
         char name[32];

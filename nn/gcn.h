@@ -37,6 +37,9 @@ typedef struct mi_gcn mi_gcn;
  * .bias; any other tensor is refused (a blob whose metadata and weights disagree). Every error
  * names the file and the key or tensor. */
 mi_status mi_gcn_open(mi_gcn **g, const char *path);
+/* The same from a blob already open (and, where the caller has a trust policy, already verified:
+ * the bytes checked are the bytes that run). Takes *w over (it is zeroed), also on failure. */
+mi_status mi_gcn_open_weights(mi_gcn **g, mi_weights *w);
 void      mi_gcn_close(mi_gcn *g);
 
 int64_t            mi_gcn_in_dim(const mi_gcn *g);

@@ -2,7 +2,8 @@
 """tools/gcn_ref.py - the graph convolutional network that nn/gcn.c runs (slide classification).
 
 Kipf & Welling, "Semi-supervised classification with graph convolutional networks" (ICLR 2017):
-each layer is H' = ReLU(Â · H · Wᵀ + b), with Â the symmetrically normalized adjacency
+each layer is H' = ReLU(Â · (H · Wᵀ + b)) (the bias inside the product with Â, as forward()
+writes it), with Â the symmetrically normalized adjacency
   with self loops:     Â = D^-1/2 (A + I) D^-1/2,  D_ii = Σ_j (A + I)_ij
   without self loops:  Â = D^-1/2 A D^-1/2,        D_ii = Σ_j A_ij  (a node of degree 0 gets 0)
 then a readout over the nodes (mean or max) and a Linear to the classes; softmax gives the
