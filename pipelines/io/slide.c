@@ -323,6 +323,16 @@ static mi_status open_openslide(mi_slide *s, const char *path) {
         if (!isfinite(ds) || (l == 0 ? fabs(ds - 1) > 1e-9 : !(ds >= in->level_ds[l - 1])) || ds > 0x1p31)
             return MI_FAIL(MI_ERR_FORMAT, "%s: level %d has downsample %g, expected %s", path, (int)l, ds,
                            l == 0 ? "1" : "finite and not below the level before");
+        /* OpenSlide decodes whole tiles (tile_w * tile_h * 4 bytes each, per reading thread): a
+         * file claiming giant tiles would take the memory bound with it */
+        for (int k = 0; k < 2; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "openslide.level[%d].tile-%s", (int)l, k ? "height" : "width");
+            const char *v = openslide_get_property_value(s->osr, key);
+            double t;
+            if (v && (!parse_positive(v, &t) || t > MI_SLIDE_MAX_TILE_SIDE))
+                return MI_FAIL(MI_ERR_FORMAT, "%s: %s is %.40s, expected 1..%d", path, key, v, MI_SLIDE_MAX_TILE_SIDE);
+        }
         in->level_w[l] = w;
         in->level_h[l] = h;
         in->level_ds[l] = l == 0 ? 1 : ds;

@@ -8,9 +8,11 @@
  *
  * Memory: an open OpenSlide slide holds its level table and OpenSlide's own tile cache (32 MiB in
  * OpenSlide 3.4.1, one per handle), whatever the slide's size. Each read or thumbnail call holds,
- * besides the caller's output, at most MI_SLIDE_READ_PIXELS * 4 bytes of pixels at the chosen level
- * plus out_w * 24 bytes of sums, freed before it returns. The PNG/JPEG path keeps the whole decoded
- * image (w*h*3 bytes) for the life of the handle: such images are bounded by MI_IMAGE_MAX_PIXELS.
+ * besides the caller's output, at most MI_SLIDE_READ_PIXELS * 4 bytes of pixels at the chosen
+ * level plus out_w * 56 bytes of sums, freed before it returns; OpenSlide decodes whole tiles, at
+ * most MI_SLIDE_MAX_TILE_SIDE^2 * 4 bytes each (a file claiming larger ones is refused at open).
+ * The PNG/JPEG path keeps the whole decoded image (w*h*3 bytes) for the life of the handle; such
+ * images are bounded by MI_IMAGE_MAX_PIXELS.
  *
  * Threads: one open slide may be read from any number of threads at once (OpenSlide handles are
  * thread-safe; the rest is read-only after open). There is no global state. After OpenSlide
@@ -35,6 +37,7 @@ typedef struct mi_slide mi_slide;
 #define MI_SLIDE_MAX_DS       (1 << 20)
 #define MI_SLIDE_MAX_COORD    (1ll << 40)   /* |x0|, |y0| */
 #define MI_SLIDE_MAX_THUMB    4096          /* thumbnail max_side */
+#define MI_SLIDE_MAX_TILE_SIDE 8192         /* a level's tiles (OpenSlide decodes one whole) */
 /* microns per pixel accepted from a file (outside: unknown): 10 nm to 0.1 mm covers every scanner
  * objective and macro image; anything else is a unit mix-up or garbage */
 #define MI_SLIDE_MPP_MIN      0.01
