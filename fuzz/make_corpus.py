@@ -228,16 +228,60 @@ def dicom():
             put("dicom", f"bad_{name}.dcm", open(os.path.join(t, "dicom", name + ".dcm"), "rb").read())
 
 
+def slide():
+    """fuzz_slide: 'P' + property fields (see fuzz/fuzz_slide.c), and 'F' + a file: tiny tiled
+    TIFFs that OpenSlide opens as generic-tiff (tifffile, one level and a pyramid; vips, JPEG
+    tiles) and as aperio (an Aperio ImageDescription), a PNG, a cut TIFF and text."""
+    import tifffile
+    for name, fields in {"ok_mpp": "0.499\n0.499", "ok_tiff_cm": "~\n~\n20000\n20000\ncentimeter",
+                         "ok_tiff_inch": "~\n~\n50800\n25400\ninch", "ok_unit_none": "~\n~\n1\n1\nnone",
+                         "bad_mpp": "-1\nnan", "bad_one_mpp": "0.5", "bad_res": "~\n~\n0x10\n1e999\ncentimeter"}.items():
+        put("slide", f"props_{name}", b"P" + fields.encode())
+    y, x = np.mgrid[0:48, 0:64]
+    rgb = np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
+    opts = dict(tile=(16, 16), photometric="rgb", compression="zlib")
+
+    def tiff(levels, **kw):
+        b = io.BytesIO()
+        with tifffile.TiffWriter(b) as t:
+            for k, lv in enumerate(levels):
+                t.write(lv, subfiletype=1 if k else 0, resolution=(20000 / 2**k, 20000 / 2**k),
+                        resolutionunit="CENTIMETER", **opts, **(kw if k == 0 else {}))
+        return b.getvalue()
+
+    put("slide", "file_generic_1level.tif", b"F" + tiff([rgb]))
+    pyr = tiff([rgb, rgb[::2, ::2], rgb[::4, ::4]])
+    put("slide", "file_generic_pyramid.tif", b"F" + pyr)
+    put("slide", "file_aperio.svs", b"F" + tiff([rgb], metadata=None, description="Aperio Image Library v10.0.50\r\n"
+                                                "64x48 [0,0 64x48] (16x16) -|AppMag = 20|MPP = 0.4990"))
+    put("slide", "file_cut.tif", b"F" + pyr[:len(pyr) // 2])
+    with tempfile.TemporaryDirectory() as t:
+        Image.fromarray(rgb).save(os.path.join(t, "in.png"))
+        subprocess.run(["vips", "tiffsave", os.path.join(t, "in.png"), os.path.join(t, "out.tif"), "--tile",
+                        "--pyramid", "--compression", "jpeg", "--Q", "50", "--tile-width", "16", "--tile-height", "16",
+                        "--xres", "2000", "--yres", "2000"], check=True)
+        put("slide", "file_vips_jpeg.tif", b"F" + open(os.path.join(t, "out.tif"), "rb").read())
+    b = io.BytesIO()
+    Image.fromarray(rgb[:8, :8]).save(b, "PNG")
+    put("slide", "file_small.png", b"F" + b.getvalue())
+    put("slide", "file_text", b"Fthis is not a slide\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "medinfer"))
+    ap.add_argument("--only", help="write only this harness's corpus (e.g. slide)")
     a = ap.parse_args()
+    if a.only:
+        globals()[a.only]()
+        return
     safetensors()
     npy()
     image()
     manifest()
     audit(a.bin)
     dicom()
+    slide()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)
 

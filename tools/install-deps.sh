@@ -9,9 +9,10 @@ build="gcc make pkg-config libcjson-dev libstb-dev check
 # PyTorch references for parity tests and benchmarks (never needed at run time)
 # and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses),
 # the pathology references (skimage's Otsu), synthetic pyramidal slides (tifffile writes them) and
-# the 50 000-pixel test slide (vips builds it)
+# the 50 000-pixel test slide (vips builds it), and what OpenSlide returns through openslide-python
+# (tests/ref_slide.py)
 test="python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom dcmtk
-      python3-skimage python3-tifffile libvips-tools"
+      python3-skimage python3-tifffile python3-openslide libvips-tools"
 # `make fuzz`: clang, its libFuzzer and sanitizer runtimes (only recommended by clang, so named
 # here), and the OpenMP runtime clang links (not GCC's libgomp)
 fuzz="clang libclang-rt-dev libomp-dev"
