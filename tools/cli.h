@@ -10,7 +10,8 @@ enum {
     MI_EXIT_FAIL = 1,      /* bad input file (blob, image, video): message names it */
     MI_EXIT_USAGE = 2,     /* bad command line */
     MI_EXIT_MODEL_UPDATE = 3, /* endoqc --batch: the drift check says the model needs updating */
-    MI_EXIT_NO_FINDING = 4,   /* echo: no cycle found, or its points out of order, in an image */
+    MI_EXIT_NO_FINDING = 4,   /* echo: no cycle found, or its points out of order, in an image;
+                                 patho: no tile with enough tissue in a slide */
     /* 10-39: trust, update and audit refusals: pipelines/trust/trust.h, docs/trust.md */
 };
 
@@ -21,6 +22,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_endoqc(int argc, char **argv);
 int cmd_endoqc_synth(int argc, char **argv);
 int cmd_echo(int argc, char **argv);
+int cmd_patho(int argc, char **argv);
 
 /* Parses a whole decimal number in [lo, hi] (nothing else on the line); -1 with a message naming
  * the command, the option and the value otherwise. */

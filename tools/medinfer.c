@@ -13,6 +13,7 @@ static const struct { const char *name, *help; int (*run)(int, char **); } comma
     { "endoqc",  "gastroscopy video completeness QC: verdict, missing sites, contact sheet", cmd_endoqc },
     { "endoqc-synth", "render a synthetic gastroscopy video (demo, tests, training)", cmd_endoqc_synth },
     { "echo",    "M-mode echocardiography: cardiac cycle, wall points, volumes, ejection fraction", cmd_echo },
+    { "patho",   "gastric biopsy slides: tissue tiles, V-Net, tile graph, GCN class, heat-map, GeoJSON", cmd_patho },
 };
 
 static void usage(FILE *f) {
