@@ -12,6 +12,7 @@ of those pixels, the plain way (a weight matrix per axis, float64, rounded half 
   vips_inch.tif      the same level 0 through `vips tiffsave --pyramid` with the resolution in
                      pixels per inch (mpp 0.5 again); checks the inch branch and vips's layout
   nores.tif          tifffile's default resolution (1 per unit "none"): mpp unknown
+  bad_tile.tif       pyramid.tif with level 0's first tile overwritten (a decode error)
   small.png          97x61 noise (PIL)
   argb.bin / argb_rgb.bin   every (alpha, value) pair as premultiplied ARGB, and its RGB
                      through openslide-python's _convert + PIL composite
@@ -107,6 +108,12 @@ def pyramid(d):
                     "128", "--xres", "2000", "--yres", "2000", "--resunit", "inch"], check=True)
     with tifffile.TiffWriter(os.path.join(d, "nores.tif")) as t:
         t.write(levels[1], **opts)
+    # the same pyramid with level 0's first tile overwritten: opens, then fails to decode there
+    data = bytearray(open(os.path.join(d, "pyramid.tif"), "rb").read())
+    with tifffile.TiffFile(os.path.join(d, "pyramid.tif")) as t:
+        off, n = t.pages[0].dataoffsets[0], t.pages[0].databytecounts[0]
+    data[off:off + n] = b"\xff" * n
+    open(os.path.join(d, "bad_tile.tif"), "wb").write(data)
 
 
 def argb(d):

@@ -328,6 +328,17 @@ START_TEST(bad_files)
     expect_open_error(path, "not a slide OpenSlide reads");
     fixture(path, sizeof path, "");
     expect_open_error(path, "directory");
+    /* a tile that does not decode: OpenSlide's message, with the file's name; other tiles of the
+     * handle fail from then on too (OpenSlide keeps the error), which the header says */
+    mi_slide *s = open_fixture("bad_tile.tif");
+    uint8_t px[8 * 8 * 3];
+    ck_assert_int_eq(mi_slide_read(s, 300, 300, 1.0, 8, 8, px, NULL), MI_OK);
+    ck_assert_int_eq(mi_slide_read(s, 0, 0, 1.0, 8, 8, px, NULL), MI_ERR_FORMAT);
+    ck_assert_msg(strstr(mi_last_error(), "bad_tile.tif") && strstr(mi_last_error(), "OpenSlide cannot read"), "%s",
+                  mi_last_error());
+    printf("%s\n", mi_last_error());
+    ck_assert_int_eq(mi_slide_read(s, 300, 300, 1.0, 8, 8, px, NULL), MI_ERR_FORMAT);
+    mi_slide_close(s);
     const char *p = cmu_path();
     if (!p) MI_SKIP("../shared/data/wsi-he/CMU-1-Small-Region.svs absent: no truncated SVS");
     FILE *f = fopen(p, "rb");

@@ -81,9 +81,9 @@ mi_status mi_slide_read(const mi_slide *s, int64_t x0, int64_t y0, double ds, in
 /* The whole slide, longer side max_side (1..MI_SLIDE_MAX_THUMB; a slide smaller than that is
  * returned at level-0 size, never enlarged), area-averaged from the coarsest level whose longer
  * side is still >= max_side. *ds (may be NULL) gets the level-0 pixels per thumbnail pixel, the
- * same on both axes: thumbnail pixel (i, j) is mi_slide_read(s, 0, 0, *ds, ...)'s, so its
- * level-0 square starts at (i * *ds, j * *ds); the last row/column may reach past the slide
- * (white there). thumb: mi_image_free it. */
+ * same on both axes: thumbnail pixel (i, j) covers the level-0 square that pixel of
+ * mi_slide_read(s, 0, 0, *ds, ...) covers, from (i * *ds, j * *ds); the last row/column may reach
+ * past the slide (white there). thumb: mi_image_free it. */
 mi_status mi_slide_thumbnail(const mi_slide *s, int max_side, mi_image *thumb, double *ds);
 
 /* Level-0 microns per pixel from a slide's string properties (any may be NULL = absent):
