@@ -4,7 +4,8 @@
 #  - against the Python pipeline (tools/patho_ref.py, vnet_ref, gcn_ref): the same tiles kept,
 #    each tile's score S within 1e-4 relative, the same top-K order and graph edges, class
 #    probabilities within 1e-4;
-#  - 1 and 2 threads, batch 1 and 4: identical tiles, scores, probabilities and regions;
+#  - 1 and 2 threads, batch 1 and 3: identical tiles, scores (every tile's, --tiles CSV),
+#    probabilities and regions;
 #  - the heat-map PNG and the GeoJSON (polygons inside the image, closed rings) are written, and
 #    an audit row per slide;
 #  - a white picture: status no_tissue, exit 4;
@@ -42,8 +43,8 @@ print(f"test_patho: {len(ref['kept'])} tiles, top {len(top)}, {ref['edges']} edg
 EOF
 
 # any thread count and batch: the same answer
-patho --out "$t/b.json" --threads 1 --batch 1 --geojson "$t/g1" "$img" || fail "1 thread: exit $?"
-patho --out "$t/c.json" --threads 2 --batch 3 --geojson "$t/g2" "$img" || fail "2 threads: exit $?"
+patho --out "$t/b.json" --threads 1 --batch 1 --geojson "$t/g1" --tiles "$t/g1" "$img" || fail "1 thread: exit $?"
+patho --out "$t/c.json" --threads 2 --batch 3 --geojson "$t/g2" --tiles "$t/g2" "$img" || fail "2 threads: exit $?"
 "$py" - "$t/a.json" "$t/b.json" "$t/c.json" <<'EOF' || fail "results depend on threads or batch"
 import json, sys
 def core(p):
@@ -54,6 +55,8 @@ a, b, c = (core(p) for p in sys.argv[1:])
 assert a == b == c
 EOF
 cmp -s "$t/g1/patho_e2e.png.geojson" "$t/g2/patho_e2e.png.geojson" || fail "regions depend on threads or batch"
+cmp -s "$t/g1/patho_e2e.png.tiles.csv" "$t/g2/patho_e2e.png.tiles.csv" || fail "tile scores depend on threads or batch"
+[ "$(wc -l < "$t/g1/patho_e2e.png.tiles.csv")" -eq 29 ] || fail "tiles.csv: want a header and 28 tiles"
 
 # pictures and regions
 [ -s "$t/pics/patho_e2e.png.heatmap.png" ] || fail "no heat-map"

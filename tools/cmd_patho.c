@@ -40,6 +40,7 @@ static const char usage[] =
     "  --out FILE           the JSON report (default: stdout)\n"
     "  --heatmap DIR        write DIR/<slide name>.heatmap.png\n"
     "  --geojson DIR        write DIR/<slide name>.geojson (QuPath: File > Import objects)\n"
+    "  --tiles DIR          write DIR/<slide name>.tiles.csv: every analysed tile and its score\n"
     "  --batch N            tiles per network run (default 4)\n"
     "  --threads N          worker threads (default 0: all cores); results are identical for any N\n"
     "  --quiet              no progress or summary on stderr\n"
@@ -50,7 +51,7 @@ static const char usage[] =
 
 typedef struct {
     mi_patho     *p;
-    const char   *heatmap, *geojson, *audit, *note;
+    const char   *heatmap, *geojson, *tiles, *audit, *note;
     bool          quiet;
     mi_trust_info vnet_trust, gcn_trust;
     cJSON        *results;
@@ -92,6 +93,22 @@ static bool audit(const patho_cli *c, const char *sha, const cJSON *res) {
     cJSON_Delete(th);
     cJSON_Delete(sum);
     return st == MI_OK;
+}
+
+/* every analysed tile, in grid order; scores with 9 significant digits (float's round trip is
+ * all they carry beyond the double sum) */
+static int write_tiles(const char *path, const mi_patho_result *r) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "col,row,x,y,size,score,p_mean,tissue,edge,tile_class\n");
+    for (int64_t i = 0; i < r->tiles_kept; i++) {
+        const mi_patho_tile *t = &r->tiles[i];
+        fprintf(f, "%d,%d,%lld,%lld,%.0f,%.9g,%.9g,%.6f,%d,%s\n", t->col, t->row, (long long)t->x, (long long)t->y,
+                r->tile_l0, t->score, t->p_mean, t->tissue, t->edge, t->tile_class >= 0 && t->tile_class < r->nclasses
+                ? r->labels[t->tile_class] : "");
+    }
+    const bool bad = ferror(f) != 0;
+    return fclose(f) == 0 && !bad ? 0 : -1;
 }
 
 /* One slide: its result joins c->results (an error result when it could not be analysed).
@@ -150,6 +167,15 @@ static int one(patho_cli *c, const char *path) {
             cJSON_AddNumberToObject(res, "regions", nreg);
         }
     }
+    if (c->tiles) {
+        snprintf(file, sizeof file, "%s/%s.tiles.csv", c->tiles, base);
+        if (write_tiles(file, &r)) {
+            fprintf(stderr, "medinfer patho: %s: %s\n", file, strerror(errno));
+            rc = MI_EXIT_FAIL;
+        } else {
+            cJSON_AddStringToObject(res, "tiles_csv", file);
+        }
+    }
     if (c->audit && !audit(c, sha, res)) {
         mi_patho_result_free(&r);
         cJSON_DeleteItemFromArray(c->results, cJSON_GetArraySize(c->results) - 1);   /* withheld: not on record */
@@ -205,7 +231,7 @@ int cmd_patho(int argc, char **argv) {
     char **inputs = malloc((size_t)argc * sizeof *inputs);
     int ninputs = 0;
     if (!inputs) return fprintf(stderr, "medinfer patho: out of memory\n"), MI_EXIT_FAIL;
-    static const char *const valued[] = { "--vnet", "--gcn", "--out", "--heatmap", "--geojson", "--mpp", "--slide-mpp",
+    static const char *const valued[] = { "--vnet", "--gcn", "--out", "--heatmap", "--geojson", "--tiles", "--mpp", "--slide-mpp",
                                           "--tile", "--tissue-ratio", "--otsu", "--tissue-gray", "--stain", "--top-k",
                                           "--edge-metric", "--edge-compare", "--edge-threshold", "--lesion-threshold",
                                           "--batch", "--threads" };
@@ -238,6 +264,7 @@ int cmd_patho(int argc, char **argv) {
                 else if (!strcmp(a, "--out")) out = v;
                 else if (!strcmp(a, "--heatmap")) c.heatmap = v;
                 else if (!strcmp(a, "--geojson")) c.geojson = v;
+                else if (!strcmp(a, "--tiles")) c.tiles = v;
                 else if (!strcmp(a, "--mpp")) bad = parse_double(a, v, 0.05, 100, &o.mpp);
                 else if (!strcmp(a, "--slide-mpp")) bad = parse_double(a, v, 0.05, 100, &o.slide_mpp);
                 else if (!strcmp(a, "--tile")) bad = mi_cli_int("patho", a, v, 16, 4096, &o.tile);
@@ -266,7 +293,7 @@ int cmd_patho(int argc, char **argv) {
         free(inputs);
         return MI_EXIT_USAGE;
     }
-    if (open_dir("--heatmap", c.heatmap) || open_dir("--geojson", c.geojson)) {
+    if (open_dir("--heatmap", c.heatmap) || open_dir("--geojson", c.geojson) || open_dir("--tiles", c.tiles)) {
         free(inputs);
         return MI_EXIT_FAIL;
     }
