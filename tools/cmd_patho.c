@@ -41,7 +41,7 @@ static const char usage[] =
     "  --heatmap DIR        write DIR/<slide name>.heatmap.png\n"
     "  --geojson DIR        write DIR/<slide name>.geojson (QuPath: File > Import objects)\n"
     "  --tiles DIR          write DIR/<slide name>.tiles.csv: every analysed tile and its score\n"
-    "  --batch N            tiles per network run (default 4)\n"
+    "  --batch N            tiles per network run, per thread (default 4)\n"
     "  --threads N          worker threads (default 0: all cores); results are identical for any N\n"
     "  --quiet              no progress or summary on stderr\n"
     MI_TRUST_USAGE

@@ -251,17 +251,56 @@ typedef struct {
     mi_slide  *slide;
     mi_patho_result *r;
     int        T, otsu;
-    uint8_t  **rgb, **gray, **norm;      /* per batch slot */
-    void     **scratch;                  /* per batch slot: the stain steps' */
-    size_t     scratch_bytes;
-    float     *x;                        /* the batch tensor */
+    size_t     scratch_bytes;            /* the stain steps', per tile */
 } run_ctx;
 
-static void prepare(run_ctx *c, job *j, int slot) {
+/* One thread's share of the work: a one-thread session and buffers for `batch` tiles. Tiles are
+ * small and independent, so threads take whole tiles: many small parallel regions inside one
+ * network run would leave threads waiting on each other, worst on a loaded machine. */
+typedef struct {
+    mi_session *sess;
+    uint8_t   **rgb, **gray, **norm;
+    void      **scratch;
+    float      *x;                       /* the batch tensor */
+    job        *jobs;
+    int         nb, nk;                  /* tiles given, tiles kept (first in jobs) */
+    mi_status   st;
+    char        err[320];
+} worker;
+
+static void worker_free(worker *w, int batch) {
+    mi_session_destroy(w->sess);
+    for (int b = 0; b < batch; b++) {
+        if (w->rgb) free(w->rgb[b]);
+        if (w->gray) free(w->gray[b]);
+        if (w->norm) free(w->norm[b]);
+        if (w->scratch) free(w->scratch[b]);
+    }
+    free(w->rgb), free(w->gray), free(w->norm), free(w->scratch), free(w->x), free(w->jobs);
+}
+
+static mi_status worker_init(worker *w, const run_ctx *c, const char *path) {
+    const int B = c->p->batch, T = c->T;
+    const size_t n = (size_t)T * T;
+    w->rgb = calloc((size_t)B, sizeof *w->rgb), w->gray = calloc((size_t)B, sizeof *w->gray);
+    w->norm = calloc((size_t)B, sizeof *w->norm), w->scratch = calloc((size_t)B, sizeof *w->scratch);
+    w->x = malloc((size_t)B * 3 * n * sizeof *w->x);
+    w->jobs = calloc((size_t)B, sizeof *w->jobs);
+    bool ok = w->rgb && w->gray && w->norm && w->scratch && w->x && w->jobs;
+    for (int b = 0; ok && b < B; b++)
+        ok = (w->rgb[b] = malloc(n * 3)) && (w->gray[b] = malloc(n)) && (w->norm[b] = malloc(n * 3)) &&
+             (w->scratch[b] = malloc(c->scratch_bytes ? c->scratch_bytes : 1));
+    if (!ok) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a batch of %d tiles of %d px", path, B, T);
+    const int64_t shape[4] = { B, 3, T, T };
+    static const char *const outs[] = { "seg", "features", "tile_logits" };
+    return mi_session_create_outputs(&w->sess, c->p->vnet, shape, 1, outs, 3);
+}
+
+static void prepare(const run_ctx *c, worker *w, job *j, int slot) {
     const mi_patho *p = c->p;
     const int T = c->T;
     const int64_t n = (int64_t)T * T;
-    uint8_t *rgb = c->rgb[slot], *gray = c->gray[slot];
+    uint8_t *rgb = w->rgb[slot], *gray = w->gray[slot];
     j->st = mi_slide_read(c->slide, j->x, j->y, c->r->ds, T, T, rgb, &j->edge);
     if (j->st) {
         snprintf(j->err, sizeof j->err, "%s", mi_last_error());
@@ -284,14 +323,14 @@ static void prepare(run_ctx *c, job *j, int slot) {
     j->stain_fit = true;
     if (p->stain == MI_PATHO_STAIN_MACENKO) {
         mi_macenko fit;
-        j->st = mi_patho_macenko_normalize(c->norm[slot], rgb, n, &p->macenko_ref, c->scratch[slot], c->scratch_bytes, &fit);
+        j->st = mi_patho_macenko_normalize(w->norm[slot], rgb, n, &p->macenko_ref, w->scratch[slot], c->scratch_bytes, &fit);
         /* a tissue tile whose stains cannot be separated is not one the network was trained on */
         j->stain_fit = fit.status == MI_STAIN_OK;
         j->keep = j->stain_fit;
-        src = c->norm[slot];
+        src = w->norm[slot];
     } else if (p->stain == MI_PATHO_STAIN_REINHARD) {
-        j->st = mi_patho_reinhard_normalize(c->norm[slot], rgb, n, &p->reinhard_ref);
-        src = c->norm[slot];
+        j->st = mi_patho_reinhard_normalize(w->norm[slot], rgb, n, &p->reinhard_ref);
+        src = w->norm[slot];
     }
     if (j->st) {
         snprintf(j->err, sizeof j->err, "%s", mi_last_error());
@@ -299,7 +338,7 @@ static void prepare(run_ctx *c, job *j, int slot) {
     }
     if (!j->keep) return;
     /* (x / 255 - mean) / std in float, as the training's tensors */
-    float *x = c->x + (size_t)slot * 3 * n;
+    float *x = w->x + (size_t)slot * 3 * n;
     for (int ch = 0; ch < 3; ch++)
         for (int64_t i = 0; i < n; i++) x[ch * n + i] = ((float)src[3 * i + ch] / 255.0f - p->mean[ch]) / p->std[ch];
 }
@@ -338,15 +377,38 @@ static void paint(float *map, int tw, int th, double mds, const job *j, const fl
         }
 }
 
+/* a worker's batch: each tile prepared, the kept ones moved to the front in order, one run */
+static void work(const run_ctx *c, worker *w) {
+    w->st = MI_OK;
+    for (int b = 0; b < w->nb; b++) {
+        job *j = &w->jobs[b];
+        prepare(c, w, j, w->nk);           /* into the next free slot: kept tiles stay in front */
+        if (j->st) {
+            w->st = j->st;
+            snprintf(w->err, sizeof w->err, "%s", j->err);
+            return;
+        }
+        if (!j->keep) continue;
+        if (w->nk != b) {
+            job kept = *j;
+            w->jobs[b] = w->jobs[w->nk];
+            w->jobs[w->nk] = kept;
+        }
+        w->nk++;
+    }
+    if (w->nk > 0 && (w->st = mi_session_run_n(w->sess, w->x, w->nk)))
+        snprintf(w->err, sizeof w->err, "%s", mi_last_error());
+}
+
 mi_status mi_patho_run(mi_patho *p, const char *path, mi_patho_result *r) {
     memset(r, 0, sizeof *r);
     const double t0 = now();
     mi_slide *slide = NULL;
-    mi_session *sess = NULL;
+    worker *workers = NULL;
+    int nworkers = 0;
     mi_patho_topk top;
     void *topmem = NULL;
     run_ctx c = { .p = p, .r = r, .T = p->tile };
-    job *jobs = NULL;
     float *feats = NULL, *adj = NULL;
     double *sim = NULL, *simscratch = NULL;
     void *gscratch = NULL;
@@ -395,40 +457,31 @@ mi_status mi_patho_run(mi_patho *p, const char *path, mi_patho_result *r) {
     r->otsu_threshold = c.otsu;
     for (int64_t i = 0; i < tn; i++) mask[i] = mask[i] <= c.otsu;
     const double sx = 1 / tds, sy = 1 / tds;          /* thumbnail pixel (i, j) starts at level 0 (i, j) * tds */
-    /* batch buffers and the session */
-    const int B = p->batch;
+    /* a worker per thread, and the keeper of the K best tiles */
+    const int B = p->batch, W = p->threads > 0 ? p->threads : omp_get_num_procs();
     const int64_t n = (int64_t)T * T;
-    const size_t scratch = c.scratch_bytes = mi_patho_macenko_scratch_bytes(n);
-    c.rgb = calloc((size_t)B, sizeof *c.rgb), c.gray = calloc((size_t)B, sizeof *c.gray);
-    c.norm = calloc((size_t)B, sizeof *c.norm), c.scratch = calloc((size_t)B, sizeof *c.scratch);
-    c.x = malloc((size_t)B * 3 * n * sizeof *c.x);
-    jobs = calloc((size_t)B, sizeof *jobs);
+    c.scratch_bytes = mi_patho_macenko_scratch_bytes(n);
+    workers = calloc((size_t)W, sizeof *workers);
     feats = malloc((size_t)p->top_k * p->feat * sizeof *feats);
-    if (!c.rgb || !c.gray || !c.norm || !c.scratch || !c.x || !jobs || !feats) {
-        st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a batch of %d tiles of %d px", path, B, T);
+    if (!workers || !feats) {
+        st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    for (int b = 0; b < B; b++)
-        if (!(c.rgb[b] = malloc((size_t)n * 3)) || !(c.gray[b] = malloc((size_t)n)) || !(c.norm[b] = malloc((size_t)n * 3)) ||
-            !(c.scratch[b] = malloc(scratch ? scratch : 1))) {
-            st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a batch of %d tiles of %d px", path, B, T);
-            goto done;
-        }
-    const int64_t shape[4] = { B, 3, T, T };
-    static const char *const outs[] = { "seg", "features", "tile_logits" };
-    if ((st = mi_session_create_outputs(&sess, p->vnet, shape, p->threads, outs, 3))) goto done;
+    nworkers = W;
+    for (int w = 0; w < W; w++)
+        if ((st = worker_init(&workers[w], &c, path))) goto done;
     const size_t topbytes = mi_patho_topk_bytes(p->top_k, p->feat);
     if (!(topmem = malloc(topbytes))) {
         st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for the top-%d tiles", path, p->top_k);
         goto done;
     }
     if ((st = mi_patho_topk_init(&top, p->top_k, p->feat, topmem, topbytes))) goto done;
-    const int nthreads = p->threads > 0 ? p->threads : omp_get_num_procs();
-    /* the tiles, in grid order, a batch of candidates at a time */
+    /* the tiles in grid order, W batches of candidates at a time */
     int64_t next = 0;
     while (next < r->tiles_total) {
-        int nb = 0;
-        for (; next < r->tiles_total && nb < B; next++) {
+        int given = 0;
+        for (int w = 0; w < W; w++) workers[w].nb = workers[w].nk = 0;
+        for (; next < r->tiles_total && given < W * B; next++) {
             const int col = (int)(next % r->cols), row = (int)(next / r->cols);
             const int64_t x = (int64_t)llround(col * r->tile_l0), y = (int64_t)llround(row * r->tile_l0);
             /* background in the thumbnail is not decoded: half the minimum leaves room for the
@@ -438,40 +491,36 @@ mi_status mi_patho_run(mi_patho *p, const char *path, mi_patho_result *r) {
                 r->tiles_skipped++;
                 continue;
             }
-            jobs[nb++] = (job){ .x = x, .y = y, .col = col, .row = row };
+            worker *wk = &workers[given / B];
+            wk->jobs[wk->nb++] = (job){ .x = x, .y = y, .col = col, .row = row };
+            given++;
         }
-        if (nb == 0) break;
-        #pragma omp parallel for num_threads(nthreads < nb ? nthreads : nb) schedule(static, 1)
-        for (int b = 0; b < nb; b++) prepare(&c, &jobs[b], b);
-        r->tiles_read += nb;
-        /* the kept tiles move to the front of the batch, in order */
-        int nk = 0;
-        for (int b = 0; b < nb; b++) {
-            if (jobs[b].st) {
-                st = MI_FAIL(jobs[b].st, "%s", jobs[b].err);
+        if (given == 0) break;
+        const int busy = (given + B - 1) / B;
+        #pragma omp parallel for num_threads(busy) schedule(static, 1)
+        for (int w = 0; w < busy; w++) work(&c, &workers[w]);
+        r->tiles_read += given;
+        /* merge in grid order: worker w holds candidates w*B .. w*B+nb-1 */
+        for (int w = 0; w < busy; w++) {
+            worker *wk = &workers[w];
+            if (wk->st) {
+                st = MI_FAIL(wk->st, "%s", wk->err);
                 goto done;
             }
-            r->stain_failed += jobs[b].tissue >= p->tissue_ratio && !jobs[b].stain_fit;
-            if (!jobs[b].keep) continue;
-            if (nk != b) {
-                memmove(c.x + (size_t)nk * 3 * n, c.x + (size_t)b * 3 * n, (size_t)3 * n * sizeof *c.x);
-                jobs[nk] = jobs[b];
-            }
-            nk++;
-        }
-        if (nk > 0) {
-            if ((st = mi_session_run_n(sess, c.x, nk))) goto done;
+            for (int b = 0; b < wk->nb; b++)
+                r->stain_failed += wk->jobs[b].tissue >= p->tissue_ratio && !wk->jobs[b].stain_fit;
+            if (wk->nk == 0) continue;
             int64_t s1[4], s2[4], s3[4];
-            const float *seg = mi_session_output(sess, "seg", s1);
-            const float *f = mi_session_output(sess, "features", s2);
-            const float *tl = mi_session_output(sess, "tile_logits", s3);
+            const float *seg = mi_session_output(wk->sess, "seg", s1);
+            const float *f = mi_session_output(wk->sess, "features", s2);
+            const float *tl = mi_session_output(wk->sess, "tile_logits", s3);
             const int ncls = (int)s3[1];
-            for (int b = 0; b < nk; b++) {
-                const job *j = &jobs[b];
+            for (int b = 0; b < wk->nk; b++) {
+                const job *j = &wk->jobs[b];
                 const float *pl = seg + ((size_t)b * 2 + 1) * n;       /* channel 1: lesion */
                 double s = 0;
-                for (int y = 0; y < j->in_h; y++)
-                    for (int x = 0; x < j->in_w; x++) s += pl[(int64_t)y * T + x];
+                for (int yy = 0; yy < j->in_h; yy++)
+                    for (int xx = 0; xx < j->in_w; xx++) s += pl[(int64_t)yy * T + xx];
                 paint(r->map, tw, th, tds, j, pl, T, r->ds);
                 int cls = 0;
                 for (int k = 1; k < ncls; k++)
@@ -534,16 +583,9 @@ mi_status mi_patho_run(mi_patho *p, const char *path, mi_patho_result *r) {
     }
     r->seconds = now() - t0;
 done:
-    mi_session_destroy(sess);
-    free(topmem);
-    for (int b = 0; b < p->batch; b++) {
-        if (c.rgb) free(c.rgb[b]);
-        if (c.gray) free(c.gray[b]);
-        if (c.norm) free(c.norm[b]);
-        if (c.scratch) free(c.scratch[b]);
-    }
-    free(c.rgb), free(c.gray), free(c.norm), free(c.scratch), free(c.x);
-    free(jobs), free(feats), free(sim), free(simscratch), free(adj), free(gscratch), free(mask);
+    for (int w = 0; w < nworkers; w++) worker_free(&workers[w], p->batch);
+    free(workers), free(topmem);
+    free(feats), free(sim), free(simscratch), free(adj), free(gscratch), free(mask);
     mi_slide_close(slide);
     if (st) mi_patho_result_free(r);
     return st;

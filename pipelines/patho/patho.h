@@ -44,8 +44,9 @@ typedef struct {
     const char *edge_compare; /* "ge" | "abs_ge"; GCN blob 'edge_compare', else ge */
     double edge_threshold;    /* NaN: GCN blob 'edge_threshold', else 0.5 */
     double lesion_threshold;  /* P(lesion) that outlines a region; 0: 0.5 */
-    int    batch;             /* tiles per V-Net run; 0: 4 */
-    int    threads;           /* 0: all cores; results are identical for any number */
+    int    batch;             /* tiles per V-Net run, per thread; 0: 4 */
+    int    threads;           /* 0: all cores; each takes whole tiles, with its own one-thread
+                                 session; results are identical for any number */
     int    thumb_side;        /* thumbnail's longer side; 0: 2048 */
     void (*progress)(void *user, int64_t done, int64_t total);   /* tiles read so far, of total */
     void  *user;
