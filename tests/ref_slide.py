@@ -19,7 +19,11 @@ of those pixels, the plain way (a weight matrix per axis, float64, rounded half 
   cmu_<case>.rgb     reads of ../shared/data/wsi-he/CMU-1-Small-Region.svs (when present), see
                      CMU_CASES; the C test has the same table
   text.svs           a text file named like a slide
+  claim_*.tif        small tiled TIFFs (64x48, 16x16 tiles: 12 tiles, 4 per row) patched to claim
+                     more than they hold, each refused by pipelines/io/tiffcheck.c before OpenSlide
+                     opens it (see claims() for the numbers the C test expects in the messages)
 """
+import struct
 import ctypes
 import math
 import os
@@ -116,6 +120,52 @@ def pyramid(d):
     open(os.path.join(d, "bad_tile.tif"), "wb").write(data)
 
 
+def claims(d):
+    """Small TIFFs that claim too much, patched in place after tifffile wrote them: the value is
+    found through tifffile's record of where each tag's value lies."""
+    img = np.random.default_rng(5).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+    def write(name, patch, **kw):
+        path = os.path.join(d, name)
+        tifffile.imwrite(path, img, tile=(16, 16), photometric="rgb", compression="zlib", **kw)
+        data = bytearray(open(path, "rb").read())
+        with tifffile.TiffFile(path) as t:
+            bo = t.byteorder
+            tags = t.pages[0].tags
+            patch(data, bo, tags)
+        open(path, "wb").write(data)
+
+    def counts(data, bo, tags, i, v, big=False):
+        """TileByteCounts with element i set to v, as a LONG (LONG8) array appended to the file
+        (tifffile writes SHORTs for tiles this small)"""
+        t = tags["TileByteCounts"]
+        n = len(t.value)
+        vals = list(t.value)
+        vals[i] = v
+        while len(data) % 8:
+            data.append(0)
+        off = len(data)
+        data += struct.pack(bo + ("Q" if big else "I") * n, *vals)
+        struct.pack_into(bo + "H", data, t.offset + 2, 16 if big else 4)
+        struct.pack_into(bo + ("Q" if big else "I"), data, t.offset + (12 if big else 8), off)
+
+    # the shape libFuzzer found: YResolution's count says 1 246 451 966 RATIONALs (9.97 GB)
+    def yres_count(data, bo, tags):
+        t = tags["YResolution"]
+        struct.pack_into(bo + "I", data, t.offset + 4, 1246451966)
+    write("claim_value_count.tif", yres_count, resolution=(20000, 20000), resolutionunit="CENTIMETER")
+    # tile 3's byte count 0xF0000000 (3.75 GiB), the most a classic TIFF's LONG holds
+    write("claim_tile_bytes.tif", lambda data, bo, tags: counts(data, bo, tags, 3, 0xF0000000))
+    # BigTIFF, big-endian: tile 3 claims 9 GB
+    write("claim_tile_bytes_big.tif", lambda data, bo, tags: counts(data, bo, tags, 3, 9 << 30, big=True),
+          bigtiff=True, byteorder=">")
+    # tile 5 claims 100 000 bytes: within the per-tile bound, past the end of the file
+    write("claim_past_end.tif", lambda data, bo, tags: counts(data, bo, tags, 5, 100000))
+    # 65552-pixel-wide tiles (the width libFuzzer's input had)
+    write("claim_tile_side.tif",
+          lambda data, bo, tags: struct.pack_into(bo + "I", data, tags["TileWidth"].valueoffset, 65552))
+
+
 def argb(d):
     a, c = np.meshgrid(np.arange(256, dtype=np.uint32), np.arange(256, dtype=np.uint32), indexing="ij")
     v = (a << 24) | (c << 16) | ((255 - c) << 8) | (c // 2)   # every value, and values above alpha
@@ -130,6 +180,7 @@ def main(out):
     d = os.path.join(out, "slide")
     os.makedirs(d, exist_ok=True)
     pyramid(d)
+    claims(d)
     argb(d)
     g = np.random.default_rng(3)
     Image.fromarray(g.integers(0, 256, (61, 97, 3), dtype=np.uint8)).save(os.path.join(d, "small.png"))

@@ -19,6 +19,7 @@
  * coordinate at or above the band's first output row. Level rows that straddle two bands are read
  * by both and each band takes only its share of them, so banding does not change the result. */
 #include "pipelines/io/slide.h"
+#include "pipelines/io/tiffcheck.h"
 
 #include <errno.h>
 #include <math.h>
@@ -368,7 +369,13 @@ mi_status mi_slide_open(mi_slide **out, const char *path) {
         free(s);
         return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate a slide handle", path);
     }
-    mi_status st;
+    /* OpenSlide allocates what a TIFF's directory entries claim while it opens the file, before
+     * anything here could look at it: refuse those first (tiffcheck.h) */
+    mi_status st = mi_tiff_check(path);
+    if (st != MI_OK) {
+        mi_slide_close(s);
+        return st;
+    }
     /* openslide_open returns NULL for a file no format driver claims (then it may be a plain
      * image), and a handle in error state for one it claims but cannot read. */
     s->osr = openslide_open(path);

@@ -57,7 +57,9 @@ typedef struct {
 
 /* Opens path with OpenSlide, or, when OpenSlide does not recognise it, as a PNG/JPEG/BMP (one
  * level, mpp unknown: the caller supplies it). Errors name the file and carry OpenSlide's own
- * message; a file neither reads gives both reasons. */
+ * message; a file neither reads gives both reasons. A TIFF or BigTIFF is checked first
+ * (pipelines/io/tiffcheck.h): one whose directories, values or tiles claim more than the file
+ * holds is refused before OpenSlide, which would allocate what they claim, opens it. */
 mi_status mi_slide_open(mi_slide **s, const char *path);
 void      mi_slide_close(mi_slide *s);                    /* NULL is fine */
 const mi_slide_info *mi_slide_get_info(const mi_slide *s);
