@@ -49,13 +49,14 @@ def reports(doc):
         for r in doc:
             if not isinstance(r, dict):
                 fail(f"a report entry is {type(r).__name__}, not an object")
-            name = next((r[k] for k in ("input", "slide", "path", "file") if k in r), None)
+            name = next((r[k] for k in ("input", "slide", "path", "file") if isinstance(r.get(k), str)), None)
             if name is None:
                 fail(f"a report names no slide (no input/slide/path/file): {json.dumps(r)[:120]}")
             out.append((name, r))
         return out
     if isinstance(doc, dict):
-        if any(k in doc for k in ("input", "slide", "path", "file")) and ("class" in doc or "probabilities" in doc):
+        if any(isinstance(doc.get(k), str) for k in ("input", "slide", "path", "file")) and \
+                ("class" in doc or "probabilities" in doc or "status" in doc):
             return reports([doc])
         return [(k, v) for k, v in doc.items() if isinstance(v, dict)]
     fail("the report is neither an object nor a list")

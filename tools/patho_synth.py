@@ -149,10 +149,10 @@ def gland_nuclei(rng, g, kind):
         rho = rng.uniform(0.68, 0.92, n)
         sa, sb, h = rng.normal(5.8, 0.6, n), rng.normal(1.8, 0.2, n), rng.normal(1.15, 0.1, n)
     else:  # hgin: two loose layers through the epithelium, pleomorphic, any orientation
-        n = int(2 * per / rng.uniform(8.0, 10.0))
+        n = int(2 * per / rng.uniform(10.0, 12.0))
         rho = rng.uniform(0.42, 0.95, n)
         sa = rng.uniform(3.6, 6.0, n)
-        sb, h = sa / rng.uniform(1.0, 1.45, n), rng.normal(1.45, 0.2, n)
+        sb, h = sa / rng.uniform(1.0, 1.45, n), rng.normal(1.2, 0.2, n)
     t = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / max(n, 1) + rng.normal(0, 0.05, n)
     lx, ly = a * rho * np.cos(t), b * rho * np.sin(t)
     c, s = np.cos(ang), np.sin(ang)
@@ -331,9 +331,9 @@ def make_slide(seed, index, size=6144):
     fib = smooth_noise(rng, n, n, *((n // 6, n // 40) if fibre_axis else (n // 40, n // 6)))
     fine = smooth_noise(rng, n, n, n // 2, n // 2)
     H = np.full((n, n), 0.07, np.float32)
-    E = 0.42 * (1 + 0.25 * fib)
+    E = 0.55 * (1 + 0.25 * fib)
     if cls == 3:                                              # desmoplasia: pinker, streakier
-        E = np.where(lesion, 0.52 * (1 + 0.35 * fib), E)
+        E = np.where(lesion, 0.65 * (1 + 0.35 * fib), E)
     for lab, h, e in ((Canvas.EPI, 0.10, 0.22), (Canvas.LUMEN, 0.05, 0.12),
                       (Canvas.DYSEPI, 0.17, 0.36), (Canvas.CARCYTO, 0.20, 0.40)):
         sel = struct == lab

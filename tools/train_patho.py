@@ -18,10 +18,15 @@ The pipeline, as `run` does it and as the networks were trained on it (blob meta
   2. The slide at "mpp": the level whose downsample is "mpp" / mpp0 (the synthetic slides have
      it exactly: level 2) read whole; without such a level, the best lower level read whole and
      reduced with PIL's BOX filter to round(side / downsample) (not exercised by these slides).
-  3. Tissue threshold t = patho_ref.otsu(gray(thumbnail)), the thumbnail being the slide's last
-     (smallest) level read whole. It matters which picture: on a slide with a large dark lesion
-     the histogram at 2 um/px has three modes (glass, stroma, lesion) and Otsu can split stroma
-     from lesion (seen: t = 168 at level 2 against 203 on the thumbnail of the same slide).
+  3. Tissue threshold t = patho_ref.otsu(gray(thumbnail)). The thumbnail is the C pipeline's
+     (pipelines/io/slide.c mi_slide_thumbnail, default longer side 2048): ds = longer side /
+     2048 (at least 1), size ceil(side / ds), read from the smallest level whose longer side is
+     >= 2048 and area-averaged (area_resize() below; exact copy when the level's downsample is
+     ds). Which picture matters: on a slide with a large dark lesion the histogram has three
+     modes (glass, stroma, lesion) and Otsu may split stroma from lesion instead of tissue from
+     glass (a first draft of the generator, with darker HGIN, had t = 164-175 and no tissue tile
+     at all on 3 of 200 slides); tools/patho_synth.py keeps lesions light enough for the
+     glass/tissue split to win.
   4. Grid: rows = H // "tile_size", cols = W // "tile_size" (partial tiles dropped), tile index
      = row * cols + col. A tile is kept when tissue_ratio(gray(tile), t) >= "tissue_ratio".
   5. Each kept tile: patho_ref.macenko_normalize(tile, "stain_he", "stain_max_c"); a tile for
@@ -50,13 +55,14 @@ Training (all seeded; 2 cores shared, so 1 thread each):
          whole 128x128 tiles (batch 8), so the features are those of whole tiles.
          Loss: NLL of the per-pixel softmax + (1 - soft Dice of the lesion channel) + 0.5 x
          cross-entropy of tile_logits (crop label by the 30 % rule). Adam, lr 2e-3, cosine to 0.
-  gcn    The V-Net as exported (F16-rounded) runs steps 6-7 on every training slide; GCN
+  gcn    The V-Net as exported (F16-rounded) runs steps 6-7 on every training slide (those
+         with index >= --vnet-slides give the GCN features of slides the V-Net never saw); GCN
          (gcn_ref) hidden [32, 16], self loops, mean readout, trained on those graphs with
          cross-entropy, Adam lr 5e-3, weight decay 1e-4, --gcn-epochs full passes, then both
          blobs are written F16 with tools/export.py.
 
 The shipped blobs were made with these commands (see the end of this docstring for the numbers):
-    nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1 --count 160 --out /tmp/patho/train
+    nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1 --count 96 --out /tmp/patho/train
     nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1000 --count 40 --out /tmp/patho/heldout
     nice -n 10 /usr/bin/python3 tools/train_patho.py tiles --data /tmp/patho/train --work /tmp/patho/work
     nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho/work --threads 1
@@ -64,7 +70,7 @@ The shipped blobs were made with these commands (see the end of this docstring f
     nice -n 10 /usr/bin/python3 tools/train_patho.py run --vnet weights/patho_vnet_demo.safetensors \
         --gcn weights/patho_gcn_demo.safetensors /tmp/patho/heldout/*.tif --out /tmp/patho/heldout_report.json
     /usr/bin/python3 tools/patho_eval.py /tmp/patho/heldout /tmp/patho/heldout_report.json
-(defaults: --seed 0 --vnet-slides 128 --crop-steps 1500 --tile-steps 300 --gcn-epochs 300
+(defaults: --seed 0 --vnet-slides 80 --crop-steps 1500 --tile-steps 300 --gcn-epochs 300
 --fit-slides 32). RESULTS
 
 These are demo models for synthetic slides only: they have never seen a real biopsy.
@@ -94,6 +100,7 @@ import vnet_ref  # noqa: E402
 Image.MAX_IMAGE_PIXELS = None
 LABELS = list(gcn_ref.DEFAULTS["labels"])
 MPP, TILE, TISSUE, TOP_K = 2.0, 128, 0.70, 10
+THUMB_SIDE = 2048                # the C pipeline's default thumbnail (pipelines/io/slide.c)
 EDGE = {"edge_metric": "pearson", "edge_compare": "ge", "edge_threshold": 0.5}
 LESION_LABEL_FRACTION = 0.30
 VNET = {"arch": "vnet2d", "in_channels": 3, "width": 6, "enc_convs": [1, 2, 2, 2],
@@ -115,20 +122,47 @@ def slide_mpp(slide):
     raise ValueError("slide has no resolution (no openslide.mpp-x, no tiff.XResolution)")
 
 
-def read_slide(path, mpp=MPP):
+def area_resize(img, r, out_w, out_h):
+    """(H, W, 3) uint8 -> (out_h, out_w, 3): output pixel (i, j) the mean of the input over
+    [j r, (j + 1) r) x [i r, (i + 1) r), partial pixels by their overlap (what a slide reader's
+    area averaging does); the input is edge-extended where that square runs past it"""
+    def axis(a, n_out, ax):
+        cs = np.concatenate([np.zeros_like(np.take(a, [0], ax)), np.cumsum(a, ax)], ax)
+        n_in = a.shape[ax]
+        def integral(x):                       # the integral from 0 to x (x may be fractional)
+            x = np.clip(x, 0, n_in)
+            k = np.minimum(np.floor(x).astype(int), n_in - 1)
+            return np.take(cs, k, ax) + (x - k).reshape([-1 if d == ax else 1 for d in range(a.ndim)]) * np.take(a, k, ax)
+        e = np.arange(n_out + 1) * r
+        lo, hi = e[:-1], np.minimum(e[1:], n_in)
+        return (integral(hi) - integral(lo)) / (hi - lo).reshape([-1 if d == ax else 1 for d in range(a.ndim)])
+    a = axis(img.astype(np.float64), out_w, 1)
+    a = axis(a, out_h, 0)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def read_slide(path, mpp=MPP, thumb_side=THUMB_SIDE):
     """-> (RGB at mpp (H, W, 3) uint8, thumbnail RGB uint8): steps 1-3"""
     import openslide
     s = openslide.OpenSlide(path)
+    w0, h0 = s.dimensions
     ds = mpp / slide_mpp(s)
     level = s.get_best_level_for_downsample(ds * (1 + 1e-9))
-    img = s.read_region((0, 0), level, s.level_dimensions[level]).convert("RGB")
+    img = np.asarray(s.read_region((0, 0), level, s.level_dimensions[level]).convert("RGB"))
     if abs(s.level_downsamples[level] - ds) > 1e-6 * ds:
-        w0, h0 = s.dimensions
-        img = img.resize((round(w0 / ds), round(h0 / ds)), Image.BOX)
-    last = s.level_count - 1
-    thumb = s.read_region((0, 0), last, s.level_dimensions[last]).convert("RGB")
+        img = area_resize(img, ds / s.level_downsamples[level], int(w0 / ds), int(h0 / ds))
+    # the thumbnail: longer side thumb_side, from the smallest level at least that large
+    tds = max(max(w0, h0) / thumb_side, 1.0)
+    tw, th = math.ceil(w0 / tds - 1e-9), math.ceil(h0 / tds - 1e-9)
+    tl = 0
+    for lv in range(1, s.level_count):
+        if max(s.level_dimensions[lv]) >= thumb_side:
+            tl = lv
+    thumb = np.asarray(s.read_region((0, 0), tl, s.level_dimensions[tl]).convert("RGB"))
+    if abs(s.level_downsamples[tl] - tds) > 1e-6 * tds:
+        thumb = area_resize(thumb, tds / s.level_downsamples[tl], tw, th)
     s.close()
-    return np.asarray(img), np.asarray(thumb)
+    return img, thumb
 
 
 def tissue_tiles(rgb, thumb, tile=TILE, ratio=TISSUE):
@@ -490,7 +524,7 @@ def main(argv=None):
             p.add_argument("--data", required=True)
             p.add_argument("--fit-slides", type=int, default=32)
         if name == "vnet":
-            p.add_argument("--vnet-slides", type=int, default=128)
+            p.add_argument("--vnet-slides", type=int, default=80)
             p.add_argument("--crop-steps", type=int, default=1500)
             p.add_argument("--tile-steps", type=int, default=300)
             p.add_argument("--lr", type=float, default=2e-3)
