@@ -55,6 +55,11 @@ Training (all seeded; 2 cores shared, so 1 thread each):
          whole 128x128 tiles (batch 8), so the features are those of whole tiles.
          Loss: NLL of the per-pixel softmax + (1 - soft Dice of the lesion channel) + 0.5 x
          cross-entropy of tile_logits (crop label by the 30 % rule). Adam, lr 2e-3, cosine to 0.
+         The shipped V-Net then had a second, fine-tuning run (--resume, whole tiles only, tile
+         loss weight 2, lr 1e-3): after the first run its tile head mixed LGIN and HGIN (on the
+         16 check slides 45 of 69 LGIN tiles called HGIN) and the GCN on its features reached
+         only 85 % on the held-out slides.
+         `gcn` caches the graphs in WORK/graphs.pt: delete it after retraining the V-Net.
   gcn    The V-Net as exported (F16-rounded) runs steps 6-7 on every training slide (those
          with index >= --vnet-slides give the GCN features of slides the V-Net never saw); GCN
          (gcn_ref) hidden [32, 16], self loops, mean readout, trained on those graphs with
@@ -66,12 +71,32 @@ The shipped blobs were made with these commands (see the end of this docstring f
     nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1000 --count 40 --out /tmp/patho/heldout
     nice -n 10 /usr/bin/python3 tools/train_patho.py tiles --data /tmp/patho/train --work /tmp/patho/work
     nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho/work --threads 1
+    cp /tmp/patho/work/vnet.pt /tmp/patho/work/vnet_stage1.pt
+    nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho/work --threads 2 --seed 1 \
+        --resume /tmp/patho/work/vnet_stage1.pt --crop-steps 0 --tile-steps 150 --cls-weight 2 --lr 1e-3
     nice -n 10 /usr/bin/python3 tools/train_patho.py gcn --work /tmp/patho/work --threads 1
     nice -n 10 /usr/bin/python3 tools/train_patho.py run --vnet weights/patho_vnet_demo.safetensors \
         --gcn weights/patho_gcn_demo.safetensors /tmp/patho/heldout/*.tif --out /tmp/patho/heldout_report.json
     /usr/bin/python3 tools/patho_eval.py /tmp/patho/heldout /tmp/patho/heldout_report.json
 (defaults: --seed 0 --vnet-slides 80 --crop-steps 1500 --tile-steps 300 --gcn-epochs 300
---fit-slides 32). RESULTS
+--fit-slides 32). The two generators ran as two halves in parallel (--start 0/48 --count 48,
+then --start 0/20 --count 20 of seed 1000): 96 + 40 slides in 21 min wall on the loaded 2-core
+machine; tiles 10 min (alongside), vnet 8 min, fine-tuning 1.5 min, gcn 1.5 min.
+
+Measured: V-Net on the 16 check slides (80-95, never trained on): lesion IoU 0.93, tile accuracy
+0.92 (negative 508/511, LGIN 35/69, HGIN 57/78, carcinoma 73/75). GCN training accuracy 0.97.
+Held-out, 40 slides of seed 1000 (10 per class), `run` + tools/patho_eval.py:
+    accuracy 0.875 (35/40)        reported: neg  LGIN  HGIN  carc
+        negative                              10     0     0     0
+        LGIN                                   0     7     3     0
+        HGIN                                   0     2     8     0
+        invasive carcinoma                     0     0     0    10
+BELOW the 0.90 bar that was set: every error is LGIN <-> HGIN (the V-Net's features do not
+separate them well enough at 2 um/px; a linear probe on the mean top-10 features fits only 81 %
+of the training slides). Runtime per 6144-px slide in Python, 1-2 threads on the loaded machine:
+median 2.9 s for reading, Otsu and Macenko (41-63 tissue tiles of 144), 0.65 s for the V-Net.
+A global-colour baseline (nearest centroid on tissue RGB mean/std/percentiles, leave-one-out
+over the 96 training slides) gets 0.58: the classes are not told apart by colour alone.
 
 These are demo models for synthetic slides only: they have never seen a real biopsy.
 """
@@ -383,6 +408,8 @@ def cmd_vnet(a):
     print(f"vnet: {len(tr)} slides, {len(tiles)} tiles ({len(lesion_ids)} with lesion), "
           f"label counts {np.bincount(labels, minlength=4).tolist()}; check on {len(va)} slides", file=sys.stderr)
     model = vnet_ref.build(VNET)
+    if a.resume:
+        model.load_state_dict(torch.load(a.resume))
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     total = a.crop_steps + a.tile_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -394,7 +421,7 @@ def cmd_vnet(a):
         ids = np.concatenate([rng.choice(lesion_ids, half), rng.integers(0, len(tiles), bs - half)])
         x, m, lab = batch_at(tiles, masks, labels, slide_cls, ids, rng, crop)
         seg, _, logits = model(to_input(x, st["mean"], st["std"]))
-        loss = seg_loss(seg, m) + 0.5 * F.cross_entropy(logits, lab)
+        loss = seg_loss(seg, m) + a.cls_weight * F.cross_entropy(logits, lab)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -528,6 +555,8 @@ def main(argv=None):
             p.add_argument("--crop-steps", type=int, default=1500)
             p.add_argument("--tile-steps", type=int, default=300)
             p.add_argument("--lr", type=float, default=2e-3)
+            p.add_argument("--cls-weight", type=float, default=0.5, help="weight of the tile-class loss")
+            p.add_argument("--resume", help="start from this state_dict (a second, fine-tuning run)")
         if name == "gcn":
             p.add_argument("--gcn-epochs", type=int, default=300)
             p.add_argument("--weights", default=os.path.join(os.path.dirname(HERE), "weights"))
