@@ -43,9 +43,10 @@ print(f"test_patho_big: {a['slide']['width']} x {a['slide']['height']} px, {t['t
       f"{b['tiles'].get('per_second')} at 2; peak RSS {rss / 2**20:.0f} MiB")
 for r in (a, b):
     r["tiles"].pop("per_second", None)
+    r.pop("tiles_csv")
 if a != b:
     sys.exit("test_patho_big: the report differs between 1 and 2 threads")
-if t["total"] < 9000 or t["tissue"] < 500:
+if t["total"] < 9000 or t["read"] < 1000 or t["tissue"] < 100:
     sys.exit("test_patho_big: the slide is not the one this test means to run")
 if rss > 2**30:
     sys.exit(f"test_patho_big: peak RSS {rss / 2**20:.0f} MiB > 1 GiB")

@@ -461,11 +461,17 @@ def f16_round(state):
     return {k: v.to(torch.float16).to(torch.float32) for k, v in state.items()}
 
 
+# copied into every report and heat-map by `medinfer patho`
+INTENDED_USE = ("demo model trained on synthetic slides only (tools/patho_synth.py): it knows no real "
+                "lesion; not for diagnosis")
+
+
 def vnet_meta(st):
     extra = {k: v for k, v in vnet_ref.metadata(VNET).items() if k not in ("arch", "num_classes", "input_size")}
     extra.update({"mpp": str(MPP), "tile_size": str(TILE), "tissue_ratio": str(TISSUE), "stain": "macenko",
                   "stain_he": json.dumps(st["he"]), "stain_max_c": json.dumps(st["max_c"]),
-                  "reinhard_mean": json.dumps(st["reinhard_mean"]), "reinhard_std": json.dumps(st["reinhard_std"])})
+                  "reinhard_mean": json.dumps(st["reinhard_mean"]), "reinhard_std": json.dumps(st["reinhard_std"]),
+                  "intended_use": INTENDED_USE})
     return export.blob_metadata("vnet2d", 4, LABELS, TILE, st["mean"], st["std"], MODEL_VERSION, **extra)
 
 
