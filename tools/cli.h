@@ -27,6 +27,8 @@ int cmd_patho(int argc, char **argv);
 /* Parses a whole decimal number in [lo, hi] (nothing else on the line); -1 with a message naming
  * the command, the option and the value otherwise. */
 int mi_cli_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out);
+/* The same for a decimal number in [lo, hi] (NaN never is). */
+int mi_cli_double(const char *cmd, const char *opt, const char *v, double lo, double hi, double *out);
 
 /* Prints "medinfer <cmd>: <last error>" to stderr and returns MI_EXIT_FAIL. */
 int mi_cli_error(const char *cmd);

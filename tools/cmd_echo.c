@@ -239,18 +239,6 @@ static mi_status open_model(const char *path, const char *pubkey, mi_trust_info 
     return MI_OK;
 }
 
-static int parse_double(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "medinfer echo: %s '%s': expected a number in [%g, %g]\n", opt, v, lo, hi);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
-
 int cmd_echo(int argc, char **argv) {
     echo_cli c = { 0 };
     mi_trust_opts trust = { 0 };
@@ -283,9 +271,9 @@ int cmd_echo(int argc, char **argv) {
                 else if (!strcmp(a, "--points")) pts = v;
                 else if (!strcmp(a, "--out")) out = v;
                 else if (!strcmp(a, "--annotate")) c.annotate = v;
-                else if (!strcmp(a, "--mm-per-px")) bad = parse_double(a, v, 1e-4, 100, &c.mm_per_px);
-                else if (!strcmp(a, "--s-per-px")) bad = parse_double(a, v, 1e-6, 10, &c.s_per_px);
-                else if (!strcmp(a, "--min-score")) bad = parse_double(a, v, 0, 1, &d), o.min_score = (float)d;
+                else if (!strcmp(a, "--mm-per-px")) bad = mi_cli_double("echo", a, v, 1e-4, 100, &c.mm_per_px);
+                else if (!strcmp(a, "--s-per-px")) bad = mi_cli_double("echo", a, v, 1e-6, 10, &c.s_per_px);
+                else if (!strcmp(a, "--min-score")) bad = mi_cli_double("echo", a, v, 0, 1, &d), o.min_score = (float)d;
                 else bad = mi_cli_int("echo", a, v, 0, 4096, &o.threads);
             }
         } else {

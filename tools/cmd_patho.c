@@ -194,18 +194,6 @@ static int one(patho_cli *c, const char *path) {
     return rc;
 }
 
-static int parse_double(const char *opt, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "medinfer patho: %s '%s': expected a number in [%g, %g]\n", opt, v, lo, hi);
-        return -1;
-    }
-    *out = d;
-    return 0;
-}
-
 static int one_of(const char *opt, const char *v, const char *const *names, int n, int *out) {
     for (int i = 0; i < n; i++)
         if (!strcmp(v, names[i])) return *out = i, 0;
@@ -265,18 +253,18 @@ int cmd_patho(int argc, char **argv) {
                 else if (!strcmp(a, "--heatmap")) c.heatmap = v;
                 else if (!strcmp(a, "--geojson")) c.geojson = v;
                 else if (!strcmp(a, "--tiles")) c.tiles = v;
-                else if (!strcmp(a, "--mpp")) bad = parse_double(a, v, 0.05, 100, &o.mpp);
-                else if (!strcmp(a, "--slide-mpp")) bad = parse_double(a, v, 0.05, 100, &o.slide_mpp);
+                else if (!strcmp(a, "--mpp")) bad = mi_cli_double("patho", a, v, 0.05, 100, &o.mpp);
+                else if (!strcmp(a, "--slide-mpp")) bad = mi_cli_double("patho", a, v, 0.05, 100, &o.slide_mpp);
                 else if (!strcmp(a, "--tile")) bad = mi_cli_int("patho", a, v, 16, 4096, &o.tile);
-                else if (!strcmp(a, "--tissue-ratio")) bad = parse_double(a, v, 0.001, 1, &o.tissue_ratio);
+                else if (!strcmp(a, "--tissue-ratio")) bad = mi_cli_double("patho", a, v, 0.001, 1, &o.tissue_ratio);
                 else if (!strcmp(a, "--otsu")) bad = one_of(a, v, otsu, 2, &e), o.otsu = (mi_patho_otsu_scope)e;
                 else if (!strcmp(a, "--tissue-gray")) bad = mi_cli_int("patho", a, v, 1, 255, &o.tissue_gray);
                 else if (!strcmp(a, "--stain")) bad = one_of(a, v, stain, 3, &e), o.stain = (mi_patho_stain)e;
                 else if (!strcmp(a, "--top-k")) bad = mi_cli_int("patho", a, v, 1, 4096, &o.top_k);
                 else if (!strcmp(a, "--edge-metric")) bad = one_of(a, v, metric, 2, &e), o.edge_metric = v;
                 else if (!strcmp(a, "--edge-compare")) bad = one_of(a, v, cmp, 2, &e), o.edge_compare = v;
-                else if (!strcmp(a, "--edge-threshold")) bad = parse_double(a, v, -1, 1, &o.edge_threshold);
-                else if (!strcmp(a, "--lesion-threshold")) bad = parse_double(a, v, 0.001, 1, &o.lesion_threshold);
+                else if (!strcmp(a, "--edge-threshold")) bad = mi_cli_double("patho", a, v, -1, 1, &o.edge_threshold);
+                else if (!strcmp(a, "--lesion-threshold")) bad = mi_cli_double("patho", a, v, 0.001, 1, &o.lesion_threshold);
                 else if (!strcmp(a, "--batch")) bad = mi_cli_int("patho", a, v, 1, 256, &o.batch);
                 else bad = mi_cli_int("patho", a, v, 0, 4096, &o.threads);
             }
