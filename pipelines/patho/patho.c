@@ -52,14 +52,13 @@ void mi_patho_close(mi_patho *p) {
 
 /* a number from the V-Net blob's metadata, or def when absent */
 static mi_status meta_double(const mi_model *m, const char *key, double lo, double hi, double def, double *out) {
-    const char *v = mi_model_meta(m, key);
-    *out = def;
-    if (!v) return MI_OK;
-    char *end;
-    const double d = strtod(v, &end);
-    if (end == v || *end || !(d >= lo && d <= hi))
-        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.40s' is not a number in [%g, %g]", mi_model_path(m),
-                       key, v, lo, hi);
+    const mi_weights *w = mi_model_weights(m);
+    double d = def;
+    mi_status st = mi_weights_meta(w, key) ? mi_weights_meta_double(w, key, &d) : MI_OK;
+    if (st) return st;
+    if (!(d >= lo && d <= hi))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = %g, expected a number in [%g, %g]", mi_model_path(m), key,
+                       d, lo, hi);
     *out = d;
     return MI_OK;
 }
