@@ -1,11 +1,14 @@
 /* tests/test_trust.c - pipelines/trust at the C API: version order, hardware codes, the exact
  * signed message and .sig format, sign/check with the trust store from --pubkey and
- * MEDINFER_TRUST, the audit chain (edits and deletes found by row), the option helper.
+ * MEDINFER_TRUST, a staged update's activation and rejection in a model dir, the audit chain
+ * (edits and deletes found by row), the option helper.
  * Updates against a live server are tests/test_trust.sh. */
 #include "tests/mi_test.h"
 #include "pipelines/trust/trust.h"
 
 #include <ftw.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <unistd.h>
@@ -157,6 +160,96 @@ START_TEST(sign_and_check)
 }
 END_TEST
 
+/* DIR/versions/NAME/model.safetensors with this version, signed by key (unless NULL) */
+static void version_folder(const char *dir, const char *name, const char *version, const char *key) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/versions", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/versions/%s", dir, name);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/versions/%s/" MI_MODEL_FILE, dir, name);
+    write_blob(p, version, (float)strlen(version));
+    mi_signature s;
+    if (key) ck_assert_int_eq(mi_sign_blob(key, p, &s), MI_OK);
+}
+
+static void link_to(const char *dir, const char *name, const char *target) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    unlink(p);
+    ck_assert_int_eq(symlink(target, p), 0);
+}
+
+static bool link_is(const char *dir, const char *name, const char *target) {
+    char p[256], t[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    if (n < 0) return target == NULL;
+    t[n] = 0;
+    return target && !strcmp(t, target);
+}
+
+START_TEST(staged_activate_reject)
+{
+    /* the two endings of a staged update, on a model dir built by hand (no server needed) */
+    char key[128], k2[160], pub[160], dir[128], blob[200], v[64];
+    snprintf(key, sizeof key, "%s/k", tmp);
+    snprintf(k2, sizeof k2, "%s/k.key", tmp);
+    snprintf(pub, sizeof pub, "%s/k.pub", tmp);
+    snprintf(dir, sizeof dir, "%s/models", tmp);
+    snprintf(blob, sizeof blob, "%s/" MI_MODEL_FILE, dir);
+    char id[17];
+    ck_assert_int_eq(mi_keygen(key, NULL, id), MI_OK);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    version_folder(dir, "1.0.0-a", "1.0.0", k2);
+    link_to(dir, "current", "versions/1.0.0-a");
+    link_to(dir, MI_MODEL_FILE, "current/" MI_MODEL_FILE);
+    link_to(dir, MI_MODEL_FILE ".sig", "current/" MI_MODEL_FILE ".sig");
+    int code = 0;
+    ck_assert_int_ne(mi_model_activate_staged(dir, pub, &code, v), MI_OK);
+    ck_assert_int_eq(code, MI_TRUST_EXIT_NO_PREVIOUS);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "no staged model"));
+
+    version_folder(dir, "2.0.0-b", "2.0.0", k2);
+    link_to(dir, "staged", "versions/2.0.0-b");           /* reject: set aside with its record */
+    ck_assert_int_eq(mi_model_reject_staged(dir, "{\"reason\": \"1/3 < 2/3\"}\n", &code), MI_OK);
+    ck_assert(link_is(dir, "rejected", "versions/2.0.0-b") && link_is(dir, "staged", NULL));
+    ck_assert(link_is(dir, "current", "versions/1.0.0-a"));
+    char rec[200], p[256];
+    snprintf(p, sizeof p, "%s/versions/2.0.0-b/" MI_SELFCHECK_FILE, dir);
+    FILE *f = fopen(p, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(rec, sizeof rec, f));
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(rec, "1/3 < 2/3"));
+
+    version_folder(dir, "4.0.0-d", "4.0.0", NULL);       /* unsigned */
+    link_to(dir, "staged", "versions/4.0.0-d");           /* a staged blob that no longer verifies */
+    ck_assert_msg(mi_model_activate_staged(dir, pub, &code, v) == MI_ERR_SECURITY, "%s", mi_last_error());
+    ck_assert_int_eq(code, MI_TRUST_EXIT_UNTRUSTED);
+    ck_assert(link_is(dir, "current", "versions/1.0.0-a"));
+
+    version_folder(dir, "3.0.0-c", "3.0.0", k2);
+    link_to(dir, "staged", "versions/3.0.0-c");           /* activate: current and previous move */
+    ck_assert_int_eq(mi_model_activate_staged(dir, pub, &code, v), MI_OK);
+    ck_assert_str_eq(v, "3.0.0");
+    ck_assert(link_is(dir, "current", "versions/3.0.0-c") && link_is(dir, "previous", "versions/1.0.0-a"));
+    ck_assert(link_is(dir, "staged", NULL) && link_is(dir, "rejected", "versions/2.0.0-b"));
+    mi_trust_info ti;
+    ck_assert_int_eq(mi_trust_check(blob, pub, &ti), MI_OK);
+    ck_assert_str_eq(ti.model_version, "3.0.0");
+    snprintf(p, sizeof p, "%s/versions/4.0.0-d", dir);    /* linked by nothing: swept */
+    ck_assert_int_ne(access(p, F_OK), 0);
+
+    /* stopped after the second rename: staged == current is dropped by the next locked call */
+    link_to(dir, "staged", "versions/3.0.0-c");
+    ck_assert_int_ne(mi_model_reject_staged(dir, "{}", &code), MI_OK);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "no staged model"));
+    ck_assert(link_is(dir, "staged", NULL) && link_is(dir, "current", "versions/3.0.0-c"));
+    ck_assert(link_is(dir, "rejected", "versions/2.0.0-b"));
+}
+END_TEST
+
 static void count_rows(const char *db, const char *sql) {
     sqlite3 *h;
     ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
@@ -247,6 +340,7 @@ static Suite *suite(void) {
     tcase_add_test(t, hardware_code);
     tcase_add_test(t, signature_format);
     tcase_add_test(t, sign_and_check);
+    tcase_add_test(t, staged_activate_reject);
     tcase_add_test(t, audit_chain);
     tcase_add_test(t, option_helper);
     suite_add_tcase(s, t);

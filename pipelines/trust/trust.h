@@ -142,6 +142,8 @@ mi_status mi_version_compare(const char *a, const char *b, int *cmp);
 
 /* Model directory: DIR/model.safetensors (+ .sig) is what commands load; see docs/trust.md. */
 #define MI_MODEL_FILE "model.safetensors"
+/* Beside a rejected staged model: why it was not activated (the caller's text, usually JSON). */
+#define MI_SELFCHECK_FILE "selfcheck.json"
 
 typedef struct {
     const char *server;      /* base URL (manifest at URL/manifest.json) or the manifest's URL */
@@ -149,6 +151,7 @@ typedef struct {
     const char *pubkey;      /* NULL: $MEDINFER_TRUST / default store; an update needs a key */
     long        stall_s;     /* abort when no byte arrives for this long; 0: 60 s */
     bool        quiet;
+    bool        stage;       /* verify into DIR/staged instead of making it current */
 } mi_update_opts;
 
 typedef struct {
@@ -157,6 +160,12 @@ typedef struct {
     char installed_version[64]; /* before the update; "" when none */
     char offered_version[64];
     char hwcode[20];
+    /* stage mode: the offered version is staged (now or by an earlier run) at staged_blob, or
+     * it was rejected by an earlier self-check on this machine (rejected_reason: its record) */
+    bool staged, rejected_before;
+    char staged_blob[1100];
+    char rejected_reason[2048];
+    double min_accuracy;     /* the manifest's min_reference_accuracy, -1 when it gives none */
 } mi_update_result;
 
 /* Fetches the manifest, compares versions, checks the hardware code, downloads to a temporary
@@ -168,6 +177,14 @@ mi_status mi_model_update(const mi_update_opts *o, mi_update_result *r);
  * configured the previous blob must still verify. *exit_code as for update. */
 mi_status mi_model_rollback(const char *model_dir, const char *pubkey, int *exit_code,
                             char version[64]);
+/* Stage mode's two endings. Activate: the staged model (which must still verify when a key is
+ * configured) becomes current and the current one previous. Reject: the staged model becomes
+ * DIR/rejected with `record` written beside it; a later stage-mode update offering the same
+ * version reports rejected_before instead of staging it again. *exit_code as for update
+ * (27 when nothing is staged). */
+mi_status mi_model_activate_staged(const char *model_dir, const char *pubkey, int *exit_code,
+                                   char version[64]);
+mi_status mi_model_reject_staged(const char *model_dir, const char *record, int *exit_code);
 
 /* ---- audit trail ---------------------------------------------------------------------------------- */
 typedef struct {

@@ -25,6 +25,7 @@ mi_status mi_trust_rewrap(mi_status code, const char *prefix);
 typedef struct {
     char         model[128], released[64], blob_url[1024];
     long long    size;
+    double       min_accuracy;  /* "min_reference_accuracy" (optional), else -1 */
     mi_signature sig;   /* key_id, sha256, model_version, signature */
     cJSON       *json;  /* owns the hardware list */
     const cJSON *hardware;

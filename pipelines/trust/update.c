@@ -8,12 +8,20 @@
  *     DIR/model.safetensors.sig  -> current/model.safetensors.sig
  *     DIR/current                -> versions/2026.11.2-Ab12Cd
  *     DIR/previous               -> versions/2026.11.1-Xy34Zw      (for rollback)
+ *     DIR/staged                 -> versions/2026.12.1-Pq56Rs      (verified, not yet in use)
+ *     DIR/rejected               -> versions/2026.12.0-Mn78Op      (failed its self-check)
  *     DIR/versions/.incoming-*   a download in progress: nothing links to it, never loaded
  *     DIR/.lock                  flock()ed by update and rollback
  *
  * Order of an update: everything that can refuse (manifest, version, hardware, size, SHA-256,
  * blob validity, signature) happens before the first change to what `current` means; the
- * switch itself is rename(2) of a symlink, followed by an fsync of the directory. */
+ * switch itself is rename(2) of a symlink, followed by an fsync of the directory.
+ *
+ * A staged update (the endoqc model-quality loop) stops after the download and its checks: the
+ * verified blob gets `staged`, which no command loads. The caller then runs its own self-check
+ * and either activates it (it becomes `current`, the old one `previous`) or rejects it (it
+ * becomes `rejected`, with the reason in its folder's selfcheck.json, and is not staged again
+ * while the server keeps offering that version). */
 #include "pipelines/trust/trust.h"
 #include "pipelines/trust/trust_internal.h"
 #include "weights/sha256.h"
@@ -87,6 +95,7 @@ typedef struct {
     const char *dir;
     int         lock_fd;
     char        current[512], previous[512];   /* link targets, "" when absent */
+    char        staged[512], rejected[512];
 } mdir;
 
 static void path_in(char *out, size_t cap, const char *dir, const char *name) {
@@ -122,6 +131,14 @@ static mi_status dir_open(mdir *d, const char *dir, bool create, int *exit_code)
         return MI_FAIL(MI_ERR_IO, "model dir %s: cannot create %s: %s", dir, p, strerror(errno));
     read_link(dir, "current", d->current, sizeof d->current);
     read_link(dir, "previous", d->previous, sizeof d->previous);
+    read_link(dir, "staged", d->staged, sizeof d->staged);
+    read_link(dir, "rejected", d->rejected, sizeof d->rejected);
+    /* an activation stopped after switching `current` but before dropping `staged` */
+    if (d->staged[0] && !strcmp(d->staged, d->current)) {
+        path_in(p, sizeof p, dir, "staged");
+        unlink(p);
+        d->staged[0] = 0;
+    }
     *exit_code = 0;
     return MI_OK;
 }
@@ -134,17 +151,17 @@ static void dir_close(mdir *d) {
 /* Removes one version folder: only the two names we write, then rmdir (left alone if anything
  * else is in it, so nothing we did not put there is ever deleted). */
 static void remove_version(const char *vdir) {
-    static const char *names[] = { MI_MODEL_FILE, MI_MODEL_FILE ".sig" };
+    static const char *names[] = { MI_MODEL_FILE, MI_MODEL_FILE ".sig", MI_SELFCHECK_FILE };
     char p[1200];
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         pathf(p, sizeof p, "%s/%s", vdir, names[i]);
         unlink(p);
     }
     rmdir(vdir);
 }
 
-/* Version folders that neither `current` nor `previous` points at, and downloads left by a
- * killed update (we hold the lock, so no download is in progress). */
+/* Version folders that no link (current, previous, staged, rejected) points at, and downloads
+ * left by a killed update (we hold the lock, so no download is in progress). */
 static void sweep(const mdir *d) {
     char vd[1100], p[1400], rel[600];
     path_in(vd, sizeof vd, d->dir, "versions");
@@ -153,7 +170,9 @@ static void sweep(const mdir *d) {
     for (struct dirent *e; (e = readdir(dh));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         snprintf(rel, sizeof rel, "versions/%s", e->d_name);
-        if (!strcmp(rel, d->current) || !strcmp(rel, d->previous)) continue;
+        if (!strcmp(rel, d->current) || !strcmp(rel, d->previous) || !strcmp(rel, d->staged) ||
+            !strcmp(rel, d->rejected))
+            continue;
         snprintf(p, sizeof p, "%s/%s", vd, e->d_name);
         remove_version(p);
     }
@@ -320,6 +339,11 @@ mi_status mi_manifest_parse(mi_manifest *m, const char *text, size_t n, const ch
         size->valuedouble != (double)(long long)size->valuedouble)
         return MI_FAIL(MI_ERR_FORMAT, "manifest %s: \"size\" must be the blob's byte count", url);
     m->size = (long long)size->valuedouble;
+    m->min_accuracy = -1;
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(m->json, "min_reference_accuracy");
+    if (acc && !(cJSON_IsNumber(acc) && acc->valuedouble >= 0 && acc->valuedouble <= 1))
+        return MI_FAIL(MI_ERR_FORMAT, "manifest %s: \"min_reference_accuracy\" must be a number in [0, 1]", url);
+    if (acc) m->min_accuracy = acc->valuedouble;
     m->hardware = cJSON_GetObjectItemCaseSensitive(m->json, "hardware");
     if (!cJSON_IsArray(m->hardware))
         return MI_FAIL(MI_ERR_FORMAT, "manifest %s: \"hardware\" must be an array of hardware codes", url);
@@ -429,8 +453,8 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const mi_ma
         return refuse(r, MI_TRUST_EXIT_INSTALL, st);
 
     /* from here on, each step leaves a consistent directory if the machine stops after it */
-    char kept[600], final[1100], rel[600], vd[1100];
-    if ((st = adopt_plain_model(d, kept, sizeof kept))) return refuse(r, MI_TRUST_EXIT_INSTALL, st);
+    char kept[600] = "", final[1100], rel[600], vd[1100];
+    if (!o->stage && (st = adopt_plain_model(d, kept, sizeof kept))) return refuse(r, MI_TRUST_EXIT_INSTALL, st);
     snprintf(final, sizeof final, "%s/versions/%s-%s", o->model_dir, m->sig.model_version,
              strrchr(vdir, '-') + 1);
     path_in(vd, sizeof vd, o->model_dir, "versions");
@@ -438,6 +462,17 @@ static mi_status check_and_install(const mi_update_opts *o, mdir *d, const mi_ma
         return refuse(r, MI_TRUST_EXIT_INSTALL, MI_FAIL(MI_ERR_IO, "%s: cannot rename to %s: %s", vdir, final, strerror(errno)));
     if ((st = mi_trust_fsync_dir(vd))) { rename(final, vdir); return refuse(r, MI_TRUST_EXIT_INSTALL, st); }
     snprintf(rel, sizeof rel, "versions/%s", strrchr(final, '/') + 1);
+    if (o->stage) {
+        if ((st = set_link(o->model_dir, "staged", rel)) || (st = mi_trust_fsync_dir(o->model_dir))) {
+            rename(final, vdir);
+            return refuse(r, MI_TRUST_EXIT_INSTALL, st);
+        }
+        pathf(d->staged, sizeof d->staged, "%s", rel);
+        pathf(r->staged_blob, sizeof r->staged_blob, "%s/" MI_MODEL_FILE, final);
+        r->staged = true;
+        r->exit_code = 0;
+        return MI_OK;
+    }
     const char *prev = kept[0] ? kept : d->current;
     if (prev[0] && (st = set_link(o->model_dir, "previous", prev))) { rename(final, vdir); return refuse(r, MI_TRUST_EXIT_INSTALL, st); }
     if ((st = set_link(o->model_dir, "current", rel)) || (st = point_model_links(o->model_dir)) ||
@@ -489,6 +524,41 @@ mi_status mi_manifest_blob_url(const char *base, const char *rel, char *out, siz
     return st;
 }
 
+/* The model_version of DIR/<rel>/model.safetensors; "" when it cannot be read. */
+static void link_version(const char *dir, const char *rel, char out[64]) {
+    char p[1700];
+    out[0] = 0;
+    pathf(p, sizeof p, "%s/%s/" MI_MODEL_FILE, dir, rel);
+    mi_weights w;
+    if (mi_weights_open(&w, p) != MI_OK) return;
+    const char *v = mi_weights_meta(&w, "model_version");
+    snprintf(out, 64, "%s", v ? v : "");
+    mi_weights_close(&w);
+}
+
+static mi_status staged_or_rejected(const mi_update_opts *o, const mdir *d, const char *offered,
+                                    mi_update_result *r) {
+    char v[64], p[1700];
+    if (d->rejected[0]) {
+        link_version(o->model_dir, d->rejected, v);
+        if (!strcmp(v, offered)) {
+            r->rejected_before = true;
+            pathf(p, sizeof p, "%s/%s/" MI_SELFCHECK_FILE, o->model_dir, d->rejected);
+            if (mi_trust_read_small(p, r->rejected_reason, sizeof r->rejected_reason, "self-check record") != MI_OK)
+                snprintf(r->rejected_reason, sizeof r->rejected_reason, "(no readable record: %s)", mi_last_error());
+            return MI_OK;
+        }
+    }
+    if (d->staged[0]) {
+        link_version(o->model_dir, d->staged, v);
+        if (!strcmp(v, offered)) {
+            pathf(r->staged_blob, sizeof r->staged_blob, "%s/%s/" MI_MODEL_FILE, o->model_dir, d->staged);
+            r->staged = true;
+        }
+    }
+    return MI_OK;
+}
+
 static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_store *store,
                                mi_update_result *r) {
     sweep(d);  /* leftovers of a killed update */
@@ -513,6 +583,7 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
     mi_status st = fetch_manifest(o, url, sizeof url, &m);
     if (st) { mi_manifest_free(&m); return refuse(r, MI_TRUST_EXIT_SERVER, st); }
     snprintf(r->offered_version, sizeof r->offered_version, "%s", m.sig.model_version);
+    r->min_accuracy = m.min_accuracy;
     /* a model dir holds one model: a manifest for another one is a wrong URL, not an update */
     if (installed_name[0] && strcmp(installed_name, m.model)) {
         st = MI_FAIL(MI_ERR_SECURITY, "%s offers model '%s', the model dir holds '%s': refused", url, m.model, installed_name);
@@ -542,6 +613,12 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
         mi_manifest_free(&m);
         return refuse(r, MI_TRUST_EXIT_HARDWARE, st);
     }
+    /* a staged update offered again: already verified and staged, or already rejected here */
+    if (o->stage && (st = staged_or_rejected(o, d, m.sig.model_version, r)) == MI_OK && (r->staged || r->rejected_before)) {
+        mi_manifest_free(&m);
+        return MI_OK;
+    }
+    if (st) { mi_manifest_free(&m); return refuse(r, MI_TRUST_EXIT_INSTALL, st); }
     if ((st = mi_manifest_blob_url(url, m.blob_url, blob_url, sizeof blob_url))) {
         mi_manifest_free(&m);
         return refuse(r, MI_TRUST_EXIT_SERVER, st);
@@ -558,6 +635,7 @@ static mi_status update_locked(const mi_update_opts *o, mdir *d, const mi_trust_
 mi_status mi_model_update(const mi_update_opts *o, mi_update_result *r) {
     memset(r, 0, sizeof *r);
     r->exit_code = MI_TRUST_EXIT_SERVER;
+    r->min_accuracy = -1;
     if (!o->server || !*o->server || !o->model_dir || !*o->model_dir)
         return MI_FAIL(MI_ERR_ARG, "update needs a server URL and a model dir");
     if (strlen(o->model_dir) > DIR_MAX || strlen(o->server) > DIR_MAX)
@@ -615,6 +693,83 @@ mi_status mi_model_rollback(const char *model_dir, const char *pubkey, int *exit
         return st;
     }
     snprintf(version, 64, "%s", ti.model_version);
+    *exit_code = 0;
+    dir_close(&d);
+    return MI_OK;
+}
+
+/* ---- staged updates: activate or reject ------------------------------------------------------- */
+
+mi_status mi_model_activate_staged(const char *model_dir, const char *pubkey, int *exit_code, char version[64]) {
+    version[0] = 0;
+    *exit_code = MI_TRUST_EXIT_INSTALL;
+    if (strlen(model_dir) > DIR_MAX) return MI_FAIL(MI_ERR_ARG, "model dir longer than %d characters", DIR_MAX);
+    mdir d;
+    mi_status st = dir_open(&d, model_dir, false, exit_code);
+    if (st) { dir_close(&d); return st; }
+    *exit_code = MI_TRUST_EXIT_NO_PREVIOUS;
+    if (!d.staged[0]) {
+        dir_close(&d);
+        return MI_FAIL(MI_ERR_IO, "model dir %s: no staged model to activate", model_dir);
+    }
+    char blob[1700];
+    pathf(blob, sizeof blob, "%s/%s/" MI_MODEL_FILE, model_dir, d.staged);
+    mi_trust_info ti;
+    if ((st = mi_trust_check(blob, pubkey, &ti))) {
+        *exit_code = st == MI_ERR_SECURITY ? MI_TRUST_EXIT_UNTRUSTED : MI_TRUST_EXIT_MISMATCH;
+        dir_close(&d);
+        return mi_trust_rewrap(st, "staged model is not usable, nothing changed: ");
+    }
+    /* previous first, then current: a machine that stops between the two still runs the old
+     * model (current), and the staged one is activated again by the next check */
+    *exit_code = MI_TRUST_EXIT_INSTALL;
+    char kept[600], staged[512], p[1100];
+    pathf(staged, sizeof staged, "%s", d.staged);
+    if ((st = adopt_plain_model(&d, kept, sizeof kept))) { dir_close(&d); return st; }
+    const char *prev = kept[0] ? kept : d.current;
+    if ((prev[0] && (st = set_link(model_dir, "previous", prev))) || (st = set_link(model_dir, "current", staged)) ||
+        (st = point_model_links(model_dir)) || (st = mi_trust_fsync_dir(model_dir))) {
+        dir_close(&d);
+        return st;
+    }
+    path_in(p, sizeof p, model_dir, "staged");
+    unlink(p);  /* if this is lost in a crash, dir_open drops a `staged` equal to `current` */
+    if ((st = mi_trust_fsync_dir(model_dir))) { dir_close(&d); return st; }
+    pathf(d.previous, sizeof d.previous, "%s", prev);
+    pathf(d.current, sizeof d.current, "%s", staged);
+    d.staged[0] = 0;
+    sweep(&d);  /* the version before `previous` */
+    snprintf(version, 64, "%s", ti.model_version);
+    *exit_code = 0;
+    dir_close(&d);
+    return MI_OK;
+}
+
+mi_status mi_model_reject_staged(const char *model_dir, const char *record, int *exit_code) {
+    *exit_code = MI_TRUST_EXIT_INSTALL;
+    if (strlen(model_dir) > DIR_MAX) return MI_FAIL(MI_ERR_ARG, "model dir longer than %d characters", DIR_MAX);
+    mdir d;
+    mi_status st = dir_open(&d, model_dir, false, exit_code);
+    if (st) { dir_close(&d); return st; }
+    *exit_code = MI_TRUST_EXIT_NO_PREVIOUS;
+    if (!d.staged[0]) {
+        dir_close(&d);
+        return MI_FAIL(MI_ERR_IO, "model dir %s: no staged model to reject", model_dir);
+    }
+    *exit_code = MI_TRUST_EXIT_INSTALL;
+    char p[1700];
+    pathf(p, sizeof p, "%s/%s/" MI_SELFCHECK_FILE, model_dir, d.staged);
+    /* the record first: a `rejected` link always has its reason beside it */
+    if ((st = mi_trust_write_atomic(p, record, strlen(record), 0644)) || (st = set_link(model_dir, "rejected", d.staged))) {
+        dir_close(&d);
+        return st;
+    }
+    path_in(p, sizeof p, model_dir, "staged");
+    unlink(p);
+    if ((st = mi_trust_fsync_dir(model_dir))) { dir_close(&d); return st; }
+    pathf(d.rejected, sizeof d.rejected, "%s", d.staged);
+    d.staged[0] = 0;
+    sweep(&d);  /* an earlier rejected version */
     *exit_code = 0;
     dir_close(&d);
     return MI_OK;
