@@ -177,6 +177,49 @@ START_TEST(drift_rule_boundaries)
     d.reference_run = false;
     mi_endoqc_drift_decide(&d);
     ck_assert(!d.alerted && !d.model_update_required);
+    /* a batch under the minimum is not judged: 1 incomplete of 1 (100 %) does not alert */
+    mi_endoqc_drift dm = { .batch_exams = 1, .batch_incomplete = 1, .min_exams = 20, .alert = 0.20, .tolerance = 0.05 };
+    mi_endoqc_drift_decide(&dm);
+    ck_assert(!dm.judged && !dm.alerted);
+    dm.batch_exams = 20;
+    dm.batch_incomplete = 5;                         /* 25 % of 20: judged and alerted */
+    mi_endoqc_drift_decide(&dm);
+    ck_assert(dm.judged && dm.alerted);
+    dm.batch_exams = 19;                             /* one short of the minimum */
+    mi_endoqc_drift_decide(&dm);
+    ck_assert(!dm.judged && !dm.alerted);
+}
+END_TEST
+
+START_TEST(selfcheck_rule)
+{
+    /* the staged model is activated only with a complete comparison and accuracy >= the bar */
+    mi_endoqc_selfcheck s = { .ref_exams = 4, .staged_evaluated = 4, .staged_agree = 3, .current_evaluated = 4,
+                              .current_agree = 3, .min_accuracy = -1 };
+    mi_endoqc_selfcheck_decide(&s);
+    ck_assert(s.complete && s.activate);             /* equal to the current model: at least as good */
+    ck_assert_str_eq(s.bar_source, "current model");
+    s.staged_agree = 2;
+    mi_endoqc_selfcheck_decide(&s);
+    ck_assert(!s.activate);
+    ck_assert_msg(strstr(s.reason, "2/4 = 0.5000 < the bar 0.7500"), "%s", s.reason);
+    s.min_accuracy = 0.5;                            /* the manifest's bar replaces the comparison */
+    mi_endoqc_selfcheck_decide(&s);
+    ck_assert(s.activate);
+    ck_assert_str_eq(s.bar_source, "manifest");
+    s.min_accuracy = 0.51;
+    mi_endoqc_selfcheck_decide(&s);
+    ck_assert(!s.activate);
+    s.min_accuracy = -1;
+    s.staged_agree = 4;
+    s.staged_evaluated = 3;                          /* one reference exam failed: no decision */
+    mi_endoqc_selfcheck_decide(&s);
+    ck_assert(!s.complete && !s.activate);
+    ck_assert_msg(strstr(s.reason, "not evaluated completely"), "%s", s.reason);
+    s.staged_evaluated = 4;
+    s.ref_exams = s.current_evaluated = s.current_agree = s.staged_agree = s.staged_evaluated = 0;
+    mi_endoqc_selfcheck_decide(&s);                  /* no reference set: never activated */
+    ck_assert(!s.activate);
 }
 END_TEST
 
@@ -470,6 +513,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, not_a_video_is_an_error_naming_the_file);
     tcase_add_test(tc, real_h264_clip_decodes);
     tcase_add_test(tc, drift_rule_boundaries);
+    tcase_add_test(tc, selfcheck_rule);
     tcase_add_test(tc, concealed_decoding_errors_are_damage);
     tcase_add_test(tc, empty_file_and_directory_say_so);
     tcase_add_test(tc, site_metadata_corpus_is_refused_by_name);

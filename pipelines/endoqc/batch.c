@@ -223,7 +223,8 @@ mi_status mi_endoqc_db_add_batch(mi_endoqc_db *d, const char *batch_id, const ch
 
 void mi_endoqc_drift_decide(mi_endoqc_drift *d) {
     d->batch_share = d->batch_exams > 0 ? (double)d->batch_incomplete / d->batch_exams : 0;
-    d->alerted = d->batch_share > d->alert + 1e-12;
+    d->judged = d->batch_exams > 0 && d->batch_exams >= d->min_exams;
+    d->alerted = d->judged && d->batch_share > d->alert + 1e-12;
     d->model_update_required = false;
     if (d->reference_run && d->ref_exams > 0) {
         d->ref_labelled_share = (double)d->ref_labelled_incomplete / d->ref_exams;
@@ -231,4 +232,21 @@ void mi_endoqc_drift_decide(mi_endoqc_drift *d) {
         /* "more than 5 points": 0.25 vs 0.20 is exactly 5 points, not more (1e-9 absorbs rounding) */
         d->model_update_required = fabs(d->ref_predicted_share - d->ref_labelled_share) > d->tolerance + 1e-9;
     }
+}
+
+void mi_endoqc_selfcheck_decide(mi_endoqc_selfcheck *s) {
+    s->staged_accuracy = s->staged_evaluated > 0 ? (double)s->staged_agree / s->staged_evaluated : 0;
+    s->current_accuracy = s->current_evaluated > 0 ? (double)s->current_agree / s->current_evaluated : 0;
+    s->bar_source = s->min_accuracy >= 0 ? "manifest" : "current model";
+    s->bar = s->min_accuracy >= 0 ? s->min_accuracy : s->current_accuracy;
+    s->complete = s->ref_exams > 0 && s->staged_evaluated == s->ref_exams && s->current_evaluated == s->ref_exams;
+    /* equal counts compare exactly; 1e-9 only absorbs the rounding of a manifest's decimal bar */
+    s->activate = s->complete && s->staged_accuracy >= s->bar - 1e-9;
+    if (!s->complete)
+        snprintf(s->reason, sizeof s->reason, "the reference set was not evaluated completely (%d of %d exams by the "
+                 "staged model, %d by the current one): nothing to compare", s->staged_evaluated, s->ref_exams,
+                 s->current_evaluated);
+    else
+        snprintf(s->reason, sizeof s->reason, "reference accuracy %d/%d = %.4f %s the bar %.4f (%s)", s->staged_agree,
+                 s->ref_exams, s->staged_accuracy, s->activate ? ">=" : "<", s->bar, s->bar_source);
 }

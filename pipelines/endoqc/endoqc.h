@@ -159,13 +159,15 @@ mi_status mi_endoqc_contact_sheet(const mi_endoqc_result *r, const char *png_pat
 
 /* ---- batch, database, drift (batch.c) ---------------------------------------------------- */
 
-/* The drift rule: when the batch's incomplete share exceeds alert, the reference set
- * is run; a model update is required when the predicted incomplete share on the references
- * differs from their labelled share by more than tolerance (shares and tolerance in 0..1). */
+/* The drift rule: a batch of at least min_exams evaluated exams whose incomplete share exceeds
+ * alert has the reference set run; a model update is required when the predicted incomplete
+ * share on the references differs from their labelled share by more than tolerance (shares and
+ * tolerance in 0..1). A smaller batch is not judged: one incomplete exam of one is not a trend. */
 typedef struct {
-    int    batch_exams, batch_incomplete;
+    int    batch_exams, batch_incomplete, min_exams;
     double batch_share, alert;
-    bool   alerted;              /* batch_share > alert */
+    bool   judged;               /* batch_exams >= min_exams */
+    bool   alerted;              /* judged and batch_share > alert */
     bool   reference_run;        /* the reference set was evaluated */
     int    ref_exams, ref_labelled_incomplete, ref_predicted_incomplete, ref_agree;
     double ref_labelled_share, ref_predicted_share, tolerance;
@@ -174,6 +176,25 @@ typedef struct {
 
 /* Fills the decision fields from the counts (pure; tests call it directly). */
 void mi_endoqc_drift_decide(mi_endoqc_drift *d);
+
+/* The self-check of a staged model: the labelled reference set run through the staged and the
+ * current model. It is activated only when every reference exam was evaluated by both and its
+ * agreement with the labels is at least the bar: the manifest's min_reference_accuracy when
+ * the server gives one, else the current model's agreement on the same exams. */
+typedef struct {
+    int    ref_exams;                    /* labelled reference exams */
+    int    staged_evaluated, staged_agree;
+    int    current_evaluated, current_agree;
+    double min_accuracy;                 /* the manifest's bar, < 0 when none */
+    /* decided */
+    double staged_accuracy, current_accuracy, bar;
+    const char *bar_source;              /* "manifest" | "current model" */
+    bool   complete;                     /* every reference exam evaluated by both */
+    bool   activate;
+    char   reason[256];
+} mi_endoqc_selfcheck;
+
+void mi_endoqc_selfcheck_decide(mi_endoqc_selfcheck *s);
 
 typedef struct mi_endoqc_db mi_endoqc_db;
 /* Opens or creates the results database (SQLite, WAL, full sync). Rows are append-only: triggers
