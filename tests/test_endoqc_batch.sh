@@ -4,7 +4,8 @@
 # tests/test_endoqc_batch.sh - `medinfer endoqc --batch`: one row per exam in SQLite, never
 # overwritten (UPDATE/DELETE refused), a batch killed mid-way loses no finished exam and a rerun
 # resumes; the drift rule: no alert at a low incomplete share, the reference set run above it, and
-# model_update_required (JSON, database, exit 3) when the reference shares disagree.
+# model_update_required (JSON, database, exit 3) when the reference shares disagree; a batch
+# under the minimum exam count is not judged.
 set -u
 . "$(dirname "$0")/endoqc_lib.sh"
 sql() { "$PY" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$@"; }
@@ -60,26 +61,30 @@ for q in ('UPDATE exams SET verdict=\"complete\"', 'DELETE FROM exams', 'UPDATE 
 # ---- drift ---------------------------------------------------------------------------------------
 # 2 of 3 incomplete (67% > 20%): the reference set runs. Labelled as predicted: no update.
 printf 'video,label\na_complete.mp4,complete\nb_nofundus.mp4,incomplete\nc_noantrum.mp4,incomplete\n' > "$T/refs_ok.csv"
-run "$T/drift_ok.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_ok.csv"
+# at the default minimum of 20 exams a batch of 3 is not judged at all
+run "$T/small.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_ok.csv"
+[ $rc -eq 0 ] || fail "a batch under the minimum: exit $rc, expected 0"
+check "$T/small.json" 'r["drift"]["min_exams"] == 20 and not r["drift"]["judged"] and not r["drift"]["alerted"] and not r["drift"]["reference_run"]' "3 exams are not judged"
+run "$T/drift_ok.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_ok.csv" --drift-min-exams 3
 [ $rc -eq 0 ] || fail "agreeing reference set: exit $rc, expected 0"
 check "$T/drift_ok.json" 'r["drift"]["alerted"] and r["drift"]["reference_run"] and not r["model_update_required"]' "alert, reference run, no update"
 check "$T/drift_ok.json" 'abs(r["drift"]["incomplete_share"] - 2/3) < 1e-9 and r["drift"]["reference_predicted_share"] == r["drift"]["reference_labelled_share"]' "shares"
 # labels saying all three are incomplete: labelled 100% vs predicted 67% -> 33 points > 5
 printf 'a_complete.mp4,incomplete\nb_nofundus.mp4,incomplete\nc_noantrum.mp4,incomplete\n' > "$T/refs_bad.csv"
-run "$T/drift_bad.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_bad.csv"
+run "$T/drift_bad.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_bad.csv" --drift-min-exams 3
 [ $rc -eq 3 ] || fail "disagreeing reference set: exit $rc, expected 3"
 check "$T/drift_bad.json" 'r["model_update_required"] and r["drift"]["reference_labelled_share"] == 1.0' "model_update_required in the JSON"
 [ "$(sql "$T/r.sqlite" "SELECT model_update_required FROM batches ORDER BY id DESC LIMIT 1")" -eq 1 ] || fail "model_update_required in the database"
 # a tolerance wider than the gap: no update
-run "$T/drift_tol.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_bad.csv" --drift-tolerance 40
+run "$T/drift_tol.json" "$T/r.sqlite" --batch "$T/list.txt" --reference "$T/refs_bad.csv" --drift-tolerance 40 --drift-min-exams 3
 [ $rc -eq 0 ] || fail "--drift-tolerance 40: exit $rc"
 # a batch of one complete exam: 0% incomplete, no alert, the reference set is not run
 echo a_complete.mp4 > "$T/one.txt"
-run "$T/noalert.json" "$T/r.sqlite" --batch "$T/one.txt" --reference "$T/refs_bad.csv"
+run "$T/noalert.json" "$T/r.sqlite" --batch "$T/one.txt" --reference "$T/refs_bad.csv" --drift-min-exams 1
 [ $rc -eq 0 ] || fail "no-alert batch: exit $rc"
 check "$T/noalert.json" 'not r["drift"]["alerted"] and not r["drift"]["reference_run"] and not r["model_update_required"]' "no alert"
 # every run above is a batch row; exams were stored once each (reference runs reuse them)
-[ "$(sql "$T/r.sqlite" "SELECT count(*) FROM batches")" -eq 5 ] || fail "one batches row per run"
+[ "$(sql "$T/r.sqlite" "SELECT count(*) FROM batches")" -eq 6 ] || fail "one batches row per run"
 [ "$(sql "$T/r.sqlite" "SELECT count(*) FROM exams")" -eq 3 ] || fail "exams stored once"
 # a missing video fails that exam, not the batch
 printf 'a_complete.mp4\nnot_there.mp4\n' > "$T/missing.txt"
