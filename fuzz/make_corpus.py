@@ -177,6 +177,8 @@ def manifest():
     put("manifest", "bad_version.json", json.dumps(dict(m, model_version="2026.x")).encode())
     put("manifest", "bad_missing_sha256.json", json.dumps({k: v for k, v in m.items() if k != "sha256"}).encode())
     put("manifest", "bad_size.json", json.dumps(dict(m, size=1.5)).encode())
+    put("manifest", "ok_min_accuracy.json", json.dumps(dict(m, min_reference_accuracy=0.9)).encode())
+    put("manifest", "bad_min_accuracy.json", json.dumps(dict(m, min_reference_accuracy=1.5)).encode())
     put("manifest", "bad_trailing.json", json.dumps(m).encode() + b"\n{}")
     put("manifest", "ok.sig", ("medinfer-signature-v1\nalgorithm: ed25519\nkey-id: 0123456789abcdef\n"
                                f"sha256: {HEX64}\nmodel-version: 2026.11.3\nsignature: {SIG128}\n").encode())
