@@ -55,6 +55,12 @@ put("ok_defaults.safetensors", meta(order=None, groups=None))
 ODD = ['say "ah"', "back\\slash", "x" * 63, "tab-free/ok", "ünïcode", "e", "f", "g"]
 put("ok_odd_labels.safetensors", meta(labels=ODD, order=None, groups={"odd": ODD[:3]}))
 put("ok_max_groups.safetensors", meta(groups={f"g{i}": [LABELS[i]] for i in range(8)}))
+# no site_groups: the standard fundus and antrum groups where the labels have them; {} means none
+STD = ["oesophagus", "cardia_scj", "antrum_gc", "antrum_pw", "antrum_aw", "antrum_lc", "duodenal_bulb",
+       "descending_duodenum", "fundus_gc", "fundus_pw", "fundus_aw", "fundus_lc"]
+put("ok_std_groups.safetensors", meta(labels=STD, order=None, groups=None))
+put("ok_std_no_fundus_lc.safetensors", meta(labels=STD[:-1], order=None, groups=None))
+put("ok_std_empty_groups.safetensors", meta(labels=STD, order=None, groups={}))
 
 # --- site_groups -----------------------------------------------------------------------------------
 REP = "metadata 'site_groups' group '%s' repeats '%s'"

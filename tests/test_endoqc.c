@@ -370,6 +370,9 @@ START_TEST(site_metadata_is_read)
     ck_assert_int_eq(s.min_frames, 2);
     ck_assert_double_eq(s.min_prob, 0.5);
     ck_assert_int_eq(s.site_threshold, 4);       /* nsites - 4, as 22 of 26 */
+    ck_assert_str_eq(s.groups_source, "standard");   /* no standard label: nothing applies, and it says so */
+    ck_assert_msg(strstr(s.groups_warning, "no 'fundus' re-sampling") && strstr(s.groups_warning, "'fundus_gc'")
+                  && strstr(s.groups_warning, "no 'antrum' re-sampling"), "%s", s.groups_warning);
     mi_weights_close(&w);
 
     open_meta(&w, "ok_odd_labels.safetensors");
@@ -383,6 +386,34 @@ START_TEST(site_metadata_is_read)
     open_meta(&w, "ok_max_groups.safetensors");
     ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
     ck_assert_int_eq(s.ngroups, MI_ENDOQC_MAX_GROUPS);
+    mi_weights_close(&w);
+
+    /* labels in this order: ... 2-5 antrum_gc..lc, 6-7 duodenum, 8-11 fundus_gc..lc */
+    open_meta(&w, "ok_std_groups.safetensors");
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_str_eq(s.groups_source, "standard");
+    ck_assert_str_eq(s.groups_warning, "");
+    ck_assert_int_eq(s.ngroups, 2);
+    ck_assert_str_eq(s.gname[0], "fundus");
+    ck_assert_str_eq(s.gname[1], "antrum");
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(s.gmember[0][i], 8 + i);
+        ck_assert_int_eq(s.gmember[1][i], 2 + i);
+    }
+    mi_weights_close(&w);
+
+    open_meta(&w, "ok_std_no_fundus_lc.safetensors");   /* a group applies whole or not at all */
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(s.ngroups, 1);
+    ck_assert_str_eq(s.gname[0], "antrum");
+    ck_assert_str_eq(s.groups_warning, "no 'fundus' re-sampling: the blob has no site_groups and no label 'fundus_lc'");
+    mi_weights_close(&w);
+
+    open_meta(&w, "ok_std_empty_groups.safetensors");   /* an explicit {} turns re-sampling off */
+    ck_assert_msg(mi_endoqc_sites_from_blob(&s, &w) == MI_OK, "%s", mi_last_error());
+    ck_assert_int_eq(s.ngroups, 0);
+    ck_assert_str_eq(s.groups_source, "metadata");
+    ck_assert_str_eq(s.groups_warning, "");
     mi_weights_close(&w);
 }
 END_TEST

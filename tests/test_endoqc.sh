@@ -6,7 +6,9 @@
 #   verdicts and the exact missing-site lists of a complete and an incomplete exam; duplicates
 #   dropped (at least every frozen frame the renderer repeated); the report's fields and
 #   provenance; the contact sheet; targeted re-sampling recovering a fundus that plain every-k-th
-#   sampling misses; a truncated file processed as far as it decodes, with the report saying so.
+#   sampling misses, with the blob's site_groups and, without them, by the standard groups; the
+#   site rule and the de-duplication window stated (the method's rule and window reachable); a
+#   truncated file processed as far as it decodes, with the report saying so.
 set -u
 . "$(dirname "$0")/endoqc_lib.sh"
 [ -f "$MODEL" ] || fail "$MODEL is missing (tools/train_sites.py writes it)"
@@ -75,6 +77,47 @@ check "$T/brief_plain.json" 'any(m.startswith("fundus_") for m in r["missing_sit
 check "$T/brief.json" 'not any(m.startswith("fundus_") for m in r["missing_sites"])' "re-sampling finds all four fundus sites"
 check "$T/brief.json" '[g for g in r["resampling"] if g["group"] == "fundus"][0]["recovered"] and r["frames"]["classified_resampling"] > 0' "the report names what re-sampling recovered"
 check "$T/brief.json" 'r["verdict"] == "complete" and r["missing_sites"] == []' "quick fundus exam is complete after re-sampling"
+check "$T/brief.json" 'r["provenance"]["thresholds"]["site_groups_source"] == "metadata" and r["provenance"]["thresholds"]["site_groups_warning"] is None' "the groups' source is stated"
+# the same blob without its site_groups key re-samples by the standard fundus and antrum groups
+"$PY" -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+h = json.loads(b[8:8 + n])
+del h['__metadata__']['site_groups']
+t = json.dumps(h).encode()
+t += b' ' * (-len(t) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(t)) + t + b[8 + n:])
+" "$MODEL" "$T/nogroups.safetensors" || fail "could not write the blob without site_groups"
+"$BIN" endoqc --model "$T/nogroups.safetensors" --out "$T/brief_std.json" "$T/brief.mp4" 2>"$T/brief_std.err" \
+    || { cat "$T/brief_std.err"; fail "endoqc with a blob without site_groups"; }
+check "$T/brief_std.json" 'r["provenance"]["thresholds"]["site_groups_source"] == "standard" and [g["group"] for g in r["resampling"]] == ["fundus", "antrum"]' "no site_groups: the standard groups"
+check "$T/brief_std.json" '[g for g in r["resampling"] if g["group"] == "fundus"][0]["recovered"] and r["verdict"] == "complete"' "no site_groups: the quick fundus is still recovered"
+grep -q "warning" "$T/brief_std.err" && { cat "$T/brief_std.err"; fail "standard labels must not warn"; }
+
+# ---- the rule that makes a site seen, and the de-duplication window, are stated --------------------
+check "$T/brief_plain.json" 'r["provenance"]["thresholds"]["site_rule"] == "agreement" and "at least 2 classified frames at probability >= 0.5" in r["provenance"]["thresholds"]["site_rule_text"]' "the default rule is stated"
+qc brief_method --no-resample --min-frames 1 --min-prob 0 "$T/brief.mp4"
+[ $rc -eq 0 ] || fail "endoqc --min-frames 1 --min-prob 0 exited $rc"
+check "$T/brief_method.json" 'r["provenance"]["thresholds"]["site_rule"] == "method" and "any classified frame" in r["provenance"]["thresholds"]["site_rule_text"]' "the method's rule is stated"
+"$PY" -c "
+import json, sys
+a, m = (json.load(open(p)) for p in sys.argv[1:3])
+# every classified frame counts: a site is seen as soon as it tops one frame, at any probability
+for s in m['sites']:
+    assert s['seen'] == (s['frames'] > 0), s
+assert m['distinct_sites'] >= a['distinct_sites'], (m['distinct_sites'], a['distinct_sites'])
+assert set(m['missing_sites']) <= set(a['missing_sites'])
+" "$T/brief_plain.json" "$T/brief_method.json" || fail "the method's rule counts every classified site"
+check "$T/brief_plain.json" 'r["provenance"]["thresholds"]["dup_window"] == 32 and r["provenance"]["thresholds"]["dup_compared_with"] == "the last 32 kept frames"' "the default window is stated"
+qc brief_all --dup-window all "$T/brief.mp4"
+[ $rc -eq 0 ] || fail "endoqc --dup-window all exited $rc"
+check "$T/brief_all.json" 'r["provenance"]["thresholds"]["dup_window"] == 0 and r["provenance"]["thresholds"]["dup_compared_with"] == "every kept frame"' "--dup-window all is stated"
+"$PY" -c "
+import json, sys
+w, a = (json.load(open(p))['frames'] for p in sys.argv[1:3])
+assert a['decoded'] == w['decoded'] and a['duplicates'] >= w['duplicates'] and a['kept'] <= w['kept'], (w, a)
+" "$T/brief.json" "$T/brief_all.json" || fail "comparing with every kept frame drops at least what the window drops"
 
 # ---- a truncated file ----------------------------------------------------------------------------
 size=$(wc -c < "$T/complete.mp4")

@@ -58,7 +58,8 @@ static void usage(FILE *f) {
         "  --site-threshold N   incomplete when distinct sites <= N (metadata\n"
         "                       endoqc_site_threshold, else 22 of 26)\n"
         "  --dup-threshold S    drop frames more similar than S to a recent kept one (default 0.90)\n"
-        "  --dup-window N       recent kept frames compared with (default 32)\n"
+        "  --dup-window N|all   recent kept frames compared with (default 32; all or 0: every\n"
+        "                       kept frame, as the method compares any two images)\n"
         "  --hash-size N        average hash of NxN cells, 2..8 (default 8)\n"
         "  --dark-level L       mean luma below which a frame is dark and skipped (default 16, 0 off)\n"
         "  --no-resample        no targeted re-sampling of missing fundus/antrum groups\n"
@@ -110,6 +111,9 @@ static int audit_exam(cli *c, const endoqc_model_ctx *mc, const mi_endoqc_result
     cJSON_AddNumberToObject(th, "site_threshold", r->opts.site_threshold);
     cJSON_AddNumberToObject(th, "every", r->opts.every);
     cJSON_AddNumberToObject(th, "dup_threshold", r->opts.dup_threshold);
+    cJSON_AddNumberToObject(th, "dup_window", r->opts.dup_window);
+    cJSON_AddStringToObject(th, "site_rule", mi_endoqc_site_rule(&r->opts));
+    cJSON_AddStringToObject(th, "site_groups_source", r->groups_source);
     cJSON_AddStringToObject(res, "verdict", r->complete ? "complete" : "incomplete");
     cJSON_AddNumberToObject(res, "distinct_sites", r->distinct);
     cJSON *missing = mi_endoqc_missing_sites(r);
@@ -522,7 +526,10 @@ int cmd_endoqc(int argc, char **argv) {
         else if (!strcmp(a, "--min-prob")) bad = parse_num(a, v, 0, 1, &c.o.min_prob);
         else if (!strcmp(a, "--site-threshold")) { bad = parse_num(a, v, 0, MI_ENDOQC_MAX_SITES, &x); c.o.site_threshold = (int)x; }
         else if (!strcmp(a, "--dup-threshold")) bad = parse_num(a, v, 0, 1, &c.o.dup_threshold);
-        else if (!strcmp(a, "--dup-window")) { bad = parse_num(a, v, 1, 1e6, &x); c.o.dup_window = (int)x; }
+        else if (!strcmp(a, "--dup-window")) {
+            if (!strcmp(v, "all")) c.o.dup_window = 0;
+            else { bad = parse_num(a, v, 0, 1e6, &x); c.o.dup_window = (int)x; }
+        }
         else if (!strcmp(a, "--hash-size")) { bad = parse_num(a, v, 2, 8, &x); c.o.hash_size = (int)x; }
         else if (!strcmp(a, "--dark-level")) { bad = parse_num(a, v, 0, 255, &x); c.o.dark_level = (int)x; }
         else if (!strcmp(a, "--infer-batch")) { bad = parse_num(a, v, 1, MI_ENDOQC_MAX_BATCH, &x); c.infer_batch = (int)x; }
@@ -552,6 +559,8 @@ int cmd_endoqc(int argc, char **argv) {
      * refused, 1 for a blob that cannot be used */
     mi_status st = mi_endoqc_model_open(&c.cur.m, c.cur.path, c.infer_batch, c.trust.pubkey, &c.cur.ti);
     if (st != MI_OK) return mi_trust_cli_fail("endoqc", st);
+    const mi_endoqc_sites *ms = mi_endoqc_model_sites(c.cur.m);
+    if (ms->groups_warning[0]) fprintf(stderr, "medinfer endoqc: warning: %s: %s\n", c.cur.path, ms->groups_warning);
     int rc = MI_EXIT_OK;
     if (c.reference && read_list(c.reference, true, &c.refs, &c.nref) != 0) rc = MI_EXIT_FAIL;
     else if (c.db && mi_endoqc_db_open(&c.dbh, c.db) != MI_OK) rc = mi_cli_error("endoqc");

@@ -1,5 +1,6 @@
 /* pipelines/endoqc/endoqc.c - decode, dedup, sample, classify, re-sample, decide (see endoqc.h). */
 #include "pipelines/endoqc/endoqc.h"
+#include "pipelines/endoqc/sites.h"
 #include "nn/model.h"
 #include "weights/sha256.h"
 
@@ -206,12 +207,42 @@ done:
     return st;
 }
 
+/* No site_groups key: a blob trained on the guideline's sites still gets its fundus and antrum
+ * re-sampled. A group is applied only whole (a partial group would re-sample a window that is not
+ * the group's); one that cannot be is named in the warning, with the first label missing. */
+static void standard_groups(mi_endoqc_sites *s) {
+    s->groups_source = "standard";
+    size_t used = 0;
+    for (int g = 0; g < MI_ENDOQC_NSTD_GROUPS; g++) {
+        const mi_endoqc_std_group *sg = &mi_endoqc_std_groups[g];
+        int k = s->ngroups, missing = -1;
+        for (int i = 0; i < 4 && missing < 0; i++) {
+            int c = label_index(s, sg->members[i]);
+            if (c < 0) missing = i;
+            else s->gmember[k][i] = s->pos_of_cls[c];
+        }
+        if (missing < 0) {
+            s->gsize[k] = 4;
+            set_str(s->gname[k], sizeof s->gname[k], sg->name);
+            s->ngroups++;
+        } else if (used < sizeof s->groups_warning) {
+            char b[100];
+            used += (size_t)snprintf(s->groups_warning + used, sizeof s->groups_warning - used,
+                                     "%sno '%s' re-sampling: the blob has no site_groups and no label '%s'",
+                                     used ? "; " : "", sg->name, shown(b, sg->members[missing]));
+        }
+    }
+}
+
 mi_status mi_endoqc_sites_from_blob(mi_endoqc_sites *s, const mi_weights *w) {
     memset(s, 0, sizeof *s);
     mi_status st;
     if ((st = parse_labels(s, w)) != MI_OK) return st;
     if (mi_weights_meta(w, "site_order") && (st = parse_order(s, w)) != MI_OK) return st;
-    if (mi_weights_meta(w, "site_groups") && (st = parse_groups(s, w)) != MI_OK) return st;
+    s->groups_source = "metadata";
+    if (mi_weights_meta(w, "site_groups")) {
+        if ((st = parse_groups(s, w)) != MI_OK) return st;
+    } else standard_groups(s);
     long long v;
     s->min_frames = 2;
     s->min_prob = 0.5;
@@ -299,6 +330,7 @@ void mi_endoqc_model_close(mi_endoqc_model *m) {
 
 const char *mi_endoqc_model_sha256(const mi_endoqc_model *m) { return mi_model_sha256(m->net); }
 const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m) { return mi_model_weights(m->net); }
+const mi_endoqc_sites *mi_endoqc_model_sites(const mi_endoqc_model *m) { return &m->s; }
 
 /* ---- one run ----------------------------------------------------------------------------- */
 
@@ -446,9 +478,12 @@ static mi_status push_kept(run_ctx *c, const mi_video_frame *f) {
 static mi_status first_pass(run_ctx *c) {
     const mi_endoqc_opts *o = c->o;
     mi_endoqc_result *r = c->r;
-    uint64_t *ring = calloc((size_t)o->dup_window, sizeof *ring);
+    /* window 0 compares with every kept frame: the hashes grow with the kept frames (8 bytes
+     * each, beside their 24-byte records), the comparisons with their square */
+    size_t cap = o->dup_window ? (size_t)o->dup_window : 1024, nring = 0, head = 0;
+    uint64_t *ring = malloc(cap * sizeof *ring);
     if (!ring) return MI_FAIL(MI_ERR_NOMEM, "out of memory");
-    int nring = 0, head = 0, bits = o->hash_size * o->hash_size;
+    int bits = o->hash_size * o->hash_size;
     /* similarity > threshold  <=>  hamming distance < bits * (1 - threshold) */
     double max_dist = bits * (1.0 - o->dup_threshold);
     mi_status st = MI_OK;
@@ -466,15 +501,25 @@ static mi_status first_pass(run_ctx *c) {
         bool dup = false;
         if (luma < o->dark_level) r->dark++;
         else {
-            for (int i = 0; i < nring && !dup; i++) dup = __builtin_popcountll(h ^ ring[i]) < max_dist;
+            for (size_t i = 0; i < nring && !dup; i++) dup = __builtin_popcountll(h ^ ring[i]) < max_dist;
             if (dup) r->duplicates++;
         }
         r->t_dedup += now_ms() - t1;
         progress(c, f.t_ms, false);
         if (luma < o->dark_level || dup) continue;
-        ring[head] = h;   /* the oldest kept hash leaves the window */
-        head = (head + 1) % o->dup_window;
-        if (nring < o->dup_window) nring++;
+        if (o->dup_window > 0) {
+            ring[head] = h;   /* the oldest kept hash leaves the window */
+            head = (head + 1) % cap;
+            if (nring < cap) nring++;
+        } else {
+            if (nring == cap) {
+                uint64_t *p = realloc(ring, 2 * cap * sizeof *ring);
+                if (!p) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory after %zu kept frames", r->video, nring); break; }
+                ring = p;
+                cap *= 2;
+            }
+            ring[nring++] = h;
+        }
         if ((st = push_kept(c, &f)) != MI_OK) break;
         r->kept++;
         if ((r->kept - 1) % o->every == 0 && (st = add_to_batch(c, &f, c->nkept - 1)) != MI_OK) break;
@@ -581,20 +626,28 @@ static void resolve(const mi_endoqc_model *m, mi_endoqc_opts *o, char source[3][
     if (o->site_threshold < 0) o->site_threshold = s->site_threshold;
 }
 
+const char *mi_endoqc_site_rule(const mi_endoqc_opts *o) {
+    return o->min_frames == 1 && o->min_prob == 0 ? "method" : "agreement";
+}
+
+/* A setting added later is appended only when it differs from what earlier versions did, so that
+ * their rows still resume: the standard groups (earlier, a blob without site_groups re-sampled
+ * nothing). */
 void mi_endoqc_settings(const mi_endoqc_model *m, const mi_endoqc_opts *in, char *buf, size_t n) {
     mi_endoqc_opts o = *in;
     char source[3][16];
     resolve(m, &o, source);
     snprintf(buf, n, "every=%d hash=%d dup=%.4f window=%d dark=%d min_frames=%d min_prob=%.4f threshold=%d "
-             "resample=%d resize=%d input=%d", o.every, o.hash_size, o.dup_threshold, o.dup_window, o.dark_level,
-             o.min_frames, o.min_prob, o.site_threshold, o.resample, m->pre.resize, m->pre.crop);
+             "resample=%d resize=%d input=%d%s", o.every, o.hash_size, o.dup_threshold, o.dup_window, o.dark_level,
+             o.min_frames, o.min_prob, o.site_threshold, o.resample, m->pre.resize, m->pre.crop,
+             strcmp(m->s.groups_source, "standard") || m->s.ngroups == 0 ? "" : " groups=standard");
 }
 
 mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_opts *o_in, mi_endoqc_result *r) {
     memset(r, 0, sizeof *r);
     double t_start = now_ms();
     mi_endoqc_opts o = *o_in;
-    if (o.every < 1 || o.hash_size < 2 || o.hash_size > 8 || o.dup_window < 1 || !(o.dup_threshold >= 0 && o.dup_threshold <= 1))
+    if (o.every < 1 || o.hash_size < 2 || o.hash_size > 8 || o.dup_window < 0 || !(o.dup_threshold >= 0 && o.dup_threshold <= 1))
         return MI_FAIL(MI_ERR_ARG, "endoqc: invalid options (every %d, hash %d, window %d, threshold %g)",
                        o.every, o.hash_size, o.dup_window, o.dup_threshold);
     resolve(m, &o, r->threshold_source);
@@ -605,6 +658,8 @@ mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_o
     snprintf(r->model_arch, sizeof r->model_arch, "%s", mi_model_arch(m->net));
     snprintf(r->model_version, sizeof r->model_version, "%s", mi_weights_meta(w, "model_version") ? mi_weights_meta(w, "model_version") : "");
     snprintf(r->model_sha256, sizeof r->model_sha256, "%s", w->sha256);
+    set_str(r->groups_source, sizeof r->groups_source, m->s.groups_source);
+    set_str(r->groups_warning, sizeof r->groups_warning, m->s.groups_warning);
     r->input_size = m->pre.crop;
     r->batch = m->batch;
     r->nsites = m->s.nsites;
@@ -778,6 +833,20 @@ char *mi_endoqc_report_json(const mi_endoqc_result *r) {
     cJSON_AddNumberToObject(th, "dark_level", r->opts.dark_level);
     cJSON_AddBoolToObject(th, "resample", r->opts.resample);
     cJSON_AddNumberToObject(th, "batch", r->batch);
+    char text[160];
+    cJSON_AddStringToObject(th, "site_rule", mi_endoqc_site_rule(&r->opts));
+    if (!strcmp(mi_endoqc_site_rule(&r->opts), "method"))
+        snprintf(text, sizeof text, "a site is seen when it is the top class of any classified frame");
+    else
+        snprintf(text, sizeof text, "a site is seen when it is the top class of at least %d classified frame%s "
+                 "at probability >= %g", r->opts.min_frames, r->opts.min_frames == 1 ? "" : "s", r->opts.min_prob);
+    cJSON_AddStringToObject(th, "site_rule_text", text);
+    if (r->opts.dup_window) snprintf(text, sizeof text, "the last %d kept frames", r->opts.dup_window);
+    else snprintf(text, sizeof text, "every kept frame");
+    cJSON_AddStringToObject(th, "dup_compared_with", text);
+    cJSON_AddStringToObject(th, "site_groups_source", r->groups_source);
+    if (r->groups_warning[0]) cJSON_AddStringToObject(th, "site_groups_warning", r->groups_warning);
+    else cJSON_AddNullToObject(th, "site_groups_warning");
     cJSON *src = cJSON_AddObjectToObject(th, "source");
     cJSON_AddStringToObject(src, "min_frames", r->threshold_source[0]);
     cJSON_AddStringToObject(src, "min_prob", r->threshold_source[1]);

@@ -40,7 +40,7 @@ typedef struct {
     int    every;          /* classify every k-th kept frame (default 3) */
     int    hash_size;      /* average hash of hash_size x hash_size cells, 2..8 (default 8: 64 bits) */
     double dup_threshold;  /* drop a frame more similar than this to a recent kept frame (0.90) */
-    int    dup_window;     /* how many recent kept frames it is compared with (32) */
+    int    dup_window;     /* how many recent kept frames it is compared with (32; 0: all of them) */
     int    dark_level;     /* mean luma 0..255 below which a frame shows nothing (16; 0: off) */
     int    min_frames;     /* frames that must agree for a site to count; <= 0: metadata, else 2 */
     double min_prob;       /* softmax probability a frame needs to count; < 0: metadata, else 0.5 */
@@ -56,7 +56,9 @@ void mi_endoqc_opts_default(mi_endoqc_opts *o);
 /* What a site classifier's metadata says about its sites:
  *   labels                 JSON array of the class names (class index -> site label)
  *   site_order             JSON array: the labels in the guideline's preset order (default: labels)
- *   site_groups            JSON object: group name -> array of labels, re-sampled when incomplete
+ *   site_groups            JSON object: group name -> array of labels, re-sampled when incomplete;
+ *                          without the key, each standard group (sites.h) whose labels the blob
+ *                          has, and a warning naming what is missing; {} turns re-sampling off
  *   endoqc_min_frames, endoqc_min_prob, endoqc_site_threshold   the verdict defaults
  * The metadata is outside input even in a signed blob (a signature says who made it, not that it
  * is well-formed), so every count, length and index is bounded and repeats are refused. */
@@ -69,6 +71,8 @@ typedef struct {
     char   gname[MI_ENDOQC_MAX_GROUPS][MI_ENDOQC_GROUP_MAX];
     int    gsize[MI_ENDOQC_MAX_GROUPS];
     int    gmember[MI_ENDOQC_MAX_GROUPS][MI_ENDOQC_MAX_SITES];  /* preset positions, no repeats */
+    const char *groups_source;               /* "metadata" | "standard" (no site_groups key) */
+    char   groups_warning[256];              /* "" unless a standard group could not be applied */
     bool   meta_min_frames, meta_min_prob, meta_threshold;      /* given by the metadata */
     int    min_frames, site_threshold;       /* metadata values, else 2 and nsites - 4 */
     double min_prob;                         /* metadata value, else 0.5 */
@@ -89,6 +93,7 @@ mi_status mi_endoqc_model_open(mi_endoqc_model **out, const char *blob, int batc
 void      mi_endoqc_model_close(mi_endoqc_model *m);
 const char *mi_endoqc_model_sha256(const mi_endoqc_model *m);
 const mi_weights *mi_endoqc_model_weights(const mi_endoqc_model *m);   /* for trust checks */
+const mi_endoqc_sites *mi_endoqc_model_sites(const mi_endoqc_model *m);
 
 typedef struct {
     char     label[MI_ENDOQC_LABEL_MAX];
@@ -134,6 +139,8 @@ typedef struct {
     /* what decided it */
     mi_endoqc_opts opts;            /* after metadata defaults were applied */
     char threshold_source[3][16];   /* min_frames, min_prob, site_threshold: option|metadata|default */
+    char groups_source[16];         /* where the re-sampling groups came from: metadata|standard */
+    char groups_warning[256];       /* "" unless a standard group could not be applied */
     /* model */
     char model_path[512], model_arch[32], model_version[64], model_sha256[65];
     int  input_size, batch;
@@ -146,6 +153,11 @@ typedef struct {
  * no video stream) or resources, and name the file. */
 mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_opts *o, mi_endoqc_result *r);
 void      mi_endoqc_result_free(mi_endoqc_result *r);
+
+/* The rule that made a site "seen", in words for the report: "method" when any classified frame
+ * counts (min_frames 1, min_prob 0: the published method counts every classified site), else
+ * "agreement" (min_frames frames at min_prob, the default's guard against one stray frame). */
+const char *mi_endoqc_site_rule(const mi_endoqc_opts *o);
 
 /* The JSON report (stable field names; docs/endoqc.md). malloc'd, NUL-terminated. */
 char *mi_endoqc_report_json(const mi_endoqc_result *r);

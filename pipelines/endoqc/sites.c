@@ -12,3 +12,8 @@ const char *const mi_endoqc_site_names[MI_ENDOQC_NSITES] = {
     "retroflex_mid_upper_body_pw", "retroflex_mid_upper_body_aw",        /* 24-26 */
     "retroflex_mid_upper_body_lc",
 };
+
+const mi_endoqc_std_group mi_endoqc_std_groups[MI_ENDOQC_NSTD_GROUPS] = {
+    { "fundus", { "fundus_gc", "fundus_pw", "fundus_aw", "fundus_lc" } },
+    { "antrum", { "antrum_gc", "antrum_pw", "antrum_aw", "antrum_lc" } },
+};
