@@ -10,6 +10,9 @@
 #                in which every site group was found costs
 #   worst case:  the defaults; a random network finds no fundus or antrum, so both groups are
 #                re-sampled over the whole video: every kept frame ends up classified once
+#   window all:  the first pass with --dup-window all (each frame compared with every kept frame,
+#                as the method compares any two images, instead of the last 32): its dedup cost
+#                and the frames it keeps beside the window's
 # The video and blob are made once and kept in BUILD_DIR/bench_endoqc/.
 set -eu
 B=${1:-build}
@@ -52,8 +55,9 @@ run() {  # NAME [options]
 }
 run first --no-resample
 run worst
+run first_all --no-resample --dup-window all
 
-"$PY" - "$d/first.json" "$d/worst.json" "$threads" <<'EOF'
+"$PY" - "$d/first.json" "$d/worst.json" "$threads" "$d/first_all.json" <<'EOF'
 import json, sys
 print(f"endoqc bench: 5-minute 1280x720 25 fps H.264 synthetic gastroscopy, ResNet-50 at 224 "
       f"(random weights, 26 sites), {sys.argv[3]} threads")
@@ -79,4 +83,9 @@ for path, title in ((sys.argv[1], "first pass (every 3rd kept frame classified, 
     print(f"  {'other (open, report)':26s} {other / 1000:8.2f} {'':7s} {'':9s} {100 * other / t['total']:5.1f}%")
     print(f"  end to end: {total:.1f} s for {video_s:.0f} s of video = {f['decoded'] / total:.1f} frames/s, "
           f"{video_s / total:.2f}x real time ({'faster' if video_s > total else 'SLOWER'} than real time)")
+w, a = (json.load(open(p)) for p in (sys.argv[1], sys.argv[4]))
+print("\nde-duplication window (first pass):")
+for title, r in (("last 32 kept frames", w), ("every kept frame", a)):
+    print(f"  {title:22s} kept {r['frames']['kept']:6d}, classified {r['frames']['classified']:5d}, "
+          f"dedup {r['timing_ms']['dedup'] / 1000:6.2f} s, total {r['timing_ms']['total'] / 1000:6.1f} s")
 EOF
