@@ -1,6 +1,7 @@
 /* fuzz/fuzz_image.c - still-image decoding (pipelines/io/image.c: our header checks, then
- * stb_image) and the classifier preprocessing (pipelines/io/preprocess.c) on what it decodes,
- * downscaling and upscaling, with the crop inside and larger than the resized image.
+ * stb_image) and the classifier preprocessing (ops/preprocess.c) on what it decodes,
+ * downscaling and upscaling, with the crop inside and larger than the resized image, and in
+ * squash mode (Resize((S, S))).
  *
  * Decoding costs stb_image time in proportion to the pixels the header claims (a JPEG cut short
  * is decoded as zeros), so images that pass the library's checks (mi_image_info_memory) but are
@@ -50,6 +51,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 float v = out[c * crop * crop + i];
                 FUZZ_CHECK(v >= (0 - mean[c]) / std[c] - 1e-5f && v <= (1 - mean[c]) / std[c] + 1e-5f,
                            "preprocess %d/%d channel %d pixel %d = %g", sizes[k].resize, crop, c, i, v);
+            }
+    }
+    /* resize_mode squash (Resize((S, S)), no crop): one size down or up per axis */
+    static const int squash[] = { 10, 3 };
+    for (size_t k = 0; k < sizeof squash / sizeof *squash; k++) {
+        const int S = squash[k];
+        mi_preprocess_spec p = { .resize = S, .crop = S, .resize_mode = MI_RESIZE_SQUASH };
+        memcpy(p.mean, mean, sizeof p.mean);
+        memcpy(p.std, std, sizeof p.std);
+        FUZZ_CHECK(mi_preprocess_rgb8(img.px, img.w, img.h, (size_t)img.w * 3, &p, out) == MI_OK,
+                   "squash to %d of %dx%d: %s", S, img.w, img.h, mi_last_error());
+        for (int c = 0; c < 3; c++)
+            for (int i = 0; i < S * S; i++) {
+                float v = out[c * S * S + i];
+                FUZZ_CHECK(v >= (0 - mean[c]) / std[c] - 1e-5f && v <= (1 - mean[c]) / std[c] + 1e-5f,
+                           "squash %d channel %d pixel %d = %g", S, c, i, v);
             }
     }
     mi_image_free(&img);

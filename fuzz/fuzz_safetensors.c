@@ -98,9 +98,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(strstr(mi_last_error(), NAME) != NULL, "site metadata refusal does not name the blob: %s",
                    mi_last_error());
     mi_preprocess_spec spec;                                                       /* classify */
-    if (mi_preprocess_spec_from_blob(&spec, &w) == MI_OK)
+    if (mi_preprocess_spec_from_blob(&spec, &w) == MI_OK) {
         FUZZ_CHECK(spec.crop >= 1 && spec.resize >= 1 && spec.std[0] > 0 && spec.std[1] > 0 && spec.std[2] > 0,
                    "spec crop %d resize %d", spec.crop, spec.resize);
+        FUZZ_CHECK(spec.resize_mode == MI_RESIZE_CROP ||
+                   (spec.resize_mode == MI_RESIZE_SQUASH && spec.resize == spec.crop),
+                   "spec resize_mode %d with resize %d, crop %d", (int)spec.resize_mode, spec.resize, spec.crop);
+    } else {
+        FUZZ_CHECK(strstr(mi_last_error(), NAME) != NULL, "preprocessing refusal does not name the blob: %s",
+                   mi_last_error());
+    }
     mi_rcnn_config rc;                                                            /* detectors */
     for (int ch = 1; ch <= 3; ch += 2)
         if (mi_rcnn_config_from_blob(&rc, &w, ch) == MI_OK)

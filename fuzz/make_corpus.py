@@ -103,6 +103,14 @@ def safetensors():
         b'"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', bytes(8)))
     put("safetensors", "bad_labels_count", blob_bytes({"a": torch.ones(1)}, dict(META, num_classes="5")))
     put("safetensors", "bad_mean_nan", blob_bytes({"a": torch.ones(1)}, {"mean": "[NaN, 0, 0]"}))
+    # resize_mode: squash (Resize((S, S)); 'resize' absent or equal to input_size), crop stated,
+    # an unknown mode, and squash contradicted by a 'resize' of its own
+    no_resize = {k: v for k, v in META.items() if k != "resize"}
+    put("safetensors", "ok_resize_mode_squash", blob_bytes({}, dict(no_resize, resize_mode="squash")))
+    put("safetensors", "ok_resize_mode_squash_resize", blob_bytes({}, dict(META, resize_mode="squash", resize="32")))
+    put("safetensors", "ok_resize_mode_crop", blob_bytes({}, dict(META, resize_mode="crop")))
+    put("safetensors", "bad_resize_mode_unknown", blob_bytes({}, dict(META, resize_mode="stretch")))
+    put("safetensors", "bad_resize_mode_squash_resize", blob_bytes({}, dict(META, resize_mode="squash")))
     put("safetensors", "bad_header_length", struct.pack("<Q", 1 << 40) + b"{}")
 
 

@@ -95,18 +95,37 @@ MI_API int         mi_model_input_channels(const mi_model *m);
 MI_API int         mi_model_spatial_dims(const mi_model *m);
 
 /* ---- preprocessing ---------------------------------------------------------------------------
- * torchvision's  Resize(resize, bilinear, antialias=True) -> CenterCrop(crop) -> ToTensor ->
- * Normalize(mean, std)  on decoded 8-bit RGB pixels, bit for bit torch's scalar kernel. */
+ * The transform a classifier was trained with, on decoded 8-bit RGB pixels, bit for bit torch's
+ * scalar kernel (bilinear, antialias=True, rounded back to uint8 as torchvision does), one of:
+ *   MI_RESIZE_CROP    Resize(resize) -> CenterCrop(crop) -> ToTensor -> Normalize(mean, std)
+ *                     (the shorter side to `resize`, aspect kept, then the centre crop x crop)
+ *   MI_RESIZE_SQUASH  Resize((crop, crop)) -> ToTensor -> Normalize(mean, std)
+ *                     (straight to crop x crop, aspect not kept, nothing cut off; resize == crop)
+ * A model must be fed the way it was trained; the blob says which (metadata 'resize_mode'). */
+typedef enum {
+    MI_RESIZE_CROP = 0,  /* zero: a spec initialised without the field keeps this behaviour */
+    MI_RESIZE_SQUASH = 1,
+} mi_resize_mode;
+
 typedef struct {
-    int   resize;        /* shorter side is resized to this */
-    int   crop;          /* then the centre crop x crop */
+    int   resize;        /* crop mode: the shorter side is resized to this; squash: == crop */
+    int   crop;          /* the output is crop x crop: the network's input size */
     float mean[3], std[3];
+    /* Appended after the fields above, which keep their offsets: a designated or zero
+     * initialiser that leaves it out gets MI_RESIZE_CROP, the only behaviour before it. A
+     * program that fills its own spec and was compiled against a medinfer.h without this field
+     * must be recompiled (the library reads it); one that passes mi_model_preprocess()'s pointer
+     * needs nothing. */
+    mi_resize_mode resize_mode;
 } mi_preprocess_spec;
 
-/* What the blob's metadata asks for: crop = input_size, resize = 'resize' if present, else
- * round(input_size * 256 / 224), mean/std (ImageNet's when absent). */
+/* What the blob's metadata asks for: crop = input_size; resize_mode = 'resize_mode' ("crop",
+ * the default, or "squash"); resize = 'resize' if present, else round(input_size * 256 / 224) in
+ * crop mode and input_size in squash mode (where a 'resize' other than input_size is refused at
+ * open); mean/std (ImageNet's when absent). */
 MI_API const mi_preprocess_spec *mi_model_preprocess(const mi_model *m);
-/* rgb: h rows of w RGB pixels, `stride` bytes apart. out: [3, crop, crop] float32. */
+/* rgb: h rows of w RGB pixels, `stride` bytes apart. out: [3, crop, crop] float32. MI_ERR_ARG for
+ * a resize_mode outside the enum, or squash with resize != crop. */
 MI_API mi_status mi_preprocess_rgb8(const uint8_t *rgb, int w, int h, size_t stride,
                                     const mi_preprocess_spec *p, float *out);
 

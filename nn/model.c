@@ -116,13 +116,39 @@ static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f }, imagenet_std[3
 
 #define MAX_SIZE (1 << 14)
 
+/* 'resize_mode': absent or "crop" (Resize + CenterCrop), "squash" (Resize((S, S))). The reader
+ * checks the same at open (weights/safetensors.c); this is the definition the commands use. */
+static mi_status resize_mode_from_blob(const mi_weights *w, mi_resize_mode *mode) {
+    const char *v = mi_weights_meta(w, "resize_mode");
+    *mode = MI_RESIZE_CROP;
+    if (!v || !strcmp(v, "crop")) return MI_OK;
+    if (!strcmp(v, "squash")) {
+        *mode = MI_RESIZE_SQUASH;
+        return MI_OK;
+    }
+    return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'resize_mode' = '%.40s' is not 'crop' or 'squash'", w->path, v);
+}
+
+/* Squash resizes straight to S x S: a 'resize' that says otherwise contradicts it. */
+static mi_status squash_resize_check(const mi_weights *w, long long resize, long long input_size) {
+    if (resize == input_size) return MI_OK;
+    return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'resize' = %lld, but 'resize_mode' squash resizes straight to "
+                   "input_size %lld x %lld (leave 'resize' out or make it %lld)", w->path, resize, input_size,
+                   input_size, input_size);
+}
+
 mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *w) {
     long long input_size = 224, resize;
+    mi_resize_mode mode;
     mi_status st;
     if (mi_weights_meta(w, "input_size") && (st = mi_weights_meta_int(w, "input_size", 1, MAX_SIZE, &input_size)))
         return st;
+    if ((st = resize_mode_from_blob(w, &mode)) != MI_OK) return st;
     if (mi_weights_meta(w, "resize")) {
         if ((st = mi_weights_meta_int(w, "resize", 1, MAX_SIZE, &resize)) != MI_OK) return st;
+        if (mode == MI_RESIZE_SQUASH && (st = squash_resize_check(w, resize, input_size)) != MI_OK) return st;
+    } else if (mode == MI_RESIZE_SQUASH) {
+        resize = input_size;
     } else {
         resize = (input_size * 256 + 112) / 224;  /* the ImageNet 256 -> 224 ratio; never a tie */
     }
@@ -135,6 +161,7 @@ mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *
             return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'std' has %g, expected > 0", w->path, p->std[c]);
     p->crop = (int)input_size;
     p->resize = (int)resize;
+    p->resize_mode = mode;
     return MI_OK;
 }
 
@@ -190,7 +217,16 @@ mi_status mi_model_open_weights(mi_model **out, mi_weights *w) {
         goto fail;
     }
     if ((st = mi_preprocess_spec_from_blob(&m->pre, &m->w))) goto fail;
-    if (m->arch->default_size && !mi_weights_meta(&m->w, "input_size")) m->pre.crop = m->arch->default_size;
+    if (m->arch->default_size && !mi_weights_meta(&m->w, "input_size")) {
+        m->pre.crop = m->arch->default_size;
+        if (m->pre.resize_mode == MI_RESIZE_SQUASH) {   /* squash follows the input size */
+            long long r = m->pre.crop;
+            if (mi_weights_meta(&m->w, "resize") && (st = mi_weights_meta_int(&m->w, "resize", 1, MAX_SIZE, &r)))
+                goto fail;
+            if ((st = squash_resize_check(&m->w, r, m->pre.crop))) goto fail;
+            m->pre.resize = m->pre.crop;
+        }
+    }
     if ((st = m->arch->load(&m->net, &m->w, arch, m->pre.crop, m->pre.crop, &m->num_classes, &m->channels,
                             &m->outputs, &m->noutputs)))
         goto fail;

@@ -28,7 +28,10 @@ const mi_weights *mi_model_weights(const mi_model *m);
 
 /* What a blob's metadata asks of the preprocessing (the one definition every command uses):
  *   crop   = 'input_size', default 224
- *   resize = 'resize' when present, else round(input_size * 256 / 224)   (224 -> 256, 32 -> 37)
+ *   resize_mode = 'resize_mode': "crop" (default; Resize(resize) + CenterCrop(crop)) or "squash"
+ *            (Resize((crop, crop))); anything else is refused naming the blob and the key
+ *   resize = 'resize' when present, else round(input_size * 256 / 224)   (224 -> 256, 32 -> 37);
+ *            in squash mode input_size, and a 'resize' other than input_size is refused
  *   mean, std = 'mean', 'std' (3 numbers each, std > 0), default ImageNet's */
 mi_status mi_preprocess_spec_from_blob(mi_preprocess_spec *p, const mi_weights *w);
 

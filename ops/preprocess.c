@@ -7,6 +7,10 @@
  *       torch.round()ed (half to even) back to uint8 (functional_tensor.py _cast_squeeze_out).
  *   CenterCrop(crop)   offsets int(round((size - crop) / 2.0)) (half to even); zero padding when
  *                      the image is smaller than the crop (functional.py center_crop()).
+ * or, for a model trained on whole frames scaled to the network's input (MI_RESIZE_SQUASH):
+ *   Resize((crop, crop), BILINEAR, antialias=True)   the same kernel and rounding with both output
+ *                      sides given, so each axis has its own scale; no crop. It is the crop path
+ *                      with the resized size set to crop x crop, whose centre crop is the whole.
  *   ToTensor           x / 255 in float32.
  *   Normalize          (x - mean) / std in float32.
  *
@@ -186,6 +190,10 @@ static void crop_axis(int64_t n, int crop, int64_t *pad, int64_t *off) {
     *off = d % 2 == 0 ? d / 2 : (d / 2) % 2 == 0 ? d / 2 : d / 2 + 1;
 }
 
+const char *mi_resize_mode_name(mi_resize_mode m) {
+    return m == MI_RESIZE_CROP ? "crop" : m == MI_RESIZE_SQUASH ? "squash" : "?";
+}
+
 mi_status mi_preprocess_rgb8(const uint8_t *rgb, int w, int h, size_t stride,
                              const mi_preprocess_spec *p, float *out) {
     const rgb_src src = { rgb, w, h, stride }, *img = &src;
@@ -195,12 +203,19 @@ mi_status mi_preprocess_rgb8(const uint8_t *rgb, int w, int h, size_t stride,
     if (st) return st;
     if (resize < 1 || resize > MAX_SIZE || crop < 1 || crop > MAX_SIZE)
         return MI_FAIL(MI_ERR_ARG, "resize %d / crop %d outside 1..%d", resize, crop, MAX_SIZE);
+    if (p->resize_mode != MI_RESIZE_CROP && p->resize_mode != MI_RESIZE_SQUASH)
+        return MI_FAIL(MI_ERR_ARG, "resize_mode %d is neither MI_RESIZE_CROP nor MI_RESIZE_SQUASH",
+                       (int)p->resize_mode);
+    const bool squash = p->resize_mode == MI_RESIZE_SQUASH;
+    if (squash && resize != crop)
+        return MI_FAIL(MI_ERR_ARG, "resize_mode squash resizes straight to crop %d x %d, but resize is %d",
+                       crop, crop, resize);
     for (int c = 0; c < 3; c++)
         if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0))
             return MI_FAIL(MI_ERR_ARG, "normalization channel %d: mean %g, std %g (std must be > 0)",
                            c, mean[c], std[c]);
-    int64_t lw, lh;
-    resized_dims(img->w, img->h, resize, &lw, &lh);
+    int64_t lw = crop, lh = crop;   /* squash: Resize((crop, crop)), then a crop of the whole */
+    if (!squash) resized_dims(img->w, img->h, resize, &lw, &lh);
     if (lw > INT32_MAX || lh > INT32_MAX)  /* a 1 x 10^8 strip: only the crop is computed, but */
         return MI_FAIL(MI_ERR_ARG, "resizing a %dx%d image to short side %d gives %lldx%lld, too "
                        "large", img->w, img->h, resize, (long long)lw, (long long)lh);

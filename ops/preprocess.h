@@ -14,4 +14,7 @@ void      mi_resize_shorter_size(int w, int h, int size, int *ow, int *oh);
 mi_status mi_resize_aa_rgb8(uint8_t *dst, int ow, int oh, const uint8_t *src, int w, int h,
                             size_t stride);
 
+/* "crop" / "squash": the metadata value, as reports print it ("?" outside the enum). */
+const char *mi_resize_mode_name(mi_resize_mode m);
+
 #endif

@@ -3,7 +3,11 @@
 Reference: torchvision resnet18 with random weights and BN statistics, exported by tools/export.py;
 the image goes through torchvision's Resize(antialias) -> CenterCrop -> ToTensor-equivalent ->
 Normalize on the same pixels the C side decodes (a BMP written here, so decoding is exact).
-Tolerance on logits: max|d| <= 1e-4 * max|ref| (the engine's parity bar)."""
+Tolerance on logits: max|d| <= 1e-4 * max|ref| (the engine's parity bar).
+
+The same weights exported again by the export.py command line with --resize-mode squash: the
+image then goes through Resize((64, 64)) (no crop) and the logits follow torchvision's for that
+transform, not the crop's; without --resize-mode no key is written."""
 import hashlib
 import json
 import os
@@ -107,6 +111,57 @@ def main():
     for f in (bad_img, bad_npy, nan_npy, inf_npy, "missing.png"):
         check(f in err, f"stderr names {os.path.basename(f)}")
     check("(channel 1, y 2, x 3) is NaN" in err, "the NaN is located")
+
+    # ---- resize_mode squash: the same weights, exported by the command line users run --------
+    labels_json = os.path.join(tmp, "labels.json")
+    json.dump(labels, open(labels_json, "w"))
+    common = ["--arch", "resnet18", "--random", "--seed", "5", "--labels", labels_json, "--input-size", "64",
+              "--model-version", "1.2.3"]
+    squash_blob, plain_blob = os.path.join(tmp, "squash.safetensors"), os.path.join(tmp, "plain.safetensors")
+    export.main(common + ["--resize-mode", "squash", "--out", squash_blob])
+    export.main(common + ["--out", plain_blob])
+    meta = {p: json.loads(open(p, "rb").read()[8:8 + struct.unpack("<Q", open(p, "rb").read(8))[0]])["__metadata__"]
+            for p in (squash_blob, plain_blob)}
+    check(meta[squash_blob].get("resize_mode") == "squash", "export.py --resize-mode squash writes resize_mode")
+    check("resize_mode" not in meta[plain_blob], "export.py without --resize-mode writes no resize_mode key")
+    p = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools",
+                                                     "export.py")] + common +
+                       ["--resize-mode", "squash", "--meta", "resize=73", "--out", os.path.join(tmp, "x.safetensors")],
+                       capture_output=True, text=True)
+    check(p.returncode != 0 and "resize_mode squash" in p.stderr and not os.path.exists(os.path.join(tmp, "x.safetensors")),
+          f"export.py refuses --resize-mode squash with a resize of its own ({p.stderr.strip()})")
+    with torch.no_grad():
+        t = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+        t = TF.resize(t, [64, 64], antialias=True)  # transforms.Resize((64, 64)): aspect not kept
+        t = TF.normalize(t.float() / 255, export.IMAGENET_MEAN, export.IMAGENET_STD)
+        ref_sq = model(t[None])[0]
+    rc, out, err = run("--model", squash_blob, "--logits", "--threads", "1", bmp)
+    check(rc == 0 and len(out) == 1, f"classify with a squash blob exits 0 (rc {rc}, {err.strip()})")
+    if len(out) == 1:
+        got = torch.tensor(out[0]["logits"])
+        d = (got - ref_sq).abs().max().item()
+        check(d <= 1e-4 * ref_sq.abs().max().item(), f"squash logits match torchvision Resize((64, 64)) (max|d| {d:.3g})")
+        dc = (got - ref_img).abs().max().item()
+        check(dc > 1e-2, f"squash logits differ from the crop-mode ones (max|d| {dc:.3g})")
+    rc, out, err = run("--model", plain_blob, "--logits", "--threads", "1", bmp)
+    if rc == 0 and len(out) == 1:
+        d = (torch.tensor(out[0]["logits"]) - ref_img).abs().max().item()
+        check(d <= 1e-4 * ref_img.abs().max().item(), f"a blob without resize_mode is crop mode (max|d| {d:.3g})")
+    else:
+        check(False, f"classify with the plain export exits 0 (rc {rc}, {err.strip()})")
+    bad = os.path.join(tmp, "squash73.safetensors")
+    with open(squash_blob, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"]["resize"] = "73"
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(bad, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data[8 + n:])
+    rc, out, err = run("--model", bad, bmp)
+    check(rc == 1 and not out and bad in err and "'resize_mode' squash" in err and "'resize' = 73" in err,
+          f"a squash blob with resize 73 is refused naming the blob and the keys ({err.strip()})")
 
     rc, _, err = run("--model", os.path.join(tmp, "nope.safetensors"), npy)
     check(rc == 1 and "nope.safetensors" in err, "a missing blob is named, exit 1")

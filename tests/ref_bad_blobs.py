@@ -58,6 +58,10 @@ def good(meta=None, **over):
 
 ok = blob(good(), DATA)
 put("ok.safetensors", ok)
+# resize_mode: squash with 'resize' left out or equal to input_size, and crop stated explicitly
+put("ok_squash.safetensors", blob(good({"resize_mode": "squash"}), DATA))
+put("ok_squash_resize.safetensors", blob(good({"resize_mode": "squash", "resize": "8"}), DATA))
+put("ok_crop.safetensors", blob(good({"resize_mode": "crop"}), DATA))
 
 # --- the container -------------------------------------------------------------------------------
 put("bad_empty.safetensors", b"")
@@ -130,6 +134,13 @@ put("bad_meta_labels_not_array.safetensors", blob(good({"labels": '"a,b,c"'}), D
 put("bad_meta_labels_not_json.safetensors", blob(good({"labels": "a,b,c"}), DATA))
 put("bad_meta_labels_numbers.safetensors", blob(good({"labels": "[1, 2, 3]"}), DATA))
 put("bad_meta_labels_count.safetensors", blob(good({"labels": '["a", "b"]'}), DATA))
+put("bad_meta_resize_mode_unknown.safetensors", blob(good({"resize_mode": "stretch"}), DATA))
+put("bad_meta_resize_mode_case.safetensors", blob(good({"resize_mode": "Squash"}), DATA))
+put("bad_meta_resize_mode_squash_resize.safetensors",   # squash goes straight to input_size 8
+    blob(good({"resize_mode": "squash", "resize": "9"}), DATA))
+put("bad_meta_resize_mode_squash_default.safetensors",  # no input_size: 224, so 'resize' 256 contradicts
+    blob(good(__metadata__=dict({k: v for k, v in META.items() if k != "input_size"},
+                                resize_mode="squash", resize="256")), DATA))
 
 # --- well-formed, but not a resnet18 ------------------------------------------------------------
 torch.manual_seed(0)

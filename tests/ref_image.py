@@ -3,7 +3,11 @@ output of torchvision's classifier transform computed from the same decoded pixe
 
     Resize(resize, BILINEAR, antialias=True) -> CenterCrop(crop) -> ToTensor -> Normalize(mean, std)
 
-applied to the pixels as a uint8 tensor [3, H, W] (what mi_image_preprocess implements; ToTensor
+and, for blobs with resize_mode squash, the transform of a model trained on whole frames:
+
+    Resize((S, S), BILINEAR, antialias=True) -> ToTensor -> Normalize(mean, std)
+
+applied to the pixels as a uint8 tensor [3, H, W] (what mi_preprocess_rgb8 implements; ToTensor
 of a uint8 image is x / 255 in float32). Images are written with PIL; the pixels stored beside
 each are PIL's decode, which for PNG and BMP is the file's exact content, so the C test first checks
 that stb_image decodes the same pixels, then that our transform equals this one. JPEG decoders
@@ -12,6 +16,7 @@ pixels stb_image decoded as .npy and runs this script in --transform mode on the
 
     ref_image.py --transform DIR   for each DIR/X.npy ([H, W, 3] float32 of uint8 values) writes
                                    DIR/X.<resize>_<crop>.npy for every (resize, crop) in CONFIGS
+                                   and DIR/X.sq<S>.npy for every S in SQUASH
 
 torch is forced onto its scalar CPU kernels (ATEN_CPU_CAPABILITY=default, read when torch loads):
 the AVX2 build contracts some multiply-adds of the antialiased resize into FMAs, which moves about
@@ -40,6 +45,10 @@ STD = [0.229, 0.224, 0.225]
 CONFIGS = [(256, 224), (37, 32), (32, 28), (20, 24), (64, 64), (7, 5), (1, 1)]
 # explicit (w, h) targets for mi_image_resize_aa: both directions, aspect not kept
 RESIZES = [(17, 29), (80, 11), (3, 3)]
+# squash sizes S (Resize((S, S))): against the fixtures below (wider 53x37, 301x19, 120x90;
+# taller 41x97, 5x7; square 50x50) each S upscales, downscales, or does one per axis (53x37 -> 45:
+# width down, height up; 41x97 -> 64: width up, height down); 224 is the clinical input size
+SQUASH = [224, 64, 45, 24, 7, 1]
 
 
 def transform(px, resize, crop):
@@ -49,6 +58,13 @@ def transform(px, resize, crop):
     t = T.CenterCrop(crop)(t)
     t = t.float().div(255)  # ToTensor on uint8 (convert_image_dtype: the same division)
     return T.Normalize(MEAN, STD)(t)
+
+
+def squash(px, size):
+    """px: uint8 [H, W, 3] numpy -> float32 [3, size, size] torch: Resize((size, size)), no crop."""
+    t = torch.from_numpy(np.ascontiguousarray(px)).permute(2, 0, 1).contiguous()
+    t = T.Resize((size, size), interpolation=InterpolationMode.BILINEAR, antialias=True)(t)
+    return T.Normalize(MEAN, STD)(t.float().div(255))
 
 
 def resize_only(px, w, h):
@@ -65,6 +81,8 @@ def transform_dir(d):
         assert (px == a).all(), f"{f}: not uint8 values"
         for resize, crop in CONFIGS:
             np.save(os.path.join(d, f"{f[:-4]}.{resize}_{crop}.npy"), transform(px, resize, crop).numpy())
+        for size in SQUASH:
+            np.save(os.path.join(d, f"{f[:-4]}.sq{size}.npy"), squash(px, size).numpy())
 
 
 def images():
@@ -100,7 +118,7 @@ def main(out):
     d = os.path.join(out, "image")
     os.makedirs(d, exist_ok=True)
     meta = {"mean": json.dumps(MEAN), "std": json.dumps(STD), "configs": json.dumps(CONFIGS),
-            "resizes": json.dumps(RESIZES)}
+            "resizes": json.dumps(RESIZES), "squash": json.dumps(SQUASH)}
     for name, (im, fmt, opts) in images().items():
         path = os.path.join(d, name)
         if not DISPATCH:
@@ -109,6 +127,8 @@ def main(out):
         t = {"pixels": torch.from_numpy(px)}
         for resize, crop in CONFIGS:
             t[f"pre_{resize}_{crop}"] = transform(px, resize, crop)
+        for size in SQUASH:
+            t[f"squash_{size}"] = squash(px, size)
         for w, h in RESIZES:
             t[f"resize_{w}x{h}"] = resize_only(px, w, h)
         mi_ref.export.write_safetensors(os.path.join(d, name + (".dispatch" if DISPATCH else "") + ".safetensors"),

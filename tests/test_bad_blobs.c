@@ -57,6 +57,12 @@ static const struct { const char *file; mi_status st; const char *why; } bad[] =
     { "bad_meta_labels_not_json",   MI_ERR_FORMAT, "metadata 'labels' is not a JSON array of strings" },
     { "bad_meta_labels_numbers",    MI_ERR_FORMAT, "metadata 'labels' is not a JSON array of strings" },
     { "bad_meta_labels_count",      MI_ERR_FORMAT, "metadata 'labels' has 2 names, 'num_classes' is 3" },
+    { "bad_meta_resize_mode_unknown", MI_ERR_FORMAT, "metadata 'resize_mode' = 'stretch' is not 'crop' or 'squash'" },
+    { "bad_meta_resize_mode_case",  MI_ERR_FORMAT, "metadata 'resize_mode' = 'Squash' is not 'crop' or 'squash'" },
+    { "bad_meta_resize_mode_squash_resize", MI_ERR_FORMAT,
+      "metadata 'resize' = 9, but 'resize_mode' squash resizes straight to input_size 8 x 8 (leave 'resize' out or make it 8)" },
+    { "bad_meta_resize_mode_squash_default", MI_ERR_FORMAT,
+      "metadata 'resize' = 256, but 'resize_mode' squash resizes straight to input_size 224 x 224" },
 };
 enum { NBAD = sizeof bad / sizeof *bad };
 
@@ -87,6 +93,7 @@ END_TEST
 START_TEST(every_corpus_file_has_a_case)
 {
     static const char *good[] = { "ok.safetensors", "ok_resnet18.safetensors", "ok.png",
+        "ok_squash.safetensors", "ok_squash_resize.safetensors", "ok_crop.safetensors",
         "arch_missing_tensor.safetensors", "arch_wrong_shape.safetensors",
         "arch_wrong_dtype_i64.safetensors", "arch_wrong_dtype_bool.safetensors" };
     char path[1024];

@@ -9,6 +9,9 @@
 #     and the batch summary carry the same exact missing-site list;
 #   the same frame gives `classify` and `endoqc` the same probability (one preprocessing, with
 #     the blob's resize and with the default when it has none; one softmax);
+#   resize_mode squash: classify and endoqc still agree on non-square views, the report states
+#     the mode, the logits are not crop mode's, the resume key says squash (crop keys unchanged),
+#     and a contradicting 'resize' or an unknown mode is refused naming the blob and the key;
 #   an --audit database that cannot be written: exit 31 and nothing of the result leaves (no
 #     report, no --out file, no verdict line, no contact sheet, no database row).
 set -u
@@ -127,6 +130,65 @@ assert abs(best["best_prob"] - top["probability"]) <= 0.5e-4 + 1e-7, "probabilit
 EOF
     done
 done
+
+# ---- resize_mode squash: frames scaled straight to the input size, aspect not kept ----------------
+# The same weights, their blob saying they were trained on whole frames (Resize((64, 64))). On
+# views that are not square: classify and endoqc still agree (one preprocessing), the report states
+# the mode, and the logits are not the crop-mode ones. On a video: the resume key gains
+# " resize_mode=squash", and a crop-mode key is what it was before the mode existed.
+$META "$MODEL" "$T/squash.safetensors" --set resize_mode=squash 2>/dev/null || fail "blob_meta resize_mode=squash"
+# shorter side 160, so that endoqc's work frame (shorter side max(160, resize)) is the image itself
+"$PY" -c 'import sys; from PIL import Image; im = Image.open(sys.argv[1]); im.resize((240, 160)).save(sys.argv[2]); im.resize((160, 240)).save(sys.argv[3])' \
+    "$T/crops/s09_0000.png" "$T/wide.png" "$T/tall.png" || fail "making non-square views"
+for c in "$T/wide.png" "$T/tall.png"; do
+    for blob in "$MODEL" "$T/squash.safetensors"; do
+        n=$(basename "$blob" .safetensors)
+        "$BIN" classify --model "$blob" --topk 1 --logits "$c" > "$T/$n.jsonl" || fail "classify $blob $c exited $?"
+        "$BIN" endoqc --quiet --model "$blob" --min-prob 0 --dark-level 0 --out "$T/$n.json" "$c" \
+            || fail "endoqc $blob $c exited $?"
+    done
+    "$PY" - "$T" "$(basename "$MODEL" .safetensors)" <<'EOF' || fail "resize_mode squash on $c"
+import json, sys
+t, crop = sys.argv[1], sys.argv[2]
+for name, mode in ((crop, "crop"), ("squash", "squash")):
+    cls = json.loads(open(f"{t}/{name}.jsonl").readline())
+    r = json.load(open(f"{t}/{name}.json"))
+    assert r["provenance"]["model"]["resize_mode"] == mode, f"{name}: report says {r['provenance']['model']}"
+    assert r["frames"]["classified"] == 1
+    best = max((s for s in r["sites"] if s["best_prob"] is not None), key=lambda s: s["best_prob"])
+    top = cls["top"][0]
+    assert best["label"] == top["label"], f"{name}: classify and endoqc labels differ"
+    assert abs(best["best_prob"] - top["probability"]) <= 0.5e-4 + 1e-7, f"{name}: probabilities differ"
+a = json.loads(open(f"{t}/{crop}.jsonl").readline())["logits"]
+b = json.loads(open(f"{t}/squash.jsonl").readline())["logits"]
+d = max(abs(x - y) for x, y in zip(a, b))
+assert d > 1e-3, f"squash and crop give the same logits (max |d| {d})"
+print(f"squash vs crop: max |logit difference| {d:.4f}")
+EOF
+done
+"$BIN" endoqc --quiet --model "$MODEL" --db "$T/modes.sqlite" --out "$T/crop_exam.json" "$T/exam.mp4" \
+    || fail "endoqc crop exam exited $?"
+"$BIN" endoqc --quiet --model "$T/squash.safetensors" --db "$T/modes.sqlite" --out "$T/squash_exam.json" "$T/exam.mp4" \
+    || fail "endoqc squash exam exited $?"
+check "$T/squash_exam.json" 'r["provenance"]["model"]["resize_mode"] == "squash"' "the exam report states squash"
+check "$T/crop_exam.json" 'r["provenance"]["model"]["resize_mode"] == "crop"' "the exam report states crop"
+"$PY" - "$T/modes.sqlite" <<'EOF' || fail "resume keys (settings) of crop and squash exams"
+import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute("SELECT settings FROM exams ORDER BY id").fetchall()
+assert len(rows) == 2, rows
+crop, squash = rows[0][0], rows[1][0]
+assert crop.endswith(" resize=64 input=64") and "resize_mode" not in crop, crop
+assert squash == crop + " resize_mode=squash", (crop, squash)
+EOF
+# a squash blob whose 'resize' contradicts it, or an unknown mode, is refused before any frame is read
+$META "$T/squash.safetensors" "$T/squash73.safetensors" --set resize=73 2>/dev/null || fail "blob_meta resize=73"
+"$BIN" endoqc --quiet --model "$T/squash73.safetensors" "$T/exam.mp4" > /dev/null 2> "$T/squash73.err"; rc=$?
+[ $rc -eq 1 ] && grep -qF "$T/squash73.safetensors: metadata 'resize' = 73, but 'resize_mode' squash" "$T/squash73.err" \
+    || { cat "$T/squash73.err"; fail "squash blob with resize 73: exit $rc, expected 1 naming the blob and the keys"; }
+$META "$MODEL" "$T/stretch.safetensors" --set resize_mode=stretch 2>/dev/null || fail "blob_meta resize_mode=stretch"
+"$BIN" endoqc --quiet --model "$T/stretch.safetensors" "$T/exam.mp4" > /dev/null 2> "$T/stretch.err"; rc=$?
+[ $rc -eq 1 ] && grep -qF "$T/stretch.safetensors: metadata 'resize_mode' = 'stretch' is not 'crop' or 'squash'" "$T/stretch.err" \
+    || { cat "$T/stretch.err"; fail "resize_mode stretch: exit $rc, expected 1 naming the blob and the key"; }
 
 # ---- an audit database that cannot be written ---------------------------------------------------
 "$BIN" endoqc --model "$MODEL" --audit "$T/no/such/dir/audit.sqlite" --out "$T/noaudit.json" \

@@ -1,5 +1,6 @@
 /* tests/test_image.c - pipelines/io: stb_image decoding, the torchvision classifier transform
- * (mi_image_preprocess) and .npy, against tests/ref_image.py.
+ * (mi_image_preprocess and mi_preprocess_rgb8, in crop and in squash mode) and .npy, against
+ * tests/ref_image.py.
  *
  * Exactness is checked on identical input pixels: PNG/BMP fixtures carry PIL's decode, which stb
  * must reproduce byte for byte; for JPEGs (decoders differ in their last bits) and the real photos
@@ -19,6 +20,8 @@ static const float MEAN[3] = { 0.485f, 0.456f, 0.406f }, STD[3] = { 0.229f, 0.22
 static const int CONFIGS[][2] = { { 256, 224 }, { 37, 32 }, { 32, 28 }, { 20, 24 }, { 64, 64 }, { 7, 5 }, { 1, 1 } };
 enum { NCONFIGS = sizeof CONFIGS / sizeof *CONFIGS };
 static const int RESIZES[][2] = { { 17, 29 }, { 80, 11 }, { 3, 3 } };
+static const int SQUASH[] = { 224, 64, 45, 24, 7, 1 };   /* tests/ref_image.py SQUASH */
+enum { NSQUASH = sizeof SQUASH / sizeof *SQUASH };
 
 static const char *EXACT[] = { "noise_rgb.png", "tall.bmp", "grey.png", "rgba.png", "palette.png",
                                "tiny.png", "wide.png" };
@@ -104,6 +107,79 @@ START_TEST(preprocess_equals_torchvision)
 }
 END_TEST
 
+/* resize_mode squash through the public entry point: a spec as mi_model_preprocess gives it. */
+static mi_status squash_rgb8(const mi_image *img, int size, float *out) {
+    mi_preprocess_spec p = { .resize = size, .crop = size, .resize_mode = MI_RESIZE_SQUASH };
+    memcpy(p.mean, MEAN, sizeof p.mean);
+    memcpy(p.std, STD, sizeof p.std);
+    return mi_preprocess_rgb8(img->px, img->w, img->h, (size_t)img->w * 3, &p, out);
+}
+
+/* resize_mode squash = torchvision Resize((S, S)) -> ToTensor -> Normalize on the same pixels:
+ * every fixture (wider, taller, square; grey, RGBA, palette and JPEG sources), each S upscaling,
+ * downscaling, or one of each per axis. Tolerance 0, as for the crop path above. */
+START_TEST(squash_equals_torchvision)
+{
+    double max = 0;
+    int n = 0;
+    for (int i = 0; i < NEXACT + NJPEGS; i++) {
+        const char *name = i < NEXACT ? EXACT[i] : JPEGS[i - NEXACT];
+        mi_weights ref;
+        open_ref(&ref, name, "");
+        mi_image img = fixture_pixels(&ref);
+        for (int k = 0; k < NSQUASH; k++) {
+            const int S = SQUASH[k];
+            char key[64], what[128];
+            snprintf(key, sizeof key, "squash_%d", S);
+            snprintf(what, sizeof what, "%s (%dx%d) squashed to %dx%d", name, img.w, img.h, S, S);
+            mi_tensor want = mi_fixture_tensor(&ref, key);
+            ck_assert(want.shape[0] == 3 && want.shape[1] == S && want.shape[2] == S);
+            float *out = malloc((size_t)3 * S * S * sizeof *out);
+            ck_assert_msg(squash_rgb8(&img, S, out) == MI_OK, "%s", mi_last_error());
+            double m = mi_assert_close(out, want.data, 3 * S * S, 0.0, 0.0, what);
+            max = m > max ? m : max;
+            n++;
+            free(out);
+        }
+        mi_image_free(&img);
+        mi_weights_close(&ref);
+    }
+    printf("squash: %d image x size cases equal torchvision Resize((S, S)), max |diff| %g\n", n, max);
+}
+END_TEST
+
+/* The two modes are different transforms (a squash is not a crop of anything), and a spec that
+ * contradicts itself is refused rather than half-applied. */
+START_TEST(squash_spec_arguments)
+{
+    mi_weights ref;
+    open_ref(&ref, "noise_rgb.png", "");   /* 53 x 37 */
+    mi_image img = fixture_pixels(&ref);
+    float sq[3 * 24 * 24], cr[3 * 24 * 24];
+    ck_assert_int_eq(squash_rgb8(&img, 24, sq), MI_OK);
+    ck_assert_int_eq(mi_image_preprocess(&img, 24, 24, MEAN, STD, cr), MI_OK);
+    ck_assert_int_ne(memcmp(sq, cr, sizeof sq), 0);
+    mi_preprocess_spec p = { .resize = 27, .crop = 24, .resize_mode = MI_RESIZE_SQUASH };
+    memcpy(p.mean, MEAN, sizeof p.mean);
+    memcpy(p.std, STD, sizeof p.std);
+    ck_assert_int_eq(mi_preprocess_rgb8(img.px, img.w, img.h, (size_t)img.w * 3, &p, sq), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "squash resizes straight to crop 24 x 24, but resize is 27"));
+    p.resize = 24;
+    p.resize_mode = (mi_resize_mode)7;
+    ck_assert_int_eq(mi_preprocess_rgb8(img.px, img.w, img.h, (size_t)img.w * 3, &p, sq), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "resize_mode 7 is neither"));
+    /* a spec written before the field existed (designated, zero for the rest) is crop mode */
+    mi_preprocess_spec old = { .resize = 24, .crop = 24 };
+    memcpy(old.mean, MEAN, sizeof old.mean);
+    memcpy(old.std, STD, sizeof old.std);
+    ck_assert_int_eq(old.resize_mode, MI_RESIZE_CROP);
+    ck_assert_int_eq(mi_preprocess_rgb8(img.px, img.w, img.h, (size_t)img.w * 3, &old, sq), MI_OK);
+    ck_assert_int_eq(memcmp(sq, cr, sizeof sq), 0);
+    mi_image_free(&img);
+    mi_weights_close(&ref);
+}
+END_TEST
+
 START_TEST(resize_equals_torchvision)
 {
     for (int i = 0; i < NEXACT; i++) {
@@ -163,6 +239,19 @@ START_TEST(preprocess_vs_torch_dispatch)
             n += 3 * crop * crop;
             free(out);
         }
+        for (int k = 0; k < NSQUASH; k++) {
+            const int S = SQUASH[k];
+            char key[64];
+            snprintf(key, sizeof key, "squash_%d", S);
+            mi_tensor want = mi_fixture_tensor(&vec, key);
+            float *out = malloc((size_t)3 * S * S * sizeof *out);
+            ck_assert_int_eq(squash_rgb8(&img, S, out), MI_OK);
+            double m = mi_assert_close(out, want.data, 3 * S * S, step, 0.0, key);
+            max = m > max ? m : max;
+            for (int j = 0; j < 3 * S * S; j++) ndiff += out[j] != want.data[j];
+            n += 3 * S * S;
+            free(out);
+        }
         mi_image_free(&img);
         mi_weights_close(&ref);
         mi_weights_close(&vec);
@@ -209,6 +298,22 @@ static int through_torch(const char *dir, const char *const *files, int nfiles) 
             char what[512];
             snprintf(what, sizeof what, "%s/%s resize %d crop %d", dir, files[i], resize, crop);
             mi_assert_close(out, want, 3 * crop * crop, 0.0, 0.0, what);
+            free(out);
+            free(want);
+        }
+        for (int k = 0; k < NSQUASH; k++) {
+            const int S = SQUASH[k];
+            float *want;
+            int nd;
+            int64_t sh[5];
+            snprintf(path, sizeof path, "%s/img%03d.sq%d.npy", tmp, i, S);
+            ck_assert_msg(mi_npy_load(path, &want, &nd, sh) == MI_OK, "%s", mi_last_error());
+            ck_assert(nd == 3 && sh[0] == 3 && sh[1] == S && sh[2] == S);
+            float *out = malloc((size_t)3 * S * S * sizeof *out);
+            ck_assert_msg(squash_rgb8(&imgs[i], S, out) == MI_OK, "%s", mi_last_error());
+            char what[512];
+            snprintf(what, sizeof what, "%s/%s (%dx%d) squashed to %dx%d", dir, files[i], imgs[i].w, imgs[i].h, S, S);
+            mi_assert_close(out, want, 3 * S * S, 0.0, 0.0, what);
             free(out);
             free(want);
         }
@@ -265,7 +370,7 @@ START_TEST(shared_images_through_torchvision)
         if (got < 0) MI_SKIP("cannot run tests/ref_image.py --transform (PyTorch?)");
         total += got;
     }
-    printf("shared data: %d real images equal torchvision's transform of the same pixels\n", total);
+    printf("shared data: %d real images equal torchvision's transforms (crop and squash) of the same pixels\n", total);
 }
 END_TEST
 
@@ -433,9 +538,23 @@ START_TEST(spec_from_blob)
     ck_assert_int_eq(mi_preprocess_spec_from_blob(&p, &w), MI_OK);
     ck_assert(p.crop == 32 && p.resize == 37 && p.mean[0] == 0.485f && p.std[2] == 0.225f);
     mi_weights_close(&w);
+    ck_assert_int_eq(p.resize_mode, MI_RESIZE_CROP);   /* no 'resize_mode': crop */
+    mi_weights_close(&w);
     mi_fixture_open(&w, "weights_basic.safetensors");   /* no input_size: torchvision's 224 / 256 */
     ck_assert_int_eq(mi_preprocess_spec_from_blob(&p, &w), MI_OK);
     ck_assert(p.crop == 224 && p.resize == 256 && p.mean[1] == 0.25f && p.std[0] == 0.229f);
+    mi_weights_close(&w);
+    /* resize_mode squash: resize is input_size, whether 'resize' is left out or states it */
+    static const char *squash[] = { "bad_blobs/ok_squash.safetensors", "bad_blobs/ok_squash_resize.safetensors" };
+    for (int i = 0; i < 2; i++) {
+        mi_fixture_open(&w, squash[i]);
+        ck_assert_msg(mi_preprocess_spec_from_blob(&p, &w) == MI_OK, "%s", mi_last_error());
+        ck_assert(p.resize_mode == MI_RESIZE_SQUASH && p.crop == 8 && p.resize == 8);
+        mi_weights_close(&w);
+    }
+    mi_fixture_open(&w, "bad_blobs/ok_crop.safetensors");   /* 'crop' stated: as if absent */
+    ck_assert_int_eq(mi_preprocess_spec_from_blob(&p, &w), MI_OK);
+    ck_assert(p.resize_mode == MI_RESIZE_CROP && p.crop == 8 && p.resize == 9);
     mi_weights_close(&w);
 }
 END_TEST
@@ -446,6 +565,8 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 120);  /* the torchvision runs start Python + torch */
     tcase_add_test(tc, decodes_like_pil);
     tcase_add_test(tc, preprocess_equals_torchvision);
+    tcase_add_test(tc, squash_equals_torchvision);
+    tcase_add_test(tc, squash_spec_arguments);
     tcase_add_test(tc, resize_equals_torchvision);
     tcase_add_test(tc, preprocess_vs_torch_dispatch);
     tcase_add_test(tc, jpeg_pixels_through_torchvision);

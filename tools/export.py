@@ -10,6 +10,16 @@
     tools/export.py --arch resnet18 --random --seed 0 --num-classes 26 --out r18.safetensors
     # half the size: floating tensors stored as F16 (or BF16); the C reader widens them to F32
     tools/export.py --arch resnet18 --random --dtype f16 --out r18_f16.safetensors
+    # a model trained on whole images scaled to the input size, aspect not kept
+    # (transforms.Resize((224, 224)) instead of Resize(256) + CenterCrop(224))
+    tools/export.py --arch resnet18 --state-dict model.pt --resize-mode squash --out model.safetensors
+
+Preprocessing metadata: --resize-mode says how images were brought to --input-size in training,
+and medinfer feeds them the same way. crop (what the engine assumes when the key is absent, and
+what is written then: nothing) is torchvision Resize(resize) + CenterCrop(input_size), with
+resize from --meta resize=N or round(input_size * 256 / 224); squash is Resize((input_size,
+input_size)), which leaves no room for a resize of its own (--meta resize must then be left out or
+equal input_size). Both with bilinear interpolation and antialias, then Normalize(--mean, --std).
 
 The safetensors format is written by hand (8-byte little-endian header length, JSON header
 padded with spaces to a multiple of 8, raw little-endian tensor bytes), so the `safetensors`
@@ -32,6 +42,7 @@ STORE_DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat
 FORMAT_VERSION = "1"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+RESIZE_MODES = ("crop", "squash")
 
 
 def write_safetensors(path, tensors, metadata=None):
@@ -73,15 +84,23 @@ def cast_floats(tensors, dtype):
 
 
 def blob_metadata(arch, num_classes, labels=None, input_size=224, mean=None, std=None,
-                  model_version="0.0.0", **extra):
+                  model_version="0.0.0", resize_mode=None, **extra):
+    """resize_mode None writes no 'resize_mode' key (the engine reads that as crop)."""
     labels = labels or [f"class_{i}" for i in range(num_classes)]
     if len(labels) != num_classes:
         raise ValueError(f"{len(labels)} labels for {num_classes} classes")
+    if resize_mode is not None and resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode '{resize_mode}' is not one of {', '.join(RESIZE_MODES)}")
+    if resize_mode == "squash" and "resize" in extra and str(extra["resize"]) != str(input_size):
+        raise ValueError(f"resize {extra['resize']} with resize_mode squash, which resizes straight to "
+                         f"input_size {input_size} x {input_size}: leave resize out or make it {input_size}")
     meta = {"arch": arch, "format_version": FORMAT_VERSION, "model_version": model_version,
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "num_classes": str(num_classes), "labels": json.dumps(labels),
             "input_size": str(input_size),
             "mean": json.dumps(mean or IMAGENET_MEAN), "std": json.dumps(std or IMAGENET_STD)}
+    if resize_mode is not None:
+        meta["resize_mode"] = resize_mode
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
 
@@ -126,6 +145,10 @@ def main(argv=None):
     ap.add_argument("--mean", default=",".join(map(str, IMAGENET_MEAN)))
     ap.add_argument("--std", default=",".join(map(str, IMAGENET_STD)))
     ap.add_argument("--model-version", default="0.0.0")
+    ap.add_argument("--resize-mode", choices=RESIZE_MODES,
+                    help="how training brought images to --input-size: crop = Resize(resize) + "
+                         "CenterCrop(input_size) (the default; no key is written unless given), "
+                         "squash = Resize((input_size, input_size)), aspect not kept")
     ap.add_argument("--dtype", choices=sorted(STORE_DTYPES), default="f32",
                     help="storage type of floating tensors (f16/bf16: half the size; read as F32)")
     ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
@@ -143,8 +166,13 @@ def main(argv=None):
         n = a.num_classes or (state[fc[0]].shape[0] if fc else len(labels or []))
         build(a.arch, n).load_state_dict(state)  # refuses names or shapes that do not match the arch
     extra = dict(kv.split("=", 1) for kv in a.meta)
-    meta = blob_metadata(a.arch, n, labels, a.input_size, [float(x) for x in a.mean.split(",")],
-                         [float(x) for x in a.std.split(",")], a.model_version, **extra)
+    if "resize_mode" in extra:
+        raise SystemExit("export.py: give the resize mode as --resize-mode, not --meta resize_mode=")
+    try:
+        meta = blob_metadata(a.arch, n, labels, a.input_size, [float(x) for x in a.mean.split(",")],
+                             [float(x) for x in a.std.split(",")], a.model_version, a.resize_mode, **extra)
+    except ValueError as e:
+        raise SystemExit(f"export.py: {e}")
     write_safetensors(a.out, cast_floats(state, a.dtype), meta)
     print(f"export.py: wrote {a.out}: {a.arch}, {len(state)} tensors, {n} classes, {a.dtype}",
           file=sys.stderr)

@@ -258,13 +258,25 @@ static mi_status own_tensors(mi_weights *w) {
  * same way, before anything computes with it. Keys the engine does not know are left alone. */
 static mi_status check_known_metadata(const mi_weights *w) {
     static const char *ints[] = { "num_classes", "input_size", "resize" };
-    long long v, num_classes = -1;
+    long long v, num_classes = -1, input_size = 224, resize = -1;
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         if (!mi_weights_meta(w, ints[i])) continue;
         mi_status st = mi_weights_meta_int(w, ints[i], 1, 1 << 20, &v);
         if (st) return st;
         if (i == 0) num_classes = v;
+        if (i == 1) input_size = v;
+        if (i == 2) resize = v;
     }
+    /* how images reach input_size (ops/preprocess.c): Resize + CenterCrop, or Resize((S, S)),
+     * which leaves no room for a 'resize' of its own (input_size defaults to 224 as in nn/model.c) */
+    const char *mode = mi_weights_meta(w, "resize_mode");
+    if (mode && strcmp(mode, "crop") && strcmp(mode, "squash"))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'resize_mode' = '%.40s' is not 'crop' or 'squash'", w->path,
+                       mode);
+    if (mode && !strcmp(mode, "squash") && resize >= 0 && resize != input_size)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'resize' = %lld, but 'resize_mode' squash resizes straight to "
+                       "input_size %lld x %lld (leave 'resize' out or make it %lld)", w->path, resize, input_size,
+                       input_size, input_size);
     static const char *vecs[] = { "mean", "std" };
     for (size_t i = 0; i < 2; i++) {
         const char *s = mi_weights_meta(w, vecs[i]);

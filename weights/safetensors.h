@@ -5,7 +5,8 @@
  * JSON object, known dtypes, shapes of non-negative ints whose byte size matches data_offsets,
  * offsets inside the data section, not overlapping and leaving no holes (as the spec demands),
  * __metadata__ a string->string object. Metadata number parsers reject NaN/Inf, and the keys the
- * engine reads (num_classes, input_size, resize, mean, std, labels) are checked at open.
+ * engine reads (num_classes, input_size, resize, resize_mode, mean, std, labels) are checked at
+ * open.
  *
  * Floating tensors may be stored as F32, F16, BF16 or F64 (tools/export.py --dtype): each gets an
  * F32 view at open, F16/BF16 widened exactly, F64 rounded to nearest (torch's .float()). */

@@ -2,6 +2,7 @@
 #include "pipelines/endoqc/endoqc.h"
 #include "pipelines/endoqc/sites.h"
 #include "nn/model.h"
+#include "ops/preprocess.h"
 #include "weights/sha256.h"
 
 #include <cjson/cJSON.h>
@@ -20,7 +21,7 @@ struct mi_endoqc_model {
     mi_session *sess;             /* (batch, 3, S, S) */
     char   path[512];
     int    batch;
-    mi_preprocess_spec pre;   /* resize, crop (the network's input size), mean, std */
+    mi_preprocess_spec pre;   /* resize_mode, resize, crop (the network's input size), mean, std */
     mi_endoqc_sites    s;
     float *x;                     /* (batch, 3, S, S) */
     mi_class_score *top;          /* (batch): each frame's most probable site */
@@ -449,12 +450,12 @@ static mi_status flush_batch(run_ctx *c) {
 static mi_status add_to_batch(run_ctx *c, const mi_video_frame *f, size_t rec) {
     mi_endoqc_model *m = c->m;
     double t0 = now_ms();
-    /* the torchvision transform a hospital's model was trained with: Resize(resize) +
-     * CenterCrop(S) of the work frame (whose shorter side is already >= resize), Normalize */
-    mi_image img = { (uint8_t *)f->px, f->w, f->h };
+    /* the torchvision transform a hospital's model was trained with, applied to the work frame
+     * (whose shorter side is already >= resize): Resize(resize) + CenterCrop(S), or, for a model
+     * trained on whole frames, Resize((S, S)); then Normalize */
     const mi_preprocess_spec *pp = &m->pre;
-    mi_status st = mi_image_preprocess(&img, pp->resize, pp->crop, pp->mean, pp->std,
-                                       m->x + (size_t)c->n * 3 * pp->crop * pp->crop);
+    mi_status st = mi_preprocess_rgb8(f->px, f->w, f->h, (size_t)f->w * 3, pp,
+                                      m->x + (size_t)c->n * 3 * pp->crop * pp->crop);
     if (st != MI_OK) return st;
     if (c->o->keep_thumbs) crop_thumb(c->crops + (size_t)c->n * THUMB * THUMB * 3, f);
     c->r->t_preprocess += now_ms() - t0;
@@ -631,15 +632,16 @@ const char *mi_endoqc_site_rule(const mi_endoqc_opts *o) {
 }
 
 /* A setting added later is appended only when it differs from what earlier versions did, so that
- * their rows still resume: the standard groups (earlier, a blob without site_groups re-sampled
- * nothing). */
+ * their rows still resume: squash resizing (crop appends nothing), the standard groups (earlier, a
+ * blob without site_groups re-sampled nothing). */
 void mi_endoqc_settings(const mi_endoqc_model *m, const mi_endoqc_opts *in, char *buf, size_t n) {
     mi_endoqc_opts o = *in;
     char source[3][16];
     resolve(m, &o, source);
     snprintf(buf, n, "every=%d hash=%d dup=%.4f window=%d dark=%d min_frames=%d min_prob=%.4f threshold=%d "
-             "resample=%d resize=%d input=%d%s", o.every, o.hash_size, o.dup_threshold, o.dup_window, o.dark_level,
+             "resample=%d resize=%d input=%d%s%s", o.every, o.hash_size, o.dup_threshold, o.dup_window, o.dark_level,
              o.min_frames, o.min_prob, o.site_threshold, o.resample, m->pre.resize, m->pre.crop,
+             m->pre.resize_mode == MI_RESIZE_SQUASH ? " resize_mode=squash" : "",
              strcmp(m->s.groups_source, "standard") || m->s.ngroups == 0 ? "" : " groups=standard");
 }
 
@@ -661,6 +663,7 @@ mi_status mi_endoqc_run(mi_endoqc_model *m, const char *video, const mi_endoqc_o
     set_str(r->groups_source, sizeof r->groups_source, m->s.groups_source);
     set_str(r->groups_warning, sizeof r->groups_warning, m->s.groups_warning);
     r->input_size = m->pre.crop;
+    r->resize_mode = m->pre.resize_mode;
     r->batch = m->batch;
     r->nsites = m->s.nsites;
     for (int i = 0; i < m->s.nsites; i++) {
@@ -821,6 +824,7 @@ char *mi_endoqc_report_json(const mi_endoqc_result *r) {
     cJSON_AddStringToObject(mo, "model_version", r->model_version);
     cJSON_AddStringToObject(mo, "sha256", r->model_sha256);
     cJSON_AddNumberToObject(mo, "input_size", r->input_size);
+    cJSON_AddStringToObject(mo, "resize_mode", mi_resize_mode_name(r->resize_mode));
     cJSON_AddStringToObject(p, "input_sha256", r->video_sha256);
     cJSON *th = cJSON_AddObjectToObject(p, "thresholds");
     cJSON_AddNumberToObject(th, "min_frames", r->opts.min_frames);

@@ -16,8 +16,9 @@
  *
  * Labels, the preset site order and the site groups to re-sample come from the blob's metadata
  * (labels, site_order, site_groups); so do the verdict defaults (endoqc_min_frames,
- * endoqc_min_prob, endoqc_site_threshold), which options override. Preprocessing (resize, crop,
- * mean, std) and the softmax are the ones `medinfer classify` uses, so one blob gives one answer. */
+ * endoqc_min_prob, endoqc_site_threshold), which options override. Preprocessing (resize_mode,
+ * resize, crop, mean, std) and the softmax are the ones `medinfer classify` uses, so one blob
+ * gives one answer. */
 #ifndef MI_ENDOQC_H
 #define MI_ENDOQC_H
 
@@ -144,6 +145,7 @@ typedef struct {
     /* model */
     char model_path[512], model_arch[32], model_version[64], model_sha256[65];
     int  input_size, batch;
+    mi_resize_mode resize_mode;     /* how frames were brought to input_size (the blob's) */
     /* time per stage, ms */
     double t_decode, t_dedup, t_preprocess, t_classify, t_resample, t_hash_file, t_total;
 } mi_endoqc_result;
@@ -225,8 +227,10 @@ mi_status mi_endoqc_db_add_exam(mi_endoqc_db *db, const char *batch_id, const ch
                                 int64_t *id);
 mi_status mi_endoqc_db_add_batch(mi_endoqc_db *db, const char *batch_id, const char *list_path,
                                  const mi_endoqc_drift *d, const char *summary_json);
-/* "every=3 hash=8 dup=0.9000 ...": the options after metadata defaults are applied; what must
- * match (with the video and model hashes) for an earlier row to count as this exam's result */
+/* "every=3 hash=8 dup=0.9000 ... resize=64 input=64": the options after metadata defaults are
+ * applied, and the preprocessing; what must match (with the video and model hashes) for an
+ * earlier row to count as this exam's result. A squash-mode blob adds " resize_mode=squash";
+ * crop mode adds nothing, so the keys of rows stored before the mode existed still match. */
 void mi_endoqc_settings(const mi_endoqc_model *m, const mi_endoqc_opts *o, char *buf, size_t n);
 
 #endif

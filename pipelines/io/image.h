@@ -31,8 +31,9 @@ mi_status mi_image_alloc(mi_image *img, int w, int h);     /* zeroed */
 mi_status mi_image_write_png(const char *path, const mi_image *img);
 void      mi_image_free(mi_image *img);
 
-/* The classifier's input transform (torchvision Resize -> CenterCrop -> ToTensor -> Normalize,
- * ops/preprocess.c) on a decoded image. out: [3, crop, crop] float32. */
+/* The classifier's input transform in crop mode (torchvision Resize -> CenterCrop -> ToTensor ->
+ * Normalize, ops/preprocess.c) on a decoded image. out: [3, crop, crop] float32. A blob's whole
+ * spec, squash mode included, goes through mi_preprocess_rgb8(img->px, img->w, img->h, ...). */
 mi_status mi_image_preprocess(const mi_image *img, int resize, int crop, const float mean[3],
                               const float std[3], float *out);
 /* Antialiased bilinear resize of a decoded image (mi_resize_aa_rgb8); dst is allocated
