@@ -13,7 +13,7 @@
 # way; then the de-duplication window (last 32 kept frames against every kept frame) on the same
 # exams: frames kept and dedup time. Times are of this machine while it runs, not a benchmark.
 #
-#   sh tools/endoqc_rule_eval.sh /tmp/rules     (about 10 minutes on 2 cores)
+#   sh tools/endoqc_rule_eval.sh /tmp/rules     (20-50 minutes on 2 cores; rerun to resume)
 set -eu
 BIN=${MI_BIN:-build/medinfer}
 PY=${PYTHON:-python3}
@@ -21,8 +21,9 @@ MODEL=weights/endoqc_sites_demo.safetensors
 OUT=${1:-$(mktemp -d)}
 mkdir -p "$OUT"
 
-exam() {  # SEED NAME [endoqc-synth options]
+exam() {  # SEED NAME [endoqc-synth options]; an exam listed in exams.txt is done (rerun resumes)
     seed=$1; name=$2; shift 2
+    grep -qx "$name" "$OUT/exams.txt" && return 0
     "$BIN" endoqc-synth --seed "$seed" --out "$OUT/$name.mp4" --truth "$OUT/$name.csv" "$@" 2>/dev/null
     for rule in agreement method all; do
         case $rule in
@@ -36,7 +37,7 @@ exam() {  # SEED NAME [endoqc-synth options]
     echo "$name" >> "$OUT/exams.txt"
 }
 
-: > "$OUT/exams.txt"
+touch "$OUT/exams.txt"
 s=300
 for i in 1 2 3 4 5 6; do exam $s "complete_$i"; s=$((s + 1)); done
 for b in 17,21,24 3,9,13 18,22,25 5,10,14; do exam $s "brief_$s" --brief "$b"; s=$((s + 1)); done
