@@ -65,8 +65,11 @@ typedef struct {
                       int nrows, float bias, int relu);
 } mi_gemm_ukr;
 
-/* NULL for MI_ISA_REF and where no fast kernel exists. */
+/* The ISA's own kernels; the portable ones (ops/conv_portable.c) for MI_ISA_PORTABLE and for an
+ * ISA of this build without kernels of its own (NEON until ops/arm/ has them); NULL for
+ * MI_ISA_REF and for an ISA this build cannot run (NEON on x86, AVX on aarch64). */
 const mi_gemm_ukr *mi_gemm_ukr_for(mi_isa isa);
+extern const mi_gemm_ukr mi_gemm_ukr_portable;
 #if defined(__x86_64__)
 extern const mi_gemm_ukr mi_gemm_ukr_avx2, mi_gemm_ukr_avx512;
 #endif
