@@ -1,6 +1,6 @@
 /* ops/conv_portable.c - the portable micro-kernels of the packed convolution GEMM (ops/gemm.h,
- * ops/gemm.c) in plain C11, for every ISA without kernels of its own (aarch64 until ops/arm/
- * has them, anything else), and on x86 when MI_ISA=portable forces it. They give every ISA the
+ * ops/gemm.c) in plain C11, for every CPU without kernels of its own (neither x86 with AVX2 nor
+ * aarch64), and wherever MI_ISA=portable forces them (how CI tests them on x86). They give every ISA the
  * fast paths: packed GEMM, Winograd (with the scalar transforms of ops/conv_winograd.c: the
  * table's wino* are NULL) and transposed convolution.
  * Reference: mi_conv_forward_ref / mi_deconv_forward_ref; tests: tests/test_conv.c (the torch

@@ -1,7 +1,7 @@
 /* ops/gemm.c - the packed-GEMM driver that direct, transposed and Winograd convolution share
  * (ops/conv.c, ops/conv_transpose.c, ops/conv_winograd.c; the contract is in ops/gemm.h), and the
- * lookup of the per-ISA micro-kernels (ops/x86/conv_avx2.c, conv_avx512.c; ops/conv_portable.c for
- * every other ISA). BLIS-style blocking:
+ * lookup of the per-ISA micro-kernels (ops/x86/conv_avx2.c, conv_avx512.c, ops/arm/conv_neon.c;
+ * ops/conv_portable.c for every other ISA). BLIS-style blocking:
  * weights packed once at load in panels of the register tile, B packed per work item and K block
  * into panels that stay in L2 while each weight micro-panel, in L1, meets all of them.
  *
@@ -32,7 +32,7 @@ const mi_gemm_ukr *mi_gemm_ukr_for(mi_isa isa) {
     case MI_ISA_AVX2: return &mi_gemm_ukr_avx2;
 #endif
 #if defined(__aarch64__)
-    case MI_ISA_NEON: return &mi_gemm_ukr_portable;
+    case MI_ISA_NEON: return &mi_gemm_ukr_neon;
 #endif
     default: return NULL;
     }

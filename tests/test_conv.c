@@ -1,9 +1,11 @@
 /* tests/test_conv.c - convolution and transposed convolution (ops/conv.c, ops/conv_transpose.c,
- * ops/conv_winograd.c, the packed GEMM ops/gemm.c, ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
+ * ops/conv_winograd.c, the packed GEMM ops/gemm.c, ops/x86/conv_avx2.c, ops/x86/conv_avx512.c,
+ * ops/arm/conv_neon.c, ops/conv_portable.c).
  *
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
  *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, the portable C kernels
- *    (ops/conv_portable.c, on every CPU), neon, avx2 and avx512, each GEMM
+ *    (ops/conv_portable.c, on every CPU), neon (ops/arm/conv_neon.c, under qemu by make
+ *    test-arm), avx2 and avx512, each GEMM
  *    orientation forced in turn (pixels or channels on the vector lanes, mi_conv_desc.lanes), and
  *    each algorithm (direct; Winograd F(2x2, 3x3) and F(4x4, 3x3) on the 3x3 stride-1 cases,
  *    mi_conv_desc.algo);
@@ -13,7 +15,7 @@
  *    terms, FMA on the fast paths). Measured max |ours - torch| / max|torch| over all cases and
  *    ISAs: 8.8e-7 (reference), 7.3e-7 (avx2, avx512), Winograd F(2x2) 4.6e-7, F(4x4) 5.8e-6:
  *    the MAXREL lines it prints. The portable kernels' direct sums (multiply, then add, in the
- *    reference's k order) measured the reference's 8.8e-7.
+ *    reference's k order) measured the reference's 8.8e-7; neon (under qemu) avx2's figures.
  * 2. Fast path against the reference on tails: Cout 1..17, 29, 33 and pixel counts 1, 3, 4, 5, 7,
  *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded direct and Winograd, 3x3 stride 2), same
  *    tolerance.
