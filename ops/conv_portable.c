@@ -7,15 +7,14 @@
  * cases, the tail sweeps and the 1/2/4-thread memcmp run on MI_ISA_PORTABLE like on AVX2).
  *
  * Written for the compiler's vectorizer, not with intrinsics: the register tile is a local
- * MR x NR array, every loop over it has a constant trip count, and the inner loop runs over the
- * NR contiguous columns of a packed row (pixels, or output channels with channels on the lanes),
- * so GCC at -O2 vectorizes the column loop: each row of the tile is NR/4 four-lane multiplies
- * and adds (SSE2 on x86-64, ASIMD on aarch64). GCC 12 keeps the tile itself in L1 (stack), not
- * in registers: fully unrolled rows (#pragma GCC unroll) made its SLP vectorizer split the tile
- * into two-lane pieces, slower still; the ISA kernels (ops/x86/, ops/arm/) are the fast ones.
- * MR = 6 x NR = 8 (12 four-lane vectors) leaves room for registers on SSE2 should a compiler
- * do better. The tile always computes all MR rows (rows past mr are packed as zeros) and stores
- * the mr real ones.
+ * MR x NR array indexed only by constants once the fixed-count loops are unrolled (#pragma GCC
+ * unroll), and its rows run over the NR contiguous columns of a packed row (pixels, or output
+ * channels with channels on the lanes), so GCC 12 at -O2 keeps the tile in 8 four-lane registers
+ * and does each k step as 8 vector multiplies and 8 adds (SSE2 on x86-64, ASIMD on aarch64; seen
+ * in the assembly). MR = 4 x NR = 8 is what fits SSE2's 16 registers: at MR = 6 GCC spilled the
+ * tile to the stack in two-lane pieces. The epilogue indexes the tile by run-time counts, so it
+ * reads a copy in memory. The tile always computes all MR rows (rows past mr are packed as
+ * zeros) and stores the mr real ones.
  * Arithmetic: c = c + a*b, a multiply then an add (no FMA: -ffp-contract=off), over k in order
  * from 0 (or from the previous K block's partial sums), then + bias, + residual, then
  * v < 0 ? 0 : v - the same sequence for every tile, so the bits do not depend on the thread
@@ -24,34 +23,43 @@
 
 #include <string.h>
 
-#define MR 6
+#define MR 4
 #define NR 8
 #define TR 16    /* floats per row of the pixel pack with channels on the lanes (ops/gemm.c) */
 #define KC 256   /* B panel 8 KB in L1, A block in L2 */
-#define MC 504   /* 84 panels of 6 rows */
-
-/* acc[i][j] over k: a rows ASTR floats apart (MR weights, or TR pixels), b rows NR apart. */
-static inline __attribute__((always_inline)) void accumulate(float c[MR][NR], const float *restrict a,
-                                                             const float *restrict b, int64_t kc,
-                                                             const int ASTR) {
-    for (int64_t k = 0; k < kc; k++) {
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) c[i][j] = c[i][j] + a[i] * b[j];
-        a += ASTR;
-        b += NR;
-    }
-}
+#define MC 504   /* 126 panels of 4 rows */
 
 /* T: channels on the lanes (rows of the tile are pixels, columns output channels). */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, int mr, const int T) {
+    const int ASTR = T ? TR : MR;   /* a rows: MR weights, or TR pixels */
+    const float *restrict a = p->a, *restrict b = p->b;
+    const float *restrict acc = p->acc;
     float c[MR][NR];
-    if (p->first) memset(c, 0, sizeof c);
-    else memcpy(c, p->acc, sizeof c);
-    accumulate(c, p->a, p->b, p->kc, T ? TR : MR);
-    if (!p->last) {
-        memcpy(p->acc, c, sizeof c);
-        return;
+    #pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) c[i][j] = p->first ? 0.0f : acc[i * NR + j];
+    for (int64_t k = 0; k < p->kc; k++) {
+        float bk[NR];
+        #pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) bk[j] = b[j];
+        #pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const float ai = a[i];
+            #pragma GCC unroll 8
+            for (int j = 0; j < NR; j++) c[i][j] = c[i][j] + ai * bk[j];
+        }
+        a += ASTR;
+        b += NR;
     }
+    /* the tile leaves the registers here; the epilogue below indexes it by run-time counts */
+    float buf[MR * NR];
+    float *restrict out = p->last ? buf : p->acc;
+    #pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) out[i * NR + j] = c[i][j];
+    if (!p->last) return;
     if (T) {
         /* tile row i = pixel pix[i] of nch channels: column l goes to y[l*ldy + pix[i]] */
         for (int l = 0; l < p->nch; l++) {
@@ -59,7 +67,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             const float *rl = p->res ? p->res + l * p->ldy : NULL;
             const float bl = p->bias ? p->bias[l] : 0.0f;
             for (int i = 0; i < mr; i++) {
-                float v = c[i][l] + bl;
+                float v = buf[i * NR + l] + bl;
                 if (rl) v += rl[p->pix[i]];
                 if (p->relu) v = v < 0.0f ? 0.0f : v;
                 yl[p->pix[i]] = v;
@@ -76,7 +84,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             const int64_t off = p->seg[s].off;
             for (int j = 0; j < NR; j++) {
                 if (!(m >> j & 1u)) continue;
-                float v = c[i][j] + bi;
+                float v = buf[i * NR + j] + bi;
                 if (rr) v += rr[off + j];
                 if (p->relu) v = v < 0.0f ? 0.0f : v;
                 yr[off + j] = v;
