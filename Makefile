@@ -6,6 +6,16 @@
 
 CC      ?= cc
 PYTHON  := /usr/bin/python3
+# Cross-build (docs/arm.md): `make CROSS=aarch64-linux-gnu` builds the engine core and the unit
+# tests that need only the core into build-aarch64/, with Debian's cross compiler and the arm64
+# cJSON and Check that tools/install-deps.sh unpacks into build-aarch64/sysroot. `make test-arm`
+# runs them under qemu-user. Pipelines and the CLI are not cross-built.
+CROSS   ?=
+ifneq ($(CROSS),)
+CC      := $(CROSS)-gcc
+AR      := $(CROSS)-ar
+B       ?= build-$(firstword $(subst -, ,$(CROSS)))
+endif
 B       ?= build
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
@@ -28,6 +38,17 @@ PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium lib
 PIPE_CFLAGS  = $(shell pkg-config --cflags $(PIPE_PKGS) 2>/dev/null)
 PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null) $(DCMTK_LIBS)
 CHECK_LIBS   = $(shell pkg-config --libs check 2>/dev/null)
+ifneq ($(CROSS),)
+# The target's libraries live in the sysroot only: the host's pkg-config knows nothing of them.
+# Test programs find libcjson.so.1 there at run time by their rpath (qemu -L serves libc, libgomp).
+SYSROOT      := $(abspath $(B)/sysroot)
+SYSLIB       := $(SYSROOT)/usr/lib/$(CROSS)
+CFLAGS       += -isystem $(SYSROOT)/usr/include
+LDLIBS_CORE  := -L$(SYSLIB) -lcjson -lm -fopenmp
+PIPE_CFLAGS  :=
+PIPE_LIBS    :=
+CHECK_LIBS   := -Wl,-rpath,$(SYSLIB) -lcheck_pic -l:libsubunit.a -lrt -lm
+endif
 
 CORE_SRC := $(wildcard ops/*.c nn/*.c weights/*.c)
 X86_SRC  := $(wildcard ops/x86/*.c)
@@ -43,6 +64,11 @@ PIPE_SRC := $(wildcard pipelines/*/*.c)
 PIPE_CXX_SRC := $(wildcard pipelines/*/*.cc)
 CLI_SRC  := $(wildcard tools/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
+# The unit tests that need only the engine core (no pipeline header or library): what `make
+# test-arm` cross-builds and runs under qemu, and the fixtures they read.
+CORE_TESTS := conv ops layers resnet session detect bad_blobs
+CORE_TEST_BIN = $(CORE_TESTS:%=$(B)/tests/test_%)
+CORE_FIXTURES := conv ops layers resnet detect bad_blobs weights
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)
@@ -62,13 +88,19 @@ TDEPS_STAMP := $(B)/.deps-test
 FDEPS_STAMP := $(B)/.deps-fuzz
 
 .SECONDARY:
-.PHONY: all test check fuzz bench demo clean deps help install
+.PHONY: all test test-arm check fuzz bench demo clean deps help install
+ifeq ($(CROSS),)
 all: $(B)/medinfer $(B)/libmedinfer.so
+else
+all: $(B)/libmedinfer.a $(B)/libmedinfer.so $(CORE_TEST_BIN)
+endif
 
 help:
 	@echo "make [all]   build $(B)/medinfer (installs missing Debian build deps)"
 	@echo "make test    unit + parity + end-to-end tests (installs PyTorch for references)"
 	@echo "make check   ASan+UBSan build running the unit tests"
+	@echo "make test-arm  the core and its unit tests cross-built for aarch64, run under qemu-user"
+	@echo "make CROSS=aarch64-linux-gnu   the core and its unit tests for aarch64, in build-aarch64/"
 	@echo "make fuzz    libFuzzer on every parser of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
 	@echo "make bench   medinfer vs PyTorch, same machine, same run"
 	@echo "make demo    endoscopy QC, M-mode echo and gastric slides on shipped demo data"
@@ -76,7 +108,7 @@ help:
 
 $(DEPS_STAMP):
 	@mkdir -p $(B)
-	sh tools/install-deps.sh build
+	sh tools/install-deps.sh $(if $(CROSS),arm $(B)/sysroot,build)
 	@touch $@
 $(TDEPS_STAMP): $(DEPS_STAMP)
 	sh tools/install-deps.sh test
@@ -131,9 +163,14 @@ $(B)/libmedinfer_pipelines.a: $(PIPE_OBJ)
 $(B)/medinfer: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
 	$(CXX) $(CFLAGS) -o $@ $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(PIPE_LIBS) $(LDLIBS_CORE)
 
+ifeq ($(CROSS),)
 $(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a
 	$(CXX) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a \
 	    $(PIPE_LIBS) $(CHECK_LIBS) $(LDLIBS_CORE)
+else
+$(B)/tests/%: $(B)/tests/%.o $(TEST_SUPPORT_OBJ) $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(B)/libmedinfer.a $(CHECK_LIBS) $(LDLIBS_CORE)
+endif
 
 # make install PREFIX=DIR: what an integrator needs (include/medinfer.h is the only header) and
 # the CLI. medinfer.pc carries an rpath, so a program linked against a private prefix runs as is.
@@ -176,6 +213,14 @@ $(FUZZ_BIN): $(B)/fuzz/%: $(B)/fuzz/%.o $(FUZZ_LINK) $(B)/libmedinfer_pipelines.
 test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FUZZ_BIN) $(FIXTURE_STAMPS) $(B)/embed
 	MI_BIN=$(B)/medinfer MI_EMBED=$(B)/embed MI_LIB=$(B)/libmedinfer.so MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) \
 	    sh tests/run.sh $(B)/tests
+
+# The core and its unit tests for aarch64 (build-aarch64/), run under qemu-user against the
+# fixtures the native build's PyTorch references wrote (tests/run_qemu.sh says how: one
+# OpenMP thread, and why). docs/arm.md.
+ARM_B := build-aarch64
+test-arm: $(CORE_FIXTURES:%=$(B)/fixtures/%.stamp)
+	$(MAKE) --no-print-directory CROSS=aarch64-linux-gnu B=$(ARM_B) all
+	MI_FIXTURES=$(abspath $(B)/fixtures) sh tests/run_qemu.sh $(ARM_B)/tests $(CORE_TESTS)
 
 # Sanitizers: separate trees, unit tests only (the parity fixtures are shared with `make test`).
 # ASan + UBSan over every test; ThreadSanitizer over sessions sharing a model across host threads
@@ -226,6 +271,6 @@ demo: $(B)/medinfer
 	sh tools/patho_demo.sh $(B)
 
 clean:
-	rm -rf build build-san build-tsan build-fuzz
+	rm -rf build build-san build-tsan build-fuzz build-aarch64
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -56,10 +56,10 @@ static char bad_isa[64];   /* an MI_ISA value that names no ISA ("" when none) *
 static void init(void) {
     detect(&features);
     isa = features.avx512f ? MI_ISA_AVX512 : features.avx2_fma ? MI_ISA_AVX2
-        : features.neon ? MI_ISA_NEON : MI_ISA_REF;
+        : features.neon ? MI_ISA_NEON : MI_ISA_PORTABLE;
     const char *want = getenv("MI_ISA");
     if (want && *want) {
-        static const mi_isa all[] = { MI_ISA_REF, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 };
+        static const mi_isa all[] = { MI_ISA_REF, MI_ISA_PORTABLE, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 };
         bool known = false;
         for (size_t i = 0; i < sizeof all / sizeof *all && !known; i++)
             if (!strcasecmp(want, mi_isa_name(all[i]))) {
@@ -82,14 +82,14 @@ const mi_cpu_features *mi_cpu(void) { once(); return &features; }
 mi_isa mi_cpu_isa(void) { once(); return isa; }
 
 const char *mi_isa_name(mi_isa i) {
-    static const char *n[] = { "ref", "neon", "avx2", "avx512" };
+    static const char *n[] = { "ref", "portable", "neon", "avx2", "avx512" };
     return n[i];
 }
 
 mi_status mi_cpu_check_env(void) {
     once();
     if (!bad_isa[0]) return MI_OK;
-    return MI_FAIL(MI_ERR_ARG, "MI_ISA='%s' is not an ISA; accepted: ref, neon, avx2, avx512 (a ceiling; unset "
+    return MI_FAIL(MI_ERR_ARG, "MI_ISA='%s' is not an ISA; accepted: ref, portable, neon, avx2, avx512 (a ceiling; unset "
                    "for the best this CPU has)", bad_isa);
 }
 

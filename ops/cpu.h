@@ -1,6 +1,6 @@
 /* ops/cpu.h - CPU feature detection, the ISA the kernels run on, the thread count.
  *
- * Detection runs once, on first use: it reads CPUID/XGETBV and applies MI_ISA=ref|avx2|avx512 (a
+ * Detection runs once, on first use: it reads CPUID/XGETBV and applies MI_ISA=ref|portable|neon|avx2|avx512 (a
  * ceiling, never above what the CPU and OS support). Each ops module dispatches on mi_cpu_isa()
  * itself (a conv layer decides once, at init), so adding an ISA (NEON) touches only the modules
  * that have a kernel for it; everything else runs its scalar reference. */
@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { MI_ISA_REF = 0, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 } mi_isa;
+/* Ordered as ceilings: MI_ISA=portable keeps every SIMD kernel off but the convolutions on the
+ * packed GEMM's portable C micro-kernels (ops/conv_portable.c); MI_ISA=ref forces every
+ * reference. A CPU with none of NEON, AVX2, AVX-512 runs at MI_ISA_PORTABLE. */
+typedef enum { MI_ISA_REF = 0, MI_ISA_PORTABLE, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 } mi_isa;
 
 typedef struct {
     bool avx2_fma;  /* AVX2 + FMA3, and the OS saves ymm state */

@@ -1,6 +1,7 @@
 /* ops/gemm.c - the packed-GEMM driver that direct, transposed and Winograd convolution share
  * (ops/conv.c, ops/conv_transpose.c, ops/conv_winograd.c; the contract is in ops/gemm.h), and the
- * lookup of the per-ISA micro-kernels (ops/x86/conv_avx2.c, conv_avx512.c). BLIS-style blocking:
+ * lookup of the per-ISA micro-kernels (ops/x86/conv_avx2.c, conv_avx512.c, ops/arm/conv_neon.c;
+ * ops/conv_portable.c for every other ISA). BLIS-style blocking:
  * weights packed once at load in panels of the register tile, B packed per work item and K block
  * into panels that stay in L2 while each weight micro-panel, in L1, meets all of them.
  *
@@ -24,12 +25,17 @@
 #define ROUND64(n) (((n) + 63) / 64 * 64)
 
 const mi_gemm_ukr *mi_gemm_ukr_for(mi_isa isa) {
+    switch (isa) {
+    case MI_ISA_PORTABLE: return &mi_gemm_ukr_portable;
 #if defined(__x86_64__)
-    if (isa == MI_ISA_AVX512) return &mi_gemm_ukr_avx512;
-    if (isa == MI_ISA_AVX2) return &mi_gemm_ukr_avx2;
+    case MI_ISA_AVX512: return &mi_gemm_ukr_avx512;
+    case MI_ISA_AVX2: return &mi_gemm_ukr_avx2;
 #endif
-    (void)isa;
-    return NULL;
+#if defined(__aarch64__)
+    case MI_ISA_NEON: return &mi_gemm_ukr_neon;
+#endif
+    default: return NULL;
+    }
 }
 
 static size_t pack_panels(int64_t MR, float *apack, const float *w, int64_t groups, int64_t M, int64_t K) {

@@ -1,6 +1,6 @@
 /* ops/gemm.h - the packed GEMM that runs every fast convolution (direct, transposed, Winograd),
  * and the per-ISA table of its micro-kernels. Internal to ops/: included by ops/gemm.c,
- * ops/conv*.c, ops/x86/conv_*.c and tests/test_conv.c; a network includes ops/conv.h only.
+ * ops/conv*.c, ops/x86/conv_*.c, ops/arm/conv_neon.c, ops/conv_portable.c and tests/test_conv.c; a network includes ops/conv.h only.
  *
  * A header of its own because it is a GEMM, not a layer: it knows panels, tiles and work items,
  * never kernel sizes, strides or padding. Each convolution reduces itself to it (ops/conv.c over
@@ -65,10 +65,16 @@ typedef struct {
                       int nrows, float bias, int relu);
 } mi_gemm_ukr;
 
-/* NULL for MI_ISA_REF and where no fast kernel exists. */
+/* The ISA's own kernels (ops/x86/, ops/arm/); the portable ones (ops/conv_portable.c) for
+ * MI_ISA_PORTABLE; NULL for MI_ISA_REF and for an ISA this build cannot run (NEON on x86, AVX on
+ * aarch64). A CPU with none of these ISAs runs at MI_ISA_PORTABLE (ops/cpu.c). */
 const mi_gemm_ukr *mi_gemm_ukr_for(mi_isa isa);
+extern const mi_gemm_ukr mi_gemm_ukr_portable;
 #if defined(__x86_64__)
 extern const mi_gemm_ukr mi_gemm_ukr_avx2, mi_gemm_ukr_avx512;
+#endif
+#if defined(__aarch64__)
+extern const mi_gemm_ukr mi_gemm_ukr_neon;
 #endif
 
 typedef struct {

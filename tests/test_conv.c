@@ -1,16 +1,21 @@
 /* tests/test_conv.c - convolution and transposed convolution (ops/conv.c, ops/conv_transpose.c,
- * ops/conv_winograd.c, the packed GEMM ops/gemm.c, ops/x86/conv_avx2.c, ops/x86/conv_avx512.c).
+ * ops/conv_winograd.c, the packed GEMM ops/gemm.c, ops/x86/conv_avx2.c, ops/x86/conv_avx512.c,
+ * ops/arm/conv_neon.c, ops/conv_portable.c).
  *
  * 1. Every case of tests/ref_conv.py (torch in float64) through the reference and through every
- *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, avx2 and avx512, each GEMM
+ *    fast path this CPU has (mi_conv_init_isa), so one run covers ref, the portable C kernels
+ *    (ops/conv_portable.c, on every CPU), neon (ops/arm/conv_neon.c, under qemu by make
+ *    test-arm), avx2 and avx512, each GEMM
  *    orientation forced in turn (pixels or channels on the vector lanes, mi_conv_desc.lanes), and
  *    each algorithm (direct; Winograd F(2x2, 3x3) and F(4x4, 3x3) on the 3x3 stride-1 cases,
  *    mi_conv_desc.algo);
- *    MI_ISA caps what mi_conv_init picks (env_caps_isa).
+ *    MI_ISA caps what mi_conv_init picks (env_caps_isa); MI_ISA=portable forces the portable
+ *    kernels (env_forces_portable).
  *    Tolerance: |ours - torch| <= 2e-5 * max|torch| + 1e-5 * |torch| (fp32 sums of up to 2700
  *    terms, FMA on the fast paths). Measured max |ours - torch| / max|torch| over all cases and
  *    ISAs: 8.8e-7 (reference), 7.3e-7 (avx2, avx512), Winograd F(2x2) 4.6e-7, F(4x4) 5.8e-6:
- *    the MAXREL lines it prints.
+ *    the MAXREL lines it prints. The portable kernels' direct sums (multiply, then add, in the
+ *    reference's k order) measured the reference's 8.8e-7; neon (under qemu) avx2's figures.
  * 2. Fast path against the reference on tails: Cout 1..17, 29, 33 and pixel counts 1, 3, 4, 5, 7,
  *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded direct and Winograd, 3x3 stride 2), same
  *    tolerance.
@@ -40,6 +45,15 @@ static double max_abs(const float *x, int64_t n) {
 static int wino_m(int algo) { return algo == MI_CONV_WINOGRAD2 ? 2 : algo == MI_CONV_WINOGRAD4 ? 4 : 0; }
 static const char *algo_name(int algo) {
     return algo == MI_CONV_WINOGRAD2 ? "winograd F(2x2,3x3)" : algo == MI_CONV_WINOGRAD4 ? "winograd F(4x4,3x3)" : "direct";
+}
+
+/* Whether this build and CPU run isa's GEMM path, and it is not the same kernels as a lower ISA's
+ * (NEON without ops/arm/ kernels is the portable table again): the ISAs each sweep covers. */
+static int fast_isa_distinct(mi_isa isa) {
+    if (isa == MI_ISA_REF || isa > mi_cpu_isa() || !mi_gemm_ukr_for(isa)) return 0;
+    for (mi_isa lo = MI_ISA_PORTABLE; lo < isa; lo++)
+        if (mi_gemm_ukr_for(lo) == mi_gemm_ukr_for(isa)) return 0;
+    return 1;
 }
 
 /* Runs case i of the fixture on the given ISA (ref: the reference function itself); returns the
@@ -128,9 +142,11 @@ static int case_is_winograd(const mi_weights *w, int i) {
  * counted as a skip by tests/run.sh, not as a pass. */
 START_TEST(matches_torch_on_every_isa)
 {
-    static const mi_isa isas[] = { MI_ISA_REF, MI_ISA_AVX2, MI_ISA_AVX512 };
+    static const mi_isa isas[] = { MI_ISA_REF, MI_ISA_PORTABLE, MI_ISA_NEON, MI_ISA_AVX2, MI_ISA_AVX512 };
     const int k = _i;
     if (isas[k] > mi_cpu_isa()) MI_SKIP("%s not available (CPU or MI_ISA)", mi_isa_name(isas[k]));
+    if (isas[k] != MI_ISA_REF && !fast_isa_distinct(isas[k]))
+        MI_SKIP("%s: no kernels of its own in this build", mi_isa_name(isas[k]));
     mi_weights w;
     mi_fixture_open(&w, "conv_cases.safetensors");
     long long ncases;
@@ -197,8 +213,8 @@ START_TEST(fast_matches_reference_on_tails)
     static const int couts[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 29, 33 };
     static const int pix[] = { 1, 3, 4, 5, 7, 8, 15, 16, 17, 31, 33, 47, 49, 67 };
     int ran = 0;
-    for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
-        if (isa == MI_ISA_NEON) continue;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        if (!fast_isa_distinct(isa)) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
         for (int shape = 0; shape < 5; shape++)   /* 3, 4: shape 1 by Winograd F(2x2), F(4x4) */
             for (size_t ci = 0; ci < sizeof couts / sizeof *couts; ci++)
@@ -245,7 +261,7 @@ START_TEST(same_bits_for_1_2_4_threads)
     static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 }, { 15, 8 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
-        if (isa == MI_ISA_NEON) continue;
+        if (isa != MI_ISA_REF && !fast_isa_distinct(isa)) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
         for (int algo = MI_CONV_DIRECT; algo <= MI_CONV_WINOGRAD4; algo++)
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
@@ -394,9 +410,9 @@ typedef void (*wino_out_fn)(float *, const float *, const float *, int64_t, int6
 START_TEST(winograd_transforms_match_scalar)
 {
     int ran = 0;
-    for (mi_isa isa = MI_ISA_AVX2; isa <= mi_cpu_isa(); isa++) {
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
-        if (!u) continue;
+        if (!u || !fast_isa_distinct(isa)) continue;
         for (int m = 2; m <= 4; m += 2) {
             const wino_in_fn in = m == 2 ? u->wino2_in : u->wino4_in, in_ref = m == 2 ? mi_conv_wino2_in_ref : mi_conv_wino4_in_ref;
             const wino_out_fn out = m == 2 ? u->wino2_out : u->wino4_out, out_ref = m == 2 ? mi_conv_wino2_out_ref : mi_conv_wino4_out_ref;
@@ -470,11 +486,32 @@ START_TEST(env_caps_isa)
 }
 END_TEST
 
+/* MI_ISA=portable: every fast convolution on the portable C micro-kernels (ops/conv_portable.c),
+ * on any CPU - how CI checks them on x86. */
+START_TEST(env_forces_portable)
+{
+    const char *fork = getenv("CK_FORK");
+    if (fork && !strcmp(fork, "no")) MI_SKIP("needs CK_FORK: the ISA is chosen once per process");
+    setenv("MI_ISA", "portable", 1);
+    ck_assert_int_eq(mi_cpu_isa(), MI_ISA_PORTABLE);
+    mi_conv_desc d = mi_conv2d_desc(19, 23, 3, 1, 1, 1);
+    float *wt = mi_alloc_aligned(23 * 19 * 9 * sizeof(float));
+    mi_fill_random(wt, 23 * 19 * 9, 3);
+    mi_conv c;
+    ck_assert_int_eq(mi_conv_init(&c, &d, wt, NULL, "portable"), MI_OK);
+    ck_assert_int_eq(c.path, MI_ISA_PORTABLE);
+    ck_assert_ptr_eq(mi_gemm_ukr_for((mi_isa)c.path), &mi_gemm_ukr_portable);
+    mi_conv_free(&c);
+    mi_free_aligned(wt);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("conv");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, matches_torch_on_every_isa, 0, 3);
+    tcase_add_loop_test(tc, matches_torch_on_every_isa, 0, 5);
+    tcase_add_test(tc, env_forces_portable);
     tcase_add_test(tc, fast_matches_reference_on_tails);
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
     tcase_add_test(tc, bad_shapes_name_the_layer);

@@ -12,13 +12,13 @@ fails=0
 for bad in avx3 AVX-512 scalar " ref" "ref,avx2"; do
     for cmd in "inspect $blob" "--version"; do
         MI_ISA=$bad "$bin" $cmd > "$out" 2> "$err"; rc=$?
-        if [ $rc -ne 2 ] || [ -s "$out" ] || ! grep -qF "MI_ISA='$bad'" "$err" || ! grep -qF "ref, neon, avx2, avx512" "$err"; then
+        if [ $rc -ne 2 ] || [ -s "$out" ] || ! grep -qF "MI_ISA='$bad'" "$err" || ! grep -qF "ref, portable, neon, avx2, avx512" "$err"; then
             echo "FAIL: MI_ISA='$bad' medinfer $cmd: exit $rc, expected 2 with a message and no output"
             cat "$err"; fails=$((fails + 1))
         fi
     done
 done
-for good in ref REF avx2 Avx512 neon ""; do
+for good in ref REF portable avx2 Avx512 neon ""; do
     MI_ISA=$good "$bin" inspect "$blob" > "$out" 2> "$err"; rc=$?
     [ $rc -eq 0 ] && grep -q "^sha256:" "$out" || { echo "FAIL: MI_ISA='$good': exit $rc"; cat "$err"; fails=$((fails + 1)); }
 done

@@ -33,8 +33,10 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__x86_64__)   /* the SIMD kernels' tail sweeps; these ops have x86 kernels only */
 static const int64_t TAILS[] = { 1, 3, 4, 5, 7, 8, 15, 16, 17, 67 };
 #define NTAILS ((int)(sizeof TAILS / sizeof *TAILS))
+#endif
 
 /* ---- fixture helpers ------------------------------------------------------------------- */
 

@@ -1,6 +1,14 @@
 #!/bin/sh
-# tools/install-deps.sh [build|test|fuzz] - install the Debian packages medinfer needs, only those missing.
+# tools/install-deps.sh [build|test|fuzz|arm SYSROOT] - install the Debian packages medinfer needs, only those missing.
 # Called by the Makefile; safe to run again (does nothing when all are present).
+#
+# arm SYSROOT: the aarch64 cross-build of the engine core and its unit tests (`make test-arm`,
+# docs/arm.md). The cross compiler (with libgomp) and qemu-user come from the host's apt; the
+# arm64 libraries the core and the tests link (cJSON, Check and its libsubunit) are downloaded as
+# Debian's arm64 .debs through a private apt state under SYSROOT/.apt (its own sources list,
+# package lists and status file, the host's keyring), and unpacked with dpkg -x into SYSROOT. The
+# host's dpkg is never told about arm64 (no `dpkg --add-architecture`), so its own apt-get update
+# is left as it was. Once SYSROOT/.done exists nothing is fetched again.
 set -eu
 
 build="gcc make pkg-config libcjson-dev libstb-dev check
@@ -17,15 +25,52 @@ test="python3 python3-torch python3-torchvision python3-numpy python3-pil python
 # here), and the OpenMP runtime clang links (not GCC's libgomp)
 fuzz="clang libclang-rt-dev libomp-dev"
 
+# aarch64 cross-build: host tools, then the arm64 libraries into the sysroot (below)
+arm="gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user debian-archive-keyring"
+arm_debs="libcjson1 libcjson-dev check libsubunit0 libsubunit-dev"
+
 want=$build
 [ "${1:-build}" = test ] && want="$build $test"
 [ "${1:-build}" = fuzz ] && want="$build $fuzz"
+[ "${1:-build}" = arm ] && want="$arm"
+
+# The arm64 sysroot: apt-get download through a private state (no root needed for this part).
+arm_sysroot() {
+    root=$1
+    [ -f "$root/.done" ] && return 0
+    state="$root/.apt"
+    rm -rf "$state" && mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/debs"
+    : > "$state/status"
+    key=/usr/share/keyrings/debian-archive-keyring.gpg
+    {
+        echo "deb [arch=arm64 signed-by=$key] http://deb.debian.org/debian bookworm main"
+        echo "deb [arch=arm64 signed-by=$key] http://deb.debian.org/debian bookworm-updates main"
+        echo "deb [arch=arm64 signed-by=$key] http://deb.debian.org/debian-security bookworm-security main"
+    } > "$state/sources.list"
+    set -- -o Dir::Etc::sourcelist="$state/sources.list" -o Dir::Etc::sourceparts=/nonexistent \
+           -o Dir::State::lists="$state/lists" -o Dir::State::status="$state/status" \
+           -o Dir::Cache="$state/cache" -o APT::Architecture=arm64 -o APT::Architectures::=arm64 \
+           -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+    echo "install-deps: arm64 libraries into $root:$arm_debs" >&2
+    apt-get "$@" -qq update
+    # shellcheck disable=SC2086
+    (cd "$state/debs" && apt-get "$@" -qq download $arm_debs)
+    for d in "$state/debs"/*.deb; do dpkg -x "$d" "$root"; done
+    touch "$root/.done"
+}
 
 missing=""
+if [ "${1:-build}" = arm ]; then
+    [ -n "${2:-}" ] || { echo "install-deps: arm needs the sysroot directory" >&2; exit 2; }
+    case $2 in /*) sysroot=$2 ;; *) sysroot=$(pwd)/$2 ;; esac
+fi
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    [ "${1:-build}" = arm ] && arm_sysroot "$sysroot"
+    exit 0
+fi
 
 echo "install-deps: installing:$missing" >&2
 if [ "$(id -u)" -ne 0 ]; then
@@ -37,3 +82,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+[ "${1:-build}" = arm ] && arm_sysroot "$sysroot"
+exit 0
