@@ -132,7 +132,7 @@ VNET = {"arch": "vnet2d", "in_channels": 3, "width": 6, "enc_convs": [1, 2, 2, 2
         "dec_convs": [1, 1, 1], "feature_dim": 32, "num_classes": 4, "input_size": TILE}
 GCN = {"arch": "gcn", "in_dim": 32, "hidden": [32, 16], "num_classes": 4, "labels": LABELS,
        "self_loops": True, "readout": "mean"}
-MODEL_VERSION = "2026.12.01.1"
+MODEL_VERSION = "2026.12.01.2"
 REF_SLIDE = "patho_s1_00000"
 
 
