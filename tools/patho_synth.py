@@ -44,11 +44,15 @@ lower levels by 2x2 averaging.
   glands      one row of small oval nuclei at the base, long axis perpendicular to the basement
               membrane (polarity)
   lesion      1-2 blobs inside the tissue, 18-40 % of its area (absent in negative slides):
-   LGIN       glands crowded closer, amphophilic cytoplasm, pencil-shaped elongated nuclei,
-              crowded and pseudostratified but still basal and perpendicular to the membrane
-   HGIN       back-to-back irregular glands, some cribriform (several small lumina), large
-              round pleomorphic dark nuclei scattered through the whole epithelium at random
-              orientation (loss of polarity)
+   LGIN       crowded but regular tubular glands (about 2.2 x as long as wide), all nearly
+              parallel on a regular lattice with thin stroma between them, smooth outlines, an
+              open lumen, amphophilic cytoplasm; pencil-shaped elongated nuclei in a dense
+              palisade at the base (slightly pseudostratified), perpendicular to the membrane,
+              with a band of apical cytoplasm between them and the lumen
+   HGIN       back-to-back irregular gland complexes (a gland with 1-3 branches budding off it,
+              ragged outlines), cribriform (3-6 punched-out round lumina) or with slit lumina;
+              large round pleomorphic dark nuclei scattered through the whole epithelium up to
+              the lumina at random orientation (loss of polarity)
    carcinoma  no regular glands: desmoplastic (pinker, streaky) stroma infiltrated by irregular
               cords and nests of 2-16 cells and single cells with very large, irregular, very
               dark nuclei, densely packed
@@ -58,6 +62,12 @@ scaled by U(0.65, 1.35), section thickness varying +-10 % over the slide, glass 
 0.5-1.1 um. Lesions differ from normal tissue by nuclear size, shape, orientation, density and
 gland architecture, all local: a lesion is 18-40 % of the tissue, and the per-slide stain amounts
 vary more than the lesion changes the slide's mean colour.
+
+Versions (the sidecar's "generator"): v1 drew LGIN and HGIN too alike at the demo pipeline's
+2 um/px (same gland sizes and lumina, nuclei differing mainly below 2 um); v2 redraws only those
+two lesions (the functions lgin_glands, draw_lgin_gland, hgin_glands, draw_hgin_gland). The
+random stream up to the lesion glands is v1's, so negative and invasive-carcinoma slides are
+the same pixels, masks and sidecars (but for "generator") as v1's for the same seed and index.
 
 Speed: about 6-10 s per 6144 px slide on one core; a 6144 px slide is about 4-7 MB.
 The demo slides in examples/patho/ and the training set of tools/train_patho.py come from here
@@ -80,7 +90,7 @@ MPP0 = 0.5                      # level 0
 RENDER_MPP = 1.0                # the picture is composed at this scale (= level 1)
 H_REF = np.array([0.65, 0.70, 0.29])
 E_REF = np.array([0.07, 0.99, 0.11])
-VERSION = "1"
+VERSION = "2"
 
 Image.MAX_IMAGE_PIXELS = None
 
@@ -136,30 +146,129 @@ class Canvas:
         draw_polys(self.dn, polys, np.clip(pick(h) * 100, 1, 255))
 
 
-def gland_nuclei(rng, g, kind):
-    """nuclei of one gland g = (cx, cy, a, b, ang): kind 'normal' | 'lgin' | 'hgin'"""
+def gland_nuclei(rng, g):
+    """nuclei of one normal gland g = (cx, cy, a, b, ang): one basal row, perpendicular to the membrane"""
     cx, cy, a, b, ang = g
     per = 2 * np.pi * np.sqrt((a * a + b * b) / 2)
-    if kind == "normal":
-        n = int(per / rng.uniform(6.0, 7.5))
-        rho = rng.normal(0.86, 0.03, n)
-        sa, sb, h = rng.normal(3.3, 0.3, n), rng.normal(2.3, 0.2, n), rng.normal(0.85, 0.08, n)
-    elif kind == "lgin":
-        n = int(per / rng.uniform(3.2, 4.0))
-        rho = rng.uniform(0.68, 0.92, n)
-        sa, sb, h = rng.normal(5.8, 0.6, n), rng.normal(1.8, 0.2, n), rng.normal(1.15, 0.1, n)
-    else:  # hgin: two loose layers through the epithelium, pleomorphic, any orientation
-        n = int(2 * per / rng.uniform(10.0, 12.0))
-        rho = rng.uniform(0.42, 0.95, n)
-        sa = rng.uniform(3.6, 6.0, n)
-        sb, h = sa / rng.uniform(1.0, 1.45, n), rng.normal(1.2, 0.2, n)
+    n = int(per / rng.uniform(6.0, 7.5))
+    rho = rng.normal(0.86, 0.03, n)
+    sa, sb, h = rng.normal(3.3, 0.3, n), rng.normal(2.3, 0.2, n), rng.normal(0.85, 0.08, n)
     t = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / max(n, 1) + rng.normal(0, 0.05, n)
     lx, ly = a * rho * np.cos(t), b * rho * np.sin(t)
     c, s = np.cos(ang), np.sin(ang)
     x, y = cx + c * lx - s * ly, cy + s * lx + c * ly
     radial = np.arctan2(y - cy, x - cx)
-    o = radial + rng.normal(0, 0.15, n) if kind != "hgin" else rng.uniform(0, np.pi, n)
+    o = radial + rng.normal(0, 0.15, n)
     return x, y, sa, sb, o, h
+
+
+def lgin_glands(rng, n, where):
+    """LGIN: crowded but regular tubular glands, all about parallel, on a regular lattice with thin
+    stroma between them -> [(cx, cy, a, b, ang)] (a along the tube)"""
+    ang0 = rng.uniform(0, np.pi)
+    b0 = rng.uniform(17, 21)
+    a0 = b0 * rng.uniform(2.0, 2.5)
+    gap = rng.uniform(6, 10)
+    su, sv = 2 * a0 + gap, 2 * b0 + gap
+    r = 0.75 * n
+    u, v = np.meshgrid(np.arange(-r, r, su), np.arange(-r, r, sv))
+    u = u + (np.round(v / sv).astype(int) % 2) * su / 2          # brick pattern
+    u, v = u.ravel(), v.ravel()
+    c, s = np.cos(ang0), np.sin(ang0)
+    x, y = n / 2 + c * u - s * v, n / 2 + s * u + c * v
+    out = []
+    for px, py in zip(x, y):
+        jx, jy = rng.uniform(-0.06, 0.06, 2) * (su, sv)
+        px, py = px + c * jx - s * jy, py + s * jx + c * jy
+        ix, iy = int(px), int(py)
+        if 0 <= ix < n and 0 <= iy < n and where[iy, ix]:
+            out.append((px, py, a0 * rng.uniform(0.92, 1.08), b0 * rng.uniform(0.92, 1.08),
+                        ang0 + rng.normal(0, 0.06)))
+    return out
+
+
+def draw_lgin_gland(cv, rng, g):
+    """a smooth tube of amphophilic epithelium, an open lumen, and a palisade of pencil-shaped
+    nuclei at the base, perpendicular to the basement membrane -> its nuclei"""
+    cx, cy, a, b, ang = g
+    one = np.array([cx]), np.array([cy]), np.array([a]), np.array([b]), np.array([ang])
+    cv.ds.polygon([tuple(q) for q in ellipse_poly(*one, n=32, wiggle=0.03, rng=rng)[0]], fill=Canvas.DYSEPI)
+    sa_m = rng.uniform(4.0, 4.6)
+    d = 2 * sa_m + 4                                   # nuclei, then a band of apical cytoplasm
+    lum = ellipse_poly(*one[:2], np.array([a - d]), np.array([b - d]), one[4], n=24, wiggle=0.04, rng=rng)[0]
+    cv.ds.polygon([tuple(q) for q in lum], fill=Canvas.LUMEN)
+    per = 2 * np.pi * np.sqrt((a * a + b * b) / 2)
+    k = int(per / rng.uniform(2.8, 3.3))
+    t = np.arange(k) * 2 * np.pi / k + rng.normal(0, 0.02, k)
+    nx, ny = b * np.cos(t), a * np.sin(t)              # outward normal in the gland's frame
+    nn_ = np.hypot(nx, ny)
+    nx, ny = nx / nn_, ny / nn_
+    sa = rng.normal(sa_m, 0.35, k)
+    depth = sa + 1.2 + np.abs(rng.normal(0, 0.8, k))   # basal, a little pseudostratified
+    lx, ly = a * np.cos(t) - nx * depth, b * np.sin(t) - ny * depth
+    c, s = np.cos(ang), np.sin(ang)
+    x, y = cx + c * lx - s * ly, cy + s * lx + c * ly
+    o = ang + np.arctan2(ny, nx) + rng.normal(0, 0.08, k)
+    return x, y, sa, rng.normal(1.5, 0.12, k), o, rng.normal(1.2, 0.08, k), 0.08
+
+
+def hgin_glands(rng, n, where):
+    """HGIN: back-to-back irregular gland complexes, each a main gland with 1-3 branches budding
+    off it -> [[(cx, cy, a, b, ang), ...]] (the main ellipse first)"""
+    out = []
+    for p in jittered_grid(rng, n, rng.uniform(46, 54), 0.3):
+        ix, iy = int(np.clip(p[0], 0, n - 1)), int(np.clip(p[1], 0, n - 1))
+        if not where[iy, ix]:
+            continue
+        a = rng.uniform(19, 27)
+        parts = [(p[0], p[1], a, a * rng.uniform(0.6, 0.95), rng.uniform(0, np.pi))]
+        for _ in range(rng.integers(1, 4)):
+            phi = rng.uniform(0, 2 * np.pi)
+            ba = a * rng.uniform(0.45, 0.7)
+            dist = a * rng.uniform(0.8, 1.05)
+            parts.append((p[0] + dist * np.cos(phi), p[1] + dist * np.sin(phi), ba, ba * rng.uniform(0.45, 0.7),
+                          phi + rng.normal(0, 0.3)))
+        out.append(parts)
+    return out
+
+
+def draw_hgin_gland(cv, rng, parts):
+    """ragged epithelium of a branching complex; cribriform (several punched-out lumina) or slit
+    lumina; large, round, dark, pleomorphic nuclei through the whole epithelium up to the lumen,
+    at any orientation (loss of polarity) -> its nuclei"""
+    P = np.array(parts)
+    polys = ellipse_poly(P[:, 0], P[:, 1], P[:, 2], P[:, 3], P[:, 4], n=20, wiggle=0.16, rng=rng)
+    draw_polys(cv.ds, polys, np.full(len(P), Canvas.DYSEPI))
+    cx, cy, a, b, ang = parts[0]
+    holes = np.zeros((0, 3))
+    if rng.random() < 0.6:                              # cribriform
+        m = rng.integers(3, 7)
+        rr, tt = np.sqrt(rng.uniform(0, 0.5, m)), rng.uniform(0, 2 * np.pi, m)
+        lr = rng.uniform(3.5, 6.5, m)
+        hx, hy = cx + a * rr * np.cos(tt), cy + b * rr * np.sin(tt)
+        lp = ellipse_poly(hx, hy, lr, lr * rng.uniform(0.75, 1, m), rng.uniform(0, np.pi, m), n=10, wiggle=0.15,
+                          rng=rng)
+        holes = np.stack([hx, hy, lr], 1)
+    else:                                               # slit lumina, one per part
+        lp = ellipse_poly(P[:, 0], P[:, 1], P[:, 2] * rng.uniform(0.3, 0.5, len(P)),
+                          P[:, 3] * rng.uniform(0.12, 0.22, len(P)), P[:, 4], n=12, wiggle=0.3, rng=rng)
+    draw_polys(cv.ds, lp, np.full(len(lp), Canvas.LUMEN))
+    xs, ys = [], []
+    for px, py, pa, pb, pang in parts:
+        k = int(0.4 * pa * pb / rng.uniform(16, 20))
+        rho, t = np.sqrt(rng.uniform(0.0, 0.85, k)), rng.uniform(0, 2 * np.pi, k)
+        lx, ly = pa * rho * np.cos(t), pb * rho * np.sin(t)
+        c, s = np.cos(pang), np.sin(pang)
+        xs.append(px + c * lx - s * ly)
+        ys.append(py + s * lx + c * ly)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    for hx, hy, lr in holes:                            # nuclei reach the lumina, do not fill them
+        ok = np.hypot(x - hx, y - hy) > lr + 3.0
+        x, y = x[ok], y[ok]
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    k = len(x)
+    sa = rng.uniform(4.2, 6.0, k)
+    return x, y, sa, sa / rng.uniform(1.0, 1.3, k), rng.uniform(0, np.pi, k), rng.normal(1.35, 0.15, k), 0.25
 
 
 def jittered_grid(rng, n, spacing, jitter=0.3):
@@ -238,35 +347,24 @@ def make_slide(seed, index, size=6144):
                 all(np.hypot(p[0] - ax, p[1] - ay) > r + 25 for ax, ay, r in aggs):
             a = rng.uniform(20, 33)
             glands.append(("normal", p[0], p[1], a, a * rng.uniform(0.6, 0.95), rng.uniform(0, np.pi)))
-    if kind:
-        ls = rng.uniform(52, 60) if kind == "lgin" else rng.uniform(40, 48)
-        for p in jittered_grid(rng, n, ls, 0.2):
-            ix, iy = int(np.clip(p[0], 0, n - 1)), int(np.clip(p[1], 0, n - 1))
-            if lesion[iy, ix] and tissue[iy, ix]:
-                if kind == "lgin":
-                    a = rng.uniform(22, 30)
-                    glands.append((kind, p[0], p[1], a, a * rng.uniform(0.55, 0.9), rng.uniform(0, np.pi)))
-                else:
-                    a = rng.uniform(18, 30)
-                    glands.append((kind, p[0], p[1], a, a * rng.uniform(0.6, 1.0), rng.uniform(0, np.pi)))
     nuc_all = []
     for kd, cx, cy, a, b, ang in glands:
         one = np.array([cx]), np.array([cy]), np.array([a]), np.array([b]), np.array([ang])
-        wig = {"normal": 0.05, "lgin": 0.08, "hgin": 0.22}[kd]
-        outer = ellipse_poly(*one, n=24, wiggle=wig, rng=rng)[0]
-        cv.ds.polygon([tuple(q) for q in outer], fill=Canvas.EPI if kd == "normal" else Canvas.DYSEPI)
-        if kd == "hgin" and rng.random() < 0.5:       # cribriform: several small lumina
-            for _ in range(rng.integers(2, 5)):
-                r = rng.uniform(3, 6)
-                ox, oy = rng.uniform(-0.4, 0.4, 2) * a
-                cv.ds.ellipse([cx + ox - r, cy + oy - r, cx + ox + r, cy + oy + r], fill=Canvas.LUMEN)
-        else:
-            li = {"normal": rng.uniform(0.35, 0.5), "lgin": rng.uniform(0.3, 0.45),
-                  "hgin": rng.uniform(0.15, 0.3)}[kd]
-            inner = ellipse_poly(np.array([cx]), np.array([cy]), np.array([a * li]), np.array([b * li]),
-                                 np.array([ang]), n=16, wiggle=0.1, rng=rng)[0]
-            cv.ds.polygon([tuple(q) for q in inner], fill=Canvas.LUMEN)
-        nuc_all.append(gland_nuclei(rng, (cx, cy, a, b, ang), kd))
+        outer = ellipse_poly(*one, n=24, wiggle=0.05, rng=rng)[0]
+        cv.ds.polygon([tuple(q) for q in outer], fill=Canvas.EPI)
+        li = rng.uniform(0.35, 0.5)
+        rng.uniform(0.3, 0.45), rng.uniform(0.15, 0.3)   # unused: v1 drew them, v2 keeps its stream
+        inner = ellipse_poly(np.array([cx]), np.array([cy]), np.array([a * li]), np.array([b * li]),
+                             np.array([ang]), n=16, wiggle=0.1, rng=rng)[0]
+        cv.ds.polygon([tuple(q) for q in inner], fill=Canvas.LUMEN)
+        nuc_all.append(gland_nuclei(rng, (cx, cy, a, b, ang)))
+    where = lesion & tissue
+    if kind == "lgin":
+        for g in lgin_glands(rng, n, where):
+            nuc_all.append(draw_lgin_gland(cv, rng, g))
+    elif kind == "hgin":
+        for parts in hgin_glands(rng, n, where):
+            nuc_all.append(draw_hgin_gland(cv, rng, parts))
 
     # carcinoma: cords, nests and single cells infiltrating the lesion's stroma
     if cls == 3:
@@ -322,8 +420,9 @@ def make_slide(seed, index, size=6144):
         r = rng.normal(2.6, 0.3, m)
         cv.nuclei(rng, ax + rr * np.cos(t), ay + rr * np.sin(t), r, r * 0.9, rng.uniform(0, np.pi, m),
                   rng.normal(1.35, 0.12, m), tissue=tissue)
-    for x, y, sa, sb, o, h in nuc_all:
-        cv.nuclei(rng, x, y, sa, sb, o, h, wiggle=0.12 if len(sa) and sa.mean() < 4 else 0.25, tissue=tissue)
+    for x, y, sa, sb, o, h, *wig in nuc_all:
+        wig = wig[0] if wig else 0.12 if len(sa) and sa.mean() < 4 else 0.25
+        cv.nuclei(rng, x, y, sa, sb, o, h, wiggle=wig, tissue=tissue)
 
     # concentrations
     struct = np.asarray(cv.struct)

@@ -56,9 +56,12 @@ Training (all seeded; 2 cores shared, so 1 thread each):
          Loss: NLL of the per-pixel softmax + (1 - soft Dice of the lesion channel) + 0.5 x
          cross-entropy of tile_logits (crop label by the 30 % rule). Adam, lr 2e-3, cosine to 0.
          The shipped V-Net then had a second, fine-tuning run (--resume, whole tiles only, tile
-         loss weight 2, lr 1e-3): after the first run its tile head mixed LGIN and HGIN (on the
-         16 check slides 45 of 69 LGIN tiles called HGIN) and the GCN on its features reached
-         only 85 % on the held-out slides.
+         loss weight 2, lr 1e-3). It was added for the slides of tools/patho_synth.py v1, where
+         after the first run the tile head mixed LGIN and HGIN (on the 16 check slides 45 of 69
+         LGIN tiles called HGIN) and the GCN on its features reached only 85 % held-out. On the
+         v2 slides the first run alone already separates them far better (check tiles below); the second
+         run was kept so that the shipped blobs come from the commands written here, and it
+         changes the check figures little.
          `gcn` caches the graphs in WORK/graphs.pt: delete it after retraining the V-Net.
   gcn    The V-Net as exported (F16-rounded) runs steps 6-7 on every training slide (those
          with index >= --vnet-slides give the GCN features of slides the V-Net never saw); GCN
@@ -66,37 +69,66 @@ Training (all seeded; 2 cores shared, so 1 thread each):
          cross-entropy, Adam lr 5e-3, weight decay 1e-4, --gcn-epochs full passes, then both
          blobs are written F16 with tools/export.py.
 
-The shipped blobs were made with these commands (see the end of this docstring for the numbers):
-    nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1 --count 96 --out /tmp/patho/train
-    nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1000 --count 40 --out /tmp/patho/heldout
-    nice -n 10 /usr/bin/python3 tools/train_patho.py tiles --data /tmp/patho/train --work /tmp/patho/work
-    nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho/work --threads 1
-    cp /tmp/patho/work/vnet.pt /tmp/patho/work/vnet_stage1.pt
-    nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho/work --threads 2 --seed 1 \
-        --resume /tmp/patho/work/vnet_stage1.pt --crop-steps 0 --tile-steps 150 --cls-weight 2 --lr 1e-3
-    nice -n 10 /usr/bin/python3 tools/train_patho.py gcn --work /tmp/patho/work --threads 1
+The shipped blobs (model_version 2026.12.01.2, slides of tools/patho_synth.py v2) were made with
+these commands (see the end of this docstring for the numbers):
+    nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1 --count 96 --out /tmp/patho2/train
+    nice -n 10 /usr/bin/python3 tools/patho_synth.py --seed 1000 --count 40 --out /tmp/patho2/heldout
+    nice -n 10 /usr/bin/python3 tools/train_patho.py tiles --data /tmp/patho2/train --work /tmp/patho2/work
+    nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho2/work --threads 1
+    cp /tmp/patho2/work/vnet.pt /tmp/patho2/work/vnet_stage1.pt
+    nice -n 10 /usr/bin/python3 tools/train_patho.py vnet --work /tmp/patho2/work --threads 2 --seed 1 \
+        --resume /tmp/patho2/work/vnet_stage1.pt --crop-steps 0 --tile-steps 150 --cls-weight 2 --lr 1e-3
+    nice -n 10 /usr/bin/python3 tools/train_patho.py gcn --work /tmp/patho2/work --threads 1
+    build/medinfer patho --vnet weights/patho_vnet_demo.safetensors --gcn weights/patho_gcn_demo.safetensors \
+        --quiet --out /tmp/patho2/heldout_c.json /tmp/patho2/heldout/*.tif
+    /usr/bin/python3 tools/patho_eval.py /tmp/patho2/heldout /tmp/patho2/heldout_c.json
     nice -n 10 /usr/bin/python3 tools/train_patho.py run --vnet weights/patho_vnet_demo.safetensors \
-        --gcn weights/patho_gcn_demo.safetensors /tmp/patho/heldout/*.tif --out /tmp/patho/heldout_report.json
-    /usr/bin/python3 tools/patho_eval.py /tmp/patho/heldout /tmp/patho/heldout_report.json
+        --gcn weights/patho_gcn_demo.safetensors /tmp/patho2/heldout/*.tif --out /tmp/patho2/heldout_py.json
+    /usr/bin/python3 tools/patho_eval.py /tmp/patho2/heldout /tmp/patho2/heldout_py.json
 (defaults: --seed 0 --vnet-slides 80 --crop-steps 1500 --tile-steps 300 --gcn-epochs 300
---fit-slides 32). The two generators ran as two halves in parallel (--start 0/48 --count 48,
-then --start 0/20 --count 20 of seed 1000): 96 + 40 slides in 21 min wall on the loaded 2-core
-machine; tiles 10 min (alongside), vnet 8 min, fine-tuning 1.5 min, gcn 1.5 min.
+--fit-slides 32). No hyper-parameter was chosen for v2: every setting is the one used for v1,
+and no validation seed was consulted. Wall times on the 2-core machine shared with other jobs:
+the generators ran as two halves in parallel (--start 0/48 --count 48 of seed 1, then --start
+0/20 --count 20 of seeds 1000 and 3000), with `tiles` alongside: the 96 training slides in 17
+min, all 176 in 37 min; tiles 31 min in all (most of it alongside the generators), vnet 10 min,
+fine-tuning 7.5 min (other jobs took most of both cores), gcn 2 min.
 
-Measured: V-Net on the 16 check slides (80-95, never trained on): lesion IoU 0.93, tile accuracy
-0.92 (negative 508/511, LGIN 35/69, HGIN 57/78, carcinoma 73/75). GCN training accuracy 0.97.
-Held-out, 40 slides of seed 1000 (10 per class), `run` + tools/patho_eval.py:
-    accuracy 0.875 (35/40)        reported: neg  LGIN  HGIN  carc
+Measured: V-Net on the 16 check slides (80-95, never trained on), after the first run: tile
+accuracy 0.962 (negative 504/510, LGIN 69/69, HGIN 62/78, carcinoma 69/75), lesion IoU 0.909;
+after the fine-tuning run (shipped): tile accuracy 0.958 (negative 506/510, LGIN 64/69, HGIN
+62/78, carcinoma 69/75), lesion IoU 0.905. GCN training accuracy 1.00. Of the 96 training
+graphs 89 are complete (45 edges of 10 nodes; mean 44.2): at Pearson >= 0.5 the edges carry
+almost no information, and the GCN is close to a classifier of the mean top-10 features.
+Held-out, 40 slides of seed 1000 (10 per class), `medinfer patho` + tools/patho_eval.py:
+    accuracy 0.975 (39/40)        reported: neg  LGIN  HGIN  carc
         negative                              10     0     0     0
-        LGIN                                   0     7     3     0
-        HGIN                                   0     2     8     0
+        LGIN                                   0    10     0     0
+        HGIN                                   0     0    10     0
+        invasive carcinoma                     0     0     1     9
+(the error: patho_s1000_00011, a carcinoma called HGIN with p 0.84); `run` gives the
+same classes on all 40 (probabilities equal to the C pipeline's to 1e-6).
+A fresh seed, 3000 (40 slides, never used for anything before this measurement), `medinfer
+patho`: accuracy 0.975 (39/40)
+                                  reported: neg  LGIN  HGIN  carc
+        negative                              10     0     0     0
+        LGIN                                   0    10     0     0
+        HGIN                                   0     1     9     0
         invasive carcinoma                     0     0     0    10
-BELOW the 0.90 bar that was set: every error is LGIN <-> HGIN (the V-Net's features do not
-separate them well enough at 2 um/px; a linear probe on the mean top-10 features fits only 81 %
-of the training slides). Runtime per 6144-px slide in Python, 1-2 threads on the loaded machine:
-median 2.9 s for reading, Otsu and Macenko (41-63 tissue tiles of 144), 0.65 s for the V-Net.
-A global-colour baseline (nearest centroid on tissue RGB mean/std/percentiles, leave-one-out
-over the 96 training slides) gets 0.58: the classes are not told apart by colour alone.
+(`run` the same classes, probabilities within 1e-6). Of these 80 slide graphs 74 are complete.
+The demo slide examples/patho/patho_s7_00003 (carcinoma, 4096 px) is called HGIN (p 0.91):
+the v2 HGIN, dark nuclei in irregular complexes, is the class a carcinoma is now taken for.
+The same commands on the v1 slides (blobs 2026.12.01.1) gave 35/40 held-out, every error LGIN
+<-> HGIN: v1 drew the two lesions too alike at 2 um/px, and v2 (see tools/patho_synth.py)
+draws them as a pathologist tells them apart. So the synthetic classes are now easy to separate,
+and these figures say that the pipeline and its training work, not how hard real biopsies are.
+Runtime per 6144-px slide: `medinfer patho` 1.3-1.6 s (40 slides in 54 s and 66 s, 2 threads,
+the machine shared); in Python, 1 thread, two runs side by side, median
+11.6 s for reading, Otsu and Macenko (41-62 tissue tiles of 144) and 2.4 s for the V-Net.
+A global-colour baseline (nearest class centroid on 15 numbers - per channel mean, std and
+10/50/90th percentiles of the tissue pixels, gray <= Otsu, of the slide at 2 um/px - z-scored,
+leave-one-out over the 96 v2 training slides) gets 0.52 (50/96): the classes are not told apart
+by colour alone. (The 0.58 measured on the v1 slides used a similar baseline whose exact
+features were not recorded.)
 
 These are demo models for synthetic slides only: they have never seen a real biopsy.
 """
@@ -132,7 +164,7 @@ VNET = {"arch": "vnet2d", "in_channels": 3, "width": 6, "enc_convs": [1, 2, 2, 2
         "dec_convs": [1, 1, 1], "feature_dim": 32, "num_classes": 4, "input_size": TILE}
 GCN = {"arch": "gcn", "in_dim": 32, "hidden": [32, 16], "num_classes": 4, "labels": LABELS,
        "self_loops": True, "readout": "mean"}
-MODEL_VERSION = "2026.12.01.1"
+MODEL_VERSION = "2026.12.01.2"
 REF_SLIDE = "patho_s1_00000"
 
 
