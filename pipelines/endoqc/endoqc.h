@@ -8,7 +8,8 @@
  *
  * Memory is bounded by design: no frame is held beyond the current classification batch except
  * the best frame of each site (a thumbnail for the contact sheet). What is kept per kept frame is a
- * 24-byte record (timestamp, class, probability); the dedup window holds 64-bit hashes only.
+ * 24-byte record (timestamp, class, probability); the dedup window holds 64-bit hashes only (with
+ * dup_window 0, "all", one per kept frame).
  * Re-sampling needs pixels of frames that were kept but not classified: rather than spooling them,
  * a second decode pass seeks to the window (the keyframe before it) and classifies exactly those
  * frames again found by their timestamps. That costs decoding the window twice, which is cheap next
