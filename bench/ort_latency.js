@@ -6,7 +6,8 @@
 // MODEL.onnx and the files beside it come from bench/ort_export.py: MODEL.onnx.json (input and
 // output names and shapes), MODEL.onnx.in.f32 (the fixed input) and MODEL.onnx.<output>.f32
 // (PyTorch's output for that input). The first run's outputs are compared with PyTorch's:
-// max_abs_diff (per output, and the largest as max_abs_diff_all) says that the peer computes the
+// max_abs_diff (per output, and the largest as max_abs_diff_all; pytorch_max_abs: the largest
+// magnitude of each of PyTorch's outputs, for scale) says that the peer computes the
 // same network as the other two engines.
 //
 // The session: CPU execution provider, graphOptimizationLevel 'all' (constant folding, Conv+BN /
@@ -59,13 +60,17 @@ async function main() {
 
   // the first run: outputs against PyTorch's (and one of the warm-up runs)
   const first = await session.run(feeds);
-  const maxAbsDiff = {};
+  const maxAbsDiff = {}, refMaxAbs = {};   // the difference, and the size of what it is a difference of
   for (const [name, shape] of Object.entries(info.outputs)) {
     const ref = readF32(`${model}.${name}.f32`, shape), got = first[name].data;
     if (got.length !== ref.length) throw new Error(`${name}: ${got.length} values, PyTorch has ${ref.length}`);
-    let d = 0;
-    for (let i = 0; i < ref.length; i++) d = Math.max(d, Math.abs(got[i] - ref[i]));
+    let d = 0, r = 0;
+    for (let i = 0; i < ref.length; i++) {
+      d = Math.max(d, Math.abs(got[i] - ref[i]));
+      r = Math.max(r, Math.abs(ref[i]));
+    }
     maxAbsDiff[name] = d;
+    refMaxAbs[name] = r;
   }
   for (let i = 1; i < warmup; i++) await session.run(feeds);
 
@@ -79,7 +84,7 @@ async function main() {
   console.log(JSON.stringify({
     engine: 'onnxruntime', model: info.model, threads, iters, batch: info.input_shape[0],
     median_ms: t[Math.floor(t.length / 2)], p90_ms: t[Math.min(t.length - 1, Math.floor(t.length * 9 / 10))],
-    min_ms: t[0], peak_rss_mb: peakRssMb(), max_abs_diff: maxAbsDiff,
+    min_ms: t[0], peak_rss_mb: peakRssMb(), max_abs_diff: maxAbsDiff, pytorch_max_abs: refMaxAbs,
     max_abs_diff_all: Math.max(...Object.values(maxAbsDiff)), ort: ort.env.versions.node,
   }));
 }
