@@ -103,7 +103,7 @@ help:
 	@echo "make test-arm  the core and its unit tests cross-built for aarch64, run under qemu-user"
 	@echo "make CROSS=aarch64-linux-gnu   the core and its unit tests for aarch64, in build-aarch64/"
 	@echo "make fuzz    libFuzzer on every parser of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
-	@echo "make bench   medinfer vs PyTorch, same machine, same run"
+	@echo "make bench   medinfer vs PyTorch and ONNX Runtime, same machine, same run"
 	@echo "make demo    endoscopy QC, M-mode echo and gastric slides on shipped demo data"
 	@echo "make install PREFIX=DIR   library (static + shared), medinfer.h, medinfer.pc, the CLI"
 
@@ -250,8 +250,22 @@ fuzz: $(FDEPS_STAMP)
 	    $(patsubst $(B)/%,build-fuzz/%,$(FUZZ_BIN))
 	sh fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
-bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_conv
+bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_conv $(B)/ort/.done
 	$(PYTHON) bench/bench.py --bin $(B) --out $(B)/bench.json
+
+# ONNX Runtime, the bench's second peer and nothing else's (no other target needs Node or npm):
+# onnxruntime-node at the version bench/ort/package-lock.json pins, put into $(B)/ort/node_modules
+# by `npm ci` with Node.js from tools/install-deps.sh bench. --ignore-scripts: the package's
+# postinstall only downloads the CUDA provider (from api.nuget.org); the CPU provider's binaries
+# come in the npm package itself. A failure (no root for apt, no registry) is kept in
+# $(B)/ort/install.log and does not stop the bench, which then prints "ONNX Runtime: not
+# available (...)" in place of that column; the next `make bench` tries again.
+$(B)/ort/.done: bench/ort/package.json bench/ort/package-lock.json | $(TDEPS_STAMP)
+	@mkdir -p $(B)/ort
+	@echo "make bench: onnxruntime-node from bench/ort/package-lock.json into $(B)/ort (log: $(B)/ort/install.log)"
+	@( sh tools/install-deps.sh bench && cp bench/ort/package.json bench/ort/package-lock.json $(B)/ort/ && \
+	   cd $(B)/ort && npm ci --ignore-scripts --no-audit --no-fund ) >$(B)/ort/install.log 2>&1 && touch $@ || \
+	   echo "make bench: ONNX Runtime not installed (see $(B)/ort/install.log); the bench runs without it" >&2
 
 $(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)

@@ -1,18 +1,32 @@
 #!/usr/bin/python3
-"""bench/bench.py - medinfer beside PyTorch, measured in the same run on the same machine.
+"""bench/bench.py - medinfer beside PyTorch and ONNX Runtime, measured in the same run on the same machine.
 
 For ResNet-18 and ResNet-50 (batch 1, 224x224, random weights) at 1 and 2 threads: median and p90
-latency of medinfer and of PyTorch's best mode (each mode of bench/torch_latency.py is tried, the
-fastest median is kept), the ratio ours/theirs (<= 1.00: we are no slower), our effective GFLOP/s
+latency of medinfer, of PyTorch's best mode (each mode of bench/torch_latency.py is tried, the
+fastest median is kept) and of ONNX Runtime (bench/ort_latency.js: onnxruntime-node, CPU provider,
+all graph optimizations, on the same module exported by bench/ort_export.py; its max abs difference
+from PyTorch's output on the same input is printed), the ratios ours/theirs (<= 1.00: we are no
+slower), our effective GFLOP/s
 (direct-convolution FLOPs over our time; Winograd layers do fewer) and its
 share of the FMA peak that bench_conv measures on this machine, and peak RSS. The V-Net of
 tools/vnet_ref.py (its default config: 512 x 512 RGB tiles, batch 4) in tiles per second, ours
-beside PyTorch's best mode, at 1 and 2 threads. Then the convolution kernels alone (bench_conv)
-and the pipelines' own benchmarks when present. --only runs some sections (e.g. --only vnet).
-Prints a table; writes everything as JSON (--out)."""
+beside PyTorch's best mode and ONNX Runtime, at 1 and 2 threads. Then the convolution kernels
+alone (bench_conv) and the pipelines' own benchmarks when present. --only runs some sections (e.g.
+--only vnet).
+
+In the ResNet and V-Net sections the engines take turns: each of --rounds rounds (default 3) runs
+medinfer, every PyTorch mode, then ONNX Runtime, each in its own process, so that a change in the
+machine's load falls on all of them alike; a figure is the median of the rounds' medians (p90: the
+median of their p90s). The batch-8 and Faster R-CNN sections run each engine once.
+
+ONNX Runtime is optional: `make bench` installs onnxruntime-node into BIN/ort/node_modules; when
+it is missing or fails, its columns are left empty and the bench says "ONNX Runtime: not
+available (reason)". Prints a table; writes everything as JSON (--out)."""
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 
@@ -31,6 +45,88 @@ def run_json(cmd, **kw):
     kw.setdefault("env", OMP_ENV)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def combine(runs):
+    """One figure from the rounds' runs of one engine: the median of their medians and of their
+    p90s, the least min, the largest peak RSS; the rest as the last run reported it."""
+    r = dict(runs[-1])
+    r["median_ms"] = statistics.median(x["median_ms"] for x in runs)
+    r["p90_ms"] = statistics.median(x["p90_ms"] for x in runs)
+    r["min_ms"] = min(x["min_ms"] for x in runs)
+    r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
+    r["round_medians_ms"] = [x["median_ms"] for x in runs]
+    return r
+
+
+class Ort:
+    """ONNX Runtime through node and the onnxruntime-node that `make bench` puts in BIN/ort.
+    reason: None while it is usable, else why not (printed as "ONNX Runtime: not available")."""
+
+    def __init__(self, bin_dir, blobs):
+        self.dir = os.path.join(blobs, "ort")
+        self.version, self.reason = None, None
+        modules = os.path.abspath(os.path.join(bin_dir, "ort", "node_modules"))
+        self.env = dict(OMP_ENV, NODE_PATH=modules)
+        log = os.path.join(bin_dir, "ort", "install.log")
+        if not shutil.which("node"):
+            self.reason = "no node on the PATH (tools/install-deps.sh bench installs Node.js)"
+        elif not os.path.isdir(os.path.join(modules, "onnxruntime-node")):
+            tail = open(log, errors="replace").read().strip().splitlines()[-1:] if os.path.exists(log) else []
+            self.reason = (f"onnxruntime-node not installed in {modules}" +
+                           (f"; {log}: {tail[0]}" if tail else "; `make bench` installs it"))
+        else:
+            p = subprocess.run(["node", "-e", "process.stdout.write(require('onnxruntime-node').env.versions.node)"],
+                               capture_output=True, text=True, env=self.env)
+            if p.returncode:
+                self.reason = f"onnxruntime-node does not load: {(p.stderr.strip().splitlines() or ['?'])[-1]}"
+            else:
+                self.version = p.stdout.strip()
+        self.models = {}   # name -> .onnx path, or None when its export failed
+        self.diffs = {}    # name -> (max abs diff from PyTorch over the outputs, largest |PyTorch output|)
+        self.failures = [] # "name: why" for an export or a run that failed
+
+    def model(self, name, source, batch=1):
+        """The .onnx of `source` (an arch or a V-Net blob) exported at `batch`; None if unusable."""
+        if self.reason:
+            return None
+        if name not in self.models:
+            path = os.path.join(self.dir, f"{name}.onnx")
+            if not os.path.exists(path + ".json"):
+                os.makedirs(self.dir, exist_ok=True)
+                p = subprocess.run([PY, os.path.join(HERE, "ort_export.py"), source, path, str(batch)],
+                                   capture_output=True, text=True, env=OMP_ENV)
+                if p.returncode:
+                    self.failures.append(f"{name}: export failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+                    path = None
+            self.models[name] = path
+        return self.models[name]
+
+    def run(self, name, path, threads, iters, warmup):
+        """One process of bench/ort_latency.js; None (and the reason kept) if it fails."""
+        try:
+            r = run_json(["node", os.path.join(HERE, "ort_latency.js"), path, str(threads), str(iters),
+                          str(warmup)], env=self.env)
+        except (subprocess.CalledProcessError, ValueError, IndexError) as e:
+            err = getattr(e, "stderr", None) or str(e)
+            self.failures.append(f"{name} x{threads}: {(err.strip().splitlines() or ['?'])[-1]}")
+            self.models[name] = None
+            return None
+        scale = max(r.get("pytorch_max_abs", {}).values(), default=float("nan"))
+        self.diffs[name] = (max(self.diffs.get(name, (0.0,))[0], r["max_abs_diff_all"]), scale)
+        return r
+
+    def summary(self):
+        if self.reason:
+            return f"ONNX Runtime: not available ({self.reason})"
+        s = (f"ONNX Runtime {self.version} (onnxruntime-node, CPU provider, graph optimizations 'all', "
+             f"intra-op threads = thr, inter-op 1, sequential)")
+        if self.diffs:
+            s += ("; max abs diff of its outputs from PyTorch's, same input (largest |PyTorch output|): " +
+                  ", ".join(f"{k} {d:.2g} ({m:.3g})" for k, (d, m) in self.diffs.items()))
+        for f in self.failures:
+            s += f"\nONNX Runtime: not available for {f}"
+        return s
 
 
 def flops(arch):
@@ -61,13 +157,17 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer iterations and modes")
     ap.add_argument("--only", default="conv,resnet,rcnn,vnet,pipelines",
                     help="comma-separated sections to run (default: all)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="ResNet and V-Net: rounds of medinfer, PyTorch, ONNX Runtime in turn (median kept)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     iters = 10 if a.quick else a.iters
     blobs = os.path.join(a.bin, "bench")
     os.makedirs(blobs, exist_ok=True)
     result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "vnet": [], "conv": None,
-              "pipelines": {}}
+              "pipelines": {}, "rounds": max(1, a.rounds)}
+    rounds = range(max(1, a.rounds))
+    ort = Ort(a.bin, blobs)
 
     peak = None
     conv_bin = os.path.join(a.bin, "bench_conv")
@@ -85,13 +185,25 @@ def main():
             subprocess.run([PY, os.path.join(ROOT, "tools", "export.py"), "--arch", arch, "--random",
                             "--seed", "0", "--out", blob], check=True)
         gflop = flops(arch) / 1e9
+        ort.model(arch, arch)
+        modes = MODES[-1:] if a.quick else MODES
         for threads in (1, 2):
-            ours = run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(iters)])
-            theirs = [run_json([PY, os.path.join(HERE, "torch_latency.py"), arch, str(threads), str(iters), mode])
-                      for mode in (MODES[-1:] if a.quick else MODES)]
+            runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
+            for _ in rounds:   # in turn, so that load drift falls on every engine alike
+                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(iters)]))
+                for mode in modes:
+                    runs[mode].append(run_json([PY, os.path.join(HERE, "torch_latency.py"), arch, str(threads),
+                                                str(iters), mode]))
+                onnx = ort.models.get(arch)
+                if onnx:
+                    runs["ort"].append(ort.run(arch, onnx, threads, iters, 5))
+            ours = combine(runs["ours"])
+            theirs = [combine(runs[mode]) for mode in modes]
             best = min(theirs, key=lambda r: r["median_ms"])
+            o = combine(runs["ort"]) if runs["ort"] and all(runs["ort"]) else None
             row = {"arch": arch, "threads": threads, "gflop": gflop, "ours": ours, "pytorch_best": best,
                    "pytorch_modes": theirs, "ratio_median": ours["median_ms"] / best["median_ms"],
+                   "ort": o, "ratio_ort": ours["median_ms"] / o["median_ms"] if o else None,
                    "ours_gflops": gflop / (ours["median_ms"] / 1e3)}
             if peak:
                 p = peak.get(f"{ours['isa']}_{threads}t") or peak.get(f"avx2_{threads}t")
@@ -119,19 +231,34 @@ def main():
         if not os.path.exists(blob):
             subprocess.run([PY, os.path.join(HERE, "vnet_blob.py"), blob], check=True)
         n, batch = max(2, iters // 20), 4
+        ort.model("vnet2d", blob, batch)
+        modes = ("channels_last",) if a.quick else ("channels_last", "optimize_for_inference")
         for threads in (1, 2):
-            ours = run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), str(batch)])
+            runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
+            for _ in rounds:   # in turn, as for the ResNets
+                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n),
+                                              str(batch)]))
+                for mode in modes:
+                    try:
+                        runs[mode].append(run_json([PY, os.path.join(HERE, "torch_vnet_latency.py"), blob,
+                                                    str(threads), str(n), str(batch), mode]))
+                    except subprocess.CalledProcessError as e:   # a mode that cannot take this module
+                        print(f"  torch {mode} failed: {e.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                onnx = ort.models.get("vnet2d")
+                if onnx:   # one warm-up, as torch_vnet_latency.py: a batch takes seconds
+                    runs["ort"].append(ort.run("vnet2d", onnx, threads, n, 1))
+            ours = combine(runs["ours"])
             ours["tiles_per_s"] = batch / (ours["median_ms"] / 1e3)
-            theirs = []
-            for mode in (("channels_last",) if a.quick else ("channels_last", "optimize_for_inference")):
-                try:
-                    theirs.append(run_json([PY, os.path.join(HERE, "torch_vnet_latency.py"), blob, str(threads),
-                                            str(n), str(batch), mode]))
-                except subprocess.CalledProcessError as e:   # a mode that cannot take this module
-                    print(f"  torch {mode} failed: {e.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            theirs = [combine(runs[mode]) for mode in modes if runs[mode]]
+            for r in theirs:
+                r["tiles_per_s"] = batch / (r["median_ms"] / 1e3)
             best = max(theirs, key=lambda r: r["tiles_per_s"])
+            o = combine(runs["ort"]) if runs["ort"] and all(runs["ort"]) else None
+            if o:
+                o["tiles_per_s"] = batch / (o["median_ms"] / 1e3)
             result["vnet"].append({"threads": threads, "batch": batch, "ours": ours, "pytorch_best": best,
-                                   "pytorch_modes": theirs, "speedup": ours["tiles_per_s"] / best["tiles_per_s"]})
+                                   "pytorch_modes": theirs, "speedup": ours["tiles_per_s"] / best["tiles_per_s"],
+                                   "ort": o, "speedup_ort": ours["tiles_per_s"] / o["tiles_per_s"] if o else None})
             print(f"  measured vnet2d x{threads}", file=sys.stderr)
 
     # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image
@@ -157,14 +284,18 @@ def main():
 
     if result["resnet"]:
         print(f"\n{'model':9} {'thr':>3} {'isa':>6} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
-              f"{'torch mode':>22} {'ratio':>6} {'eff GF/s':>8} {'%peak':>6} {'RSS ours':>8} {'torch':>6}")
+              f"{'torch mode':>22} {'ratio':>6} {'ORT med':>9} {'p90':>7} {'/ORT':>5} {'eff GF/s':>8} {'%peak':>6} "
+              f"{'RSS ours':>8} {'torch':>6} {'ORT':>5}")
     for r in result["resnet"]:
-        o, t = r["ours"], r["pytorch_best"]
+        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
         share = r.get("share_of_fma_peak")
+        ort_cols = (f"{x['median_ms']:8.2f}m {x['p90_ms']:6.2f}m {r['ratio_ort']:5.2f}" if x else
+                    f"{'-':>9} {'-':>7} {'-':>5}")
+        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
         print(f"{r['arch']:9} {r['threads']:3} {o['isa']:>6} {o['median_ms']:8.2f}m {o['p90_ms']:6.2f}m "
-              f"{t['median_ms']:8.2f}m {t['p90_ms']:6.2f}m {t['mode']:>22} {r['ratio_median']:6.2f} "
+              f"{t['median_ms']:8.2f}m {t['p90_ms']:6.2f}m {t['mode']:>22} {r['ratio_median']:6.2f} {ort_cols} "
               f"{r['ours_gflops']:8.1f} {(f'{100 * share:5.1f}%' if share else '    -'):>6} "
-              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
+              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
     b8 = result.get("batch8")
     if b8:
         print(f"\nresnet50 batch 8, 2 threads: ours {b8['ours']['median_ms']:.1f} ms, torch "
@@ -173,12 +304,15 @@ def main():
               f"{b8['ours']['peak_rss_mb']:.0f} MB (torch {b8['pytorch_best']['peak_rss_mb']:.0f} MB)")
     if result["vnet"]:
         print(f"\n{'V-Net 2-D 512x512 RGB':22} {'thr':>3} {'batch':>5} {'ours tiles/s':>12} {'torch tiles/s':>13} "
-              f"{'torch mode':>22} {'ours/torch':>10} {'arena':>7} {'RSS ours':>8} {'torch':>6}")
+              f"{'torch mode':>22} {'ours/torch':>10} {'ORT tiles/s':>11} {'ours/ORT':>8} {'arena':>7} "
+              f"{'RSS ours':>8} {'torch':>6} {'ORT':>5}")
         for r in result["vnet"]:
-            o, t = r["ours"], r["pytorch_best"]
+            o, t, x = r["ours"], r["pytorch_best"], r["ort"]
+            ort_cols = f"{x['tiles_per_s']:11.3f} {r['speedup_ort']:8.2f}" if x else f"{'-':>11} {'-':>8}"
+            ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
             print(f"{'vnet2d (vnet_ref DEFAULTS)':22} {r['threads']:3} {r['batch']:5} {o['tiles_per_s']:12.3f} "
-                  f"{t['tiles_per_s']:13.3f} {t['mode']:>22} {r['speedup']:10.2f} {o['arena_mb']:6.0f}M "
-                  f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
+                  f"{t['tiles_per_s']:13.3f} {t['mode']:>22} {r['speedup']:10.2f} {ort_cols} {o['arena_mb']:6.0f}M "
+                  f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
     if result["rcnn"]:
         print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
               f"{'RSS ours':>8} {'torch':>6}")
@@ -187,6 +321,13 @@ def main():
         label = f"fasterrcnn_c4 {r['name']} {r['h']}x{r['w']}"
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
               f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
+    if result["resnet"] or result["vnet"]:
+        print(f"\nResNet and V-Net: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX Runtime in turn; "
+              f"ratio = ours/torch, /ORT = ours/ORT (<= 1.00: we are no slower); ours/torch and ours/ORT for the "
+              f"V-Net are tiles/s (>= 1.00: we are no slower).")
+        print(ort.summary())
+        result["ort"] = {"version": ort.version, "not_available": ort.reason, "max_abs_diff": ort.diffs,
+                         "failures": ort.failures}
     if result["resnet"]:
         print("eff GF/s: the direct convolution's FLOPs over our time; the 3x3 stride-1 layers run by "
               "Winograd, which does fewer, so %peak can pass 100 %. The kernels against the peak: below.")

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tools/install-deps.sh [build|test|fuzz|arm SYSROOT] - install the Debian packages medinfer needs, only those missing.
+# tools/install-deps.sh [build|test|fuzz|bench|arm SYSROOT] - install the Debian packages medinfer needs, only those missing.
 # Called by the Makefile; safe to run again (does nothing when all are present).
 #
 # arm SYSROOT: the aarch64 cross-build of the engine core and its unit tests (`make test-arm`,
@@ -25,6 +25,12 @@ test="python3 python3-torch python3-torchvision python3-numpy python3-pil python
 # here), and the OpenMP runtime clang links (not GCC's libgomp)
 fuzz="clang libclang-rt-dev libomp-dev"
 
+# `make bench`: the test packages (PyTorch is a peer there) and Node.js with npm, which install
+# and run ONNX Runtime, the other peer (onnxruntime-node from npm into build/ort, by the Makefile).
+# Node is asked for by command, not by package: a node and npm already on the PATH (NodeSource's
+# nodejs, which bundles npm and conflicts with Debian's npm package) are used as they are.
+bench_node="nodejs npm"
+
 # aarch64 cross-build: host tools, then the arm64 libraries into the sysroot (below)
 arm="gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user debian-archive-keyring"
 arm_debs="libcjson1 libcjson-dev check libsubunit0 libsubunit-dev"
@@ -33,6 +39,10 @@ want=$build
 [ "${1:-build}" = test ] && want="$build $test"
 [ "${1:-build}" = fuzz ] && want="$build $fuzz"
 [ "${1:-build}" = arm ] && want="$arm"
+if [ "${1:-build}" = bench ]; then
+    want="$build $test"
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want $bench_node"
+fi
 
 # The arm64 sysroot: apt-get download through a private state (no root needed for this part).
 arm_sysroot() {

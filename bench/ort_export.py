@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""bench/ort_export.py MODEL OUT.onnx [BATCH] - the network the benchmark gives medinfer, as ONNX,
+for ONNX Runtime (bench/ort_latency.js), with a fixed input and PyTorch's output for it.
+
+MODEL: resnet18 | resnet50 - tools/export.py's random_model(arch, 1000, seed 0), the module whose
+state_dict bench.py writes as the blob medinfer runs (BatchNorm statistics randomized too);
+or a V-Net blob (*.safetensors, what bench/vnet_blob.py writes) - tools/vnet_ref.py's module
+built from the blob's metadata and loaded with the blob's own weights, as torch_vnet_latency.py does.
+BATCH (default 1) is fixed in the graph, as is the spatial size (224, or the V-Net's input_size).
+
+Every output the module returns is a graph output (the V-Net's seg, features and tile_logits,
+all of which medinfer computes too), so ONNX Runtime cannot prune a head the others run.
+
+Writes OUT.onnx (torch.onnx.export, opset 13, constants folded, no dynamic axes) and beside it
+OUT.onnx.json (input and output names and shapes), OUT.onnx.in.f32 (the input: uniform in
+[-0.5, 0.5), seed 0) and OUT.onnx.<output>.f32 (PyTorch's output for it, eval() under no_grad),
+raw little-endian float32, so that ort_latency.js can print ONNX Runtime's max abs difference from
+PyTorch: the peer is known to compute the same network.
+
+torch 1.13's exporter writes the protobuf itself; the `onnx` Python package is not needed (it is
+imported only to check the model, and only when present)."""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import export  # noqa: E402
+
+
+def read_blob(path):
+    """-> (state_dict, metadata) of an F32 safetensors blob; the reader of torch_vnet_latency.py"""
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    meta = head.pop("__metadata__", {})
+    sd = {k: torch.from_numpy(np.frombuffer(raw, np.float32, offset=8 + n + v["data_offsets"][0],
+                                            count=int(np.prod(v["shape"]))).reshape(v["shape"]).copy())
+          for k, v in head.items()}
+    return sd, meta
+
+
+def module_and_shape(model, batch):
+    if model in ("resnet18", "resnet50"):
+        return export.random_model(model, 1000, 0), (batch, 3, 224, 224)
+    import vnet_ref
+    sd, meta = read_blob(model)
+    c = vnet_ref.config(meta)
+    m = vnet_ref.build(meta).eval()
+    m.load_state_dict(sd)
+    side = int(c["input_size"])
+    return m, (batch, int(c["in_channels"])) + (side,) * (2 if c["arch"] == "vnet2d" else 3)
+
+
+def main():
+    model, out = sys.argv[1], sys.argv[2]
+    batch = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    m, shape = module_and_shape(model, batch)
+    m = m.eval()
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0)) - 0.5
+    with torch.no_grad():
+        y = m(x)
+        ys = list(y) if isinstance(y, (tuple, list)) else [y]
+        names = ["logits"] if len(ys) == 1 else ["seg", "features", "tile_logits"][:len(ys)]
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        torch.onnx.export(m, (x,), out, input_names=["input"], output_names=names, opset_version=13,
+                          do_constant_folding=True)
+    try:
+        import onnx
+        onnx.checker.check_model(onnx.load(out))
+    except ImportError:
+        pass
+    x.numpy().astype("<f4").tofile(out + ".in.f32")
+    for name, t in zip(names, ys):
+        t.numpy().astype("<f4").tofile(f"{out}.{name}.f32")
+    info = {"model": model, "input": "input", "input_shape": list(x.shape),
+            "outputs": {name: list(t.shape) for name, t in zip(names, ys)}, "torch": torch.__version__,
+            "opset": 13}
+    with open(out + ".json", "w") as f:
+        json.dump(info, f)
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    main()
