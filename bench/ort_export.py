@@ -21,10 +21,8 @@ torch 1.13's exporter writes the protobuf itself; the `onnx` Python package is n
 imported only to check the model, and only when present)."""
 import json
 import os
-import struct
 import sys
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,23 +30,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import export  # noqa: E402
 
 
-def read_blob(path):
-    """-> (state_dict, metadata) of an F32 safetensors blob; the reader of torch_vnet_latency.py"""
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    meta = head.pop("__metadata__", {})
-    sd = {k: torch.from_numpy(np.frombuffer(raw, np.float32, offset=8 + n + v["data_offsets"][0],
-                                            count=int(np.prod(v["shape"]))).reshape(v["shape"]).copy())
-          for k, v in head.items()}
-    return sd, meta
-
-
 def module_and_shape(model, batch):
     if model in ("resnet18", "resnet50"):
         return export.random_model(model, 1000, 0), (batch, 3, 224, 224)
     import vnet_ref
-    sd, meta = read_blob(model)
+    sd, meta = export.read_safetensors(model)
     c = vnet_ref.config(meta)
     m = vnet_ref.build(meta).eval()
     m.load_state_dict(sd)

@@ -6,15 +6,14 @@ the jit modes trace the module (its forward takes an optional dict, which script
 Prints one JSON line like torch_latency.py's, plus tiles_per_s."""
 import json
 import os
-import struct
 import sys
 import time
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import export  # noqa: E402
 import vnet_ref  # noqa: E402
 
 
@@ -25,21 +24,9 @@ def peak_rss_mb():
     return float("nan")
 
 
-def read_blob(path):
-    """-> (state_dict, metadata) of an F32 safetensors blob (what vnet_blob.py writes)"""
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    meta = head.pop("__metadata__", {})
-    sd = {k: torch.from_numpy(np.frombuffer(raw, np.float32, offset=8 + n + v["data_offsets"][0],
-                                            count=int(np.prod(v["shape"]))).reshape(v["shape"]).copy())
-          for k, v in head.items()}
-    return sd, meta
-
-
 blob, threads, iters, batch, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
-sd, meta = read_blob(blob)
+sd, meta = export.read_safetensors(blob)
 c = vnet_ref.config(meta)
 m = vnet_ref.build(meta).eval()
 m.load_state_dict(sd)

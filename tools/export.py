@@ -73,6 +73,22 @@ def write_safetensors(path, tensors, metadata=None):
             f.write(b)
 
 
+
+def read_safetensors(path):
+    """-> (name -> float32 tensor, metadata) of a blob write_safetensors wrote: F32 as stored,
+    F16 and F64 converted to float32 (as the C reader widens F16)."""
+    import numpy as np
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    meta = head.pop("__metadata__", {})
+    dt = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+    sd = {k: torch.from_numpy(np.frombuffer(raw, dt[v["dtype"]], offset=8 + n + v["data_offsets"][0],
+                                            count=int(np.prod(v["shape"]))).reshape(v["shape"])
+                              .astype(np.float32))
+          for k, v in head.items()}
+    return sd, meta
+
 def cast_floats(tensors, dtype):
     """Floating tensors to the storage dtype ('f32', 'f16', 'bf16'); integer ones unchanged."""
     to, out = STORE_DTYPES[dtype], {}
