@@ -157,12 +157,13 @@ int mi_resnet_in_channels(const mi_resnet *r) { return r->in_channels; }
 int mi_resnet_out_channels(const mi_resnet *r) { return r->feat; }
 
 /* torchvision BasicBlock.forward / Bottleneck.forward: out = relu(convs(x) + identity). Consumes
- * x (frees it once nothing reads it). The downsample runs first, so that x can go before the
+ * x (frees it once nothing reads it) unless keep_x. The downsample runs first, so that x can go before the
  * block's wide last conv runs: the same arithmetic in another order, and a smaller peak. */
-static mi_tensor block_forward(nn_ctx *c, const mi_resnet *r, const block *b, const mi_tensor *x) {
+static mi_tensor block_forward(nn_ctx *c, const mi_resnet *r, const block *b, const mi_tensor *x,
+                               bool keep_x) {
     mi_tensor identity = b->has_down ? nn_conv(c, &b->down, x, NULL, MI_ACT_NONE) : *x; /* downsample(x) */
     mi_tensor out = nn_conv(c, &b->conv1, x, NULL, MI_ACT_RELU);            /* relu(bn1(conv1(x))) */
-    if (b->has_down) nn_free(c, x);
+    if (b->has_down && !keep_x) nn_free(c, x);
     const mi_conv *last = &b->conv2;
     if (r->bottleneck) {
         mi_tensor t = nn_conv(c, &b->conv2, &out, NULL, MI_ACT_RELU);        /* relu(bn2(conv2(out))) */
@@ -172,23 +173,37 @@ static mi_tensor block_forward(nn_ctx *c, const mi_resnet *r, const block *b, co
     }
     mi_tensor y = nn_conv(c, last, &out, &identity, MI_ACT_RELU);          /* relu(bn(conv) + identity) */
     nn_free(c, &out);
-    nn_free(c, &identity);                                                 /* x itself without a downsample */
+    if (b->has_down || !keep_x) nn_free(c, &identity);                     /* x itself without a downsample */
     return y;
 }
 
-mi_tensor mi_resnet_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x) {
+/* The body up to the last stage; with feats, the stem's output and every stage's output are kept
+ * for the caller (who frees them), else each is freed once the next step has read it. */
+static mi_tensor body_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x, mi_tensor *feats) {
     static const char *stage[4] = { "layer1", "layer2", "layer3", "layer4" };
     static const char *feature[4] = { "features.C2", "features.C3", "features.C4", "features.C5" };
     mi_tensor s = nn_conv(c, &r->stem, x, NULL, MI_ACT_RELU);   /* relu(bn1(conv1(x))) */
     mi_tensor cur = nn_max_pool(c, &stem_pool, &s, "stem");     /* maxpool */
-    nn_free(c, &s);
+    if (feats) feats[0] = s;
+    else nn_free(c, &s);
     for (int l = 0, i = 0; l < r->stages; l++) {
         for (int j = 0; j < r->depth[l]; j++, i++) {
-            cur = block_forward(c, r, &r->blocks[i], &cur);
+            /* the first block of a stage reads the previous stage's output, kept with feats */
+            cur = block_forward(c, r, &r->blocks[i], &cur, feats && j == 0 && l > 0);
         }
         nn_mark(c, stage[l], &cur);
         nn_mark(c, feature[l], &cur);
+        if (feats) feats[l + 1] = cur;
     }
+    return cur;
+}
+
+mi_tensor mi_resnet_forward_feats(const mi_resnet *r, nn_ctx *c, const mi_tensor *x, mi_tensor feats[5]) {
+    return body_forward(r, c, x, feats);
+}
+
+mi_tensor mi_resnet_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x) {
+    mi_tensor cur = body_forward(r, c, x, NULL);
     if (!r->head || !(nn_wants(c, "logits") || nn_wants(c, "fc") || nn_wants(c, "pool"))) return cur;
     mi_tensor pool = nn_global_avg_pool(c, &cur, "pool");       /* avgpool */
     nn_free(c, &cur);

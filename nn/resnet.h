@@ -28,4 +28,10 @@ int       mi_resnet_out_channels(const mi_resnet *r);    /* of the last stage */
  * a head that the session wants: "pool", "fc" (also as "logits"). Returns the last tensor. */
 mi_tensor mi_resnet_forward(const mi_resnet *r, nn_ctx *c, const mi_tensor *x);
 
+/* The body alone (no head), keeping what a decoder or a feature pyramid reads: feats[0] is the
+ * stem's relu(bn1(conv1(x))) before the max-pool (stride 2), feats[1..stages] the stages' outputs
+ * (strides 4, 8, 16, 32). The caller frees each with nn_free once it has read it. Returns the
+ * last stage's output (== feats[stages]). Marks as mi_resnet_forward. */
+mi_tensor mi_resnet_forward_feats(const mi_resnet *r, nn_ctx *c, const mi_tensor *x, mi_tensor feats[5]);
+
 #endif
