@@ -67,7 +67,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 # The unit tests that need only the engine core (no pipeline header or library): what `make
 # test-arm` cross-builds and runs under qemu, and the fixtures they read. The longest goes first:
 # tests/run_qemu.sh gives it the second CPU.
-CORE_TESTS := resnet conv ops layers session detect bad_blobs
+CORE_TESTS := resnet exact conv ops layers session detect bad_blobs
 CORE_TEST_BIN = $(CORE_TESTS:%=$(B)/tests/test_%)
 CORE_FIXTURES := conv ops layers resnet detect bad_blobs weights
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
@@ -89,7 +89,7 @@ TDEPS_STAMP := $(B)/.deps-test
 FDEPS_STAMP := $(B)/.deps-fuzz
 
 .SECONDARY:
-.PHONY: all test test-arm check fuzz bench demo clean deps help install
+.PHONY: static all test test-arm check fuzz bench demo clean deps help install
 ifeq ($(CROSS),)
 all: $(B)/medinfer $(B)/libmedinfer.so
 else
@@ -101,6 +101,7 @@ help:
 	@echo "make test    unit + parity + end-to-end tests (installs PyTorch for references)"
 	@echo "make check   ASan+UBSan build running the unit tests"
 	@echo "make test-arm  the core and its unit tests cross-built for aarch64, run under qemu-user"
+	@echo "make static    a fully static medinfer (classify, inspect, audit) in build-static/; docs/arm.md"
 	@echo "make CROSS=aarch64-linux-gnu   the core and its unit tests for aarch64, in build-aarch64/"
 	@echo "make fuzz    libFuzzer on every parser of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
 	@echo "make bench   medinfer vs PyTorch and ONNX Runtime, same machine, same run"
@@ -219,9 +220,44 @@ test: $(TDEPS_STAMP) $(B)/medinfer $(TEST_BIN) $(FUZZ_BIN) $(FIXTURE_STAMPS) $(B
 # fixtures the native build's PyTorch references wrote (tests/run_qemu.sh says how: one
 # OpenMP thread, and why). docs/arm.md.
 ARM_B := build-aarch64
-test-arm: $(CORE_FIXTURES:%=$(B)/fixtures/%.stamp)
+# MI_EXACT: the x86 run of tests/test_exact.c writes its output bits, the aarch64 run compares.
+EXACT_BITS := $(abspath $(B)/fixtures/exact_bits.bin)
+test-arm: $(CORE_FIXTURES:%=$(B)/fixtures/%.stamp) $(B)/tests/test_exact
+	rm -f $(EXACT_BITS)
+	MI_FIXTURES=$(abspath $(B)/fixtures) MI_EXACT_BITS=$(EXACT_BITS) $(B)/tests/test_exact | grep '^exact'
 	$(MAKE) --no-print-directory CROSS=aarch64-linux-gnu B=$(ARM_B) all
-	MI_FIXTURES=$(abspath $(B)/fixtures) sh tests/run_qemu.sh $(ARM_B)/tests $(CORE_TESTS)
+	MI_FIXTURES=$(abspath $(B)/fixtures) MI_EXACT_BITS=$(EXACT_BITS) sh tests/run_qemu.sh $(ARM_B)/tests $(CORE_TESTS)
+
+# A fully static `medinfer` (docs/arm.md): the engine core and the commands whose libraries Debian
+# ships as static archives - classify, inspect, audit (stb_image, SQLite, libsodium, libgomp). The
+# video, slide, DICOM and model-update commands need FFmpeg, OpenSlide, DCMTK and libcurl, which
+# Debian does not support linking statically. cJSON, a shared library only in Debian, is compiled
+# from its Debian source package (tools/install-deps.sh static).
+ST := build-static
+STATIC_CMDS := classify inspect audit
+ifeq ($(B),$(ST))
+CFLAGS  += -DMI_STATIC_CLI
+CLI_SRC := tools/medinfer.c tools/cli.c $(STATIC_CMDS:%=tools/cmd_%.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(B)/%.o)
+endif
+STATIC_CHECK := weights/endoqc_sites_demo.safetensors --logits examples/echo/echo_s3_00005.png
+static: $(B)/medinfer
+	sh tools/install-deps.sh static $(ST)/src
+	$(MAKE) --no-print-directory B=$(ST) $(ST)/medinfer.static
+	@cp $(ST)/medinfer.static $(ST)/medinfer && strip $(ST)/medinfer
+	@echo "static: $(ST)/medinfer, $$(du -k $(ST)/medinfer | cut -f1) KiB stripped ($(STATIC_CMDS))," \
+	    "engine core $$(size -t $(ST)/libmedinfer.a | tail -n 1 | awk '{print int(($$1 + $$2) / 1024)}') KiB of code and data"
+	@ldd $(ST)/medinfer 2>&1 | sed 's/^/static: ldd: /'
+	@# the same classification, to the last digit, as the dynamic build's
+	$(ST)/medinfer classify --model $(STATIC_CHECK) > $(ST)/classify.json
+	$(B)/medinfer classify --model $(STATIC_CHECK) | cmp - $(ST)/classify.json
+	@echo "static: classify gives the dynamic build's output byte for byte"
+# cJSON's own file with its own warnings, not the project's -Werror set
+$(ST)/cJSON.o: $(ST)/src/cjson/.done
+	$(CC) $(OPT) -fPIC -c $(ST)/src/cjson/cJSON.c -o $@
+$(ST)/medinfer.static: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(ST)/cJSON.o
+	$(CC) $(CFLAGS) -static -o $@ $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.a $(ST)/cJSON.o \
+	    -lstb -lsqlite3 -lsodium -lm -fopenmp -lpthread
 
 # Sanitizers: separate trees, unit tests only (the parity fixtures are shared with `make test`).
 # ASan + UBSan over every test; ThreadSanitizer over sessions sharing a model across host threads
@@ -286,6 +322,6 @@ demo: $(B)/medinfer
 	sh tools/patho_demo.sh $(B)
 
 clean:
-	rm -rf build build-san build-tsan build-fuzz build-aarch64
+	rm -rf build build-san build-tsan build-fuzz build-aarch64 build-static
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -8,6 +8,7 @@
 
 #include "nn/layers.h"
 #include "nn/resnet.h"
+#include "ops/mathf.h"
 #include "ops/act.h"
 #include "ops/box.h"
 #include "ops/linear.h"
@@ -276,7 +277,7 @@ static void *carve(unsigned char **p, size_t bytes) {
     return at;
 }
 
-static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+static float sigmoidf(float x) { return 1.0f / (1.0f + mi_expf(-x)); }
 
 /* RegionProposalNetwork.filter_proposals for image n: top-n by objectness over all anchors (one
  * feature map, one level), decode, clip, remove small, score threshold, NMS, keep post_nms_top_n.

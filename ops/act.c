@@ -10,6 +10,7 @@
  * logits; relu, prelu, leaky (prelu with one slope): 0 everywhere. NaN and Inf where torch has
  * them. */
 #include "ops/act.h"
+#include "ops/mathf.h"
 #include "ops/cpu.h"
 
 #include <math.h>
@@ -82,7 +83,7 @@ void mi_add_prelu(float *y, const float *x, const float *r, int64_t Cr, const fl
 
 void mi_sigmoid_ref(float *y, const float *x, int64_t n) {
     #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + mi_expf(-x[i]));
 }
 
 /* One (outer, inner) column of length dim with stride inner: max, then exp(x - max) and its
@@ -94,11 +95,11 @@ static void softmax_column(float *y, const float *x, int64_t dim, int64_t inner,
         if (x[d * inner] > m || isnan(x[d * inner])) m = x[d * inner];
     float s = 0.0f;
     if (log_out) {
-        for (int64_t d = 0; d < dim; d++) s += expf(x[d * inner] - m);
-        const float ls = logf(s);
+        for (int64_t d = 0; d < dim; d++) s += mi_expf(x[d * inner] - m);
+        const float ls = mi_logf(s);
         for (int64_t d = 0; d < dim; d++) y[d * inner] = x[d * inner] - m - ls;
     } else {
-        for (int64_t d = 0; d < dim; d++) { y[d * inner] = expf(x[d * inner] - m); s += y[d * inner]; }
+        for (int64_t d = 0; d < dim; d++) { y[d * inner] = mi_expf(x[d * inner] - m); s += y[d * inner]; }
         for (int64_t d = 0; d < dim; d++) y[d * inner] /= s;
     }
 }

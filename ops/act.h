@@ -40,7 +40,7 @@ void mi_prelu_ref(float *y, const float *x, const float *slope, int64_t nslope, 
                   int64_t C, int64_t inner);
 void mi_add_prelu_ref(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
                       int64_t nslope, int64_t N, int64_t C, int64_t inner);
-void mi_sigmoid_ref(float *y, const float *x, int64_t n);                /* libm expf */
+void mi_sigmoid_ref(float *y, const float *x, int64_t n);                /* mi_expf (ops/mathf.h) */
 void mi_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 #if defined(__x86_64__)

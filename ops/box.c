@@ -117,8 +117,9 @@ void mi_anchor_grid(float (*out)[4], const float (*cell)[4], int ncell, int64_t 
 }
 
 mi_box_coder mi_box_coder_default(float wx, float wy, float ww, float wh) {
-    /* math.log(1000.0 / 16) in double, then float as torch.clamp casts its bound */
-    return (mi_box_coder){ wx, wy, ww, wh, (float)log(1000.0 / 16) };
+    /* math.log(1000.0 / 16) in double (written out: no C library's log is asked), then float as
+     * torch.clamp casts its bound */
+    return (mi_box_coder){ wx, wy, ww, wh, (float)4.135166556742356 };
 }
 
 /* torch.clamp(v, max=m): NaN stays NaN (fminf would drop it) */

@@ -70,6 +70,11 @@ static void init(void) {
          * stays what the CPU supports */
         if (!known) snprintf(bad_isa, sizeof bad_isa, "%s", want);
     }
+    /* MI_EXACT: the bits of every other CPU (docs/arm.md). What is left below this ceiling is
+     * plain C compiled without FMA contraction, whose summation order does not depend on the
+     * ISA, and ops/mathf.c instead of libm. Any value but "" and "0" turns it on. */
+    const char *exact = getenv("MI_EXACT");
+    if (exact && *exact && strcmp(exact, "0") && isa > MI_ISA_PORTABLE) isa = MI_ISA_PORTABLE;
     default_threads = omp_get_num_procs();
 }
 

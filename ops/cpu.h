@@ -1,7 +1,8 @@
 /* ops/cpu.h - CPU feature detection, the ISA the kernels run on, the thread count.
  *
  * Detection runs once, on first use: it reads CPUID/XGETBV and applies MI_ISA=ref|portable|neon|avx2|avx512 (a
- * ceiling, never above what the CPU and OS support). Each ops module dispatches on mi_cpu_isa()
+ * ceiling, never above what the CPU and OS support) and MI_EXACT=1 (the portable ceiling: results
+ * identical bit for bit between x86-64 and aarch64, docs/arm.md). Each ops module dispatches on mi_cpu_isa()
  * itself (a conv layer decides once, at init), so adding an ISA (NEON) touches only the modules
  * that have a kernel for it; everything else runs its scalar reference. */
 #ifndef MI_CPU_H

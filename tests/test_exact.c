@@ -1,0 +1,173 @@
+/* tests/test_exact.c - MI_EXACT: the same output bits on x86-64 and aarch64.
+ *
+ * The whole program runs with MI_EXACT=1 (set before the engine first looks at the CPU). It checks
+ *   - ops/mathf.c against double-precision libm over a sweep of float bit patterns: within 1 ulp
+ *     (the C library's double functions are accurate to well under a float ulp, so this bounds
+ *     our error, not theirs), and the special values;
+ *   - ResNet-18 (tests/ref_resnet.py's random blob and input) in exact mode: at the portable
+ *     ceiling, identical bits for 1 and 2 threads, within 1e-4 * max|logit| of torchvision;
+ *   - across machines: with MI_EXACT_BITS=FILE, the logits and their softmax are written to FILE
+ *     when it does not exist and compared byte for byte when it does. `make test-arm` writes it
+ *     on x86 and compares under qemu-aarch64. */
+#include "tests/mi_test.h"
+#include "medinfer.h"
+#include "ops/act.h"
+#include "ops/cpu.h"
+#include "ops/mathf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* distance in ulps between two finite floats of the same sign, or 0/1 across zero */
+static int64_t ulps(float a, float b) {
+    if (a == b) return 0;
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    if (ia < 0) ia = INT32_MIN - ia;
+    if (ib < 0) ib = INT32_MIN - ib;
+    return llabs((long long)ia - ib);
+}
+
+typedef struct {
+    const char *name;
+    float (*f)(float);
+    double (*ref)(double);
+} fn;
+
+START_TEST(mathf_within_one_ulp_of_libm)
+{
+    const fn fns[] = { { "exp", mi_expf, exp }, { "expm1", mi_expm1f, expm1 }, { "tanh", mi_tanhf, tanh },
+                       { "log", mi_logf, log } };
+    for (size_t k = 0; k < sizeof fns / sizeof *fns; k++) {
+        int64_t worst = 0, n = 0;
+        float at = 0;
+        /* every 4099th bit pattern: both signs, subnormals to the largest finite */
+        for (uint64_t u = 0; u < 0x100000000ull; u += 4099) {
+            uint32_t b = (uint32_t)u;
+            float x;
+            memcpy(&x, &b, 4);
+            if (!isfinite(x)) continue;
+            const double r = fns[k].ref((double)x);
+            const float want = fabs(r) >= 0x1.ffffffp127 ? copysignf(INFINITY, (float)r) : (float)r;
+            const float got = fns[k].f(x);
+            if (isnan(want)) {
+                ck_assert_msg(isnan(got), "%s(%a) = %a, libm NaN", fns[k].name, x, got);
+                continue;
+            }
+            if (isinf(want) || isinf(got)) {
+                ck_assert_msg(got == want, "%s(%a) = %a, libm %a", fns[k].name, x, got, want);
+                continue;
+            }
+            const int64_t d = ulps(got, want);
+            if (d > worst) worst = d, at = x;
+            n++;
+        }
+        printf("mi_%sf: %lld finite arguments, worst %lld ulp (at %a)\n", fns[k].name, (long long)n,
+               (long long)worst, at);
+        ck_assert_msg(worst <= 1, "mi_%sf is %lld ulp from libm at %a", fns[k].name, (long long)worst, at);
+    }
+    /* the limits and the special values */
+    ck_assert(mi_expf(INFINITY) == INFINITY && mi_expf(-INFINITY) == 0.0f && isnan(mi_expf(NAN)));
+    ck_assert(mi_expf(88.8f) == INFINITY && mi_expf(-104.5f) == 0.0f && mi_expf(0.0f) == 1.0f);
+    ck_assert(mi_expf(-100.0f) > 0.0f);                         /* a subnormal, not flushed */
+    ck_assert(mi_expm1f(-INFINITY) == -1.0f && mi_expm1f(0.0f) == 0.0f && isnan(mi_expm1f(NAN)));
+    ck_assert(mi_expm1f(1e-30f) == 1e-30f && signbit(mi_expm1f(-0.0f)));
+    ck_assert(mi_tanhf(INFINITY) == 1.0f && mi_tanhf(-INFINITY) == -1.0f && isnan(mi_tanhf(NAN)));
+    ck_assert(mi_tanhf(1e-30f) == 1e-30f && mi_tanhf(-20.0f) == -1.0f);
+    ck_assert(mi_logf(0.0f) == -INFINITY && mi_logf(1.0f) == 0.0f && isnan(mi_logf(-1.0f)) && isnan(mi_logf(NAN)));
+    ck_assert(mi_logf(INFINITY) == INFINITY && isfinite(mi_logf(0x1p-149f)));
+}
+END_TEST
+
+/* logits of the fixture batch on `threads` threads; n: batch * classes */
+static float *run_resnet18(mi_model *m, const mi_tensor *in, int threads, int64_t *n) {
+    mi_session *s;
+    ck_assert_msg(mi_session_create(&s, m, in->shape, threads) == MI_OK, "%s", mi_last_error());
+    ck_assert_msg(mi_session_run(s, in->data) == MI_OK, "%s", mi_last_error());
+    int64_t shape[4];
+    const float *l = mi_session_output(s, "logits", shape);
+    ck_assert_ptr_nonnull(l);
+    *n = shape[0] * shape[1];
+    float *copy = malloc((size_t)*n * sizeof *copy);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, l, (size_t)*n * sizeof *copy);
+    mi_session_destroy(s);
+    return copy;
+}
+
+START_TEST(resnet18_same_bits_everywhere)
+{
+    ck_assert_msg(mi_cpu_isa() <= MI_ISA_PORTABLE, "MI_EXACT=1 left the ISA at %s", mi_isa_name(mi_cpu_isa()));
+    mi_weights r;
+    mi_fixture_open(&r, "resnet18_ref.safetensors");
+    mi_tensor in = mi_fixture_tensor(&r, "input"), want = mi_fixture_tensor(&r, "fc");
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
+    int64_t n, n2;
+    float *l1 = run_resnet18(m, &in, 1, &n), *l2 = run_resnet18(m, &in, 2, &n2);
+    ck_assert_int_eq(n, n2);
+    ck_assert_int_eq(n, mi_tensor_numel(&want));
+    ck_assert_msg(!memcmp(l1, l2, (size_t)n * sizeof *l1), "exact mode: 1 and 2 threads differ");
+    double maxref = 0;
+    for (int64_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(want.data[i]));
+    double err = mi_assert_close(l1, want.data, n, 1e-4 * maxref, 0, "logits");
+    printf("exact (isa %s): max|logit - torchvision| %.3g (%.2e of max|ref|)\n", mi_isa_name(mi_cpu_isa()), err,
+           err / maxref);
+    /* the softmax runs the reference with mi_expf / mi_logf: part of what must agree */
+    const int64_t classes = mi_model_num_classes(m), batch = n / classes;
+    float *out = malloc((size_t)n * 3 * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, l1, (size_t)n * sizeof *out);
+    mi_softmax(out + n, l1, batch, classes, 1);
+    mi_log_softmax(out + 2 * n, l1, batch, classes, 1);
+    const size_t bytes = (size_t)n * 3 * sizeof *out;
+    const char *path = getenv("MI_EXACT_BITS");
+    if (path && *path) {
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            ck_assert_msg((f = fopen(path, "wb")) != NULL, "%s: cannot create", path);
+            ck_assert_int_eq(fwrite(out, 1, bytes, f), bytes);
+            ck_assert_int_eq(fclose(f), 0);
+            printf("exact: %zu bytes of logits, softmax and log-softmax written to %s\n", bytes, path);
+        } else {
+            unsigned char *theirs = malloc(bytes + 1);
+            ck_assert_ptr_nonnull(theirs);
+            const size_t got = fread(theirs, 1, bytes + 1, f);
+            fclose(f);
+            ck_assert_msg(got == bytes, "%s: %zu bytes, expected %zu", path, got, bytes);
+            size_t first = 0;
+            while (first < bytes && theirs[first] == ((unsigned char *)out)[first]) first++;
+            ck_assert_msg(first == bytes, "%s: differs from this machine's exact-mode output at byte %zu (value %zu "
+                          "of %lld: logits, softmax, log-softmax)", path, first, first / 4, (long long)n * 3);
+            printf("exact: logits, softmax and log-softmax identical to %s (%zu bytes)\n", path, bytes);
+            free(theirs);
+        }
+    }
+    free(out);
+    free(l1);
+    free(l2);
+    mi_model_close(m);
+    mi_weights_close(&r);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("exact");
+    TCase *tc = tcase_create("exact");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, mathf_within_one_ulp_of_libm);
+    tcase_add_test(tc, resnet18_same_bits_everywhere);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    setenv("MI_EXACT", "1", 1);   /* before the engine first reads the CPU */
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
