@@ -1,5 +1,5 @@
 #!/bin/sh
-# tools/install-deps.sh [build|test|fuzz|bench|arm SYSROOT] - install the Debian packages medinfer needs, only those missing.
+# tools/install-deps.sh [build|test|fuzz|bench|arm SYSROOT|static SRCDIR] - install the Debian packages medinfer needs, only those missing.
 # Called by the Makefile; safe to run again (does nothing when all are present).
 #
 # arm SYSROOT: the aarch64 cross-build of the engine core and its unit tests (`make test-arm`,
@@ -9,6 +9,11 @@
 # package lists and status file, the host's keyring), and unpacked with dpkg -x into SYSROOT. The
 # host's dpkg is never told about arm64 (no `dpkg --add-architecture`), so its own apt-get update
 # is left as it was. Once SYSROOT/.done exists nothing is fetched again.
+#
+# static SRCDIR: `make static` (docs/arm.md). Debian ships cJSON as a shared library only, so its
+# Debian source package (upstream source plus Debian's security patches, applied by dpkg-source)
+# is fetched the same private way (a deb-src line in SRCDIR/.apt) and unpacked into SRCDIR/cjson;
+# the Makefile compiles its one file into the binary.
 set -eu
 
 build="gcc make pkg-config libcjson-dev libstb-dev check
@@ -35,7 +40,11 @@ bench_node="nodejs npm"
 arm="gcc make gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user debian-archive-keyring"
 arm_debs="libcjson1 libcjson-dev check libsubunit0 libsubunit-dev"
 
+# dpkg-dev: dpkg-source unpacks the cJSON source package
+static="$build dpkg-dev debian-archive-keyring"
+
 want=$build
+[ "${1:-build}" = static ] && want="$static"
 [ "${1:-build}" = test ] && want="$build $test"
 [ "${1:-build}" = fuzz ] && want="$build $fuzz"
 [ "${1:-build}" = arm ] && want="$arm"
@@ -69,9 +78,31 @@ arm_sysroot() {
     touch "$root/.done"
 }
 
+# cJSON's Debian source package, patched, into SRCDIR/cjson (no root needed)
+cjson_source() {
+    root=$1
+    [ -f "$root/cjson/.done" ] && return 0
+    state="$root/.apt"
+    rm -rf "$state" "$root/cjson" && mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/src"
+    : > "$state/status"
+    key=/usr/share/keyrings/debian-archive-keyring.gpg
+    {
+        echo "deb-src [signed-by=$key] http://deb.debian.org/debian bookworm main"
+        echo "deb-src [signed-by=$key] http://deb.debian.org/debian-security bookworm-security main"
+    } > "$state/sources.list"
+    set -- -o Dir::Etc::sourcelist="$state/sources.list" -o Dir::Etc::sourceparts=/nonexistent \
+           -o Dir::State::lists="$state/lists" -o Dir::State::status="$state/status" \
+           -o Dir::Cache="$state/cache" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+    echo "install-deps: cJSON's Debian source package into $root/cjson" >&2
+    apt-get "$@" -qq update
+    (cd "$state/src" && apt-get "$@" -qq --download-only source cjson >/dev/null)
+    dpkg-source -q -x "$state"/src/cjson_*.dsc "$root/cjson" >/dev/null
+    touch "$root/cjson/.done"
+}
+
 missing=""
-if [ "${1:-build}" = arm ]; then
-    [ -n "${2:-}" ] || { echo "install-deps: arm needs the sysroot directory" >&2; exit 2; }
+if [ "${1:-build}" = arm ] || [ "${1:-build}" = static ]; then
+    [ -n "${2:-}" ] || { echo "install-deps: $1 needs a directory" >&2; exit 2; }
     case $2 in /*) sysroot=$2 ;; *) sysroot=$(pwd)/$2 ;; esac
 fi
 for p in $want; do
@@ -79,6 +110,7 @@ for p in $want; do
 done
 if [ -z "$missing" ]; then
     [ "${1:-build}" = arm ] && arm_sysroot "$sysroot"
+    [ "${1:-build}" = static ] && cjson_source "$sysroot"
     exit 0
 fi
 
@@ -93,4 +125,5 @@ $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 [ "${1:-build}" = arm ] && arm_sysroot "$sysroot"
+[ "${1:-build}" = static ] && cjson_source "$sysroot"
 exit 0

@@ -8,12 +8,14 @@
 static const struct { const char *name, *help; int (*run)(int, char **); } commands[] = {
     { "classify", "classify images or .npy tensors with a ResNet blob", cmd_classify },
     { "inspect", "print a blob's metadata, tensors and SHA-256", cmd_inspect },
-    { "model",   "sign, verify, update and roll back model blobs", cmd_model },
     { "audit",   "verify the hash chain of an --audit database", cmd_audit },
+#ifndef MI_STATIC_CLI   /* `make static` keeps the commands whose libraries link statically */
+    { "model",   "sign, verify, update and roll back model blobs", cmd_model },
     { "endoqc",  "gastroscopy video completeness QC: verdict, missing sites, contact sheet", cmd_endoqc },
     { "endoqc-synth", "render a synthetic gastroscopy video (demo, tests, training)", cmd_endoqc_synth },
     { "echo",    "M-mode echocardiography: cardiac cycle, wall points, volumes, ejection fraction", cmd_echo },
     { "patho",   "gastric biopsy slides: tissue tiles, V-Net, tile graph, GCN class, heat-map, GeoJSON", cmd_patho },
+#endif
 };
 
 static void usage(FILE *f) {
