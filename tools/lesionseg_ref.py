@@ -29,7 +29,8 @@ DEPTH ("depthnet"): one encoder-decoder, run twice and fused.
   Metadata: input_size 192, global_size 96, patch_size 96, patch_stride 48, fuse_weights [0.5, 0.5],
     encoder_stages 3 (4: the whole ResNet-18 body), dec_channels [16, 32, 64, 128] (encoder_stages+1
     entries), refine_channels 16, refine_groups 4, refine_scale 0.25, depth_max_cm 20.
-    global_size and patch_size are multiples of 2^(encoder_stages+1); (input_size - patch_size) is a
+    global_size and patch_size are multiples of 2^(encoder_stages+1) and at least twice that (the
+    deepest map at least 2 x 2, which reflection padding needs); (input_size - patch_size) is a
     multiple of patch_stride.
 
 SEGMENTATION ("segnet"): a U-Net (Ronneberger et al. 2015) whose encoder is weighted, scale by
@@ -250,8 +251,10 @@ def config(meta):
     if arch == "depthnet":
         R, S, P, T = (int(c[k]) for k in ("input_size", "global_size", "patch_size", "patch_stride"))
         m = 1 << (int(c["encoder_stages"]) + 1)
-        if S % m or P % m or P > R or T < 1 or (R - P) % T:
-            raise ValueError(f"sizes R {R} S {S} P {P} stride {T}: S, P multiples of {m}, (R-P) % stride == 0")
+        # the deepest map must be at least 2 x 2: reflection padding needs a neighbour to mirror
+        if S % m or P % m or min(S, P) < 2 * m or P > R or T < 1 or (R - P) % T:
+            raise ValueError(f"sizes R {R} S {S} P {P} stride {T}: S, P multiples of {m} and at least {2 * m}, "
+                             f"P <= R, (R-P) % stride == 0")
     elif int(c["input_size"]) % (1 << (len(c["widths"]) - 1)):
         raise ValueError(f"input_size {c['input_size']} is not a multiple of 2^{len(c['widths']) - 1}")
     return c
