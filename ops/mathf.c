@@ -53,7 +53,7 @@ float mi_tanhf(float x) {
     /* tanh a = t / (t + 2), t = e^(2a) - 1: accurate for small a because t is */
     const double t = a <= 0.175 ? expm1_small(2.0 * a) : exp_d(2.0 * a) - 1.0;
     const double y = t / (t + 2.0);
-    return (float)(x < 0 ? -y : y);
+    return (float)copysign(y, (double)x);         /* tanh(-0) is -0 */
 }
 
 float mi_logf(float x) {
