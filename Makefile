@@ -69,7 +69,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 # tests/run_qemu.sh gives it the second CPU.
 CORE_TESTS := resnet exact conv ops ops2 layers session detect bad_blobs
 CORE_TEST_BIN = $(CORE_TESTS:%=$(B)/tests/test_%)
-CORE_FIXTURES := conv ops ops2 layers resnet detect bad_blobs weights
+CORE_FIXTURES := conv ops ops2 layers resnet detect bad_blobs weights lesionseg
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)

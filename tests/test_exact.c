@@ -4,10 +4,11 @@
  *   - ops/mathf.c against double-precision libm over a sweep of float bit patterns: within 1 ulp
  *     (the C library's double functions are accurate to well under a float ulp, so this bounds
  *     our error, not theirs), and the special values;
- *   - ResNet-18 (tests/ref_resnet.py's random blob and input) in exact mode: at the portable
- *     ceiling, identical bits for 1 and 2 threads, within 1e-4 * max|logit| of torchvision;
- *   - across machines: with MI_EXACT_BITS=FILE, the logits and their softmax are written to FILE
- *     when it does not exist and compared byte for byte when it does. `make test-arm` writes it
+ *   - ResNet-18 (tests/ref_resnet.py's random blob and input) and the depth and segmentation
+ *     networks (tests/ref_lesionseg.py's small configurations) in exact mode: at the portable
+ *     ceiling, identical bits for 1 and 2 threads, within 1e-4 * max|ref| of PyTorch;
+ *   - across machines: with MI_EXACT_BITS=FILE, their outputs (and the logits' softmax) are
+ *     written to FILE when it does not exist and compared byte for byte when it does. `make test-arm` writes it
  *     on x86 and compares under qemu-aarch64. */
 #include "tests/mi_test.h"
 #include "medinfer.h"
@@ -82,15 +83,15 @@ START_TEST(mathf_within_one_ulp_of_libm)
 }
 END_TEST
 
-/* logits of the fixture batch on `threads` threads; n: batch * classes */
-static float *run_resnet18(mi_model *m, const mi_tensor *in, int threads, int64_t *n) {
+/* output `name` of the model on x, on `threads` threads, copied; n: its element count */
+static float *run_net(mi_model *m, const mi_tensor *x, int threads, const char *name, int64_t *n) {
     mi_session *s;
-    ck_assert_msg(mi_session_create(&s, m, in->shape, threads) == MI_OK, "%s", mi_last_error());
-    ck_assert_msg(mi_session_run(s, in->data) == MI_OK, "%s", mi_last_error());
+    ck_assert_msg(mi_session_create_outputs(&s, m, x->shape, threads, &name, 1) == MI_OK, "%s", mi_last_error());
+    ck_assert_msg(mi_session_run(s, x->data) == MI_OK, "%s", mi_last_error());
     int64_t shape[4];
-    const float *l = mi_session_output(s, "logits", shape);
+    const float *l = mi_session_output(s, name, shape);
     ck_assert_ptr_nonnull(l);
-    *n = shape[0] * shape[1];
+    *n = shape[0] * shape[1] * shape[2] * shape[3];
     float *copy = malloc((size_t)*n * sizeof *copy);
     ck_assert_ptr_nonnull(copy);
     memcpy(copy, l, (size_t)*n * sizeof *copy);
@@ -98,31 +99,53 @@ static float *run_resnet18(mi_model *m, const mi_tensor *in, int threads, int64_
     return copy;
 }
 
-START_TEST(resnet18_same_bits_everywhere)
+/* Runs <net>_rand on <net>_ref's input at 1 and 2 threads: the same bits, within 1e-4 * max|ref|
+ * of PyTorch's `stage`. Returns the output; *n its length. */
+static float *exact_net(const char *net, const char *out, const char *stage, int64_t *n) {
+    char path[96];
+    snprintf(path, sizeof path, "%s_ref.safetensors", net);
+    mi_weights r;
+    mi_fixture_open(&r, path);
+    mi_tensor in = mi_fixture_tensor(&r, "input"), want = mi_fixture_tensor(&r, stage);
+    snprintf(path, sizeof path, "%s_rand.safetensors", net);
+    mi_model *m = mi_fixture_model(path);
+    int64_t n2;
+    float *a = run_net(m, &in, 1, out, n), *b = run_net(m, &in, 2, out, &n2);
+    ck_assert_int_eq(*n, n2);
+    ck_assert_int_eq(*n, mi_tensor_numel(&want));
+    ck_assert_msg(!memcmp(a, b, (size_t)*n * sizeof *a), "%s exact mode: 1 and 2 threads differ", net);
+    double maxref = 0;
+    for (int64_t i = 0; i < *n; i++) maxref = fmax(maxref, fabs(want.data[i]));
+    double err = mi_assert_close(a, want.data, *n, 1e-4 * maxref, 0, net);
+    printf("exact (isa %s): %s '%s' max|d| from PyTorch %.3g (%.2e of max|ref|)\n", mi_isa_name(mi_cpu_isa()), net,
+           out, err, err / maxref);
+    free(b);
+    mi_model_close(m);
+    mi_weights_close(&r);
+    return a;
+}
+
+START_TEST(networks_same_bits_everywhere)
 {
     ck_assert_msg(mi_cpu_isa() <= MI_ISA_PORTABLE, "MI_EXACT=1 left the ISA at %s", mi_isa_name(mi_cpu_isa()));
-    mi_weights r;
-    mi_fixture_open(&r, "resnet18_ref.safetensors");
-    mi_tensor in = mi_fixture_tensor(&r, "input"), want = mi_fixture_tensor(&r, "fc");
-    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
-    int64_t n, n2;
-    float *l1 = run_resnet18(m, &in, 1, &n), *l2 = run_resnet18(m, &in, 2, &n2);
-    ck_assert_int_eq(n, n2);
-    ck_assert_int_eq(n, mi_tensor_numel(&want));
-    ck_assert_msg(!memcmp(l1, l2, (size_t)n * sizeof *l1), "exact mode: 1 and 2 threads differ");
-    double maxref = 0;
-    for (int64_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(want.data[i]));
-    double err = mi_assert_close(l1, want.data, n, 1e-4 * maxref, 0, "logits");
-    printf("exact (isa %s): max|logit - torchvision| %.3g (%.2e of max|ref|)\n", mi_isa_name(mi_cpu_isa()), err,
-           err / maxref);
+    int64_t n, nd, ns;
+    float *l1 = exact_net("resnet18", "logits", "fc", &n);
+    /* the lesion-segmentation pair (tests/ref_lesionseg.py): ELU, tanh, sigmoid, softmax */
+    float *depth = exact_net("depth_a", "depth", "depth", &nd), *seg = exact_net("seg_a", "seg", "seg", &ns);
     /* the softmax runs the reference with mi_expf / mi_logf: part of what must agree */
+    mi_model *m = mi_fixture_model("resnet18_rand.safetensors");
     const int64_t classes = mi_model_num_classes(m), batch = n / classes;
-    float *out = malloc((size_t)n * 3 * sizeof *out);
+    mi_model_close(m);
+    float *out = malloc((size_t)(n * 3 + nd + ns) * sizeof *out);
     ck_assert_ptr_nonnull(out);
     memcpy(out, l1, (size_t)n * sizeof *out);
     mi_softmax(out + n, l1, batch, classes, 1);
     mi_log_softmax(out + 2 * n, l1, batch, classes, 1);
-    const size_t bytes = (size_t)n * 3 * sizeof *out;
+    memcpy(out + 3 * n, depth, (size_t)nd * sizeof *out);
+    memcpy(out + 3 * n + nd, seg, (size_t)ns * sizeof *out);
+    free(depth);
+    free(seg);
+    const size_t bytes = (size_t)(n * 3 + nd + ns) * sizeof *out;
     const char *path = getenv("MI_EXACT_BITS");
     if (path && *path) {
         FILE *f = fopen(path, "rb");
@@ -130,7 +153,7 @@ START_TEST(resnet18_same_bits_everywhere)
             ck_assert_msg((f = fopen(path, "wb")) != NULL, "%s: cannot create", path);
             ck_assert_int_eq(fwrite(out, 1, bytes, f), bytes);
             ck_assert_int_eq(fclose(f), 0);
-            printf("exact: %zu bytes of logits, softmax and log-softmax written to %s\n", bytes, path);
+            printf("exact: %zu bytes of outputs written to %s\n", bytes, path);
         } else {
             unsigned char *theirs = malloc(bytes + 1);
             ck_assert_ptr_nonnull(theirs);
@@ -139,17 +162,15 @@ START_TEST(resnet18_same_bits_everywhere)
             ck_assert_msg(got == bytes, "%s: %zu bytes, expected %zu", path, got, bytes);
             size_t first = 0;
             while (first < bytes && theirs[first] == ((unsigned char *)out)[first]) first++;
-            ck_assert_msg(first == bytes, "%s: differs from this machine's exact-mode output at byte %zu (value %zu "
-                          "of %lld: logits, softmax, log-softmax)", path, first, first / 4, (long long)n * 3);
-            printf("exact: logits, softmax and log-softmax identical to %s (%zu bytes)\n", path, bytes);
+            ck_assert_msg(first == bytes, "%s: differs from this machine's exact-mode output at byte %zu (value %zu: "
+                          "ResNet-18 logits, softmax, log-softmax 0..%lld, depth to %lld, seg to %lld)", path, first,
+                          first / 4, (long long)n * 3, (long long)(n * 3 + nd), (long long)(n * 3 + nd + ns));
+            printf("exact: every output identical to %s (%zu bytes)\n", path, bytes);
             free(theirs);
         }
     }
     free(out);
     free(l1);
-    free(l2);
-    mi_model_close(m);
-    mi_weights_close(&r);
 }
 END_TEST
 
@@ -158,7 +179,7 @@ static Suite *suite(void) {
     TCase *tc = tcase_create("exact");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, mathf_within_one_ulp_of_libm);
-    tcase_add_test(tc, resnet18_same_bits_everywhere);
+    tcase_add_test(tc, networks_same_bits_everywhere);
     suite_add_tcase(s, tc);
     return s;
 }
