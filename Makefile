@@ -67,9 +67,9 @@ TEST_SRC := $(wildcard tests/test_*.c)
 # The unit tests that need only the engine core (no pipeline header or library): what `make
 # test-arm` cross-builds and runs under qemu, and the fixtures they read. The longest goes first:
 # tests/run_qemu.sh gives it the second CPU.
-CORE_TESTS := resnet conv ops layers session detect bad_blobs
+CORE_TESTS := resnet conv ops ops2 layers session detect bad_blobs
 CORE_TEST_BIN = $(CORE_TESTS:%=$(B)/tests/test_%)
-CORE_FIXTURES := conv ops layers resnet detect bad_blobs weights
+CORE_FIXTURES := conv ops ops2 layers resnet detect bad_blobs weights
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 CORE_OBJ := $(CORE_SRC:%.c=$(B)/%.o)

@@ -2,7 +2,10 @@
 #include "nn/layers.h"
 
 #include "ops/act.h"
+#include "ops/elementwise.h"
 #include "ops/linear.h"
+#include "ops/norm.h"
+#include "ops/resize.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +127,25 @@ mi_status nn_load_prelu(nn_prelu *p, const mi_weights *w, const char *name, int6
     return MI_OK;
 }
 
+mi_status nn_load_group_norm(nn_group_norm *g, const mi_weights *w, const char *name, int64_t C,
+                             int64_t G, double eps) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", name);
+    if (C < 1 || G < 1 || C % G)
+        return MI_FAIL(MI_ERR_ARG, "%s: '%s' has %lld channels, which do not split into %lld groups", w->path,
+                       name, (long long)C, (long long)G);
+    g->C = C;
+    g->G = G;
+    g->eps = eps;
+    mi_tensor v;
+    mi_status st = get_vector(w, name, "weight", C, &v);
+    if (st) return st;
+    g->gamma = v.data;
+    if ((st = get_vector(w, name, "bias", C, &v))) return st;
+    g->beta = v.data;
+    return MI_OK;
+}
+
 /* ---- steps ---------------------------------------------------------------------------------- */
 
 static mi_tensor empty(void) { return (mi_tensor){ 0 }; }
@@ -207,5 +229,93 @@ mi_tensor nn_prelu_fwd(nn_ctx *c, const nn_prelu *p, const mi_tensor *x) {
         mi_prelu(y.data, x->data, p->slope, p->n, N, C, inner);
     }
     nn_mark(c, p->name, &y);
+    return y;
+}
+
+/* the result of an elementwise step: x itself (renamed) or a fresh tensor of its shape */
+static mi_tensor same_shape(nn_ctx *c, const mi_tensor *x, bool in_place, const char *name) {
+    if (!in_place) return nn_alloc(c, x->ndim, x->shape, name);
+    mi_tensor y = *x;
+    snprintf(y.name, sizeof y.name, "%s", name);
+    return y;
+}
+
+mi_tensor nn_act_fwd(nn_ctx *c, nn_act act, float param, const mi_tensor *x, bool in_place, const char *name) {
+    if (!nn_ok(c)) return empty();
+    mi_tensor y = same_shape(c, x, in_place, name);
+    if (nn_ok(c) && nn_compute(c)) {
+        const int64_t n = mi_tensor_numel(x);
+        switch (act) {
+        case NN_ELU:        mi_elu(y.data, x->data, param, n); break;
+        case NN_LEAKY_RELU: mi_leaky_relu(y.data, x->data, param, n); break;
+        case NN_TANH:       mi_tanh(y.data, x->data, n); break;
+        case NN_SIGMOID:    mi_sigmoid(y.data, x->data, n); break;
+        }
+    }
+    nn_mark(c, name, &y);
+    return y;
+}
+
+mi_tensor nn_group_norm_fwd(nn_ctx *c, const nn_group_norm *g, const mi_tensor *x, bool in_place) {
+    if (!nn_ok(c)) return empty();
+    if (x->ndim < 3 || x->shape[1] != g->C) {
+        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "%s: input has %lld channels, the layer %lld", g->name,
+                           (long long)(x->ndim >= 2 ? x->shape[1] : 0), (long long)g->C));
+        return empty();
+    }
+    mi_tensor y = same_shape(c, x, in_place, g->name);
+    if (nn_ok(c) && nn_compute(c)) {
+        const int64_t N = x->shape[0], inner = mi_tensor_numel(x) / (N * g->C);
+        mi_group_norm(y.data, x->data, g->gamma, g->beta, N, g->C, g->G, inner, g->eps);
+    }
+    nn_mark(c, g->name, &y);
+    return y;
+}
+
+mi_tensor nn_pad(nn_ctx *c, const mi_tensor *x, const int64_t pad[4], mi_pad_mode mode, const char *name) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c) || nn_fail(c, mi_pad_out_shape(x, pad, mode, shape))) return empty();
+    mi_tensor y = nn_alloc(c, 4, shape, name);
+    if (nn_ok(c) && nn_compute(c)) mi_pad2d(&y, x, pad, mode);
+    nn_mark(c, name, &y);
+    return y;
+}
+
+static bool is_4d(nn_ctx *c, const mi_tensor *x, const char *step) {
+    if (x->ndim == 4) return true;
+    char s[96];
+    nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "%s: input '%s' has shape %s, expected (N, C, H, W)", step, x->name,
+                       mi_shape_str(s, sizeof s, x->ndim, x->shape)));
+    return false;
+}
+
+mi_tensor nn_resize_bilinear(nn_ctx *c, const mi_tensor *x, int64_t h, int64_t w, const char *name) {
+    if (!nn_ok(c) || !is_4d(c, x, name)) return empty();
+    if (h < 1 || w < 1) {
+        nn_fail(c, MI_FAIL(MI_ERR_ARG, "%s: resize to %lld x %lld", name, (long long)h, (long long)w));
+        return empty();
+    }
+    const int64_t shape[4] = { x->shape[0], x->shape[1], h, w };
+    mi_tensor y = nn_alloc(c, 4, shape, name);
+    if (nn_ok(c) && nn_compute(c)) mi_resize_linear(&y, x, false, NULL);
+    nn_mark(c, name, &y);
+    return y;
+}
+
+mi_tensor nn_resize_nearest(nn_ctx *c, const mi_tensor *x, const double scale[2], const char *name) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c) || !is_4d(c, x, name) || nn_fail(c, mi_resize_out_shape(x, scale, shape))) return empty();
+    mi_tensor y = nn_alloc(c, 4, shape, name);
+    if (nn_ok(c) && nn_compute(c)) mi_resize_nearest(&y, x, scale);
+    nn_mark(c, name, &y);
+    return y;
+}
+
+mi_tensor nn_concat(nn_ctx *c, const mi_tensor *const *xs, int nx, const char *name) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c) || nn_fail(c, mi_concat_out_shape(shape, xs, nx, 1))) return empty();
+    mi_tensor y = nn_alloc(c, xs[0]->ndim, shape, name);
+    if (nn_ok(c) && nn_compute(c)) mi_concat_t(&y, xs, nx, 1);
+    nn_mark(c, name, &y);
     return y;
 }

@@ -12,6 +12,7 @@
 
 #include "nn/ctx.h"
 #include "ops/conv.h"
+#include "ops/pad.h"
 #include "ops/pool.h"
 #include "weights/safetensors.h"
 
@@ -45,6 +46,18 @@ typedef struct {
 } nn_prelu;
 mi_status nn_load_prelu(nn_prelu *p, const mi_weights *w, const char *name, int64_t channels);
 
+/* torch.nn.GroupNorm(G, C) and InstanceNorm2d(C, affine=True) (G == C): "<name>.weight",
+ * "<name>.bias" [C], views into the blob. eps: the module's (1e-5 in torch's default). G must
+ * divide C (MI_ERR_ARG naming the layer otherwise). */
+typedef struct {
+    char         name[64];
+    int64_t      C, G;
+    double       eps;
+    const float *gamma, *beta;
+} nn_group_norm;
+mi_status nn_load_group_norm(nn_group_norm *g, const mi_weights *w, const char *name, int64_t C,
+                             int64_t G, double eps);
+
 /* ---- steps of a forward(); each returns its output from the arena ----------------------------
  * On a failure in the measure walk (a shape that does not fit) the step records it in the
  * context and returns an empty tensor; later steps then do nothing. The steps never allocate
@@ -61,5 +74,26 @@ mi_tensor nn_global_avg_pool(nn_ctx *c, const mi_tensor *x, const char *name);
 /* x: (N, in, 1, ...) or (N, in) -> (N, out) */
 mi_tensor nn_linear_fwd(nn_ctx *c, const nn_linear *l, const mi_tensor *x);
 mi_tensor nn_prelu_fwd(nn_ctx *c, const nn_prelu *p, const mi_tensor *x);
+
+/* Steps that may write over their input. in_place: x is the arena's and nothing reads it after
+ * this step as it was (in particular the session does not keep it: pass !nn_wants(c, <the name
+ * x was marked by>)); then the result is x's block under the new name, and freeing either frees
+ * both. Otherwise the result is a new tensor and x is left as it was. Marked `name`. */
+typedef enum { NN_ELU, NN_LEAKY_RELU, NN_TANH, NN_SIGMOID } nn_act;
+/* elu (alpha = param), leaky_relu (negative slope = param), tanh, sigmoid; param unused by the
+ * last two */
+mi_tensor nn_act_fwd(nn_ctx *c, nn_act act, float param, const mi_tensor *x, bool in_place, const char *name);
+/* group_norm(x, G, gamma, beta, eps) on (N, C, ...): marked by the layer's name */
+mi_tensor nn_group_norm_fwd(nn_ctx *c, const nn_group_norm *g, const mi_tensor *x, bool in_place);
+
+/* torch.nn.functional.pad(x, pad, mode) of (N, C, H, W); pad = { left, right, top, bottom }.
+ * A pad that torch refuses (reflect by as much as the side or more) fails the walk naming x. */
+mi_tensor nn_pad(nn_ctx *c, const mi_tensor *x, const int64_t pad[4], mi_pad_mode mode, const char *name);
+/* torch.nn.functional.interpolate of (N, C, H, W): bilinear (align_corners False) to size
+ * (h, w); nearest by scale_factor (scale[0] on H, scale[1] on W). */
+mi_tensor nn_resize_bilinear(nn_ctx *c, const mi_tensor *x, int64_t h, int64_t w, const char *name);
+mi_tensor nn_resize_nearest(nn_ctx *c, const mi_tensor *x, const double scale[2], const char *name);
+/* torch.cat(xs, 1) */
+mi_tensor nn_concat(nn_ctx *c, const mi_tensor *const *xs, int nx, const char *name);
 
 #endif

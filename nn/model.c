@@ -6,7 +6,9 @@
  * threads can share one model without locks. */
 #include "nn/model.h"
 
+#include "nn/depthnet.h"
 #include "nn/rcnn.h"
+#include "nn/segnet.h"
 #include "nn/resnet.h"
 #include "nn/vnet.h"
 #include "ops/cpu.h"
@@ -88,13 +90,59 @@ static mi_status vnet_load(void **net, const mi_weights *w, const char *arch, in
 static mi_tensor vnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) { return mi_vnet_forward(net, c, x); }
 static void vnet_free(void *net) { mi_vnet_free(net); }
 
-#define ARCH_NAMES "resnet18, resnet50, fasterrcnn_c4, vnet2d, vnet3d"
+static const char *const depthnet_outputs[] = { "depth" };
+
+/* The depth estimator reads its whole configuration, input_size included (default 192), from the
+ * blob, and takes that size only. One class: the depth map, in (0, 1) of depth_max_cm. */
+static mi_status depthnet_load(void **net, const mi_weights *w, const char *arch, int64_t in_h, int64_t in_w,
+                               int *num_classes, int *channels, const char *const **outputs, int *noutputs) {
+    (void)arch, (void)in_h, (void)in_w;
+    mi_depthnet *d;
+    mi_status st = mi_depthnet_load(&d, w);
+    if (st) return st;
+    *net = d;
+    *num_classes = 1;
+    *channels = 3;
+    *outputs = depthnet_outputs;
+    *noutputs = 1;
+    return MI_OK;
+}
+
+static mi_tensor depthnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) {
+    return mi_depthnet_forward(net, c, x);
+}
+static void depthnet_free(void *net) { mi_depthnet_free(net); }
+
+static const char *const segnet_outputs[] = { "seg" };
+
+/* The depth-guided U-Net: the image channels and the depth map in; two classes (background,
+ * lesion) whether its output is a 2-channel softmax or a 1-channel sigmoid of the lesion. */
+static mi_status segnet_load(void **net, const mi_weights *w, const char *arch, int64_t in_h, int64_t in_w,
+                             int *num_classes, int *channels, const char *const **outputs, int *noutputs) {
+    (void)arch, (void)in_h, (void)in_w;
+    mi_segnet *s;
+    mi_status st = mi_segnet_load(&s, w);
+    if (st) return st;
+    *net = s;
+    *num_classes = 2;
+    *channels = mi_segnet_get_config(s)->in_channels + 1;
+    *outputs = segnet_outputs;
+    *noutputs = 1;
+    return MI_OK;
+}
+
+static mi_tensor segnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) { return mi_segnet_forward(net, c, x); }
+static void segnet_free(void *net) { mi_segnet_free(net); }
+
+#define ARCH_NAMES "resnet18, resnet50, fasterrcnn_c4, vnet2d, vnet3d, depthnet, segnet"
 static const nn_arch archs[] = {
     { "resnet18", resnet_load, resnet_forward, resnet_free, 2, 0 },
     { "resnet50", resnet_load, resnet_forward, resnet_free, 2, 0 },
     { "fasterrcnn_c4", rcnn_load, rcnn_forward, rcnn_free, 2, 0 },
     { "vnet2d", vnet_load, vnet_forward, vnet_free, 2, 512 },
     { "vnet3d", vnet_load, vnet_forward, vnet_free, 3, 512 },
+    { "depthnet", depthnet_load, depthnet_forward, depthnet_free, 2, 192 },
+    { "segnet", segnet_load, segnet_forward, segnet_free, 2, 192 },
 };
 
 /* ---- model -------------------------------------------------------------------------------- */

@@ -1,4 +1,5 @@
-/* ops/act.h - activations: ReLU, PReLU, sigmoid, softmax and log-softmax along one dim.
+/* ops/act.h - activations: ReLU, PReLU, leaky ReLU, ELU, sigmoid, tanh, softmax and log-softmax
+ * along one dim.
  *
  * Float32, contiguous. Pointers name their shape; y may equal x (in place) everywhere.
  * Each public function dispatches to its AVX2 kernel when mi_cpu_isa() >= MI_ISA_AVX2 and one
@@ -28,6 +29,14 @@ void mi_add_prelu(float *y, const float *x, const float *r, int64_t Cr, const fl
 /* torch.sigmoid: y = 1 / (1 + exp(-x)).  x, y: (n) */
 void mi_sigmoid(float *y, const float *x, int64_t n);
 
+/* torch.nn.functional.leaky_relu: y = x > 0 ? x : x*slope (NaN stays NaN).  x, y: (n) */
+void mi_leaky_relu(float *y, const float *x, float slope, int64_t n);
+/* torch.nn.functional.elu: y = x > 0 ? x : alpha*expm1(x) (NaN stays NaN, -inf gives -alpha).
+ * x, y: (n) */
+void mi_elu(float *y, const float *x, float alpha, int64_t n);
+/* torch.tanh.  x, y: (n) */
+void mi_tanh(float *y, const float *x, int64_t n);
+
 /* torch.softmax / log_softmax along the middle dim of x viewed as (outer, dim, inner):
  * dim = C, inner = H*W for softmax over channels of an NCHW map; inner = 1 for logits.
  * Numerically stable (max subtracted first). x, y: (outer, dim, inner) */
@@ -41,6 +50,9 @@ void mi_prelu_ref(float *y, const float *x, const float *slope, int64_t nslope, 
 void mi_add_prelu_ref(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
                       int64_t nslope, int64_t N, int64_t C, int64_t inner);
 void mi_sigmoid_ref(float *y, const float *x, int64_t n);                /* libm expf */
+void mi_leaky_relu_ref(float *y, const float *x, float slope, int64_t n);
+void mi_elu_ref(float *y, const float *x, float alpha, int64_t n);     /* libm expm1f */
+void mi_tanh_ref(float *y, const float *x, int64_t n);                   /* libm tanhf */
 void mi_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 #if defined(__x86_64__)

@@ -3,6 +3,8 @@
 #include "ops/elementwise.h"
 #include "ops/cpu.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define PAR_MIN 32768
@@ -46,6 +48,31 @@ void mi_mul_channel_ref(float *y, const float *x, const float *s, int64_t N, int
             for (int64_t i = 0; i < inner; i++) y[(n * C + c) * inner + i] = x[(n * C + c) * inner + i] * s[c];
 }
 
+void mi_mul_spatial_ref(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner) {
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (N * C * inner > PAR_MIN) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t i = 0; i < inner; i++) y[(n * C + c) * inner + i] = x[(n * C + c) * inner + i] * w[n * inner + i];
+}
+
+/* torch's reduction keeps the first index of the greatest value and lets a NaN win over anything
+ * and stay (aten/src/ATen/native/SharedReduceOps.h, greater_or_nan): once best is NaN, stop. */
+void mi_argmax_channels_ref(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner) {
+    MI_ASSERT(C >= 1 && C <= INT32_MAX);
+    #pragma omp parallel for collapse(2) num_threads(mi_threads()) if (N * C * inner > PAR_MIN) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < inner; i++) {
+            const float *xp = x + n * C * inner + i;
+            float best = xp[0];
+            int32_t bi = 0;
+            for (int64_t c = 1; c < C && !isnan(best); c++) {
+                const float v = xp[c * inner];
+                if (v > best || isnan(v)) { best = v; bi = (int32_t)c; }
+            }
+            idx[n * inner + i] = bi;
+        }
+}
+
 void mi_add(float *y, const float *a, const float *b, int64_t n) { DISPATCH(mi_add, y, a, b, n); }
 void mi_mul(float *y, const float *a, const float *b, int64_t n) { DISPATCH(mi_mul, y, a, b, n); }
 void mi_add_relu(float *y, const float *a, const float *b, int64_t n) { DISPATCH(mi_add_relu, y, a, b, n); }
@@ -54,6 +81,13 @@ void mi_add_channel(float *y, const float *x, const float *b, int64_t N, int64_t
 }
 void mi_mul_channel(float *y, const float *x, const float *s, int64_t N, int64_t C, int64_t inner) {
     DISPATCH(mi_mul_channel, y, x, s, N, C, inner);
+}
+
+void mi_mul_spatial(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner) {
+    mi_mul_spatial_ref(y, x, w, N, C, inner);
+}
+void mi_argmax_channels(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner) {
+    mi_argmax_channels_ref(idx, x, N, C, inner);
 }
 
 static void same_shape(const mi_tensor *y, const mi_tensor *x) {

@@ -1,5 +1,5 @@
-/* ops/elementwise.h - add, mul (same shape, or per-channel broadcast), add+ReLU fused (the
- * ResNet residual), concatenation along any dim (torch.cat).
+/* ops/elementwise.h - add, mul (same shape, per-channel or per-pixel broadcast), add+ReLU fused
+ * (the ResNet residual), concatenation along any dim (torch.cat), argmax over channels.
  *
  * Float32, contiguous. y may equal an input everywhere except in concat. Every AVX2 kernel does
  * the reference's one rounding per element, so fast and reference paths are the same bits. */
@@ -21,6 +21,15 @@ void mi_add_relu_(mi_tensor *y, const mi_tensor *x);
 void mi_add_channel(float *y, const float *x, const float *b, int64_t N, int64_t C, int64_t inner);
 void mi_mul_channel(float *y, const float *x, const float *s, int64_t N, int64_t C, int64_t inner);
 
+/* y[n,c,i] = x[n,c,i] * w[n,i]: a one-channel map broadcast over the channels (spatial
+ * attention, torch's x * w.view(N, 1, H, W)).  x, y: (N, C, inner)  w: (N, inner). y may equal x. */
+void mi_mul_spatial(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner);
+
+/* torch.argmax(x, dim=1): idx[n,i] = the first channel holding the maximum of x[n,:,i]; a NaN
+ * counts as the maximum (the first NaN wins), as in torch; -0 and +0 tie (the first wins).
+ * x: (N, C, inner), C >= 1  idx: (N, inner) */
+void mi_argmax_channels(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner);
+
 /* torch.cat along the middle dim of (outer, size_i, inner) views:
  * xs[i]: (outer, sizes[i], inner)  y: (outer, sum(sizes), inner), not aliasing any xs[i]. */
 void mi_concat(float *y, const float *const *xs, const int64_t *sizes, int nx, int64_t outer,
@@ -35,6 +44,8 @@ void mi_mul_ref(float *y, const float *a, const float *b, int64_t n);
 void mi_add_relu_ref(float *y, const float *a, const float *b, int64_t n);
 void mi_add_channel_ref(float *y, const float *x, const float *b, int64_t N, int64_t C, int64_t inner);
 void mi_mul_channel_ref(float *y, const float *x, const float *s, int64_t N, int64_t C, int64_t inner);
+void mi_mul_spatial_ref(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner);
+void mi_argmax_channels_ref(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner);
 #if defined(__x86_64__)
 void mi_add_avx2(float *y, const float *a, const float *b, int64_t n);
 void mi_mul_avx2(float *y, const float *a, const float *b, int64_t n);
