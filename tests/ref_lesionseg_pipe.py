@@ -82,8 +82,9 @@ def post_fixture():
 
 
 def blob(arch, cfg, seed, name, calibrate=None, **extra):
-    """calibrate: (image input, depth) on which the head's bias is set so that 30 % of the pixels
-    are lesion: random weights otherwise call everything one class, and a mask needs edges."""
+    """calibrate: (image input, depth) on which the segmenter's head is scaled and shifted so that
+    its probabilities are decisive and 30 % of the pixels lesion: random weights otherwise call
+    everything one class at about 0.5, and a mask needs edges that are not ties."""
     c = ls.config({"arch": arch, **cfg})
     torch.manual_seed(seed)
     m = ls.build(c)
@@ -91,13 +92,15 @@ def blob(arch, cfg, seed, name, calibrate=None, **extra):
     export.randomize_batchnorm(m, g)
     if arch == "depthnet":
         m.encdec.head.weight.mul_(20)   # spread the depth over (0, 1) instead of 0.5 +- 0.01
-    else:
-        m.head.weight.mul_(8)           # decisive probabilities: masks with edges, not noise at 0.5
     m.eval()
     if calibrate is not None:
         st = {}
         m(ls.seg_input(*calibrate), st)
         lg = st["logits"][0]
+        spread = float((lg[1] - lg[0] if c["output"] == "softmax" else lg[0]).std())
+        m.head.weight.mul_(4 / spread)   # logits (differences) spread over about +-8
+        m.head.bias.mul_(4 / spread)
+        lg = lg * 4 / spread
         if c["output"] == "softmax":
             m.head.bias[1] -= torch.quantile(lg[1] - lg[0], 0.7)
         else:

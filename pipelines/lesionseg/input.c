@@ -69,6 +69,16 @@ static mi_status read_all(const char *path, unsigned char **buf, size_t *n) {
     return st;
 }
 
+/* A PNG's size from its IHDR chunk (always the first), which stb_image does not report when it
+ * exceeds its own limits ("unknown image type"): the size is what is wrong, and the message
+ * should say so. false when the bytes hold no IHDR. */
+static bool png_header_size(const unsigned char *b, size_t n, uint32_t *w, uint32_t *h) {
+    if (n < 24 || memcmp(b, "\x89PNG\r\n\x1a\n", 8) || memcmp(b + 12, "IHDR", 4)) return false;
+    *w = (uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19];
+    *h = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
+    return true;
+}
+
 mi_status mi_lesionseg_load_image(const char *path, mi_image *img, char *sha256) {
     memset(img, 0, sizeof *img);
     if (sha256) sha256[0] = 0;
@@ -79,8 +89,13 @@ mi_status mi_lesionseg_load_image(const char *path, mi_image *img, char *sha256)
     if (sha256) mi_sha256_hex(buf, n, sha256);
     const char *what;
     int w, h, ch;
+    uint32_t pw, ph;
     mi_lesionseg_kind k = mi_lesionseg_sniff(buf, n, &what);
-    if (k == MI_LESIONSEG_VIDEO)
+    if (png_header_size(buf, n, &pw, &ph) && (uint64_t)pw * ph > (uint64_t)MI_LESIONSEG_MAX_PIXELS)
+        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: %ux%u pixels (%.1f megapixels) in its PNG header; at most %lld pixels "
+                     "(%.1f megapixels) are segmented at the original size", path, pw, ph, (double)pw * ph / 1048576.0,
+                     MI_LESIONSEG_MAX_PIXELS, (double)MI_LESIONSEG_MAX_PIXELS / 1048576.0);
+    else if (k == MI_LESIONSEG_VIDEO)
         st = MI_FAIL(MI_ERR_FORMAT, "%s: a video, not a still image", path);
     else if (k != MI_LESIONSEG_IMAGE)
         st = MI_FAIL(MI_ERR_FORMAT, "%s: %s; this pipeline reads PNG, JPEG and BMP images and MP4, MOV, MKV, WebM, "
