@@ -11,11 +11,13 @@
 #  - a folder: its images in name order, the same stem twice kept apart, other files skipped with
 #    a reason; a video (rendered by `medinfer endoqc-synth`): every K-th frame with its time, an
 #    overlay MP4 with that many frames (read back by medinfer itself: no ffprobe here) at fps / K,
-#    the same bytes for 1 and 2 threads;
+#    the same bytes for 1 and 2 threads; a video cut short: the frames before the cut, status
+#    partial, exit 1;
 #  - bad inputs beside good ones (a grey PNG, a 1 x 1 PNG, a truncated PNG, a text file, PNG
 #    headers claiming 5000 x 4000 and 40000 x 40000, a GIF, a missing file): each a message naming
 #    the file and what is wrong, an error entry, the good images still segmented and written, exit
-#    1; blobs that preprocess differently refused naming both; a sigmoid head; --audit rows.
+#    1; blobs that preprocess differently refused naming both; a sigmoid head; --audit rows;
+#    --truth (Dice 1 against the run's own mask; a reference of another size fails that input).
 set -u
 bin=${MI_BIN:-build/medinfer}
 py=${PYTHON:-/usr/bin/python3}
@@ -200,6 +202,18 @@ assert r3["frames_segmented"] == (n + 3) // 4 and r3["video_out"]["path"].endswi
 assert os.path.getsize(r3["video_out"]["path"]) > 0 and not os.path.exists(r3["video_out"]["path"] + ".part.mp4")
 EOF
 
+# a video cut short (its index is at the front, so it opens): the frames before the cut, status
+# partial, exit 1
+sz=$(wc -c < "$t/v.mp4")
+head -c $((sz * 6 / 10)) "$t/v.mp4" > "$t/vcut.mp4"
+les --every 2 --out "$t/vcut.json" "$t/vcut.mp4" 2>"$t/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "vcut.mp4: .*truncated" "$t/err" || { cat "$t/err"; fail "cut video: exit $rc, no message"; }
+"$py" -c "
+import json; r = json.load(open('$t/vcut.json'))['results'][0]
+assert r['status'] == 'partial' and not r['decode_complete'] and r['frames_segmented'] > 0 and 'truncated' in r['damage'], r
+" || fail "cut video: report"
+
 # 5. bad inputs beside good ones
 "$py" - "$t" <<'EOF' || fail "cannot make the bad inputs"
 import struct, sys, zlib
@@ -264,6 +278,21 @@ assert r['status'] == 'ok' and 0 < r['lesion']['area_pct'] < 100, r['lesion']
 les --audit "$t/audit.db" --out "$t/aud.json" "$t/odd.png" "$t/photo.jpg" "$t/v.mp4" || fail "--audit: exit $?"
 "$bin" audit verify "$t/audit.db" >"$t/audit.txt" 2>&1 || { cat "$t/audit.txt"; fail "audit chain"; }
 grep -q "3 rows" "$t/audit.txt" || { cat "$t/audit.txt"; fail "expected 3 audit rows"; }
+
+# --truth: the run's own mask scores Dice 1; a reference of the wrong size fails that input
+mkdir -p "$t/truth"
+cp "$t/ref/lesionseg_pipe_mask.png" "$t/truth/"
+cp "$t/odd.png" "$t/truth/photo.png"
+les --truth "$t/truth" --out "$t/truth.json" "$fx/lesionseg_pipe.png" "$t/big.png" "$t/photo.jpg" 2>"$t/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "photo.jpg: --truth: .*photo.png: reference mask is 97x61, the image 333x211" "$t/err" ||
+    { cat "$t/err"; fail "--truth: exit $rc, no message on the wrong-sized reference"; }
+"$py" -c "
+import json; d = json.load(open('$t/truth.json')); r = d['results']
+assert r[0]['truth']['dice'] == 1 and r[0]['truth']['iou'] == 1, r[0]['truth']
+assert r[1]['truth']['path'] is None and 'error' in r[2]['truth'] and r[2]['status'] == 'ok', (r[1]['truth'], r[2]['truth'])
+assert d['summary']['truth_compared'] == 1 and d['summary']['mean_dice'] == 1, d['summary']
+" || fail "--truth: report"
 
 # 7. usage
 les --every 0 "$t/odd.png" 2>/dev/null; [ $? -eq 2 ] || fail "--every 0: expected exit 2"

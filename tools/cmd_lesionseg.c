@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <libavutil/log.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,9 @@ static const char usage[] =
     "  --video-out F.mp4 the overlaid frames of the one VIDEO given, at its fps / K\n"
     "  --max-components N  components listed per image or frame, largest first (default 100;\n"
     "                    components_total counts them all)\n"
+    "  --truth DIR       compare each image's mask with a known one (validation, demo): the\n"
+    "                    first of DIR/<stem>_mask.png, <stem>.png, <stem>.jpg, <file name>;\n"
+    "                    Dice and IoU in the report\n"
     "  --threads N       worker threads (default 0: all cores); results are identical for any N\n"
     "  --quiet           no progress or summary lines on stderr\n"
     MI_TRUST_USAGE
@@ -57,7 +61,9 @@ typedef struct {
 
 typedef struct {
     mi_lesionseg *l;
-    const char   *out_dir, *video_out, *audit;
+    const char   *out_dir, *video_out, *audit, *truth;
+    int           ncompared;       /* images compared with a reference mask, and their Dice sum */
+    double        dice_sum;
     bool          quiet, progress;
     int           every, max_components;
     mi_trust_info depth_trust, seg_trust;
@@ -168,6 +174,52 @@ static void merge(cJSON *dst, cJSON *src) {   /* src's fields after dst's, src f
     cJSON_Delete(src);
 }
 
+/* The reference mask of an input under --truth: the first candidate that exists and is not the
+ * input itself (DIR may be the images' own folder). "" when there is none. */
+static void truth_path(const les_cli *c, const char *input, char *out, size_t cap) {
+    const char *b = base_name(input), *dot = strrchr(b, '.');
+    const int n = dot && dot > b ? (int)(dot - b) : (int)strlen(b);
+    static const char *const fmt[] = { "%s/%.*s_mask.png", "%s/%.*s.png", "%s/%.*s.jpg", "%s/%.*s" };
+    struct stat in, sb;
+    const bool have_in = stat(input, &in) == 0;
+    for (size_t k = 0; k < sizeof fmt / sizeof *fmt; k++) {
+        if (k < 3) snprintf(out, cap, fmt[k], c->truth, n, b);
+        else snprintf(out, cap, fmt[k], c->truth, (int)strlen(b), b);
+        if (stat(out, &sb) == 0 && S_ISREG(sb.st_mode) && !(have_in && sb.st_dev == in.st_dev && sb.st_ino == in.st_ino))
+            return;
+    }
+    out[0] = 0;
+}
+
+/* --truth: Dice and IoU against the reference mask into the result. Returns the exit code it
+ * contributes: a reference that exists but cannot be used is a failed input of its own. */
+static int compare_truth(les_cli *c, const char *path, const mi_lesionseg_result *r, cJSON *res) {
+    char tp[4096], why[1200];
+    truth_path(c, path, tp, sizeof tp);
+    cJSON *tj = cJSON_AddObjectToObject(res, "truth");
+    if (!tp[0]) {
+        cJSON_AddNullToObject(tj, "path");
+        cJSON_AddStringToObject(tj, "note", "no reference mask found");
+        return MI_EXIT_OK;
+    }
+    cJSON_AddStringToObject(tj, "path", tp);
+    uint8_t *ref;
+    if (mi_lesionseg_truth_load(tp, r->w, r->h, &ref)) {
+        snprintf(why, sizeof why, "%s: --truth: %s", path, mi_last_error());
+        fprintf(stderr, "medinfer lesionseg: %s\n", why);
+        cJSON_AddStringToObject(tj, "error", why);
+        return MI_EXIT_FAIL;
+    }
+    double dice, iou;
+    mi_lesionseg_overlap(r->mask, ref, (size_t)r->w * r->h, &dice, &iou);
+    free(ref);
+    cJSON_AddItemToObject(tj, "dice", mi_lesionseg_number(dice));
+    cJSON_AddItemToObject(tj, "iou", mi_lesionseg_number(iou));
+    c->ncompared++;
+    c->dice_sum += dice;
+    return MI_EXIT_OK;
+}
+
 /* One still image. Returns the exit code it contributes. */
 static int one_image(les_cli *c, const char *path) {
     cJSON *res = error_entry(c, path, "image");
@@ -187,13 +239,13 @@ static int one_image(les_cli *c, const char *path) {
     }
     cJSON_AddStringToObject(res, "status", "ok");
     merge(res, mi_lesionseg_result_json(&r, c->max_components));
+    int rc = c->truth ? compare_truth(c, path, &r, res) : MI_EXIT_OK;
     if (!audit(c, sha, res)) {
         mi_lesionseg_result_free(&r);
         mi_image_free(&img);
         return mi_audit_cli_fail("lesionseg");
     }
     /* the pictures only after the record: nothing leaves the program unrecorded */
-    int rc = MI_EXIT_OK;
     const double t2 = now_ms();
     if (c->out_dir) {
         char *stem = unique_stem(c, path);
@@ -228,11 +280,14 @@ static int one_image(les_cli *c, const char *path) {
     cJSON_AddItemToObject(t, "post", mi_lesionseg_number(r.ms_post));
     cJSON_AddItemToObject(t, "write", mi_lesionseg_number(t3 - t2));
     if (!c->quiet) {
+        char dice[64] = "";
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(res, "truth"), "dice");
+        if (cJSON_IsRaw(d)) snprintf(dice, sizeof dice, "; Dice %s against the reference", d->valuestring);
         if (r.area)
-            fprintf(stderr, "medinfer lesionseg: %s: lesion %.2f %% of %dx%d (%d component%s, mean p %.2f)\n", path,
-                    r.area_pct, r.w, r.h, r.ncomps, r.ncomps == 1 ? "" : "s", r.mean_prob);
+            fprintf(stderr, "medinfer lesionseg: %s: lesion %.2f %% of %dx%d (%d component%s, mean p %.2f)%s\n", path,
+                    r.area_pct, r.w, r.h, r.ncomps, r.ncomps == 1 ? "" : "s", r.mean_prob, dice);
         else
-            fprintf(stderr, "medinfer lesionseg: %s: no lesion pixel (%dx%d)\n", path, r.w, r.h);
+            fprintf(stderr, "medinfer lesionseg: %s: no lesion pixel (%dx%d)%s\n", path, r.w, r.h, dice);
     }
     mi_lesionseg_result_free(&r);
     mi_image_free(&img);
@@ -416,7 +471,7 @@ int cmd_lesionseg(int argc, char **argv) {
     int nargs = 0;
     if (!args) return fprintf(stderr, "medinfer lesionseg: out of memory\n"), MI_EXIT_FAIL;
     static const char *const valued[] = { "--depth-model", "--seg-model", "--out-dir", "--out", "--every",
-                                          "--video-out", "--max-components", "--threads" };
+                                          "--video-out", "--max-components", "--truth", "--threads" };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int tr = mi_trust_opt(&trust, argc, argv, &i), bad = 0, known = 0;
@@ -443,6 +498,7 @@ int cmd_lesionseg(int argc, char **argv) {
                 else if (!strcmp(a, "--out-dir")) c.out_dir = v;
                 else if (!strcmp(a, "--out")) out = v;
                 else if (!strcmp(a, "--video-out")) c.video_out = v;
+                else if (!strcmp(a, "--truth")) c.truth = v;
                 else if (!strcmp(a, "--every")) bad = mi_cli_int("lesionseg", a, v, 1, 100000, &c.every);
                 else if (!strcmp(a, "--max-components")) bad = mi_cli_int("lesionseg", a, v, 0, 1000000, &c.max_components);
                 else bad = mi_cli_int("lesionseg", a, v, 0, 4096, &o.threads);
@@ -550,6 +606,10 @@ int cmd_lesionseg(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "ok", ok);
     cJSON_AddNumberToObject(sum, "not_ok", err);
     cJSON_AddNumberToObject(sum, "skipped", cJSON_GetArraySize(skipped));
+    if (c.truth) {
+        cJSON_AddNumberToObject(sum, "truth_compared", c.ncompared);
+        cJSON_AddItemToObject(sum, "mean_dice", mi_lesionseg_number(c.ncompared ? c.dice_sum / c.ncompared : NAN));
+    }
     cJSON *run = cJSON_AddObjectToObject(doc, "run");   /* how this run went; no result depends on it */
     cJSON_AddNumberToObject(run, "threads", o.threads > 0 ? o.threads : mi_threads());
     cJSON_AddItemToObject(run, "total_ms", mi_lesionseg_number(now_ms() - t0));

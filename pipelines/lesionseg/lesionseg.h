@@ -124,6 +124,15 @@ mi_lesionseg_kind mi_lesionseg_sniff(const void *head, size_t n, const char **wh
  * the file could be read (else ""). */
 mi_status mi_lesionseg_load_image(const char *path, mi_image *img, char *sha256);
 
+/* ---- reference masks (truth.c): how far a result is from a known outline ---- */
+/* A reference mask as a w x h 0/1 array (*mask malloc'd): any PNG, JPEG or BMP of exactly that
+ * size, lesion where the mean of its channels is >= 128 (Kvasir-SEG's JPEG masks carry
+ * compression noise around 0 and 255). */
+mi_status mi_lesionseg_truth_load(const char *path, int w, int h, uint8_t **mask);
+/* Dice 2|A n B| / (|A| + |B|) and IoU |A n B| / |A u B| of two 0/1 masks of n pixels; both 1
+ * when both masks are empty. */
+void      mi_lesionseg_overlap(const uint8_t *a, const uint8_t *b, size_t n, double *dice, double *iou);
+
 /* ---- videos (video.c) ---- */
 typedef struct {
     int         every;             /* segment every K-th decoded frame (1: all) */
