@@ -23,7 +23,7 @@ mi_status mi_lesionseg_video(mi_lesionseg *l, const char *path, const mi_lesions
     const int every = o->every > 0 ? o->every : 1;
     mi_video *v = NULL;
     mi_video_writer *vw = NULL;
-    uint8_t *canvas = NULL;
+    uint8_t *canvas = NULL, *ov = NULL;   /* the padded frame the writer takes; the overlay */
     cJSON *res = NULL;
     mi_lesionseg_result r = { 0 };
     mi_status st = mi_video_open(&v, path, 0);
@@ -36,7 +36,7 @@ mi_status mi_lesionseg_video(mi_lesionseg *l, const char *path, const mi_lesions
     const double in_fps = info->fps > 0 ? info->fps : 25;
     const int out_fps = (int)lround(in_fps / every) < 1 ? 1 : (int)lround(in_fps / every);
     if (o->video_out) {
-        if (!(canvas = calloc((size_t)cw * ch, 3))) {
+        if (!(canvas = calloc((size_t)cw * ch, 3)) || !(ov = malloc((size_t)w * h * 3))) {
             st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for a %dx%d frame", path, cw, ch);
             goto done;
         }
@@ -91,14 +91,8 @@ mi_status mi_lesionseg_video(mi_lesionseg *l, const char *path, const mi_lesions
         if (r.area) with_lesion++;
         if (r.area_pct > best_pct) best_pct = r.area_pct, best_index = f.index;
         if (vw) {
-            uint8_t *tmp = malloc((size_t)w * h * 3);
-            if (!tmp) {
-                st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for an overlay frame", path);
-                break;
-            }
-            mi_lesionseg_overlay(tmp, f.px, (size_t)w * 3, &r);
-            for (int y = 0; y < h; y++) memcpy(canvas + (size_t)y * cw * 3, tmp + (size_t)y * w * 3, (size_t)w * 3);
-            free(tmp);
+            mi_lesionseg_overlay(ov, f.px, (size_t)w * 3, &r);
+            for (int y = 0; y < h; y++) memcpy(canvas + (size_t)y * cw * 3, ov + (size_t)y * w * 3, (size_t)w * 3);
             if ((st = mi_video_writer_add(vw, canvas))) break;
         }
         mi_lesionseg_result_free(&r);
@@ -145,6 +139,7 @@ mi_status mi_lesionseg_video(mi_lesionseg *l, const char *path, const mi_lesions
 done:
     if (vw) mi_video_writer_close(vw);
     free(canvas);
+    free(ov);
     cJSON_Delete(res);
     mi_video_close(v);
     return st;
