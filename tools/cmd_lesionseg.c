@@ -282,7 +282,7 @@ static int one_image(les_cli *c, const char *path) {
     if (!c->quiet) {
         char dice[64] = "";
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(res, "truth"), "dice");
-        if (cJSON_IsRaw(d)) snprintf(dice, sizeof dice, "; Dice %s against the reference", d->valuestring);
+        if (cJSON_IsRaw(d)) snprintf(dice, sizeof dice, "; Dice %.3f against the reference", strtod(d->valuestring, NULL));
         if (r.area)
             fprintf(stderr, "medinfer lesionseg: %s: lesion %.2f %% of %dx%d (%d component%s, mean p %.2f)%s\n", path,
                     r.area_pct, r.w, r.h, r.ncomps, r.ncomps == 1 ? "" : "s", r.mean_prob, dice);
