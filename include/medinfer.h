@@ -64,9 +64,13 @@ static inline int mi_mul_overflows(size_t a, size_t b, size_t *out) {
  * resnet50, fasterrcnn_c4 (a detector: torchvision's FasterRCNN on a ResNet C4 backbone), vnet2d,
  * vnet3d (the V-Net of tools/vnet_ref.py, for tiles or volumes: outputs "seg" (N, 2, [D,] H, W)
  * softmax probabilities, channel 1 = lesion; "features" (N, feature_dim); "tile_logits"
- * (N, num_classes)). Every tensor is checked for presence and shape, BatchNorm is folded into the
- * convolutions (float64) and the weights are packed for the CPU, once. The model is then
- * read-only: any number of sessions on any threads may use it at once. */
+ * (N, num_classes)), depthnet and segnet (the depth estimator and the depth-guided U-Net of
+ * tools/lesionseg_ref.py: "depth" (N, 1, R, R) in (0, 1) from (N, 3, R, R) images of the blob's
+ * input_size only; "seg" (N, 2, H, W) softmax, channel 1 = lesion, or (N, 1, H, W) sigmoid, from
+ * (N, in_channels + 1, H, W), the depth map last). Every tensor is checked for presence and
+ * shape, BatchNorm is folded into the convolutions (float64) and the weights are packed for the
+ * CPU, once. The model is then read-only: any number of sessions on any threads may use it at
+ * once. */
 typedef struct mi_model mi_model;
 
 MI_API mi_status mi_model_open(mi_model **m, const char *path);

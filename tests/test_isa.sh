@@ -1,6 +1,7 @@
 #!/bin/sh
 # no-sanitize: the C suites it reruns already run under the sanitizers; the scalar ResNet-50 under ASan only costs minutes
-# tests/test_isa.sh - the whole ResNet, Faster R-CNN and V-Net parity suites again with the ISA capped
+# tests/test_isa.sh - the whole ResNet, Faster R-CNN, V-Net and lesion segmentation (depth estimator,
+# depth-guided U-Net; the small configurations, not the 192 defaults) parity suites again with the ISA capped
 # (MI_ISA), so the AVX2 kernels, the portable C GEMM kernels (ops/conv_portable.c) and the scalar
 # references are proven on full networks, not only the widest ISA this CPU has. Each run must match torchvision and print which ISA it used.
 dir=$(dirname "${MI_BIN:-build/medinfer}")/tests
@@ -22,5 +23,9 @@ for isa in avx2 portable ref; do
     echo "$out" | grep -E "seg|Checks"
     echo "$out" | grep -q "^100%: Checks" || { echo "MI_ISA=$isa: V-Net parity failed"; echo "$out"; status=1; }
     echo "$out" | grep "vnet3d .*dec.1" | grep -q "isa $want" || { echo "MI_ISA=$isa did not select $want (V-Net)"; status=1; }
+    out=$(MI_ISA=$isa CK_FORK=yes CK_RUN_CASE=lesionseg "$dir/test_lesionseg" 2>&1)
+    echo "$out" | grep -E "depth_b +depth|seg_b +seg|Checks"
+    echo "$out" | grep -q "^100%: Checks" || { echo "MI_ISA=$isa: lesion segmentation parity failed"; echo "$out"; status=1; }
+    echo "$out" | grep "depth_b .*local.encdec" | grep -q "isa $want" || { echo "MI_ISA=$isa did not select $want (depthnet)"; status=1; }
 done
 exit $status

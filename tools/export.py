@@ -13,6 +13,10 @@
     # a model trained on whole images scaled to the input size, aspect not kept
     # (transforms.Resize((224, 224)) instead of Resize(256) + CenterCrop(224))
     tools/export.py --arch resnet18 --state-dict model.pt --resize-mode squash --out model.safetensors
+    # the networks of depth-guided lesion segmentation (tools/lesionseg_ref.py), configured by
+    # --input-size and --meta KEY=VALUE of that module's keys; the blob carries the whole
+    # configuration, labels ["depth"] or ["background", "lesion"] and resize_mode squash by default
+    tools/export.py --arch segnet --state-dict seg.pt --meta widths=[16,32,64,128] --out seg.safetensors
 
 Preprocessing metadata: --resize-mode says how images were brought to --input-size in training,
 and medinfer feeds them the same way. crop (what the engine assumes when the key is absent, and
@@ -132,16 +136,32 @@ def randomize_batchnorm(module, gen):
             m.bias.data.copy_(torch.randn(n, generator=gen) * 0.1)
 
 
-def build(arch, num_classes):
+LESIONSEG_ARCHS = {"depthnet": ["depth"], "segnet": ["background", "lesion"]}   # and their labels
+
+
+def lesionseg_config(arch, meta):
+    """tools/lesionseg_ref.py's full configuration of a depthnet / segnet from metadata strings."""
+    import lesionseg_ref
+    try:
+        return lesionseg_ref.config({**meta, "arch": arch})
+    except (ValueError, TypeError, KeyError) as e:
+        raise SystemExit(f"export.py: {arch}: {e}")
+
+
+def build(arch, num_classes, meta=None):
+    """meta: the metadata strings a network is configured by (depthnet, segnet)."""
     import torchvision
     if arch in ("resnet18", "resnet50"):
         return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-    raise SystemExit(f"export.py: unknown arch '{arch}' (supported: resnet18, resnet50)")
+    if arch in LESIONSEG_ARCHS:
+        import lesionseg_ref
+        return lesionseg_ref.build(lesionseg_config(arch, meta or {}))
+    raise SystemExit(f"export.py: unknown arch '{arch}' (supported: resnet18, resnet50, {', '.join(LESIONSEG_ARCHS)})")
 
 
-def random_model(arch, num_classes, seed):
+def random_model(arch, num_classes, seed, meta=None):
     torch.manual_seed(seed)
-    m = build(arch, num_classes)
+    m = build(arch, num_classes, meta)
     with torch.no_grad():
         randomize_batchnorm(m, torch.Generator().manual_seed(seed + 1))
     return m.eval()
@@ -157,7 +177,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-classes", type=int)
     ap.add_argument("--labels", help="JSON file: array of class names")
-    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--input-size", type=int,
+                    help="side of the network's input (default 224; depthnet, segnet: their module's 192)")
     ap.add_argument("--mean", default=",".join(map(str, IMAGENET_MEAN)))
     ap.add_argument("--std", default=",".join(map(str, IMAGENET_STD)))
     ap.add_argument("--model-version", default="0.0.0")
@@ -172,21 +193,35 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     labels = json.load(open(a.labels)) if a.labels else None
+    extra = dict(kv.split("=", 1) for kv in a.meta)
+    if "resize_mode" in extra:
+        raise SystemExit("export.py: give the resize mode as --resize-mode, not --meta resize_mode=")
+    input_size, resize_mode = a.input_size or 224, a.resize_mode
+    if a.arch in LESIONSEG_ARCHS:
+        # the module's whole configuration goes into the blob, which the engine builds it from;
+        # its input is the image squashed to input_size (lesionseg_ref's docstring)
+        if a.input_size:
+            extra["input_size"] = str(a.input_size)
+        extra = {k: v for k, v in extra.items() if k not in ("arch", "num_classes", "labels")}
+        c = lesionseg_config(a.arch, extra)
+        import lesionseg_ref
+        extra.update(lesionseg_ref.metadata(c))
+        del extra["arch"]
+        input_size = int(extra.pop("input_size"))
+        labels = labels or LESIONSEG_ARCHS[a.arch]
+        resize_mode = resize_mode or "squash"
     if a.random:
         n = a.num_classes or (len(labels) if labels else 1000)
-        state = random_model(a.arch, n, a.seed).state_dict()
+        state = random_model(a.arch, n, a.seed, extra).state_dict()
     else:
         obj = torch.load(a.state_dict, map_location="cpu")
         state = obj.state_dict() if isinstance(obj, torch.nn.Module) else obj
         fc = [k for k in state if k.endswith("fc.weight")]
         n = a.num_classes or (state[fc[0]].shape[0] if fc else len(labels or []))
-        build(a.arch, n).load_state_dict(state)  # refuses names or shapes that do not match the arch
-    extra = dict(kv.split("=", 1) for kv in a.meta)
-    if "resize_mode" in extra:
-        raise SystemExit("export.py: give the resize mode as --resize-mode, not --meta resize_mode=")
+        build(a.arch, n, extra).load_state_dict(state)  # refuses names or shapes that do not match the arch
     try:
-        meta = blob_metadata(a.arch, n, labels, a.input_size, [float(x) for x in a.mean.split(",")],
-                             [float(x) for x in a.std.split(",")], a.model_version, a.resize_mode, **extra)
+        meta = blob_metadata(a.arch, n, labels, input_size, [float(x) for x in a.mean.split(",")],
+                             [float(x) for x in a.std.split(",")], a.model_version, resize_mode, **extra)
     except ValueError as e:
         raise SystemExit(f"export.py: {e}")
     write_safetensors(a.out, cast_floats(state, a.dtype), meta)
