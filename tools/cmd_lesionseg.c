@@ -303,7 +303,7 @@ static void video_progress(void *user, int64_t read, int64_t done) {
 /* One video. Returns the exit code it contributes. */
 static int one_video(les_cli *c, const char *path) {
     cJSON *res = error_entry(c, path, "video");
-    char sha[65], why[1200];
+    char sha[65], why[9000];   /* room for the path and both names of a failed rename */
     if (mi_sha256_file(path, sha) != 0) {
         snprintf(why, sizeof why, "%s: cannot read: %s", path, strerror(errno));
         return fail_entry(res, why);
