@@ -79,6 +79,39 @@ static bool png_header_size(const unsigned char *b, size_t n, uint32_t *w, uint3
     return true;
 }
 
+mi_status mi_lesionseg_load_image_memory(const void *data, size_t n, const char *name, mi_image *img) {
+    memset(img, 0, sizeof *img);
+    const unsigned char *buf = data;
+    const char *what;
+    int w, h, ch;
+    uint32_t pw, ph;
+    mi_status st;
+    mi_lesionseg_kind k = mi_lesionseg_sniff(buf, n, &what);
+    if (png_header_size(buf, n, &pw, &ph) && (uint64_t)pw * ph > (uint64_t)MI_LESIONSEG_MAX_PIXELS)
+        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: %ux%u pixels (%.1f megapixels) in its PNG header; at most %lld pixels "
+                       "(%.1f megapixels) are segmented at the original size", name, pw, ph, (double)pw * ph / 1048576.0,
+                       MI_LESIONSEG_MAX_PIXELS, (double)MI_LESIONSEG_MAX_PIXELS / 1048576.0);
+    if (k == MI_LESIONSEG_VIDEO) return MI_FAIL(MI_ERR_FORMAT, "%s: a video, not a still image", name);
+    if (k != MI_LESIONSEG_IMAGE)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: %s; this pipeline reads PNG, JPEG and BMP images and MP4, MOV, MKV, WebM, "
+                       "AVI and MPEG-TS videos", name, *what ? what : "neither an image nor a video it can read");
+    if ((st = mi_image_info_memory(buf, n, name, &w, &h)) || (st = mi_lesionseg_check_size(name, w, h))) return st;
+    if ((ch = mi_image_channels_memory(buf, n)) == 1 || ch == 2)
+        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: a grey image (%d channel%s in the file); the lesion networks were "
+                       "trained on colour endoscopy images and need RGB", name, ch, ch == 1 ? "" : "s with alpha");
+    if ((st = mi_image_load_memory(img, buf, n, name))) return st;
+    /* an RGB file may still hold a grey picture (R = G = B everywhere): the same mismatch */
+    const size_t np = (size_t)img->w * img->h;
+    size_t i = 0;
+    while (i < np && img->px[3 * i] == img->px[3 * i + 1] && img->px[3 * i] == img->px[3 * i + 2]) i++;
+    if (i == np) {
+        mi_image_free(img);
+        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: every pixel is grey (R = G = B); the lesion networks were trained on "
+                       "colour endoscopy images", name);
+    }
+    return MI_OK;
+}
+
 mi_status mi_lesionseg_load_image(const char *path, mi_image *img, char *sha256) {
     memset(img, 0, sizeof *img);
     if (sha256) sha256[0] = 0;
@@ -87,36 +120,7 @@ mi_status mi_lesionseg_load_image(const char *path, mi_image *img, char *sha256)
     mi_status st = read_all(path, &buf, &n);
     if (st) return st;
     if (sha256) mi_sha256_hex(buf, n, sha256);
-    const char *what;
-    int w, h, ch;
-    uint32_t pw, ph;
-    mi_lesionseg_kind k = mi_lesionseg_sniff(buf, n, &what);
-    if (png_header_size(buf, n, &pw, &ph) && (uint64_t)pw * ph > (uint64_t)MI_LESIONSEG_MAX_PIXELS)
-        st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: %ux%u pixels (%.1f megapixels) in its PNG header; at most %lld pixels "
-                     "(%.1f megapixels) are segmented at the original size", path, pw, ph, (double)pw * ph / 1048576.0,
-                     MI_LESIONSEG_MAX_PIXELS, (double)MI_LESIONSEG_MAX_PIXELS / 1048576.0);
-    else if (k == MI_LESIONSEG_VIDEO)
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: a video, not a still image", path);
-    else if (k != MI_LESIONSEG_IMAGE)
-        st = MI_FAIL(MI_ERR_FORMAT, "%s: %s; this pipeline reads PNG, JPEG and BMP images and MP4, MOV, MKV, WebM, "
-                     "AVI and MPEG-TS videos", path, *what ? what : "neither an image nor a video it can read");
-    else if (!(st = mi_image_info_memory(buf, n, path, &w, &h)) && !(st = mi_lesionseg_check_size(path, w, h))) {
-        if ((ch = mi_image_channels_memory(buf, n)) == 1 || ch == 2)
-            st = MI_FAIL(MI_ERR_UNSUPPORTED, "%s: a grey image (%d channel%s in the file); the lesion networks were "
-                         "trained on colour endoscopy images and need RGB", path, ch, ch == 1 ? "" : "s with alpha");
-        else
-            st = mi_image_load_memory(img, buf, n, path);
-    }
+    st = mi_lesionseg_load_image_memory(buf, n, path, img);
     free(buf);
-    if (st) return st;
-    /* an RGB file may still hold a grey picture (R = G = B everywhere): the same mismatch */
-    const size_t np = (size_t)img->w * img->h;
-    size_t i = 0;
-    while (i < np && img->px[3 * i] == img->px[3 * i + 1] && img->px[3 * i] == img->px[3 * i + 2]) i++;
-    if (i == np) {
-        mi_image_free(img);
-        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: every pixel is grey (R = G = B); the lesion networks were trained on "
-                       "colour endoscopy images", path);
-    }
-    return MI_OK;
+    return st;
 }

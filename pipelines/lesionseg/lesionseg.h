@@ -123,6 +123,9 @@ mi_lesionseg_kind mi_lesionseg_sniff(const void *head, size_t n, const char **wh
  * before decoding). sha256 (65 bytes) gets the file's hash when not NULL, also on refusal when
  * the file could be read (else ""). */
 mi_status mi_lesionseg_load_image(const char *path, mi_image *img, char *sha256);
+/* The same checks and decoding on n bytes in memory (not retained); name stands for the file in
+ * messages. */
+mi_status mi_lesionseg_load_image_memory(const void *data, size_t n, const char *name, mi_image *img);
 
 /* ---- reference masks (truth.c): how far a result is from a known outline ---- */
 /* A reference mask as a w x h 0/1 array (*mask malloc'd): any PNG, JPEG or BMP of exactly that
