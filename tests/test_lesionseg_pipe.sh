@@ -283,7 +283,7 @@ grep -q "3 rows" "$t/audit.txt" || { cat "$t/audit.txt"; fail "expected 3 audit 
 mkdir -p "$t/truth"
 cp "$t/ref/lesionseg_pipe_mask.png" "$t/truth/"
 cp "$t/odd.png" "$t/truth/photo.png"
-les --truth "$t/truth" --out "$t/truth.json" "$fx/lesionseg_pipe.png" "$t/big.png" "$t/photo.jpg" 2>"$t/err"
+les --truth "$t/truth" --out-dir "$t/otr" --out "$t/truth.json" "$fx/lesionseg_pipe.png" "$t/big.png" "$t/photo.jpg" 2>"$t/err"
 rc=$?
 [ $rc -eq 1 ] && grep -q "photo.jpg: --truth: .*photo.png: reference mask is 97x61, the image 333x211" "$t/err" ||
     { cat "$t/err"; fail "--truth: exit $rc, no message on the wrong-sized reference"; }
@@ -292,6 +292,7 @@ import json; d = json.load(open('$t/truth.json')); r = d['results']
 assert r[0]['truth']['dice'] == 1 and r[0]['truth']['iou'] == 1, r[0]['truth']
 assert r[1]['truth']['path'] is None and 'error' in r[2]['truth'] and r[2]['status'] == 'ok', (r[1]['truth'], r[2]['truth'])
 assert d['summary']['truth_compared'] == 1 and d['summary']['mean_dice'] == 1, d['summary']
+import os; assert all(os.path.exists(p) for p in r[2]['outputs'].values()) and len(r[2]['outputs']) == 3, r[2]['outputs']
 " || fail "--truth: report"
 
 # 7. usage

@@ -251,7 +251,8 @@ static int one_image(les_cli *c, const char *path) {
         char *stem = unique_stem(c, path);
         cJSON *outs = cJSON_AddObjectToObject(res, "outputs");
         static const char *const kind[3] = { "mask", "overlay", "depth" };
-        for (int k = 0; k < 3 && stem && rc == MI_EXIT_OK; k++) {
+        bool written = stem != NULL;
+        for (int k = 0; k < 3 && written; k++) {
             char file[4096];
             snprintf(file, sizeof file, "%s/%s_%s.png", c->out_dir, stem, kind[k]);
             st = k == 0 ? mi_lesionseg_write_mask(file, &r)
@@ -260,6 +261,7 @@ static int one_image(les_cli *c, const char *path) {
             if (st) {
                 snprintf(why, sizeof why, "%s: %s", path, mi_last_error());
                 rc = fail_entry(res, why);
+                written = false;
             } else {
                 cJSON_AddStringToObject(outs, kind[k], file);
             }
