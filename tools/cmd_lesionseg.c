@@ -316,7 +316,10 @@ static int one_video(les_cli *c, const char *path) {
     if (c->video_out) snprintf(final, sizeof final, "%s", c->video_out);
     else if (c->out_dir) {
         char *stem = unique_stem(c, path);
-        if (!stem) return fail_entry(res, "out of memory naming the outputs");
+        if (!stem) {
+            snprintf(why, sizeof why, "%s: out of memory naming the outputs", path);
+            return fail_entry(res, why);
+        }
         snprintf(final, sizeof final, "%s/%s_overlay.mp4", c->out_dir, stem);
     }
     if (final[0]) snprintf(tmp, sizeof tmp, "%s.part.mp4", final);
