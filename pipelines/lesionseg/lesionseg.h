@@ -81,7 +81,8 @@ void      mi_lesionseg_result_free(mi_lesionseg_result *r);
 
 /* ---- the steps after the networks (post.c), on their own for the tests ----
  * probs: (C, R, R) of the segmenter (C 2: softmax, channel 1 lesion; C 1: sigmoid); depth01:
- * (R, R). Fills r->prob, r->depth, r->mask, the statistics and the components (not the times).
+ * (R, R). Fills r->prob, r->depth, r->mask, the statistics and the components (not the times);
+ * r must be zeroed or hold an earlier result, which is freed first.
  * The mask: p1 > p0 (torch.argmax: a tie goes to the first channel, background) for C 2,
  * p >= threshold for C 1. */
 mi_status mi_lesionseg_postprocess(const float *probs, int C, const float *depth01, int R, int w, int h,
