@@ -41,7 +41,9 @@ const mi_depthnet_config *mi_depthnet_get_config(const mi_depthnet *d);
  * reference: "global.dec.<i>", "global", "global_up", "local", "fused", "refine", "depth"
  * (N, 1, R, R), the last being the result. The EncDec run on the patch batch is marked too:
  * "local.input" (N*np, 3, P, P; row k*N + n is patch k of image n), "local.dec.<i>" and
- * "local.encdec" (N*np, 1, P, P). */
+ * "local.encdec" (N*np, 1, P, P). The EncDec's layers (and nn/resnet.c's "stem", "layer<i>") are
+ * marked on both passes under the same names, the global pass first: a session keeping one of
+ * them gets two outputs of that name, and mi_session_output finds the global one. */
 mi_tensor mi_depthnet_forward(const mi_depthnet *d, nn_ctx *c, const mi_tensor *x);
 
 #endif

@@ -145,14 +145,23 @@ void mi_sigmoid(float *y, const float *x, int64_t n) {
 }
 
 void mi_leaky_relu(float *y, const float *x, float slope, int64_t n) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_leaky_relu_avx2(y, x, slope, n); return; }
+#endif
     mi_leaky_relu_ref(y, x, slope, n);
 }
 
 void mi_elu(float *y, const float *x, float alpha, int64_t n) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_elu_avx2(y, x, alpha, n); return; }
+#endif
     mi_elu_ref(y, x, alpha, n);
 }
 
 void mi_tanh(float *y, const float *x, int64_t n) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_tanh_avx2(y, x, n); return; }
+#endif
     mi_tanh_ref(y, x, n);
 }
 

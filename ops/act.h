@@ -68,6 +68,12 @@ void mi_add_prelu_avx2(float *y, const float *x, const float *r, int64_t Cr, con
 void mi_sigmoid_avx2(float *y, const float *x, int64_t n);
 void mi_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
 void mi_log_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+void mi_leaky_relu_avx2(float *y, const float *x, float slope, int64_t n);  /* == the _ref's bits */
+/* Polynomials (Cephes tanhf; a Taylor expm1 near 0, the exp of softmax below -0.5): within 4 ulp
+ * of libm's expm1f / tanhf (tests/test_ops2.c), not their bits; the same bits for any thread
+ * count. */
+void mi_elu_avx2(float *y, const float *x, float alpha, int64_t n);
+void mi_tanh_avx2(float *y, const float *x, int64_t n);
 #endif
 
 #endif

@@ -34,6 +34,9 @@
  *   ResNet-50 at 2 threads it cut the 3x3 layers from 13.8-14.1 to 10.4-10.6 ms (bench_conv) and
  *   the forward pass by ~4-5 ms; mi_conv_desc.algo forces either algorithm (the tests run both).
  *
+ * Depthwise 2-D layers (groups == cin == cout) skip the GEMM, whose tiles would have one row per
+ * group: ops/conv_dw.c runs them row by row on its own kernels, the reference's bits.
+ *
  * Determinism: the GEMM splits output tiles only, never K (ops/gemm.c), and the phase planes are
  * copies, so the bits are the same for any thread count.
  * Tests: tests/test_conv.c against tests/ref_conv.py (torch.nn.functional.conv2d/conv3d). */
@@ -121,7 +124,8 @@ mi_status mi_conv_prepare(mi_conv *c, const mi_tensor *x) {
     if (st != MI_OK) return st;
     mi_conv_spatial_in(&c->d, x, c->d.in_size);
     const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
-    if (c->path == MI_ISA_REF || !u || !c->weight) return MI_OK;  /* released: keep the packing */
+    /* released: keep the packing; depthwise: one packing serves every size */
+    if (c->path == MI_ISA_REF || !u || !c->weight || c->dw) return MI_OK;
     int wino, chan;
     choose(&c->d, u, &wino, &chan);
     if (wino == c->wino && chan == c->chan_lanes) return MI_OK;
@@ -156,10 +160,16 @@ mi_status mi_conv_init_isa(mi_conv *c, const mi_conv_desc *d, const float *weigh
     if (isa > mi_cpu_isa()) isa = mi_cpu_isa();
     const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
     c->path = MI_ISA_REF;
-    /* Depthwise layers (one channel in, one out per group) have no GEMM worth packing. */
+    /* Depthwise layers (one channel in, one out per group) have no GEMM worth packing: the 2-D
+     * ones run ops/conv_dw.c's row kernels, the 3-D ones the reference. */
     int small_stride = 1;
     for (int i = 0; i < 3; i++) small_stride &= d->stride[i] <= 64;
-    if (u && !(cig == 1 && cog == 1) && small_stride) {
+    if (u && mi_conv_dw_ok(d)) {
+        if (!(c->packed = mi_alloc_aligned(nw * sizeof(float)))) goto nomem;
+        memcpy(c->packed, c->weight, nw * sizeof(float));
+        c->dw = 1;
+        c->path = isa;
+    } else if (u && !(cig == 1 && cog == 1) && small_stride) {
         int wino, chan;
         choose(d, u, &wino, &chan);
         if (!(c->packed = pack_weights(c, u, wino, chan))) goto nomem;
@@ -381,7 +391,7 @@ static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads) {
 
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
     conv_geom G;
-    if (c->path == MI_ISA_REF || !geom_init(&G, &c->d, x)) return 0;   /* x: checked by caller */
+    if (c->path == MI_ISA_REF || c->dw || !geom_init(&G, &c->d, x)) return 0;   /* x: checked by caller */
     if (c->wino)
         return mi_conv_wino_ws(mi_gemm_ukr_for((mi_isa)c->path), &c->d, c->wino, G.in[1], G.in[2],
                                mi_conv_max_threads());
@@ -490,6 +500,7 @@ void mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
         return;
     }
     check_io(c, y, x, residual);
-    if (c->wino) mi_conv_wino_forward(c, mi_gemm_ukr_for((mi_isa)c->path), y, x, residual, act, workspace);
+    if (c->dw) mi_conv_dw_forward(c, y, x, residual, act);
+    else if (c->wino) mi_conv_wino_forward(c, mi_gemm_ukr_for((mi_isa)c->path), y, x, residual, act, workspace);
     else conv_forward_gemm(c, y, x, residual, act, workspace);
 }

@@ -1,5 +1,7 @@
 /* ops/conv.h - convolution 2-D / 3-D (any kernel, stride, padding, dilation, groups, bias) with a
- * fused epilogue y = act(conv(x) + bias + residual), and its transposed form.
+ * fused epilogue y = act(conv(x) + bias + residual), and its transposed form. Depthwise 2-D
+ * layers (groups == cin == cout) have a fast path of their own (ops/conv_dw.c) that gives the
+ * reference's bits; the others run the packed GEMM (or Winograd) within a stated tolerance.
  *
  * Layout: activations NCHW / NCDHW (see the comment at the top of ops/conv.c for why).
  * Weights are PyTorch's [Cout, Cin/groups, kD, kH, kW]; mi_conv_init copies and pre-packs them for
@@ -44,6 +46,8 @@ typedef struct {
     int    chan_lanes; /* 1: output channels on the vector lanes (packed for run_t) */
     int    wino;       /* m of Winograd F(m x m, 3x3) (2 or 4; packed holds the transformed
                         * weights), 0: direct */
+    int    dw;         /* 1: depthwise 2-D (groups == cin == cout) on its own kernels
+                        * (ops/conv_dw.c; packed holds a copy of the weights), not the GEMM */
 } mi_conv;
 
 /* A 2-D descriptor: square kernel k, stride s, padding p, dilation 1. */

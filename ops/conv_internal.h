@@ -1,7 +1,8 @@
-/* ops/conv_internal.h - what ops/conv.c, ops/conv_transpose.c and ops/conv_winograd.c share
- * beyond the packed GEMM (ops/gemm.h): the input and descriptor checks, the thread count
- * workspaces are sized for, and the Winograd path's entry points with its scalar transforms (the
- * contracts the SIMD ones of the kernel table meet bit for bit). Internal to ops/: a network
+/* ops/conv_internal.h - what ops/conv.c, ops/conv_transpose.c, ops/conv_winograd.c and
+ * ops/conv_dw.c share beyond the packed GEMM (ops/gemm.h): the input and descriptor checks, the
+ * thread count workspaces are sized for, the depthwise path's entry points and row kernels, and
+ * the Winograd path's entry points with its scalar transforms (the contracts the SIMD ones of the
+ * kernel table meet bit for bit). Internal to ops/: a network
  * includes ops/conv.h only; tests/test_conv.c includes this to pin the transforms.
  *
  * Apart from ops/gemm.h because these speak of layers (mi_conv_desc, mi_conv, tensors), which the
@@ -22,6 +23,35 @@ mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_
 void   mi_conv_check_io(mi_status st, const int64_t *os, const mi_tensor *y, const mi_tensor *x,
                         const mi_tensor *res);
 int    mi_conv_max_threads(void);   /* mi_thread_limit(): the threads workspaces are sized for */
+
+/* Depthwise 2-D (ops/conv_dw.c): ok when groups == cin == cout and sp == 2; forward:
+ * mi_conv_forward's contract for a layer with c->dw set (c->packed: the [C][kh][kw] weights).
+ * One output row of one plane is an mi_dw_row. Output column j is, from 0.0f, for kh in
+ * [kh_lo, kh_hi) then kw < k in order, skipping the taps whose input column j*s - pw + kw*d lies
+ * outside [0, W), sum = sum + x[ih0 + kh*dh][j*s - pw + kw*d] * w[kh*k + kw] (a multiply, then an
+ * add), then + bias, + res[j] (res may be NULL), then max(., 0) if relu: the bits of
+ * mi_conv_forward_ref. A row kernel writes the row's ow columns; a column kernel the columns
+ * [j0, j0 + n), where the interior one may assume that no tap is skipped (columns in [c0, c1)). */
+typedef struct {
+    const float *x;                /* the input plane, rows of W floats */
+    int64_t W, ih0, kh_lo, kh_hi, dh;   /* tap kh reads input row ih0 + kh*dh; [kh_lo, kh_hi) exist */
+    const float *w;                /* the plane's filter, [kh][k] */
+    int64_t k, s, pw, d;           /* kernel width, stride, left padding, dilation along W */
+    int64_t ow, c0, c1;            /* output columns; [c0, c1): every tap inside the row */
+    float bias;
+    int relu;
+} mi_dw_row;
+typedef void (*mi_dw_row_fn)(const mi_dw_row *r, float *y, const float *res);
+int    mi_conv_dw_ok(const mi_conv_desc *d);
+void   mi_conv_dw_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x, const mi_tensor *res,
+                          mi_act act);
+void   mi_conv_dw_row_portable(const mi_dw_row *r, float *y, const float *res);
+void   mi_conv_dw_interior_portable(const mi_dw_row *r, float *y, const float *res, int64_t j0, int64_t n);
+void   mi_conv_dw_edge_portable(const mi_dw_row *r, float *y, const float *res, int64_t j0, int64_t n);
+#if defined(__x86_64__)
+/* stride 1 and 2 in 8-lane vectors; other strides, and edges it cannot window, the portable ones */
+void   mi_conv_dw_row_avx2(const mi_dw_row *r, float *y, const float *res);
+#endif
 
 /* Winograd F(m x m, 3x3), m = 2 or 4 (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1,
  * dilation 1. pack: the (m+2)^2 transformed weight matrices per group, packed as mi_gemm_pack_a(_t)

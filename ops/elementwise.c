@@ -84,10 +84,10 @@ void mi_mul_channel(float *y, const float *x, const float *s, int64_t N, int64_t
 }
 
 void mi_mul_spatial(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner) {
-    mi_mul_spatial_ref(y, x, w, N, C, inner);
+    DISPATCH(mi_mul_spatial, y, x, w, N, C, inner);
 }
 void mi_argmax_channels(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner) {
-    mi_argmax_channels_ref(idx, x, N, C, inner);
+    DISPATCH(mi_argmax_channels, idx, x, N, C, inner);
 }
 
 static void same_shape(const mi_tensor *y, const mi_tensor *x) {

@@ -52,6 +52,8 @@ void mi_mul_avx2(float *y, const float *a, const float *b, int64_t n);
 void mi_add_relu_avx2(float *y, const float *a, const float *b, int64_t n);
 void mi_add_channel_avx2(float *y, const float *x, const float *b, int64_t N, int64_t C, int64_t inner);
 void mi_mul_channel_avx2(float *y, const float *x, const float *s, int64_t N, int64_t C, int64_t inner);
+void mi_mul_spatial_avx2(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner);
+void mi_argmax_channels_avx2(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner);
 #endif
 
 #endif

@@ -7,7 +7,8 @@
  * deviations, not E[x^2] - mean^2, which cancels when the mean is large against the spread) and
  * the element-wise (x - mean) * (rstd*gamma) + beta run in double and round once, so a value
  * near FLT_MAX squares without overflow and the result is within an ulp of exact; torch's is
- * within a few (tests/test_ops2.c states the measured difference). */
+ * within a few (tests/test_ops2.c states the measured difference). The AVX2 kernel
+ * (ops/x86/norm_avx2.c) does the same operations in the same order: the same bits. */
 #include "ops/conv.h"
 #include "ops/norm.h"
 #include "ops/cpu.h"
@@ -24,6 +25,13 @@ void mi_fold_batchnorm(float *w, float *b, const float *gamma, const float *beta
     }
 }
 
+/* The fixed order of both sums: element i of the group into partial sum i % 8, the eight
+ * combined as a tree. In double it changes nothing that matters; it is the order the AVX2 kernel
+ * (ops/x86/norm_avx2.c) keeps in its lanes, so both give the same bits. */
+double mi_sum8_tree(const double s[8]) {
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 void mi_group_norm_ref(float *y, const float *x, const float *gamma, const float *beta, int64_t N,
                        int64_t C, int64_t G, int64_t inner, double eps) {
     MI_ASSERT(G >= 1 && C % G == 0 && inner >= 0);
@@ -33,15 +41,14 @@ void mi_group_norm_ref(float *y, const float *x, const float *gamma, const float
     for (int64_t ng = 0; ng < N * G; ng++) {
         const float *xg = x + ng * cnt;
         float *yg = y + ng * cnt;
-        double s = 0.0;
-        for (int64_t i = 0; i < cnt; i++) s += (double)xg[i];
-        const double mean = s / (double)cnt;
-        double q = 0.0;
+        double s[8] = { 0 }, q[8] = { 0 };
+        for (int64_t i = 0; i < cnt; i++) s[i % 8] += (double)xg[i];
+        const double mean = mi_sum8_tree(s) / (double)cnt;
         for (int64_t i = 0; i < cnt; i++) {
             const double d = (double)xg[i] - mean;
-            q += d * d;
+            q[i % 8] += d * d;
         }
-        const double rstd = 1.0 / sqrt(q / (double)cnt + eps);
+        const double rstd = 1.0 / sqrt(mi_sum8_tree(q) / (double)cnt + eps);
         for (int64_t j = 0; j < cg; j++) {
             const int64_t c = ng % G * cg + j;
             const double a = gamma ? rstd * (double)gamma[c] : rstd, b = beta ? (double)beta[c] : 0.0;
@@ -52,5 +59,8 @@ void mi_group_norm_ref(float *y, const float *x, const float *gamma, const float
 
 void mi_group_norm(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
                    int64_t G, int64_t inner, double eps) {
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_group_norm_avx2(y, x, gamma, beta, N, C, G, inner, eps); return; }
+#endif
     mi_group_norm_ref(y, x, gamma, beta, N, C, G, inner, eps);
 }

@@ -8,7 +8,8 @@ ci.res (when it has a residual), ci.y, and ci.p, the parameters as floats (exact
   [kind (0 conv, 1 transposed), sp, cin, cout, groups, k0, k1, k2, s0, s1, s2, p0, p1, p2,
    d0, d1, d2, op0, op1, op2, has_bias, has_res, relu, N, D, H, W]
 Spatial parameters are D, H, W; a 2-D case has index 0 = (k 1, s 1, p 0, d 1, op 0) and D = 1.
-Hand-picked cases cover odd sizes, padding, stride 2 and 3, groups (depthwise too), dilation,
+Hand-picked cases cover odd sizes, padding, stride 2 and 3, groups (depthwise too, and wide
+depthwise rows at the end), dilation,
 3-D, output_padding, a ResNet stem, K longer than one K block; seeded random ones cover the rest."""
 import random
 
@@ -84,6 +85,19 @@ CASES = [
 ]
 
 
+# Depthwise 2-D layers (ops/conv_dw.c) on rows wide enough for its vector blocks, with their
+# tails, stride 1, 2 and 3, dilation, 5x5 and 7x7. After the random cases, so that adding them
+# left the earlier cases' tensors as they were.
+DEPTHWISE = [
+    c2(16, 16, 3, 1, 1, (21, 40), groups=16, res=True),
+    c2(8, 8, 3, 2, 1, (23, 37), groups=8, res=True, n=2),
+    c2(6, 6, 5, 2, 2, (19, 35), groups=6, d=2),
+    c2(4, 4, 5, 1, 4, (9, 33), groups=4, d=2, relu=False),
+    c2(5, 5, 3, 1, 1, (1, 19), groups=5, bias=False),
+    c2(3, 3, 7, 3, 3, (16, 50), groups=3, res=True),
+]
+
+
 def random_cases(rng, count):
     out = []
     while len(out) < count:
@@ -149,7 +163,7 @@ def run(c, gen):
 
 def main():
     gen = torch.Generator().manual_seed(1234)
-    cases = CASES + random_cases(random.Random(99), 40)
+    cases = CASES + random_cases(random.Random(99), 40) + DEPTHWISE
     tensors = {}
     for i, c in enumerate(cases):
         for name, v in run(c, gen).items():

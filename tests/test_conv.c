@@ -22,7 +22,11 @@
  * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths, Winograd and transposed.
  * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer.
  * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge.
- * 6. mi_conv_prepare picks the algorithm and orientation for the input size. */
+ * 6. mi_conv_prepare picks the algorithm and orientation for the input size.
+ * 7. Depthwise 2-D layers (ops/conv_dw.c, on every fast ISA) equal the reference bit for bit over a
+ *    sweep of widths, heights, strides, padding, kernel sizes and dilation, with residual, ReLU,
+ *    NaN and Inf inputs and an infinite weight; their torch cases are in (1), where they measure
+ *    the reference's error. */
 #include "tests/mi_test.h"
 #include "ops/conv.h"
 #include "ops/conv_internal.h"   /* the kernel table and the scalar Winograd transforms */
@@ -97,7 +101,7 @@ static double run_case(const mi_weights *w, int i, mi_isa isa, int lanes, int al
         ck_assert_int_eq(mi_conv_out_shape(&c, &x, os), MI_OK);
         for (int j = 0; j < y.ndim; j++) ck_assert_int_eq(os[j], y.shape[j]);
         ws = mi_alloc_aligned(mi_conv_workspace(&c, &x));
-        if (c.path != MI_ISA_REF) ck_assert_int_eq(c.wino, wino_m(algo));
+        if (c.path != MI_ISA_REF && !c.dw) ck_assert_int_eq(c.wino, wino_m(algo));
         if (isa == MI_ISA_REF) mi_conv_forward_ref(&c, &y, &x, p[P_RES] ? &rt : NULL, act);
         else mi_conv_forward(&c, &y, &x, p[P_RES] ? &rt : NULL, act, ws);
         mi_conv_free(&c);
@@ -178,7 +182,7 @@ static void rig_init(rig *g, mi_conv_desc d, int64_t h, int64_t wd, mi_isa isa, 
     mi_fill_random(wt, d.cout * K, seed);
     mi_fill_random(b, d.cout, seed + 1);
     ck_assert_msg(mi_conv_init_isa(&g->c, &d, wt, b, "rig", isa) == MI_OK, "%s", mi_last_error());
-    if (g->c.path != MI_ISA_REF && d.algo)   /* forced: the algorithm under test really runs */
+    if (g->c.path != MI_ISA_REF && !g->c.dw && d.algo)   /* forced: the algorithm under test really runs */
         ck_assert_int_eq(g->c.wino, mi_conv_wino_ok(&d) ? wino_m(d.algo) : 0);
     mi_free_aligned(wt);
     mi_free_aligned(b);
@@ -257,8 +261,11 @@ START_TEST(same_bits_for_1_2_4_threads)
         mi_conv2d_desc(256, 512, 1, 2, 0, 1),  /* downsample */
         mi_conv2d_desc(24, 36, 3, 1, 1, 3),    /* grouped */
         mi_conv2d_desc(48, 40, 3, 1, 2, 2),    /* grouped, padding 2 (Winograd) */
+        mi_conv2d_desc(32, 32, 3, 1, 1, 32),   /* depthwise (ops/conv_dw.c) */
+        mi_conv2d_desc(24, 24, 5, 2, 2, 24),   /* depthwise, stride 2 */
     };
-    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 }, { 15, 8 } };
+    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 }, { 15, 8 },
+                                     { 37, 75 }, { 41, 67 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa != MI_ISA_REF && !fast_isa_distinct(isa)) continue;
@@ -325,6 +332,121 @@ START_TEST(same_bits_for_1_2_4_threads)
         }
     }
     mi_set_threads(saved);
+}
+END_TEST
+
+/* Depthwise 2-D (ops/conv_dw.c) against the reference, bit for bit (memcmp): widths 1-17, 31,
+ * 40 and 67 (the AVX2 kernel's 32-column blocks, its last group of whole and masked vectors, its
+ * windowed edges from width 24), heights 1-9, stride 1, 2 and 3, padding 0, 1, 2 and 9, kernels
+ * 3 and 5, dilation 1 and 2, residual and ReLU
+ * on and off, on every fast ISA, with a NaN and an Inf in the input and, once per shape, an
+ * infinite weight (the border taps the reference skips must be skipped, not multiplied by a zero). */
+START_TEST(depthwise_equals_reference)
+{
+    static const int widths[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 40, 67 };
+    int ran = 0, skipped = 0;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        if (!fast_isa_distinct(isa)) continue;
+        for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
+            for (int v = 0; v < 3 * 4 * 2 * 2 * 4; v++) {
+                static const int pads[4] = { 0, 1, 2, 9 };   /* 9: more than one edge block per side */
+                const int s = 1 + v % 3, p = pads[v / 3 % 4], k = v / 12 % 2 ? 5 : 3, dil = 1 + v / 24 % 2,
+                          flags = v / 48;
+                const int64_t C = 3, W = widths[wi], H = 1 + (int64_t)(wi * 5 + (size_t)v) % 9;
+                mi_conv_desc d = mi_conv2d_desc(C, C, k, s, p, C);
+                d.dil[1] = d.dil[2] = dil;
+                const int64_t nw = C * k * k, xs[4] = { 2, C, H, W };
+                float *wt = mi_alloc_aligned((size_t)nw * sizeof(float)), b[3] = { 0.5f, -0.25f, 0.125f };
+                mi_fill_random(wt, nw, (uint64_t)v);
+                if (flags == 3) wt[0] = INFINITY;   /* tap (0, 0) of channel 0 */
+                mi_conv f, r;
+                ck_assert_int_eq(mi_conv_init_isa(&f, &d, wt, b, "dw", isa), MI_OK);
+                ck_assert_int_eq(mi_conv_init_isa(&r, &d, wt, b, "dw", MI_ISA_REF), MI_OK);
+                ck_assert_int_eq(f.dw, 1);
+                ck_assert_int_eq(r.dw, 0);
+                mi_free_aligned(wt);
+                mi_tensor x = mi_tensor_view(NULL, 4, xs, "x");
+                int64_t os[MI_MAX_DIMS];
+                if (mi_conv_out_shape(&f, &x, os) != MI_OK) {   /* the kernel does not fit the map */
+                    mi_conv_free(&f);
+                    mi_conv_free(&r);
+                    skipped++;
+                    continue;
+                }
+                const int64_t n = os[0] * os[1] * os[2] * os[3];
+                x.data = mi_alloc_aligned((size_t)(2 * C * H * W) * sizeof(float));
+                mi_fill_random(x.data, 2 * C * H * W, 1000 + (uint64_t)v);
+                if (flags == 2 && H * W > 2) {
+                    x.data[H * W / 2] = NAN;
+                    x.data[C * H * W + 1] = -INFINITY;
+                }
+                mi_tensor ya = mi_tensor_view(mi_alloc_aligned((size_t)n * sizeof(float)), 4, os, "y");
+                mi_tensor yb = mi_tensor_view(mi_alloc_aligned((size_t)n * sizeof(float)), 4, os, "y");
+                mi_tensor res = mi_tensor_view(mi_alloc_aligned((size_t)n * sizeof(float)), 4, os, "res");
+                mi_fill_random(res.data, n, 77 + (uint64_t)v);
+                const mi_tensor *rp = flags & 1 ? &res : NULL;
+                const mi_act act = v % 2 ? MI_ACT_RELU : MI_ACT_NONE;
+                ck_assert_int_eq(mi_conv_workspace(&f, &x), 0);
+                memset(ya.data, 0xff, (size_t)n * sizeof(float));
+                memset(yb.data, 0x7f, (size_t)n * sizeof(float));
+                mi_conv_forward_ref(&r, &ya, &x, rp, act);
+                mi_conv_forward(&f, &yb, &x, rp, act, NULL);
+                ck_assert_msg(memcmp(ya.data, yb.data, (size_t)n * sizeof(float)) == 0,
+                              "%s depthwise W %lld H %lld k %d stride %d pad %d dil %d flags %d relu %d: not the "
+                              "reference's bits", mi_isa_name(isa), (long long)W, (long long)H, k, s, p, dil, flags,
+                              act == MI_ACT_RELU);
+                mi_free_aligned(x.data);
+                mi_free_aligned(ya.data);
+                mi_free_aligned(yb.data);
+                mi_free_aligned(res.data);
+                mi_conv_free(&f);
+                mi_conv_free(&r);
+                ran++;
+            }
+    }
+    printf("depthwise sweep: %d shapes equal the reference bit for bit, %d too small for the kernel\n", ran, skipped);
+    if (!ran) MI_SKIP("no fast convolution path on this CPU");
+}
+END_TEST
+
+/* A depthwise layer stays on its path through mi_conv_prepare (no GEMM repacking) and after
+ * mi_conv_release_source; MI_ISA_REF keeps it on the reference. */
+START_TEST(depthwise_prepare_release)
+{
+    const mi_conv_desc d = mi_conv2d_desc(16, 16, 3, 2, 1, 16);
+    float wt[16 * 9], b[16];
+    mi_fill_random(wt, 16 * 9, 1);
+    mi_fill_random(b, 16, 2);
+    mi_conv f, r;
+    ck_assert_int_eq(mi_conv_init_isa(&r, &d, wt, b, "dw", MI_ISA_REF), MI_OK);
+    ck_assert_int_eq(r.path, MI_ISA_REF);
+    ck_assert_int_eq(r.dw, 0);
+    ck_assert_int_eq(mi_conv_init(&f, &d, wt, b, "dw"), MI_OK);
+    if (f.path == MI_ISA_REF) {
+        mi_conv_free(&f);
+        mi_conv_free(&r);
+        MI_SKIP("MI_ISA=ref: no fast path");
+    }
+    int64_t xs[4] = { 1, 16, 29, 45 }, os[MI_MAX_DIMS];
+    mi_tensor x = mi_tensor_view(mi_alloc_aligned(16 * 29 * 45 * sizeof(float)), 4, xs, "x");
+    mi_fill_random(x.data, 16 * 29 * 45, 3);
+    ck_assert_int_eq(mi_conv_prepare(&f, &x), MI_OK);
+    ck_assert_int_eq(f.dw, 1);
+    ck_assert_int_eq(f.wino, 0);
+    mi_conv_release_source(&f);
+    ck_assert_ptr_null(f.weight);
+    ck_assert_int_eq(mi_conv_out_shape(&f, &x, os), MI_OK);
+    const int64_t n = os[1] * os[2] * os[3];
+    mi_tensor ya = mi_tensor_view(mi_alloc_aligned((size_t)n * sizeof(float)), 4, os, "y");
+    mi_tensor yb = mi_tensor_view(mi_alloc_aligned((size_t)n * sizeof(float)), 4, os, "y");
+    mi_conv_forward_ref(&r, &ya, &x, NULL, MI_ACT_RELU);
+    mi_conv_forward(&f, &yb, &x, NULL, MI_ACT_RELU, NULL);
+    ck_assert(memcmp(ya.data, yb.data, (size_t)n * sizeof(float)) == 0);
+    mi_free_aligned(x.data);
+    mi_free_aligned(ya.data);
+    mi_free_aligned(yb.data);
+    mi_conv_free(&f);
+    mi_conv_free(&r);
 }
 END_TEST
 
@@ -514,6 +636,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, env_forces_portable);
     tcase_add_test(tc, fast_matches_reference_on_tails);
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
+    tcase_add_test(tc, depthwise_equals_reference);
+    tcase_add_test(tc, depthwise_prepare_release);
     tcase_add_test(tc, bad_shapes_name_the_layer);
     tcase_add_test(tc, prepare_repacks_for_the_input_size);
     tcase_add_test(tc, winograd_transforms_match_scalar);

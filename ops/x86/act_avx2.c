@@ -258,3 +258,87 @@ void mi_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64
 void mi_log_softmax_avx2(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
     softmax_avx2_any(y, x, outer, dim, inner, 1);
 }
+
+/* ---- leaky_relu, elu, tanh ------------------------------------------------------------------
+ * References: mi_leaky_relu_ref, mi_elu_ref, mi_tanh_ref (ops/act.c); tests: tests/test_ops2.c
+ * (act_fast_vs_ref over tail sizes and edge values, act_matches_torch, act_threads_same_bits).
+ * leaky_relu is prelu_row's select and one multiply: the reference's bits. elu and tanh are
+ * polynomials with FMA, not libm's expm1f / tanhf: the tests hold them to 4 ulp of the references
+ * (measured 2 and 2 over 460 000 values from 1e-40 to 1e4 in magnitude, both signs, and the tail
+ * sizes; 2 and 1 ulp from torch's float64 values), NaN, +-Inf, +-0 and subnormals where the
+ * references put them. Tails use masked loads and stores, so every element goes through the same
+ * lane arithmetic whatever the thread count. On (1, 64, 96, 96), 1 thread, here: leaky_relu
+ * 0.36 -> 0.06 ms, elu 4.0 -> 0.77 ms, tanh 8.3 -> 1.3 ms. */
+
+void mi_leaky_relu_avx2(float *y, const float *x, float slope, int64_t n) {
+    const int64_t nb = n / 8;
+    const __m256 va = _mm256_set1_ps(slope), zero = _mm256_setzero_ps();
+    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const __m256 v = _mm256_loadu_ps(x + 8 * b);
+        _mm256_storeu_ps(y + 8 * b, _mm256_blendv_ps(_mm256_mul_ps(v, va), v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)));
+    }
+    for (int64_t i = nb * 8; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
+}
+
+/* expm1(x) for x <= 0 (and NaN). Above -0.5 the Taylor series to x^9/9! (truncation below 0.12
+ * ulp of the result there), summed as x + x^2*(1/2 + x*(1/6 + ...)) so that the leading x is
+ * exact and near 0 the result is x itself; from -0.5 down exp8(x) - 1, where exp(x) <= 0.61 and
+ * the difference loses nothing; below -87.3 exp8 gives 0 and this -1, libm's rounded value. */
+static inline __m256 expm1_neg8(__m256 x) {
+    __m256 p = _mm256_set1_ps(2.7557319e-6f);                          /* 1/9! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(2.4801587e-5f));         /* 1/8! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.9841270e-4f));         /* 1/7! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.3888889e-3f));         /* 1/6! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(8.3333333e-3f));         /* 1/5! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(4.1666667e-2f));         /* 1/4! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.6666667e-1f));         /* 1/3! */
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(0.5f));
+    /* x == 0: x itself, so that -0 stays -0 (the polynomial would add +0 to it) */
+    const __m256 small = _mm256_blendv_ps(_mm256_fmadd_ps(_mm256_mul_ps(x, x), p, x), x,
+                                          _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ));
+    const __m256 big = _mm256_sub_ps(exp8(x), _mm256_set1_ps(1.0f));
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(x, _mm256_set1_ps(-0.5f), _CMP_GT_OQ));
+}
+
+void mi_elu_avx2(float *y, const float *x, float alpha, int64_t n) {
+    const int64_t nb = (n + 7) / 8;
+    const __m256 va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t left = n - 8 * b;
+        const __m256i m = lane_mask(left < 8 ? left : 8);
+        const __m256 v = _mm256_maskload_ps(x + 8 * b, m);
+        const __m256 neg = _mm256_mul_ps(va, expm1_neg8(_mm256_min_ps(zero, v)));   /* min returns its second operand, NaN */
+        const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+        _mm256_maskstore_ps(y + 8 * b, m, _mm256_blendv_ps(neg, v, pos));
+    }
+}
+
+/* tanh as Cephes' tanhf: below |x| = 0.625 the odd polynomial x + x^3*P(x^2) (its coefficients),
+ * above 1 - 2/(exp(2|x|) + 1) with x's sign; exp8 overflows to Inf from |x| = 44, where the
+ * result is 1 exactly as it should be. NaN stays NaN (exp8 keeps it, the comparisons are false),
+ * -0 stays -0. */
+void mi_tanh_avx2(float *y, const float *x, int64_t n) {
+    const int64_t nb = (n + 7) / 8;
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f), two = _mm256_set1_ps(2.0f);
+    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN / 8) schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t left = n - 8 * b;
+        const __m256i m = lane_mask(left < 8 ? left : 8);
+        const __m256 v = _mm256_maskload_ps(x + 8 * b, m);
+        const __m256 a = _mm256_andnot_ps(sign, v);                        /* |x| */
+        const __m256 z = _mm256_mul_ps(v, v);
+        __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+        p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+        const __m256 small = _mm256_blendv_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, z), v, v), v,   /* +-0: itself */
+                                              _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ));
+        const __m256 e = exp8(_mm256_add_ps(a, a));
+        const __m256 big = _mm256_or_ps(_mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one))),
+                                        _mm256_and_ps(sign, v));             /* |tanh| with x's sign */
+        _mm256_maskstore_ps(y + 8 * b, m, _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ)));
+    }
+}
