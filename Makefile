@@ -105,7 +105,7 @@ help:
 	@echo "make CROSS=aarch64-linux-gnu   the core and its unit tests for aarch64, in build-aarch64/"
 	@echo "make fuzz    libFuzzer on every parser of outside bytes, FUZZ_SECONDS=$(FUZZ_SECONDS) each"
 	@echo "make bench   medinfer vs PyTorch and ONNX Runtime, same machine, same run"
-	@echo "make demo    endoscopy QC, M-mode echo and gastric slides on shipped demo data"
+	@echo "make demo    endoscopy QC, M-mode echo, gastric slides and lesion segmentation on shipped demo data"
 	@echo "make install PREFIX=DIR   library (static + shared), medinfer.h, medinfer.pc, the CLI"
 
 $(DEPS_STAMP):
@@ -311,15 +311,19 @@ $(B)/bench_conv: bench/bench_conv.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
 # The endoscopy completeness QC on two synthetic exams rendered at demo time from the shipped
-# demo blob, M-mode echo on the shipped synthetic studies, and the gastric slide classification on
-# shipped synthetic slides and the real slide in ../shared/data: needs the build deps only (no
-# PyTorch). tools/endoqc_demo.sh, tools/echo_demo.sh and tools/patho_demo.sh say what they do.
+# demo blob, M-mode echo on the shipped synthetic studies, the gastric slide classification on
+# shipped synthetic slides and the real slide in ../shared/data, and lesion segmentation on shipped
+# synthetic images and the real Kvasir-SEG images in ../shared/data: needs the build deps only (no
+# PyTorch). tools/endoqc_demo.sh, tools/echo_demo.sh, tools/patho_demo.sh and
+# tools/lesionseg_demo.sh say what they do.
 demo: $(B)/medinfer
 	sh tools/endoqc_demo.sh $(B)
 	@echo
 	sh tools/echo_demo.sh $(B)
 	@echo
 	sh tools/patho_demo.sh $(B)
+	@echo
+	sh tools/lesionseg_demo.sh $(B)
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz build-aarch64 build-static

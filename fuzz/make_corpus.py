@@ -170,6 +170,31 @@ def image():
         put("image", name, bytes(png))
 
 
+def lesionseg():
+    """fuzz_lesionseg: what `medinfer lesionseg` accepts (colour, 32 x 32 and up) and one input
+    per refusal; the first bytes of a video; a PNG header beyond its pixel limit."""
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 256, (33, 40, 3), dtype=np.uint8))
+    def save(name, im, fmt, **kw):
+        f = io.BytesIO()
+        im.save(f, fmt, **kw)
+        put("lesionseg", name, f.getvalue())
+        return f.getvalue()
+    png = save("ok_rgb_40x33.png", rgb, "PNG")
+    save("ok_40x33.jpg", rgb, "JPEG", quality=80)
+    save("ok_40x33.bmp", rgb, "BMP")
+    save("bad_grey.png", rgb.convert("L"), "PNG")
+    save("bad_grey_in_rgb.png", rgb.convert("L").convert("RGB"), "PNG")
+    save("bad_small_20x33.png", rgb.crop((0, 0, 20, 33)), "PNG")
+    save("bad_format.gif", rgb, "GIF")
+    put("lesionseg", "bad_truncated.png", png[:len(png) // 2])
+    big = bytearray(png)
+    big[16:24] = struct.pack(">II", 5000, 4000)   # within stb_image's limits, beyond the pipeline's
+    put("lesionseg", "bad_header_5000x4000.png", bytes(big))
+    put("lesionseg", "bad_video_head.mp4", b"\0\0\0\x20ftypisom\0\0\x02\0isomiso2avc1mp41")
+    put("lesionseg", "bad_text.txt", b"not an image\n")
+
+
 HEX64 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 SIG128 = "ab" * 64
 
@@ -292,6 +317,7 @@ def main():
     audit(a.bin)
     dicom()
     slide()
+    lesionseg()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)
 

@@ -15,6 +15,7 @@ static const struct { const char *name, *help; int (*run)(int, char **); } comma
     { "endoqc-synth", "render a synthetic gastroscopy video (demo, tests, training)", cmd_endoqc_synth },
     { "echo",    "M-mode echocardiography: cardiac cycle, wall points, volumes, ejection fraction", cmd_echo },
     { "patho",   "gastric biopsy slides: tissue tiles, V-Net, tile graph, GCN class, heat-map, GeoJSON", cmd_patho },
+    { "lesionseg", "endoscopy images and videos: depth-guided lesion masks, overlays, depth, components", cmd_lesionseg },
 #endif
 };
 

@@ -214,6 +214,12 @@ mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int
     return MI_OK;
 }
 
+int mi_image_channels_memory(const void *data, size_t n) {
+    int w, h, comp;
+    if (!data || n == 0 || n > INT_MAX || !stbi_info_from_memory(data, (int)n, &w, &h, &comp)) return 0;
+    return comp;
+}
+
 mi_status mi_image_load_memory(mi_image *img, const void *data, size_t n, const char *name) {
     memset(img, 0, sizeof *img);
     if (!name) name = "(memory)";
@@ -249,6 +255,15 @@ mi_status mi_image_write_png(const char *path, const mi_image *img) {
         return MI_FAIL(MI_ERR_ARG, "%s: no image to write (%dx%d)", path, img->w, img->h);
     errno = 0;
     if (!stbi_write_png(path, img->w, img->h, 3, img->px, img->w * 3))
+        return MI_FAIL(MI_ERR_IO, "%s: cannot write PNG: %s", path, errno ? strerror(errno) : "stb_image_write failed");
+    return MI_OK;
+}
+
+mi_status mi_gray_write_png(const char *path, const uint8_t *px, int w, int h) {
+    if (!px || w <= 0 || h <= 0 || (long long)w * h > MI_IMAGE_MAX_PIXELS)
+        return MI_FAIL(MI_ERR_ARG, "%s: no grey image to write (%dx%d)", path, w, h);
+    errno = 0;
+    if (!stbi_write_png(path, w, h, 1, px, w))
         return MI_FAIL(MI_ERR_IO, "%s: cannot write PNG: %s", path, errno ? strerror(errno) : "stb_image_write failed");
     return MI_OK;
 }

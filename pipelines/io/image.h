@@ -27,8 +27,15 @@ mi_status mi_image_load_memory(mi_image *img, const void *data, size_t n, const 
 /* Only the checks mi_image_load_memory makes before decoding (format, size bounds, truncation);
  * *w, *h get the size the header gives. Costs no decoding. */
 mi_status mi_image_info_memory(const void *data, size_t n, const char *name, int *w, int *h);
+/* The colour channels the file stores (stbi_info: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; a
+ * palette PNG counts as 3 or 4) of bytes mi_image_info_memory accepted; 0 when stb cannot say.
+ * mi_image_load converts every one of them to RGB, so this is the only way to learn that an
+ * image was grey in its file. */
+int       mi_image_channels_memory(const void *data, size_t n);
 mi_status mi_image_alloc(mi_image *img, int w, int h);     /* zeroed */
 mi_status mi_image_write_png(const char *path, const mi_image *img);
+/* One 8-bit grey channel (w*h bytes, row-major) as a PNG of colour type 0: masks. */
+mi_status mi_gray_write_png(const char *path, const uint8_t *px, int w, int h);
 void      mi_image_free(mi_image *img);
 
 /* The classifier's input transform in crop mode (torchvision Resize -> CenterCrop -> ToTensor ->
