@@ -36,6 +36,7 @@
 #include "ops/resize.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The SIMD kernels the sweeps below hold against the references: FAST(mi_relu) is mi_relu_avx2
@@ -887,6 +888,53 @@ START_TEST(linear_threads_same_bits)
 }
 END_TEST
 
+/* MI_ISA=portable, MI_EXACT=1 and MI_ISA=ref keep every op of this file on its reference (the
+ * NEON and AVX2 kernels are above the portable ceiling): the dispatched entry points give the
+ * references' bits even where the SIMD kernels do not (FMA sums, polynomial exp), which this
+ * checks too, so the test cannot pass by the kernels happening to agree. */
+START_TEST(isa_cap_keeps_references)
+{
+    const char *fork = getenv("CK_FORK");
+    if (fork && !strcmp(fork, "no")) MI_SKIP("needs CK_FORK: the ISA is chosen once per process");
+    static const char *const env[3][2] = { { "MI_ISA", "portable" }, { "MI_EXACT", "1" }, { "MI_ISA", "ref" } };
+    setenv(env[_i][0], env[_i][1], 1);
+    ck_assert_int_le(mi_cpu_isa(), MI_ISA_PORTABLE);
+    const int64_t n = 4, in = 2048, out = 100, rows = 8, dim = 1000;
+    float *x = random_f(n * in, 1), *w = random_f(out * in, 2), *b = random_f(out, 3);
+    float *l = random_f(rows * dim, 4), *r = alloc_f(rows * dim), *f = alloc_f(rows * dim);
+    for (int64_t i = 0; i < rows * dim; i++) l[i] *= 20.0f;
+    int differs = 0;   /* how many of the SIMD kernels, called directly, are not the reference's bits */
+    mi_linear_ref(r, x, w, b, n, in, out);
+    mi_linear(f, x, w, b, n, in, out);
+    assert_same_bits(r, f, n * out, "linear under the cap", in);
+#if defined(MI_TEST_SIMD)
+    if (simd()) { FAST(mi_linear)(f, x, w, b, n, in, out); differs += memcmp(r, f, (size_t)(n * out) * sizeof(float)) != 0; }
+#endif
+    mi_sigmoid_ref(r, l, rows * dim);
+    mi_sigmoid(f, l, rows * dim);
+    assert_same_bits(r, f, rows * dim, "sigmoid under the cap", rows * dim);
+#if defined(MI_TEST_SIMD)
+    if (simd()) { FAST(mi_sigmoid)(f, l, rows * dim); differs += memcmp(r, f, (size_t)(rows * dim) * sizeof(float)) != 0; }
+#endif
+    for (int lg = 0; lg < 2; lg++) {
+        (lg ? mi_log_softmax_ref : mi_softmax_ref)(r, l, rows, dim, 1);
+        (lg ? mi_log_softmax : mi_softmax)(f, l, rows, dim, 1);
+        assert_same_bits(r, f, rows * dim, lg ? "log_softmax under the cap" : "softmax under the cap", dim);
+#if defined(MI_TEST_SIMD)
+        if (simd()) {
+            (lg ? FAST(mi_log_softmax) : FAST(mi_softmax))(f, l, rows, dim, 1);
+            differs += memcmp(r, f, (size_t)(rows * dim) * sizeof(float)) != 0;
+        }
+#endif
+    }
+    printf("isa cap %s=%s: isa %s, the references' bits; %d of 4 SIMD kernels differ from them\n", env[_i][0],
+           env[_i][1], mi_isa_name(mi_cpu_isa()), differs);
+    if (simd()) ck_assert_int_gt(differs, 0);
+    mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
+    mi_free_aligned(l); mi_free_aligned(r); mi_free_aligned(f);
+}
+END_TEST
+
 /* ---- graph convolution ----------------------------------------------------------------- */
 
 START_TEST(graph_matches_torch)
@@ -967,6 +1015,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, matmul_matches_torch);
     tcase_add_test(tc, linear_matmul_fast_vs_ref);
     tcase_add_test(tc, linear_threads_same_bits);
+    tcase_add_loop_test(tc, isa_cap_keeps_references, 0, 3);
     tcase_add_test(tc, graph_matches_torch);
     tcase_add_test(tc, graph_threads_same_bits);
     suite_add_tcase(s, tc);
