@@ -19,9 +19,9 @@
  * column with TBL (vqtbl4q_u8), and the product is ANDed with the lanes where the reference has
  * that tap. A skipped tap so adds +0.0, which leaves the accumulator as it was (one that starts at
  * +0.0 and adds rounded products is never -0.0) whatever the weight - even Inf, where 0*Inf would
- * be NaN. Rows narrower than the window, kernels whose four columns span more than it (a 5-wide
- * kernel at stride 2 and dilation 2, say) and other strides run the portable kernels of
- * ops/conv_dw.c. */
+ * be NaN. Rows narrower than the window and kernels whose four columns span more than it (a
+ * 7-wide kernel at dilation 2, say) run the portable edge kernel of ops/conv_dw.c with this
+ * interior; other strides run the portable kernels throughout. */
 #include "ops/conv_internal.h"
 
 #include <arm_neon.h>
