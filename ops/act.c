@@ -27,6 +27,8 @@ void mi_relu_ref(float *y, const float *x, int64_t n) {
 void mi_relu(float *y, const float *x, int64_t n) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_relu_avx2(y, x, n); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_relu_neon(y, x, n); return; }
 #endif
     mi_relu_ref(y, x, n);
 }
@@ -53,6 +55,8 @@ void mi_prelu(float *y, const float *x, const float *slope, int64_t nslope, int6
               int64_t inner) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_prelu_avx2(y, x, slope, nslope, N, C, inner); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_prelu_neon(y, x, slope, nslope, N, C, inner); return; }
 #endif
     mi_prelu_ref(y, x, slope, nslope, N, C, inner);
 }
@@ -78,6 +82,8 @@ void mi_add_prelu(float *y, const float *x, const float *r, int64_t Cr, const fl
                   int64_t nslope, int64_t N, int64_t C, int64_t inner) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_add_prelu_avx2(y, x, r, Cr, slope, nslope, N, C, inner); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_add_prelu_neon(y, x, r, Cr, slope, nslope, N, C, inner); return; }
 #endif
     mi_add_prelu_ref(y, x, r, Cr, slope, nslope, N, C, inner);
 }
@@ -141,6 +147,8 @@ void mi_log_softmax_ref(float *y, const float *x, int64_t outer, int64_t dim, in
 void mi_sigmoid(float *y, const float *x, int64_t n) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_sigmoid_avx2(y, x, n); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_sigmoid_neon(y, x, n); return; }
 #endif
     mi_sigmoid_ref(y, x, n);
 }
@@ -148,6 +156,8 @@ void mi_sigmoid(float *y, const float *x, int64_t n) {
 void mi_leaky_relu(float *y, const float *x, float slope, int64_t n) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_leaky_relu_avx2(y, x, slope, n); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_leaky_relu_neon(y, x, slope, n); return; }
 #endif
     mi_leaky_relu_ref(y, x, slope, n);
 }
@@ -155,6 +165,8 @@ void mi_leaky_relu(float *y, const float *x, float slope, int64_t n) {
 void mi_elu(float *y, const float *x, float alpha, int64_t n) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_elu_avx2(y, x, alpha, n); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_elu_neon(y, x, alpha, n); return; }
 #endif
     mi_elu_ref(y, x, alpha, n);
 }
@@ -162,6 +174,8 @@ void mi_elu(float *y, const float *x, float alpha, int64_t n) {
 void mi_tanh(float *y, const float *x, int64_t n) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_tanh_avx2(y, x, n); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_tanh_neon(y, x, n); return; }
 #endif
     mi_tanh_ref(y, x, n);
 }
@@ -169,6 +183,8 @@ void mi_tanh(float *y, const float *x, int64_t n) {
 void mi_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_softmax_avx2(y, x, outer, dim, inner); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_softmax_neon(y, x, outer, dim, inner); return; }
 #endif
     mi_softmax_ref(y, x, outer, dim, inner);
 }
@@ -176,6 +192,8 @@ void mi_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t in
 void mi_log_softmax(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_log_softmax_avx2(y, x, outer, dim, inner); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_log_softmax_neon(y, x, outer, dim, inner); return; }
 #endif
     mi_log_softmax_ref(y, x, outer, dim, inner);
 }

@@ -2,8 +2,9 @@
  * along one dim.
  *
  * Float32, contiguous. Pointers name their shape; y may equal x (in place) everywhere.
- * Each public function dispatches to its AVX2 kernel when mi_cpu_isa() >= MI_ISA_AVX2 and one
- * exists; the *_ref functions are the spec (tests/test_ops.c compares both with PyTorch). */
+ * Each public function dispatches to its AVX2 kernel when mi_cpu_isa() >= MI_ISA_AVX2 (x86-64) or
+ * to its NEON kernel when mi_cpu_isa() >= MI_ISA_NEON (aarch64); the *_ref functions are the spec
+ * (tests/test_ops.c and tests/test_ops2.c compare both with PyTorch, and the kernels with them). */
 #ifndef MI_ACT_H
 #define MI_ACT_H
 
@@ -74,6 +75,23 @@ void mi_leaky_relu_avx2(float *y, const float *x, float slope, int64_t n);  /* =
  * count. */
 void mi_elu_avx2(float *y, const float *x, float alpha, int64_t n);
 void mi_tanh_avx2(float *y, const float *x, int64_t n);
+#elif defined(__aarch64__)
+/* ops/arm/act_neon.c: the same contracts as the AVX2 kernels above, the same bits where those are
+ * the references' bits (relu, prelu, add_prelu, leaky_relu); the exp-based ones take the AVX2
+ * polynomials operation for operation (the same lane values), with 4-lane sums: within the
+ * bounds the AVX2 ones are held to (1e-6 absolute; 4 ulp for elu and tanh); the same bits for
+ * any thread count. */
+void mi_relu_neon(float *y, const float *x, int64_t n);
+void mi_prelu_neon(float *y, const float *x, const float *slope, int64_t nslope, int64_t N,
+                   int64_t C, int64_t inner);
+void mi_add_prelu_neon(float *y, const float *x, const float *r, int64_t Cr, const float *slope,
+                       int64_t nslope, int64_t N, int64_t C, int64_t inner);
+void mi_leaky_relu_neon(float *y, const float *x, float slope, int64_t n);
+void mi_sigmoid_neon(float *y, const float *x, int64_t n);
+void mi_softmax_neon(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+void mi_log_softmax_neon(float *y, const float *x, int64_t outer, int64_t dim, int64_t inner);
+void mi_elu_neon(float *y, const float *x, float alpha, int64_t n);
+void mi_tanh_neon(float *y, const float *x, int64_t n);
 #endif
 
 #endif

@@ -10,8 +10,9 @@
  * Each output row of each plane is one work item. Its interior columns (those whose k taps all
  * fall inside the input row) go to an interior kernel, the columns at its left and right edges
  * (some taps in the padding) to an edge kernel: the AVX2 ones (ops/x86/conv_dw_avx2.c) on
- * MI_ISA_AVX2 and above, the portable C ones below on every other ISA. Input rows wholly in the
- * top or bottom padding are left out of the row's taps altogether.
+ * MI_ISA_AVX2 and above, the NEON ones (ops/arm/conv_dw_neon.c) on MI_ISA_NEON (aarch64), the
+ * portable C ones below on every other ISA. Input rows wholly in the top or bottom padding are
+ * left out of the row's taps altogether.
  *
  * Bits: every output is the reference's sum (mi_conv_forward_ref): from 0.0f, for kh then kw in
  * order, skipping the taps outside the input, s = s + x*w as a multiply then an add (no FMA,
@@ -113,6 +114,8 @@ void mi_conv_dw_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x, cons
     mi_dw_row_fn row = mi_conv_dw_row_portable;
 #if defined(__x86_64__)
     if (c->path >= MI_ISA_AVX2) row = mi_conv_dw_row_avx2;
+#elif defined(__aarch64__)
+    if (c->path >= MI_ISA_NEON) row = mi_conv_dw_row_neon;
 #endif
     /* interior columns [c0, c1): every tap iw = ow*sw - pw + kw*dwl inside [0, W) */
     const int64_t c0 = MI_MIN(OW, CEIL_DIV(pw, sw));

@@ -51,6 +51,9 @@ void   mi_conv_dw_edge_portable(const mi_dw_row *r, float *y, const float *res, 
 #if defined(__x86_64__)
 /* stride 1 and 2 in 8-lane vectors; other strides, and edges it cannot window, the portable ones */
 void   mi_conv_dw_row_avx2(const mi_dw_row *r, float *y, const float *res);
+#elif defined(__aarch64__)
+/* stride 1 and 2 in 4-lane NEON vectors (ops/arm/conv_dw_neon.c); the rest the portable ones */
+void   mi_conv_dw_row_neon(const mi_dw_row *r, float *y, const float *res);
 #endif
 
 /* Winograd F(m x m, 3x3), m = 2 or 4 (ops/conv_winograd.c). ok: the layer is 2-D, 3x3, stride 1,

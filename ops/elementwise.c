@@ -12,6 +12,9 @@
 #if defined(__x86_64__)
 #define DISPATCH(fn, ...) do { if (mi_cpu_isa() >= MI_ISA_AVX2) { fn##_avx2(__VA_ARGS__); return; } \
                                fn##_ref(__VA_ARGS__); } while (0)
+#elif defined(__aarch64__)
+#define DISPATCH(fn, ...) do { if (mi_cpu_isa() >= MI_ISA_NEON) { fn##_neon(__VA_ARGS__); return; } \
+                               fn##_ref(__VA_ARGS__); } while (0)
 #else
 #define DISPATCH(fn, ...) fn##_ref(__VA_ARGS__)
 #endif

@@ -1,8 +1,9 @@
 /* ops/elementwise.h - add, mul (same shape, per-channel or per-pixel broadcast), add+ReLU fused
  * (the ResNet residual), concatenation along any dim (torch.cat), argmax over channels.
  *
- * Float32, contiguous. y may equal an input everywhere except in concat. Every AVX2 kernel does
- * the reference's one rounding per element, so fast and reference paths are the same bits. */
+ * Float32, contiguous. y may equal an input everywhere except in concat. Every AVX2 and NEON
+ * kernel does the reference's one rounding per element, so fast and reference paths are the
+ * same bits. */
 #ifndef MI_ELEMENTWISE_H
 #define MI_ELEMENTWISE_H
 
@@ -54,6 +55,15 @@ void mi_add_channel_avx2(float *y, const float *x, const float *b, int64_t N, in
 void mi_mul_channel_avx2(float *y, const float *x, const float *s, int64_t N, int64_t C, int64_t inner);
 void mi_mul_spatial_avx2(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner);
 void mi_argmax_channels_avx2(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner);
+#elif defined(__aarch64__)
+/* ops/arm/elementwise_neon.c: the references' bits, as the AVX2 ones */
+void mi_add_neon(float *y, const float *a, const float *b, int64_t n);
+void mi_mul_neon(float *y, const float *a, const float *b, int64_t n);
+void mi_add_relu_neon(float *y, const float *a, const float *b, int64_t n);
+void mi_add_channel_neon(float *y, const float *x, const float *b, int64_t N, int64_t C, int64_t inner);
+void mi_mul_channel_neon(float *y, const float *x, const float *s, int64_t N, int64_t C, int64_t inner);
+void mi_mul_spatial_neon(float *y, const float *x, const float *w, int64_t N, int64_t C, int64_t inner);
+void mi_argmax_channels_neon(int32_t *idx, const float *x, int64_t N, int64_t C, int64_t inner);
 #endif
 
 #endif

@@ -21,6 +21,8 @@ void mi_linear(float *y, const float *x, const float *w, const float *b, int64_t
                int64_t out) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_linear_avx2(y, x, w, b, n, in, out); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_linear_neon(y, x, w, b, n, in, out); return; }
 #endif
     mi_linear_ref(y, x, w, b, n, in, out);
 }
@@ -41,6 +43,8 @@ void mi_matmul_ref(float *C, const float *A, const float *B, int64_t M, int64_t 
 void mi_matmul(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_matmul_avx2(C, A, B, M, K, N); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_matmul_neon(C, A, B, M, K, N); return; }
 #endif
     mi_matmul_ref(C, A, B, M, K, N);
 }

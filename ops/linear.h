@@ -1,7 +1,8 @@
 /* ops/linear.h - fully connected layer (torch.nn.functional.linear) and a plain matmul.
  *
  * Float32, contiguous, row-major. The public functions dispatch to AVX2 when
- * mi_cpu_isa() >= MI_ISA_AVX2; the *_ref functions are the spec. */
+ * mi_cpu_isa() >= MI_ISA_AVX2 (x86-64), to NEON when mi_cpu_isa() >= MI_ISA_NEON (aarch64); the
+ * *_ref functions are the spec. */
 #ifndef MI_LINEAR_H
 #define MI_LINEAR_H
 
@@ -9,14 +10,15 @@
 
 /* y = x · wᵀ + b, as torch.nn.functional.linear(x, w, b).
  * x: (n, in)  w: (out, in), torch's nn.Linear.weight layout  b: (out) or NULL  y: (n, out).
- * The AVX2 path reduces over `in` in 8-wide FMA lanes: not the reference's bits (tolerance in
- * tests/test_ops.c), but one fixed order per output, so the same bits for any n and thread count. */
+ * The AVX2 and NEON paths reduce over `in` in 8- and 4-wide FMA lanes: not the reference's bits
+ * (tolerance in tests/test_ops.c), but one fixed order per output, so the same bits for any n and
+ * thread count. */
 void mi_linear(float *y, const float *x, const float *w, const float *b, int64_t n, int64_t in,
                int64_t out);
 
 /* C = A · B.  A: (M, K)  B: (K, N)  C: (M, N), C not aliasing A or B.
- * Each C[m, j] is summed over k in increasing order (multiply, then add): the AVX2 path
- * vectorizes over j only, so it equals the reference bit for bit. */
+ * Each C[m, j] is summed over k in increasing order (multiply, then add): the AVX2 and NEON paths
+ * vectorize over j only, so they equal the reference bit for bit. */
 void mi_matmul(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
 
 void mi_linear_ref(float *y, const float *x, const float *w, const float *b, int64_t n, int64_t in,
@@ -26,6 +28,10 @@ void mi_matmul_ref(float *C, const float *A, const float *B, int64_t M, int64_t 
 void mi_linear_avx2(float *y, const float *x, const float *w, const float *b, int64_t n,
                     int64_t in, int64_t out);
 void mi_matmul_avx2(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
+#elif defined(__aarch64__)
+void mi_linear_neon(float *y, const float *x, const float *w, const float *b, int64_t n,
+                    int64_t in, int64_t out);
+void mi_matmul_neon(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
 #endif
 
 #endif

@@ -7,8 +7,9 @@
  * deviations, not E[x^2] - mean^2, which cancels when the mean is large against the spread) and
  * the element-wise (x - mean) * (rstd*gamma) + beta run in double and round once, so a value
  * near FLT_MAX squares without overflow and the result is within an ulp of exact; torch's is
- * within a few (tests/test_ops2.c states the measured difference). The AVX2 kernel
- * (ops/x86/norm_avx2.c) does the same operations in the same order: the same bits. */
+ * within a few (tests/test_ops2.c states the measured difference). The AVX2 and NEON kernels
+ * (ops/x86/norm_avx2.c, ops/arm/norm_neon.c) do the same operations in the same order: the same
+ * bits. */
 #include "ops/conv.h"
 #include "ops/norm.h"
 #include "ops/cpu.h"
@@ -26,8 +27,9 @@ void mi_fold_batchnorm(float *w, float *b, const float *gamma, const float *beta
 }
 
 /* The fixed order of both sums: element i of the group into partial sum i % 8, the eight
- * combined as a tree. In double it changes nothing that matters; it is the order the AVX2 kernel
- * (ops/x86/norm_avx2.c) keeps in its lanes, so both give the same bits. */
+ * combined as a tree. In double it changes nothing that matters; it is the order the AVX2 and
+ * NEON kernels (ops/x86/norm_avx2.c, ops/arm/norm_neon.c) keep in their lanes, so all give the
+ * same bits. */
 double mi_sum8_tree(const double s[8]) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
@@ -61,6 +63,8 @@ void mi_group_norm(float *y, const float *x, const float *gamma, const float *be
                    int64_t G, int64_t inner, double eps) {
 #if defined(__x86_64__)
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_group_norm_avx2(y, x, gamma, beta, N, C, G, inner, eps); return; }
+#elif defined(__aarch64__)
+    if (mi_cpu_isa() >= MI_ISA_NEON) { mi_group_norm_neon(y, x, gamma, beta, N, C, G, inner, eps); return; }
 #endif
     mi_group_norm_ref(y, x, gamma, beta, N, C, G, inner, eps);
 }

@@ -23,6 +23,9 @@ void mi_group_norm_ref(float *y, const float *x, const float *gamma, const float
 #if defined(__x86_64__)
 void mi_group_norm_avx2(float *y, const float *x, const float *gamma, const float *beta, int64_t N,
                         int64_t C, int64_t G, int64_t inner, double eps);
+#elif defined(__aarch64__)
+void mi_group_norm_neon(float *y, const float *x, const float *gamma, const float *beta, int64_t N,
+                        int64_t C, int64_t G, int64_t inner, double eps);
 #endif
 /* ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): how both combine their eight partial sums
  * (element i of a group goes to s[i % 8]). */

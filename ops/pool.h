@@ -43,6 +43,9 @@ void mi_max_pool_ref(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
 /* 2-D, dil 1, stride 1 or 2 vectorized over output columns; other shapes call the reference.
  * Equals mi_max_pool_ref bit for bit (NaN included). */
 void mi_max_pool_avx2(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
+#elif defined(__aarch64__)
+/* The same cover and contract in 4-lane NEON (ops/arm/pool_neon.c): mi_max_pool_ref's bits. */
+void mi_max_pool_neon(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
 #endif
 
 #endif

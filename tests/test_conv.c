@@ -337,7 +337,9 @@ END_TEST
 
 /* Depthwise 2-D (ops/conv_dw.c) against the reference, bit for bit (memcmp): widths 1-17, 31,
  * 40 and 67 (the AVX2 kernel's 32-column blocks, its last group of whole and masked vectors, its
- * windowed edges from width 24), heights 1-9, stride 1, 2 and 3, padding 0, 1, 2 and 9, kernels
+ * windowed edges from width 24; the NEON kernel's 16-column blocks, its last whole vectors and
+ * 1-3 portable columns, its windowed edges from width 16, its stride-2 loads that stop at the
+ * row's end), heights 1-9, stride 1, 2 and 3, padding 0, 1, 2 and 9, kernels
  * 3 and 5, dilation 1 and 2, residual and ReLU
  * on and off, on every fast ISA, with a NaN and an Inf in the input and, once per shape, an
  * infinite weight (the border taps the reference skips must be skipped, not multiplied by a zero). */

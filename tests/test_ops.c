@@ -1,8 +1,9 @@
 /* tests/test_ops.c - every non-convolution op (ops/act, pool, resize, elementwise, linear, graph):
  * the scalar reference and the dispatched fast path against PyTorch (fixtures from
- * tests/ref_ops.py), each AVX2 kernel against its reference over the tail sizes
- * 1,3,4,5,7,8,15,16,17,67 (memcmp where no reduction is reordered), and the same bits for 1, 2
- * and 4 threads.
+ * tests/ref_ops.py), each SIMD kernel (AVX2 on x86-64, NEON on aarch64 under `make test-arm`)
+ * against its reference over every length 1..67 (the sweeps quadratic in it, softmax and matmul,
+ * over 1,3,4,5,7,8,12,15,16,17,20,31,67; memcmp where no reduction is reordered; NaN, Inf and -0
+ * among the inputs), and the same bits for 1, 2 and 4 threads.
  *
  * Tolerances against torch (|a-b| <= atol + rtol*|b|), with the max error measured on x86-64
  * (gcc 12, torch 1.13 CPU, fixed seeds), reference path / AVX2 path:
@@ -17,8 +18,12 @@
  *   linear (in up to 2048): atol 1e-5, rtol 1e-5 (0: torch's generic BLAS sums in our order /
  *   4.8e-6: 8-lane FMA sums).  matmul: atol 1e-5, rtol 1e-5 (0 / 0).
  *   Kipf normalization, with and without self loops: atol 1e-6 (4.5e-8); graph conv: atol 1e-5, rtol 1e-5 (2.4e-7 / 3.0e-7).
- * AVX2 against the reference where the order differs: sigmoid atol 1e-6 (6.0e-8), softmax
- * atol 2e-6 (1.2e-7), log_softmax atol 1e-5 rtol 1e-6 (9.5e-7), linear atol/rtol 1e-5.
+ * AVX2 against the reference where the order differs: sigmoid atol 1e-6 (1.2e-7), softmax
+ * atol 2e-6 (1.2e-7), log_softmax atol 1e-5 rtol 1e-6 (1.9e-6), linear atol/rtol 1e-5.
+ * NEON (ops/arm/, measured under qemu-aarch64) is held to the same bounds: against the reference
+ * sigmoid 1.2e-7, softmax 1.2e-7, log_softmax 1.9e-6 (its exp is AVX2's lane for lane, its row
+ * sums 4-lane); against torch, as the dispatched path there, sigmoid 6.0e-8, softmax 4.8e-7,
+ * log_softmax 3.8e-6, linear 5.0e-6; the others bit for bit.
  * Extreme ranges (act_extreme_*): absolute bounds per element, measured errors in
  * ops/x86/act_avx2.c. */
 #include "tests/mi_test.h"
@@ -31,11 +36,26 @@
 #include "ops/resize.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)   /* the SIMD kernels' tail sweeps; these ops have x86 kernels only */
-static const int64_t TAILS[] = { 1, 3, 4, 5, 7, 8, 15, 16, 17, 67 };
+/* The SIMD kernels the sweeps below hold against the references: FAST(mi_relu) is mi_relu_avx2
+ * on x86-64 and mi_relu_neon on aarch64, FAST_NAME names it in the messages. They are called
+ * directly, whatever MI_ISA says. */
+#if defined(__x86_64__)
+#define MI_TEST_SIMD 1
+#define FAST(fn) fn##_avx2
+#define FAST_NAME "avx2"
+#elif defined(__aarch64__)
+#define MI_TEST_SIMD 1
+#define FAST(fn) fn##_neon
+#define FAST_NAME "neon"
+#endif
+
+#if defined(MI_TEST_SIMD)   /* every block size and remainder of the 8- and 4-lane kernels */
+static const int64_t TAILS[] = { 1, 3, 4, 5, 7, 8, 12, 15, 16, 17, 20, 31, 67 };
 #define NTAILS ((int)(sizeof TAILS / sizeof *TAILS))
+#define NLENS 67   /* the sweeps that are not quadratic in it take every length 1..67 */
 #endif
 
 /* ---- fixture helpers ------------------------------------------------------------------- */
@@ -77,13 +97,17 @@ static float *random_f(int64_t n, uint64_t seed) {
     return p;
 }
 
-static bool avx2(void) {
+/* Whether this CPU runs the FAST kernels: AVX2+FMA on x86-64; ASIMD is in every AArch64 CPU. */
+static bool simd(void) {
 #if defined(__x86_64__)
     return mi_cpu()->avx2_fma;
+#elif defined(__aarch64__)
+    return mi_cpu()->neon;
 #else
     return false;
 #endif
 }
+#define SIMD_SKIP() do { if (!simd()) MI_SKIP("no SIMD kernels (AVX2+FMA, NEON) on this CPU"); } while (0)
 
 static void report(const char *what, double err) { printf("max |err| %-28s %.3g\n", what, err); }
 
@@ -170,17 +194,21 @@ END_TEST
 
 START_TEST(act_fast_equals_ref)
 {
-    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
-#if defined(__x86_64__)
-    for (int t = 0; t < NTAILS; t++)
+    SIMD_SKIP();
+#if defined(MI_TEST_SIMD)
+    for (int t = 0; t < NLENS; t++)
         for (int64_t C = 1; C <= 3; C += 2) {
-            const int64_t inner = TAILS[t], N = 2, n = N * C * inner;
+            const int64_t inner = t + 1, N = 2, n = N * C * inner;
             float *x = random_f(n, 100 + t), *slope = random_f(C, 7), *a = alloc_f(n), *b = alloc_f(n);
             x[0] = -0.0f;
-            mi_relu_ref(a, x, n);  mi_relu_avx2(b, x, n);  assert_same_bits(a, b, n, "relu", n);
-            mi_prelu_ref(a, x, slope, C, N, C, inner);  mi_prelu_avx2(b, x, slope, C, N, C, inner);
+            if (n > 2) {
+                x[n / 2] = NAN;
+                x[n - 1] = -INFINITY;
+            }
+            mi_relu_ref(a, x, n);  FAST(mi_relu)(b, x, n);  assert_same_bits(a, b, n, "relu", n);
+            mi_prelu_ref(a, x, slope, C, N, C, inner);  FAST(mi_prelu)(b, x, slope, C, N, C, inner);
             assert_same_bits(a, b, n, "prelu per channel", inner);
-            mi_prelu_ref(a, x, slope, 1, N, C, inner);  mi_prelu_avx2(b, x, slope, 1, N, C, inner);
+            mi_prelu_ref(a, x, slope, 1, N, C, inner);  FAST(mi_prelu)(b, x, slope, 1, N, C, inner);
             assert_same_bits(a, b, n, "prelu single slope", inner);
             /* add+prelu: the reference is mi_add then mi_prelu, bit for bit; the residual either
              * of the same channels or one channel repeated (the V-Net input stage) */
@@ -192,7 +220,7 @@ START_TEST(act_fast_equals_ref)
                 mi_prelu_ref(s, s, slope, C, N, C, inner);
                 mi_add_prelu_ref(a, x, r, Cr, slope, C, N, C, inner);
                 assert_same_bits(s, a, n, "add_prelu ref vs add then prelu", inner);
-                mi_add_prelu_avx2(b, x, r, Cr, slope, C, N, C, inner);
+                FAST(mi_add_prelu)(b, x, r, Cr, slope, C, N, C, inner);
                 assert_same_bits(a, b, n, "add_prelu", inner);
             }
             mi_free_aligned(r); mi_free_aligned(s);
@@ -204,8 +232,8 @@ END_TEST
 
 START_TEST(act_exp_fast_vs_ref)
 {
-    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
-#if defined(__x86_64__)
+    SIMD_SKIP();
+#if defined(MI_TEST_SIMD)
     double es = 0, em = 0, el = 0;
     for (int t = 0; t < NTAILS; t++)
         for (int u = 0; u < NTAILS; u += 2) {
@@ -213,22 +241,22 @@ START_TEST(act_exp_fast_vs_ref)
             const int64_t outer = 2, dim = TAILS[t], inner = u == 0 ? 1 : TAILS[u], n = outer * dim * inner;
             float *x = random_f(n, (uint64_t)(t * 31 + u)), *r = alloc_f(n), *f = alloc_f(n);
             for (int64_t i = 0; i < n; i++) x[i] *= 30.0f;
-            mi_sigmoid_ref(r, x, n);  mi_sigmoid_avx2(f, x, n);
-            es = fmax(es, mi_assert_close(f, r, n, 1e-6, 0, "sigmoid avx2 vs ref"));
-            mi_softmax_ref(r, x, outer, dim, inner);  mi_softmax_avx2(f, x, outer, dim, inner);
-            em = fmax(em, mi_assert_close(f, r, n, 2e-6, 0, "softmax avx2 vs ref"));
-            mi_log_softmax_ref(r, x, outer, dim, inner);  mi_log_softmax_avx2(f, x, outer, dim, inner);
-            el = fmax(el, mi_assert_close(f, r, n, 1e-5, 1e-6, "log_softmax avx2 vs ref"));
+            mi_sigmoid_ref(r, x, n);  FAST(mi_sigmoid)(f, x, n);
+            es = fmax(es, mi_assert_close(f, r, n, 1e-6, 0, "sigmoid " FAST_NAME " vs ref"));
+            mi_softmax_ref(r, x, outer, dim, inner);  FAST(mi_softmax)(f, x, outer, dim, inner);
+            em = fmax(em, mi_assert_close(f, r, n, 2e-6, 0, "softmax " FAST_NAME " vs ref"));
+            mi_log_softmax_ref(r, x, outer, dim, inner);  FAST(mi_log_softmax)(f, x, outer, dim, inner);
+            el = fmax(el, mi_assert_close(f, r, n, 1e-5, 1e-6, "log_softmax " FAST_NAME " vs ref"));
             mi_free_aligned(x); mi_free_aligned(r); mi_free_aligned(f);
         }
-    report("sigmoid avx2 vs ref", es);
-    report("softmax avx2 vs ref", em);
-    report("log_softmax avx2 vs ref", el);
+    report("sigmoid " FAST_NAME " vs ref", es);
+    report("softmax " FAST_NAME " vs ref", em);
+    report("log_softmax " FAST_NAME " vs ref", el);
     /* masked logits (-inf) get exactly 0; a NaN makes its whole row NaN, in both paths */
     const float xm[6] = { 1.0f, -INFINITY, 2.0f, NAN, 0.0f, 1.0f };
     float a[6], b[6];
     mi_softmax_ref(a, xm, 2, 3, 1);
-    mi_softmax_avx2(b, xm, 2, 3, 1);
+    FAST(mi_softmax)(b, xm, 2, 3, 1);
     ck_assert(a[1] == 0.0f && b[1] == 0.0f);
     for (int i = 3; i < 6; i++) ck_assert(isnan(a[i]) && isnan(b[i]));
 #endif
@@ -238,7 +266,7 @@ END_TEST
 /* ---- activations at extreme ranges ------------------------------------------------------
  * Fixture ops_act_extreme (tests/ref_ops.py): per case one (outer, dim, inner) tensor of a kind
  * (below), laid out once as rows (inner 1) and once as columns (inner 19), and torch's softmax,
- * log_softmax, sigmoid, relu, prelu and leaky_relu of it. Every path (the references, the AVX2
+ * log_softmax, sigmoid, relu, prelu and leaky_relu of it. Every path (the references, the SIMD
  * kernels called directly, the dispatched entry points) is held to an absolute bound on each
  * output element, whatever the largest value of the row: a relative bound hides an error of
  * 1e-3 on a log-probability of -0.4 next to a logit of 1e6. NaN must be NaN where torch has NaN
@@ -271,8 +299,12 @@ static double extreme_err(const float *got, const float *want, int64_t n, double
     return worst;
 }
 
-enum { EX_REF, EX_AVX2, EX_DISPATCH, EX_PATHS };
-static const char *const EX_PATH_NAME[EX_PATHS] = { "ref", "avx2", "dispatch" };
+enum { EX_REF, EX_FAST, EX_DISPATCH, EX_PATHS };
+#if defined(MI_TEST_SIMD)
+static const char *const EX_PATH_NAME[EX_PATHS] = { "ref", FAST_NAME, "dispatch" };
+#else
+static const char *const EX_PATH_NAME[EX_PATHS] = { "ref", "simd", "dispatch" };
+#endif
 
 /* Runs one activation of one path; false when the path does not exist on this CPU. */
 static bool ex_run(int path, int op, float *y, const float *x, const float *slope, int64_t outer,
@@ -290,16 +322,16 @@ static bool ex_run(int path, int op, float *y, const float *x, const float *slop
         default: mi_prelu_ref(y, x, &leak, 1, outer, dim, inner); break;
         }
         return true;
-    case EX_AVX2:
-#if defined(__x86_64__)
-        if (!avx2()) return false;
+    case EX_FAST:
+#if defined(MI_TEST_SIMD)
+        if (!simd()) return false;
         switch (op) {
-        case 0: mi_softmax_avx2(y, x, outer, dim, inner); break;
-        case 1: mi_log_softmax_avx2(y, x, outer, dim, inner); break;
-        case 2: mi_sigmoid_avx2(y, x, n); break;
-        case 3: mi_relu_avx2(y, x, n); break;
-        case 4: mi_prelu_avx2(y, x, slope, dim, outer, dim, inner); break;
-        default: mi_prelu_avx2(y, x, &leak, 1, outer, dim, inner); break;
+        case 0: FAST(mi_softmax)(y, x, outer, dim, inner); break;
+        case 1: FAST(mi_log_softmax)(y, x, outer, dim, inner); break;
+        case 2: FAST(mi_sigmoid)(y, x, n); break;
+        case 3: FAST(mi_relu)(y, x, n); break;
+        case 4: FAST(mi_prelu)(y, x, slope, dim, outer, dim, inner); break;
+        default: FAST(mi_prelu)(y, x, &leak, 1, outer, dim, inner); break;
         }
         return true;
 #else
@@ -361,7 +393,7 @@ END_TEST
  * Inf in the same places. */
 START_TEST(act_extreme_fast_vs_ref)
 {
-    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
+    SIMD_SKIP();
     mi_weights w;
     mi_fixture_open(&w, "ops_act_extreme.safetensors");
     bool bad = false;
@@ -373,12 +405,12 @@ START_TEST(act_extreme_fast_vs_ref)
         float *r = alloc_f(n), *f = alloc_f(n);
         for (int op = 0; op < EX_OPS; op++) {
             ex_run(EX_REF, op, r, x.data, slope.data, outer, dim, inner);
-            ex_run(EX_AVX2, op, f, x.data, slope.data, outer, dim, inner);
+            ex_run(EX_FAST, op, f, x.data, slope.data, outer, dim, inner);
             char what[64];
-            snprintf(what, sizeof what, "%s avx2 %s", EX_OP_NAME[op], inner == 1 ? "rows" : "cols");
+            snprintf(what, sizeof what, "%s %s %s", EX_OP_NAME[op], EX_PATH_NAME[EX_FAST], inner == 1 ? "rows" : "cols");
             if (op >= 3) assert_same_bits(r, f, n, what, n);
             const double e = extreme_err(f, r, n, 1e-6, what, kind, &bad);
-            printf("extreme avx2 vs ref %-25s %-10s max |err| %.3g\n", what, kind, e);
+            printf("extreme %s vs ref %-25s %-10s max |err| %.3g\n", EX_PATH_NAME[EX_FAST], what, kind, e);
         }
         mi_free_aligned(r);
         mi_free_aligned(f);
@@ -391,6 +423,10 @@ END_TEST
 typedef struct { const float *x, *s; int64_t n, outer, dim, inner; } act_ctx;
 static void run_relu(const void *c, float *y) { const act_ctx *a = c; mi_relu(y, a->x, a->n); }
 static void run_prelu(const void *c, float *y) { const act_ctx *a = c; mi_prelu(y, a->x, a->s, 8, 4, 8, a->n / 32); }
+static void run_add_prelu(const void *c, float *y) {
+    const act_ctx *a = c;
+    mi_add_prelu(y, a->x, a->x, 2, a->s, 8, 4, 8, a->n / 32);   /* the residual's 2 channels in turn */
+}
 static void run_sigmoid(const void *c, float *y) { const act_ctx *a = c; mi_sigmoid(y, a->x, a->n); }
 static void run_softmax(const void *c, float *y) { const act_ctx *a = c; mi_softmax(y, a->x, a->outer, a->dim, a->inner); }
 static void run_log_softmax(const void *c, float *y) { const act_ctx *a = c; mi_log_softmax(y, a->x, a->outer, a->dim, a->inner); }
@@ -402,6 +438,7 @@ START_TEST(act_threads_same_bits)
     act_ctx c = { x, s, n, 4, 1000, 1 };
     check_threads(run_relu, &c, n, "relu");
     check_threads(run_prelu, &c, n, "prelu");
+    check_threads(run_add_prelu, &c, n, "add_prelu");
     check_threads(run_sigmoid, &c, n, "sigmoid");
     check_threads(run_softmax, &c, 4000, "softmax over logits");
     c = (act_ctx){ x, s, n, 2, 5, 4099 };
@@ -507,13 +544,13 @@ END_TEST
 
 START_TEST(max_pool_fast_equals_ref)
 {
-    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
-#if defined(__x86_64__)
+    SIMD_SKIP();
+#if defined(MI_TEST_SIMD)
     static const int64_t kp[][3] = { { 3, 2, 1 }, { 2, 2, 0 }, { 3, 1, 1 }, { 1, 2, 0 }, { 5, 2, 2 }, { 4, 1, 0 } };
     for (size_t c = 0; c < sizeof kp / sizeof *kp; c++)
-        for (int t = 0; t < NTAILS; t++)
+        for (int t = 0; t < NLENS; t++)
             for (int ceil = 0; ceil < 2; ceil++) {
-                const int64_t W = TAILS[t] * kp[c][1] + kp[c][0] + 3;  /* TAILS[t]+ output columns */
+                const int64_t W = (t + 1) * kp[c][1] + kp[c][0] + 3;  /* t + 1 or more output columns */
                 int64_t xs[4] = { 2, 3, 9, W }, ys[MI_MAX_DIMS];
                 mi_pool_desc d = mi_pool2d_desc(kp[c][0], kp[c][1], kp[c][2]);
                 d.ceil_mode = ceil;
@@ -525,7 +562,7 @@ START_TEST(max_pool_fast_equals_ref)
                 a.data = alloc_f(mi_tensor_numel(&a));
                 b.data = alloc_f(mi_tensor_numel(&b));
                 mi_max_pool_ref(&a, &x, &d);
-                mi_max_pool_avx2(&b, &x, &d);
+                FAST(mi_max_pool)(&b, &x, &d);
                 assert_same_bits(a.data, b.data, mi_tensor_numel(&a), "max pool", W);
                 mi_free_aligned(x.data); mi_free_aligned(a.data); mi_free_aligned(b.data);
             }
@@ -697,21 +734,27 @@ END_TEST
 
 START_TEST(elementwise_fast_equals_ref)
 {
-    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
-#if defined(__x86_64__)
-    for (int t = 0; t < NTAILS; t++) {
-        const int64_t inner = TAILS[t], N = 2, C = 3, n = N * C * inner;
+    SIMD_SKIP();
+#if defined(MI_TEST_SIMD)
+    for (int t = 0; t < NLENS; t++) {
+        const int64_t inner = t + 1, N = 2, C = 3, n = N * C * inner;
         float *a = random_f(n, 200 + t), *b = random_f(n, 300 + t), *v = random_f(C, 5);
         float *r = alloc_f(n), *f = alloc_f(n);
-        mi_add_ref(r, a, b, n);       mi_add_avx2(f, a, b, n);       assert_same_bits(r, f, n, "add", n);
-        mi_mul_ref(r, a, b, n);       mi_mul_avx2(f, a, b, n);       assert_same_bits(r, f, n, "mul", n);
-        mi_add_relu_ref(r, a, b, n);  mi_add_relu_avx2(f, a, b, n);  assert_same_bits(r, f, n, "add_relu", n);
-        mi_add_channel_ref(r, a, v, N, C, inner);  mi_add_channel_avx2(f, a, v, N, C, inner);
+        for (int64_t i = 0; i < n; i++) {   /* NaN, Inf and -0 (ReLU must keep -0 + -0 = -0) */
+            if (i % 7 == 3) a[i] = NAN;
+            if (i % 11 == 5) b[i] = INFINITY;
+            if (i % 13 == 6) a[i] = b[i] = -0.0f;
+        }
+        v[1] = -INFINITY;
+        mi_add_ref(r, a, b, n);       FAST(mi_add)(f, a, b, n);       assert_same_bits(r, f, n, "add", n);
+        mi_mul_ref(r, a, b, n);       FAST(mi_mul)(f, a, b, n);       assert_same_bits(r, f, n, "mul", n);
+        mi_add_relu_ref(r, a, b, n);  FAST(mi_add_relu)(f, a, b, n);  assert_same_bits(r, f, n, "add_relu", n);
+        mi_add_channel_ref(r, a, v, N, C, inner);  FAST(mi_add_channel)(f, a, v, N, C, inner);
         assert_same_bits(r, f, n, "add_channel", inner);
-        mi_mul_channel_ref(r, a, v, N, C, inner);  mi_mul_channel_avx2(f, a, v, N, C, inner);
+        mi_mul_channel_ref(r, a, v, N, C, inner);  FAST(mi_mul_channel)(f, a, v, N, C, inner);
         assert_same_bits(r, f, n, "mul_channel", inner);
         memcpy(f, a, (size_t)n * sizeof(float));   /* in place, as mi_add_relu_ uses it */
-        mi_add_relu_avx2(f, f, b, n);
+        FAST(mi_add_relu)(f, f, b, n);
         mi_add_relu_ref(r, a, b, n);
         assert_same_bits(r, f, n, "add_relu in place", n);
         mi_free_aligned(a); mi_free_aligned(b); mi_free_aligned(v); mi_free_aligned(r); mi_free_aligned(f);
@@ -792,24 +835,24 @@ END_TEST
 
 START_TEST(linear_matmul_fast_vs_ref)
 {
-    if (!avx2()) MI_SKIP("no AVX2+FMA on this CPU");
-#if defined(__x86_64__)
-    for (int t = 0; t < NTAILS; t++)
+    SIMD_SKIP();
+#if defined(MI_TEST_SIMD)
+    for (int t = 0; t < NLENS; t++)
         for (int64_t rows = 1; rows <= 6; rows++) {
             /* linear: in = tail size (the 16/8/scalar steps), rows 1..6 (4-row blocks + rest) */
-            const int64_t in = TAILS[t], out = 13;
+            const int64_t in = t + 1, out = 13;
             float *x = random_f(rows * in, (uint64_t)(t * 7 + rows)), *w = random_f(out * in, 77);
             float *b = random_f(out, 78), *r = alloc_f(rows * out), *f = alloc_f(rows * out), *one = alloc_f(out);
             mi_linear_ref(r, x, w, b, rows, in, out);
-            mi_linear_avx2(f, x, w, b, rows, in, out);
-            mi_assert_close(f, r, rows * out, 1e-5, 1e-5, "linear avx2 vs ref");
+            FAST(mi_linear)(f, x, w, b, rows, in, out);
+            mi_assert_close(f, r, rows * out, 1e-5, 1e-5, "linear " FAST_NAME " vs ref");
             for (int64_t k = 0; k < rows; k++) {  /* a row's bits do not depend on its batch */
-                mi_linear_avx2(one, x + k * in, w, b, 1, in, out);
+                FAST(mi_linear)(one, x + k * in, w, b, 1, in, out);
                 assert_same_bits(one, f + k * out, out, "linear row alone vs in batch", in);
             }
             mi_linear_ref(r, x, w, NULL, rows, in, out);
-            mi_linear_avx2(f, x, w, NULL, rows, in, out);
-            mi_assert_close(f, r, rows * out, 1e-5, 1e-5, "linear avx2 vs ref, no bias");
+            FAST(mi_linear)(f, x, w, NULL, rows, in, out);
+            mi_assert_close(f, r, rows * out, 1e-5, 1e-5, "linear " FAST_NAME " vs ref, no bias");
             mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
             mi_free_aligned(r); mi_free_aligned(f); mi_free_aligned(one);
         }
@@ -819,7 +862,7 @@ START_TEST(linear_matmul_fast_vs_ref)
             const int64_t M = 3, K = TAILS[u], N = TAILS[t] + (t % 2 ? 32 : 0);
             float *A = random_f(M * K, 5), *B = random_f(K * N, 6), *r = alloc_f(M * N), *f = alloc_f(M * N);
             mi_matmul_ref(r, A, B, M, K, N);
-            mi_matmul_avx2(f, A, B, M, K, N);
+            FAST(mi_matmul)(f, A, B, M, K, N);
             assert_same_bits(r, f, M * N, "matmul", N);
             mi_free_aligned(A); mi_free_aligned(B); mi_free_aligned(r); mi_free_aligned(f);
         }
@@ -842,6 +885,53 @@ START_TEST(linear_threads_same_bits)
     c = (lin_ctx){ x, w, NULL, 37, 67, 101 };
     check_threads(run_matmul, &c, 37 * 101, "matmul");
     mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
+}
+END_TEST
+
+/* MI_ISA=portable, MI_EXACT=1 and MI_ISA=ref keep every op of this file on its reference (the
+ * NEON and AVX2 kernels are above the portable ceiling): the dispatched entry points give the
+ * references' bits even where the SIMD kernels do not (FMA sums, polynomial exp), which this
+ * checks too, so the test cannot pass by the kernels happening to agree. */
+START_TEST(isa_cap_keeps_references)
+{
+    const char *fork = getenv("CK_FORK");
+    if (fork && !strcmp(fork, "no")) MI_SKIP("needs CK_FORK: the ISA is chosen once per process");
+    static const char *const env[3][2] = { { "MI_ISA", "portable" }, { "MI_EXACT", "1" }, { "MI_ISA", "ref" } };
+    setenv(env[_i][0], env[_i][1], 1);
+    ck_assert_int_le(mi_cpu_isa(), MI_ISA_PORTABLE);
+    const int64_t n = 4, in = 2048, out = 100, rows = 8, dim = 1000;
+    float *x = random_f(n * in, 1), *w = random_f(out * in, 2), *b = random_f(out, 3);
+    float *l = random_f(rows * dim, 4), *r = alloc_f(rows * dim), *f = alloc_f(rows * dim);
+    for (int64_t i = 0; i < rows * dim; i++) l[i] *= 20.0f;
+    int differs = 0;   /* how many of the SIMD kernels, called directly, are not the reference's bits */
+    mi_linear_ref(r, x, w, b, n, in, out);
+    mi_linear(f, x, w, b, n, in, out);
+    assert_same_bits(r, f, n * out, "linear under the cap", in);
+#if defined(MI_TEST_SIMD)
+    if (simd()) { FAST(mi_linear)(f, x, w, b, n, in, out); differs += memcmp(r, f, (size_t)(n * out) * sizeof(float)) != 0; }
+#endif
+    mi_sigmoid_ref(r, l, rows * dim);
+    mi_sigmoid(f, l, rows * dim);
+    assert_same_bits(r, f, rows * dim, "sigmoid under the cap", rows * dim);
+#if defined(MI_TEST_SIMD)
+    if (simd()) { FAST(mi_sigmoid)(f, l, rows * dim); differs += memcmp(r, f, (size_t)(rows * dim) * sizeof(float)) != 0; }
+#endif
+    for (int lg = 0; lg < 2; lg++) {
+        (lg ? mi_log_softmax_ref : mi_softmax_ref)(r, l, rows, dim, 1);
+        (lg ? mi_log_softmax : mi_softmax)(f, l, rows, dim, 1);
+        assert_same_bits(r, f, rows * dim, lg ? "log_softmax under the cap" : "softmax under the cap", dim);
+#if defined(MI_TEST_SIMD)
+        if (simd()) {
+            (lg ? FAST(mi_log_softmax) : FAST(mi_softmax))(f, l, rows, dim, 1);
+            differs += memcmp(r, f, (size_t)(rows * dim) * sizeof(float)) != 0;
+        }
+#endif
+    }
+    printf("isa cap %s=%s: isa %s, the references' bits; %d of 4 SIMD kernels differ from them\n", env[_i][0],
+           env[_i][1], mi_isa_name(mi_cpu_isa()), differs);
+    if (simd()) ck_assert_int_gt(differs, 0);
+    mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
+    mi_free_aligned(l); mi_free_aligned(r); mi_free_aligned(f);
 }
 END_TEST
 
@@ -925,6 +1015,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, matmul_matches_torch);
     tcase_add_test(tc, linear_matmul_fast_vs_ref);
     tcase_add_test(tc, linear_threads_same_bits);
+    tcase_add_loop_test(tc, isa_cap_keeps_references, 0, 3);
     tcase_add_test(tc, graph_matches_torch);
     tcase_add_test(tc, graph_threads_same_bits);
     suite_add_tcase(s, tc);
