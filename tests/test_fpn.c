@@ -19,8 +19,8 @@
  * The discrete decisions between these stages (top-k per level, NMS, thresholds, the LevelMapper's
  * floor, the post-NMS and detections-per-image cuts) are made on values that two correct float32
  * engines compute a few ulps apart; tests/ref_fpn.py replays each decision on torchvision's values
- * and uses only seeds where every one has a margin well beyond those errors (its docstring has the
- * bounds), so "the same set" is a fair demand.
+ * and uses only seeds where none can flip within error bounds of one to three times the largest
+ * errors measured here (its docstring has them), so "the same set" is a fair demand.
  * Also: the same bits for 1, 2 and 4 threads, each image alone equals it in a batch, and the
  * metadata refusals. */
 #include "tests/mi_test.h"
