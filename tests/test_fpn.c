@@ -21,8 +21,8 @@
  * engines compute a few ulps apart; tests/ref_fpn.py replays each decision on torchvision's values
  * and uses only seeds where none can flip within error bounds of one to three times the largest
  * errors measured here (its docstring has them), so "the same set" is a fair demand.
- * Also: the same bits for 1, 2 and 4 threads, each image alone equals it in a batch, and the
- * metadata refusals. */
+ * Also: the same bits for 1, 2 and 4 threads, each image alone equals it in a batch, stages kept
+ * by name, and the metadata refusals. */
 #include "tests/mi_test.h"
 #include "medinfer.h"
 #include "ops/cpu.h"
@@ -251,8 +251,8 @@ START_TEST(same_bits_any_threads_and_batch)
 END_TEST
 
 /* Metadata a fasterrcnn_fpn refuses, each naming the blob and the key (blobs of metadata only:
- * the configuration is read before any tensor). */
-START_TEST(refusals)
+ * the configuration is read before any tensor); a small image; outputs by name. */
+START_TEST(refusals_and_outputs)
 {
     static const struct { const char *blob, *says; } bad[] = {
         { "fpn_bad_anchors.safetensors", "'anchors'" },
@@ -280,6 +280,23 @@ START_TEST(refusals)
     ck_assert_int_ge(mi_session_detections(s, 0, NULL, 0), 0);
     ck_assert_int_eq(mi_session_detections(s, 1, NULL, 0), -1);
     mi_session_destroy(s);
+    /* any stage can be kept by name (33x47 resizes to 160x227, padded to 160x256: 'pool' is 3x4),
+     * a name the network does not have is refused */
+    static const char *const keep[] = { "fpn.pool", "rpn.objectness.pool", "box_roi_pool.level" };
+    ck_assert_msg(mi_session_create_outputs(&s, m, (int64_t[4]){ 1, 3, 33, 47 }, 1, keep, 3) == MI_OK, "%s",
+                  mi_last_error());
+    ck_assert_int_eq(mi_session_run(s, x), MI_OK);
+    int64_t shape[4];
+    ck_assert_ptr_nonnull(mi_session_output(s, "fpn.pool", shape));
+    ck_assert(shape[0] == 1 && shape[1] == 256 && shape[2] == 3 && shape[3] == 4);
+    ck_assert_ptr_nonnull(mi_session_output(s, "rpn.objectness.pool", shape));
+    ck_assert(shape[1] == 6 && shape[2] == 3 && shape[3] == 4);   /* 2 sizes x 3 ratios */
+    ck_assert_ptr_nonnull(mi_session_output(s, "box_roi_pool.level", shape));
+    ck_assert_int_eq(shape[0], 100);                              /* post_nms_top_n rows */
+    mi_session_destroy(s);
+    static const char *const nosuch[] = { "fpn.5" };
+    ck_assert_int_eq(mi_session_create_outputs(&s, m, (int64_t[4]){ 1, 3, 33, 47 }, 1, nosuch, 1), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "no output 'fpn.5'"));
     mi_model_close(m);
 }
 END_TEST
@@ -291,7 +308,7 @@ static Suite *suite(void) {
     tcase_add_test(t, r50_fpn_matches_torchvision);
     tcase_add_test(t, r18_fpn_matches_torchvision);
     tcase_add_test(t, same_bits_any_threads_and_batch);
-    tcase_add_test(t, refusals);
+    tcase_add_test(t, refusals_and_outputs);
     suite_add_tcase(s, t);
     return s;
 }
