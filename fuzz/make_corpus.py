@@ -87,6 +87,10 @@ def safetensors():
     put("safetensors", "ok_detector_sizes_ratios", blob_bytes({}, {
         "arch": "fasterrcnn_c4", "anchor_sizes": "[32, 64, 128]", "anchor_ratios": "[0.5, 1, 2]",
         "image_mean": "[0.485, 0.456, 0.406]", "image_std": "[0.229, 0.224, 0.225]"}))
+    put("safetensors", "ok_detector_fpn", blob_bytes({}, {
+        "arch": "fasterrcnn_fpn", "backbone": "resnet18", "anchor_sizes": "[[32, 40], [64, 80], [128, 160], "
+        "[256, 320], [512, 640]]", "anchor_ratios": "[0.5, 1, 2]", "roi_canonical_scale": "112",
+        "roi_canonical_level": "4", "bn_eps": "0.0", "min_size": "512", "max_size": "640"}))
     # unpadded header: the tensors start at odd offsets and are copied to aligned memory
     put("safetensors", "ok_unaligned", raw_blob(
         {"u": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},

@@ -61,7 +61,8 @@ static inline int mi_mul_overflows(size_t a, size_t b, size_t *out) {
 
 /* ---- models ---------------------------------------------------------------------------------
  * A blob (safetensors, see README) is opened by the network its metadata 'arch' names: resnet18,
- * resnet50, fasterrcnn_c4 (a detector: torchvision's FasterRCNN on a ResNet C4 backbone), vnet2d,
+ * resnet50, fasterrcnn_c4 and fasterrcnn_fpn (detectors: torchvision's FasterRCNN on a ResNet C4
+ * backbone, or on a ResNet with a feature pyramid as fasterrcnn_resnet50_fpn), vnet2d,
  * vnet3d (the V-Net of tools/vnet_ref.py, for tiles or volumes: outputs "seg" (N, 2, [D,] H, W)
  * softmax probabilities, channel 1 = lesion; "features" (N, feature_dim); "tile_logits"
  * (N, num_classes)), depthnet and segnet (the depth estimator and the depth-guided U-Net of

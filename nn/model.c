@@ -47,7 +47,8 @@ static void resnet_free(void *net) { mi_resnet_free(net); }
 
 static const char *const detector_outputs[] = { "detections", "detections.count" };
 
-/* A detector's weights are packed for an image its transform resizes to min_size square. */
+/* A detector (fasterrcnn_c4 or fasterrcnn_fpn; nn/rcnn.c reads which from 'arch') is packed for
+ * an image its transform resizes to min_size square. */
 static mi_status rcnn_load(void **net, const mi_weights *w, const char *arch, int64_t in_h, int64_t in_w,
                            int *num_classes, int *channels, const char *const **outputs, int *noutputs) {
     (void)arch, (void)in_h, (void)in_w;
@@ -134,11 +135,12 @@ static mi_status segnet_load(void **net, const mi_weights *w, const char *arch, 
 static mi_tensor segnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) { return mi_segnet_forward(net, c, x); }
 static void segnet_free(void *net) { mi_segnet_free(net); }
 
-#define ARCH_NAMES "resnet18, resnet50, fasterrcnn_c4, vnet2d, vnet3d, depthnet, segnet"
+#define ARCH_NAMES "resnet18, resnet50, fasterrcnn_c4, fasterrcnn_fpn, vnet2d, vnet3d, depthnet, segnet"
 static const nn_arch archs[] = {
     { "resnet18", resnet_load, resnet_forward, resnet_free, 2, 0 },
     { "resnet50", resnet_load, resnet_forward, resnet_free, 2, 0 },
     { "fasterrcnn_c4", rcnn_load, rcnn_forward, rcnn_free, 2, 0 },
+    { "fasterrcnn_fpn", rcnn_load, rcnn_forward, rcnn_free, 2, 0 },
     { "vnet2d", vnet_load, vnet_forward, vnet_free, 2, 512 },
     { "vnet3d", vnet_load, vnet_forward, vnet_free, 3, 512 },
     { "depthnet", depthnet_load, depthnet_forward, depthnet_free, 2, 192 },

@@ -1,6 +1,7 @@
-/* nn/rcnn.c - torchvision's FasterRCNN (eval mode) on a ResNet C4 backbone. The forward below
- * follows GeneralizedRCNN.forward step by step: transform, backbone, rpn, roi_heads,
- * transform.postprocess; each step names the torchvision function whose arithmetic it repeats.
+/* nn/rcnn.c - torchvision's FasterRCNN (eval mode) on a ResNet C4 or FPN backbone. The forward
+ * below follows GeneralizedRCNN.forward step by step: transform, backbone (+ FPN), rpn,
+ * roi_heads, transform.postprocess; each step names the torchvision function whose arithmetic
+ * it repeats.
  *
  * Every size a step allocates is its maximum (pre/post-NMS top-n, detections per image), never a
  * count that depends on the data: the session's plan is made once, before any image is seen. */
@@ -13,6 +14,7 @@
 #include "ops/box.h"
 #include "ops/linear.h"
 #include "ops/nms.h"
+#include "ops/pool.h"
 #include "ops/resize.h"
 #include "ops/roi.h"
 
@@ -22,11 +24,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FPN_MAPS 4   /* the FPN's maps from layer1..layer4; LastLevelMaxPool adds the fifth */
+
+/* the feature maps' names in torchvision's OrderedDict (and in our marks) */
+static const char *const map_name[MI_RCNN_MAX_LEVELS] = { "0", "1", "2", "3", "pool" };
+
 struct mi_rcnn {
     mi_rcnn_config cfg;
     mi_resnet   *backbone;
-    int64_t      feat_c;
-    mi_conv      rpn_conv, rpn_cls, rpn_bbox;   /* RPNHead */
+    int64_t      feat_c;                        /* channels of the maps the RPN and RoIs read */
+    mi_conv      fpn_inner[FPN_MAPS], fpn_layer[FPN_MAPS];   /* FeaturePyramidNetwork */
+    /* RPNHead, shared by the levels; one packing per level, each for that map's size */
+    mi_conv      rpn_conv[MI_RCNN_MAX_LEVELS], rpn_cls[MI_RCNN_MAX_LEVELS], rpn_bbox[MI_RCNN_MAX_LEVELS];
     nn_linear    fc6, fc7, cls, bbox;           /* TwoMLPHead + FastRCNNPredictor */
     int          num_classes;
 };
@@ -81,24 +90,60 @@ static mi_status meta_numbers(const mi_weights *w, const char *key, float *out, 
     return MI_OK;
 }
 
+/* FPN 'anchor_sizes': one entry per level, each a positive number (torchvision's ((32,), (64,),
+ * ...)) or an array of positive numbers, as many on every level (the RPN head is shared, so every
+ * level has the same anchors per position). */
+static mi_status fpn_anchor_sizes(const mi_weights *w, float sizes[MI_RCNN_MAX_LEVELS][MI_RCNN_MAX_ANCHORS],
+                                  int *per_level) {
+    const char *v = mi_weights_meta(w, "anchor_sizes");
+    cJSON *a = cJSON_Parse(v);
+    bool ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == MI_RCNN_MAX_LEVELS;
+    int m = -1;
+    for (int l = 0; ok && l < MI_RCNN_MAX_LEVELS; l++) {
+        const cJSON *e = cJSON_GetArrayItem(a, l);
+        const int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : 1;
+        ok = n >= 1 && n <= MI_RCNN_MAX_ANCHORS && (m < 0 || n == m);
+        m = n;
+        for (int i = 0; ok && i < n; i++) {
+            const cJSON *y = cJSON_IsArray(e) ? cJSON_GetArrayItem(e, i) : e;
+            ok = cJSON_IsNumber(y) && y->valuedouble > 0 && y->valuedouble < 1e5;
+            if (ok) sizes[l][i] = (float)y->valuedouble;
+        }
+    }
+    cJSON_Delete(a);
+    if (!ok)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'anchor_sizes' = '%.60s' is not a JSON array of %d levels, each "
+                       "a positive number or an array of 1..%d positive numbers (as many on every level)", w->path,
+                       v, MI_RCNN_MAX_LEVELS, MI_RCNN_MAX_ANCHORS);
+    *per_level = m;
+    return MI_OK;
+}
+
 mi_status mi_rcnn_config_from_blob(mi_rcnn_config *r, const mi_weights *w, int in_channels) {
     mi_status st;
     memset(r, 0, sizeof *r);
+    const char *arch = mi_weights_meta(w, "arch");
+    r->fpn = arch && !strcmp(arch, "fasterrcnn_fpn");
+    r->nlevels = r->fpn ? MI_RCNN_MAX_LEVELS : 1;
     if (in_channels < 1 || in_channels > MI_RCNN_MAX_CHANNELS)
         return MI_FAIL(MI_ERR_ARG, "%s: %d input channels, 1..%d supported", w->path, in_channels, MI_RCNN_MAX_CHANNELS);
     r->in_c = in_channels;
     r->min_size = 800, r->max_size = 1333;
     r->pre_nms = 1000, r->post_nms = 1000, r->rpn_nms = 0.7, r->rpn_score = 0.0f;
-    r->roi_out = 7, r->roi_sampling = 2;
+    r->roi_out = 7, r->roi_sampling = 2, r->roi_scale0 = 224, r->roi_level0 = 4;
     r->box_score = 0.05f, r->box_nms = 0.5, r->dets = 100;
+    r->bn_eps = 1e-5;
     if ((st = meta_int(w, "min_size", 1, 8192, &r->min_size)) || (st = meta_int(w, "max_size", 1, 8192, &r->max_size)) ||
         (st = meta_int(w, "rpn_pre_nms_top_n", 1, 100000, &r->pre_nms)) ||
         (st = meta_int(w, "rpn_post_nms_top_n", 1, 100000, &r->post_nms)) ||
         (st = meta_prob_d(w, "rpn_nms_thresh", &r->rpn_nms)) || (st = meta_prob(w, "rpn_score_thresh", &r->rpn_score)) ||
         (st = meta_int(w, "roi_output_size", 1, 64, &r->roi_out)) ||
         (st = meta_int(w, "roi_sampling_ratio", -1, 64, &r->roi_sampling)) ||
+        (st = meta_int(w, "roi_canonical_scale", 1, 65536, &r->roi_scale0)) ||
+        (st = meta_int(w, "roi_canonical_level", 0, 64, &r->roi_level0)) ||
         (st = meta_prob(w, "box_score_thresh", &r->box_score)) || (st = meta_prob_d(w, "box_nms_thresh", &r->box_nms)) ||
-        (st = meta_int(w, "box_detections_per_img", 1, 100000, &r->dets)))
+        (st = meta_int(w, "box_detections_per_img", 1, 100000, &r->dets)) ||
+        (st = meta_prob_d(w, "bn_eps", &r->bn_eps)))
         return st;
     /* image_mean / image_std: one per input channel, torchvision's ImageNet values by default */
     static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f }, imagenet_std[3] = { 0.229f, 0.224f, 0.225f };
@@ -108,14 +153,33 @@ mi_status mi_rcnn_config_from_blob(mi_rcnn_config *r, const mi_weights *w, int i
     for (int c = 0; c < r->in_c; c++)
         if (!(r->std[c] > 0))
             return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'image_std' has %g, expected > 0", w->path, r->std[c]);
+    float ratios[MI_RCNN_MAX_ANCHORS] = { 0.5f, 1.0f, 2.0f };
+    int nr = 3;
+    if (r->fpn) {   /* AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5) */
+        if (mi_weights_meta(w, "anchors"))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'anchors' ((w, h) boxes at one level) is for fasterrcnn_c4; "
+                           "a fasterrcnn_fpn takes 'anchor_sizes' per level and 'anchor_ratios'", w->path);
+        float sizes[MI_RCNN_MAX_LEVELS][MI_RCNN_MAX_ANCHORS] = { { 32 }, { 64 }, { 128 }, { 256 }, { 512 } };
+        int ns = 1;
+        if (mi_weights_meta(w, "anchor_sizes") && (st = fpn_anchor_sizes(w, sizes, &ns))) return st;
+        if (mi_weights_meta(w, "anchor_ratios") &&
+            (st = meta_numbers(w, "anchor_ratios", ratios, MI_RCNN_MAX_ANCHORS, false, &nr)))
+            return st;
+        if (ns * nr > MI_RCNN_MAX_ANCHORS)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: %d anchor sizes x %d ratios per level is more than %d anchors per "
+                           "position", w->path, ns, nr, MI_RCNN_MAX_ANCHORS);
+        for (int l = 0; l < r->nlevels; l++) mi_anchor_cells(r->cell[l], sizes[l], ns, ratios, nr);
+        r->ncell = ns * nr;
+        return MI_OK;
+    }
     /* anchors: given (w, h) boxes, or the product of sizes and aspect ratios */
     if (mi_weights_meta(w, "anchors")) {
         float wh[MI_RCNN_MAX_ANCHORS][2];
         if ((st = meta_numbers(w, "anchors", &wh[0][0], MI_RCNN_MAX_ANCHORS, true, &r->ncell))) return st;
-        mi_anchor_cells_wh(r->cell, (const float (*)[2])wh, r->ncell);
+        mi_anchor_cells_wh(r->cell[0], (const float (*)[2])wh, r->ncell);
     } else {
-        float sizes[MI_RCNN_MAX_ANCHORS] = { 32, 64, 128, 256, 512 }, ratios[MI_RCNN_MAX_ANCHORS] = { 0.5f, 1.0f, 2.0f };
-        int ns = 5, nr = 3;
+        float sizes[MI_RCNN_MAX_ANCHORS] = { 32, 64, 128, 256, 512 };
+        int ns = 5;
         if (mi_weights_meta(w, "anchor_sizes") && (st = meta_numbers(w, "anchor_sizes", sizes, MI_RCNN_MAX_ANCHORS, false, &ns)))
             return st;
         if (mi_weights_meta(w, "anchor_ratios") && (st = meta_numbers(w, "anchor_ratios", ratios, MI_RCNN_MAX_ANCHORS, false, &nr)))
@@ -123,7 +187,7 @@ mi_status mi_rcnn_config_from_blob(mi_rcnn_config *r, const mi_weights *w, int i
         if (ns * nr > MI_RCNN_MAX_ANCHORS)
             return MI_FAIL(MI_ERR_FORMAT, "%s: %d anchor sizes x %d ratios is more than %d anchors per position",
                            w->path, ns, nr, MI_RCNN_MAX_ANCHORS);
-        mi_anchor_cells(r->cell, sizes, ns, ratios, nr);
+        mi_anchor_cells(r->cell[0], sizes, ns, ratios, nr);
         r->ncell = ns * nr;
     }
     return MI_OK;
@@ -141,6 +205,62 @@ static mi_status find2(const mi_weights *w, const char *name, int64_t *rows, int
     return MI_OK;
 }
 
+/* RPNHead (rpn.head.conv.0.0, cls_logits, bbox_pred) packed for level l's map of fh x fw */
+static mi_status load_rpn_head(mi_rcnn *r, const mi_weights *w, int l, int64_t fh, int64_t fw) {
+    const int64_t A = r->cfg.ncell;
+    mi_conv_desc d = mi_conv2d_desc(r->feat_c, r->feat_c, 3, 1, 1, 1);
+    d.in_size[1] = fh, d.in_size[2] = fw;
+    mi_status st = nn_load_conv(&r->rpn_conv[l], w, "rpn.head.conv.0.0", &d, true);
+    if (st) return st;
+    d = mi_conv2d_desc(r->feat_c, A, 1, 1, 0, 1);
+    d.in_size[1] = fh, d.in_size[2] = fw;
+    if ((st = nn_load_conv(&r->rpn_cls[l], w, "rpn.head.cls_logits", &d, true))) return st;
+    d = mi_conv2d_desc(r->feat_c, 4 * A, 1, 1, 0, 1);
+    d.in_size[1] = fh, d.in_size[2] = fw;
+    return nn_load_conv(&r->rpn_bbox[l], w, "rpn.head.bbox_pred", &d, true);
+}
+
+static int64_t conv_out(int64_t n, int64_t k, int64_t s, int64_t p) { return (n + 2 * p - k) / s + 1; }
+
+/* BackboneWithFPN (resnet_fpn_backbone: returned layers 1..4, LastLevelMaxPool) and the RPN head
+ * per level, packed for the padded batch of an rh x rw resized image. The FPN's width is its
+ * inner_blocks' (torchvision fixes 256); layer i's channels are layer4's / 2^(3-i), as
+ * _resnet_fpn_extractor computes in_channels_list. */
+static mi_status load_fpn(mi_rcnn *r, const mi_weights *w, const char *bb, int64_t rh, int64_t rw) {
+    const int64_t ph = (rh + 31) / 32 * 32, pw = (rw + 31) / 32 * 32;
+    mi_status st = mi_resnet_load_eps(&r->backbone, w, bb, "backbone.body.", 4, false, ph, pw, r->cfg.bn_eps);
+    if (st) return st;
+    if (mi_resnet_in_channels(r->backbone) != r->cfg.in_c)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: backbone conv1 has an unexpected input", w->path);
+    const char *inner0 = "backbone.fpn.inner_blocks.0.0.weight";
+    const mi_blob_tensor *t = mi_weights_find(w, inner0);
+    if (!t)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is missing (a fasterrcnn_fpn has a feature pyramid)", w->path,
+                       inner0);
+    if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 4096)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' must be [channels (1..4096), in, 1, 1]", w->path, inner0);
+    r->feat_c = t->shape[0];
+    int64_t h[MI_RCNN_MAX_LEVELS], wd[MI_RCNN_MAX_LEVELS];
+    h[0] = conv_out(conv_out(ph, 7, 2, 3), 3, 2, 1), wd[0] = conv_out(conv_out(pw, 7, 2, 3), 3, 2, 1);   /* layer1 */
+    for (int i = 1; i < FPN_MAPS; i++) h[i] = conv_out(h[i - 1], 3, 2, 1), wd[i] = conv_out(wd[i - 1], 3, 2, 1);
+    h[FPN_MAPS] = conv_out(h[FPN_MAPS - 1], 1, 2, 0), wd[FPN_MAPS] = conv_out(wd[FPN_MAPS - 1], 1, 2, 0);
+    const int64_t c5 = mi_resnet_out_channels(r->backbone);
+    for (int i = 0; i < FPN_MAPS; i++) {
+        char name[64];
+        mi_conv_desc d = mi_conv2d_desc(c5 >> (FPN_MAPS - 1 - i), r->feat_c, 1, 1, 0, 1);
+        d.in_size[1] = h[i], d.in_size[2] = wd[i];
+        snprintf(name, sizeof name, "backbone.fpn.inner_blocks.%d.0", i);
+        if ((st = nn_load_conv(&r->fpn_inner[i], w, name, &d, true))) return st;
+        d = mi_conv2d_desc(r->feat_c, r->feat_c, 3, 1, 1, 1);
+        d.in_size[1] = h[i], d.in_size[2] = wd[i];
+        snprintf(name, sizeof name, "backbone.fpn.layer_blocks.%d.0", i);
+        if ((st = nn_load_conv(&r->fpn_layer[i], w, name, &d, true))) return st;
+    }
+    for (int l = 0; l < MI_RCNN_MAX_LEVELS; l++)
+        if ((st = load_rpn_head(r, w, l, h[l], wd[l]))) return st;
+    return MI_OK;
+}
+
 static mi_status load(mi_rcnn *r, const mi_weights *w, int64_t in_h, int64_t in_w) {
     const char *bb = mi_weights_meta(w, "backbone");
     if (!bb) return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'backbone' is missing (resnet18, resnet50)", w->path);
@@ -149,22 +269,19 @@ static mi_status load(mi_rcnn *r, const mi_weights *w, int64_t in_h, int64_t in_
     if (st) return st;
     /* the backbone sees the resized image: pack its convolutions for that size */
     const double s = fmin((double)r->cfg.min_size / (double)fmin(in_h, in_w), (double)r->cfg.max_size / (double)fmax(in_h, in_w));
-    const int64_t rh = (int64_t)floor((double)in_h * s), rw = (int64_t)floor((double)in_w * s);
-    if ((st = mi_resnet_load(&r->backbone, w, bb, "backbone.body.", 3, false, rh > 0 ? rh : 1, rw > 0 ? rw : 1)))
-        return st;
-    if (mi_resnet_in_channels(r->backbone) != r->cfg.in_c)
-        return MI_FAIL(MI_ERR_SHAPE, "%s: backbone conv1 has an unexpected input", w->path);
-    r->feat_c = mi_resnet_out_channels(r->backbone);
-    const int64_t fh = (rh + 15) / 16, fw = (rw + 15) / 16, A = r->cfg.ncell;
-    mi_conv_desc d = mi_conv2d_desc(r->feat_c, r->feat_c, 3, 1, 1, 1);
-    d.in_size[1] = fh, d.in_size[2] = fw;
-    if ((st = nn_load_conv(&r->rpn_conv, w, "rpn.head.conv.0.0", &d, true))) return st;
-    d = mi_conv2d_desc(r->feat_c, A, 1, 1, 0, 1);
-    d.in_size[1] = fh, d.in_size[2] = fw;
-    if ((st = nn_load_conv(&r->rpn_cls, w, "rpn.head.cls_logits", &d, true))) return st;
-    d = mi_conv2d_desc(r->feat_c, 4 * A, 1, 1, 0, 1);
-    d.in_size[1] = fh, d.in_size[2] = fw;
-    if ((st = nn_load_conv(&r->rpn_bbox, w, "rpn.head.bbox_pred", &d, true))) return st;
+    int64_t rh = (int64_t)floor((double)in_h * s), rw = (int64_t)floor((double)in_w * s);
+    rh = rh > 0 ? rh : 1, rw = rw > 0 ? rw : 1;
+    if (r->cfg.fpn) {
+        if ((st = load_fpn(r, w, bb, rh, rw))) return st;
+    } else {
+        if ((st = mi_resnet_load_eps(&r->backbone, w, bb, "backbone.body.", 3, false, rh, rw, r->cfg.bn_eps)))
+            return st;
+        if (mi_resnet_in_channels(r->backbone) != r->cfg.in_c)
+            return MI_FAIL(MI_ERR_SHAPE, "%s: backbone conv1 has an unexpected input", w->path);
+        r->feat_c = mi_resnet_out_channels(r->backbone);
+        const int64_t fh = (rh + 15) / 16, fw = (rw + 15) / 16;
+        if ((st = load_rpn_head(r, w, 0, fh, fw))) return st;
+    }
     int64_t rep, in6, nc, nb, in_cls, in_box;
     if ((st = find2(w, "roi_heads.box_head.fc6.weight", &rep, &in6)) ||
         (st = find2(w, "roi_heads.box_predictor.cls_score.weight", &nc, &in_cls)) ||
@@ -213,9 +330,15 @@ mi_status mi_rcnn_load(mi_rcnn **out, const mi_weights *w, int64_t in_h, int64_t
 void mi_rcnn_free(mi_rcnn *r) {
     if (!r) return;
     mi_resnet_free(r->backbone);
-    mi_conv_free(&r->rpn_conv);
-    mi_conv_free(&r->rpn_cls);
-    mi_conv_free(&r->rpn_bbox);
+    for (int i = 0; i < FPN_MAPS; i++) {
+        mi_conv_free(&r->fpn_inner[i]);
+        mi_conv_free(&r->fpn_layer[i]);
+    }
+    for (int l = 0; l < MI_RCNN_MAX_LEVELS; l++) {
+        mi_conv_free(&r->rpn_conv[l]);
+        mi_conv_free(&r->rpn_cls[l]);
+        mi_conv_free(&r->rpn_bbox[l]);
+    }
     free(r);
 }
 
@@ -279,52 +402,75 @@ static void *carve(unsigned char **p, size_t bytes) {
 
 static float sigmoidf(float x) { return 1.0f / (1.0f + mi_expf(-x)); }
 
-/* RegionProposalNetwork.filter_proposals for image n: top-n by objectness over all anchors (one
- * feature map, one level), decode, clip, remove small, score threshold, NMS, keep post_nms_top_n.
- * obj: (A, fh, fw) logits, del: (4A, fh, fw) deltas of this image; anchors in (y, x, a) order. */
-static int64_t propose(const mi_rcnn *r, const float *obj, const float *del, const float (*anchors)[4],
-                       int64_t fh, int64_t fw, int64_t oh, int64_t ow, float (*out)[4], unsigned char *scratch) {
-    const int64_t A = r->cfg.ncell, hw = fh * fw, total = hw * A;
-    const int64_t k = total < r->cfg.pre_nms ? total : r->cfg.pre_nms;
+/* One level of one image as the RPN sees it: obj (A, h, w) logits, del (4A, h, w) deltas, and
+ * the level's anchors in (y, x, a) order, hw = h * w positions. */
+typedef struct {
+    const float *obj, *del;
+    const float (*anchors)[4];
+    int64_t hw;
+} rpn_level;
+
+/* RegionProposalNetwork.filter_proposals for one image: per level, the top pre_nms_top_n anchors
+ * by objectness (_get_top_n_idx), decoded; then over all levels together: clip, remove small,
+ * score threshold, NMS per level (batched_nms with the level as category), keep post_nms_top_n. */
+static int64_t propose(const mi_rcnn *r, const rpn_level *lv, int nl, int64_t oh, int64_t ow, float (*out)[4],
+                       unsigned char *scratch) {
+    const int64_t A = r->cfg.ncell;
     const mi_box_coder bc = mi_box_coder_default(1.0f, 1.0f, 1.0f, 1.0f);
-    const int64_t P = r->cfg.pre_nms;
-    float *logit = carve(&scratch, (size_t)total * sizeof(float));   /* (y, x, a) order */
-    int64_t *idx = carve(&scratch, (size_t)P * sizeof(int64_t));
-    float (*box)[4] = carve(&scratch, (size_t)P * sizeof *box);
-    float *score = carve(&scratch, (size_t)P * sizeof(float));
-    int64_t *keep = carve(&scratch, (size_t)P * sizeof(int64_t));
-    int64_t *zero = carve(&scratch, (size_t)P * sizeof(int64_t));   /* every proposal is on level 0 */
-    void *work = scratch;
-    for (int64_t a = 0; a < A; a++)
-        for (int64_t p = 0; p < hw; p++) logit[p * A + a] = obj[a * hw + p];
-    mi_topk(idx, logit, total, k, work);
-    for (int64_t i = 0; i < k; i++) {
-        const int64_t j = idx[i], p = j / A, a = j % A;
-        float rel[1][4];
-        for (int q = 0; q < 4; q++) rel[0][q] = del[(a * 4 + q) * hw + p];
-        mi_box_decode((float (*)[4])box[i], (const float (*)[4])rel, &anchors[j], 1, &bc);
-        score[i] = sigmoidf(logit[j]);
+    int64_t most = 0, cand = 0;
+    for (int l = 0; l < nl; l++) {
+        const int64_t total = lv[l].hw * A;
+        most = total > most ? total : most;
+        cand += total < r->cfg.pre_nms ? total : r->cfg.pre_nms;
     }
-    mi_box_clip(box, k, (float)oh, (float)ow);
-    int64_t n = mi_box_remove_small(keep, (const float (*)[4])box, k, 1e-3f);
+    float *logit = carve(&scratch, (size_t)most * sizeof(float));   /* one level, (y, x, a) order */
+    int64_t *idx = carve(&scratch, (size_t)r->cfg.pre_nms * sizeof(int64_t));
+    float (*box)[4] = carve(&scratch, (size_t)cand * sizeof *box);
+    float *score = carve(&scratch, (size_t)cand * sizeof(float));
+    int64_t *keep = carve(&scratch, (size_t)cand * sizeof(int64_t));
+    int64_t *level = carve(&scratch, (size_t)cand * sizeof(int64_t));
+    void *work = scratch;
     int64_t m = 0;
+    for (int l = 0; l < nl; l++) {
+        const int64_t hw = lv[l].hw, total = hw * A, k = total < r->cfg.pre_nms ? total : r->cfg.pre_nms;
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t p = 0; p < hw; p++) logit[p * A + a] = lv[l].obj[a * hw + p];
+        mi_topk(idx, logit, total, k, work);
+        for (int64_t i = 0; i < k; i++, m++) {
+            const int64_t j = idx[i], p = j / A, a = j % A;
+            float rel[1][4];
+            for (int q = 0; q < 4; q++) rel[0][q] = lv[l].del[(a * 4 + q) * hw + p];
+            mi_box_decode((float (*)[4])box[m], (const float (*)[4])rel, &lv[l].anchors[j], 1, &bc);
+            score[m] = sigmoidf(logit[j]);
+            level[m] = l;
+        }
+    }
+    mi_box_clip(box, m, (float)oh, (float)ow);
+    int64_t n = mi_box_remove_small(keep, (const float (*)[4])box, m, 1e-3f);
+    m = 0;
     for (int64_t i = 0; i < n; i++)                          /* compact, then score >= threshold */
         if (score[keep[i]] >= r->cfg.rpn_score) {
             memmove(box[m], box[keep[i]], sizeof box[0]);
             score[m] = score[keep[i]];
-            zero[m++] = 0;
+            level[m++] = level[keep[i]];
         }
-    n = mi_batched_nms(keep, (const float (*)[4])box, score, zero, m, r->cfg.rpn_nms, work);
+    n = mi_batched_nms(keep, (const float (*)[4])box, score, level, m, r->cfg.rpn_nms, work);
     if (n > r->cfg.post_nms) n = r->cfg.post_nms;
     for (int64_t i = 0; i < n; i++) memcpy(out[i], box[keep[i]], sizeof out[0]);
     return n;
 }
 
-static size_t propose_scratch(const mi_rcnn *r, int64_t total) {
-    const int64_t k = r->cfg.pre_nms;
-    size_t work = mi_topk_scratch_bytes(total);
-    if (mi_batched_nms_scratch_bytes(k) > work) work = mi_batched_nms_scratch_bytes(k);
-    return (size_t)total * sizeof(float) + (size_t)k * (sizeof(int64_t) * 3 + sizeof(float) * 5) + work + 6 * CARVE_ALIGN;
+static size_t propose_scratch(const mi_rcnn *r, const int64_t *hw, int nl) {
+    const int64_t A = r->cfg.ncell, P = r->cfg.pre_nms;
+    int64_t most = 0, cand = 0;
+    for (int l = 0; l < nl; l++) {
+        most = hw[l] * A > most ? hw[l] * A : most;
+        cand += hw[l] * A < P ? hw[l] * A : P;
+    }
+    size_t work = mi_topk_scratch_bytes(most);
+    if (mi_batched_nms_scratch_bytes(cand) > work) work = mi_batched_nms_scratch_bytes(cand);
+    return (size_t)most * sizeof(float) + (size_t)P * sizeof(int64_t) +
+           (size_t)cand * (sizeof(int64_t) * 2 + sizeof(float) * 5) + work + 7 * CARVE_ALIGN;
 }
 
 /* RoIHeads.postprocess_detections + GeneralizedRCNNTransform.postprocess for one image: decode
@@ -381,6 +527,60 @@ static size_t detect_scratch(const mi_rcnn *r, int64_t K) {
  * must agree (torchvision asserts it). */
 static float roi_scale(int64_t feat, int64_t img) { return exp2f(roundf(log2f((float)feat / (float)img))); }
 
+/* MultiScaleRoIAlign's _infer_scale as torchvision 0.14 computes it for the FPN's maps: from the
+ * heights alone (possible_scales[0]), float(feature) / float(image) in double, then log2 in float32
+ * and torch.round (half to even). */
+static float fpn_scale(int64_t feat, int64_t img) {
+    return exp2f(rintf(log2f((float)((double)feat / (double)img))));
+}
+
+/* LevelMapper for one box: floor(level0 + log2(sqrt(area) / scale0) + 1e-6) in float32, in torch's
+ * order (canonical level 4, scale 224 by default), clamped to [k_min, k_max], less k_min.
+ * torch.log2 is SLEEF's log2f in the vector body of the loop and std::log2 in its tail; both are
+ * within an ulp of glibc's log2f here, and the floor only moves when the sum sits within an ulp of
+ * an integer. */
+static int fpn_level(const mi_rcnn *r, const float *b, int k_min, int k_max) {
+    const float area = (b[2] - b[0]) * (b[3] - b[1]);                    /* box_area */
+    const float s0 = (float)r->cfg.roi_scale0, l0 = (float)r->cfg.roi_level0;
+    float t = floorf((l0 + log2f(sqrtf(area) / s0)) + 1e-6f);
+    t = t < (float)k_min ? (float)k_min : t > (float)k_max ? (float)k_max : t;   /* torch.clamp */
+    return (int)t - k_min;
+}
+
+/* BackboneWithFPN.forward: the ResNet body keeps layer1..layer4; FeaturePyramidNetwork.forward
+ * from the top: inner = inner_blocks[3](C5), P3 = layer_blocks[3](inner), then for i = 2, 1, 0
+ * inner = inner_blocks[i](C_i) + interpolate(inner, size of C_i, nearest) (the addition done in
+ * the lateral conv's epilogue: conv + bias, then + top-down, torch's order), P_i =
+ * layer_blocks[i](inner); LastLevelMaxPool: 'pool' = max_pool2d(P3, 1, 2, 0). Writes the five
+ * maps to p. */
+static void fpn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *img, mi_tensor p[MI_RCNN_MAX_LEVELS]) {
+    mi_tensor f[5];
+    mi_resnet_forward_feats(r->backbone, c, img, f);
+    nn_free(c, &f[0]);                                    /* the stem: not a pyramid input */
+    mi_tensor inner = nn_conv(c, &r->fpn_inner[FPN_MAPS - 1], &f[FPN_MAPS], NULL, MI_ACT_NONE);
+    nn_free(c, &f[FPN_MAPS]);
+    p[FPN_MAPS - 1] = nn_conv(c, &r->fpn_layer[FPN_MAPS - 1], &inner, NULL, MI_ACT_NONE);
+    for (int i = FPN_MAPS - 2; i >= 0; i--) {
+        if (!nn_ok(c)) return;
+        const int64_t ts[4] = { inner.shape[0], inner.shape[1], f[i + 1].shape[2], f[i + 1].shape[3] };
+        mi_tensor td = nn_alloc(c, 4, ts, "fpn.top_down");
+        if (nn_ok(c) && nn_compute(c)) mi_resize_nearest(&td, &inner, NULL);   /* size=, mode="nearest" */
+        nn_free(c, &inner);
+        inner = nn_conv(c, &r->fpn_inner[i], &f[i + 1], &td, MI_ACT_NONE);
+        nn_free(c, &td);
+        nn_free(c, &f[i + 1]);
+        p[i] = nn_conv(c, &r->fpn_layer[i], &inner, NULL, MI_ACT_NONE);
+    }
+    nn_free(c, &inner);
+    const mi_pool_desc last = mi_pool2d_desc(1, 2, 0);
+    p[FPN_MAPS] = nn_max_pool(c, &last, &p[FPN_MAPS - 1], "fpn.pool");
+    for (int l = 0; l < MI_RCNN_MAX_LEVELS; l++) {
+        char name[16];
+        snprintf(name, sizeof name, "fpn.%s", map_name[l]);
+        nn_mark(c, name, &p[l]);
+    }
+}
+
 mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     if (!nn_ok(c)) return empty();
     if (x->ndim != 4 || x->shape[1] != r->cfg.in_c) {
@@ -394,72 +594,126 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
         nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: a %lldx%lld image resizes to nothing", (long long)H, (long long)W));
         return empty();
     }
-    /* transform and backbone */
+    /* transform and backbone: C4's one map, or the FPN's five */
     mi_tensor img = transform(r, c, x, oh, ow);
     const int64_t ph = img.shape[2], pw = img.shape[3];
-    mi_tensor f = mi_resnet_forward(r->backbone, c, &img);
-    nn_free(c, &img);
-    nn_mark(c, "features", &f);
-    if (!nn_ok(c)) return empty();
-    const int64_t fh = f.shape[2], fw = f.shape[3], A = r->cfg.ncell;
-    const float sh = roi_scale(fh, oh), sw = roi_scale(fw, ow);
-    if (sh != sw) {
-        nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: feature map %lldx%lld does not have one scale on a %lldx%lld "
-                           "image", (long long)fh, (long long)fw, (long long)oh, (long long)ow));
-        return empty();
+    const int nl = r->cfg.nlevels;
+    mi_tensor maps[MI_RCNN_MAX_LEVELS] = { 0 };
+    if (r->cfg.fpn) {
+        fpn_forward(r, c, &img, maps);
+    } else {
+        maps[0] = mi_resnet_forward(r->backbone, c, &img);
+        nn_mark(c, "features", &maps[0]);
     }
-    /* RPNHead */
-    mi_tensor t = nn_conv(c, &r->rpn_conv, &f, NULL, MI_ACT_RELU);
-    mi_tensor obj = nn_conv(c, &r->rpn_cls, &t, NULL, MI_ACT_NONE);
-    mi_tensor del = nn_conv(c, &r->rpn_bbox, &t, NULL, MI_ACT_NONE);
-    nn_free(c, &t);
-    nn_mark(c, "rpn.objectness", &obj);
-    nn_mark(c, "rpn.deltas", &del);
+    nn_free(c, &img);
+    if (!nn_ok(c)) return empty();
+    /* MultiScaleRoIAlign's scales and LevelMapper range (C4: the one map, whose two sides must agree) */
+    const int nroi = r->cfg.fpn ? FPN_MAPS : 1;
+    float scales[FPN_MAPS];
+    int k_min = 0, k_max = 0;
+    if (r->cfg.fpn) {
+        for (int l = 0; l < FPN_MAPS; l++) scales[l] = fpn_scale(maps[l].shape[2], oh);
+        k_min = (int)-log2f(scales[0]), k_max = (int)-log2f(scales[FPN_MAPS - 1]);
+    } else {
+        const int64_t fh = maps[0].shape[2], fw = maps[0].shape[3];
+        scales[0] = roi_scale(fh, oh);
+        if (scales[0] != roi_scale(fw, ow)) {
+            nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: feature map %lldx%lld does not have one scale on a %lldx%lld "
+                               "image", (long long)fh, (long long)fw, (long long)oh, (long long)ow));
+            return empty();
+        }
+    }
+    /* RPNHead on every level: relu(conv), then cls_logits and bbox_pred */
+    const int64_t A = r->cfg.ncell;
+    mi_tensor obj[MI_RCNN_MAX_LEVELS], del[MI_RCNN_MAX_LEVELS];
+    int64_t hw[MI_RCNN_MAX_LEVELS], total = 0;
+    for (int l = 0; l < nl; l++) {
+        mi_tensor t = nn_conv(c, &r->rpn_conv[l], &maps[l], NULL, MI_ACT_RELU);
+        obj[l] = nn_conv(c, &r->rpn_cls[l], &t, NULL, MI_ACT_NONE);
+        del[l] = nn_conv(c, &r->rpn_bbox[l], &t, NULL, MI_ACT_NONE);
+        nn_free(c, &t);
+        if (!nn_ok(c)) return empty();
+        char on[32] = "rpn.objectness", dn[32] = "rpn.deltas";
+        if (r->cfg.fpn) {
+            snprintf(on, sizeof on, "rpn.objectness.%s", map_name[l]);
+            snprintf(dn, sizeof dn, "rpn.deltas.%s", map_name[l]);
+        }
+        nn_mark(c, on, &obj[l]);
+        nn_mark(c, dn, &del[l]);
+        hw[l] = maps[l].shape[2] * maps[l].shape[3];
+        total += hw[l] * A;
+    }
+    if (r->cfg.fpn) nn_free(c, &maps[FPN_MAPS]);   /* 'pool' feeds the RPN only */
     /* AnchorGenerator: strides from the padded batch, as image_list.tensors gives them */
     const int64_t P = r->cfg.post_nms, nmax = N * P;
     const int64_t prop_shape[3] = { N, P, 4 }, count_shape[2] = { N, 1 };
     mi_tensor props = nn_alloc(c, 3, prop_shape, "proposals");
     mi_tensor pcount = nn_alloc(c, 2, count_shape, "proposals.count");
-    const int64_t total = fh * fw * A;
     float (*anchors)[4] = nn_scratch(c, (size_t)total * sizeof *anchors);
-    unsigned char *work = nn_scratch(c, propose_scratch(r, total));
+    unsigned char *work = nn_scratch(c, propose_scratch(r, hw, nl));
     if (nn_ok(c) && nn_compute(c)) {
-        mi_anchor_grid(anchors, (const float (*)[4])r->cfg.cell, (int)A, fh, fw, ph / fh, pw / fw);
+        rpn_level lv[MI_RCNN_MAX_LEVELS];
+        for (int l = 0, at = 0; l < nl; at += (int)(hw[l] * A), l++) {
+            const int64_t fh = maps[l].shape[2], fw = maps[l].shape[3];
+            mi_anchor_grid(anchors + at, (const float (*)[4])r->cfg.cell[l], (int)A, fh, fw, ph / fh, pw / fw);
+            lv[l].anchors = (const float (*)[4])(anchors + at);
+            lv[l].hw = hw[l];
+        }
         memset(props.data, 0, (size_t)mi_tensor_numel(&props) * sizeof(float));
-        for (int64_t n = 0; n < N; n++)
-            pcount.data[n] = (float)propose(r, obj.data + n * A * fh * fw, del.data + n * 4 * A * fh * fw,
-                                            (const float (*)[4])anchors, fh, fw, oh, ow,
-                                            (float (*)[4])(props.data + n * P * 4), work);
+        for (int64_t n = 0; n < N; n++) {
+            for (int l = 0; l < nl; l++) {
+                lv[l].obj = obj[l].data + n * A * hw[l];
+                lv[l].del = del[l].data + n * 4 * A * hw[l];
+            }
+            pcount.data[n] = (float)propose(r, lv, nl, oh, ow, (float (*)[4])(props.data + n * P * 4), work);
+        }
     }
     nn_scratch_free(c, work);
     nn_scratch_free(c, anchors);
-    nn_free(c, &obj);
-    nn_free(c, &del);
+    for (int l = nl - 1; l >= 0; l--) {
+        nn_free(c, &del[l]);
+        nn_free(c, &obj[l]);
+    }
     nn_mark(c, "proposals", &props);
     nn_mark(c, "proposals.count", &pcount);
-    /* MultiScaleRoIAlign on the one feature map: every image's proposals, image by image */
+    /* MultiScaleRoIAlign: every image's proposals, image by image, each from its level's map */
     int64_t K = nmax;
     float (*rois)[5] = nn_scratch(c, (size_t)nmax * sizeof *rois);
+    int *level = nn_scratch(c, (size_t)nmax * sizeof *level);
+    const int64_t lshape[1] = { nmax };
+    mi_tensor roi_level = nn_alloc(c, 1, lshape, "box_roi_pool.level");
     if (nn_ok(c) && nn_compute(c)) {
         K = 0;
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < (int64_t)pcount.data[n]; i++, K++) {
                 rois[K][0] = (float)n;
                 memcpy(&rois[K][1], props.data + (n * P + i) * 4, 4 * sizeof(float));
+                level[K] = r->cfg.fpn ? fpn_level(r, &rois[K][1], k_min, k_max) : 0;
             }
+        for (int64_t i = 0; i < nmax; i++) roi_level.data[i] = i < K ? (float)level[i] : 0.0f;
     }
     const int64_t R = r->cfg.roi_out, pooled_shape[4] = { nmax, r->feat_c, R, R };
     mi_tensor pooled = nn_alloc(c, 4, pooled_shape, "box_roi_pool");
     if (nn_ok(c) && nn_compute(c) && K > 0) {
-        const mi_roi_desc d = { .out_h = R, .out_w = R, .spatial_scale = sh, .sampling_ratio = r->cfg.roi_sampling,
-                                .aligned = false };
+        const mi_roi_desc d = { .out_h = R, .out_w = R, .spatial_scale = scales[0],
+                                .sampling_ratio = r->cfg.roi_sampling, .aligned = false };
         mi_tensor y = pooled;
         y.shape[0] = K;
-        mi_status st = mi_roi_align(&y, &f, (const float (*)[5])rois, K, &d);
+        mi_status st;
+        if (r->cfg.fpn) {
+            const mi_tensor *xs[FPN_MAPS] = { &maps[0], &maps[1], &maps[2], &maps[3] };
+            st = mi_roi_align_levels(&y, xs, scales, nroi, level, (const float (*)[5])rois, K, &d);
+        } else {
+            st = mi_roi_align(&y, &maps[0], (const float (*)[5])rois, K, &d);
+        }
         if (st) nn_fail(c, st);   /* proposals are clipped and finite: only our own bug gets here */
     }
+    nn_scratch_free(c, level);
     nn_scratch_free(c, rois);
-    nn_free(c, &f);
+    for (int l = nroi - 1; l >= 0; l--) nn_free(c, &maps[l]);
+    nn_mark(c, "box_roi_pool", &pooled);
+    nn_mark(c, "box_roi_pool.level", &roi_level);
+    nn_free(c, &roi_level);
     /* TwoMLPHead + FastRCNNPredictor on the K rows that exist */
     const int64_t rep = r->fc6.out, nc = r->num_classes;
     const int64_t s6[2] = { nmax, rep }, sc[2] = { nmax, nc }, sb[2] = { nmax, 4 * nc };

@@ -24,6 +24,7 @@ struct mi_resnet {
     bool      head;
     nn_linear fc;
     int       feat;              /* channels of the last stage: 512 or 2048 (layer4), 256 or 1024 (layer3) */
+    double    bn_eps;            /* of every BatchNorm folded at load */
 };
 
 static const mi_pool_desc stem_pool = { .sp = 2, .k = { 1, 3, 3 }, .stride = { 1, 2, 2 },
@@ -32,16 +33,16 @@ static const mi_pool_desc stem_pool = { .sp = 2, .k = { 1, 3, 3 }, .stride = { 1
 static int64_t out_size(int64_t n, int64_t k, int64_t s, int64_t p) { return (n + 2 * p - k) / s + 1; }
 
 /* "<prefix><conv>" and "<prefix><bn>" as one folded conv, packed for an in_h x in_w input */
-static mi_status conv_bn(const mi_weights *w, mi_conv *c, const char *prefix, const char *conv,
-                         const char *bn, int64_t cin, int64_t cout, int64_t k, int64_t s, int64_t p,
-                         const int64_t in[2]) {
+static mi_status conv_bn(const mi_resnet *r, const mi_weights *w, mi_conv *c, const char *prefix,
+                         const char *conv, const char *bn, int64_t cin, int64_t cout, int64_t k, int64_t s,
+                         int64_t p, const int64_t in[2]) {
     char cn[160], bnn[160];
     snprintf(cn, sizeof cn, "%s%s", prefix, conv);
     snprintf(bnn, sizeof bnn, "%s%s", prefix, bn);
     mi_conv_desc d = mi_conv2d_desc(cin, cout, k, s, p, 1);
     d.in_size[1] = in[0];
     d.in_size[2] = in[1];
-    return nn_load_conv_bn(c, w, cn, bnn, &d, 1e-5);  /* torch's BatchNorm2d eps */
+    return nn_load_conv_bn(c, w, cn, bnn, &d, r->bn_eps);
 }
 
 /* layer<l>.<j>: in is its input H, W, and becomes its output's */
@@ -56,20 +57,20 @@ static mi_status load_block(const mi_resnet *r, const mi_weights *w, block *b, c
     }
     mi_status st;
     if (r->bottleneck) {  /* torchvision Bottleneck: 1x1 -> 3x3 (stride) -> 1x1 (x4) */
-        if ((st = conv_bn(w, &b->conv1, prefix, n[0], n[1], inplanes, planes, 1, 1, 0, in)) ||
-            (st = conv_bn(w, &b->conv2, prefix, n[2], n[3], planes, planes, 3, stride, 1, in)) ||
-            (st = conv_bn(w, &b->conv3, prefix, n[4], n[5], planes, out, 1, 1, 0, o)))
+        if ((st = conv_bn(r, w, &b->conv1, prefix, n[0], n[1], inplanes, planes, 1, 1, 0, in)) ||
+            (st = conv_bn(r, w, &b->conv2, prefix, n[2], n[3], planes, planes, 3, stride, 1, in)) ||
+            (st = conv_bn(r, w, &b->conv3, prefix, n[4], n[5], planes, out, 1, 1, 0, o)))
             return st;
     } else {              /* torchvision BasicBlock: 3x3 (stride) -> 3x3 */
-        if ((st = conv_bn(w, &b->conv1, prefix, n[0], n[1], inplanes, planes, 3, stride, 1, in)) ||
-            (st = conv_bn(w, &b->conv2, prefix, n[2], n[3], planes, planes, 3, 1, 1, o)))
+        if ((st = conv_bn(r, w, &b->conv1, prefix, n[0], n[1], inplanes, planes, 3, stride, 1, in)) ||
+            (st = conv_bn(r, w, &b->conv2, prefix, n[2], n[3], planes, planes, 3, 1, 1, o)))
             return st;
     }
     b->has_down = stride != 1 || inplanes != out;
     if (b->has_down) {
         snprintf(n[0], sizeof n[0], "layer%d.%d.downsample.0", l + 1, j);
         snprintf(n[1], sizeof n[0], "layer%d.%d.downsample.1", l + 1, j);
-        if ((st = conv_bn(w, &b->down, prefix, n[0], n[1], inplanes, out, 1, stride, 0, in))) return st;
+        if ((st = conv_bn(r, w, &b->down, prefix, n[0], n[1], inplanes, out, 1, stride, 0, in))) return st;
     }
     in[0] = o[0];
     in[1] = o[1];
@@ -90,7 +91,7 @@ void mi_resnet_free(mi_resnet *r) {
 }
 
 static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const char *prefix,
-                      int stages, bool head, int64_t in_h, int64_t in_w) {
+                      int stages, bool head, int64_t in_h, int64_t in_w, double bn_eps) {
     static const int d18[4] = { 2, 2, 2, 2 }, d50[4] = { 3, 4, 6, 3 };
     if (!strcmp(arch, "resnet18")) memcpy(r->depth, d18, sizeof d18);
     else if (!strcmp(arch, "resnet50")) { memcpy(r->depth, d50, sizeof d50); r->bottleneck = true; }
@@ -100,6 +101,9 @@ static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const
         return MI_FAIL(MI_ERR_ARG, "%s: a ResNet has 3 or 4 stages here, not %d", w->path, stages);
     if (stages == 3 && head)
         return MI_FAIL(MI_ERR_ARG, "%s: a ResNet cut at layer3 has no classification head", w->path);
+    if (!(bn_eps >= 0 && bn_eps <= 1))
+        return MI_FAIL(MI_ERR_ARG, "%s: BatchNorm eps %g, expected a number in [0, 1]", w->path, bn_eps);
+    r->bn_eps = bn_eps;
     r->stages = stages;
     r->feat = (r->bottleneck ? 256 : 64) << (stages - 1);
     /* conv1 decides the input channels: 3 for colour, 1 for a grey modality */
@@ -109,7 +113,7 @@ static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const
     r->in_channels = t1 && t1->ndim == 4 && t1->shape[1] == 1 ? 1 : 3;
     mi_status st;
     int64_t in[2] = { in_h, in_w };
-    if ((st = conv_bn(w, &r->stem, prefix, "conv1", "bn1", r->in_channels, 64, 7, 2, 3, in))) return st;
+    if ((st = conv_bn(r, w, &r->stem, prefix, "conv1", "bn1", r->in_channels, 64, 7, 2, 3, in))) return st;
     in[0] = out_size(out_size(in[0], 7, 2, 3), 3, 2, 1);  /* after conv1 and maxpool */
     in[1] = out_size(out_size(in[1], 7, 2, 3), 3, 2, 1);
     for (int l = 0; l < stages; l++) r->nblocks += r->depth[l];
@@ -137,13 +141,18 @@ static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const
 
 mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
                          int stages, bool head, int64_t in_h, int64_t in_w) {
+    return mi_resnet_load_eps(out, w, arch, prefix, stages, head, in_h, in_w, 1e-5);  /* torch's BatchNorm2d eps */
+}
+
+mi_status mi_resnet_load_eps(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
+                             int stages, bool head, int64_t in_h, int64_t in_w, double bn_eps) {
     *out = NULL;
     if (in_h < 1 || in_w < 1 || in_h > 65536 || in_w > 65536)
         return MI_FAIL(MI_ERR_ARG, "%s: input size %lldx%lld outside 1..65536", w->path,
                        (long long)in_h, (long long)in_w);
     mi_resnet *r = calloc(1, sizeof *r);
     if (!r) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", w->path);
-    mi_status st = load(r, w, arch, prefix, stages, head, in_h, in_w);
+    mi_status st = load(r, w, arch, prefix, stages, head, in_h, in_w, bn_eps);
     if (st) {
         mi_resnet_free(r);
         return st;

@@ -18,6 +18,11 @@ typedef struct mi_resnet mi_resnet;
  * result is read-only. */
 mi_status mi_resnet_load(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
                          int stages, bool head, int64_t in_h, int64_t in_w);
+/* The same with the BatchNorm eps given (mi_resnet_load: torch's default 1e-5). torchvision's
+ * detection backbones use FrozenBatchNorm2d, whose eps is 1e-5 too, except in its COCO-trained
+ * weights, which set 0 (overwrite_eps). MI_ERR_ARG outside [0, 1]. */
+mi_status mi_resnet_load_eps(mi_resnet **out, const mi_weights *w, const char *arch, const char *prefix,
+                             int stages, bool head, int64_t in_h, int64_t in_w, double bn_eps);
 void      mi_resnet_free(mi_resnet *r);
 int       mi_resnet_num_classes(const mi_resnet *r);     /* 0 without a head */
 int       mi_resnet_in_channels(const mi_resnet *r);

@@ -155,6 +155,42 @@ mi_status mi_roi_align_ref(mi_tensor *y, const mi_tensor *x, const float (*rois)
    sample by sample, as the reference does. */
 #define ROW_SAMPLES 512
 
+/* Channels c0..c1 of one RoI (geometry g, on the map x) into y_roi: (C, OH, OW) of that RoI. */
+static void align_block(float *y_roi, const mi_tensor *x, const roi_geom *g, int64_t c0, int64_t c1, int64_t OH,
+                        int64_t OW) {
+    const int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int gh = g->grid_h > 0 ? g->grid_h : 0, gw = g->grid_w > 0 ? g->grid_w : 0;
+    int64_t per_bin = (int64_t)gh * gw;
+    sample row[ROW_SAMPLES];
+    for (int64_t ph = 0; ph < OH; ph++) {
+        bool cached = per_bin * OW <= ROW_SAMPLES;
+        if (cached) {
+            int64_t t = 0;
+            for (int64_t pw = 0; pw < OW; pw++)
+                for (int iy = 0; iy < gh; iy++)
+                    for (int ix = 0; ix < gw; ix++) row[t++] = align_sample(g, H, W, ph, pw, iy, ix);
+        }
+        for (int64_t c = c0; c < c1; c++) {
+            const float *in = x->data + (g->batch * C + c) * H * W;
+            float *out = y_roi + (c * OH + ph) * OW;
+            for (int64_t pw = 0; pw < OW; pw++) {
+                float acc = 0.0f;
+                if (cached) {
+                    const sample *s = row + pw * per_bin;
+                    for (int64_t t = 0; t < per_bin; t++) acc = add_sample(acc, &s[t], in);
+                } else {
+                    for (int iy = 0; iy < gh; iy++)
+                        for (int ix = 0; ix < gw; ix++) {
+                            sample s = align_sample(g, H, W, ph, pw, iy, ix);
+                            acc = add_sample(acc, &s, in);
+                        }
+                }
+                out[pw] = acc / g->count;
+            }
+        }
+    }
+}
+
 mi_status mi_roi_align(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], int64_t k,
                        const mi_roi_desc *d) {
     mi_status st = check_args("roi_align", y, x, rois, k, d);
@@ -163,7 +199,7 @@ mi_status mi_roi_align(mi_tensor *y, const mi_tensor *x, const float (*rois)[5],
         roi_geom g;
         if (!align_geom(&g, rois[r], d)) return grid_error(x, r, rois[r]);
     }
-    const int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3], OH = d->out_h, OW = d->out_w;
+    const int64_t C = x->shape[1], OH = d->out_h, OW = d->out_w;
     const int64_t ncb = (C + CBLOCK - 1) / CBLOCK;
     #pragma omp parallel for collapse(2) schedule(static) num_threads(mi_threads()) \
         if (k * C * OH * OW > 4096)
@@ -172,37 +208,81 @@ mi_status mi_roi_align(mi_tensor *y, const mi_tensor *x, const float (*rois)[5],
             roi_geom g;
             align_geom(&g, rois[r], d);
             int64_t c0 = cb * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
-            int gh = g.grid_h > 0 ? g.grid_h : 0, gw = g.grid_w > 0 ? g.grid_w : 0;
-            int64_t per_bin = (int64_t)gh * gw;
-            sample row[ROW_SAMPLES];
-            for (int64_t ph = 0; ph < OH; ph++) {
-                bool cached = per_bin * OW <= ROW_SAMPLES;
-                if (cached) {
-                    int64_t t = 0;
-                    for (int64_t pw = 0; pw < OW; pw++)
-                        for (int iy = 0; iy < gh; iy++)
-                            for (int ix = 0; ix < gw; ix++) row[t++] = align_sample(&g, H, W, ph, pw, iy, ix);
-                }
-                for (int64_t c = c0; c < c1; c++) {
-                    const float *in = x->data + (g.batch * C + c) * H * W;
-                    float *out = y->data + ((r * C + c) * OH + ph) * OW;
-                    for (int64_t pw = 0; pw < OW; pw++) {
-                        float acc = 0.0f;
-                        if (cached) {
-                            const sample *s = row + pw * per_bin;
-                            for (int64_t t = 0; t < per_bin; t++) acc = add_sample(acc, &s[t], in);
-                        } else {
-                            for (int iy = 0; iy < gh; iy++)
-                                for (int ix = 0; ix < gw; ix++) {
-                                    sample s = align_sample(&g, H, W, ph, pw, iy, ix);
-                                    acc = add_sample(acc, &s, in);
-                                }
-                        }
-                        out[pw] = acc / g.count;
-                    }
-                }
-            }
+            align_block(y->data + r * C * OH * OW, x, &g, c0, c1, OH, OW);
         }
+    return MI_OK;
+}
+
+/* ---- RoIAlign over pyramid levels ------------------------------------------------------------ */
+
+/* The maps agree in N and C; every RoI names a level, or none (< 0 or >= nlevels); each level's
+   RoIs pass check_args on that level's map. */
+static mi_status check_levels(mi_tensor *y, const mi_tensor *const *x, const float *scales, int nlevels,
+                              const int *level, const float (*rois)[5], int64_t k, const mi_roi_desc *d) {
+    if (nlevels < 1 || nlevels > MI_ROI_MAX_LEVELS)
+        return MI_FAIL(MI_ERR_ARG, "roi_align_levels: %d levels, expected 1..%d", nlevels, MI_ROI_MAX_LEVELS);
+    mi_roi_desc dl = *d;
+    for (int l = 0; l < nlevels; l++) {
+        dl.spatial_scale = scales[l];
+        mi_status st = check_args("roi_align_levels", y, x[l], rois, k, &dl);
+        if (st != MI_OK) return st;
+        if (x[l]->shape[0] != x[0]->shape[0] || x[l]->shape[1] != x[0]->shape[1])
+            return MI_FAIL(MI_ERR_SHAPE, "roi_align_levels: level %d map '%s' has %lld images of %lld channels, "
+                           "level 0 '%s' %lld of %lld", l, x[l]->name, (long long)x[l]->shape[0],
+                           (long long)x[l]->shape[1], x[0]->name, (long long)x[0]->shape[0],
+                           (long long)x[0]->shape[1]);
+    }
+    for (int64_t r = 0; r < k; r++) {
+        if (level[r] < 0 || level[r] >= nlevels) continue;
+        dl.spatial_scale = scales[level[r]];
+        roi_geom g;
+        if (!align_geom(&g, rois[r], &dl)) return grid_error(x[level[r]], r, rois[r]);
+    }
+    return MI_OK;
+}
+
+mi_status mi_roi_align_levels(mi_tensor *y, const mi_tensor *const *x, const float *scales, int nlevels,
+                              const int *level, const float (*rois)[5], int64_t k, const mi_roi_desc *d) {
+    mi_status st = check_levels(y, x, scales, nlevels, level, rois, k, d);
+    if (st != MI_OK) return st;
+    const int64_t C = x[0]->shape[1], OH = d->out_h, OW = d->out_w;
+    const int64_t ncb = (C + CBLOCK - 1) / CBLOCK;
+    #pragma omp parallel for collapse(2) schedule(static) num_threads(mi_threads()) \
+        if (k * C * OH * OW > 4096)
+    for (int64_t r = 0; r < k; r++)
+        for (int64_t cb = 0; cb < ncb; cb++) {
+            int64_t c0 = cb * CBLOCK, c1 = c0 + CBLOCK < C ? c0 + CBLOCK : C;
+            float *yr = y->data + r * C * OH * OW;
+            if (level[r] < 0 || level[r] >= nlevels) {   /* torchvision's result stays zeros there */
+                for (int64_t i = c0 * OH * OW; i < c1 * OH * OW; i++) yr[i] = 0.0f;
+                continue;
+            }
+            mi_roi_desc dl = *d;
+            dl.spatial_scale = scales[level[r]];
+            roi_geom g;
+            align_geom(&g, rois[r], &dl);
+            align_block(yr, x[level[r]], &g, c0, c1, OH, OW);
+        }
+    return MI_OK;
+}
+
+mi_status mi_roi_align_levels_ref(mi_tensor *y, const mi_tensor *const *x, const float *scales, int nlevels,
+                                  const int *level, const float (*rois)[5], int64_t k, const mi_roi_desc *d) {
+    mi_status st = check_levels(y, x, scales, nlevels, level, rois, k, d);
+    if (st != MI_OK) return st;
+    const int64_t per = y->shape[1] * y->shape[2] * y->shape[3];
+    for (int64_t r = 0; r < k; r++) {   /* each RoI alone through the single-map reference */
+        mi_tensor yr = *y;
+        yr.data = y->data + r * per;
+        yr.shape[0] = 1;
+        if (level[r] < 0 || level[r] >= nlevels) {
+            for (int64_t i = 0; i < per; i++) yr.data[i] = 0.0f;
+            continue;
+        }
+        mi_roi_desc dl = *d;
+        dl.spatial_scale = scales[level[r]];
+        if ((st = mi_roi_align_ref(&yr, x[level[r]], &rois[r], 1, &dl)) != MI_OK) return st;
+    }
     return MI_OK;
 }
 

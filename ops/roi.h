@@ -32,4 +32,19 @@ mi_status mi_roi_pool(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], 
 mi_status mi_roi_align_ref(mi_tensor *y, const mi_tensor *x, const float (*rois)[5], int64_t k,
                            const mi_roi_desc *d);
 
+/* MultiScaleRoIAlign's pooling (torchvision/ops/poolers.py _multiscale_roi_align): RoI r is
+ * pooled from the map x[level[r]] at scales[level[r]] (the other fields of d apply to every
+ * level) into row r of y, (k, C, out_h, out_w). A RoI whose level is outside 0..nlevels-1 gets a
+ * zero row, as torchvision's zero-initialised result keeps it. The maps agree in N and C; each
+ * is checked, and each RoI against its map, as mi_roi_align checks them (a RoI is checked against
+ * every map, so a batch index must exist in all of them). Rows are computed exactly as
+ * mi_roi_align computes them on that level alone, so the results are the same bits as pooling
+ * each level's RoIs separately, for any thread count; mi_roi_align_levels_ref does that, RoI by
+ * RoI, with mi_roi_align_ref. */
+#define MI_ROI_MAX_LEVELS 16
+mi_status mi_roi_align_levels(mi_tensor *y, const mi_tensor *const *x, const float *scales, int nlevels,
+                              const int *level, const float (*rois)[5], int64_t k, const mi_roi_desc *d);
+mi_status mi_roi_align_levels_ref(mi_tensor *y, const mi_tensor *const *x, const float *scales, int nlevels,
+                                  const int *level, const float (*rois)[5], int64_t k, const mi_roi_desc *d);
+
 #endif

@@ -11,7 +11,8 @@
  *   Where torch's order among equal values is not defined (torch.topk, and the final unstable
  *   sort of batched NMS above 1000 boxes), the same values and the same kept set, with ties in
  *   ascending index order as ops/nms.h specifies.
- *   RoIAlign (reference and fast path): exact (0) against torch, and bit-identical to each other.
+ *   RoIAlign (reference and fast path): exact (0) against torch, and bit-identical to each other;
+ *   over pyramid levels, bit-identical to each level pooled alone.
  *   RoIPool: exact (0). */
 #include "tests/mi_test.h"
 #include "ops/box.h"
@@ -365,6 +366,80 @@ START_TEST(roi_align_long_rows_equal_ref)
 }
 END_TEST
 
+/* MultiScaleRoIAlign's pooling: four maps of a pyramid (strides 4..32 of a 64x96 image, C = 20
+ * so channel blocks have a tail), RoIs on every level and on none (-1, 4: zero rows), in a mixed
+ * order. mi_roi_align_levels equals the reference RoI by RoI, and each level's rows equal
+ * mi_roi_align on that level's RoIs alone, bit for bit at 1, 2 and 4 threads. */
+START_TEST(roi_align_levels_equal_per_level)
+{
+    enum { L = 4, K = 37, C = 20 };
+    mi_tensor maps[L];
+    const mi_tensor *xs[L];
+    const float scales[L] = { 0.25f, 0.125f, 0.0625f, 0.03125f };
+    for (int l = 0; l < L; l++) {
+        int64_t shape[4] = { 2, C, 16 >> l, 24 >> l };
+        maps[l] = mi_tensor_view(alloc_b((size_t)(2 * C * shape[2] * shape[3]) * sizeof(float)), 4, shape, "fpn");
+        mi_fill_random(maps[l].data, mi_tensor_numel(&maps[l]), 11 + (uint64_t)l);
+        xs[l] = &maps[l];
+    }
+    float rois[K][5], unit[K * 4];
+    int level[K];
+    mi_fill_random(unit, K * 4, 5);
+    for (int r = 0; r < K; r++) {
+        float x1 = (unit[4 * r] + 1) * 40 - 8, y1 = (unit[4 * r + 1] + 1) * 28 - 6;
+        rois[r][0] = (float)(r % 2);
+        rois[r][1] = x1, rois[r][2] = y1;
+        rois[r][3] = x1 + (unit[4 * r + 2] + 1) * 30, rois[r][4] = y1 + (unit[4 * r + 3] + 1) * 25;
+        level[r] = (r * 7) % (L + 2) - 1;                      /* -1 .. 4 */
+    }
+    const mi_roi_desc descs[2] = { { 7, 7, 1.0f, 2, false }, { 3, 5, 1.0f, 0, false } };
+    for (int j = 0; j < 2; j++) {
+        const mi_roi_desc *d = &descs[j];
+        mi_tensor y = out_tensor(K, C, d), y2 = out_tensor(K, C, d), y1 = out_tensor(K, C, d);
+        const int64_t per = C * d->out_h * d->out_w, n = K * per;
+        ck_assert_int_eq(mi_roi_align_levels_ref(&y, xs, scales, L, level, (const float (*)[5])rois, K, d), MI_OK);
+        for (int r = 0; r < K; r++)
+            if (level[r] < 0 || level[r] >= L)
+                for (int64_t i = 0; i < per; i++) ck_assert(y.data[r * per + i] == 0.0f);
+        for (int l = 0; l < L; l++) {                       /* each level's RoIs alone */
+            float sel[K][5];
+            int64_t m = 0;
+            for (int r = 0; r < K; r++)
+                if (level[r] == l) memcpy(sel[m++], rois[r], sizeof sel[0]);
+            mi_roi_desc dl = *d;
+            dl.spatial_scale = scales[l];
+            y1.shape[0] = m;
+            ck_assert_int_eq(mi_roi_align(&y1, xs[l], (const float (*)[5])sel, m, &dl), MI_OK);
+            for (int r = 0, i = 0; r < K; r++)
+                if (level[r] == l)
+                    ck_assert_msg(!memcmp(y.data + r * per, y1.data + (i++) * per, (size_t)per * sizeof(float)),
+                                  "desc %d: RoI %d differs from level %d pooled alone", j, r, l);
+        }
+        for (int t = 1; t <= 4; t *= 2) {
+            mi_set_threads(t);
+            memset(y2.data, 0xff, (size_t)n * sizeof(float));
+            ck_assert_int_eq(mi_roi_align_levels(&y2, xs, scales, L, level, (const float (*)[5])rois, K, d), MI_OK);
+            ck_assert_msg(!memcmp(y.data, y2.data, (size_t)n * sizeof(float)),
+                          "desc %d: mi_roi_align_levels at %d threads differs from the reference", j, t);
+        }
+        mi_set_threads(0);
+        mi_free_aligned(y.data);
+        mi_free_aligned(y2.data);
+        mi_free_aligned(y1.data);
+    }
+    /* refusals name the map: a level whose channels differ, a level count out of range */
+    mi_roi_desc d = descs[0];
+    mi_tensor y = out_tensor(K, C, &d);
+    maps[2].shape[1] = C - 1;
+    ck_assert_int_eq(mi_roi_align_levels(&y, xs, scales, L, level, (const float (*)[5])rois, K, &d), MI_ERR_SHAPE);
+    maps[2].shape[1] = C;
+    ck_assert_int_eq(mi_roi_align_levels(&y, xs, scales, 0, level, (const float (*)[5])rois, K, &d), MI_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(mi_last_error(), "0 levels"));
+    mi_free_aligned(y.data);
+    for (int l = 0; l < L; l++) mi_free_aligned(maps[l].data);
+}
+END_TEST
+
 START_TEST(roi_pool_matches_torchvision)
 {
     mi_weights w;
@@ -441,6 +516,7 @@ static Suite *detect_suite(void) {
     tcase_add_test(tc, nms_ties_keep_index_order);
     tcase_add_test(tc, roi_align_matches_torchvision);
     tcase_add_test(tc, roi_align_long_rows_equal_ref);
+    tcase_add_test(tc, roi_align_levels_equal_per_level);
     tcase_add_test(tc, roi_pool_matches_torchvision);
     tcase_add_test(tc, roi_rejects_bad_input);
     suite_add_tcase(s, tc);
