@@ -3,6 +3,7 @@
 #include "pipelines/endoqc/feed.h"
 #include "pipelines/endoqc/sites.h"
 #include "nn/model.h"
+#include "ops/cpu.h"
 #include "ops/preprocess.h"
 #include "weights/sha256.h"
 
@@ -354,6 +355,7 @@ typedef struct {
     size_t  rec[MI_ENDOQC_MAX_BATCH]; /* their kept_rec indices (m->batch <= MI_ENDOQC_MAX_BATCH) */
     uint8_t *crops;                  /* their THUMB x THUMB crops (keep_thumbs) */
     bool    resampling;
+    mi_endoqc_feed *feed;            /* the decoder thread of the pass under way, or NULL */
 } run_ctx;
 
 /* Average hash: hs x hs cell means of BT.601 luma, bit set where the cell is brighter than the
@@ -416,8 +418,22 @@ static mi_status flush_batch(run_ctx *c) {
     mi_endoqc_model *m = c->m;
     mi_endoqc_result *r = c->r;
     double t0 = now_ms();
+    /* Threads for the network: the calling thread's count (--threads; default all cores) less
+     * one while the decoder thread is decoding beside it, all of them while it waits for room in
+     * its queue or is done - so that the two together never ask for more cores than given, and
+     * no core idles in the classification-bound stretches (the worst case's re-sampling, where
+     * the decoder is mostly ahead). Measured on the 2-core machine, bench/bench_endoqc.sh first
+     * pass / worst case under other jobs' load (load average 5-10), a network of
+     *   2 threads whatever the decoder does:  311 s / 867 s, 132 / 360 CPU-s
+     *   1 thread  whatever the decoder does:  154 s / 446 s,  69 / 181 CPU-s
+     * (an OpenMP team with a preempted thread stalls at the next barrier, where libgomp spins:
+     * twice the CPU for the same work). Results do not depend on the thread count, only the time. */
+    const int threads = mi_threads();
+    const bool beside = threads > 1 && mi_endoqc_feed_decoding(c->feed);
+    if (beside) mi_set_threads(threads - 1);
     /* the most probable site, as `medinfer classify` ranks them (softmax; ties: lower index) */
     mi_status st = mi_classify(m->sess, m->x, c->n, 1, m->top, NULL);
+    if (beside) mi_set_threads(threads);
     r->t_classify += now_ms() - t0;
     if (st != MI_OK && st != MI_ERR_FORMAT) return st;
     for (int i = 0; i < c->n; i++) {
@@ -541,6 +557,7 @@ static mi_status first_pass(run_ctx *c) {
     mi_endoqc_feed *q;
     mi_status st = mi_endoqc_feed_start(&q, c->v, o->decode_thread, feed_slots(c->m), FEED_RECORDS, select_first, &d);
     if (st != MI_OK) { free(d.ring); return st; }
+    c->feed = q;
     for (;;) {
         mi_feed_item it;
         bool got;
@@ -552,6 +569,7 @@ static mi_status first_pass(run_ctx *c) {
         r->kept++;
         if (it.f.px && (st = add_to_batch(c, &it.f, c->nkept - 1)) != MI_OK) break;
     }
+    c->feed = NULL;
     r->decoded = mi_endoqc_feed_stop(q, &r->t_decode, &r->t_dedup, &r->t_decode_wait);
     r->dark = d.dark;
     r->duplicates = d.duplicates;
@@ -605,6 +623,7 @@ static mi_status resample_window(run_ctx *c, mi_endoqc_resample *rs) {
     mi_endoqc_feed *q = NULL;
     mi_status st = mi_video_seek_ms(c->v, rs->from_ms);
     if (st == MI_OK) st = mi_endoqc_feed_start(&q, c->v, c->o->decode_thread, feed_slots(c->m), FEED_RECORDS, select_window, &w);
+    c->feed = q;
     while (st == MI_OK) {
         mi_feed_item it;
         bool got;
@@ -614,6 +633,7 @@ static mi_status resample_window(run_ctx *c, mi_endoqc_resample *rs) {
         c->kept[it.tag].cls = 0;   /* taken */
         st = add_to_batch(c, &it.f, (size_t)it.tag);
     }
+    c->feed = NULL;
     mi_endoqc_feed_stop(q, &c->r->t_decode, NULL, NULL);
     free(w.k);
     if (st == MI_OK) st = flush_batch(c);

@@ -35,6 +35,7 @@ struct mi_endoqc_feed {
     int      *free_slot, nfree, nslots;
     int       held;               /* the slot the caller holds, -1 when none */
     bool      done, stop;
+    bool      waiting;            /* the decoder waits for room */
     mi_status end_st;             /* with end_msg/end_where: how the decoder's stream ended */
     char      end_msg[1024], end_where[128];
     pthread_t th;
@@ -91,7 +92,11 @@ static void *decoder_main(void *arg) {
         pthread_mutex_lock(&q->mu);
         if (st != MI_OK || !got) { finish_locked(q, st); break; }
         bool pixels = pick == MI_FEED_PIXELS;
-        while (!q->stop && (q->n == q->cap || (pixels && q->nfree == 0))) pthread_cond_wait(&q->room, &q->mu);
+        while (!q->stop && (q->n == q->cap || (pixels && q->nfree == 0))) {
+            q->waiting = true;
+            pthread_cond_wait(&q->room, &q->mu);
+        }
+        q->waiting = false;
         if (q->stop) break;
         int slot = pixels ? q->free_slot[--q->nfree] : -1;
         pthread_mutex_unlock(&q->mu);
@@ -209,6 +214,14 @@ mi_status mi_endoqc_feed_next(mi_endoqc_feed *q, mi_feed_item *it, bool *got) {
     pthread_mutex_unlock(&q->mu);
     q->t_wait += now_ms() - t0;
     return st;
+}
+
+bool mi_endoqc_feed_decoding(mi_endoqc_feed *q) {
+    if (!q || !q->threaded) return false;
+    pthread_mutex_lock(&q->mu);
+    bool busy = !q->done && !q->waiting;
+    pthread_mutex_unlock(&q->mu);
+    return busy;
 }
 
 int64_t mi_endoqc_feed_stop(mi_endoqc_feed *q, double *t_read, double *t_select, double *t_wait) {

@@ -55,6 +55,10 @@ mi_status mi_endoqc_feed_start(mi_endoqc_feed **out, mi_video *v, bool threaded,
 /* The next record in decode order. *got false: the end (MI_OK), or the decoder's error. */
 mi_status mi_endoqc_feed_next(mi_endoqc_feed *q, mi_feed_item *it, bool *got);
 
+/* Whether the decoder thread is at work now (not waiting for room in the queue, not finished): the
+ * caller then has one core less for itself. Always false unthreaded. */
+bool mi_endoqc_feed_decoding(mi_endoqc_feed *q);
+
 /* Stops the decoder thread where it is and joins it (the caller may stop before the end). Adds
  * the time spent reading, in selection and - on the caller's side - waiting for the queue, in ms;
  * returns the frames read. */
