@@ -7,6 +7,7 @@
 #include "pipelines/endoqc/feed.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,8 @@ struct mi_endoqc_feed {
     size_t   *px_cap;
     int      *free_slot, nfree, nslots;
     int       held;               /* the slot the caller holds, -1 when none */
-    bool      done, stop;
+    bool      done;
+    atomic_bool stop;             /* set under mu; also read between frames, to stop mid-skip */
     bool      waiting;            /* the decoder waits for room */
     mi_status end_st;             /* with end_msg/end_where: how the decoder's stream ended */
     char      end_msg[1024], end_where[128];
@@ -54,6 +56,9 @@ static double now_ms(void) {
  * reader's (valid until the next read). */
 static mi_status produce(mi_endoqc_feed *q, mi_feed_item *it, mi_feed_pick *pick, bool *got) {
     for (;;) {
+        /* a caller that stopped early waits for this thread: not for the rest of a long window
+         * of skipped frames */
+        if (atomic_load_explicit(&q->stop, memory_order_relaxed)) { *got = false; return MI_OK; }
         double t0 = now_ms();
         mi_status st = mi_video_read(q->v, &it->f, got);
         double t1 = now_ms();

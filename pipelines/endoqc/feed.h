@@ -6,15 +6,15 @@
  *
  * Why the picking runs on the decoder thread too: of the 7,500 frames of the 5-minute bench video
  * only ~840 are kept and ~280 classified. If every decoded frame crossed the queue, the decoder
- * could run ahead of a classification (0.3 s for a batch of 8 ResNet-50 frames, ~200 decoded
- * frames) only with ~200 work frames queued (50 MB at 720p); when only the frames the network
+ * could run ahead of a classification (0.3 s for a batch of 8 ResNet-50 frames, ~220 decoded
+ * frames) only with ~220 work frames queued (59 MB at 720p); when only the frames the network
  * will see carry pixels, 2 x batch of them let the decoder decode the whole next batch while the
  * current one is classified. The selector is sequential state over the frames in decode order
  * (dark test, average hash, the dedup window, every k-th kept frame) that depends on nothing the
  * network says, so it gives the same answers on either thread.
  *
  * Memory: `slots` frames of pixels (at 720p with a 224 model the work frame is 398x224 RGB,
- * 267,456 bytes: 16 slots = 4.3 MB) plus `records` records of 80 bytes, whatever the video's length.
+ * 267,456 bytes: 16 slots = 4.3 MB) plus `records` records of 64 bytes, whatever the video's length.
  *
  * Errors: a failed read or selection ends the stream after the records before it, which the
  * caller receives first; mi_endoqc_feed_next then returns the decoder's status with its message
