@@ -1,12 +1,14 @@
 /* tests/test_endoqc.c - the pieces of `medinfer endoqc` that need no network run: the FFmpeg
  * video reader/writer (times from timestamps, seeking, a truncated file read as far as it goes,
- * damage the decoder conceals, the real H.264 clip in ../shared/data), the drift rule's
+ * damage the decoder conceals - the same on every read -, the real H.264 clip in ../shared/data),
+ * the decoder thread of endoqc (order, errors, an early stop), the drift rule's
  * boundaries, the site metadata of a blob (corpus from tests/ref_endoqc_meta.py), the missing-site
  * lists in the report and the database, and the shipped demo blob's version. End-to-end runs with
  * the demo blob are tests/test_endoqc*.sh. */
 #include "tests/mi_test.h"
 #include "pipelines/io/video.h"
 #include "pipelines/endoqc/endoqc.h"
+#include "pipelines/endoqc/feed.h"
 #include "pipelines/trust/trust.h"
 
 #include <dirent.h>
@@ -246,18 +248,32 @@ START_TEST(concealed_decoding_errors_are_damage)
     write_ramp(path, 50);
     flip_bytes(path, bad, 30);
     mi_video *v;
-    ck_assert_msg(mi_video_open(&v, bad, 0) == MI_OK, "%s", mi_last_error());
     mi_video_frame f;
     bool got;
-    int frames = 0;
-    while (mi_video_read(v, &f, &got) == MI_OK && got) frames++;
-    /* the decoder conceals and goes on: every frame comes out, but not as recorded */
-    ck_assert_int_gt(frames, 40);
-    ck_assert_msg(mi_video_damaged_frames(v) > 0, "flipped bytes went unnoticed (damage '%s')", mi_video_damage(v));
-    ck_assert_msg(strstr(mi_video_damage(v), "decoded with errors concealed by the decoder (first at "),
-                  "damage: '%s'", mi_video_damage(v));
-    ck_assert(!mi_video_truncated(v));
-    mi_video_close(v);
+    /* read four times: the count of concealed frames and their pixels must not depend on timing
+     * (with FFmpeg's frame threads the count varied from run to run, 0 included) */
+    int64_t damaged0 = -1;
+    uint64_t sum0 = 0;
+    for (int run = 0; run < 4; run++) {
+        ck_assert_msg(mi_video_open(&v, bad, 0) == MI_OK, "%s", mi_last_error());
+        int frames = 0;
+        uint64_t sum = 14695981039346656037ull;   /* FNV-1a over every pixel of every frame */
+        while (mi_video_read(v, &f, &got) == MI_OK && got) {
+            frames++;
+            for (size_t i = 0; i < (size_t)f.w * f.h * 3; i++) sum = (sum ^ f.px[i]) * 1099511628211ull;
+        }
+        /* the decoder conceals and goes on: every frame comes out, but not as recorded */
+        ck_assert_int_gt(frames, 40);
+        ck_assert_msg(mi_video_damaged_frames(v) > 0, "flipped bytes went unnoticed (damage '%s')", mi_video_damage(v));
+        ck_assert_msg(strstr(mi_video_damage(v), "decoded with errors concealed by the decoder (first at "),
+                      "damage: '%s'", mi_video_damage(v));
+        ck_assert(!mi_video_truncated(v));
+        if (run == 0) { damaged0 = mi_video_damaged_frames(v); sum0 = sum; }
+        ck_assert_msg(mi_video_damaged_frames(v) == damaged0, "read %d: %lld damaged frames, read 0: %lld", run,
+                      (long long)mi_video_damaged_frames(v), (long long)damaged0);
+        ck_assert_msg(sum == sum0, "read %d: other pixels than read 0", run);
+        mi_video_close(v);
+    }
     /* the clean original says nothing */
     ck_assert_int_eq(mi_video_open(&v, path, 0), MI_OK);
     while (mi_video_read(v, &f, &got) == MI_OK && got) {}
@@ -266,6 +282,77 @@ START_TEST(concealed_decoding_errors_are_damage)
     mi_video_close(v);
     unlink(path);
     unlink(bad);
+}
+END_TEST
+
+/* The decoder thread (pipelines/endoqc/feed.h): what the caller receives, in order, with a queue
+ * far smaller than the stream, is what it receives reading on its own thread; an error on the
+ * decoder thread reaches the caller after every frame before it, with the decoder's message; and
+ * a caller that stops early gets its thread back. */
+typedef struct { int fail_at, seen; } feed_sel;
+
+static mi_status feed_pick_test(void *arg, const mi_video_frame *f, mi_feed_pick *pick, int64_t *tag) {
+    feed_sel *s = arg;
+    if (s->seen++ == s->fail_at) return MI_FAIL(MI_ERR_FORMAT, "frame %lld refused", (long long)f->index);
+    *tag = f->index;
+    *pick = f->index % 3 == 2 ? MI_FEED_SKIP : f->index % 3 == 1 ? MI_FEED_RECORD : MI_FEED_PIXELS;
+    return MI_OK;
+}
+
+static void feed_run(const char *path, bool threaded, int fail_at, int stop_after, int64_t tags[40],
+                     int grey[40], int *n, mi_status *st, char msg[256]) {
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, path, 24) == MI_OK, "%s", mi_last_error());
+    feed_sel sel = { fail_at, 0 };
+    mi_endoqc_feed *q;
+    ck_assert_int_eq(mi_endoqc_feed_start(&q, v, threaded, 2, 3, feed_pick_test, &sel), MI_OK);
+    *n = 0;
+    mi_feed_item it;
+    bool got;
+    while ((*st = mi_endoqc_feed_next(q, &it, &got)) == MI_OK && got && *n < stop_after) {
+        ck_assert_int_lt(*n, 40);
+        tags[*n] = it.tag;
+        ck_assert_int_eq(it.decoded, it.f.index + 1);
+        grey[*n] = it.f.px ? it.f.px[3 * (12 * 32 + 16)] : -1;
+        (*n)++;
+    }
+    snprintf(msg, 256, "%s", *st == MI_OK ? "" : mi_last_error());
+    mi_endoqc_feed_stop(q, NULL, NULL, NULL);
+    mi_video_close(v);
+}
+
+START_TEST(decoder_thread_keeps_order_and_errors)
+{
+    char path[256];
+    tmp_path(path, sizeof path, "feed.mp4");
+    write_ramp(path, 25);
+    int64_t tags[2][40];
+    int grey[2][40], n[2];
+    mi_status st[2];
+    char msg[2][256];
+    for (int fail = 0; fail < 2; fail++) {
+        for (int threaded = 0; threaded < 2; threaded++)
+            feed_run(path, threaded, fail ? 13 : -1, 1000, tags[threaded], grey[threaded], &n[threaded],
+                     &st[threaded], msg[threaded]);
+        /* frames 0..24, every third skipped; with the error at the 14th frame read (index 13),
+         * the 9 records before it and then the error */
+        ck_assert_int_eq(n[1], fail ? 9 : 17);
+        ck_assert_int_eq(n[0], n[1]);
+        for (int i = 0; i < n[1]; i++) {
+            ck_assert_int_eq(tags[1][i], tags[0][i]);
+            ck_assert_int_eq(tags[1][i], i / 2 * 3 + i % 2);
+            ck_assert_int_eq(grey[1][i], grey[0][i]);
+            ck_assert_int_eq(grey[1][i] < 0, tags[1][i] % 3 == 1);
+        }
+        ck_assert_int_eq(st[1], fail ? MI_ERR_FORMAT : MI_OK);
+        ck_assert_int_eq(st[0], st[1]);
+        ck_assert_str_eq(msg[1], fail ? "frame 13 refused" : "");
+        ck_assert_str_eq(msg[0], msg[1]);
+    }
+    /* a caller that stops after 2 records, the decoder blocked on its full queue */
+    feed_run(path, true, -1, 2, tags[1], grey[1], &n[1], &st[1], msg[1]);
+    ck_assert_int_eq(n[1], 2);
+    unlink(path);
 }
 END_TEST
 
@@ -546,6 +633,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, drift_rule_boundaries);
     tcase_add_test(tc, selfcheck_rule);
     tcase_add_test(tc, concealed_decoding_errors_are_damage);
+    tcase_add_test(tc, decoder_thread_keeps_order_and_errors);
     tcase_add_test(tc, empty_file_and_directory_say_so);
     tcase_add_test(tc, site_metadata_corpus_is_refused_by_name);
     tcase_add_test(tc, site_metadata_is_read);

@@ -6,7 +6,8 @@
 #   verdicts and the exact missing-site lists of a complete and an incomplete exam; duplicates
 #   dropped (at least every frozen frame the renderer repeated); the report's fields and
 #   provenance; the contact sheet; targeted re-sampling recovering a fundus that plain every-k-th
-#   sampling misses, with the blob's site_groups and, without them, by the standard groups; the
+#   sampling misses, with the blob's site_groups and, without them, by the standard groups (the
+#   same report without the decoder thread); the
 #   site rule and the de-duplication window stated (the method's rule and window reachable); a
 #   truncated file processed as far as it decodes, with the report saying so.
 set -u
@@ -77,6 +78,10 @@ check "$T/brief_plain.json" 'any(m.startswith("fundus_") for m in r["missing_sit
 check "$T/brief.json" 'not any(m.startswith("fundus_") for m in r["missing_sites"])' "re-sampling finds all four fundus sites"
 check "$T/brief.json" '[g for g in r["resampling"] if g["group"] == "fundus"][0]["recovered"] and r["frames"]["classified_resampling"] > 0' "the report names what re-sampling recovered"
 check "$T/brief.json" 'r["verdict"] == "complete" and r["missing_sites"] == []' "quick fundus exam is complete after re-sampling"
+# the same first pass and re-sampling windows decoding on the network's thread: the same report
+qc brief_one --no-decode-thread "$T/brief.mp4"
+[ $rc -eq 0 ] || fail "endoqc --no-decode-thread exited $rc"
+same_report "$T/brief.json" "$T/brief_one.json" "the report with and without the decoder thread"
 check "$T/brief.json" 'r["provenance"]["thresholds"]["site_groups_source"] == "metadata" and r["provenance"]["thresholds"]["site_groups_warning"] is None' "the groups' source is stated"
 # the same blob without its site_groups key re-samples by the standard fundus and antrum groups
 "$PY" -c "

@@ -3,7 +3,8 @@
 # synthetic exams (`medinfer endoqc-synth`):
 #   an MP4 with flipped bytes (it decodes, with errors the decoder conceals) and an AVI cut to
 #     90 % (its index is lost, so FFmpeg measures a shorter duration): the report says the
-#     decode was not complete and why; the clean originals decode completely;
+#     decode was not complete and why, the same without the decoder thread; the clean originals
+#     decode completely;
 #   empty files and directories given as a video, an image or a .npy: one sentence saying what
 #     the file is, exit 1, for `endoqc` (single and batch) and `classify`;
 #   `endoqc-synth --duration S` writes a video of S seconds, and refuses what it cannot do.
@@ -43,6 +44,12 @@ qc cut "$T/cut.avi"
 check "$T/cut.json" 'not r["decode"]["complete"] and r["decode"]["truncated"] and "(file truncated?)" in r["decode"]["damage"]' "AVI cut to 90 %: truncated"
 check "$T/cut.json" 'r["video"]["duration_ms"] == json.load(open(sys.argv[1].replace("cut.json", "clean_avi.json")))["video"]["duration_ms"]' "AVI cut to 90 %: the stated duration is the header's"
 check "$T/cut.json" '0.8 * r["video"]["duration_ms"] < r["decode"]["decoded_until_ms"] < 0.97 * r["video"]["duration_ms"]' "AVI cut to 90 %: decoded about as far as the bytes go"
+# damage seen on the decoder thread reaches the report as it does decoding on the network's thread
+for name in flipped:flipped.mp4 cut:cut.avi; do
+    "$BIN" endoqc --quiet --model "$MODEL" --no-decode-thread --out "$T/${name%%:*}_one.json" "$T/${name#*:}" \
+        || fail "endoqc --no-decode-thread ${name#*:}"
+    same_report "$T/${name%%:*}.json" "$T/${name%%:*}_one.json" "${name#*:}: the report with and without the decoder thread"
+done
 
 # ---- empty files and directories ----------------------------------------------------------------------
 : > "$T/empty.mp4"; mkdir "$T/folder.mp4"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/test_endoqc_small.sh - one short synthetic exam through every code path of `medinfer
 # endoqc` (dark and duplicate frames, batching, the re-sampling second pass with its seek, the
-# contact sheet, the batch database with an exam met twice) - small enough to run under the
+# contact sheet, the batch database with an exam met twice, the same report without the decoder
+# thread) - small enough to run under the
 # sanitizers in `make check`, where the full-length tests are skipped.
 set -u
 . "$(dirname "$0")/endoqc_lib.sh"
@@ -15,6 +16,10 @@ check "$T/short.json" 'r["frames"]["duplicates"] > 0 and r["frames"]["dark"] > 0
 check "$T/short.json" 'any(g["run"] for g in r["resampling"]) and r["frames"]["classified_resampling"] > 0' "a re-sampling pass ran and classified frames"
 check "$T/short.json" 'all(m in r["missing_sites"] for m in ("antrum_aw", "antrum_lc", "duodenal_bulb", "descending_duodenum")) and r["verdict"] == "incomplete"' "skipped sites missing"
 [ -s "$T/short.png" ] || fail "contact sheet"
+# the decoder thread changes nothing in the report: the same run decoding on the network's thread
+"$BIN" endoqc --quiet --model "$MODEL" --every 5 --infer-batch 3 --no-decode-thread --out "$T/short_one.json" \
+    "$T/short.mp4" || fail "endoqc --no-decode-thread exited $?"
+same_report "$T/short.json" "$T/short_one.json" "the report with and without the decoder thread"
 cp "$T/short.mp4" "$T/same_exam_again.mp4"
 printf 'short.mp4\nsame_exam_again.mp4\n' > "$T/list.txt"
 "$BIN" endoqc --quiet --model "$MODEL" --every 5 --infer-batch 3 --batch "$T/list.txt" --db "$T/db.sqlite" \

@@ -65,6 +65,8 @@ static void usage(FILE *f) {
         "  --no-resample        no targeted re-sampling of missing fundus/antrum groups\n"
         "  --infer-batch N      frames per network call, 1..256 (default 8)\n"
         "  --threads N          CPU threads (default: all cores)\n"
+        "  --no-decode-thread   decode on the network's thread, not ahead of it (slower; the\n"
+        "                       report is the same: for debugging and measuring)\n"
         "  --batch LIST         text file, one video path per line (relative to LIST's folder)\n"
         "  --db FILE            results database (default endoqc.sqlite with --batch)\n"
         "  --reference CSV      labelled reference set: video path,complete|incomplete\n"
@@ -502,6 +504,7 @@ int cmd_endoqc(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return MI_EXIT_OK; }
         if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) { c.quiet = true; continue; }
         if (!strcmp(a, "--no-resample")) { c.o.resample = false; continue; }
+        if (!strcmp(a, "--no-decode-thread")) { c.o.decode_thread = false; continue; }
         if (!strcmp(a, "--check-updates")) { c.check_updates = true; continue; }
         if (a[0] != '-') {
             if (video) { fprintf(stderr, "medinfer endoqc: one VIDEO per call (or --batch LIST)\n"); return MI_EXIT_USAGE; }

@@ -1,7 +1,9 @@
 /* pipelines/endoqc/endoqc.c - decode, dedup, sample, classify, re-sample, decide (see endoqc.h). */
 #include "pipelines/endoqc/endoqc.h"
+#include "pipelines/endoqc/feed.h"
 #include "pipelines/endoqc/sites.h"
 #include "nn/model.h"
+#include "ops/cpu.h"
 #include "ops/preprocess.h"
 #include "weights/sha256.h"
 
@@ -30,7 +32,8 @@ struct mi_endoqc_model {
 void mi_endoqc_opts_default(mi_endoqc_opts *o) {
     *o = (mi_endoqc_opts){ .every = 3, .hash_size = 8, .dup_threshold = 0.90, .dup_window = 32,
                            .dark_level = 16, .min_frames = 0, .min_prob = -1, .site_threshold = -1,
-                           .resample = true, .progress = false, .keep_thumbs = true, .known_sha256 = NULL };
+                           .resample = true, .progress = false, .keep_thumbs = true, .decode_thread = true,
+                           .known_sha256 = NULL };
 }
 
 static double now_ms(void) {
@@ -352,6 +355,7 @@ typedef struct {
     size_t  rec[MI_ENDOQC_MAX_BATCH]; /* their kept_rec indices (m->batch <= MI_ENDOQC_MAX_BATCH) */
     uint8_t *crops;                  /* their THUMB x THUMB crops (keep_thumbs) */
     bool    resampling;
+    mi_endoqc_feed *feed;            /* the decoder thread of the pass under way, or NULL */
 } run_ctx;
 
 /* Average hash: hs x hs cell means of BT.601 luma, bit set where the cell is brighter than the
@@ -414,8 +418,22 @@ static mi_status flush_batch(run_ctx *c) {
     mi_endoqc_model *m = c->m;
     mi_endoqc_result *r = c->r;
     double t0 = now_ms();
+    /* Threads for the network: the calling thread's count (--threads; default all cores) less
+     * one while the decoder thread is decoding beside it, all of them while it waits for room in
+     * its queue or is done - so that the two together never ask for more cores than given, and
+     * no core idles in the classification-bound stretches (the worst case's re-sampling, where
+     * the decoder is mostly ahead). Measured on the 2-core machine, bench/bench_endoqc.sh first
+     * pass / worst case under other jobs' load (load average 5-10), a network of
+     *   2 threads whatever the decoder does:  311 s / 867 s, 132 / 360 CPU-s
+     *   1 thread  whatever the decoder does:  154 s / 446 s,  69 / 181 CPU-s
+     * (an OpenMP team with a preempted thread stalls at the next barrier, where libgomp spins:
+     * twice the CPU for the same work). Results do not depend on the thread count, only the time. */
+    const int threads = mi_threads();
+    const bool beside = threads > 1 && mi_endoqc_feed_decoding(c->feed);
+    if (beside) mi_set_threads(threads - 1);
     /* the most probable site, as `medinfer classify` ranks them (softmax; ties: lower index) */
     mi_status st = mi_classify(m->sess, m->x, c->n, 1, m->top, NULL);
+    if (beside) mi_set_threads(threads);
     r->t_classify += now_ms() - t0;
     if (st != MI_OK && st != MI_ERR_FORMAT) return st;
     for (int i = 0; i < c->n; i++) {
@@ -475,59 +493,114 @@ static mi_status push_kept(run_ctx *c, const mi_video_frame *f) {
     return MI_OK;
 }
 
-/* First pass: everything streams through once. */
+/* The first pass's picks, made on the decoder thread (feed.h): dark frames and near-duplicates
+ * are skipped; a kept frame becomes a record, every k-th one with its pixels for the network.
+ * tag: the kept frame's ordinal. */
+typedef struct {
+    const mi_endoqc_opts *o;
+    const char *video;
+    uint64_t *ring;                  /* the dedup window's hashes */
+    size_t    cap, nring, head;
+    double    max_dist;
+    int64_t   dark, duplicates, kept;
+} first_sel;
+
+static mi_status select_first(void *arg, const mi_video_frame *f, mi_feed_pick *pick, int64_t *tag) {
+    first_sel *d = arg;
+    const mi_endoqc_opts *o = d->o;
+    double luma;
+    uint64_t h = ahash(f->px, f->w, f->h, o->hash_size, &luma);
+    bool dup = false;
+    if (luma < o->dark_level) d->dark++;
+    else {
+        for (size_t i = 0; i < d->nring && !dup; i++) dup = __builtin_popcountll(h ^ d->ring[i]) < d->max_dist;
+        if (dup) d->duplicates++;
+    }
+    *pick = MI_FEED_SKIP;
+    if (luma < o->dark_level || dup) return MI_OK;
+    if (o->dup_window > 0) {
+        d->ring[d->head] = h;   /* the oldest kept hash leaves the window */
+        d->head = (d->head + 1) % d->cap;
+        if (d->nring < d->cap) d->nring++;
+    } else {
+        if (d->nring == d->cap) {
+            uint64_t *p = realloc(d->ring, 2 * d->cap * sizeof *d->ring);
+            if (!p) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory after %zu kept frames", d->video, d->nring);
+            d->ring = p;
+            d->cap *= 2;
+        }
+        d->ring[d->nring++] = h;
+    }
+    *tag = d->kept++;
+    *pick = *tag % o->every == 0 ? MI_FEED_PIXELS : MI_FEED_RECORD;
+    return MI_OK;
+}
+
+/* Frames the decoder may hold ready beyond the one being preprocessed: two batches, so that it
+ * decodes the whole next batch while the network classifies this one (feed.h: 16 frames, 4.3 MB
+ * at 720p with the default batch of 8), and records for the kept frames between them. */
+static int feed_slots(const mi_endoqc_model *m) { return 2 * m->batch; }
+#define FEED_RECORDS 1024
+
+/* First pass: everything streams through once; decoding, the dark test and dedup run ahead on
+ * the decoder thread (o->decode_thread), the network on this one. */
 static mi_status first_pass(run_ctx *c) {
     const mi_endoqc_opts *o = c->o;
     mi_endoqc_result *r = c->r;
     /* window 0 compares with every kept frame: the hashes grow with the kept frames (8 bytes
      * each, beside their 24-byte records), the comparisons with their square */
-    size_t cap = o->dup_window ? (size_t)o->dup_window : 1024, nring = 0, head = 0;
-    uint64_t *ring = malloc(cap * sizeof *ring);
-    if (!ring) return MI_FAIL(MI_ERR_NOMEM, "out of memory");
+    first_sel d = { .o = o, .video = r->video, .cap = o->dup_window ? (size_t)o->dup_window : 1024 };
     int bits = o->hash_size * o->hash_size;
     /* similarity > threshold  <=>  hamming distance < bits * (1 - threshold) */
-    double max_dist = bits * (1.0 - o->dup_threshold);
-    mi_status st = MI_OK;
+    d.max_dist = bits * (1.0 - o->dup_threshold);
+    if (!(d.ring = malloc(d.cap * sizeof *d.ring))) return MI_FAIL(MI_ERR_NOMEM, "out of memory");
+    mi_endoqc_feed *q;
+    mi_status st = mi_endoqc_feed_start(&q, c->v, o->decode_thread, feed_slots(c->m), FEED_RECORDS, select_first, &d);
+    if (st != MI_OK) { free(d.ring); return st; }
+    c->feed = q;
     for (;;) {
-        mi_video_frame f;
+        mi_feed_item it;
         bool got;
-        double t0 = now_ms();
-        st = mi_video_read(c->v, &f, &got);
-        double t1 = now_ms();
-        r->t_decode += t1 - t0;
+        st = mi_endoqc_feed_next(q, &it, &got);
         if (st != MI_OK || !got) break;
-        r->decoded++;
-        double luma;
-        uint64_t h = ahash(f.px, f.w, f.h, o->hash_size, &luma);
-        bool dup = false;
-        if (luma < o->dark_level) r->dark++;
-        else {
-            for (size_t i = 0; i < nring && !dup; i++) dup = __builtin_popcountll(h ^ ring[i]) < max_dist;
-            if (dup) r->duplicates++;
-        }
-        r->t_dedup += now_ms() - t1;
-        progress(c, f.t_ms, false);
-        if (luma < o->dark_level || dup) continue;
-        if (o->dup_window > 0) {
-            ring[head] = h;   /* the oldest kept hash leaves the window */
-            head = (head + 1) % cap;
-            if (nring < cap) nring++;
-        } else {
-            if (nring == cap) {
-                uint64_t *p = realloc(ring, 2 * cap * sizeof *ring);
-                if (!p) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory after %zu kept frames", r->video, nring); break; }
-                ring = p;
-                cap *= 2;
-            }
-            ring[nring++] = h;
-        }
-        if ((st = push_kept(c, &f)) != MI_OK) break;
+        r->decoded = it.decoded;
+        progress(c, it.f.t_ms, false);
+        if ((st = push_kept(c, &it.f)) != MI_OK) break;
         r->kept++;
-        if ((r->kept - 1) % o->every == 0 && (st = add_to_batch(c, &f, c->nkept - 1)) != MI_OK) break;
+        if (it.f.px && (st = add_to_batch(c, &it.f, c->nkept - 1)) != MI_OK) break;
     }
-    free(ring);
+    c->feed = NULL;
+    r->decoded = mi_endoqc_feed_stop(q, &r->t_decode, &r->t_dedup, &r->t_decode_wait);
+    r->dark = d.dark;
+    r->duplicates = d.duplicates;
+    free(d.ring);
     if (st == MI_OK) st = flush_batch(c);
     return st;
+}
+
+/* A re-sampling window's picks, on the decoder thread: the kept frames of [from, to] not
+ * classified yet, found by timestamp, on a private copy of their records (the network's thread
+ * writes the originals meanwhile). The stream ends exactly where a reader on one thread would
+ * stop, so the reader is left where it was before (frames without timestamps take their time from
+ * the frame before, also across a seek). tag: the kept record's index. */
+typedef struct {
+    struct { int64_t t_ms, pts; bool taken; } *k;   /* kept[lo..nkept) */
+    size_t  lo, n, j;
+    int64_t to_ms;
+} window_sel;
+
+static mi_status select_window(void *arg, const mi_video_frame *f, mi_feed_pick *pick, int64_t *tag) {
+    window_sel *w = arg;
+    *pick = MI_FEED_END;
+    if (f->t_ms > w->to_ms) return MI_OK;
+    while (w->j < w->n && w->k[w->j].t_ms < f->t_ms) w->j++;
+    if (w->j == w->n || w->k[w->j].t_ms > w->to_ms) return MI_OK;
+    *pick = MI_FEED_SKIP;
+    if (w->k[w->j].t_ms != f->t_ms || w->k[w->j].pts != f->pts || w->k[w->j].taken) return MI_OK;
+    w->k[w->j].taken = true;   /* a second frame with the same time is not this one */
+    *tag = (int64_t)(w->lo + w->j);
+    *pick = MI_FEED_PIXELS;
+    return MI_OK;
 }
 
 /* Second pass over [from, to]: classify the kept frames not classified yet, found by timestamp. */
@@ -537,23 +610,32 @@ static mi_status resample_window(run_ctx *c, mi_endoqc_resample *rs) {
     for (size_t j = lo; j < c->nkept && c->kept[j].t_ms <= rs->to_ms; j++) rs->candidates += c->kept[j].cls < 0;
     if (rs->candidates == 0) return MI_OK;
     int64_t before = c->r->classified_resample;
-    c->resampling = true;
-    mi_status st = mi_video_seek_ms(c->v, rs->from_ms);
-    size_t j = lo;
-    while (st == MI_OK) {
-        mi_video_frame f;
-        bool got;
-        double t0 = now_ms();
-        st = mi_video_read(c->v, &f, &got);
-        c->r->t_decode += now_ms() - t0;
-        if (st != MI_OK || !got || f.t_ms > rs->to_ms) break;
-        progress(c, f.t_ms, false);
-        while (j < c->nkept && c->kept[j].t_ms < f.t_ms) j++;
-        if (j == c->nkept || c->kept[j].t_ms > rs->to_ms) break;
-        if (c->kept[j].t_ms != f.t_ms || c->kept[j].pts != f.pts || c->kept[j].cls >= 0) continue;
-        c->kept[j].cls = 0;   /* taken: a second frame with the same time is not this one */
-        st = add_to_batch(c, &f, j);
+    window_sel w = { .lo = lo, .n = c->nkept - lo, .to_ms = rs->to_ms };
+    if (!(w.k = malloc(w.n * sizeof *w.k)))
+        return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory for %zu kept frames", c->r->video, w.n);
+    for (size_t j = 0; j < w.n; j++) {
+        const kept_rec *k = &c->kept[lo + j];
+        w.k[j].t_ms = k->t_ms;
+        w.k[j].pts = k->pts;
+        w.k[j].taken = k->cls >= 0;
     }
+    c->resampling = true;
+    mi_endoqc_feed *q = NULL;
+    mi_status st = mi_video_seek_ms(c->v, rs->from_ms);
+    if (st == MI_OK) st = mi_endoqc_feed_start(&q, c->v, c->o->decode_thread, feed_slots(c->m), FEED_RECORDS, select_window, &w);
+    c->feed = q;
+    while (st == MI_OK) {
+        mi_feed_item it;
+        bool got;
+        st = mi_endoqc_feed_next(q, &it, &got);
+        if (st != MI_OK || !got) break;
+        progress(c, it.f.t_ms, false);
+        c->kept[it.tag].cls = 0;   /* taken */
+        st = add_to_batch(c, &it.f, (size_t)it.tag);
+    }
+    c->feed = NULL;
+    mi_endoqc_feed_stop(q, &c->r->t_decode, NULL, NULL);
+    free(w.k);
     if (st == MI_OK) st = flush_batch(c);
     c->resampling = false;
     rs->classified = (int)(c->r->classified_resample - before);
@@ -808,6 +890,7 @@ char *mi_endoqc_report_json(const mi_endoqc_result *r) {
     cJSON_AddNumberToObject(t, "hash_file", round(r->t_hash_file));
     cJSON_AddNumberToObject(t, "decode", round(r->t_decode));
     cJSON_AddNumberToObject(t, "dedup", round(r->t_dedup));
+    cJSON_AddNumberToObject(t, "decode_wait", round(r->t_decode_wait));
     cJSON_AddNumberToObject(t, "preprocess", round(r->t_preprocess));
     cJSON_AddNumberToObject(t, "classify", round(r->t_classify));
     cJSON_AddNumberToObject(t, "resample", round(r->t_resample));

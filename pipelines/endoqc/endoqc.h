@@ -6,8 +6,13 @@
  *         --targeted re-sampling of incomplete groups (second decode pass over a time window)-->
  *         per-site evidence --min_frames/min_prob--> seen sites --site_threshold--> verdict
  *
+ * Decoding, the dark test and dedup run on a thread of their own, ahead of the network, and hand
+ * it the frames to classify through a bounded queue (feed.h; opts.decode_thread): the report is
+ * the same either way, since nothing the network says changes which frames are kept.
+ *
  * Memory is bounded by design: no frame is held beyond the current classification batch except
- * the best frame of each site (a thumbnail for the contact sheet). What is kept per kept frame is a
+ * the best frame of each site (a thumbnail for the contact sheet) and the decoder's queue of at
+ * most two batches of frames to classify (4.3 MB at 720p with the default batch of 8). What is kept per kept frame is a
  * 24-byte record (timestamp, class, probability); the dedup window holds 64-bit hashes only (with
  * dup_window 0, "all", one per kept frame).
  * Re-sampling needs pixels of frames that were kept but not classified: rather than spooling them,
@@ -50,6 +55,8 @@ typedef struct {
     bool   resample;       /* targeted re-sampling of incomplete site groups (default on) */
     bool   progress;       /* a progress line on stderr */
     bool   keep_thumbs;    /* keep each site's best frame for a contact sheet */
+    bool   decode_thread;  /* decode (and dedup) on a thread of its own, ahead of the network
+                              (default on; off: one thread, for debugging - the report is the same) */
     const char *known_sha256;  /* the video's SHA-256 when the caller already has it, else NULL */
 } mi_endoqc_opts;
 
@@ -149,6 +156,7 @@ typedef struct {
     mi_resize_mode resize_mode;     /* how frames were brought to input_size (the blob's) */
     /* time per stage, ms */
     double t_decode, t_dedup, t_preprocess, t_classify, t_resample, t_hash_file, t_total;
+    double t_decode_wait;   /* first pass: the network's thread waiting for decoded frames */
 } mi_endoqc_result;
 
 /* Runs the whole QC on one video. On a damaged video it still returns MI_OK with what decoded

@@ -102,7 +102,17 @@ mi_status mi_video_open(mi_video **out, const char *path, int short_side) {
     v->frame = av_frame_alloc();
     if (!v->dec || !v->pkt || !v->frame) { st = MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path); goto fail; }
     avcodec_parameters_to_context(v->dec, v->st->codecpar);
-    v->dec->thread_count = 0;   /* FFmpeg picks: frame threads overlap decoding with our work */
+    /* One decoding thread: the same frames, flags and pixels on every machine and every run.
+     * With FFmpeg's frame threads (what thread_count 0 picks for H.264) a frame can be handed out
+     * before the thread that decoded it has concealed its errors, so its decode_error_flags - and
+     * damaged_frames - depended on timing: one file with 11 concealed frames gave anything from 0
+     * to 11 over 20 runs here (tests/test_endoqc.c, concealed_decoding_errors_are_damage). Slice
+     * threads flag every one, but conceal with other pixels than one thread does (the same for 2
+     * to 8 threads, another for 1), so a damaged video would be classified differently on a
+     * 1-core machine; and a single-slice stream, as most encoders write at these sizes, gains
+     * nothing from them. endoqc decodes on a thread of its own beside the network
+     * (pipelines/endoqc/feed.h), which hides most of the speed frame threads gave. */
+    v->dec->thread_count = 1;
     if ((r = avcodec_open2(v->dec, codec, NULL)) < 0) {
         st = MI_FAIL(MI_ERR_FORMAT, "%s: cannot open the %s decoder: %s", path, codec->name, averr(r, eb, sizeof eb));
         goto fail;
