@@ -61,7 +61,7 @@ same commands and --threads gives the same weights on this machine):
           Dice at the image's own size. The networks have seen only synthetic frames: these two
           real/other-domain sets say how far that carries, no more.
 
-RESULTS - the shipped blobs (model_version 2026.12.01.1) came from these commands, run in the
+RESULTS - the shipped blobs (depthnet 2026.12.01.1, segnet 2026.12.01.2) came from these commands, run in the
 repository root with Debian's /usr/bin/python3 (torch 1.13). The frames of a seed do not depend on
 --count/--start/--jobs, so generating in chunks of 100 (as was done, to keep partial progress)
 gives the same files:
