@@ -343,14 +343,25 @@ static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t
     return cost_chan < 0.97 * cost_pix;
 }
 
-/* Winograd where the layer allows it and it pays (measured in ResNet-50 at 1 and 2 threads): not
- * below 16 channels (the transforms would not amortize), F(4x4, 3x3) while its (4x larger)
- * transformed weights stay small enough to stream and there are >= 32 tiles of 4x4 (ResNet's 56x56
- * and 28x28 maps, up to 128 channels), else F(2x2, 3x3) at >= 32 tiles of 2x2 (14x14 maps). The
- * 7x7 maps stay direct: few tiles, and the weights, read once per image, would double. */
-#define WINO_MIN_CH 16
-#define WINO_MIN_TILES 32
-#define WINO4_MAX_CH2 (128 * 128)
+/* Winograd where the layer allows it and it pays. Measured one layer at a time (min CPU time of
+ * interleaved runs, 1 thread, AVX2 on a 2-core AMD EPYC shared with other jobs), on the shapes of
+ * ResNet-18/50 and of the lesion networks (nn/depthnet.c, nn/segnet.c):
+ *   - Few channels do not amortize the transforms, and the transformed input and products of a
+ *     large map (36 points x channels x tiles, twice) outgrow the caches: 16 -> 16 at 192x192
+ *     3.2 ms direct vs 5.8 F(4x4); 32 -> 16 at 192 7.1 vs 9.2; 16 -> 32 at 96 1.5 vs 2.2;
+ *     32 -> 32 at 96 2.8 vs 2.9; 32 -> 64 at 48 1.25 vs 1.39; from 64 input channels Winograd
+ *     wins (64 -> 32 at 96: 6.0 vs 6.7; 64 -> 64 at 48: 2.0 vs 2.5).
+ *   - F(4x4) beats F(2x2) down to 12x12 maps (9 tiles of 4x4) and up to 256 x 256 channels:
+ *     256 -> 256 at 12: 2.0 vs 2.2 ms; at 14 (ResNet-50): 1.9 vs 2.3; 256 -> 128 at 24: 3.4 vs 4.1;
+ *     128 -> 128 at 12 (batch 9): 4.0 vs 4.3.
+ *   - F(2x2) beats direct on maps of 6x6 and 7x7 (9 or more tiles of 2x2): 256 -> 256 at 6,
+ *     batch 9: 4.7-5.3 vs 5.4-6.4 ms; 512 -> 512 at 7 (ResNet's last stage): 4.1 vs 4.9.
+ * (On the Sapphire Rapids with AVX-512 that first tuned this, F(4x4) was kept to 128 x 128
+ * channels and 32 tiles and the 7x7 maps direct.) */
+#define WINO_MIN_CIN 64
+#define WINO_MIN_COUT 32
+#define WINO_MIN_TILES 9
+#define WINO4_MAX_CH2 (256 * 256)
 
 static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *chan_lanes) {
     const int64_t cig = d->cin / d->groups, cog = d->cout / d->groups;
@@ -363,7 +374,7 @@ static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *
     *wino = 0;
     if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD2) *wino = 2;
     else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD4) *wino = 4;
-    else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_AUTO && known && cig >= WINO_MIN_CH && cog >= WINO_MIN_CH)
+    else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_AUTO && known && cig >= WINO_MIN_CIN && cog >= WINO_MIN_COUT)
         *wino = cig * cog <= WINO4_MAX_CH2 && tiles[4] >= WINO_MIN_TILES ? 4
               : tiles[2] >= WINO_MIN_TILES ? 2 : 0;
     if (!u->run_t || d->lanes == 1) *chan_lanes = 0;
