@@ -10,11 +10,15 @@ slower), our effective GFLOP/s
 (direct-convolution FLOPs over our time; Winograd layers do fewer) and its
 share of the FMA peak that bench_conv measures on this machine, and peak RSS. The V-Net of
 tools/vnet_ref.py (its default config: 512 x 512 RGB tiles, batch 4) in tiles per second, ours
-beside PyTorch's best mode and ONNX Runtime, at 1 and 2 threads. Then the convolution kernels
+beside PyTorch's best mode and ONNX Runtime, at 1 and 2 threads. The two networks of
+depth-guided lesion segmentation (tools/lesionseg_ref.py: depthnet and segnet at their default
+configuration, 192 x 192, batch 1, random weights from tools/export.py) beside the same module in
+PyTorch (bench/torch_lesionseg_latency.py, loaded with the blob's weights) and ONNX Runtime, at 1
+and 2 threads, with the ratio to the faster of the two. Then the convolution kernels
 alone (bench_conv) and the pipelines' own benchmarks when present. --only runs some sections (e.g.
---only vnet).
+--only vnet, --only lesionseg).
 
-In the ResNet and V-Net sections the engines take turns: each of --rounds rounds (default 3) runs
+In the ResNet, V-Net and lesion sections the engines take turns: each of --rounds rounds (default 3) runs
 medinfer, every PyTorch mode, then ONNX Runtime, each in its own process, so that a change in the
 machine's load falls on all of them alike; a figure is the median of the rounds' medians (p90: the
 median of their p90s). The batch-8 and Faster R-CNN sections run each engine once.
@@ -155,18 +159,21 @@ def main():
     ap.add_argument("--out", default="build/bench.json")
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--quick", action="store_true", help="fewer iterations and modes")
-    ap.add_argument("--only", default="conv,resnet,rcnn,vnet,pipelines",
+    ap.add_argument("--only", default="conv,resnet,rcnn,vnet,lesionseg,pipelines",
                     help="comma-separated sections to run (default: all)")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="ResNet and V-Net: rounds of medinfer, PyTorch, ONNX Runtime in turn (median kept)")
+                    help="ResNet, V-Net, lesion nets: rounds of medinfer, PyTorch, ONNX Runtime in turn "
+                         "(median kept)")
     a = ap.parse_args()
     only = set(a.only.split(","))
     iters = 10 if a.quick else a.iters
     blobs = os.path.join(a.bin, "bench")
     os.makedirs(blobs, exist_ok=True)
-    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "vnet": [], "conv": None,
-              "pipelines": {}, "rounds": max(1, a.rounds)}
+    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "vnet": [], "lesionseg": [],
+              "conv": None, "pipelines": {}, "rounds": max(1, a.rounds)}
     rounds = range(max(1, a.rounds))
+    # the machine is shared: its load at the start and the end says how far to trust the figures
+    result["machine"]["loadavg_at_start"] = os.getloadavg()
     ort = Ort(a.bin, blobs)
 
     peak = None
@@ -261,6 +268,47 @@ def main():
                                    "ort": o, "speedup_ort": ours["tiles_per_s"] / o["tiles_per_s"] if o else None})
             print(f"  measured vnet2d x{threads}", file=sys.stderr)
 
+    # The lesion networks (tools/lesionseg_ref.py defaults: 192 x 192, batch 1) on random weights:
+    # the blob tools/export.py writes, PyTorch's module loaded from that blob, ONNX Runtime on the
+    # same module exported. One forward takes 0.1-0.5 s here, so a quarter of the iterations, and
+    # PyTorch's eager mode and its fastest: at 1 thread on a loaded 2-core machine depthnet took
+    # 509 ms by optimize_for_inference, 645 eager, 697 jit_freeze, 1010 channels_last; segnet 224,
+    # 444, 359, 491 (scripting refuses their forward's optional stage dict: the jit modes trace).
+    if "lesionseg" in only:
+        n = max(3, iters // 4)
+        modes = ("optimize_for_inference",) if a.quick else ("eager", "optimize_for_inference")
+        for arch in ("depthnet", "segnet"):
+            blob = os.path.join(blobs, f"{arch}.safetensors")
+            if not os.path.exists(blob):
+                subprocess.run([PY, os.path.join(ROOT, "tools", "export.py"), "--arch", arch, "--random",
+                                "--seed", "0", "--out", blob], check=True)
+            ort.model(arch, blob)
+            for threads in (1, 2):
+                runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
+                for _ in rounds:   # in turn, as for the ResNets
+                    runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n)]))
+                    for mode in modes:
+                        try:
+                            runs[mode].append(run_json([PY, os.path.join(HERE, "torch_lesionseg_latency.py"), blob,
+                                                        str(threads), str(n), mode]))
+                        except subprocess.CalledProcessError as e:   # a mode that cannot take this module
+                            print(f"  torch {mode} failed: {e.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                    onnx = ort.models.get(arch)
+                    if onnx:
+                        runs["ort"].append(ort.run(arch, onnx, threads, n, 5))
+                ours = combine(runs["ours"])
+                theirs = [combine(runs[mode]) for mode in modes if runs[mode]]
+                best = min(theirs, key=lambda r: r["median_ms"])
+                o = combine(runs["ort"]) if runs["ort"] and all(runs["ort"]) else None
+                peer = min([best] + ([o] if o else []), key=lambda r: r["median_ms"])
+                result["lesionseg"].append({
+                    "arch": arch, "threads": threads, "ours": ours, "pytorch_best": best, "pytorch_modes": theirs,
+                    "ratio_median": ours["median_ms"] / best["median_ms"], "ort": o,
+                    "ratio_ort": ours["median_ms"] / o["median_ms"] if o else None,
+                    "ratio_peer": ours["median_ms"] / peer["median_ms"],
+                    "peer": "onnxruntime" if peer is o else "pytorch"})
+                print(f"  measured {arch} x{threads}", file=sys.stderr)
+
     # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image
     for name, h, w in (("echo", 256, 600), ("r50", 480, 640)) if "rcnn" in only else ():
         blob = os.path.join(blobs, f"rcnn_{name}.safetensors")
@@ -313,6 +361,18 @@ def main():
             print(f"{'vnet2d (vnet_ref DEFAULTS)':22} {r['threads']:3} {r['batch']:5} {o['tiles_per_s']:12.3f} "
                   f"{t['tiles_per_s']:13.3f} {t['mode']:>22} {r['speedup']:10.2f} {ort_cols} {o['arena_mb']:6.0f}M "
                   f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
+    if result["lesionseg"]:
+        print(f"\n{'lesion 192x192':14} {'thr':>3} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
+              f"{'torch mode':>22} {'ratio':>6} {'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} "
+              f"{'torch':>6} {'ORT':>5}")
+    for r in result["lesionseg"]:
+        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
+        ort_cols = (f"{x['median_ms']:8.1f}m {x['p90_ms']:6.1f}m {r['ratio_ort']:5.2f}" if x else
+                    f"{'-':>9} {'-':>7} {'-':>5}")
+        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
+        print(f"{r['arch']:14} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:8.1f}m "
+              f"{t['p90_ms']:6.1f}m {t['mode']:>22} {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
+              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
     if result["rcnn"]:
         print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
               f"{'RSS ours':>8} {'torch':>6}")
@@ -321,10 +381,15 @@ def main():
         label = f"fasterrcnn_c4 {r['name']} {r['h']}x{r['w']}"
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
               f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
-    if result["resnet"] or result["vnet"]:
-        print(f"\nResNet and V-Net: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX Runtime in turn; "
-              f"ratio = ours/torch, /ORT = ours/ORT (<= 1.00: we are no slower); ours/torch and ours/ORT for the "
-              f"V-Net are tiles/s (>= 1.00: we are no slower).")
+    if result["resnet"] or result["vnet"] or result["lesionseg"]:
+        print(f"\nResNet, V-Net and lesion nets: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX "
+              f"Runtime in turn; ratio = ours/torch, /ORT = ours/ORT, /peer = ours/the faster of the two (<= 1.00: we "
+              f"are no slower); ours/torch and ours/ORT for the V-Net are tiles/s (>= 1.00: we are no slower).")
+        load = os.getloadavg()
+        result["machine"]["loadavg_at_end"] = load
+        l0 = result["machine"]["loadavg_at_start"]
+        print(f"load average (1, 5, 15 min) at the start: {l0[0]:.2f} {l0[1]:.2f} {l0[2]:.2f}, at the end: "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)")
         print(ort.summary())
         result["ort"] = {"version": ort.version, "not_available": ort.reason, "max_abs_diff": ort.diffs,
                          "failures": ort.failures}

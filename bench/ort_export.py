@@ -5,8 +5,16 @@ for ONNX Runtime (bench/ort_latency.js), with a fixed input and PyTorch's output
 MODEL: resnet18 | resnet50 - tools/export.py's random_model(arch, 1000, seed 0), the module whose
 state_dict bench.py writes as the blob medinfer runs (BatchNorm statistics randomized too);
 or a V-Net blob (*.safetensors, what bench/vnet_blob.py writes) - tools/vnet_ref.py's module
-built from the blob's metadata and loaded with the blob's own weights, as torch_vnet_latency.py does.
-BATCH (default 1) is fixed in the graph, as is the spatial size (224, or the V-Net's input_size).
+built from the blob's metadata and loaded with the blob's own weights, as torch_vnet_latency.py does;
+or a depthnet / segnet blob (tools/export.py --arch depthnet|segnet --random) - tools/lesionseg_ref.py's
+module, likewise, as torch_lesionseg_latency.py builds it (outputs "depth" and "seg").
+BATCH (default 1) is fixed in the graph, as is the spatial size (224, or the blob's input_size).
+
+The lesion networks export at opset 13 as they are: reflect and replicate padding become Pad
+(mode reflect / edge), InstanceNorm2d InstanceNormalization, GroupNorm a reshape around
+InstanceNormalization and an affine Mul/Add, nearest and bilinear interpolate Resize
+(asymmetric / half_pixel), clamp Clip; the depthnet's patch grid and stitching are traced as the
+fixed configuration runs them (Slices, Concat, and the in-place adds of the patches into the map).
 
 Every output the module returns is a graph output (the V-Net's seg, features and tile_logits,
 all of which medinfer computes too), so ONNX Runtime cannot prune a head the others run.
@@ -33,8 +41,15 @@ import export  # noqa: E402
 def module_and_shape(model, batch):
     if model in ("resnet18", "resnet50"):
         return export.random_model(model, 1000, 0), (batch, 3, 224, 224)
-    import vnet_ref
     sd, meta = export.read_safetensors(model)
+    if meta.get("arch") in ("depthnet", "segnet"):
+        import lesionseg_ref
+        c = lesionseg_ref.config(meta)
+        m = lesionseg_ref.build(meta).eval()
+        m.load_state_dict(sd)
+        side = int(c["input_size"])
+        return m, (batch, 3 if c["arch"] == "depthnet" else int(c["in_channels"]) + 1, side, side)
+    import vnet_ref
     c = vnet_ref.config(meta)
     m = vnet_ref.build(meta).eval()
     m.load_state_dict(sd)
@@ -52,7 +67,9 @@ def main():
     with torch.no_grad():
         y = m(x)
         ys = list(y) if isinstance(y, (tuple, list)) else [y]
-        names = ["logits"] if len(ys) == 1 else ["seg", "features", "tile_logits"][:len(ys)]
+        arch = getattr(m, "c", {}).get("arch")
+        names = ([{"depthnet": "depth", "segnet": "seg"}[arch]] if arch in ("depthnet", "segnet") else
+                 ["logits"] if len(ys) == 1 else ["seg", "features", "tile_logits"][:len(ys)])
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         torch.onnx.export(m, (x,), out, input_names=["input"], output_names=names, opset_version=13,
                           do_constant_folding=True)

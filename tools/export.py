@@ -80,16 +80,17 @@ def write_safetensors(path, tensors, metadata=None):
 
 def read_safetensors(path):
     """-> (name -> float32 tensor, metadata) of a blob write_safetensors wrote: F32 as stored,
-    F16 and F64 converted to float32 (as the C reader widens F16)."""
+    F16 and F64 converted to float32 (as the C reader widens F16); I64 (BatchNorm's
+    num_batches_tracked, which load_state_dict expects back) kept as int64."""
     import numpy as np
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     head = json.loads(raw[8:8 + n])
     meta = head.pop("__metadata__", {})
-    dt = {"F32": np.float32, "F16": np.float16, "F64": np.float64}
+    dt = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
     sd = {k: torch.from_numpy(np.frombuffer(raw, dt[v["dtype"]], offset=8 + n + v["data_offsets"][0],
                                             count=int(np.prod(v["shape"]))).reshape(v["shape"])
-                              .astype(np.float32))
+                              .astype(np.int64 if v["dtype"] == "I64" else np.float32))
           for k, v in head.items()}
     return sd, meta
 
