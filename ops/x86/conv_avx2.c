@@ -29,12 +29,37 @@ static inline __m256i lanes(uint32_t m) {
     return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(m & 0xff)), sel), sel);
 }
 
-/* v's lanes selected by m (bit i -> lane i) to p: a plain store when all 8 are, nothing when
- * none is. vmaskmovps to memory is slow on some cores (measured on AMD Zen: most of the Winograd
- * input transform's time), and whole vectors are the common case. */
+/* v's lanes selected by m (bit i -> lane i) to p. vmaskmovps to memory is slow on some cores
+ * (measured on AMD Zen: over half of the Winograd input transform's time even when it stored the
+ * tails only), so a whole vector is one plain store, and a run of lanes s .. s+n-1 (the tails, and
+ * the real columns of a GEMM tile) is moved down to lane 0 and stored in pieces of 4, 2 and 1.
+ * Other masks (not a single run) keep vmaskmovps. */
 static inline void store_lanes(float *p, uint32_t m, __m256 v) {
-    if ((m & 0xff) == 0xff) _mm256_storeu_ps(p, v);
-    else if (m & 0xff) _mm256_maskstore_ps(p, lanes(m), v);
+    m &= 0xffu;
+    if (m == 0xffu) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    if (!m) return;
+    const int s = __builtin_ctz(m), n = __builtin_popcount(m);
+    if (m != ((1u << n) - 1u) << s) {
+        _mm256_maskstore_ps(p, lanes(m), v);
+        return;
+    }
+    if (s) v = _mm256_permutevar8x32_ps(v, _mm256_add_epi32(_mm256_set1_epi32(s), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    p += s;
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (n & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (n & 1) _mm_store_ss(p, h);
 }
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
