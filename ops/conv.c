@@ -394,10 +394,20 @@ static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
     return geom_init_in(G, d, in);
 }
 
-static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads) {
+/* koff, GEMM scratch per thread, then phase buffers. With one image the threads share one
+ * (built together, then the GEMM split between them); with several each thread takes whole
+ * images (conv_forward_gemm), in a buffer of its own: n images need min(n, threads) buffers. */
+typedef struct { size_t koff, gemm, src; } conv_ws_parts;
+
+static conv_ws_parts ws_parts(const mi_conv *c, const conv_geom *G) {
     const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
-    return ROUND64((size_t)G->K * sizeof(int64_t)) + ROUND64((size_t)G->src_floats * sizeof(float)) +
-           mi_gemm_ws(u, nthreads);
+    return (conv_ws_parts){ ROUND64((size_t)G->K * sizeof(int64_t)), ROUND64(mi_gemm_ws(u, 1)),
+                            ROUND64((size_t)G->src_floats * sizeof(float)) };
+}
+
+static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads, int64_t n) {
+    const conv_ws_parts p = ws_parts(c, G);
+    return p.koff + p.gemm * (size_t)nthreads + p.src * (size_t)(n > 1 ? nthreads : 1);
 }
 
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
@@ -406,47 +416,60 @@ size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
     if (c->wino)
         return mi_conv_wino_ws(mi_gemm_ukr_for((mi_isa)c->path), &c->d, c->wino, G.in[1], G.in[2],
                                mi_conv_max_threads());
-    return conv_ws(c, &G, mi_conv_max_threads());
+    return conv_ws(c, &G, mi_conv_max_threads(), x->shape[0]);
 }
 
 /* Fills the stride-phase planes of one image: plane (ci, phase a) [j0][j1][j2] holds the padded
  * input at (j*s + a - pad), zero outside. Only phases that some tap reads are built. */
+static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
+                      const conv_geom *G, int64_t ci);
+
+/* shared: inside a parallel region, the threads split the channels (an omp for, ending with a
+ * barrier); else the calling thread builds them all. */
 static void build_phases(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
-                         const conv_geom *G) {
-    const int64_t *in = G->in, *P = G->plane;
+                         const conv_geom *G, int shared) {
+    if (!shared) {
+        for (int64_t ci = 0; ci < d->cin; ci++) phases_of(u, dst, x, d, G, ci);
+        return;
+    }
     #pragma omp for schedule(static)
-    for (int64_t ci = 0; ci < d->cin; ci++)
-        for (int64_t a0 = 0; a0 < d->stride[0]; a0++) {
-            if (G->slot[0][a0] < 0) continue;
-            for (int64_t a1 = 0; a1 < d->stride[1]; a1++) {
-                if (G->slot[1][a1] < 0) continue;
-                for (int64_t a2 = 0; a2 < d->stride[2]; a2++) {
-                    if (G->slot[2][a2] < 0) continue;
-                    const int64_t slot = (G->slot[0][a0] * G->nslot[1] + G->slot[1][a1]) * G->nslot[2] + G->slot[2][a2];
-                    float *pl = dst + (ci * G->slots + slot) * G->PL;
-                    const int64_t s2 = d->stride[2], p2 = d->pad[2];
-                    /* columns j2 with 0 <= j2*s2 + a2 - p2 < in[2] */
-                    const int64_t lo = MI_MIN(P[2], MI_MAX((int64_t)0, CEIL_DIV(p2 - a2, s2)));
-                    const int64_t hi = MI_MAX(lo, MI_MIN(P[2], CEIL_DIV(in[2] + p2 - a2, s2)));
-                    for (int64_t j0 = 0; j0 < P[0]; j0++) {
-                        const int64_t id = j0 * d->stride[0] + a0 - d->pad[0];
-                        for (int64_t j1 = 0; j1 < P[1]; j1++) {
-                            float *row = pl + (j0 * P[1] + j1) * P[2];
-                            const int64_t ih = j1 * d->stride[1] + a1 - d->pad[1];
-                            if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
-                                memset(row, 0, (size_t)P[2] * sizeof(float));
-                                continue;
-                            }
-                            const float *xr = x + ((ci * in[0] + id) * in[1] + ih) * in[2] + a2 - p2;
-                            memset(row, 0, (size_t)lo * sizeof(float));
-                            if (s2 == 1) memcpy(row + lo, xr + lo, (size_t)(hi - lo) * sizeof(float));
-                            else if (hi > lo) u->strided(row + lo, xr + lo * s2, hi - lo, s2, in[2] - (lo * s2 + a2 - p2));
-                            memset(row + hi, 0, (size_t)(P[2] - hi) * sizeof(float));
+    for (int64_t ci = 0; ci < d->cin; ci++) phases_of(u, dst, x, d, G, ci);
+}
+
+static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
+                      const conv_geom *G, int64_t ci) {
+    const int64_t *in = G->in, *P = G->plane;
+    for (int64_t a0 = 0; a0 < d->stride[0]; a0++) {
+        if (G->slot[0][a0] < 0) continue;
+        for (int64_t a1 = 0; a1 < d->stride[1]; a1++) {
+            if (G->slot[1][a1] < 0) continue;
+            for (int64_t a2 = 0; a2 < d->stride[2]; a2++) {
+                if (G->slot[2][a2] < 0) continue;
+                const int64_t slot = (G->slot[0][a0] * G->nslot[1] + G->slot[1][a1]) * G->nslot[2] + G->slot[2][a2];
+                float *pl = dst + (ci * G->slots + slot) * G->PL;
+                const int64_t s2 = d->stride[2], p2 = d->pad[2];
+                /* columns j2 with 0 <= j2*s2 + a2 - p2 < in[2] */
+                const int64_t lo = MI_MIN(P[2], MI_MAX((int64_t)0, CEIL_DIV(p2 - a2, s2)));
+                const int64_t hi = MI_MAX(lo, MI_MIN(P[2], CEIL_DIV(in[2] + p2 - a2, s2)));
+                for (int64_t j0 = 0; j0 < P[0]; j0++) {
+                    const int64_t id = j0 * d->stride[0] + a0 - d->pad[0];
+                    for (int64_t j1 = 0; j1 < P[1]; j1++) {
+                        float *row = pl + (j0 * P[1] + j1) * P[2];
+                        const int64_t ih = j1 * d->stride[1] + a1 - d->pad[1];
+                        if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
+                            memset(row, 0, (size_t)P[2] * sizeof(float));
+                            continue;
                         }
+                        const float *xr = x + ((ci * in[0] + id) * in[1] + ih) * in[2] + a2 - p2;
+                        memset(row, 0, (size_t)lo * sizeof(float));
+                        if (s2 == 1) memcpy(row + lo, xr + lo, (size_t)(hi - lo) * sizeof(float));
+                        else if (hi > lo) u->strided(row + lo, xr + lo * s2, hi - lo, s2, in[2] - (lo * s2 + a2 - p2));
+                        memset(row + hi, 0, (size_t)(P[2] - hi) * sizeof(float));
                     }
                 }
             }
         }
+    }
 }
 
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
@@ -458,11 +481,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     MI_ASSERT(workspace != NULL);
     const int nt = mi_threads();
     unsigned char *ws = workspace;
+    const conv_ws_parts wp = ws_parts(c, &G);
     int64_t *koff = (int64_t *)ws;
-    float *src = (float *)(ws + ROUND64((size_t)G.K * sizeof(int64_t)));
-    void *gws = ws + ROUND64((size_t)G.K * sizeof(int64_t)) + ROUND64((size_t)G.src_floats * sizeof(float));
+    unsigned char *gws = ws + wp.koff, *srcs = gws + wp.gemm * (size_t)nt;
     const int64_t cig = d->cin / d->groups, IP = G.in[0] * G.in[1] * G.in[2];
-    const int64_t OP = G.out[0] * G.out[1] * G.out[2];
+    const int64_t OP = G.out[0] * G.out[1] * G.out[2], N = x->shape[0];
     /* koff[(ci, kd, kh, kw)]: where row k of B starts in the phase buffer (or in x) */
     for (int64_t ci = 0, k = 0; ci < cig; ci++)
         for (int64_t kd = 0; kd < d->k[0]; kd++)
@@ -477,30 +500,57 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
                               (t[0] / d->stride[0] * G.plane[1] + t[1] / d->stride[1]) * G.plane[2] +
                               t[2] / d->stride[2];
                 }
+    /* Several images: each thread takes whole images (phases into its own buffer, then every GEMM
+     * item of the image), dynamic, so that no thread waits for another inside the layer: on a
+     * machine shared with other work each barrier can cost a scheduler time slice. One image: the
+     * threads build its phases together, then split its GEMM. The GEMM's items only decide who
+     * computes a tile, never how, so both give the same bits. */
+    const int per_image = N > 1 && nt > 1;
     if (!G.direct) {
         const int64_t used = d->cin * G.slots * G.PL;
-        memset(src + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
+        for (int t = 0; t < (per_image ? nt : 1); t++)
+            memset((float *)(srcs + wp.src * (size_t)t) + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
     }
-    const size_t per_thread = mi_gemm_ws(u, 1);
-    /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
-     * thread that is not running stalls every barrier by a scheduler tick. */
     #pragma omp parallel num_threads(nt)
-    for (int64_t n = 0; n < x->shape[0]; n++) {
-        const float *xn = x->data + n * d->cin * IP;
-        if (!G.direct) build_phases(u, src, xn, d, &G);   /* omp for: ends with a barrier */
-        mi_gemm g = {
-            .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
-            .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
-            .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
-            .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
-            .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
-            .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-        };
-        mi_gemm_plan pl;
-        mi_gemm_split(u, &g, nt, &pl);
-        void *mine = (unsigned char *)gws + per_thread * (size_t)omp_get_thread_num();
-        #pragma omp for schedule(static)
-        for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
+    {
+        const int tid = omp_get_thread_num();
+        void *mine = gws + wp.gemm * (size_t)tid;
+        #pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t n = 0; n < (per_image ? N : 0); n++) {
+            const float *xn = x->data + n * d->cin * IP;
+            float *src = (float *)(srcs + wp.src * (size_t)tid);
+            if (!G.direct) build_phases(u, src, xn, d, &G, 0);
+            mi_gemm g = {
+                .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
+                .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
+                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
+                .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+                .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
+                .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+            };
+            mi_gemm_plan pl;
+            mi_gemm_split(u, &g, 1, &pl);
+            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
+        }
+        /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
+         * thread that is not running stalls every barrier by a scheduler tick. */
+        float *src = (float *)srcs;   /* the one phase buffer, shared */
+        for (int64_t n = 0; n < (per_image ? 0 : N); n++) {
+            const float *xn = x->data + n * d->cin * IP;
+            if (!G.direct) build_phases(u, src, xn, d, &G, 1);   /* omp for: ends with a barrier */
+            mi_gemm g = {
+                .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
+                .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
+                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
+                .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+                .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
+                .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+            };
+            mi_gemm_plan pl;
+            mi_gemm_split(u, &g, nt, &pl);
+            #pragma omp for schedule(static)
+            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
+        }
     }
 }
 
