@@ -41,8 +41,15 @@ MODES = ("eager", "channels_last", "jit_freeze", "optimize_for_inference")
 
 
 # Both engines run under the same OpenMP settings: threads pinned to cores, so that a thread
-# parked on a busy core does not stall every barrier (libgomp reads these for PyTorch too).
-OMP_ENV = dict(os.environ, OMP_PROC_BIND="true", OMP_PLACES="cores")
+# parked on a busy core does not stall every barrier, and waiting threads that sleep at once
+# (OMP_WAIT_POLICY=passive) instead of spinning first: on this 2-core machine shared with other
+# jobs (load 9-13), a thread that spins spends the share of its core the scheduler would give it
+# for the work, and libgomp's default spin made both engines 2-3x slower at 2 threads (segnet:
+# medinfer 714-1004 ms spinning vs 251-284 passive, PyTorch 1118-1162 vs 493-544; ONNX Runtime,
+# with its own pool, 276-300). libgomp reads these for PyTorch too; a caller's own
+# OMP_WAIT_POLICY is kept.
+OMP_ENV = dict(os.environ, OMP_PROC_BIND="true", OMP_PLACES="cores",
+               OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
 
 
 def run_json(cmd, **kw):
