@@ -472,6 +472,8 @@ static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi
     }
 }
 
+#define PAR_MIN_MACS (1 << 20)
+
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
@@ -511,7 +513,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         for (int t = 0; t < (per_image ? nt : 1); t++)
             memset((float *)(srcs + wp.src * (size_t)t) + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
     }
-    #pragma omp parallel num_threads(nt)
+    /* A layer of under ~1M multiply-adds (the segnet's 1x1 attention and head convolutions: tens
+     * of microseconds) runs on the calling thread: waking a second thread costs more, and on a
+     * machine shared with other work it can cost a scheduler time slice (3-10 ms measured). */
+    const int64_t macs = N * OP * d->cout * G.K;
+    #pragma omp parallel num_threads(nt) if (macs >= PAR_MIN_MACS)
     {
         const int tid = omp_get_thread_num();
         void *mine = gws + wp.gemm * (size_t)tid;
