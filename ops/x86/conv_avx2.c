@@ -62,6 +62,54 @@ static inline void store_lanes(float *p, uint32_t m, __m256 v) {
     if (n & 1) _mm_store_ss(p, h);
 }
 
+/* r[0..7] := its transpose (r[i] lane l -> r[l] lane i) */
+static inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* run_t's epilogue when the tile's M pixels are consecutive in y (pix[i] = pix[0] + i): the
+ * 6 x 16 tile (+ bias, through the stack as below) transposed in registers, each channel's M
+ * values stored as one run, with the same operations per value as the scalar epilogue
+ * (+ residual, then v < 0 ? 0 : v, which keeps -0 and NaN as the scalar code does). Not inlined:
+ * the accumulators of the k loop stay in registers. */
+static __attribute__((noinline)) void tile_t_store_run(const mi_gemm_ukr_args *p, int M, const float buf[MR][16]) {
+    const __m256 zero = _mm256_setzero_ps();
+    const uint32_t pm = (1u << M) - 1u;
+    const __m256i pmask = lanes(pm);
+    const int64_t pix0 = p->pix[0];
+    for (int h = 0; h < 2; h++) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = i < M ? _mm256_load_ps(buf[i] + 8 * h) : zero;
+        transpose8(r);
+        for (int l = 0; l < 8 && 8 * h + l < p->nch; l++) {
+            const int64_t o = (8 * h + l) * p->ldy + pix0;
+            __m256 v = r[l];
+            if (p->res) v = _mm256_add_ps(v, _mm256_maskload_ps(p->res + o, pmask));
+            if (p->relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+            store_lanes(p->y + o, pm, v);
+        }
+    }
+}
+
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T) {
@@ -114,6 +162,12 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         for (int i = 0; i < M; i++) {
             _mm256_store_ps(buf[i], _mm256_add_ps(c0[i], bv0));
             _mm256_store_ps(buf[i] + 8, _mm256_add_ps(c1[i], bv1));
+        }
+        int consecutive = 1;   /* the tile's pixels are one run: each channel's M values are too */
+        for (int i = 1; i < M; i++) consecutive &= p->pix[i] == p->pix[0] + i;
+        if (consecutive) {
+            tile_t_store_run(p, M, buf);
+            return;
         }
         for (int l = 0; l < nch; l++) {
             float *yl = p->y + l * p->ldy;
