@@ -380,7 +380,10 @@ static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *
     if (!u->run_t || d->lanes == 1) *chan_lanes = 0;
     else if (d->lanes == 2) *chan_lanes = 1;
     else if (!known || cog < 16) *chan_lanes = 0;
-    else if (*wino) *chan_lanes = chan_lanes_win(u, tiles[*wino], tiles[*wino], cig, cog);
+    else if (*wino) {   /* the GEMM runs on one block of tiles at a time (ops/conv_winograd.c) */
+        const int64_t tb = mi_conv_wino_block_tiles(d, *wino, in[1], in[2]);
+        *chan_lanes = chan_lanes_win(u, tb, tb, cig, cog);
+    }
     else {
         const int64_t P = G.out[0] * G.out[1] * G.out[2];
         *chan_lanes = chan_lanes_win(u, G.direct ? P : G.out[0] * G.plane[1] * G.plane[2], P,

@@ -132,6 +132,12 @@ static size_t per_thread_parts(const mi_gemm_ukr *u, const mi_conv_desc *d, cons
 
 static size_t koff_bytes(const mi_conv_desc *d) { return ROUND64((size_t)(d->cin / d->groups) * sizeof(int64_t)); }
 
+int64_t mi_conv_wino_block_tiles(const mi_conv_desc *d, int m, int64_t H, int64_t W) {
+    wino_geom g;
+    geom(&g, d, m, H, W);
+    return g.tb;
+}
+
 size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
                        int nt) {
     wino_geom g;
