@@ -402,15 +402,44 @@ static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
  * images (conv_forward_gemm), in a buffer of its own: n images need min(n, threads) buffers. */
 typedef struct { size_t koff, gemm, src; } conv_ws_parts;
 
+/* Blocks of output rows (2-D, stride 1, padded): each thread takes a block of rows of one image,
+ * copies the padded input rows it reads (its rows and the kernel's halo) into a buffer of its
+ * own and runs every GEMM item of the block: its buffer stays in cache (the padded copy of a
+ * whole 32-channel 192x192 map is 4.8 MB), and no thread waits for another inside the layer (on a
+ * machine shared with other work each barrier can cost a scheduler time slice). rb rows per block:
+ * a buffer of ~256 KB, and >= 4 blocks per image where the map has the rows. Depends on the shapes
+ * only; every output is computed the same way whatever block or thread it falls in. */
+#define ROW_BLOCK_FLOATS (64 * 1024)
+
+static int row_blocks(const mi_conv_desc *d, const conv_geom *G) {
+    return d->sp == 2 && d->stride[1] == 1 && d->stride[2] == 1 && !G->direct;
+}
+
+static int64_t block_rows(const mi_conv_desc *d, const conv_geom *G) {
+    const int64_t per_row = d->cin * G->plane[2], quarter = CEIL_DIV(G->out[1], 4);
+    int64_t rb = ROW_BLOCK_FLOATS / per_row;
+    if (rb > quarter) rb = quarter;
+    return rb < 1 ? 1 : rb;
+}
+
+/* floats per channel of a block's buffer: its rows and the halo */
+static int64_t block_plane(const mi_conv_desc *d, const conv_geom *G) {
+    return (block_rows(d, G) + (d->k[1] - 1) * d->dil[1]) * G->plane[2];
+}
+
 static conv_ws_parts ws_parts(const mi_conv *c, const conv_geom *G) {
     const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
+    /* + slack: the garbage columns of a block's last row and its last panel read past the end */
+    const size_t src = row_blocks(&c->d, G) ? (size_t)(c->d.cin * block_plane(&c->d, G) + G->plane[2] + 64)
+                                            : (size_t)G->src_floats;
     return (conv_ws_parts){ ROUND64((size_t)G->K * sizeof(int64_t)), ROUND64(mi_gemm_ws(u, 1)),
-                            ROUND64((size_t)G->src_floats * sizeof(float)) };
+                            ROUND64(src * sizeof(float)) };
 }
 
 static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads, int64_t n) {
     const conv_ws_parts p = ws_parts(c, G);
-    return p.koff + p.gemm * (size_t)nthreads + p.src * (size_t)(n > 1 ? nthreads : 1);
+    const int bufs = row_blocks(&c->d, G) || n > 1 ? nthreads : 1;
+    return p.koff + p.gemm * (size_t)nthreads + p.src * (size_t)bufs;
 }
 
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
@@ -477,6 +506,52 @@ static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi
 
 #define PAR_MIN_MACS (1 << 20)
 
+/* The row-block path (row_blocks() above). Each block's buffer holds, per input channel, the
+ * padded input rows r0 .. r0 + rows + halo - 1 (zero outside x), block_plane() floats apart. */
+static void conv_row_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
+                            const mi_tensor *residual, mi_act act, const conv_geom *G, int64_t *koff,
+                            unsigned char *gws, conv_ws_parts wp, unsigned char *srcs, int nt, int64_t macs) {
+    const mi_conv_desc *d = &c->d;
+    const int64_t cig = d->cin / d->groups, IH = G->in[1], IW = G->in[2], OH = G->out[1], OW = G->out[2];
+    const int64_t PW = G->plane[2], rb = block_rows(d, G), BP = block_plane(d, G), halo = (d->k[1] - 1) * d->dil[1];
+    const int64_t nb = CEIL_DIV(OH, rb), N = x->shape[0], IP = IH * IW, OP = OH * OW;
+    for (int64_t ci = 0, k = 0; ci < cig; ci++)
+        for (int64_t kh = 0; kh < d->k[1]; kh++)
+            for (int64_t kw = 0; kw < d->k[2]; kw++, k++) koff[k] = ci * BP + kh * d->dil[1] * PW + kw * d->dil[2];
+    /* columns j with 0 <= j - pad < IW: [lo, hi) of each buffer row */
+    const int64_t pw = d->pad[2], lo = MI_MIN(PW, pw), hi = MI_MAX(lo, MI_MIN(PW, IW + pw));
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (macs >= PAR_MIN_MACS)
+    for (int64_t it = 0; it < N * nb; it++) {
+        const int tid = omp_get_thread_num();
+        float *src = (float *)(srcs + wp.src * (size_t)tid);
+        const int64_t n = it / nb, r0 = it % nb * rb, rows = MI_MIN(rb, OH - r0);
+        const float *xn = x->data + n * d->cin * IP;
+        for (int64_t ci = 0; ci < d->cin; ci++)
+            for (int64_t j = 0; j < BP / PW; j++) {
+                float *row = src + ci * BP + j * PW;
+                const int64_t ih = r0 + j - d->pad[1];
+                if (j >= rows + halo || ih < 0 || ih >= IH) {
+                    memset(row, 0, (size_t)PW * sizeof(float));
+                    continue;
+                }
+                memset(row, 0, (size_t)lo * sizeof(float));
+                memcpy(row + lo, xn + (ci * IH + ih) * IW + lo - pw, (size_t)(hi - lo) * sizeof(float));
+                memset(row + hi, 0, (size_t)(PW - hi) * sizeof(float));
+            }
+        memset(src + d->cin * BP, 0, (size_t)(PW + 64) * sizeof(float));
+        mi_gemm g = {
+            .groups = d->groups, .M = d->cout / d->groups, .K = G->K, .apack = c->packed, .src = src,
+            .src_gstride = cig * BP, .koff = koff, .gd = 1, .gh = rows, .gw = PW, .od = 1, .oh = rows, .ow = OW,
+            .y = y->data + n * d->cout * OP + r0 * OW,
+            .res = residual ? residual->data + n * d->cout * OP + r0 * OW : NULL, .bias = c->bias,
+            .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes, .ldy = OP, .ymap = { 0, 0, OW, 1 },
+        };
+        mi_gemm_plan pl;
+        mi_gemm_split(u, &g, 1, &pl);
+        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(u, &g, &pl, i, gws + wp.gemm * (size_t)tid);
+    }
+}
+
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
@@ -491,6 +566,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     unsigned char *gws = ws + wp.koff, *srcs = gws + wp.gemm * (size_t)nt;
     const int64_t cig = d->cin / d->groups, IP = G.in[0] * G.in[1] * G.in[2];
     const int64_t OP = G.out[0] * G.out[1] * G.out[2], N = x->shape[0];
+    const int64_t macs = N * OP * d->cout * G.K;
+    if (row_blocks(d, &G)) {
+        conv_row_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt, macs);
+        return;
+    }
     /* koff[(ci, kd, kh, kw)]: where row k of B starts in the phase buffer (or in x) */
     for (int64_t ci = 0, k = 0; ci < cig; ci++)
         for (int64_t kd = 0; kd < d->k[0]; kd++)
@@ -519,7 +599,6 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     /* A layer of under ~1M multiply-adds (the segnet's 1x1 attention and head convolutions: tens
      * of microseconds) runs on the calling thread: waking a second thread costs more, and on a
      * machine shared with other work it can cost a scheduler time slice (3-10 ms measured). */
-    const int64_t macs = N * OP * d->cout * G.K;
     #pragma omp parallel num_threads(nt) if (macs >= PAR_MIN_MACS)
     {
         const int tid = omp_get_thread_num();
