@@ -26,7 +26,9 @@
  *   of OH x P columns (P - OW garbage columns per row, 2-4 % extra work for ResNet-50 shapes at 56,
  *   28 and 112 wide) whose B rows are contiguous; the micro-kernel's masked stores drop the
  *   garbage columns (channels-on-lanes tiles enumerate real pixels only). A 1x1 stride-1
- *   unpadded convolution reads x itself (no copy).
+ *   unpadded convolution reads x itself (no copy). A 2-D stride-1 padded layer copies its padded
+ *   input per block of output rows instead, each block by one thread (conv_row_blocks()); a
+ *   batch of several images of the other layers is split by image (conv_forward_gemm()).
  *
  *   3x3 stride-1 layers: once the input size is known (in_size or mi_conv_prepare), choose()
  *   below sends them to Winograd F(4x4, 3x3) or F(2x2, 3x3) (ops/conv_winograd.c), whose
