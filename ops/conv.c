@@ -26,7 +26,9 @@
  *   of OH x P columns (P - OW garbage columns per row, 2-4 % extra work for ResNet-50 shapes at 56,
  *   28 and 112 wide) whose B rows are contiguous; the micro-kernel's masked stores drop the
  *   garbage columns (channels-on-lanes tiles enumerate real pixels only). A 1x1 stride-1
- *   unpadded convolution reads x itself (no copy).
+ *   unpadded convolution reads x itself (no copy). A 2-D stride-1 padded layer copies its padded
+ *   input per block of output rows instead, each block by one thread (conv_row_blocks()); a
+ *   batch of several images of the other layers is split by image (conv_forward_gemm()).
  *
  *   3x3 stride-1 layers: once the input size is known (in_size or mi_conv_prepare), choose()
  *   below sends them to Winograd F(4x4, 3x3) or F(2x2, 3x3) (ops/conv_winograd.c), whose
@@ -343,14 +345,25 @@ static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t
     return cost_chan < 0.97 * cost_pix;
 }
 
-/* Winograd where the layer allows it and it pays (measured in ResNet-50 at 1 and 2 threads): not
- * below 16 channels (the transforms would not amortize), F(4x4, 3x3) while its (4x larger)
- * transformed weights stay small enough to stream and there are >= 32 tiles of 4x4 (ResNet's 56x56
- * and 28x28 maps, up to 128 channels), else F(2x2, 3x3) at >= 32 tiles of 2x2 (14x14 maps). The
- * 7x7 maps stay direct: few tiles, and the weights, read once per image, would double. */
-#define WINO_MIN_CH 16
-#define WINO_MIN_TILES 32
-#define WINO4_MAX_CH2 (128 * 128)
+/* Winograd where the layer allows it and it pays. Measured one layer at a time (min CPU time of
+ * interleaved runs, 1 thread, AVX2 on a 2-core AMD EPYC shared with other jobs), on the shapes of
+ * ResNet-18/50 and of the lesion networks (nn/depthnet.c, nn/segnet.c):
+ *   - Few channels do not amortize the transforms, and the transformed input and products of a
+ *     large map (36 points x channels x tiles, twice) outgrow the caches: 16 -> 16 at 192x192
+ *     3.2 ms direct vs 5.8 F(4x4); 32 -> 16 at 192 7.1 vs 9.2; 16 -> 32 at 96 1.5 vs 2.2;
+ *     32 -> 32 at 96 2.8 vs 2.9; 32 -> 64 at 48 1.25 vs 1.39; from 64 input channels Winograd
+ *     wins (64 -> 32 at 96: 6.0 vs 6.7; 64 -> 64 at 48: 2.0 vs 2.5).
+ *   - F(4x4) beats F(2x2) down to 12x12 maps (9 tiles of 4x4) and up to 256 x 256 channels:
+ *     256 -> 256 at 12: 2.0 vs 2.2 ms; at 14 (ResNet-50): 1.9 vs 2.3; 256 -> 128 at 24: 3.4 vs 4.1;
+ *     128 -> 128 at 12 (batch 9): 4.0 vs 4.3.
+ *   - F(2x2) beats direct on maps of 6x6 and 7x7 (9 or more tiles of 2x2): 256 -> 256 at 6,
+ *     batch 9: 4.7-5.3 vs 5.4-6.4 ms; 512 -> 512 at 7 (ResNet's last stage): 4.1 vs 4.9.
+ * (On the Sapphire Rapids with AVX-512 that first tuned this, F(4x4) was kept to 128 x 128
+ * channels and 32 tiles and the 7x7 maps direct.) */
+#define WINO_MIN_CIN 64
+#define WINO_MIN_COUT 32
+#define WINO_MIN_TILES 9
+#define WINO4_MAX_CH2 (256 * 256)
 
 static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *chan_lanes) {
     const int64_t cig = d->cin / d->groups, cog = d->cout / d->groups;
@@ -363,13 +376,16 @@ static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *
     *wino = 0;
     if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD2) *wino = 2;
     else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD4) *wino = 4;
-    else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_AUTO && known && cig >= WINO_MIN_CH && cog >= WINO_MIN_CH)
+    else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_AUTO && known && cig >= WINO_MIN_CIN && cog >= WINO_MIN_COUT)
         *wino = cig * cog <= WINO4_MAX_CH2 && tiles[4] >= WINO_MIN_TILES ? 4
               : tiles[2] >= WINO_MIN_TILES ? 2 : 0;
     if (!u->run_t || d->lanes == 1) *chan_lanes = 0;
     else if (d->lanes == 2) *chan_lanes = 1;
     else if (!known || cog < 16) *chan_lanes = 0;
-    else if (*wino) *chan_lanes = chan_lanes_win(u, tiles[*wino], tiles[*wino], cig, cog);
+    else if (*wino) {   /* the GEMM runs on one block of tiles at a time (ops/conv_winograd.c) */
+        const int64_t tb = mi_conv_wino_block_tiles(d, *wino, in[1], in[2]);
+        *chan_lanes = chan_lanes_win(u, tb, tb, cig, cog);
+    }
     else {
         const int64_t P = G.out[0] * G.out[1] * G.out[2];
         *chan_lanes = chan_lanes_win(u, G.direct ? P : G.out[0] * G.plane[1] * G.plane[2], P,
@@ -383,10 +399,49 @@ static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
     return geom_init_in(G, d, in);
 }
 
-static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads) {
+/* koff, GEMM scratch per thread, then phase buffers. With one image the threads share one
+ * (built together, then the GEMM split between them); with several each thread takes whole
+ * images (conv_forward_gemm), in a buffer of its own: n images need min(n, threads) buffers. */
+typedef struct { size_t koff, gemm, src; } conv_ws_parts;
+
+/* Blocks of output rows (2-D, stride 1, padded): each thread takes a block of rows of one image,
+ * copies the padded input rows it reads (its rows and the kernel's halo) into a buffer of its
+ * own and runs every GEMM item of the block: its buffer stays in cache (the padded copy of a
+ * whole 32-channel 192x192 map is 4.8 MB), and no thread waits for another inside the layer (on a
+ * machine shared with other work each barrier can cost a scheduler time slice). rb rows per block:
+ * a buffer of ~256 KB, and >= 4 blocks per image where the map has the rows. Depends on the shapes
+ * only; every output is computed the same way whatever block or thread it falls in. */
+#define ROW_BLOCK_FLOATS (64 * 1024)
+
+static int row_blocks(const mi_conv_desc *d, const conv_geom *G) {
+    return d->sp == 2 && d->stride[1] == 1 && d->stride[2] == 1 && !G->direct;
+}
+
+static int64_t block_rows(const mi_conv_desc *d, const conv_geom *G) {
+    const int64_t per_row = d->cin * G->plane[2], quarter = CEIL_DIV(G->out[1], 4);
+    int64_t rb = ROW_BLOCK_FLOATS / per_row;
+    if (rb > quarter) rb = quarter;
+    return rb < 1 ? 1 : rb;
+}
+
+/* floats per channel of a block's buffer: its rows and the halo */
+static int64_t block_plane(const mi_conv_desc *d, const conv_geom *G) {
+    return (block_rows(d, G) + (d->k[1] - 1) * d->dil[1]) * G->plane[2];
+}
+
+static conv_ws_parts ws_parts(const mi_conv *c, const conv_geom *G) {
     const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
-    return ROUND64((size_t)G->K * sizeof(int64_t)) + ROUND64((size_t)G->src_floats * sizeof(float)) +
-           mi_gemm_ws(u, nthreads);
+    /* + slack: the garbage columns of a block's last row and its last panel read past the end */
+    const size_t src = row_blocks(&c->d, G) ? (size_t)(c->d.cin * block_plane(&c->d, G) + G->plane[2] + 64)
+                                            : (size_t)G->src_floats;
+    return (conv_ws_parts){ ROUND64((size_t)G->K * sizeof(int64_t)), ROUND64(mi_gemm_ws(u, 1)),
+                            ROUND64(src * sizeof(float)) };
+}
+
+static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads, int64_t n) {
+    const conv_ws_parts p = ws_parts(c, G);
+    const int bufs = row_blocks(&c->d, G) || n > 1 ? nthreads : 1;
+    return p.koff + p.gemm * (size_t)nthreads + p.src * (size_t)bufs;
 }
 
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
@@ -395,47 +450,108 @@ size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
     if (c->wino)
         return mi_conv_wino_ws(mi_gemm_ukr_for((mi_isa)c->path), &c->d, c->wino, G.in[1], G.in[2],
                                mi_conv_max_threads());
-    return conv_ws(c, &G, mi_conv_max_threads());
+    return conv_ws(c, &G, mi_conv_max_threads(), x->shape[0]);
 }
 
 /* Fills the stride-phase planes of one image: plane (ci, phase a) [j0][j1][j2] holds the padded
  * input at (j*s + a - pad), zero outside. Only phases that some tap reads are built. */
+static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
+                      const conv_geom *G, int64_t ci);
+
+/* shared: inside a parallel region, the threads split the channels (an omp for, ending with a
+ * barrier); else the calling thread builds them all. */
 static void build_phases(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
-                         const conv_geom *G) {
-    const int64_t *in = G->in, *P = G->plane;
+                         const conv_geom *G, int shared) {
+    if (!shared) {
+        for (int64_t ci = 0; ci < d->cin; ci++) phases_of(u, dst, x, d, G, ci);
+        return;
+    }
     #pragma omp for schedule(static)
-    for (int64_t ci = 0; ci < d->cin; ci++)
-        for (int64_t a0 = 0; a0 < d->stride[0]; a0++) {
-            if (G->slot[0][a0] < 0) continue;
-            for (int64_t a1 = 0; a1 < d->stride[1]; a1++) {
-                if (G->slot[1][a1] < 0) continue;
-                for (int64_t a2 = 0; a2 < d->stride[2]; a2++) {
-                    if (G->slot[2][a2] < 0) continue;
-                    const int64_t slot = (G->slot[0][a0] * G->nslot[1] + G->slot[1][a1]) * G->nslot[2] + G->slot[2][a2];
-                    float *pl = dst + (ci * G->slots + slot) * G->PL;
-                    const int64_t s2 = d->stride[2], p2 = d->pad[2];
-                    /* columns j2 with 0 <= j2*s2 + a2 - p2 < in[2] */
-                    const int64_t lo = MI_MIN(P[2], MI_MAX((int64_t)0, CEIL_DIV(p2 - a2, s2)));
-                    const int64_t hi = MI_MAX(lo, MI_MIN(P[2], CEIL_DIV(in[2] + p2 - a2, s2)));
-                    for (int64_t j0 = 0; j0 < P[0]; j0++) {
-                        const int64_t id = j0 * d->stride[0] + a0 - d->pad[0];
-                        for (int64_t j1 = 0; j1 < P[1]; j1++) {
-                            float *row = pl + (j0 * P[1] + j1) * P[2];
-                            const int64_t ih = j1 * d->stride[1] + a1 - d->pad[1];
-                            if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
-                                memset(row, 0, (size_t)P[2] * sizeof(float));
-                                continue;
-                            }
-                            const float *xr = x + ((ci * in[0] + id) * in[1] + ih) * in[2] + a2 - p2;
-                            memset(row, 0, (size_t)lo * sizeof(float));
-                            if (s2 == 1) memcpy(row + lo, xr + lo, (size_t)(hi - lo) * sizeof(float));
-                            else if (hi > lo) u->strided(row + lo, xr + lo * s2, hi - lo, s2, in[2] - (lo * s2 + a2 - p2));
-                            memset(row + hi, 0, (size_t)(P[2] - hi) * sizeof(float));
+    for (int64_t ci = 0; ci < d->cin; ci++) phases_of(u, dst, x, d, G, ci);
+}
+
+static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi_conv_desc *d,
+                      const conv_geom *G, int64_t ci) {
+    const int64_t *in = G->in, *P = G->plane;
+    for (int64_t a0 = 0; a0 < d->stride[0]; a0++) {
+        if (G->slot[0][a0] < 0) continue;
+        for (int64_t a1 = 0; a1 < d->stride[1]; a1++) {
+            if (G->slot[1][a1] < 0) continue;
+            for (int64_t a2 = 0; a2 < d->stride[2]; a2++) {
+                if (G->slot[2][a2] < 0) continue;
+                const int64_t slot = (G->slot[0][a0] * G->nslot[1] + G->slot[1][a1]) * G->nslot[2] + G->slot[2][a2];
+                float *pl = dst + (ci * G->slots + slot) * G->PL;
+                const int64_t s2 = d->stride[2], p2 = d->pad[2];
+                /* columns j2 with 0 <= j2*s2 + a2 - p2 < in[2] */
+                const int64_t lo = MI_MIN(P[2], MI_MAX((int64_t)0, CEIL_DIV(p2 - a2, s2)));
+                const int64_t hi = MI_MAX(lo, MI_MIN(P[2], CEIL_DIV(in[2] + p2 - a2, s2)));
+                for (int64_t j0 = 0; j0 < P[0]; j0++) {
+                    const int64_t id = j0 * d->stride[0] + a0 - d->pad[0];
+                    for (int64_t j1 = 0; j1 < P[1]; j1++) {
+                        float *row = pl + (j0 * P[1] + j1) * P[2];
+                        const int64_t ih = j1 * d->stride[1] + a1 - d->pad[1];
+                        if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
+                            memset(row, 0, (size_t)P[2] * sizeof(float));
+                            continue;
                         }
+                        const float *xr = x + ((ci * in[0] + id) * in[1] + ih) * in[2] + a2 - p2;
+                        memset(row, 0, (size_t)lo * sizeof(float));
+                        if (s2 == 1) memcpy(row + lo, xr + lo, (size_t)(hi - lo) * sizeof(float));
+                        else if (hi > lo) u->strided(row + lo, xr + lo * s2, hi - lo, s2, in[2] - (lo * s2 + a2 - p2));
+                        memset(row + hi, 0, (size_t)(P[2] - hi) * sizeof(float));
                     }
                 }
             }
         }
+    }
+}
+
+#define PAR_MIN_MACS (1 << 20)
+
+/* The row-block path (row_blocks() above). Each block's buffer holds, per input channel, the
+ * padded input rows r0 .. r0 + rows + halo - 1 (zero outside x), block_plane() floats apart. */
+static void conv_row_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
+                            const mi_tensor *residual, mi_act act, const conv_geom *G, int64_t *koff,
+                            unsigned char *gws, conv_ws_parts wp, unsigned char *srcs, int nt, int64_t macs) {
+    const mi_conv_desc *d = &c->d;
+    const int64_t cig = d->cin / d->groups, IH = G->in[1], IW = G->in[2], OH = G->out[1], OW = G->out[2];
+    const int64_t PW = G->plane[2], rb = block_rows(d, G), BP = block_plane(d, G), halo = (d->k[1] - 1) * d->dil[1];
+    const int64_t nb = CEIL_DIV(OH, rb), N = x->shape[0], IP = IH * IW, OP = OH * OW;
+    for (int64_t ci = 0, k = 0; ci < cig; ci++)
+        for (int64_t kh = 0; kh < d->k[1]; kh++)
+            for (int64_t kw = 0; kw < d->k[2]; kw++, k++) koff[k] = ci * BP + kh * d->dil[1] * PW + kw * d->dil[2];
+    /* columns j with 0 <= j - pad < IW: [lo, hi) of each buffer row */
+    const int64_t pw = d->pad[2], lo = MI_MIN(PW, pw), hi = MI_MAX(lo, MI_MIN(PW, IW + pw));
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (macs >= PAR_MIN_MACS)
+    for (int64_t it = 0; it < N * nb; it++) {
+        const int tid = omp_get_thread_num();
+        float *src = (float *)(srcs + wp.src * (size_t)tid);
+        const int64_t n = it / nb, r0 = it % nb * rb, rows = MI_MIN(rb, OH - r0);
+        const float *xn = x->data + n * d->cin * IP;
+        for (int64_t ci = 0; ci < d->cin; ci++)
+            for (int64_t j = 0; j < BP / PW; j++) {
+                float *row = src + ci * BP + j * PW;
+                const int64_t ih = r0 + j - d->pad[1];
+                if (j >= rows + halo || ih < 0 || ih >= IH) {
+                    memset(row, 0, (size_t)PW * sizeof(float));
+                    continue;
+                }
+                memset(row, 0, (size_t)lo * sizeof(float));
+                memcpy(row + lo, xn + (ci * IH + ih) * IW + lo - pw, (size_t)(hi - lo) * sizeof(float));
+                memset(row + hi, 0, (size_t)(PW - hi) * sizeof(float));
+            }
+        memset(src + d->cin * BP, 0, (size_t)(PW + 64) * sizeof(float));
+        mi_gemm g = {
+            .groups = d->groups, .M = d->cout / d->groups, .K = G->K, .apack = c->packed, .src = src,
+            .src_gstride = cig * BP, .koff = koff, .gd = 1, .gh = rows, .gw = PW, .od = 1, .oh = rows, .ow = OW,
+            .y = y->data + n * d->cout * OP + r0 * OW,
+            .res = residual ? residual->data + n * d->cout * OP + r0 * OW : NULL, .bias = c->bias,
+            .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes, .ldy = OP, .ymap = { 0, 0, OW, 1 },
+        };
+        mi_gemm_plan pl;
+        mi_gemm_split(u, &g, 1, &pl);
+        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(u, &g, &pl, i, gws + wp.gemm * (size_t)tid);
+    }
 }
 
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
@@ -447,11 +563,16 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     MI_ASSERT(workspace != NULL);
     const int nt = mi_threads();
     unsigned char *ws = workspace;
+    const conv_ws_parts wp = ws_parts(c, &G);
     int64_t *koff = (int64_t *)ws;
-    float *src = (float *)(ws + ROUND64((size_t)G.K * sizeof(int64_t)));
-    void *gws = ws + ROUND64((size_t)G.K * sizeof(int64_t)) + ROUND64((size_t)G.src_floats * sizeof(float));
+    unsigned char *gws = ws + wp.koff, *srcs = gws + wp.gemm * (size_t)nt;
     const int64_t cig = d->cin / d->groups, IP = G.in[0] * G.in[1] * G.in[2];
-    const int64_t OP = G.out[0] * G.out[1] * G.out[2];
+    const int64_t OP = G.out[0] * G.out[1] * G.out[2], N = x->shape[0];
+    const int64_t macs = N * OP * d->cout * G.K;
+    if (row_blocks(d, &G)) {
+        conv_row_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt, macs);
+        return;
+    }
     /* koff[(ci, kd, kh, kw)]: where row k of B starts in the phase buffer (or in x) */
     for (int64_t ci = 0, k = 0; ci < cig; ci++)
         for (int64_t kd = 0; kd < d->k[0]; kd++)
@@ -466,30 +587,60 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
                               (t[0] / d->stride[0] * G.plane[1] + t[1] / d->stride[1]) * G.plane[2] +
                               t[2] / d->stride[2];
                 }
+    /* Several images: each thread takes whole images (phases into its own buffer, then every GEMM
+     * item of the image), dynamic, so that no thread waits for another inside the layer: on a
+     * machine shared with other work each barrier can cost a scheduler time slice. One image: the
+     * threads build its phases together, then split its GEMM. The GEMM's items only decide who
+     * computes a tile, never how, so both give the same bits. */
+    const int per_image = N > 1 && nt > 1;
     if (!G.direct) {
         const int64_t used = d->cin * G.slots * G.PL;
-        memset(src + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
+        for (int t = 0; t < (per_image ? nt : 1); t++)
+            memset((float *)(srcs + wp.src * (size_t)t) + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
     }
-    const size_t per_thread = mi_gemm_ws(u, 1);
-    /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
-     * thread that is not running stalls every barrier by a scheduler tick. */
-    #pragma omp parallel num_threads(nt)
-    for (int64_t n = 0; n < x->shape[0]; n++) {
-        const float *xn = x->data + n * d->cin * IP;
-        if (!G.direct) build_phases(u, src, xn, d, &G);   /* omp for: ends with a barrier */
-        mi_gemm g = {
-            .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
-            .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
-            .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
-            .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
-            .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
-            .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-        };
-        mi_gemm_plan pl;
-        mi_gemm_split(u, &g, nt, &pl);
-        void *mine = (unsigned char *)gws + per_thread * (size_t)omp_get_thread_num();
-        #pragma omp for schedule(static)
-        for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
+    /* A layer of under ~1M multiply-adds (the segnet's 1x1 attention and head convolutions: tens
+     * of microseconds) runs on the calling thread: waking a second thread costs more, and on a
+     * machine shared with other work it can cost a scheduler time slice (3-10 ms measured). */
+    #pragma omp parallel num_threads(nt) if (macs >= PAR_MIN_MACS)
+    {
+        const int tid = omp_get_thread_num();
+        void *mine = gws + wp.gemm * (size_t)tid;
+        #pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t n = 0; n < (per_image ? N : 0); n++) {
+            const float *xn = x->data + n * d->cin * IP;
+            float *src = (float *)(srcs + wp.src * (size_t)tid);
+            if (!G.direct) build_phases(u, src, xn, d, &G, 0);
+            mi_gemm g = {
+                .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
+                .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
+                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
+                .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+                .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
+                .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+            };
+            mi_gemm_plan pl;
+            mi_gemm_split(u, &g, 1, &pl);
+            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
+        }
+        /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
+         * thread that is not running stalls every barrier by a scheduler tick. */
+        float *src = (float *)srcs;   /* the one phase buffer, shared */
+        for (int64_t n = 0; n < (per_image ? 0 : N); n++) {
+            const float *xn = x->data + n * d->cin * IP;
+            if (!G.direct) build_phases(u, src, xn, d, &G, 1);   /* omp for: ends with a barrier */
+            mi_gemm g = {
+                .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
+                .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
+                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
+                .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+                .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
+                .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+            };
+            mi_gemm_plan pl;
+            mi_gemm_split(u, &g, nt, &pl);
+            #pragma omp for schedule(static)
+            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
+        }
     }
 }
 

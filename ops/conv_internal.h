@@ -64,6 +64,9 @@ void   mi_conv_dw_row_neon(const mi_dw_row *r, float *y, const float *res);
 int    mi_conv_wino_ok(const mi_conv_desc *d);
 size_t mi_conv_wino_pack(const mi_gemm_ukr *u, float *apack, const float *w, const mi_conv_desc *d,
                          int m, int chan_lanes);
+/* Tiles of one block (the GEMM's columns per work item) for an H x W input: conv.c picks the
+ * GEMM orientation for it. */
+int64_t mi_conv_wino_block_tiles(const mi_conv_desc *d, int m, int64_t H, int64_t W);
 size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
                        int nt);
 void   mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,

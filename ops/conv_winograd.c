@@ -23,11 +23,12 @@
  * each way; the MAXREL lines): max error 7.3e-7 of max|y| direct, 4.6e-7 F(2x2), 5.8e-6 F(4x4),
  * under the test's 2e-5; ResNet-50's logits stay within 1.1e-6 of torchvision's (bar: 1e-4).
  *
- * Per image: (1) input transform x -> V[group][pt][cin][tile], (2) the GEMMs V -> Mb[group][pt]
- * [cout][tile], (3) output transform Mb -> y with bias, residual and activation. The transforms
- * split channels x tile rows between threads and the GEMM splits output tiles only, so every
- * value is computed the same way whatever the thread count. The transforms of one row of tiles
- * are the ukr's wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same bits.
+ * Per block of tile rows of one image (geom() below says how big), by one thread: (1) input
+ * transform x -> V[group][pt][cin][tile], (2) the GEMMs V -> Mb[group][pt][cout][tile], (3) output
+ * transform Mb -> y with bias, residual and activation. Threads take whole blocks and the GEMM's
+ * accumulation order does not depend on how its columns are grouped, so every value is computed
+ * the same way whatever the thread count. The transforms of one row of tiles are the ukr's
+ * wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same bits.
  * Chosen by ops/conv.c (mi_conv_desc.algo, or by size once the input size is known). */
 #include "ops/conv_internal.h"
 
@@ -80,7 +81,19 @@ typedef struct {
     int m, al, npt;                    /* output tile m x m, input tile al x al = npt points */
     int64_t H, W, OH, OW, TH, TW, T;   /* input, output, tiles */
     int64_t ph, pw, rowlen;            /* padding; floats of one padded input row of tiles */
+    int64_t rb, nb, tb;                /* tile rows per block, blocks per image, tiles per block */
 } wino_geom;
+
+/* Work is split into blocks of rb tile rows of one image, each taken through all three stages by
+ * one thread: its transformed input and products (npt x (cin + cout) floats per tile) stay in
+ * the thread's cache, and no thread waits for another between the stages (on a loaded machine a
+ * barrier costs a scheduler time slice: the per-image stages of the first version paid ~1000
+ * barriers per depthnet forward at 2 threads). A block has >= 16 tiles where the map has them
+ * (the GEMM's panels are 16 wide), else as many tile rows as keep its buffers within ~256 KB, and
+ * an image gives >= 4 blocks where that leaves >= 16 tiles each. The split depends on the shapes
+ * only; each output is computed the same way whatever block or thread it falls in. */
+#define WINO_BLOCK_FLOATS (64 * 1024)
+#define WINO_BLOCK_MIN_TILES 16
 
 static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t H, int64_t W) {
     g->m = m;
@@ -96,17 +109,33 @@ static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t H, int64_t 
     g->TW = CEIL_DIV(g->OW, m);
     g->T = g->TH * g->TW;
     g->rowlen = MI_WINO_ROWLEN(g->TW);
+    const int64_t per_row = g->TW * g->npt * (d->cin + d->cout);
+    const int64_t rb_cache = WINO_BLOCK_FLOATS / per_row, rb_par = CEIL_DIV(g->TH, 4);
+    const int64_t rb_min = CEIL_DIV(WINO_BLOCK_MIN_TILES, g->TW);
+    int64_t rb = rb_cache < rb_par ? rb_cache : rb_par;
+    if (rb < rb_min) rb = rb_min;
+    g->rb = rb < 1 ? 1 : rb > g->TH ? g->TH : rb;
+    g->nb = CEIL_DIV(g->TH, g->rb);
+    g->tb = g->rb * g->TW;
 }
 
-/* the workspace: koff [cig], V [G][npt][cig][T], Mb [G][npt][cog][T], GEMM scratch, then per
- * thread al zero-padded input rows */
-static size_t ws_parts(const mi_gemm_ukr *u, const mi_conv_desc *d, const wino_geom *g, int nt,
-                       size_t part[4]) {
-    part[0] = ROUND64((size_t)(d->cin / d->groups) * sizeof(int64_t));
-    part[1] = ROUND64((size_t)(g->npt * d->cin * g->T) * sizeof(float));
-    part[2] = ROUND64((size_t)(g->npt * d->cout * g->T) * sizeof(float));
-    part[3] = mi_gemm_ws(u, nt);
-    return part[0] + part[1] + part[2] + part[3] + (size_t)(nt * g->al * g->rowlen) * sizeof(float);
+/* the workspace: koff [cig] (shared), then per thread: V [G][npt][cig][tb], Mb [G][npt][cog][tb],
+ * GEMM scratch, al zero-padded input rows */
+static size_t per_thread_parts(const mi_gemm_ukr *u, const mi_conv_desc *d, const wino_geom *g,
+                               size_t part[4]) {
+    part[0] = ROUND64((size_t)(g->npt * d->cin * g->tb) * sizeof(float));
+    part[1] = ROUND64((size_t)(g->npt * d->cout * g->tb) * sizeof(float));
+    part[2] = ROUND64(mi_gemm_ws(u, 1));
+    part[3] = ROUND64((size_t)(g->al * g->rowlen) * sizeof(float));
+    return part[0] + part[1] + part[2] + part[3];
+}
+
+static size_t koff_bytes(const mi_conv_desc *d) { return ROUND64((size_t)(d->cin / d->groups) * sizeof(int64_t)); }
+
+int64_t mi_conv_wino_block_tiles(const mi_conv_desc *d, int m, int64_t H, int64_t W) {
+    wino_geom g;
+    geom(&g, d, m, H, W);
+    return g.tb;
 }
 
 size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
@@ -114,7 +143,7 @@ size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64
     wino_geom g;
     size_t part[4];
     geom(&g, d, m, H, W);
-    return ws_parts(u, d, &g, nt, part);
+    return koff_bytes(d) + (size_t)nt * per_thread_parts(u, d, &g, part);
 }
 
 void mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
@@ -233,60 +262,56 @@ static void input_row(const mi_gemm_ukr *u, float *V, const float *xc, const win
     void (*in)(float *, int64_t, const float *, int64_t, int64_t) =
         g->m == 4 ? (u->wino4_in ? u->wino4_in : mi_conv_wino4_in_ref)
                   : (u->wino2_in ? u->wino2_in : mi_conv_wino2_in_ref);
-    in(V + r * g->TW, vstride, buf, g->rowlen, g->TW);
+    in(V, vstride, buf, g->rowlen, g->TW);
 }
 
 void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *res, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
-    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G;
+    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G, N = x->shape[0];
     wino_geom g;
     geom(&g, d, c->wino, x->shape[2], x->shape[3]);
     MI_ASSERT(g.OH == y->shape[2] && g.OW == y->shape[3] && workspace != NULL);
     const int nt = mi_threads();
     size_t part[4];
-    ws_parts(u, d, &g, nt, part);
+    const size_t per_thread = per_thread_parts(u, d, &g, part);
     unsigned char *ws = workspace;
     int64_t *koff = (int64_t *)ws;
-    float *V = (float *)(ws + part[0]), *Mb = (float *)(ws + part[0] + part[1]);
-    unsigned char *gws = ws + part[0] + part[1] + part[2];
-    float *rows = (float *)(gws + part[3]);
-    for (int64_t k = 0; k < cig; k++) koff[k] = k * g.T;
-    const size_t per_thread = mi_gemm_ws(u, 1);
-    #pragma omp parallel num_threads(nt)
-    {
-        const int tid = omp_get_thread_num();
-        float *buf = rows + (size_t)(tid * g.al * g.rowlen);
-        for (int64_t n = 0; n < x->shape[0]; n++) {
-            const float *xn = x->data + n * d->cin * g.H * g.W;
-            float *yn = y->data + n * d->cout * g.OH * g.OW;
-            const float *rn = res ? res->data + n * d->cout * g.OH * g.OW : NULL;
-            #pragma omp for schedule(static)
-            for (int64_t it = 0; it < d->cin * g.TH; it++) {
-                const int64_t ch = it / g.TH, gi = ch / cig, ci = ch % cig;
-                input_row(u, V + (gi * g.npt * cig + ci) * g.T, xn + ch * g.H * g.W, &g, it % g.TH,
-                          cig * g.T, buf);
-            }
-            mi_gemm gm = {
-                .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
-                .src_gstride = cig * g.T, .koff = koff, .gd = 1, .gh = 1, .gw = g.T, .od = 1, .oh = 1,
-                .ow = g.T, .y = Mb, .chan_lanes = c->chan_lanes,
-            };
-            mi_gemm_plan pl;
-            mi_gemm_split(u, &gm, nt, &pl);
-            #pragma omp for schedule(dynamic, 1)
-            for (int64_t it = 0; it < pl.items; it++)
-                mi_gemm_item(u, &gm, &pl, it, gws + per_thread * (size_t)tid);
-            void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
-                g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
-                         : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
-            #pragma omp for schedule(static)
-            for (int64_t it = 0; it < d->cout * g.TH; it++) {
-                const int64_t co = it / g.TH, gi = co / cog, m = co % cog;
-                const int64_t r = it % g.TH, o = co * g.OH * g.OW + g.m * r * g.OW;
-                out(yn + o, rn ? rn + o : NULL, Mb + (gi * g.npt * cog + m) * g.T + r * g.TW, cog * g.T,
+    for (int64_t k = 0; k < cig; k++) koff[k] = k * g.tb;   /* V rows of a block, tb apart */
+    void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
+        g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
+                 : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
+    /* dynamic: a thread that the machine's other work holds back leaves its blocks to the other */
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t it = 0; it < N * g.nb; it++) {
+        unsigned char *mine = ws + koff_bytes(d) + per_thread * (size_t)omp_get_thread_num();
+        float *V = (float *)mine, *Mb = (float *)(mine + part[0]);
+        void *gws = mine + part[0] + part[1];
+        float *buf = (float *)(mine + part[0] + part[1] + part[2]);
+        const int64_t n = it / g.nb, r0 = it % g.nb * g.rb, r1 = MI_MIN(g.TH, r0 + g.rb), tb = (r1 - r0) * g.TW;
+        const float *xn = x->data + n * d->cin * g.H * g.W;
+        float *yn = y->data + n * d->cout * g.OH * g.OW;
+        const float *rn = res ? res->data + n * d->cout * g.OH * g.OW : NULL;
+        /* (1) V[gi][pt][ci][tile of the block]; rows of V are g.tb apart, the last block's shorter */
+        for (int64_t ch = 0; ch < d->cin; ch++)
+            for (int64_t r = r0; r < r1; r++)
+                input_row(u, V + (ch / cig * g.npt * cig + ch % cig) * g.tb + (r - r0) * g.TW,
+                          xn + ch * g.H * g.W, &g, r, cig * g.tb, buf);
+        /* (2) Mb[gi][pt][co][tile] = U[gi][pt] V[gi][pt]: every GEMM item of the block, here */
+        mi_gemm gm = {
+            .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
+            .src_gstride = cig * g.tb, .koff = koff, .gd = 1, .gh = 1, .gw = tb, .od = 1, .oh = 1,
+            .ow = tb, .y = Mb, .chan_lanes = c->chan_lanes,
+        };
+        mi_gemm_plan pl;
+        mi_gemm_split(u, &gm, 1, &pl);
+        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(u, &gm, &pl, i, gws);
+        /* (3) y = A^T Mb A + bias (+ residual, relu), tile row by tile row */
+        for (int64_t co = 0; co < d->cout; co++)
+            for (int64_t r = r0; r < r1; r++) {
+                const int64_t gi = co / cog, mm = co % cog, o = co * g.OH * g.OW + g.m * r * g.OW;
+                out(yn + o, rn ? rn + o : NULL, Mb + (gi * g.npt * cog + mm) * tb + (r - r0) * g.TW, cog * tb,
                     g.TW, g.OW, (int)MI_MIN(g.m, g.OH - g.m * r), c->bias[co], act == MI_ACT_RELU);
             }
-        }
     }
 }

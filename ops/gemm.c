@@ -152,8 +152,7 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
 void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl, int64_t it,
                   void *thread_ws) {
     const int T = g->chan_lanes, MR = u->mr, NR = u->nr;
-    const int64_t M = g->M, K = g->K, ldy = T && g->ldy ? g->ldy : g->od * g->oh * g->ow;
-    MI_ASSERT(T || !g->ldy);
+    const int64_t M = g->M, K = g->K, ldy = g->ldy ? g->ldy : g->od * g->oh * g->ow;
     const int64_t pw = T ? MR : NR, ph = T ? NR : MR, bw = T ? 16 : NR;   /* panel sizes, B row */
     float *bpan = thread_ws;
     float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));

@@ -90,9 +90,10 @@ typedef struct {
     const float *bias;         /* [groups*M] or NULL */
     int relu;
     int chan_lanes;            /* apack is for run_t: [groups][ceil(M/NR)][K][NR] */
-    /* chan_lanes only, optional: real output (t0, t1, t2) goes to y[c*ldy + ymap[0] + t0*ymap[1]
-     * + t1*ymap[2] + t2*ymap[3]] (a transposed convolution's stride phase); ldy 0 means a dense y
-     * of od*oh*ow per channel and ymap is ignored. */
+    /* Optional: ldy, the distance of y's channels (0: od*oh*ow, a dense y); with pixels on the
+     * lanes real output (t0, t1, t2) of channel c goes to y[c*ldy + (t0*oh + t1)*ow + t2] (a block
+     * of rows of a larger map), with chan_lanes to y[c*ldy + ymap[0] + t0*ymap[1] + t1*ymap[2] +
+     * t2*ymap[3]] (a transposed convolution's stride phase); ymap is ignored when ldy is 0. */
     int64_t ldy, ymap[4];
 } mi_gemm;
 

@@ -47,7 +47,7 @@ float mi_expm1f(float x) {
 }
 
 float mi_tanhf(float x) {
-    if (x != x) return x;
+    if (x != x || x == 0.0f) return x;              /* NaN; +-0 keeps its sign, as tanhf and torch */
     const double a = fabs((double)x);
     if (a > 10.0) return x > 0 ? 1.0f : -1.0f;      /* 1 - tanh(10) < 2^-25 */
     /* tanh a = t / (t + 2), t = e^(2a) - 1: accurate for small a because t is */

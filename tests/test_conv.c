@@ -490,15 +490,16 @@ START_TEST(bad_shapes_name_the_layer)
 END_TEST
 
 /* mi_conv_prepare: repacks for the input size (on a SIMD path: Winograd F(4x4) for a 3x3 layer
- * on a map of >= 32 4x4 tiles, F(2x2) with fewer, channels on the lanes for a stride-2 layer with
- * a 6x6 output), same results as the reference; a bad shape is refused with the layer's name. */
+ * on a map of >= 9 4x4 tiles, F(2x2) with fewer, direct with fewer than 64 input channels,
+ * channels on the lanes for a stride-2 layer with a 6x6 output), same results as the reference;
+ * a bad shape is refused with the layer's name. */
 START_TEST(prepare_repacks_for_the_input_size)
 {
     const mi_conv_desc descs[] = { mi_conv2d_desc(96, 64, 3, 1, 1, 1), mi_conv2d_desc(96, 64, 3, 2, 1, 1),
-                                   mi_conv2d_desc(32, 48, 3, 1, 1, 1) };
-    static const int64_t hw[][2] = { { 12, 11 }, { 12, 11 }, { 30, 29 } };
-    static const int wino[] = { 2, 0, 4 };
-    for (int k = 0; k < 3; k++) {
+                                   mi_conv2d_desc(64, 48, 3, 1, 1, 1), mi_conv2d_desc(32, 48, 3, 1, 1, 1) };
+    static const int64_t hw[][2] = { { 7, 6 }, { 12, 11 }, { 30, 29 }, { 30, 29 } };
+    static const int wino[] = { 2, 0, 4, 0 };
+    for (int k = 0; k < 4; k++) {
         rig f, r;
         rig_init(&f, descs[k], hw[k][0], hw[k][1], mi_cpu_isa(), 1, 11);
         rig_init(&r, descs[k], hw[k][0], hw[k][1], MI_ISA_REF, 1, 11);

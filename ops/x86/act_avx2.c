@@ -128,6 +128,27 @@ static inline __m256i lane_mask(int64_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
 }
 
+/* The first n of 8 lanes of v to p: a plain store for a whole vector, pieces of 4, 2 and 1 for
+ * a tail (vmaskmovps to memory is slow on some cores, AMD Zen among them). */
+static inline void store_n(float *p, int64_t n, __m256 v) {
+    if (n >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (n & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (n & 1) _mm_store_ss(p, h);
+}
+
 void mi_sigmoid_avx2(float *y, const float *x, int64_t n) {
     const int64_t nb = (n + 7) / 8;
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -137,7 +158,7 @@ void mi_sigmoid_avx2(float *y, const float *x, int64_t n) {
         const __m256i m = lane_mask(left < 8 ? left : 8);
         const __m256 v = _mm256_maskload_ps(x + 8 * b, m);
         const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
-        _mm256_maskstore_ps(y + 8 * b, m, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+        store_n(y + 8 * b, left, _mm256_div_ps(one, _mm256_add_ps(one, e)));
     }
 }
 
@@ -311,7 +332,7 @@ void mi_elu_avx2(float *y, const float *x, float alpha, int64_t n) {
         const __m256 v = _mm256_maskload_ps(x + 8 * b, m);
         const __m256 neg = _mm256_mul_ps(va, expm1_neg8(_mm256_min_ps(zero, v)));   /* min returns its second operand, NaN */
         const __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
-        _mm256_maskstore_ps(y + 8 * b, m, _mm256_blendv_ps(neg, v, pos));
+        store_n(y + 8 * b, left, _mm256_blendv_ps(neg, v, pos));
     }
 }
 
@@ -339,6 +360,6 @@ void mi_tanh_avx2(float *y, const float *x, int64_t n) {
         const __m256 e = exp8(_mm256_add_ps(a, a));
         const __m256 big = _mm256_or_ps(_mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one))),
                                         _mm256_and_ps(sign, v));             /* |tanh| with x's sign */
-        _mm256_maskstore_ps(y + 8 * b, m, _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ)));
+        store_n(y + 8 * b, left, _mm256_blendv_ps(big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ)));
     }
 }

@@ -29,6 +29,87 @@ static inline __m256i lanes(uint32_t m) {
     return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(m & 0xff)), sel), sel);
 }
 
+/* v's lanes selected by m (bit i -> lane i) to p. vmaskmovps to memory is slow on some cores
+ * (measured on AMD Zen: over half of the Winograd input transform's time even when it stored the
+ * tails only), so a whole vector is one plain store, and a run of lanes s .. s+n-1 (the tails, and
+ * the real columns of a GEMM tile) is moved down to lane 0 and stored in pieces of 4, 2 and 1.
+ * Other masks (not a single run) keep vmaskmovps. */
+static inline void store_lanes(float *p, uint32_t m, __m256 v) {
+    m &= 0xffu;
+    if (m == 0xffu) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    if (!m) return;
+    const int s = __builtin_ctz(m), n = __builtin_popcount(m);
+    if (m != ((1u << n) - 1u) << s) {
+        _mm256_maskstore_ps(p, lanes(m), v);
+        return;
+    }
+    if (s) v = _mm256_permutevar8x32_ps(v, _mm256_add_epi32(_mm256_set1_epi32(s), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    p += s;
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps(v, 1);
+        p += 4;
+    }
+    if (n & 2) {
+        _mm_storel_pi((__m64 *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (n & 1) _mm_store_ss(p, h);
+}
+
+/* r[0..7] := its transpose (r[i] lane l -> r[l] lane i) */
+static inline void transpose8(__m256 r[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* run_t's epilogue when the tile's M pixels are consecutive in y (pix[i] = pix[0] + i): the
+ * 6 x 16 tile (+ bias, through the stack as below) transposed in registers, each channel's M
+ * values stored as one run, with the same operations per value as the scalar epilogue
+ * (+ residual, then v < 0 ? 0 : v, which keeps -0 and NaN as the scalar code does). Not inlined:
+ * the accumulators of the k loop stay in registers. */
+static __attribute__((noinline)) void tile_t_store_run(const mi_gemm_ukr_args *p, int M, const float buf[MR][16]) {
+    const __m256 zero = _mm256_setzero_ps();
+    const uint32_t pm = (1u << M) - 1u;
+    const __m256i pmask = lanes(pm);
+    const int64_t pix0 = p->pix[0];
+    for (int h = 0; h < 2; h++) {
+        __m256 r[8];
+        for (int i = 0; i < 8; i++) r[i] = i < M ? _mm256_load_ps(buf[i] + 8 * h) : zero;
+        transpose8(r);
+        for (int l = 0; l < 8 && 8 * h + l < p->nch; l++) {
+            const int64_t o = (8 * h + l) * p->ldy + pix0;
+            __m256 v = r[l];
+            if (p->res) v = _mm256_add_ps(v, _mm256_maskload_ps(p->res + o, pmask));
+            if (p->relu) v = _mm256_blendv_ps(v, zero, _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+            store_lanes(p->y + o, pm, v);
+        }
+    }
+}
+
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T) {
@@ -82,6 +163,12 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             _mm256_store_ps(buf[i], _mm256_add_ps(c0[i], bv0));
             _mm256_store_ps(buf[i] + 8, _mm256_add_ps(c1[i], bv1));
         }
+        int consecutive = 1;   /* the tile's pixels are one run: each channel's M values are too */
+        for (int i = 1; i < M; i++) consecutive &= p->pix[i] == p->pix[0] + i;
+        if (consecutive) {
+            tile_t_store_run(p, M, buf);
+            return;
+        }
         for (int l = 0; l < nch; l++) {
             float *yl = p->y + l * p->ldy;
             const float *rl = p->res ? p->res + l * p->ldy : NULL;
@@ -120,8 +207,8 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         }
         for (int s = 0; s < p->nseg; s++) {
             const uint32_t m = p->seg[s].mask;
-            _mm256_maskstore_ps(yr + p->seg[s].off, lanes(m), v0);
-            _mm256_maskstore_ps(yr + p->seg[s].off + 8, lanes(m >> 8), v1);
+            store_lanes(yr + p->seg[s].off, m, v0);
+            store_lanes(yr + p->seg[s].off + 8, m >> 8, v1);
         }
     }
 }
@@ -189,7 +276,8 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
 
 /* Winograd F(2x2, 3x3) transforms (ops/conv_winograd.c), 8 tiles per vector: the same
  * operations in the same order as mi_conv_wino2_in_ref / mi_conv_wino2_out_ref, lane by lane. */
-static inline __m256i first_n(int64_t n) { return lanes(n >= 8 ? 0xffu : n > 0 ? (1u << n) - 1u : 0u); }
+static inline uint32_t first_bits(int64_t n) { return n >= 8 ? 0xffu : n > 0 ? (1u << n) - 1u : 0u; }
+static inline __m256i first_n(int64_t n) { return lanes(first_bits(n)); }
 
 /* even (sel 2,0,2,0) or odd (3,1,3,1) elements of the 16 floats at b */
 #define DEINTERLEAVE(b, sel) _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd( \
@@ -211,12 +299,12 @@ static void wino2_in(float *v, int64_t vs, const float *rows, int64_t rowlen, in
             t[2][j] = _mm256_sub_ps(d[2][j], d[1][j]);
             t[3][j] = _mm256_sub_ps(d[1][j], d[3][j]);
         }
-        const __m256i mk = first_n(tw - q);
+        const uint32_t mk = first_bits(tw - q);
         for (int i = 0; i < 4; i++) {
-            _mm256_maskstore_ps(v + (i * 4 + 0) * vs + q, mk, _mm256_sub_ps(t[i][0], t[i][2]));
-            _mm256_maskstore_ps(v + (i * 4 + 1) * vs + q, mk, _mm256_add_ps(t[i][1], t[i][2]));
-            _mm256_maskstore_ps(v + (i * 4 + 2) * vs + q, mk, _mm256_sub_ps(t[i][2], t[i][1]));
-            _mm256_maskstore_ps(v + (i * 4 + 3) * vs + q, mk, _mm256_sub_ps(t[i][1], t[i][3]));
+            store_lanes(v + (i * 4 + 0) * vs + q, mk, _mm256_sub_ps(t[i][0], t[i][2]));
+            store_lanes(v + (i * 4 + 1) * vs + q, mk, _mm256_add_ps(t[i][1], t[i][2]));
+            store_lanes(v + (i * 4 + 2) * vs + q, mk, _mm256_sub_ps(t[i][2], t[i][1]));
+            store_lanes(v + (i * 4 + 3) * vs + q, mk, _mm256_sub_ps(t[i][1], t[i][3]));
         }
     }
 }
@@ -237,6 +325,7 @@ static void wino2_out(float *y, const float *res, const float *m, int64_t ms, in
         }
         const int64_t n = ow - 2 * q;   /* output columns left in the row from this tile */
         const __m256i k0 = first_n(n), k1 = first_n(n - 8);
+        const uint32_t b0 = first_bits(n), b1 = first_bits(n - 8);
         for (int a = 0; a < nrows; a++) {
             const __m256 o0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[a][0], s[a][1]), s[a][2]), bv);
             const __m256 o1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
@@ -252,8 +341,8 @@ static void wino2_out(float *y, const float *res, const float *m, int64_t ms, in
                 v0 = _mm256_max_ps(v0, zero);
                 v1 = _mm256_max_ps(v1, zero);
             }
-            _mm256_maskstore_ps(yr, k0, v0);
-            _mm256_maskstore_ps(yr + 8, k1, v1);
+            store_lanes(yr, b0, v0);
+            store_lanes(yr + 8, b1, v1);
         }
     }
 }
@@ -278,22 +367,47 @@ static inline void at6(__m256 s[4], const __m256 m[6]) {
     s[3] = _mm256_add_ps(_mm256_add_ps(b, _mm256_mul_ps(_mm256_set1_ps(8.0f), n)), m[5]);
 }
 
+/* Two 128-bit halves: tile q+k's 4 floats at lo, tile q+k+4's at hi */
+static inline __m256 halves(const float *lo, const float *hi) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+}
+
+/* Row i of 8 tiles as 6 vectors, d[j] lane k = r[4k + j]: four 4x4 transposes within the 128-bit
+ * halves (tiles 0-3 | 4-7), columns 4 and 5 being columns 0 and 1 of the next tile. Loads and
+ * shuffles only (gathers are slow on some x86 cores: ~40 % of this transform on AMD Zen); reads
+ * r[0 .. 36). */
+static inline void wino4_row(__m256 d[6], const float *r) {
+    const __m256 a = halves(r, r + 16), b = halves(r + 4, r + 20), c = halves(r + 8, r + 24);
+    const __m256 e = halves(r + 12, r + 28), f = halves(r + 16, r + 32);
+    const __m256 ab0 = _mm256_unpacklo_ps(a, b), ab1 = _mm256_unpackhi_ps(a, b);
+    const __m256 ce0 = _mm256_unpacklo_ps(c, e), ce1 = _mm256_unpackhi_ps(c, e);
+    const __m256 bc0 = _mm256_unpacklo_ps(b, c), ef0 = _mm256_unpacklo_ps(e, f);
+    d[0] = _mm256_shuffle_ps(ab0, ce0, _MM_SHUFFLE(1, 0, 1, 0));
+    d[1] = _mm256_shuffle_ps(ab0, ce0, _MM_SHUFFLE(3, 2, 3, 2));
+    d[2] = _mm256_shuffle_ps(ab1, ce1, _MM_SHUFFLE(1, 0, 1, 0));
+    d[3] = _mm256_shuffle_ps(ab1, ce1, _MM_SHUFFLE(3, 2, 3, 2));
+    d[4] = _mm256_shuffle_ps(bc0, ef0, _MM_SHUFFLE(1, 0, 1, 0));
+    d[5] = _mm256_shuffle_ps(bc0, ef0, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
 static void wino4_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
-    const __m256i col = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);   /* tile k at 4(q+k) */
     for (int64_t q = 0; q < tw; q += 8) {
         __m256 d[6][6], t[6][6];   /* d[j][i]: column j, row i of 8 tiles */
-        for (int i = 0; i < 6; i++)
-            for (int j = 0; j < 6; j++) d[j][i] = _mm256_i32gather_ps(rows + i * rowlen + 4 * q + j, col, 4);
+        for (int i = 0; i < 6; i++) {
+            __m256 r[6];
+            wino4_row(r, rows + i * rowlen + 4 * q);   /* < MI_WINO_ROWLEN(tw): 4q + 36 <= 4 tw + 32 */
+            for (int j = 0; j < 6; j++) d[j][i] = r[j];
+        }
         for (int j = 0; j < 6; j++) {   /* B^T d, column by column */
             __m256 c[6];
             bt6(c, d[j]);
             for (int k = 0; k < 6; k++) t[k][j] = c[k];
         }
-        const __m256i mk = first_n(tw - q);
+        const uint32_t mk = first_bits(tw - q);
         for (int i = 0; i < 6; i++) {   /* (B^T d) B, row by row */
             __m256 o[6];
             bt6(o, t[i]);
-            for (int j = 0; j < 6; j++) _mm256_maskstore_ps(v + (i * 6 + j) * vs + q, mk, o[j]);
+            for (int j = 0; j < 6; j++) store_lanes(v + (i * 6 + j) * vs + q, mk, o[j]);
         }
     }
 }
@@ -312,7 +426,8 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
         }
         const int64_t n = ow - 4 * q;   /* output columns left in the row from this tile */
         __m256i k[4];
-        for (int h = 0; h < 4; h++) k[h] = first_n(n - 8 * h);
+        uint32_t kb[4];
+        for (int h = 0; h < 4; h++) k[h] = lanes(kb[h] = first_bits(n - 8 * h));
         for (int r = 0; r < nrows; r++) {   /* (A^T m) A, + bias, then 8 tiles x 4 to 32 outputs */
             __m256 o[4];
             at6(o, s[r]);
@@ -329,7 +444,7 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
             for (int h = 0; h < 4; h++) {
                 if (res) w[h] = _mm256_add_ps(w[h], _mm256_maskload_ps(res + r * ow + 4 * q + 8 * h, k[h]));
                 if (relu) w[h] = _mm256_max_ps(w[h], zero);
-                _mm256_maskstore_ps(yr + 8 * h, k[h], w[h]);
+                store_lanes(yr + 8 * h, kb[h], w[h]);
             }
         }
     }

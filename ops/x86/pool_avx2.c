@@ -5,7 +5,10 @@
  * anything else calls the reference. Blocks of 8 outputs whose windows (and the 16-float loads
  * that de-interleave stride 2) lie inside the row are vectorized; border columns run the
  * reference's scalar loop. Candidates are visited in the reference's order (rows, then columns)
- * with its exact update `if (v > m || isnan(v)) m = v` as a blend, so the bits are equal. */
+ * with its exact update `if (v > m || isnan(v)) m = v` as a blend, so the bits are equal. A row's
+ * last outputs are one more block ending at the row's end (over outputs already stored, which it
+ * gives the same values) when its windows fit, with the odd elements of a load one float earlier
+ * where the plain stride-2 load would read past the row. */
 #include "ops/pool.h"
 #include "ops/cpu.h"
 
@@ -14,12 +17,35 @@
 
 #define PAR_MIN 16384
 
-/* 8 floats at x[0], x[s], ..., x[7s] for s = 1 or 2 (s = 2 reads x[0..15]) */
-static inline __m256 load_strided(const float *x, int64_t s) {
+/* 8 floats at x[0], x[s], ..., x[7s] for s = 1 or 2. s = 2 reads x[0..15], or with odd set
+ * x[-1..14] (the odd elements from one float earlier: for a block at the row's right end, where
+ * x[15] may lie past the tensor) */
+static inline __m256 load_strided(const float *x, int64_t s, int odd) {
     if (s == 1) return _mm256_loadu_ps(x);
-    const __m256 lo = _mm256_loadu_ps(x), hi = _mm256_loadu_ps(x + 8);
-    const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)); /* l0 l2 h0 h2 | l4 l6 h4 h6 */
+    const float *b = x - odd;
+    const __m256 lo = _mm256_loadu_ps(b), hi = _mm256_loadu_ps(b + 8);
+    const __m256 ev = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))   /* l1 l3 h1 h3 | ... */
+                          : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));  /* l0 l2 h0 h2 | l4 l6 h4 h6 */
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* Output columns ow .. ow+7 of one output row when their windows lie inside the row: stored and
+ * 1 returned, else 0. rows h0 .. h1-1 of plane xp. */
+static inline int block8(float *yr, const float *xp, int64_t ow, int64_t h0, int64_t h1, int64_t IW, int64_t kw,
+                         int64_t sw, int64_t pw) {
+    const int64_t w0 = ow * sw - pw, need = (ow + 7) * sw - pw + (kw - 1);   /* last float used */
+    if (w0 < 0 || need >= IW) return 0;
+    const int odd = sw == 2 && need + 1 >= IW;   /* the plain load would read one past the row */
+    if (odd && w0 < 1) return 0;
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t j = 0; j < kw; j++) {
+            const __m256 v = load_strided(xp + ih * IW + w0 + j, sw, odd);
+            const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            m = _mm256_blendv_ps(m, v, take);
+        }
+    _mm256_storeu_ps(yr + ow, m);
+    return 1;
 }
 
 void mi_max_pool_avx2(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
@@ -46,20 +72,12 @@ void mi_max_pool_avx2(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
             int64_t ow = 0;
             while (ow < OW) {
                 const int64_t w0 = ow * sw - pw;
-                const int64_t last = (ow + 7) * sw - pw + (kw - 1) + (sw - 1);  /* last float loaded */
-                if (ow + 8 <= OW && w0 >= 0 && last < IW) {
-                    __m256 m = _mm256_set1_ps(-INFINITY);
-                    for (int64_t ih = h0; ih < h1; ih++)
-                        for (int64_t j = 0; j < kw; j++) {
-                            const __m256 v = load_strided(xp + ih * IW + w0 + j, sw);
-                            const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ),
-                                                             _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-                            m = _mm256_blendv_ps(m, v, take);
-                        }
-                    _mm256_storeu_ps(yr + ow, m);
+                if (ow + 8 <= OW && block8(yr, xp, ow, h0, h1, IW, kw, sw, pw)) {
                     ow += 8;
                     continue;
                 }
+                /* the row's last 8 as one block, over outputs already stored (the same values) */
+                if (ow > 0 && OW >= 8 && ow + 8 > OW && block8(yr, xp, OW - 8, h0, h1, IW, kw, sw, pw)) break;
                 int64_t a = w0, b = w0 + kw;   /* one border output: the reference's loop */
                 if (b > IW) b = IW;
                 if (a < 0) a = 0;
