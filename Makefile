@@ -262,13 +262,14 @@ $(ST)/medinfer.static: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.
 # Sanitizers: separate trees, unit tests only (the parity fixtures are shared with `make test`).
 # ASan + UBSan over every test; ThreadSanitizer over sessions sharing a model across host threads
 # (tests/test_session.c; libgomp's own synchronization is invisible to TSan, so that build gives
-# each session one OpenMP thread).
+# each session one OpenMP thread) and over endoqc's decoder thread and its queue (tests/test_endoqc.c).
 check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
 	@mkdir -p build-san build-tsan && touch build-san/.deps-build build-san/.deps-test build-tsan/.deps-build build-tsan/.deps-test
 	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN) $(FUZZ_BIN))
-	$(MAKE) B=build-tsan OPT="-O1 -g -fsanitize=thread -DMI_TSAN" build-tsan/tests/test_session
+	$(MAKE) B=build-tsan OPT="-O1 -g -fsanitize=thread -DMI_TSAN" build-tsan/tests/test_session build-tsan/tests/test_endoqc
 	CK_FORK=no TSAN_OPTIONS=halt_on_error=1 MI_FIXTURES=$(B)/fixtures build-tsan/tests/test_session
+	CK_FORK=no TSAN_OPTIONS=halt_on_error=1 MI_FIXTURES=$(B)/fixtures build-tsan/tests/test_endoqc
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MI_SANITIZE=1 MI_BIN=build-san/medinfer \
 	    MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh build-san/tests
 
