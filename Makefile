@@ -307,6 +307,10 @@ $(B)/ort/.done: bench/ort/package.json bench/ort/package-lock.json | $(TDEPS_STA
 $(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
+# per-stage times of one blob's forward (bench/bench_layers.c), for finding the slow layer
+$(B)/bench_layers: bench/bench_layers.c $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
+
 # convolution kernels vs the measured FMA peak (bench/bench_conv.c); not part of `make test`
 $(B)/bench_conv: bench/bench_conv.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)

@@ -41,15 +41,16 @@ MODES = ("eager", "channels_last", "jit_freeze", "optimize_for_inference")
 
 
 # Both engines run under the same OpenMP settings: threads pinned to cores, so that a thread
-# parked on a busy core does not stall every barrier, and waiting threads that sleep at once
-# (OMP_WAIT_POLICY=passive) instead of spinning first: on this 2-core machine shared with other
-# jobs (load 9-13), a thread that spins spends the share of its core the scheduler would give it
-# for the work, and libgomp's default spin made both engines 2-3x slower at 2 threads (segnet:
-# medinfer 714-1004 ms spinning vs 251-284 passive, PyTorch 1118-1162 vs 493-544; ONNX Runtime,
-# with its own pool, 276-300). libgomp reads these for PyTorch too; a caller's own
-# OMP_WAIT_POLICY is kept.
-OMP_ENV = dict(os.environ, OMP_PROC_BIND="true", OMP_PLACES="cores",
-               OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
+# parked on a busy core does not stall every barrier. The wait policy is libgomp's own (a waiting
+# thread spins briefly, then sleeps), as an application of either engine gets it and as ONNX
+# Runtime's pool does (its intra-op threads spin too): on an idle machine sleeping at once
+# (OMP_WAIT_POLICY=passive) made medinfer's segnet 1.9x slower at 2 threads (25 -> 48 ms: every
+# parallel region then starts with a futex wake-up). On a machine shared with other jobs the
+# opposite holds - at a load of 9-13 on 2 cores libgomp's spin made both engines 2-3x slower at 2
+# threads (segnet: medinfer 714-1004 ms spinning vs 251-284 passive, PyTorch 1118-1162 vs
+# 493-544) - so run such a bench with OMP_WAIT_POLICY=passive in the environment: a caller's own
+# policy is kept, for PyTorch too, and the table's footer says which one ran.
+OMP_ENV = dict(os.environ, OMP_PROC_BIND="true", OMP_PLACES="cores")
 
 
 def run_json(cmd, **kw):
@@ -396,7 +397,9 @@ def main():
         result["machine"]["loadavg_at_end"] = load
         l0 = result["machine"]["loadavg_at_start"]
         print(f"load average (1, 5, 15 min) at the start: {l0[0]:.2f} {l0[1]:.2f} {l0[2]:.2f}, at the end: "
-              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)")
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs); OMP_WAIT_POLICY "
+              f"{OMP_ENV.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}")
+        result["machine"]["omp_wait_policy"] = OMP_ENV.get("OMP_WAIT_POLICY")
         print(ort.summary())
         result["ort"] = {"version": ort.version, "not_available": ort.reason, "max_abs_diff": ort.diffs,
                          "failures": ort.failures}
