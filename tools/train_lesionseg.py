@@ -43,10 +43,11 @@ same commands and --threads gives the same weights on this machine):
           (eval) on every train/val frame: segnet trains on the depth the pipeline will give it.
           SegNet (default metadata) on cat(normalised image, depth), flips/turns (image, depth and
           mask together), colour jitter (image only), loss = cross-entropy of the 2-class
-          log-softmax + (1 - soft Dice of the lesion channel over the batch). Adam, one-cycle
-          cosine. First on random 96 x 96 crops (4x cheaper; the network is fully convolutional
+          log-softmax + (1 - soft Dice of the lesion channel over the batch). Adam. First on
+          random 96 x 96 crops (4x cheaper; the network is fully convolutional
           and its attention is local, so crops teach the same function), half of them centred on
-          lesion pixels, then on whole 192 frames. Every --val-every steps: mean Dice on val;
+          lesion pixels, then on whole 192 frames; each phase with its own warm-up and cosine decay
+          (--lr, --lr-full). Every --val-every steps: mean Dice on val;
           the best state is kept and exported.
   eval    From the blobs only (F16 weights widened, modules built by lesionseg_ref from the
           blobs' own metadata). Synthetic test (seed 5000, 50 frames): per-frame Dice of the
@@ -441,8 +442,9 @@ def cmd_seg(a):
         log(f"resumed from {a.resume}: val mean Dice {best:.4f}")
     lesion_frames = [i for i in range(N) if tr["mask"][i].any()]
     for step in range(total):
-        lr = cosine_lr(opt, a.lr, step, total)
-        crop = step < a.steps_crop
+        crop = step < a.steps_crop   # each phase has its own warm-up and cosine decay
+        lr = cosine_lr(opt, a.lr, step, a.steps_crop) if crop else \
+            cosine_lr(opt, a.lr_full, step - a.steps_crop, a.steps_full, warm=20)
         bs = a.batch_crop if crop else a.batch_full
         ii = torch.randint(0, N, (bs,), generator=gen)
         if crop:   # half the crops centred on a random lesion pixel of a frame with lesion
@@ -638,22 +640,23 @@ def main(argv=None):
         p.add_argument("--seed", type=int, default=1)
         p.add_argument("--threads", type=int, default=2)
         if name == "depth":
-            p.add_argument("--steps-a", type=int, default=1500)
-            p.add_argument("--batch-a", type=int, default=32)
+            p.add_argument("--steps-a", type=int, default=500)
+            p.add_argument("--batch-a", type=int, default=8)
             p.add_argument("--lr-a", type=float, default=2e-3)
-            p.add_argument("--steps-b", type=int, default=300)
-            p.add_argument("--batch-b", type=int, default=8)
+            p.add_argument("--steps-b", type=int, default=150)
+            p.add_argument("--batch-b", type=int, default=4)
             p.add_argument("--lr-b", type=float, default=2e-3)
-            p.add_argument("--refine-frames", type=int, default=600)
+            p.add_argument("--refine-frames", type=int, default=300)
             p.add_argument("--resume-encdec", action="store_true", help="reuse WORK/encdec.pt (skip A)")
         if name == "seg":
-            p.add_argument("--steps-crop", type=int, default=1500)
-            p.add_argument("--steps-full", type=int, default=400)
-            p.add_argument("--batch-crop", type=int, default=16)
-            p.add_argument("--batch-full", type=int, default=8)
+            p.add_argument("--steps-crop", type=int, default=1000)
+            p.add_argument("--steps-full", type=int, default=500)
+            p.add_argument("--batch-crop", type=int, default=12)
+            p.add_argument("--batch-full", type=int, default=4)
             p.add_argument("--crop", type=int, default=96)
-            p.add_argument("--lr", type=float, default=2e-3)
-            p.add_argument("--val-every", type=int, default=250)
+            p.add_argument("--lr", type=float, default=2e-3, help="the crop phase's peak learning rate")
+            p.add_argument("--lr-full", type=float, default=5e-4, help="the full-frame phase's peak learning rate")
+            p.add_argument("--val-every", type=int, default=100)
             p.add_argument("--resume", help="start from this state_dict")
             p.add_argument("--dice", choices=("batch", "frame"), default="batch",
                            help="soft Dice of the whole batch, or the mean of per-frame soft Dice")
