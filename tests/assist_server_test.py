@@ -1,7 +1,7 @@
 """tests/assist_server_test.py BIN WORKDIR - `medinfer assist-server` end to end, through HTTP only
 (urllib and raw sockets), run by tests/test_assist_server.sh.
 
-The detector is a small random-weight fasterrcnn_fpn (ResNet-18, min_size 128) made here with
+The detector is a small random-weight fasterrcnn_fpn (ResNet-18, min_size 96) made here with
 tools/rcnn_ref.py and written with tools/export.py's writer; its class-score bias makes every
 proposal an "adenomatous polyp" (a high-risk label) with probability near 1, so every sharp frame
 has lesions and every lesion raises an alert, whatever the random weights find.
@@ -33,9 +33,13 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
-import torch
-from PIL import Image
+try:
+    import numpy as np
+    import torch
+    from PIL import Image
+except ImportError as e:   # tests/run.sh counts exit 77 as skipped
+    print(f"assist_server_test: needs numpy, torch and PIL ({e})")
+    sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
@@ -48,8 +52,11 @@ TOK = {"T1": "t1-token-0123456789abcdef", "T2": "t2-token-0123456789abcdef", "WS
 failures = []
 
 
+T0 = time.time()
+
+
 def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    print(("ok   " if cond else "FAIL ") + f"[{time.time() - T0:5.1f} s] " + what, flush=True)
     if not cond:
         failures.append(what)
     return cond
@@ -58,7 +65,7 @@ def check(cond, what):
 def make_blob(path):
     torch.manual_seed(0)
     meta = rcnn_ref.metadata("resnet18", len(LABELS), labels=LABELS, model_version="test-assist-1",
-                             arch="fasterrcnn_fpn", min_size=128, max_size=160, representation_size=64,
+                             arch="fasterrcnn_fpn", min_size=96, max_size=128, representation_size=64,
                              rpn_pre_nms_top_n=100, rpn_post_nms_top_n=20, box_detections_per_img=3)
     model = rcnn_ref.build(meta).eval()
     with torch.no_grad():
@@ -175,6 +182,7 @@ def metrics(port):
 def main():
     os.makedirs(WORK, exist_ok=True)
     make_blob(os.path.join(WORK, "det.safetensors"))
+    print(f"[{time.time() - T0:5.1f} s] detector blob written", flush=True)
     with open(os.path.join(WORK, "tokens"), "w") as f:
         f.write("# test tokens\n" + "".join(f"{TOK[n]} {'workstation' if n == 'WS' else 'terminal'} {n}\n" for n in TOK))
     db = os.path.join(WORK, "findings.sqlite")
@@ -276,7 +284,7 @@ def main():
     # --- frames of two terminals
     acked = {E1: set(), E2: set()}
     sent = {"frames_200": 0}
-    for i in range(3):
+    for i in range(2):
         for tok, ex, term in ((t1, E1, "T1"), (t2, E2, "T2")):
             st, _, b = post_frame(port, tok, ex, 1000 + i * 40, frame("noise", seed=i + (7 if term == "T2" else 0)),
                                   trigger="pedal" if i == 0 else "auto")
