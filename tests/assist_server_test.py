@@ -1,7 +1,7 @@
 """tests/assist_server_test.py BIN WORKDIR - `medinfer assist-server` end to end, through HTTP only
 (urllib and raw sockets), run by tests/test_assist_server.sh.
 
-The detector is a small random-weight fasterrcnn_fpn (ResNet-18, min_size 96) made here with
+The detector is a small random-weight fasterrcnn_fpn (ResNet-18 without layer4, a 64-channel pyramid, min_size 96) made here with
 tools/rcnn_ref.py and written with tools/export.py's writer; its class-score bias makes every
 proposal an "adenomatous polyp" (a high-risk label) with probability near 1, so every sharp frame
 has lesions and every lesion raises an alert, whatever the random weights find.
@@ -66,6 +66,7 @@ def make_blob(path):
     torch.manual_seed(0)
     meta = rcnn_ref.metadata("resnet18", len(LABELS), labels=LABELS, model_version="test-assist-1",
                              arch="fasterrcnn_fpn", min_size=96, max_size=128, representation_size=64,
+                             returned_layers=[1, 2, 3], fpn_channels=64, anchor_sizes=[32, 64, 128, 256],
                              rpn_pre_nms_top_n=100, rpn_post_nms_top_n=20, box_detections_per_img=3)
     model = rcnn_ref.build(meta).eval()
     with torch.no_grad():
