@@ -371,7 +371,7 @@ def main():
     check(st == 200, "one more frame acknowledged just before the kill")
     acked[E1].update(b["finding_ids"])
     srv.stop(signal.SIGKILL)
-    srv = Server(db, ["--workers", "1", "--queue", "4"])
+    srv = Server(db, ["--workers", "1", "--queue", "8"])
     port = srv.port
     for ex in (E1, E2):
         st, _, b = jreq(port, "GET", f"/v1/exams/{ex}/findings", ws)
@@ -380,21 +380,20 @@ def main():
     v = subprocess.run([BIN, "assist-server", "--verify-db", db], capture_output=True, text=True)
     check(v.returncode == 0 and "intact" in v.stdout, "--verify-db passes after the kill: " + (v.stdout + v.stderr).strip().replace("\n", "; "))
 
-    # --- SIGTERM with frames in flight: each is answered
+    # --- SIGTERM with frames in flight (one running, at least one queued): each is answered
     results.clear()
-    ts = [threading.Thread(target=burst, args=(k,)) for k in range(3)]
-    barrier = threading.Barrier(3)
+    ts = [threading.Thread(target=burst, args=(k,)) for k in range(6)]
+    barrier = threading.Barrier(6)
     [t.start() for t in ts]
-    t0 = time.time()
-    while time.time() - t0 < 20:
+    t0, seen = time.time(), False
+    while not seen and time.time() - t0 < 20:
         ok, m = metrics(port)
-        if m.get("medinfer_assist_workers_busy") == 1 and m.get("medinfer_assist_queue_depth", 0) >= 1:
-            break
-        time.sleep(0.005)
+        seen = m.get("medinfer_assist_workers_busy") == 1 and m.get("medinfer_assist_queue_depth", 0) >= 1
+        time.sleep(0.002)
     rc = srv.stop(signal.SIGTERM)
     [t.join() for t in ts]
-    check(rc == 0 and len(results) == 3 and all(st == 200 for st, _, _ in results),
-          f"SIGTERM with frames in flight: all answered ({[r[0] for r in results]}), exit {rc}")
+    check(seen and rc == 0 and len(results) == 6 and all(st == 200 for st, _, _ in results),
+          f"SIGTERM with frames running and queued: all answered ({[r[0] for r in results]}), exit {rc}")
     log = open(os.path.join(WORK, "server.log")).read()
     check(re.search(r"assist-server: POST /v1/frames 200 [0-9.]+ ms T1", log) is not None, "one log line per request")
     check("P-0001" not in log, "the log holds no patient data")
