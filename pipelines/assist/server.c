@@ -257,13 +257,19 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
     /* findings: one per lesion, committed before anything is answered */
     t1 = now_s();
     mi_assist_finding f[MI_ASSIST_MAX_LESIONS];
+    mi_image small = { 0 };
+    if (nl > 0 && mi_assist_thumbnail_base(&small, &img, s->o.thumbnail_side)) {
+        job_error(jb, 500, "out of memory preparing the thumbnails");
+        goto done;
+    }
     for (int i = 0; i < nl; i++) {
         cJSON *p = probs_json(m, &les[i], nc), *b = box_json(&les[i]);
         pj[i] = cJSON_PrintUnformatted(p);
         bj[i] = cJSON_PrintUnformatted(b);
         cJSON_Delete(p);
         cJSON_Delete(b);
-        if (!pj[i] || !bj[i] || mi_assist_thumbnail(&img, &les[i], s->o.thumbnail_side, &thumbs[i], &thumb_n[i])) {
+        if (!pj[i] || !bj[i] || mi_assist_thumbnail(&small, img.w, img.h, &les[i], &thumbs[i], &thumb_n[i])) {
+            mi_image_free(&small);
             job_error(jb, 500, "out of memory preparing the findings");
             goto done;
         }
@@ -275,6 +281,7 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
             .thumbnail = thumbs[i], .thumbnail_size = thumb_n[i],
         };
     }
+    mi_image_free(&small);
     if ((st = mi_assist_store_add_findings(s->store, f, nl, ids))) {
         char msg[600];
         snprintf(msg, sizeof msg, "the findings could not be stored, nothing was recorded: %s", mi_last_error());
@@ -781,7 +788,7 @@ void mi_assist_server_defaults(mi_assist_server_opts *o) {
     o->max_pixels = 4096ll * 4096;
     o->score_threshold = 0.5f;
     o->alert_threshold = 0.8f;
-    o->thumbnail_side = 256;
+    o->thumbnail_side = 160;
     o->retry_after_s = 1;
     o->timeout_s = 30;
     o->log = true;
