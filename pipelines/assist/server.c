@@ -14,6 +14,7 @@
  * grows past max_body without a Content-Length, 400 when it does not parse. */
 #include "pipelines/assist/server.h"
 
+#include "ops/cpu.h"
 #include "pipelines/assist/analyze.h"
 
 #include <arpa/inet.h>
@@ -356,6 +357,8 @@ static void *worker(void *arg) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > s->o.workers ? (int)(cores / s->o.workers) : 1;
     }
+    /* the worker's other OpenMP regions (thumbnail scaling) keep to its share of the cores too */
+    mi_set_threads(threads);
     mi_assist_detector det = { .model = s->model, .threads = threads };
     for (;;) {
         pthread_mutex_lock(&s->qmu);
