@@ -1,7 +1,7 @@
 # medinfer - build, test, bench, demo, sanitizers, fuzzing.  `make help` lists the targets.
 #
 # The engine core (ops/ nn/ weights/) links libc, libm, OpenMP and cJSON only; pipelines and the
-# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl, DCMTK, OpenSlide, libtiff. Sources are found by wildcard, so a
+# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl, DCMTK, OpenSlide, libtiff, libmicrohttpd. Sources are found by wildcard, so a
 # new file in a listed folder needs no Makefile change.
 
 CC      ?= cc
@@ -33,7 +33,7 @@ CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -Wall -Wextra -Werror \
             -fPIC -fvisibility=hidden -I. -Iinclude -MMD -MP
 DCMTK_LIBS  := -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd
-PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb openslide libtiff-4
+PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb openslide libtiff-4 libmicrohttpd
 # pkg-config is asked only when a target needs the pipelines (after deps are installed)
 PIPE_CFLAGS  = $(shell pkg-config --cflags $(PIPE_PKGS) 2>/dev/null)
 PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null) $(DCMTK_LIBS)

@@ -313,6 +313,138 @@ def slide():
     put("slide", "file_text", b"Fthis is not a slide\n")
 
 
+TOKENS = (b"# terminals and the workstation\nt1-token-0123456789abcdef terminal T1\n"
+          b"t2-token-0123456789abcdef terminal T2\nws-token-0123456789abcdef workstation WS\n")
+
+
+def assist_http():
+    """target \\n Authorization \\n Content-Type \\n token file (fuzz/fuzz_assist_http.c)"""
+    def req(target, auth, ctype, tokens=TOKENS):
+        return target.encode() + b"\n" + auth.encode() + b"\n" + ctype.encode() + b"\n" + tokens
+    put("assist_http", "ok_frame", req("/v1/frames?exam=E000001-0a1b2c3d&timestamp_ms=1040&trigger=pedal",
+                                       "Bearer t1-token-0123456789abcdef", "image/jpeg"))
+    put("assist_http", "ok_encoded_query", req("/v1/frames?trigger=auto&timestamp_ms=0&exam=E%30%30_x.y-z",
+                                               "bearer   ws-token-0123456789abcdef  ", "IMAGE/PNG; q=1"))
+    put("assist_http", "ok_findings", req("/v1/exams/E000002-ffffffff/findings", "Bearer nope", "application/json"))
+    put("assist_http", "ok_thumbnail", req("/v1/findings/12/thumbnail", "", ""))
+    put("assist_http", "bad_query_twice", req("/v1/frames?exam=a&exam=b&timestamp_ms=1&trigger=auto", "Basic x", "text/plain"))
+    put("assist_http", "bad_query_percent", req("/v1/frames?exam=%4&timestamp_ms=-1&trigger=auto", "", "image/jpeg"))
+    put("assist_http", "bad_id_dotdot", req("/v1/exams/../close", "", ""))
+    put("assist_http", "bad_tokens_short", req("/metrics", "", "", b"short terminal T1\n"))
+    put("assist_http", "bad_tokens_role", req("/metrics", "", "", b"t1-token-0123456789abcdef doctor T1\n"))
+    put("assist_http", "bad_tokens_twice", req("/metrics", "", "", TOKENS + b"t1-token-0123456789abcdef terminal T3\n"))
+
+
+def assist_exam():
+    """POST /v1/exams bodies (fuzz/fuzz_assist_exam.c)"""
+    ok = {"terminal": "T1", "patient_id": "P-0001", "exam_number": "X-1", "age": 63, "sex": "F"}
+    put("assist_exam", "ok", json.dumps(ok).encode())
+    put("assist_exam", "ok_unicode", json.dumps({**ok, "patient_id": "M\u00fcller 7", "age": 0, "sex": "O"}).encode())
+    put("assist_exam", "bad_missing_sex", json.dumps({k: v for k, v in ok.items() if k != "sex"}).encode())
+    put("assist_exam", "bad_age", json.dumps({**ok, "age": 63.5}).encode())
+    put("assist_exam", "bad_unknown_field", json.dumps({**ok, "name": "x"}).encode())
+    put("assist_exam", "bad_truncated", json.dumps(ok).encode()[:30])
+    put("assist_exam", "bad_trailing", json.dumps(ok).encode() + b" {}")
+    put("assist_exam", "bad_twice", b'{"terminal": "T1", "terminal": "T2", "patient_id": "p", "exam_number": "1", "age": 1, "sex": "M"}')
+
+
+def assist_frame():
+    """frame bodies, first byte odd = image/png (fuzz/fuzz_assist_frame.c)"""
+    rng = np.random.default_rng(0)
+    for name, px in {"noise": rng.integers(40, 220, (24, 32, 3), dtype=np.uint8),
+                     "dark": rng.integers(0, 10, (16, 16, 3), dtype=np.uint8),
+                     "tiny": np.full((2, 2, 3), 200, np.uint8)}.items():
+        for fmt, flag in (("PNG", b"\x01"), ("JPEG", b"\x00")):
+            b = io.BytesIO()
+            Image.fromarray(px).save(b, format=fmt)
+            put("assist_frame", f"ok_{name}.{fmt.lower()}", flag + b.getvalue())
+    b = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(b, format="PNG")
+    put("assist_frame", "bad_png_as_jpeg", b"\x00" + b.getvalue())
+    put("assist_frame", "bad_too_wide.png", b"\x01" + b.getvalue()[:16] + struct.pack(">II", 5000, 8) + b.getvalue()[24:])
+    put("assist_frame", "bad_empty", b"\x01")
+
+
+def assist_findings_db(path, rows, tamper=None):
+    """A findings database as pipelines/assist/store.c writes it, built here from the definition in
+    docs/assist.md ("Hash chain") with Python's hashlib and sqlite3, not with the C code: a corpus
+    that the C verifier finds intact shows that both agree on the definition. rows: list of
+    (table, {column: value}); tamper: SQL run afterwards (triggers dropped first)."""
+    import hashlib
+    cols = {"exams": ["exam_id", "terminal", "patient_id", "exam_number", "age", "sex", "opened", "opened_by"],
+            "findings": ["exam_id", "terminal", "timestamp_ms", "received", "trigger", "type", "score", "probs", "box",
+                         "high_risk", "model_arch", "model_version", "model_sha256", "thumbnail"],
+            "events": ["time", "kind", "exam_id", "terminal", "finding_id", "detail"]}
+
+    def enc(v):
+        if isinstance(v, bytes):
+            return hashlib.sha256(v).hexdigest().encode()
+        if isinstance(v, float):
+            return ("%.17g" % v).encode()
+        return str(v).encode()
+
+    if os.path.exists(path):
+        os.remove(path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA page_size=512")
+    db.executescript("""
+        CREATE TABLE exams (seq INTEGER PRIMARY KEY AUTOINCREMENT, exam_id TEXT NOT NULL UNIQUE, terminal TEXT NOT NULL,
+          patient_id TEXT NOT NULL, exam_number TEXT NOT NULL, age INTEGER NOT NULL, sex TEXT NOT NULL,
+          opened TEXT NOT NULL, opened_by TEXT NOT NULL, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL);
+        CREATE TABLE findings (seq INTEGER PRIMARY KEY AUTOINCREMENT, exam_id TEXT NOT NULL, terminal TEXT NOT NULL,
+          timestamp_ms INTEGER NOT NULL, received TEXT NOT NULL, trigger TEXT NOT NULL, type TEXT NOT NULL,
+          score REAL NOT NULL, probs TEXT NOT NULL, box TEXT NOT NULL, high_risk INTEGER NOT NULL,
+          model_arch TEXT NOT NULL, model_version TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+          thumbnail BLOB NOT NULL, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, kind TEXT NOT NULL,
+          exam_id TEXT NOT NULL, terminal TEXT NOT NULL, finding_id INTEGER NOT NULL, detail TEXT NOT NULL,
+          prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL);
+        CREATE TRIGGER findings_no_update BEFORE UPDATE ON findings BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    """)
+    prev, seq = {t: "0" * 64 for t in cols}, {t: 0 for t in cols}
+    for table, row in rows:
+        seq[table] += 1
+        h = hashlib.sha256(b"medinfer-assist-v1\n")
+        for part in [table.encode(), str(seq[table]).encode()] + [enc(row[c]) for c in cols[table]] + [prev[table].encode()]:
+            h.update(b"%d:" % len(part) + part + b"\n")
+        names = ["seq"] + cols[table] + ["prev_hash", "row_hash"]
+        values = [seq[table]] + [row[c] for c in cols[table]] + [prev[table], h.hexdigest()]
+        db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+        prev[table] = h.hexdigest()
+    db.commit()
+    if tamper:
+        db.executescript("DROP TRIGGER findings_no_update;" + tamper)
+        db.commit()
+    db.execute("VACUUM")
+    db.close()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def assist_db():
+    """findings databases for --verify-db (fuzz/fuzz_assist_db.c), written independently of the C"""
+    exam = {"exam_id": "E000001-0a1b2c3d", "terminal": "T1", "patient_id": "P-1", "exam_number": "X-1", "age": 63,
+            "sex": "F", "opened": "2026-12-01T17:00:00.000Z", "opened_by": "WS"}
+    finding = {"exam_id": "E000001-0a1b2c3d", "terminal": "T1", "timestamp_ms": 1040, "received": "2026-12-01T17:00:01.000Z",
+               "trigger": "pedal", "type": "ulcer", "score": 0.9123456789, "probs": '{"__background__":0.05,"ulcer":0.95}',
+               "box": "[1.5,2,30,40.25]", "high_risk": 1, "model_arch": "fasterrcnn_fpn", "model_version": "1",
+               "model_sha256": "ab" * 32, "thumbnail": b"\x89PNG\r\n\x1a\n-not-really"}
+    alert = {"time": "2026-12-01T17:00:01.000Z", "kind": "alert", "exam_id": "E000001-0a1b2c3d", "terminal": "T1",
+             "finding_id": 1, "detail": '{"type":"ulcer"}'}
+    rows = [("exams", exam), ("findings", finding), ("events", alert),
+            ("findings", dict(finding, timestamp_ms=2080, high_risk=0, score=0.6))]
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "f.sqlite")
+        put("assist_db", "ok_two_findings.sqlite", assist_findings_db(p, rows))
+        put("assist_db", "ok_empty.sqlite", assist_findings_db(p, []))
+        put("assist_db", "bad_edited_score.sqlite", assist_findings_db(p, rows, "UPDATE findings SET score = 0.99 WHERE seq = 1"))
+        put("assist_db", "bad_thumbnail.sqlite", assist_findings_db(p, rows, "UPDATE findings SET thumbnail = x'00' WHERE seq = 2"))
+        put("assist_db", "bad_deleted_tail.sqlite", assist_findings_db(p, rows, "DELETE FROM findings WHERE seq = 2"))
+        put("assist_db", "bad_other_terminal.sqlite",
+            assist_findings_db(p, [("exams", exam), ("findings", dict(finding, terminal="T2", high_risk=0))]))
+        put("assist_db", "bad_not_sqlite", b"SQLite format 3\0" + b"\xff" * 200)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "medinfer"))
@@ -329,6 +461,10 @@ def main():
     dicom()
     slide()
     lesionseg()
+    assist_http()
+    assist_exam()
+    assist_frame()
+    assist_db()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)
 

@@ -18,7 +18,8 @@ set -eu
 
 build="gcc make pkg-config libcjson-dev libstb-dev check
        libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev libtiff-dev"
+       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev libtiff-dev
+       libmicrohttpd-dev"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
 # and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses),
 # the pathology references (skimage's Otsu), synthetic pyramidal slides (tifffile writes them) and
