@@ -320,7 +320,9 @@ def rot_towards(v, ang, az, rng):
 
 # ---------------------------------------------------------------- one frame
 
-def render(seed, index, size=256):
+def render(seed, index, size=256, polyps=True):
+    """polyps=False: the same frame without polyps (the draw is still made, so every other random
+    choice stays as it is); tools/assist_synth.py pastes its own lesions on such frames."""
     rng = np.random.default_rng([seed, index])
     S = size
     tube = Tube(rng)
@@ -358,7 +360,7 @@ def render(seed, index, size=256):
 
     # polyps
     u = rng.random()
-    want = 0 if u < 0.15 else 1 if u < 0.65 else 2 if u < 0.9 else 3
+    want = 0 if u < 0.15 or not polyps else 1 if u < 0.65 else 2 if u < 0.9 else 3
     polyps = []
     finite = np.isfinite(t_wall)
     # anchors no farther than 4.5 x the near wall: with the light's 1/d^2 and the auto-exposure, a
