@@ -32,7 +32,7 @@
 /* Defaults; the freeze and quality ones are calibrated on the real clip (docs/assist.md). */
 #define DEFAULT_SIZE        480
 #define DEFAULT_AUTO_K      5
-#define DEFAULT_FREEZE_EPS  1.0
+#define DEFAULT_FREEZE_EPS  0.5
 #define DEFAULT_FREEZE_N    8
 #define DEFAULT_TIMEOUT_MS  1000
 #define DEFAULT_HOLD_MS     500
@@ -44,6 +44,7 @@
 
 static const char usage[] =
     "usage: medinfer assist-terminal --server URL (--token T | --token-file F) --source SRC [options]\n"
+    "       medinfer assist-terminal --calibrate --source SRC [--crop X,Y,W,H] [--size N] [--duration S]\n"
     "  --server URL      the diagnosis server, e.g. http://127.0.0.1:8080\n"
     "  --token T         this terminal's bearer token; --token-file F reads it from F (the first\n"
     "                    word of its first line that is not empty or a # comment)\n"
@@ -54,7 +55,7 @@ static const char usage[] =
     "  --trigger LIST    comma-separated: auto[:K] (a target at least every K-th frame, default K 5),\n"
     "                    freeze, pedal (default auto:5,freeze,pedal); pedal and freeze go before auto\n"
     "  --freeze-eps E    freeze: mean |luma change| of consecutive frames (32x32 cell means, 0..255)\n"
-    "                    below E (default 1.0) ...\n"
+    "                    below E (default 0.5) ...\n"
     "  --freeze-frames N ... for N consecutive frames (default 8); one target per freeze\n"
     "  --pedal-fifo PATH a pedal as a FIFO: each line written to it is one press (created if absent)\n"
     "                    (also: Enter on stdin, or any key when stdin is a terminal; POST /pedal on --web)\n"
@@ -71,6 +72,10 @@ static const char usage[] =
     "  --realtime        play a file at its frame rate (default for files and image sequences)\n"
     "  --no-realtime     as fast as frames decode (default for devices and network streams)\n"
     "  --duration S      stop after S seconds of video\n"
+    "  --crop X,Y,W,H    use only this rectangle of the decoded frame (a capture card's picture\n"
+    "                    around the endoscope's image), before --size scales it\n"
+    "  --calibrate       no server: one JSON line per frame on stdout with the freeze measure and the\n"
+    "                    quality rule's measures, to choose thresholds for a scope (docs/assist.md)\n"
     "  --quiet           no summary line on stderr\n"
     "Summary (JSON) on stdout at the end. Quality thresholds: the server's (pipelines/assist/quality.h).\n"
     "exit: 0 the source played to its end or --duration, 1 the source could not be read, 2 usage.\n";
@@ -253,7 +258,8 @@ typedef struct {
     int   size, timeout_ms, hold_ms, realtime;   /* realtime -1: by source kind */
     double fps, duration_s;
     mi_trigger_config trig;
-    bool  quiet;
+    bool  quiet, calibrate;
+    int   crop[4];             /* x, y, w, h in decoded pixels; w 0: the whole frame */
 } opts;
 
 static int parse_trigger(const char *s, mi_trigger_config *t) {
@@ -343,8 +349,29 @@ static int parse_opts(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--realtime")) o->realtime = 1;
         else if (!strcmp(a, "--no-realtime")) o->realtime = 0;
         else if (!strcmp(a, "--quiet")) o->quiet = true;
+        else if (!strcmp(a, "--calibrate")) o->calibrate = true;
+        else if (!strcmp(a, "--crop")) {
+            VAL();
+            char *end;
+            const char *p = v;
+            for (int k = 0; k < 4; k++) {
+                errno = 0;
+                long x = strtol(p, &end, 10);
+                if (errno || end == p || x < 0 || x > 32768 || (k >= 2 && x < 8) || *end != (k < 3 ? ',' : 0)) {
+                    fprintf(stderr, "medinfer %s: --crop '%s': expected X,Y,W,H in pixels (W, H >= 8)\n", C, v);
+                    return -1;
+                }
+                o->crop[k] = (int)x;
+                p = end + 1;
+            }
+        }
         else { fprintf(stderr, "medinfer %s: unknown option '%s'\n", C, a); return -1; }
 #undef VAL
+    }
+    if (o->calibrate) {
+        if (!o->source) { fprintf(stderr, "medinfer %s: --calibrate needs --source\n", C); return -1; }
+        if (parse_trigger("freeze", &o->trig)) return -1;
+        return 0;
     }
     if (!o->server || !o->source || (!o->token == !o->token_file)) {
         fprintf(stderr, "medinfer %s: --server, --source and one of --token / --token-file are required\n", C);
@@ -366,6 +393,85 @@ static bool live_source(const char *src) {
     return !strncmp(src, "/dev/", 5) || (strstr(src, "://") && strncmp(src, "file://", 7));
 }
 
+static void add_quality(cJSON *e, const mi_video_frame *fr) { (void)e; (void)fr; }
+
+/* The frame the terminal works on: the --crop rectangle of the decoded frame, scaled so its
+ * shorter side is --size. Without --crop the decoder scales (cheaper). */
+typedef struct { uint8_t *crop, *scaled; size_t crop_cap, scaled_cap; } frame_bufs;
+
+static mi_status prepare_frame(const opts *o, mi_video_frame *fr, frame_bufs *b) {
+    if (!o->crop[2]) return MI_OK;
+    const int x = o->crop[0], y = o->crop[1], w = o->crop[2], h = o->crop[3];
+    if (x + w > fr->w || y + h > fr->h)
+        return MI_FAIL(MI_ERR_ARG, "--crop %d,%d,%d,%d: outside the %dx%d frame", x, y, w, h, fr->w, fr->h);
+    size_t need = (size_t)w * h * 3;
+    if (need > b->crop_cap) {
+        uint8_t *p = realloc(b->crop, need);
+        if (!p) return MI_FAIL(MI_ERR_NOMEM, "out of memory for a %dx%d crop", w, h);
+        b->crop = p;
+        b->crop_cap = need;
+    }
+    for (int r = 0; r < h; r++)
+        memcpy(b->crop + (size_t)r * w * 3, fr->px + ((size_t)(y + r) * fr->w + x) * 3, (size_t)w * 3);
+    fr->px = b->crop;
+    fr->w = w;
+    fr->h = h;
+    if (o->size <= 0) return MI_OK;
+    int ow = w <= h ? o->size : (int)lround((double)w * o->size / h);
+    int oh = w <= h ? (int)lround((double)h * o->size / w) : o->size;
+    need = (size_t)ow * oh * 3;
+    if (need > b->scaled_cap) {
+        uint8_t *p = realloc(b->scaled, need);
+        if (!p) return MI_FAIL(MI_ERR_NOMEM, "out of memory for a %dx%d frame", ow, oh);
+        b->scaled = p;
+        b->scaled_cap = need;
+    }
+    mi_status st = mi_rgb_resize(b->scaled, ow, oh, b->crop, w, h);
+    if (st != MI_OK) return st;
+    fr->px = b->scaled;
+    fr->w = ow;
+    fr->h = oh;
+    return MI_OK;
+}
+
+/* --calibrate: the measures the thresholds are set on, one line per frame, no server. */
+static int calibrate(const opts *o) {
+    const char *C = "assist-terminal";
+    mi_video *vid = NULL;
+    frame_bufs fb = { 0 };
+    int rc = MI_EXIT_OK;
+    if (mi_video_open_source(&vid, o->source, o->crop[2] ? 0 : o->size, o->fps) != MI_OK) return mi_cli_error(C);
+    mi_trigger trig;
+    mi_trigger_init(&trig, &o->trig);
+    int64_t t0 = -1;
+    for (;;) {
+        mi_video_frame fr;
+        bool got;
+        if (mi_video_read(vid, &fr, &got) != MI_OK) { rc = mi_cli_error(C); break; }
+        if (!got) break;
+        if (t0 < 0) t0 = fr.t_ms;
+        const int64_t t = fr.t_ms - t0;
+        if (o->duration_s > 0 && t >= (int64_t)(o->duration_s * 1000)) break;
+        if (prepare_frame(o, &fr, &fb) != MI_OK) { rc = mi_cli_error(C); break; }
+        mi_trigger_kind k = mi_trigger_step(&trig, fr.index, fr.px, fr.w, fr.h, NULL, true);
+        cJSON *e = event("frame", fr.index, t);
+        cJSON_AddNumberToObject(e, "w", fr.w);
+        cJSON_AddNumberToObject(e, "h", fr.h);
+        if (trig.last_mad >= 0) cJSON_AddNumberToObject(e, "mad", round(trig.last_mad * 1e4) / 1e4);
+        cJSON_AddNumberToObject(e, "still", trig.still);
+        if (k == MI_TRIG_FREEZE) cJSON_AddBoolToObject(e, "freeze", true);
+        add_quality(e, &fr);
+        char *txt = cJSON_PrintUnformatted(e);
+        if (txt) printf("%s\n", txt);
+        free(txt);
+        cJSON_Delete(e);
+    }
+    mi_video_close(vid);
+    free(fb.crop);
+    free(fb.scaled);
+    return rc;
+}
+
 /* p-th percentile (nearest rank) of n values, sorted in place */
 static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
 static double pct(double *v, int n, double p) {
@@ -382,6 +488,7 @@ int cmd_assist_terminal(int argc, char **argv) {
         if (pr < 0) fputs(usage, stderr);
         return pr > 0 ? MI_EXIT_OK : MI_EXIT_USAGE;
     }
+    if (o.calibrate) return calibrate(&o);
     const char *C = "assist-terminal";
     char token[512];
     if (o.token_file) {
@@ -403,10 +510,11 @@ int cmd_assist_terminal(int argc, char **argv) {
     memset(&side, 0, sizeof side);
     pthread_mutex_init(&side.mu, NULL);
     mi_image shown = { NULL, 0, 0 };
+    frame_bufs fb = { 0 };
     double *rtts = NULL;
     int nrtt = 0, caprtt = 0;
 
-    if (mi_video_open_source(&vid, o.source, o.size, o.fps) != MI_OK) { rc = mi_cli_error(C); goto done; }
+    if (mi_video_open_source(&vid, o.source, o.crop[2] ? 0 : o.size, o.fps) != MI_OK) { rc = mi_cli_error(C); goto done; }
     const mi_video_info *vi = mi_video_get_info(vid);
     const bool realtime = o.realtime >= 0 ? o.realtime : !live_source(o.source);
     if (o.log && !(log.f = fopen(o.log, "w"))) {
@@ -490,6 +598,7 @@ int cmd_assist_terminal(int argc, char **argv) {
         bool got;
         if (mi_video_read(vid, &fr, &got) != MI_OK) { rc = mi_cli_error(C); break; }
         if (!got) break;
+        if (prepare_frame(&o, &fr, &fb) != MI_OK) { rc = mi_cli_error(C); break; }
         if (t0 < 0) t0 = fr.t_ms;
         const int64_t t = fr.t_ms - t0;
         last_t = t;
@@ -782,6 +891,8 @@ done:
     mi_assist_web_stop(web);
     mi_video_close(vid);
     mi_image_free(&shown);
+    free(fb.crop);
+    free(fb.scaled);
     free(rtts);
     if (log.f) fclose(log.f);
     if (ped.fifo_fd >= 0) close(ped.fifo_fd);

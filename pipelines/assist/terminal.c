@@ -105,6 +105,7 @@ mi_status mi_assist_answer_parse(mi_assist_answer *a, const char *body, size_t n
     mi_status st = MI_OK;
     if (!cJSON_IsObject(root)) { st = MI_FAIL(MI_ERR_FORMAT, "server answer: not a JSON object"); goto out; }
     if ((st = want_string(root, "exam_id", a->exam_id, sizeof a->exam_id, true)) != MI_OK) goto out;
+    if (!a->exam_id[0]) { st = MI_FAIL(MI_ERR_FORMAT, "server answer: \"exam_id\" is empty"); goto out; }
     if ((st = want_string(root, "terminal", a->terminal, sizeof a->terminal, false)) != MI_OK) goto out;
     if ((st = want_string(root, "trigger", a->trigger, sizeof a->trigger, false)) != MI_OK) goto out;
     if ((st = want_string(root, "reason", a->reason, sizeof a->reason, false)) != MI_OK) goto out;
