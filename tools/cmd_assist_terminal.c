@@ -37,8 +37,8 @@
 #define DEFAULT_TIMEOUT_MS  1000
 #define DEFAULT_HOLD_MS     500
 #define JPEG_QUALITY        90
-#define BACKOFF_MIN_MS      250
-#define BACKOFF_MAX_MS      4000
+#define BACKOFF_MIN_MS      200
+#define BACKOFF_MAX_MS      1000
 #define WEB_FRAME_MS        100    /* the web view's frame at most this often */
 #define SIDE_PERIOD_MS      1000   /* exam and findings refresh */
 
