@@ -5,6 +5,7 @@
  * live web view. The network work runs on threads of its own (pipelines/assist/terminal_net.h):
  * the video loop never waits for the server. docs/assist.md, "Terminal". */
 #include "tools/cli.h"
+#include "pipelines/assist/quality.h"
 #include "pipelines/assist/terminal.h"
 #include "pipelines/assist/terminal_net.h"
 #include "pipelines/io/video.h"
@@ -393,7 +394,18 @@ static bool live_source(const char *src) {
     return !strncmp(src, "/dev/", 5) || (strstr(src, "://") && strncmp(src, "file://", 7));
 }
 
-static void add_quality(cJSON *e, const mi_video_frame *fr) { (void)e; (void)fr; }
+static void add_quality(cJSON *e, const mi_video_frame *fr) {
+    mi_quality_thresholds th;
+    mi_quality_defaults(&th);
+    mi_quality q;
+    if (mi_quality_measure(fr->px, fr->w, fr->h, (size_t)fr->w * 3, &th, &q) != MI_OK) return;
+    cJSON_AddNumberToObject(e, "luma", round(q.mean_luma * 100) / 100);
+    cJSON_AddNumberToObject(e, "sobel_x", round(q.sobel_x * 100) / 100);
+    cJSON_AddNumberToObject(e, "sobel_y", round(q.sobel_y * 100) / 100);
+    cJSON_AddNumberToObject(e, "glare", round(q.glare_frac * 1e4) / 1e4);
+    cJSON_AddBoolToObject(e, "judged", q.judged);
+    if (!q.judged) cJSON_AddStringToObject(e, "reason", q.reason);
+}
 
 /* The frame the terminal works on: the --crop rectangle of the decoded frame, scaled so its
  * shorter side is --size. Without --crop the decoder scales (cheaper). */
@@ -579,6 +591,9 @@ int cmd_assist_terminal(int argc, char **argv) {
 
     mi_trigger trig;
     mi_trigger_init(&trig, &o.trig);
+    mi_quality_thresholds qth;
+    mi_quality_defaults(&qth);
+    int64_t status_until_ms = -1;
     mi_assist_answer held;           /* the answer on screen */
     bool have_held = false;
     int64_t held_until_ms = -1;
@@ -663,6 +678,7 @@ int cmd_assist_terminal(int argc, char **argv) {
                         have_held = true;
                         held_until_ms = t + o.hold_ms;
                         status[0] = 0;
+                        status_until_ms = held_until_ms;
                         if (!a.judged) {
                             not_judged++;
                             snprintf(status, sizeof status, "not judged: %.150s", a.reason);
@@ -735,7 +751,26 @@ int cmd_assist_terminal(int argc, char **argv) {
             if (k == MI_TRIG_FREEZE) cJSON_AddNumberToObject(e, "mad", round(trig.last_mad * 1000) / 1000);
             emit(&log, e);
             membuf jb;
-            if (!exam[0]) {
+            mi_quality q;
+            if (mi_quality_measure(fr.px, fr.w, fr.h, (size_t)fr.w * 3, &qth, &q) != MI_OK) {
+                fprintf(stderr, "medinfer %s: frame %lld: %s\n", C, (long long)fr.index, mi_last_error());
+                q.judged = false;
+                snprintf(q.reason, sizeof q.reason, "unmeasurable: %s", mi_last_error());
+            }
+            if (!q.judged) {
+                /* counted by the rule's name, the part of the reason before its numbers */
+                char key[64];
+                snprintf(key, sizeof key, "%.*s", (int)strcspn(q.reason, ":"), q.reason);
+                cJSON *d = event("dropped", fr.index, t);
+                cJSON_AddStringToObject(d, "trigger", mi_trigger_name(k));
+                cJSON_AddStringToObject(d, "reason", q.reason);
+                emit(&log, d);
+                cJSON *c = cJSON_GetObjectItemCaseSensitive(drops, key);
+                if (c) cJSON_SetNumberValue(c, c->valuedouble + 1);
+                else cJSON_AddNumberToObject(drops, key, 1);
+                snprintf(status, sizeof status, "not sent: %.150s", q.reason);
+                status_until_ms = t + o.hold_ms;
+            } else if (!exam[0]) {
                 skipped_no_exam++;
                 cJSON *d = event("dropped", fr.index, t);
                 cJSON_AddStringToObject(d, "trigger", mi_trigger_name(k));
@@ -772,7 +807,7 @@ int cmd_assist_terminal(int argc, char **argv) {
         char faultline[240] = "";
         if (fault[0]) snprintf(faultline, sizeof faultline, "%s%s", fault, mi_assist_client_busy(cl) ? "" : " (retrying)");
         mi_overlay_info ov = { exam, terminal[0] ? terminal : NULL, exam_number, t, have_held ? &held : NULL,
-                               1.f, 1.f, faultline[0] ? faultline : NULL, have_held && status[0] ? status : NULL };
+                               1.f, 1.f, faultline[0] ? faultline : NULL, t <= status_until_ms && status[0] ? status : NULL };
         mi_overlay_draw(&shown, &ov);
         if (have_held && held.n > 0) box_frames++;
         if (vw) {
