@@ -23,7 +23,8 @@ build="gcc make pkg-config libcjson-dev libstb-dev check
 # and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses),
 # the pathology references (skimage's Otsu), synthetic pyramidal slides (tifffile writes them) and
 # the 50 000-pixel test slide (vips builds it), and what OpenSlide returns through openslide-python
-# (tests/ref_slide.py)
+# (tests/ref_slide.py), and headless Chromium for the endoscopy assistant's web view screenshot
+# (tests/test_assist_term.sh)
 test="python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom dcmtk
       python3-skimage python3-tifffile python3-openslide libvips-tools chromium"
 # `make fuzz`: clang, its libFuzzer and sanitizer runtimes (only recommended by clang, so named

@@ -254,7 +254,7 @@ struct mi_assist_web {
 static const char PAGE[] =
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>medinfer assist terminal</title>\n"
     "<style>body{background:#111;color:#ddd;font:14px sans-serif;margin:8px}"
-    "#v{display:block;max-width:100%;border:1px solid #333}"
+    "#v{display:block;width:100%;max-width:960px;height:auto;border:1px solid #333}"
     "table{border-collapse:collapse;margin-top:8px}td,th{padding:2px 8px;border-bottom:1px solid #333;text-align:left}"
     ".hr{color:#f44;font-weight:bold}#st{margin:4px 0}</style></head>\n<body>\n"
     "<img id=\"v\" src=\"/latest.jpg\" alt=\"live overlay\">\n<div id=\"st\"></div>\n"
