@@ -806,6 +806,7 @@ int cmd_assist_terminal(int argc, char **argv) {
         memcpy(shown.px, fr.px, (size_t)fr.w * fr.h * 3);
         char faultline[240] = "";
         if (fault[0]) snprintf(faultline, sizeof faultline, "%s%s", fault, mi_assist_client_busy(cl) ? "" : " (retrying)");
+        else if (!exam[0] && note[0]) snprintf(faultline, sizeof faultline, "%s", note);   /* nothing can be sent */
         mi_overlay_info ov = { exam, terminal[0] ? terminal : NULL, exam_number, t, have_held ? &held : NULL,
                                1.f, 1.f, faultline[0] ? faultline : NULL, t <= status_until_ms && status[0] ? status : NULL };
         mi_overlay_draw(&shown, &ov);
