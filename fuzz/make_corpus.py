@@ -91,6 +91,13 @@ def safetensors():
         "arch": "fasterrcnn_fpn", "backbone": "resnet18", "anchor_sizes": "[[32, 40], [64, 80], [128, 160], "
         "[256, 320], [512, 640]]", "anchor_ratios": "[0.5, 1, 2]", "roi_canonical_scale": "112",
         "roi_canonical_level": "4", "bn_eps": "0.0", "min_size": "512", "max_size": "640"}))
+    # a smaller pyramid: returned_layers and fpn_channels, as many anchor levels as maps + 'pool'
+    put("safetensors", "ok_detector_fpn_returned", blob_bytes({}, {
+        "arch": "fasterrcnn_fpn", "backbone": "resnet18", "returned_layers": "[1, 2, 3]", "fpn_channels": "64",
+        "anchor_sizes": "[[12, 20], [28, 40], [56, 80], [112, 160]]", "anchor_ratios": "[0.5, 1, 2]",
+        "min_size": "224", "max_size": "224", "high_risk_labels": "[\"adenomatous polyp\", \"ulcer\"]"}))
+    put("safetensors", "bad_detector_fpn_returned", blob_bytes({}, {
+        "arch": "fasterrcnn_fpn", "backbone": "resnet18", "returned_layers": "[3, 3.5]", "fpn_channels": "0"}))
     # unpadded header: the tensors start at odd offsets and are copied to aligned memory
     put("safetensors", "ok_unaligned", raw_blob(
         {"u": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},

@@ -200,16 +200,24 @@ MI_API mi_status mi_classify(mi_session *s, const float *x, int64_t n, int k, mi
                              float *logits);
 
 /* ---- detection --------------------------------------------------------------------------------
- * A detector's session keeps "detections" (N, D, 6) and "detections.count" (N, 1); this reads
- * them for batch item n of the last run: up to cap detections, best first in torchvision's order,
- * boxes in the pixels of the session's input (x1, y1, x2, y2; x to the right, y down), labels
- * indexing mi_model_label (0 is the background and never returned). Returns how many detections
- * the item has (possibly more than cap), or -1 when the session is not a detector's, has not run,
- * or n is not a batch item. */
+ * A detector's session keeps "detections" (N, D, 6), "detections.count" (N, 1) and
+ * "detections.probs" (N, D, num_classes); this reads them for batch item n of the last run: up to
+ * cap detections, best first in torchvision's order, boxes in the pixels of the session's input
+ * (x1, y1, x2, y2; x to the right, y down), labels indexing mi_model_label (0 is the background and
+ * never returned). Returns how many detections the item has (possibly more than cap), or -1 when
+ * the session is not a detector's, has not run, or n is not a batch item.
+ * probs: the detection's class probabilities, mi_model_num_classes values indexed like the labels
+ * (background 0 included, summing to 1): the box head's softmax for the proposal the detection
+ * was decoded from (torchvision's postprocess_detections computes that row, then keeps one class
+ * per candidate box, so score == probs[label]). A different class's value is what the detector
+ * thinks of that class at this place, not the score of another detection. Valid until the
+ * session's next run or destroy; NULL when the session was created with outputs that leave out
+ * "detections.probs". */
 typedef struct {
-    float box[4];
-    float score;
-    int   label;
+    float        box[4];
+    float        score;
+    int          label;
+    const float *probs;
 } mi_detection;
 
 MI_API int mi_session_detections(const mi_session *s, int n, mi_detection *out, int cap);

@@ -45,7 +45,7 @@ static mi_tensor resnet_forward(const void *net, nn_ctx *c, const mi_tensor *x) 
 
 static void resnet_free(void *net) { mi_resnet_free(net); }
 
-static const char *const detector_outputs[] = { "detections", "detections.count" };
+static const char *const detector_outputs[] = { "detections", "detections.count", "detections.probs" };
 
 /* A detector (fasterrcnn_c4 or fasterrcnn_fpn; nn/rcnn.c reads which from 'arch') is packed for
  * an image its transform resizes to min_size square. */
@@ -64,7 +64,7 @@ static mi_status rcnn_load(void **net, const mi_weights *w, const char *arch, in
     *num_classes = mi_rcnn_num_classes(r);
     *channels = mi_rcnn_in_channels(r);
     *outputs = detector_outputs;
-    *noutputs = 2;
+    *noutputs = 3;
     return MI_OK;
 }
 
@@ -506,10 +506,14 @@ int mi_session_detections(const mi_session *s, int n, mi_detection *out, int cap
     int64_t ds[4], cs[4];
     const float *det = mi_session_output(s, "detections", ds), *cnt = mi_session_output(s, "detections.count", cs);
     if (!det || !cnt || n < 0 || n >= ds[0] || cap < 0) return -1;
+    int64_t ps[4];
+    const float *probs = mi_session_output(s, "detections.probs", ps);
+    if (probs && (ps[0] != ds[0] || ps[1] != ds[1])) probs = NULL;
     const int count = (int)cnt[n];
     for (int i = 0; out && i < count && i < cap; i++) {
         const float *d = det + ((int64_t)n * ds[1] + i) * 6;
-        out[i] = (mi_detection){ .box = { d[0], d[1], d[2], d[3] }, .score = d[4], .label = (int)d[5] };
+        out[i] = (mi_detection){ .box = { d[0], d[1], d[2], d[3] }, .score = d[4], .label = (int)d[5],
+                                 .probs = probs ? probs + ((int64_t)n * ps[1] + i) * ps[2] : NULL };
     }
     return count;
 }

@@ -24,10 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FPN_MAPS 4   /* the FPN's maps from layer1..layer4; LastLevelMaxPool adds the fifth */
+#define FPN_MAPS 4   /* at most: the FPN's maps from layer1..layer4; LastLevelMaxPool adds one */
 
-/* the feature maps' names in torchvision's OrderedDict (and in our marks) */
-static const char *const map_name[MI_RCNN_MAX_LEVELS] = { "0", "1", "2", "3", "pool" };
+/* level l's feature map name in torchvision's OrderedDict (and in our marks): the returned
+ * layers' maps '0'.., then 'pool' */
+static const char *map_name(const mi_rcnn_config *cfg, int l) {
+    static const char *const names[FPN_MAPS] = { "0", "1", "2", "3" };
+    return cfg->fpn && l == cfg->fpn_maps ? "pool" : names[l];
+}
 
 struct mi_rcnn {
     mi_rcnn_config cfg;
@@ -94,12 +98,12 @@ static mi_status meta_numbers(const mi_weights *w, const char *key, float *out, 
  * ...)) or an array of positive numbers, as many on every level (the RPN head is shared, so every
  * level has the same anchors per position). */
 static mi_status fpn_anchor_sizes(const mi_weights *w, float sizes[MI_RCNN_MAX_LEVELS][MI_RCNN_MAX_ANCHORS],
-                                  int *per_level) {
+                                  int nlevels, int *per_level) {
     const char *v = mi_weights_meta(w, "anchor_sizes");
     cJSON *a = cJSON_Parse(v);
-    bool ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == MI_RCNN_MAX_LEVELS;
+    bool ok = cJSON_IsArray(a) && cJSON_GetArraySize(a) == nlevels;
     int m = -1;
-    for (int l = 0; ok && l < MI_RCNN_MAX_LEVELS; l++) {
+    for (int l = 0; ok && l < nlevels; l++) {
         const cJSON *e = cJSON_GetArrayItem(a, l);
         const int n = cJSON_IsArray(e) ? cJSON_GetArraySize(e) : 1;
         ok = n >= 1 && n <= MI_RCNN_MAX_ANCHORS && (m < 0 || n == m);
@@ -112,10 +116,32 @@ static mi_status fpn_anchor_sizes(const mi_weights *w, float sizes[MI_RCNN_MAX_L
     }
     cJSON_Delete(a);
     if (!ok)
-        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'anchor_sizes' = '%.60s' is not a JSON array of %d levels, each "
-                       "a positive number or an array of 1..%d positive numbers (as many on every level)", w->path,
-                       v, MI_RCNN_MAX_LEVELS, MI_RCNN_MAX_ANCHORS);
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'anchor_sizes' = '%.60s' is not a JSON array of %d levels (the "
+                       "returned layers' maps and 'pool'), each a positive number or an array of 1..%d positive "
+                       "numbers (as many on every level)", w->path, v, nlevels, MI_RCNN_MAX_ANCHORS);
     *per_level = m;
+    return MI_OK;
+}
+
+/* FPN 'returned_layers': torchvision's returned_layers, a JSON array of 1..4 ResNet layer numbers
+ * in 1..4, increasing (IntermediateLayerGetter returns them in the body's order, and the
+ * pyramid's maps '0'.. follow that order). */
+static mi_status fpn_returned_layers(const mi_weights *w, mi_rcnn_config *r) {
+    const char *v = mi_weights_meta(w, "returned_layers");
+    cJSON *a = cJSON_Parse(v);
+    const int k = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    bool ok = k >= 1 && k <= FPN_MAPS;
+    for (int i = 0; ok && i < k; i++) {
+        const cJSON *x = cJSON_GetArrayItem(a, i);
+        ok = cJSON_IsNumber(x) && x->valuedouble == (double)(int)x->valuedouble && x->valuedouble >= 1 &&
+             x->valuedouble <= 4 && (i == 0 || (int)x->valuedouble > r->returned[i - 1]);
+        if (ok) r->returned[i] = (int)x->valuedouble;
+    }
+    cJSON_Delete(a);
+    if (!ok)
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'returned_layers' = '%.60s' is not a JSON array of 1..4 "
+                       "increasing ResNet layer numbers in 1..4 (e.g. [1, 2, 3, 4] or [2, 3, 4])", w->path, v);
+    r->fpn_maps = k;
     return MI_OK;
 }
 
@@ -124,7 +150,14 @@ mi_status mi_rcnn_config_from_blob(mi_rcnn_config *r, const mi_weights *w, int i
     memset(r, 0, sizeof *r);
     const char *arch = mi_weights_meta(w, "arch");
     r->fpn = arch && !strcmp(arch, "fasterrcnn_fpn");
-    r->nlevels = r->fpn ? MI_RCNN_MAX_LEVELS : 1;
+    r->fpn_maps = FPN_MAPS, r->fpn_channels = 256;
+    for (int i = 0; i < FPN_MAPS; i++) r->returned[i] = i + 1;   /* resnet_fpn_backbone's [1, 2, 3, 4] */
+    if (!r->fpn && (mi_weights_meta(w, "returned_layers") || mi_weights_meta(w, "fpn_channels")))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'returned_layers' and 'fpn_channels' configure a feature pyramid; "
+                       "arch '%.32s' has none (fasterrcnn_fpn has)", w->path, arch ? arch : "(none)");
+    if (r->fpn && mi_weights_meta(w, "returned_layers") && (st = fpn_returned_layers(w, r))) return st;
+    if (r->fpn && (st = meta_int(w, "fpn_channels", 1, 4096, &r->fpn_channels))) return st;
+    r->nlevels = r->fpn ? r->fpn_maps + 1 : 1;
     if (in_channels < 1 || in_channels > MI_RCNN_MAX_CHANNELS)
         return MI_FAIL(MI_ERR_ARG, "%s: %d input channels, 1..%d supported", w->path, in_channels, MI_RCNN_MAX_CHANNELS);
     r->in_c = in_channels;
@@ -161,7 +194,12 @@ mi_status mi_rcnn_config_from_blob(mi_rcnn_config *r, const mi_weights *w, int i
                            "a fasterrcnn_fpn takes 'anchor_sizes' per level and 'anchor_ratios'", w->path);
         float sizes[MI_RCNN_MAX_LEVELS][MI_RCNN_MAX_ANCHORS] = { { 32 }, { 64 }, { 128 }, { 256 }, { 512 } };
         int ns = 1;
-        if (mi_weights_meta(w, "anchor_sizes") && (st = fpn_anchor_sizes(w, sizes, &ns))) return st;
+        /* torchvision's default sizes are five levels; AnchorGenerator refuses them for fewer maps */
+        if (!mi_weights_meta(w, "anchor_sizes") && r->nlevels != MI_RCNN_MAX_LEVELS)
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'anchor_sizes' is missing: returned_layers gives %d feature "
+                           "maps, torchvision's default anchor sizes are for %d", w->path, r->nlevels,
+                           MI_RCNN_MAX_LEVELS);
+        if (mi_weights_meta(w, "anchor_sizes") && (st = fpn_anchor_sizes(w, sizes, r->nlevels, &ns))) return st;
         if (mi_weights_meta(w, "anchor_ratios") &&
             (st = meta_numbers(w, "anchor_ratios", ratios, MI_RCNN_MAX_ANCHORS, false, &nr)))
             return st;
@@ -222,32 +260,48 @@ static mi_status load_rpn_head(mi_rcnn *r, const mi_weights *w, int l, int64_t f
 
 static int64_t conv_out(int64_t n, int64_t k, int64_t s, int64_t p) { return (n + 2 * p - k) / s + 1; }
 
-/* BackboneWithFPN (resnet_fpn_backbone: returned layers 1..4, LastLevelMaxPool) and the RPN head
- * per level, packed for the padded batch of an rh x rw resized image. The FPN's width is its
- * inner_blocks' (torchvision fixes 256); layer i's channels are layer4's / 2^(3-i), as
- * _resnet_fpn_extractor computes in_channels_list. */
+/* BackboneWithFPN (resnet_fpn_backbone, or _resnet_fpn_extractor with returned_layers and
+ * out_channels: the body up to the last returned layer, LastLevelMaxPool) and the RPN head per level,
+ * packed for the padded batch of an rh x rw resized image. Returned layer L has (64 | 256) << (L - 1)
+ * channels, as _resnet_fpn_extractor computes in_channels_list. The blob must hold exactly that
+ * model: torchvision's load_state_dict would refuse a pyramid or a body of another depth too. */
 static mi_status load_fpn(mi_rcnn *r, const mi_weights *w, const char *bb, int64_t rh, int64_t rw) {
+    const int k = r->cfg.fpn_maps, last = r->cfg.returned[k - 1];
     const int64_t ph = (rh + 31) / 32 * 32, pw = (rw + 31) / 32 * 32;
-    mi_status st = mi_resnet_load_eps(&r->backbone, w, bb, "backbone.body.", 4, false, ph, pw, r->cfg.bn_eps);
+    mi_status st = mi_resnet_load_eps(&r->backbone, w, bb, "backbone.body.", last, false, ph, pw, r->cfg.bn_eps);
     if (st) return st;
     if (mi_resnet_in_channels(r->backbone) != r->cfg.in_c)
         return MI_FAIL(MI_ERR_SHAPE, "%s: backbone conv1 has an unexpected input", w->path);
+    char name[64];
+    if (last < 4) {
+        snprintf(name, sizeof name, "backbone.body.layer%d.0.conv1.weight", last + 1);
+        if (mi_weights_find(w, name))
+            return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is present, but metadata 'returned_layers' ends at layer%d "
+                           "(the body has no layer after it)", w->path, name, last);
+    }
     const char *inner0 = "backbone.fpn.inner_blocks.0.0.weight";
     const mi_blob_tensor *t = mi_weights_find(w, inner0);
     if (!t)
         return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is missing (a fasterrcnn_fpn has a feature pyramid)", w->path,
                        inner0);
-    if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 4096)
-        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' must be [channels (1..4096), in, 1, 1]", w->path, inner0);
-    r->feat_c = t->shape[0];
-    int64_t h[MI_RCNN_MAX_LEVELS], wd[MI_RCNN_MAX_LEVELS];
-    h[0] = conv_out(conv_out(ph, 7, 2, 3), 3, 2, 1), wd[0] = conv_out(conv_out(pw, 7, 2, 3), 3, 2, 1);   /* layer1 */
-    for (int i = 1; i < FPN_MAPS; i++) h[i] = conv_out(h[i - 1], 3, 2, 1), wd[i] = conv_out(wd[i - 1], 3, 2, 1);
-    h[FPN_MAPS] = conv_out(h[FPN_MAPS - 1], 1, 2, 0), wd[FPN_MAPS] = conv_out(wd[FPN_MAPS - 1], 1, 2, 0);
-    const int64_t c5 = mi_resnet_out_channels(r->backbone);
-    for (int i = 0; i < FPN_MAPS; i++) {
-        char name[64];
-        mi_conv_desc d = mi_conv2d_desc(c5 >> (FPN_MAPS - 1 - i), r->feat_c, 1, 1, 0, 1);
+    if (t->ndim != 4 || t->shape[0] != r->cfg.fpn_channels)
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' must be [%d, in, 1, 1] (metadata 'fpn_channels' %d%s)", w->path,
+                       inner0, r->cfg.fpn_channels, r->cfg.fpn_channels,
+                       mi_weights_meta(w, "fpn_channels") ? "" : ", torchvision's default");
+    snprintf(name, sizeof name, "backbone.fpn.inner_blocks.%d.0.weight", k);
+    if (k < FPN_MAPS && mi_weights_find(w, name))
+        return MI_FAIL(MI_ERR_SHAPE, "%s: tensor '%s' is present, but metadata 'returned_layers' gives %d pyramid "
+                       "map%s", w->path, name, k, k == 1 ? "" : "s");
+    r->feat_c = r->cfg.fpn_channels;
+    /* every stage's output size (layer1 at stride 4), then the returned ones' and 'pool' */
+    int64_t sh[5], sw[5], h[MI_RCNN_MAX_LEVELS] = { 0 }, wd[MI_RCNN_MAX_LEVELS] = { 0 };
+    sh[1] = conv_out(conv_out(ph, 7, 2, 3), 3, 2, 1), sw[1] = conv_out(conv_out(pw, 7, 2, 3), 3, 2, 1);
+    for (int i = 2; i <= 4; i++) sh[i] = conv_out(sh[i - 1], 3, 2, 1), sw[i] = conv_out(sw[i - 1], 3, 2, 1);
+    for (int i = 0; i < k; i++) h[i] = sh[r->cfg.returned[i]], wd[i] = sw[r->cfg.returned[i]];
+    h[k] = conv_out(h[k - 1], 1, 2, 0), wd[k] = conv_out(wd[k - 1], 1, 2, 0);
+    const int64_t c_last = mi_resnet_out_channels(r->backbone);   /* layer `last`'s */
+    for (int i = 0; i < k; i++) {
+        mi_conv_desc d = mi_conv2d_desc(c_last >> (last - r->cfg.returned[i]), r->feat_c, 1, 1, 0, 1);
         d.in_size[1] = h[i], d.in_size[2] = wd[i];
         snprintf(name, sizeof name, "backbone.fpn.inner_blocks.%d.0", i);
         if ((st = nn_load_conv(&r->fpn_inner[i], w, name, &d, true))) return st;
@@ -256,7 +310,7 @@ static mi_status load_fpn(mi_rcnn *r, const mi_weights *w, const char *bb, int64
         snprintf(name, sizeof name, "backbone.fpn.layer_blocks.%d.0", i);
         if ((st = nn_load_conv(&r->fpn_layer[i], w, name, &d, true))) return st;
     }
-    for (int l = 0; l < MI_RCNN_MAX_LEVELS; l++)
+    for (int l = 0; l <= k; l++)
         if ((st = load_rpn_head(r, w, l, h[l], wd[l]))) return st;
     return MI_OK;
 }
@@ -476,9 +530,13 @@ static size_t propose_scratch(const mi_rcnn *r, const int64_t *hw, int nl) {
 /* RoIHeads.postprocess_detections + GeneralizedRCNNTransform.postprocess for one image: decode
  * every class's box from each proposal (weights 10, 10, 5, 5), softmax scores, clip, drop the
  * background, score > threshold, remove small (1e-2), NMS per class, keep detections_per_img,
- * scale back to the input's pixels. Writes rows (x1, y1, x2, y2, score, label). */
+ * scale back to the input's pixels. Writes rows (x1, y1, x2, y2, score, label) to det and each row's
+ * proposal's softmax row (nc values) to probs: postprocess_detections flattens the scores per
+ * class, so a detection's score is one entry of that row, and the row is what the detector thinks
+ * of every class at that place. */
 static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, const float (*props)[4], int64_t K,
-                      int64_t oh, int64_t ow, int64_t H, int64_t W, float (*det)[6], unsigned char *scratch) {
+                      int64_t oh, int64_t ow, int64_t H, int64_t W, float (*det)[6], float *probs,
+                      unsigned char *scratch) {
     const int64_t nc = r->num_classes, cand = K * (nc - 1);
     const mi_box_coder bc = mi_box_coder_default(10.0f, 10.0f, 5.0f, 5.0f);
     float *prob = carve(&scratch, (size_t)K * nc * sizeof(float));
@@ -486,6 +544,7 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
     float *score = carve(&scratch, (size_t)cand * sizeof(float));
     int64_t *label = carve(&scratch, (size_t)cand * sizeof(int64_t));
     int64_t *keep = carve(&scratch, (size_t)cand * sizeof(int64_t));
+    int64_t *from = carve(&scratch, (size_t)cand * sizeof(int64_t));   /* the proposal of each candidate */
     void *work = scratch;
     mi_softmax(prob, logits, K, nc, 1);
     int64_t m = 0;
@@ -495,6 +554,7 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
             if (!(p > r->cfg.box_score)) continue;
             mi_box_decode(&box[m], (const float (*)[4])(reg + (k * nc + j) * 4), &props[k], 1, &bc);
             score[m] = p;
+            from[m] = k;
             label[m++] = j;
         }
     mi_box_clip(box, m, (float)oh, (float)ow);   /* clipping commutes with the score filter: boxes only */
@@ -503,6 +563,7 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
         memmove(box[i], box[keep[i]], sizeof box[0]);
         score[i] = score[keep[i]];
         label[i] = label[keep[i]];
+        from[i] = from[keep[i]];
     }
     n = mi_batched_nms(keep, (const float (*)[4])box, score, label, n, r->cfg.box_nms, work);
     if (n > r->cfg.dets) n = r->cfg.dets;
@@ -513,14 +574,15 @@ static int64_t detect(const mi_rcnn *r, const float *logits, const float *reg, c
         det[i][0] = b[0] * rw, det[i][1] = b[1] * rh, det[i][2] = b[2] * rw, det[i][3] = b[3] * rh;
         det[i][4] = score[keep[i]];
         det[i][5] = (float)label[keep[i]];
+        memcpy(probs + i * nc, prob + from[keep[i]] * nc, (size_t)nc * sizeof(float));
     }
     return n;
 }
 
 static size_t detect_scratch(const mi_rcnn *r, int64_t K) {
     const int64_t nc = r->num_classes, cand = K * (nc - 1);
-    return (size_t)K * nc * sizeof(float) + (size_t)cand * (5 * sizeof(float) + 2 * sizeof(int64_t)) +
-           mi_batched_nms_scratch_bytes(cand) + 5 * CARVE_ALIGN;
+    return (size_t)K * nc * sizeof(float) + (size_t)cand * (5 * sizeof(float) + 3 * sizeof(int64_t)) +
+           mi_batched_nms_scratch_bytes(cand) + 6 * CARVE_ALIGN;
 }
 
 /* MultiScaleRoIAlign's scale for one feature map: 2^round(log2(feature / image)) per side, which
@@ -547,36 +609,41 @@ static int fpn_level(const mi_rcnn *r, const float *b, int k_min, int k_max) {
     return (int)t - k_min;
 }
 
-/* BackboneWithFPN.forward: the ResNet body keeps layer1..layer4; FeaturePyramidNetwork.forward
- * from the top: inner = inner_blocks[3](C5), P3 = layer_blocks[3](inner), then for i = 2, 1, 0
- * inner = inner_blocks[i](C_i) + interpolate(inner, size of C_i, nearest) (the addition done in
- * the lateral conv's epilogue: conv + bias, then + top-down, torch's order), P_i =
- * layer_blocks[i](inner); LastLevelMaxPool: 'pool' = max_pool2d(P3, 1, 2, 0). Writes the five
- * maps to p. */
+/* BackboneWithFPN.forward: the ResNet body up to the last returned layer; FeaturePyramidNetwork.forward
+ * from the top (k returned maps, C_0..C_k-1): inner = inner_blocks[k-1](C_k-1), P_k-1 =
+ * layer_blocks[k-1](inner), then for i = k-2 .. 0 inner = inner_blocks[i](C_i) + interpolate(inner,
+ * size of C_i, nearest) (the addition done in the lateral conv's epilogue: conv + bias, then +
+ * top-down, torch's order), P_i = layer_blocks[i](inner); LastLevelMaxPool: 'pool' =
+ * max_pool2d(P_k-1, 1, 2, 0). Writes the k + 1 maps to p. */
 static void fpn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *img, mi_tensor p[MI_RCNN_MAX_LEVELS]) {
-    mi_tensor f[5];
+    const int k = r->cfg.fpn_maps;
+    mi_tensor f[5] = { 0 }, C[FPN_MAPS];
+    const int last = r->cfg.returned[k - 1];
     mi_resnet_forward_feats(r->backbone, c, img, f);
-    nn_free(c, &f[0]);                                    /* the stem: not a pyramid input */
-    mi_tensor inner = nn_conv(c, &r->fpn_inner[FPN_MAPS - 1], &f[FPN_MAPS], NULL, MI_ACT_NONE);
-    nn_free(c, &f[FPN_MAPS]);
-    p[FPN_MAPS - 1] = nn_conv(c, &r->fpn_layer[FPN_MAPS - 1], &inner, NULL, MI_ACT_NONE);
-    for (int i = FPN_MAPS - 2; i >= 0; i--) {
+    for (int s = 0, i = 0; s <= last; s++) {   /* the stem and the stages the pyramid does not take */
+        if (i < k && s == r->cfg.returned[i]) C[i++] = f[s];
+        else nn_free(c, &f[s]);
+    }
+    mi_tensor inner = nn_conv(c, &r->fpn_inner[k - 1], &C[k - 1], NULL, MI_ACT_NONE);
+    nn_free(c, &C[k - 1]);
+    p[k - 1] = nn_conv(c, &r->fpn_layer[k - 1], &inner, NULL, MI_ACT_NONE);
+    for (int i = k - 2; i >= 0; i--) {
         if (!nn_ok(c)) return;
-        const int64_t ts[4] = { inner.shape[0], inner.shape[1], f[i + 1].shape[2], f[i + 1].shape[3] };
+        const int64_t ts[4] = { inner.shape[0], inner.shape[1], C[i].shape[2], C[i].shape[3] };
         mi_tensor td = nn_alloc(c, 4, ts, "fpn.top_down");
         if (nn_ok(c) && nn_compute(c)) mi_resize_nearest(&td, &inner, NULL);   /* size=, mode="nearest" */
         nn_free(c, &inner);
-        inner = nn_conv(c, &r->fpn_inner[i], &f[i + 1], &td, MI_ACT_NONE);
+        inner = nn_conv(c, &r->fpn_inner[i], &C[i], &td, MI_ACT_NONE);
         nn_free(c, &td);
-        nn_free(c, &f[i + 1]);
+        nn_free(c, &C[i]);
         p[i] = nn_conv(c, &r->fpn_layer[i], &inner, NULL, MI_ACT_NONE);
     }
     nn_free(c, &inner);
-    const mi_pool_desc last = mi_pool2d_desc(1, 2, 0);
-    p[FPN_MAPS] = nn_max_pool(c, &last, &p[FPN_MAPS - 1], "fpn.pool");
-    for (int l = 0; l < MI_RCNN_MAX_LEVELS; l++) {
+    const mi_pool_desc lastpool = mi_pool2d_desc(1, 2, 0);
+    p[k] = nn_max_pool(c, &lastpool, &p[k - 1], "fpn.pool");
+    for (int l = 0; l <= k; l++) {
         char name[16];
-        snprintf(name, sizeof name, "fpn.%s", map_name[l]);
+        snprintf(name, sizeof name, "fpn.%s", map_name(&r->cfg, l));
         nn_mark(c, name, &p[l]);
     }
 }
@@ -608,12 +675,12 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     nn_free(c, &img);
     if (!nn_ok(c)) return empty();
     /* MultiScaleRoIAlign's scales and LevelMapper range (C4: the one map, whose two sides must agree) */
-    const int nroi = r->cfg.fpn ? FPN_MAPS : 1;
+    const int nroi = r->cfg.fpn ? r->cfg.fpn_maps : 1;
     float scales[FPN_MAPS];
     int k_min = 0, k_max = 0;
     if (r->cfg.fpn) {
-        for (int l = 0; l < FPN_MAPS; l++) scales[l] = fpn_scale(maps[l].shape[2], oh);
-        k_min = (int)-log2f(scales[0]), k_max = (int)-log2f(scales[FPN_MAPS - 1]);
+        for (int l = 0; l < nroi; l++) scales[l] = fpn_scale(maps[l].shape[2], oh);
+        k_min = (int)-log2f(scales[0]), k_max = (int)-log2f(scales[nroi - 1]);
     } else {
         const int64_t fh = maps[0].shape[2], fw = maps[0].shape[3];
         scales[0] = roi_scale(fh, oh);
@@ -635,15 +702,15 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
         if (!nn_ok(c)) return empty();
         char on[32] = "rpn.objectness", dn[32] = "rpn.deltas";
         if (r->cfg.fpn) {
-            snprintf(on, sizeof on, "rpn.objectness.%s", map_name[l]);
-            snprintf(dn, sizeof dn, "rpn.deltas.%s", map_name[l]);
+            snprintf(on, sizeof on, "rpn.objectness.%s", map_name(&r->cfg, l));
+            snprintf(dn, sizeof dn, "rpn.deltas.%s", map_name(&r->cfg, l));
         }
         nn_mark(c, on, &obj[l]);
         nn_mark(c, dn, &del[l]);
         hw[l] = maps[l].shape[2] * maps[l].shape[3];
         total += hw[l] * A;
     }
-    if (r->cfg.fpn) nn_free(c, &maps[FPN_MAPS]);   /* 'pool' feeds the RPN only */
+    if (r->cfg.fpn) nn_free(c, &maps[nroi]);   /* 'pool' feeds the RPN only */
     /* AnchorGenerator: strides from the padded batch, as image_list.tensors gives them */
     const int64_t P = r->cfg.post_nms, nmax = N * P;
     const int64_t prop_shape[3] = { N, P, 4 }, count_shape[2] = { N, 1 };
@@ -701,7 +768,8 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
         y.shape[0] = K;
         mi_status st;
         if (r->cfg.fpn) {
-            const mi_tensor *xs[FPN_MAPS] = { &maps[0], &maps[1], &maps[2], &maps[3] };
+            const mi_tensor *xs[FPN_MAPS];
+            for (int l = 0; l < nroi; l++) xs[l] = &maps[l];
             st = mi_roi_align_levels(&y, xs, scales, nroi, level, (const float (*)[5])rois, K, &d);
         } else {
             st = mi_roi_align(&y, &maps[0], (const float (*)[5])rois, K, &d);
@@ -740,17 +808,19 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     nn_mark(c, "class_logits", &logits);
     nn_mark(c, "box_regression", &reg);
     /* postprocess_detections, transform.postprocess */
-    const int64_t D = r->cfg.dets, det_shape[3] = { N, D, 6 };
+    const int64_t D = r->cfg.dets, det_shape[3] = { N, D, 6 }, prob_shape[3] = { N, D, nc };
     mi_tensor det = nn_alloc(c, 3, det_shape, "detections");
     mi_tensor dcount = nn_alloc(c, 2, count_shape, "detections.count");
+    mi_tensor dprobs = nn_alloc(c, 3, prob_shape, "detections.probs");
     unsigned char *dwork = nn_scratch(c, detect_scratch(r, P));
     if (nn_ok(c) && nn_compute(c)) {
         memset(det.data, 0, (size_t)mi_tensor_numel(&det) * sizeof(float));
+        memset(dprobs.data, 0, (size_t)mi_tensor_numel(&dprobs) * sizeof(float));
         for (int64_t n = 0, row = 0; n < N; n++) {
             const int64_t kn = (int64_t)pcount.data[n];
             dcount.data[n] = (float)detect(r, logits.data + row * nc, reg.data + row * 4 * nc,
                                            (const float (*)[4])(props.data + n * P * 4), kn, oh, ow, H, W,
-                                           (float (*)[6])(det.data + n * D * 6), dwork);
+                                           (float (*)[6])(det.data + n * D * 6), dprobs.data + n * D * nc, dwork);
             row += kn;
         }
     }
@@ -761,5 +831,6 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     nn_free(c, &pcount);
     nn_mark(c, "detections", &det);
     nn_mark(c, "detections.count", &dcount);
+    nn_mark(c, "detections.probs", &dprobs);
     return det;
 }

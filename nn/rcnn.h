@@ -4,11 +4,14 @@
  * backbones, chosen by metadata 'arch':
  *   fasterrcnn_c4   conv1..layer3 (stride 16), one feature map;
  *   fasterrcnn_fpn  BackboneWithFPN as resnet_fpn_backbone() builds it (fasterrcnn_resnet50_fpn
- *                   with backbone resnet50): layer1..layer4 into a FeaturePyramidNetwork
+ *                   with backbone resnet50): by default layer1..layer4 into a FeaturePyramidNetwork
  *                   (backbone.fpn.inner_blocks.<i>.0, backbone.fpn.layer_blocks.<i>.0, top-down
- *                   nearest upsampling) plus LastLevelMaxPool, maps '0' '1' '2' '3' 'pool'
- *                   (strides 4, 8, 16, 32, 64); the RPN on all five with per-level anchors and
- *                   per-level top-k, RoIs pooled from '0'..'3' by torchvision's LevelMapper.
+ *                   nearest upsampling) of 256 channels plus LastLevelMaxPool, maps '0' '1' '2'
+ *                   '3' 'pool' (strides 4, 8, 16, 32, 64); the RPN on all five with per-level
+ *                   anchors and per-level top-k, RoIs pooled from '0'..'3' by torchvision's
+ *                   LevelMapper. Metadata 'returned_layers' (e.g. [1, 2, 3]: maps '0' '1' '2'
+ *                   'pool', no layer4 in the model) and 'fpn_channels' change the pyramid as
+ *                   torchvision's returned_layers and out_channels do.
  * tools/rcnn_ref.py builds the same model from the same blob metadata; its docstring lists the
  * keys. Internal: integrators use include/medinfer.h (a session's "detections" output, read with
  * mi_session_detections). */
@@ -34,7 +37,10 @@ typedef struct {
     /* anchors at one position of each level, centred on 0: ncell per level on nlevels levels
        (C4: 1; FPN: 5, one per feature map '0' .. 'pool') */
     float  cell[MI_RCNN_MAX_LEVELS][MI_RCNN_MAX_ANCHORS][4];
-    int    ncell, nlevels;
+    int    ncell, nlevels;                         /* FPN: nlevels = fpn_maps + 1 ('pool') */
+    int    fpn_maps;                               /* FPN: maps from the returned layers, 1..4 */
+    int    returned[4];                            /* FPN: their ResNet layers, increasing in 1..4 */
+    int    fpn_channels;                           /* FPN: out_channels ('fpn_channels', 256) */
     int    pre_nms, post_nms;                      /* RegionProposalNetwork (eval); pre_nms per level */
     float  rpn_score;
     double rpn_nms, box_nms;                       /* double: torchvision's NMS compares with a double */
@@ -62,7 +68,9 @@ int       mi_rcnn_max_detections(const mi_rcnn *r);  /* box_detections_per_img *
 /* FasterRCNN.forward on a batch x (N, C, H, W) of images of one size, in eval mode. Writes
  * "detections" (N, D, 6): per image up to D = box_detections_per_img rows (x1, y1, x2, y2,
  * score, label) in the pixels of x, best first in torchvision's order, then zero rows; and
- * "detections.count" (N, 1). Marks (nn_mark) the stages torchvision has: "transform" (the
+ * "detections.count" (N, 1), and "detections.probs" (N, D, num_classes): per detection the softmax
+ * row (background first) of the box head for the proposal it was decoded from, as
+ * postprocess_detections computes it before flattening it per class. Marks (nn_mark) the stages torchvision has: "transform" (the
  * normalized, resized, zero-padded batch); the backbone's ("features.C2".."features.C5" from
  * the ResNet; C4: "features", its one map; FPN: "fpn.0" "fpn.1" "fpn.2" "fpn.3" "fpn.pool");
  * the RPN head's outputs (C4: "rpn.objectness", "rpn.deltas"; FPN: "rpn.objectness.<map>",

@@ -97,10 +97,10 @@ static mi_status load(mi_resnet *r, const mi_weights *w, const char *arch, const
     else if (!strcmp(arch, "resnet50")) { memcpy(r->depth, d50, sizeof d50); r->bottleneck = true; }
     else return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: arch '%.32s' is not a ResNet this engine runs "
                         "(resnet18, resnet50)", w->path, arch);
-    if (stages != 3 && stages != 4)
-        return MI_FAIL(MI_ERR_ARG, "%s: a ResNet has 3 or 4 stages here, not %d", w->path, stages);
-    if (stages == 3 && head)
-        return MI_FAIL(MI_ERR_ARG, "%s: a ResNet cut at layer3 has no classification head", w->path);
+    if (stages < 1 || stages > 4)
+        return MI_FAIL(MI_ERR_ARG, "%s: a ResNet has 1 to 4 stages here, not %d", w->path, stages);
+    if (stages < 4 && head)
+        return MI_FAIL(MI_ERR_ARG, "%s: a ResNet cut at layer%d has no classification head", w->path, stages);
     if (!(bn_eps >= 0 && bn_eps <= 1))
         return MI_FAIL(MI_ERR_ARG, "%s: BatchNorm eps %g, expected a number in [0, 1]", w->path, bn_eps);
     r->bn_eps = bn_eps;

@@ -10,8 +10,9 @@
 typedef struct mi_resnet mi_resnet;
 
 /* arch: "resnet18" | "resnet50". prefix: "" for torchvision's names, or the path of the
- * backbone inside a larger model ("backbone.body."). stages: 4, or 3 for a "C4" backbone that
- * ends at layer3 (stride 16, as detection models with one feature map use it; no head then).
+ * backbone inside a larger model ("backbone.body."). stages: 4, or 1..3 for a body that ends at
+ * that layer (no head then): 3 for a "C4" backbone (stride 16, as detection models with one
+ * feature map use it), or a feature pyramid's body that returns no later layer.
  * head: also load avgpool + fc ("fc.weight" [num_classes, 512 | 2048], "fc.bias"). The input
  * channels are conv1's (3, or 1 for a grey modality). Weights are packed for in_h x in_w inputs.
  * Checks every tensor's presence and shape; BatchNorm is folded into the convolutions. The

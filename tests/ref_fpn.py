@@ -15,6 +15,16 @@ The models are torchvision's own constructors, not re-implementations:
        refused, as one is for r50 whose RoIs are not on two), TwoMLPHead 256, other thresholds,
        and FrozenBatchNorm2d eps 1e-3 (metadata bn_eps; large enough that folding with another
        eps fails the test).
+  r18s the endoscopy assistant's demo shape, small: torchvision's BackboneWithFPN on a
+       FrozenBatchNorm2d resnet18 with returned_layers [1, 2, 3] (IntermediateLayerGetter drops
+       layer4: maps '0' '1' '2' 'pool', LevelMapper levels 2..4 inferred from the map sizes) and
+       out_channels 32 (metadata returned_layers, fpn_channels), four levels of two anchor sizes,
+       TwoMLPHead 64, one 3x96x112 image resized to 128x149 (padded to 128x160). Its weights are
+       rounded to float16 and stored as F16 (the shipped blob's dtype; half the fixture).
+Every case also records, per detection, the box head's softmax row of the proposal it came from
+(probs.<n>: torchvision's own pred_scores, caught by wrapping the F.softmax that
+RoIHeads.postprocess_detections calls, and the proposal found by replaying that function's
+filters on an index), which medinfer gives as mi_detection.probs.
 Weights are random (seeded) with non-trivial norm statistics and biases; the RPN head's and the
 predictor's output layers are scaled to a trained detector's ranges on the case's images (see
 calibrate_rpn). Each model's state_dict is also loaded (strictly) into tools/rcnn_ref.build(meta)
@@ -51,7 +61,7 @@ here).
 Exact score ties among boxes that do not interact are allowed: their order is not a decision
 (tests/test_fpn.c compares proposals as sets and detections within runs of ties). The seed of a
 case is the first well-posed one from its base (the bases are the seeds found so: r50 4, r18
-178; REF_FPN_SEEDS says how many to try); the metadata records it and the margins.
+178, r18s 313; REF_FPN_SEEDS says how many to try); the metadata records it and the margins.
 """
 import json
 import math
@@ -62,11 +72,14 @@ import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, fasterrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+import torchvision
+from torchvision.models.detection import roi_heads as tv_roi_heads
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 import mi_ref
@@ -87,6 +100,11 @@ CASES = {
                          rpn_nms_thresh=0.65, rpn_score_thresh=0.2, roi_sampling_ratio=0, roi_canonical_scale=56,
                          representation_size=256, box_score_thresh=0.03, box_nms_thresh=0.45, bn_eps=1e-3,
                          box_detections_per_img=40)),
+    "r18s": dict(backbone="resnet18", num_classes=5, seed=313, batch=1, hw=(96, 112), roi_maps=3, f16=True,
+                 cfg=dict(min_size=128, max_size=192, returned_layers=[1, 2, 3], fpn_channels=32,
+                          anchor_sizes=[[12, 20], [28, 40], [56, 80], [112, 160]], anchor_ratios=[0.5, 1.0, 2.0],
+                          rpn_pre_nms_top_n=120, rpn_post_nms_top_n=60, roi_canonical_scale=56,
+                          representation_size=64, box_score_thresh=0.04, box_detections_per_img=20)),
 }
 
 
@@ -104,15 +122,23 @@ def torchvision_model(c):
               box_detections_per_img=cfg["box_detections_per_img"])
     if c["backbone"] == "resnet50":
         return fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=c["num_classes"], **kw)
-    bb = resnet_fpn_backbone(backbone_name=c["backbone"], weights=None)
+    rl = cfg.get("returned_layers", [1, 2, 3, 4])
+    if rl == [1, 2, 3, 4] and cfg.get("fpn_channels", 256) == 256:
+        bb = resnet_fpn_backbone(backbone_name=c["backbone"], weights=None)
+    else:   # _resnet_fpn_extractor's steps with another out_channels
+        body = getattr(torchvision.models, c["backbone"])(weights=None, norm_layer=FrozenBatchNorm2d)
+        bb = BackboneWithFPN(body, {f"layer{k}": str(v) for v, k in enumerate(rl)},
+                             [body.inplanes // 8 * 2 ** (k - 1) for k in rl], cfg["fpn_channels"],
+                             extra_blocks=LastLevelMaxPool())
+    maps = [str(i) for i in range(len(rl))]
     for m in bb.modules():   # torchvision's overwrite_eps, as its COCO weights set 0
         if isinstance(m, FrozenBatchNorm2d):
             m.eps = cfg["bn_eps"]
     rep, r = cfg["representation_size"], cfg["roi_output_size"]
     return FasterRCNN(bb, num_classes=None,
                       rpn_anchor_generator=AnchorGenerator(tuple(tuple(s) for s in cfg["anchor_sizes"]),
-                                                           (tuple(cfg["anchor_ratios"]),) * 5),
-                      box_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], r, cfg["roi_sampling_ratio"],
+                                                           (tuple(cfg["anchor_ratios"]),) * (len(rl) + 1)),
+                      box_roi_pool=MultiScaleRoIAlign(maps, r, cfg["roi_sampling_ratio"],
                                                       canonical_scale=cfg["roi_canonical_scale"]),
                       box_head=TwoMLPHead(bb.out_channels * r * r, rep),
                       box_predictor=FastRCNNPredictor(rep, c["num_classes"]), **kw)
@@ -349,12 +375,46 @@ def roi_replay(model, class_logits, box_regression, props, props_eps, image_size
         margins.add("detections cut", cut_margin(s[kept], rh.detections_per_img, EPS_SCORE))
 
 
+def round_f16(model):
+    """every floating parameter and buffer rounded to float16 (and kept as float32): the case's blob is
+    stored as F16, which the engine widens exactly to these values"""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+
+
+def detection_probs(model, scores, box_regression, props, image_sizes):
+    """Per image, the softmax row (scores: RoIHeads' pred_scores) of the proposal each detection
+    came from: postprocess_detections' filters replayed on the index of each (proposal, class)
+    candidate, then checked against torchvision's own detections."""
+    rh = model.roi_heads
+    boxes = rh.box_coder.decode(box_regression, props)
+    out = []
+    sizes = [len(p) for p in props]
+    for b, s, size in zip(boxes.split(sizes), scores.split(sizes), image_sizes):
+        nc = s.shape[-1]
+        src = torch.arange(len(s)).view(-1, 1).expand(len(s), nc)
+        lab = torch.arange(nc).view(1, -1).expand_as(s)
+        b = box_ops.clip_boxes_to_image(b, size)[:, 1:].reshape(-1, 4)
+        sc, lab, src = s[:, 1:].reshape(-1), lab[:, 1:].reshape(-1), src[:, 1:].reshape(-1)
+        keep = torch.where(sc > rh.score_thresh)[0]
+        b, sc, lab, src = b[keep], sc[keep], lab[keep], src[keep]
+        keep = box_ops.remove_small_boxes(b, min_size=1e-2)
+        b, sc, lab, src = b[keep], sc[keep], lab[keep], src[keep]
+        keep = box_ops.batched_nms(b, sc, lab, rh.nms_thresh)[: rh.detections_per_img]
+        out.append(s[src[keep]])
+    return out
+
+
 # ---- one case -------------------------------------------------------------------------------------
 
 def run_case(name, c, seed):
     torch.manual_seed(seed)
     model = torchvision_model(c)
     randomize(model, torch.Generator().manual_seed(seed + 1))
+    if c.get("f16"):
+        round_f16(model)
     model.eval()
     g = torch.Generator().manual_seed(seed + 2)
     x = torch.rand(c["batch"], 3, *c["hw"], generator=g) * 2 - 0.5
@@ -365,11 +425,13 @@ def run_case(name, c, seed):
     acts["transform"] = il.tensors
     body = model.backbone.body(il.tensors)
     for i, k in enumerate(body):
-        acts[f"features.C{i + 2}"] = body[k]
+        acts[f"features.C{c['cfg'].get('returned_layers', [1, 2, 3, 4])[i] + 1}"] = body[k]
     feats = model.backbone.fpn(body)
     for k, v in feats.items():
         acts[f"fpn.{k}"] = v
     calibrate_rpn(model, il, feats)
+    if c.get("f16"):
+        round_f16(model)
     obj, deltas = model.rpn.head(list(feats.values()))
     for k, o, dl in zip(feats, obj, deltas):
         acts[f"rpn.objectness.{k}"], acts[f"rpn.deltas.{k}"] = o, dl
@@ -384,6 +446,8 @@ def run_case(name, c, seed):
         raise IllPosed(margins.failures())
 
     calibrate_box_head(model, il, feats, props)
+    if c.get("f16"):
+        round_f16(model)
     pool = model.roi_heads.box_roi_pool
     acts["box_roi_pool"] = pooled = pool(feats, props, il.image_sizes)
     acts["box_roi_pool.level"] = levels = pool.map_levels(props).float()
@@ -398,14 +462,31 @@ def run_case(name, c, seed):
     if margins.failures():
         raise IllPosed(margins.failures())
 
-    # the staged forward is torchvision's forward
-    dets = model(images)
+    # the staged forward is torchvision's forward; its softmax caught on the way
+    caught = []
+    softmax = tv_roi_heads.F.softmax
+
+    def catch(x, *a, **k):
+        y = softmax(x, *a, **k)
+        caught.append(y)
+        return y
+    tv_roi_heads.F.softmax = catch
+    try:
+        dets = model(images)
+    finally:
+        tv_roi_heads.F.softmax = softmax
+    assert len(caught) == 1 and torch.equal(caught[0], torch.softmax(logits, -1))
+    probs = detection_probs(model, caught[0], reg, props, il.image_sizes)
     dets2, _ = model.roi_heads(feats, props, il.image_sizes)
     dets2 = model.transform.postprocess(dets2, il.image_sizes, [tuple(x.shape[-2:])] * len(images))
     counts = []
     for n, (a, b) in enumerate(zip(dets, dets2)):
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["scores"], b["scores"])
         acts[f"boxes.{n}"], acts[f"scores.{n}"], acts[f"labels.{n}"] = a["boxes"], a["scores"], a["labels"].float()
+        rows = probs[n]
+        assert len(rows) == len(a["scores"]), "the replayed postprocess_detections differs from torchvision's"
+        assert torch.equal(rows[torch.arange(len(rows)), a["labels"]], a["scores"]), "probs[label] != score"
+        acts[f"probs.{n}"] = rows
         counts.append(len(a["scores"]))
     if min(counts) < 10:
         raise IllPosed(f"only {counts} detections")
@@ -413,6 +494,8 @@ def run_case(name, c, seed):
     meta = rcnn_ref.metadata(c["backbone"], c["num_classes"], model_version="test-1", arch="fasterrcnn_fpn",
                              **c["cfg"])
     ref = rcnn_ref.build(meta, norm_layer=nn.BatchNorm2d if c["backbone"] == "resnet50" else None)
+    if c.get("f16"):
+        assert all(torch.equal(v, v.half().float()) for v in model.state_dict().values() if v.is_floating_point())
     ref.load_state_dict(model.state_dict(), strict=True)
     ref.eval()
     for a, b in zip(dets, ref(images)):
@@ -420,6 +503,7 @@ def run_case(name, c, seed):
     return model, meta, acts, counts, [len(p) for p in props], margins.m
 
 
+state = {}
 for name, c in CASES.items():
     for seed in range(c["seed"], c["seed"] + int(os.environ.get("REF_FPN_SEEDS", "20"))):
         try:
@@ -431,8 +515,12 @@ for name, c in CASES.items():
         raise SystemExit(f"ref_fpn: {name}: no well-posed seed from {c['seed']}")
     # r18 through tools/export.py's writer, as a training script writes a blob; r50 through the
     # test's independent one, so that a bug shared by our writer and our reader cannot hide
-    write = mi_ref.export.write_safetensors if name == "r18" else mi_ref.write_independent
-    write(os.path.join(d, f"fpn_{name}.safetensors"), model.state_dict(), meta)
+    write = mi_ref.export.write_safetensors if name != "r50" else mi_ref.write_independent
+    sd = model.state_dict()
+    if c.get("f16"):
+        sd = mi_ref.export.cast_floats(sd, "f16")
+    write(os.path.join(d, f"fpn_{name}.safetensors"), sd, meta)
+    state[name] = sd
     mi_ref.save(f"fpn_{name}_ref.safetensors", acts,
                 {"counts": json.dumps(counts), "proposals": json.dumps(nprops), "seed": str(seed),
                  "margins": json.dumps({k: float(f"{v:.3g}") for k, v in margins.items()})})
@@ -445,5 +533,22 @@ base = rcnn_ref.metadata("resnet18", 3, model_version="test-1", arch="fasterrcnn
 for name, extra in {"anchors": {"anchors": "[[10, 20], [20, 10]]"},
                     "levels": {"anchor_sizes": "[32, 64, 128, 256]"},
                     "uneven": {"anchor_sizes": "[[32, 40], [64], [128], [256], [512]]"},
-                    "eps": {"bn_eps": "2"}}.items():
-    mi_ref.save(f"fpn_bad_{name}.safetensors", {}, dict(base, **extra))
+                    "eps": {"bn_eps": "2"},
+                    "returned": {"returned_layers": "[2, 1]"},
+                    "rlevels": {"returned_layers": "[1, 2, 3]"},
+                    "rmissing": {"returned_layers": "[2, 3, 4]", "anchor_sizes": None},
+                    "c4": {"arch": "fasterrcnn_c4", "fpn_channels": "64"}}.items():
+    mi_ref.save(f"fpn_bad_{name}.safetensors", {}, {k: v for k, v in dict(base, **extra).items() if v is not None})
+# Blobs whose tensors disagree with returned_layers / fpn_channels: r18s's body up to layer2 (its
+# F16 tensors) with metadata returned_layers [1, 2], plus one tensor that must not be there.
+small = {k: v for k, v in state["r18s"].items() if k.startswith(("backbone.body.conv1", "backbone.body.bn1",
+                                                                  "backbone.body.layer1", "backbone.body.layer2"))}
+inner0 = state["r18s"]["backbone.fpn.inner_blocks.0.0.weight"]
+m2 = dict(base, returned_layers="[1, 2]", fpn_channels="32", anchor_sizes="[16, 32, 64]")
+for name, extra, meta in (("layer3", {"backbone.body.layer3.0.conv1.weight":
+                                      state["r18s"]["backbone.body.layer3.0.conv1.weight"]}, m2),
+                          ("channels", {"backbone.fpn.inner_blocks.0.0.weight": inner0}, dict(m2, fpn_channels="48")),
+                          ("extra", {"backbone.fpn.inner_blocks.0.0.weight": inner0,
+                                     "backbone.fpn.inner_blocks.2.0.weight": state["r18s"][
+                                         "backbone.fpn.inner_blocks.2.0.weight"]}, m2)):
+    mi_ref.export.write_safetensors(os.path.join(d, f"fpn_bad_{name}.safetensors"), dict(small, **extra), meta)

@@ -1,8 +1,9 @@
 /* tests/test_fpn.c - the FPN Faster R-CNN (arch fasterrcnn_fpn) through the public API against
  * torchvision itself (tests/ref_fpn.py): fasterrcnn_resnet50_fpn(weights=None,
- * weights_backbone=None) and FasterRCNN(resnet_fpn_backbone('resnet18')), random weights, norm
- * statistics and biases. Stage by stage through the capture hook, so the first failure names the
- * first stage that diverges.
+ * weights_backbone=None), FasterRCNN(resnet_fpn_backbone('resnet18')) and the assistant's small
+ * shape (BackboneWithFPN on resnet18 with returned_layers [1, 2, 3], 32 channels, F16 weights),
+ * random weights, norm statistics and biases. Stage by stage through the capture hook, so the
+ * first failure names the first stage that diverges.
  *
  * Tolerances (the maxima measured on x86-64 AVX2 are printed by each run):
  *   transform, the ResNet stages C2..C5, the FPN maps '0'..'pool', the RPN head's objectness and
@@ -15,7 +16,9 @@
  *     (ops/nms.h); the rows of the later stages are compared through the matching.
  *   detections per image: the same count, labels and order, boxes within 1e-3 px and scores within
  *     1e-5; inside a run of torchvision scores within 1e-5 of each other any order is accepted (a
- *     tie at the precision two engines share), between runs the order is exact.
+ *     tie at the precision two engines share), between runs the order is exact. Each detection's
+ *     class probabilities (mi_detection.probs, the softmax row of its proposal) within 1e-5 of
+ *     torchvision's pred_scores row, probs[label] == score exactly, summing to 1 within 1e-5.
  * The discrete decisions between these stages (top-k per level, NMS, thresholds, the LevelMapper's
  * floor, the post-NMS and detections-per-image cuts) are made on values that two correct float32
  * engines compute a few ulps apart; tests/ref_fpn.py replays each decision on torchvision's values
@@ -106,17 +109,21 @@ static double match_proposals(const char *what, const float *ours, int64_t count
 
 /* detections of image n against torchvision's, ties within SCORE_TOL in any order */
 static void compare_detections(const char *name, const mi_session *s, const mi_weights *r, int64_t n) {
-    char kb[32], ks[32], kl[32];
+    char kb[32], ks[32], kl[32], kp[32];
     snprintf(kb, sizeof kb, "boxes.%lld", (long long)n);
     snprintf(ks, sizeof ks, "scores.%lld", (long long)n);
     snprintf(kl, sizeof kl, "labels.%lld", (long long)n);
+    snprintf(kp, sizeof kp, "probs.%lld", (long long)n);
     mi_tensor wb = mi_fixture_tensor(r, kb), ws = mi_fixture_tensor(r, ks), wl = mi_fixture_tensor(r, kl);
+    mi_tensor wp = mi_fixture_tensor(r, kp);
+    const int nc = (int)wp.shape[1];
+    ck_assert_int_eq(nc, mi_model_num_classes(mi_session_model(s)));
     mi_detection det[256];
     int count = mi_session_detections(s, (int)n, det, 256);
     ck_assert_msg(count == ws.shape[0], "%s image %lld: %d detections, torchvision %lld", name, (long long)n, count,
                   (long long)ws.shape[0]);
     ck_assert_int_ge(count, 10);
-    double dbox = 0, dscore = 0;
+    double dbox = 0, dscore = 0, dprob = 0;
     int ties = 0;
     for (int g0 = 0, g1; g0 < count; g0 = g1) {
         for (g1 = g0 + 1; g1 < count && ws.data[g1 - 1] - ws.data[g1] <= SCORE_TOL; g1++) ties++;
@@ -136,23 +143,47 @@ static void compare_detections(const char *name, const mi_session *s, const mi_w
             used[match] = true;
             dbox = fmax(dbox, best);
             dscore = fmax(dscore, fabs(det[i].score - ws.data[match]));
+            ck_assert_msg(det[i].probs != NULL, "%s image %lld detection %d: no class probabilities", name,
+                          (long long)n, i);
+            ck_assert_msg(det[i].probs[det[i].label] == det[i].score, "%s image %lld detection %d: probs[%d] = %.9g, "
+                          "score %.9g", name, (long long)n, i, det[i].label, det[i].probs[det[i].label], det[i].score);
+            double sum = 0;
+            for (int k = 0; k < nc; k++) {
+                sum += det[i].probs[k];
+                dprob = fmax(dprob, fabs(det[i].probs[k] - wp.data[match * nc + k]));
+            }
+            ck_assert_msg(fabs(sum - 1) <= 1e-5, "%s image %lld detection %d: probabilities sum to %.9g", name,
+                          (long long)n, i, sum);
         }
     }
     ck_assert_msg(dbox <= BOX_TOL, "%s image %lld: boxes off by %.3g px", name, (long long)n, dbox);
     ck_assert_msg(dscore <= SCORE_TOL, "%s image %lld: scores off by %.3g", name, (long long)n, dscore);
+    ck_assert_msg(dprob <= SCORE_TOL, "%s image %lld: class probabilities off by %.3g", name, (long long)n, dprob);
     printf("%-4s detections.%lld           %d, same order and labels (%d adjacent score ties within %g), max|d| box "
-           "%.3g px, score %.3g\n", name, (long long)n, count, ties, SCORE_TOL, dbox, dscore);
+           "%.3g px, score %.3g, class probabilities %.3g\n", name, (long long)n, count, ties, SCORE_TOL, dbox, dscore,
+           dprob);
 }
 
-static void parity(const char *name) {
-    static const char *const stage[] = {
-        "transform", "features.C2", "features.C3", "features.C4", "features.C5",
-        "fpn.0", "fpn.1", "fpn.2", "fpn.3", "fpn.pool",
-        "rpn.objectness.0", "rpn.objectness.1", "rpn.objectness.2", "rpn.objectness.3", "rpn.objectness.pool",
-        "rpn.deltas.0", "rpn.deltas.1", "rpn.deltas.2", "rpn.deltas.3", "rpn.deltas.pool",
-        "proposals", "proposals.count", "box_roi_pool", "box_roi_pool.level", "box_features", "class_logits",
-        "box_regression" };
-    const int nstage = sizeof stage / sizeof *stage;
+/* the stages compared, in order: a case of k pyramid maps from returned layers 1..k has the
+ * ResNet's C2..C<k+1>, fpn.0..fpn.<k-1>, fpn.pool and the RPN head's outputs per map; the last 7
+ * are compared through the proposals' matching */
+static const char *const stage4[] = {
+    "transform", "features.C2", "features.C3", "features.C4", "features.C5",
+    "fpn.0", "fpn.1", "fpn.2", "fpn.3", "fpn.pool",
+    "rpn.objectness.0", "rpn.objectness.1", "rpn.objectness.2", "rpn.objectness.3", "rpn.objectness.pool",
+    "rpn.deltas.0", "rpn.deltas.1", "rpn.deltas.2", "rpn.deltas.3", "rpn.deltas.pool",
+    "proposals", "proposals.count", "box_roi_pool", "box_roi_pool.level", "box_features", "class_logits",
+    "box_regression" };
+static const char *const stage3[] = {
+    "transform", "features.C2", "features.C3", "features.C4",
+    "fpn.0", "fpn.1", "fpn.2", "fpn.pool",
+    "rpn.objectness.0", "rpn.objectness.1", "rpn.objectness.2", "rpn.objectness.pool",
+    "rpn.deltas.0", "rpn.deltas.1", "rpn.deltas.2", "rpn.deltas.pool",
+    "proposals", "proposals.count", "box_roi_pool", "box_roi_pool.level", "box_features", "class_logits",
+    "box_regression" };
+
+static void parity(const char *name, const char *const *stage, int nstage) {
+    const int nbefore = nstage - 7;   /* transform .. rpn.deltas.pool */
     char path[64];
     snprintf(path, sizeof path, "fpn_%s_ref.safetensors", name);
     mi_weights r;
@@ -167,7 +198,7 @@ static void parity(const char *name) {
     mi_session_set_capture(s, mi_capture, &c);
     ck_assert_msg(mi_session_run(s, in.data) == MI_OK, "%s", mi_last_error());
 
-    for (int i = 0; i < 20; i++) compare_stage(name, &c, stage[i], &r);   /* transform .. rpn.deltas.pool */
+    for (int i = 0; i < nbefore; i++) compare_stage(name, &c, stage[i], &r);
     /* proposals, image by image, as sets */
     const int pi = mi_captured_index(&c, "proposals"), ci = mi_captured_index(&c, "proposals.count");
     const int64_t N = in.shape[0], P = c.shape[pi][1];
@@ -198,9 +229,11 @@ static void parity(const char *name) {
     mi_weights_close(&r);
 }
 
-START_TEST(r50_fpn_matches_torchvision) { parity("r50"); }
+START_TEST(r50_fpn_matches_torchvision) { parity("r50", stage4, sizeof stage4 / sizeof *stage4); }
 END_TEST
-START_TEST(r18_fpn_matches_torchvision) { parity("r18"); }
+START_TEST(r18_fpn_matches_torchvision) { parity("r18", stage4, sizeof stage4 / sizeof *stage4); }
+END_TEST
+START_TEST(r18s_fpn_matches_torchvision) { parity("r18s", stage3, sizeof stage3 / sizeof *stage3); }
 END_TEST
 
 /* Same bits for 1, 2 and 4 threads, and each image of a batch of two equals it alone. */
@@ -259,12 +292,22 @@ START_TEST(refusals_and_outputs)
         { "fpn_bad_levels.safetensors", "'anchor_sizes'" },
         { "fpn_bad_uneven.safetensors", "'anchor_sizes'" },
         { "fpn_bad_eps.safetensors", "'bn_eps'" },
+        { "fpn_bad_returned.safetensors", "'returned_layers'" },
+        { "fpn_bad_rlevels.safetensors", "'anchor_sizes'" },
+        { "fpn_bad_rmissing.safetensors", "'anchor_sizes' is missing" },
+        { "fpn_bad_c4.safetensors", "'fpn_channels'" },
+        /* tensors that disagree with the metadata: MI_ERR_SHAPE */
+        { "fpn_bad_layer3.safetensors", "'backbone.body.layer3.0.conv1.weight' is present" },
+        { "fpn_bad_channels.safetensors", "'fpn_channels' 48" },
+        { "fpn_bad_extra.safetensors", "'backbone.fpn.inner_blocks.2.0.weight' is present" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", mi_fixtures(), bad[i].blob);
         mi_model *m;
-        ck_assert_int_eq(mi_model_open(&m, path), MI_ERR_FORMAT);
+        const mi_status want = strstr(bad[i].says, "present") || strstr(bad[i].says, " 48") ? MI_ERR_SHAPE
+                                                                                              : MI_ERR_FORMAT;
+        ck_assert_msg(mi_model_open(&m, path) == want, "%s: %s", bad[i].blob, mi_last_error());
         ck_assert_msg(strstr(mi_last_error(), bad[i].says) && strstr(mi_last_error(), bad[i].blob),
                       "%s: '%s' does not name %s and the blob", bad[i].blob, mi_last_error(), bad[i].says);
     }
@@ -307,6 +350,7 @@ static Suite *suite(void) {
     tcase_set_timeout(t, 600);
     tcase_add_test(t, r50_fpn_matches_torchvision);
     tcase_add_test(t, r18_fpn_matches_torchvision);
+    tcase_add_test(t, r18s_fpn_matches_torchvision);
     tcase_add_test(t, same_bits_any_threads_and_batch);
     tcase_add_test(t, refusals_and_outputs);
     suite_add_tcase(s, t);

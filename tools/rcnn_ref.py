@@ -6,9 +6,10 @@ RegionProposalNetwork, MultiScaleRoIAlign, TwoMLPHead, FastRCNNPredictor, RoIHea
 two backbones, chosen by metadata 'arch':
   fasterrcnn_c4   a torchvision ResNet-18/50 up to layer3 (stride 16; 256 or 1024 channels), one
                   feature map named '0'.
-  fasterrcnn_fpn  torchvision's BackboneWithFPN, exactly as resnet_fpn_backbone() and
+  fasterrcnn_fpn  torchvision's BackboneWithFPN, by default exactly as resnet_fpn_backbone() and
                   fasterrcnn_resnet50_fpn() build it: the ResNet's layer1..layer4 (returned
-                  layers 1-4) into a FeaturePyramidNetwork with 256 channels and LastLevelMaxPool,
+                  layers 1-4) into a FeaturePyramidNetwork with 256 channels and LastLevelMaxPool
+                  (metadata fpn_channels and returned_layers change both),
                   feature maps '0', '1', '2', '3' (strides 4, 8, 16, 32) and 'pool' (k=1, s=2 on
                   '3'). The RPN runs on all five, MultiScaleRoIAlign on '0'..'3' (LevelMapper:
                   canonical scale 224, level 4 by default). With backbone resnet50 and default
@@ -43,6 +44,13 @@ Metadata keys (all strings, as safetensors stores them; defaults are torchvision
   roi_output_size roi_sampling_ratio  (MultiScaleRoIAlign)                   7 2
   roi_canonical_scale roi_canonical_level  (its LevelMapper; FPN only)        224 4
   representation_size (TwoMLPHead)                                            1024
+  fpn_channels      the FPN's out_channels (FPN only)                         256
+  returned_layers   JSON list of the ResNet layers the FPN takes, increasing   [1, 2, 3, 4]
+                    in 1..4 (FPN only; torchvision's returned_layers): k of them give maps
+                    '0'..'k-1' (MultiScaleRoIAlign pools those; its LevelMapper infers the levels
+                    from their sizes) plus 'pool', so anchor_sizes has k + 1 entries; the layers
+                    after the last one are not in the model (IntermediateLayerGetter drops them:
+                    [1, 2, 3] has no layer4)
 """
 import json
 
@@ -52,8 +60,9 @@ from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 DEFAULTS = {"input_channels": 3, "min_size": 800, "max_size": 1333,
@@ -62,10 +71,17 @@ DEFAULTS = {"input_channels": 3, "min_size": 800, "max_size": 1333,
             "rpn_pre_nms_top_n": 1000, "rpn_post_nms_top_n": 1000, "rpn_nms_thresh": 0.7,
             "rpn_score_thresh": 0.0, "box_score_thresh": 0.05, "box_nms_thresh": 0.5,
             "box_detections_per_img": 100, "roi_output_size": 7, "roi_sampling_ratio": 2,
-            "representation_size": 1024, "bn_eps": 1e-5, "roi_canonical_scale": 224, "roi_canonical_level": 4}
+            "representation_size": 1024, "fpn_channels": 256, "returned_layers": [1, 2, 3, 4], "bn_eps": 1e-5, "roi_canonical_scale": 224, "roi_canonical_level": 4}
 C4_CHANNELS = {"resnet18": 256, "resnet50": 1024}
-FPN_LEVELS = ["0", "1", "2", "3", "pool"]   # BackboneWithFPN's feature maps, finest first
+FPN_LEVELS = ["0", "1", "2", "3", "pool"]   # BackboneWithFPN's feature maps by default, finest first
 FPN_ROI_LEVELS = ["0", "1", "2", "3"]       # those MultiScaleRoIAlign pools from
+
+
+def fpn_maps(cfg):
+    """the FPN's feature maps for cfg's returned_layers: '0'..'k-1' (pooled by MultiScaleRoIAlign)
+    and the RPN's extra 'pool'"""
+    k = len(cfg.get("returned_layers", [1, 2, 3, 4]))
+    return [str(i) for i in range(k)], [str(i) for i in range(k)] + ["pool"]
 
 
 class C4Backbone(nn.Module):
@@ -83,14 +99,35 @@ class C4Backbone(nn.Module):
         return self.body(x)
 
 
-def fpn_backbone(arch, in_channels=3, norm_layer=FrozenBatchNorm2d, trainable_layers=5):
-    """torchvision's resnet_fpn_backbone(): layer1..layer4 into a 256-channel FPN with
-    LastLevelMaxPool; state_dict names 'body.*', 'fpn.inner_blocks.<i>.0.*',
-    'fpn.layer_blocks.<i>.0.*'. norm_layer: FrozenBatchNorm2d as resnet_fpn_backbone has it, or
-    nn.BatchNorm2d as fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None) has it: the
-    same four tensors per norm (BatchNorm2d adds num_batches_tracked), the same inference."""
-    bb = resnet_fpn_backbone(backbone_name=arch, weights=None, norm_layer=norm_layer,
-                             trainable_layers=trainable_layers)
+def fpn_backbone(arch, in_channels=3, norm_layer=FrozenBatchNorm2d, trainable_layers=5, returned_layers=(1, 2, 3, 4),
+                 out_channels=256):
+    """torchvision's resnet_fpn_backbone(): the returned layers (default layer1..layer4) into an FPN of
+    out_channels (default 256) with LastLevelMaxPool; state_dict names 'body.*',
+    'fpn.inner_blocks.<i>.0.*', 'fpn.layer_blocks.<i>.0.*'. norm_layer: FrozenBatchNorm2d as
+    resnet_fpn_backbone has it, or nn.BatchNorm2d as fasterrcnn_resnet50_fpn(weights=None,
+    weights_backbone=None) has it: the same four tensors per norm (BatchNorm2d adds
+    num_batches_tracked), the same inference. With the defaults this is resnet_fpn_backbone()
+    itself; otherwise _resnet_fpn_extractor's own steps with out_channels in place of its fixed 256
+    (BackboneWithFPN's IntermediateLayerGetter drops the layers after the last returned one)."""
+    returned_layers = list(returned_layers)
+    if (sorted(set(returned_layers)) != returned_layers or not returned_layers or min(returned_layers) < 1
+            or max(returned_layers) > 4):
+        raise ValueError(f"returned_layers {returned_layers}: expected increasing layer numbers in 1..4")
+    if returned_layers == [1, 2, 3, 4] and out_channels == 256:
+        bb = resnet_fpn_backbone(backbone_name=arch, weights=None, norm_layer=norm_layer,
+                                 trainable_layers=trainable_layers)
+    else:
+        r = getattr(torchvision.models, arch)(weights=None, norm_layer=norm_layer)
+        layers_to_train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+        if trainable_layers == 5:
+            layers_to_train.append("bn1")
+        for name, parameter in r.named_parameters():
+            if all(not name.startswith(layer) for layer in layers_to_train):
+                parameter.requires_grad_(False)
+        stage2 = r.inplanes // 8
+        bb = BackboneWithFPN(r, {f"layer{k}": str(v) for v, k in enumerate(returned_layers)},
+                             [stage2 * 2 ** (i - 1) for i in returned_layers], int(out_channels),
+                             extra_blocks=LastLevelMaxPool())
     if in_channels != 3:
         bb.body.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return bb
@@ -130,11 +167,12 @@ def parse_meta(meta):
     return cfg
 
 
-def fpn_anchor_sizes(sizes):
-    """metadata anchor_sizes of a fasterrcnn_fpn -> AnchorGenerator's sizes, one tuple per level"""
+def fpn_anchor_sizes(sizes, nlevels=len(FPN_LEVELS)):
+    """metadata anchor_sizes of a fasterrcnn_fpn -> AnchorGenerator's sizes, one tuple per level
+    (nlevels: the returned layers' maps and 'pool')"""
     sizes = [tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in sizes]
-    if len(sizes) != len(FPN_LEVELS) or len({len(s) for s in sizes}) != 1:
-        raise ValueError(f"anchor_sizes {sizes}: expected {len(FPN_LEVELS)} levels with as many sizes each")
+    if len(sizes) != nlevels or len({len(s) for s in sizes}) != 1:
+        raise ValueError(f"anchor_sizes {sizes}: expected {nlevels} levels with as many sizes each")
     return tuple(sizes)
 
 
@@ -142,8 +180,9 @@ def anchor_generator(cfg):
     if cfg["arch"] == "fasterrcnn_fpn":
         if "anchors" in cfg:
             raise ValueError("fasterrcnn_fpn: metadata 'anchors' is for fasterrcnn_c4; use anchor_sizes")
-        return AnchorGenerator(sizes=fpn_anchor_sizes(cfg["anchor_sizes"]),
-                               aspect_ratios=(tuple(cfg["anchor_ratios"]),) * len(FPN_LEVELS))
+        n = len(fpn_maps(cfg)[1])
+        return AnchorGenerator(sizes=fpn_anchor_sizes(cfg["anchor_sizes"], n),
+                               aspect_ratios=(tuple(cfg["anchor_ratios"]),) * n)
     if "anchors" in cfg:
         return BoxAnchorGenerator(cfg["anchors"])
     return AnchorGenerator(sizes=(tuple(cfg["anchor_sizes"]),), aspect_ratios=(tuple(cfg["anchor_ratios"]),))
@@ -157,8 +196,8 @@ def build(meta, norm_layer=None, trainable_layers=5):
     cfg = parse_meta(meta)
     if cfg["arch"] == "fasterrcnn_fpn":
         backbone = fpn_backbone(cfg["backbone"], int(cfg["input_channels"]), norm_layer or FrozenBatchNorm2d,
-                                trainable_layers)
-        levels = FPN_ROI_LEVELS
+                                trainable_layers, cfg["returned_layers"], int(cfg["fpn_channels"]))
+        levels = fpn_maps(cfg)[0]
     else:
         assert cfg["arch"] == "fasterrcnn_c4", cfg["arch"]
         backbone = C4Backbone(cfg["backbone"], int(cfg["input_channels"]))
