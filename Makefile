@@ -1,7 +1,7 @@
 # medinfer - build, test, bench, demo, sanitizers, fuzzing.  `make help` lists the targets.
 #
 # The engine core (ops/ nn/ weights/) links libc, libm, OpenMP and cJSON only; pipelines and the
-# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl, DCMTK, OpenSlide, libtiff. Sources are found by wildcard, so a
+# CLI add FFmpeg, stb_image, SQLite, libsodium, libcurl, DCMTK, OpenSlide, libtiff, libmicrohttpd. Sources are found by wildcard, so a
 # new file in a listed folder needs no Makefile change.
 
 CC      ?= cc

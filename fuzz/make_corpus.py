@@ -313,6 +313,58 @@ def slide():
     put("slide", "file_text", b"Fthis is not a slide\n")
 
 
+TOKENS = (b"# terminals and the workstation\nt1-token-0123456789abcdef terminal T1\n"
+          b"t2-token-0123456789abcdef terminal T2\nws-token-0123456789abcdef workstation WS\n")
+
+
+def assist_http():
+    """target \\n Authorization \\n Content-Type \\n token file (fuzz/fuzz_assist_http.c)"""
+    def req(target, auth, ctype, tokens=TOKENS):
+        return target.encode() + b"\n" + auth.encode() + b"\n" + ctype.encode() + b"\n" + tokens
+    put("assist_http", "ok_frame", req("/v1/frames?exam=E000001-0a1b2c3d&timestamp_ms=1040&trigger=pedal",
+                                       "Bearer t1-token-0123456789abcdef", "image/jpeg"))
+    put("assist_http", "ok_encoded_query", req("/v1/frames?trigger=auto&timestamp_ms=0&exam=E%30%30_x.y-z",
+                                               "bearer   ws-token-0123456789abcdef  ", "IMAGE/PNG; q=1"))
+    put("assist_http", "ok_findings", req("/v1/exams/E000002-ffffffff/findings", "Bearer nope", "application/json"))
+    put("assist_http", "ok_thumbnail", req("/v1/findings/12/thumbnail", "", ""))
+    put("assist_http", "bad_query_twice", req("/v1/frames?exam=a&exam=b&timestamp_ms=1&trigger=auto", "Basic x", "text/plain"))
+    put("assist_http", "bad_query_percent", req("/v1/frames?exam=%4&timestamp_ms=-1&trigger=auto", "", "image/jpeg"))
+    put("assist_http", "bad_id_dotdot", req("/v1/exams/../close", "", ""))
+    put("assist_http", "bad_tokens_short", req("/metrics", "", "", b"short terminal T1\n"))
+    put("assist_http", "bad_tokens_role", req("/metrics", "", "", b"t1-token-0123456789abcdef doctor T1\n"))
+    put("assist_http", "bad_tokens_twice", req("/metrics", "", "", TOKENS + b"t1-token-0123456789abcdef terminal T3\n"))
+
+
+def assist_exam():
+    """POST /v1/exams bodies (fuzz/fuzz_assist_exam.c)"""
+    ok = {"terminal": "T1", "patient_id": "P-0001", "exam_number": "X-1", "age": 63, "sex": "F"}
+    put("assist_exam", "ok", json.dumps(ok).encode())
+    put("assist_exam", "ok_unicode", json.dumps({**ok, "patient_id": "M\u00fcller 7", "age": 0, "sex": "O"}).encode())
+    put("assist_exam", "bad_missing_sex", json.dumps({k: v for k, v in ok.items() if k != "sex"}).encode())
+    put("assist_exam", "bad_age", json.dumps({**ok, "age": 63.5}).encode())
+    put("assist_exam", "bad_unknown_field", json.dumps({**ok, "name": "x"}).encode())
+    put("assist_exam", "bad_truncated", json.dumps(ok).encode()[:30])
+    put("assist_exam", "bad_trailing", json.dumps(ok).encode() + b" {}")
+    put("assist_exam", "bad_twice", b'{"terminal": "T1", "terminal": "T2", "patient_id": "p", "exam_number": "1", "age": 1, "sex": "M"}')
+
+
+def assist_frame():
+    """frame bodies, first byte odd = image/png (fuzz/fuzz_assist_frame.c)"""
+    rng = np.random.default_rng(0)
+    for name, px in {"noise": rng.integers(40, 220, (24, 32, 3), dtype=np.uint8),
+                     "dark": rng.integers(0, 10, (16, 16, 3), dtype=np.uint8),
+                     "tiny": np.full((2, 2, 3), 200, np.uint8)}.items():
+        for fmt, flag in (("PNG", b"\x01"), ("JPEG", b"\x00")):
+            b = io.BytesIO()
+            Image.fromarray(px).save(b, format=fmt)
+            put("assist_frame", f"ok_{name}.{fmt.lower()}", flag + b.getvalue())
+    b = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(b, format="PNG")
+    put("assist_frame", "bad_png_as_jpeg", b"\x00" + b.getvalue())
+    put("assist_frame", "bad_too_wide.png", b"\x01" + b.getvalue()[:16] + struct.pack(">II", 5000, 8) + b.getvalue()[24:])
+    put("assist_frame", "bad_empty", b"\x01")
+
+
 def assist_answer():
     """Answers of the diagnosis server to POST /v1/frames as the terminal reads them
     (pipelines/assist/terminal.c): judged with lesions, not judged, and one per refusal."""
@@ -351,6 +403,9 @@ def main():
     dicom()
     slide()
     lesionseg()
+    assist_http()
+    assist_exam()
+    assist_frame()
     assist_answer()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)

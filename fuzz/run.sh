@@ -20,8 +20,8 @@ for n in "$@"; do
     args="-timeout=10 -rss_limit_mb=2048 -print_final_stats=1"
     case $n in
         # stb_image's time grows with the pixels a header claims; small inputs keep the rate up
-        image) args="$args -max_len=4096" ;;
-        safetensors|manifest) args="$args -dict=fuzz/json.dict" ;;
+        image|assist_frame) args="$args -max_len=4096" ;;
+        safetensors|manifest|assist_exam) args="$args -dict=fuzz/json.dict" ;;
     esac
     mkdir -p "$b/fuzz-corpus/$n" "$b/findings/$n"
     echo "fuzz/run.sh: fuzz_$n for ${secs}s" >&2

@@ -24,6 +24,7 @@ int cmd_endoqc_synth(int argc, char **argv);
 int cmd_echo(int argc, char **argv);
 int cmd_patho(int argc, char **argv);
 int cmd_lesionseg(int argc, char **argv);
+int cmd_assist_server(int argc, char **argv);
 int cmd_assist_terminal(int argc, char **argv);
 
 /* Parses a whole decimal number in [lo, hi] (nothing else on the line); -1 with a message naming
