@@ -1,4 +1,6 @@
 #!/bin/sh
+# no-sanitize (the detector under ASan takes seconds per frame on 2 cores: a real-time run would get
+# no answers; the terminal's own code runs under ASan in tests/test_assist_term.c and the fuzz replay)
 # tests/test_assist_term.sh - the endoscopy assistant end to end on loopback: one
 # `medinfer assist-server`, two `medinfer assist-terminal`s on two exams (terminals T1 and T2),
 # each playing its own synthetic sequence (tools/assist_synth.py --video: lesions at known frames,
