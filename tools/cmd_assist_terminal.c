@@ -752,12 +752,23 @@ int cmd_assist_terminal(int argc, char **argv) {
             emit(&log, e);
             membuf jb;
             mi_quality q;
-            if (mi_quality_measure(fr.px, fr.w, fr.h, (size_t)fr.w * 3, &qth, &q) != MI_OK) {
+            /* no exam: nothing is sent, whatever the frame looks like */
+            q.judged = true;
+            if (exam[0] && mi_quality_measure(fr.px, fr.w, fr.h, (size_t)fr.w * 3, &qth, &q) != MI_OK) {
                 fprintf(stderr, "medinfer %s: frame %lld: %s\n", C, (long long)fr.index, mi_last_error());
                 q.judged = false;
                 snprintf(q.reason, sizeof q.reason, "unmeasurable: %s", mi_last_error());
             }
-            if (!q.judged) {
+            if (!exam[0]) {
+                skipped_no_exam++;
+                cJSON *d = event("dropped", fr.index, t);
+                cJSON_AddStringToObject(d, "trigger", mi_trigger_name(k));
+                cJSON_AddStringToObject(d, "reason", note[0] ? note : "no open exam");
+                emit(&log, d);
+                cJSON *c = cJSON_GetObjectItemCaseSensitive(drops, "no exam");
+                if (c) cJSON_SetNumberValue(c, c->valuedouble + 1);
+                else cJSON_AddNumberToObject(drops, "no exam", 1);
+            } else if (!q.judged) {
                 /* counted by the rule's name, the part of the reason before its numbers */
                 char key[64];
                 snprintf(key, sizeof key, "%.*s", (int)strcspn(q.reason, ":"), q.reason);
@@ -770,15 +781,6 @@ int cmd_assist_terminal(int argc, char **argv) {
                 else cJSON_AddNumberToObject(drops, key, 1);
                 snprintf(status, sizeof status, "not sent: %.150s", q.reason);
                 status_until_ms = t + o.hold_ms;
-            } else if (!exam[0]) {
-                skipped_no_exam++;
-                cJSON *d = event("dropped", fr.index, t);
-                cJSON_AddStringToObject(d, "trigger", mi_trigger_name(k));
-                cJSON_AddStringToObject(d, "reason", note[0] ? note : "no open exam");
-                emit(&log, d);
-                cJSON *c = cJSON_GetObjectItemCaseSensitive(drops, "no exam");
-                if (c) cJSON_SetNumberValue(c, c->valuedouble + 1);
-                else cJSON_AddNumberToObject(drops, "no exam", 1);
             } else if (!encode_jpeg(&jb, fr.px, fr.w, fr.h)) {
                 fprintf(stderr, "medinfer %s: frame %lld: cannot encode it as JPEG (out of memory)\n", C, (long long)fr.index);
             } else {
