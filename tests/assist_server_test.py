@@ -1,7 +1,7 @@
 """tests/assist_server_test.py BIN WORKDIR - `medinfer assist-server` end to end, through HTTP only
 (urllib and raw sockets), run by tests/test_assist_server.sh.
 
-The detector is a small random-weight fasterrcnn_fpn (ResNet-18, min_size 128) made here with
+The detector is a small random-weight fasterrcnn_fpn (ResNet-18 without layer4, a 64-channel pyramid, min_size 96) made here with
 tools/rcnn_ref.py and written with tools/export.py's writer; its class-score bias makes every
 proposal an "adenomatous polyp" (a high-risk label) with probability near 1, so every sharp frame
 has lesions and every lesion raises an alert, whatever the random weights find.
@@ -33,9 +33,13 @@ import time
 import urllib.error
 import urllib.request
 
-import numpy as np
-import torch
-from PIL import Image
+try:
+    import numpy as np
+    import torch
+    from PIL import Image
+except ImportError as e:   # tests/run.sh counts exit 77 as skipped
+    print(f"assist_server_test: needs numpy, torch and PIL ({e})")
+    sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
@@ -48,8 +52,11 @@ TOK = {"T1": "t1-token-0123456789abcdef", "T2": "t2-token-0123456789abcdef", "WS
 failures = []
 
 
+T0 = time.time()
+
+
 def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    print(("ok   " if cond else "FAIL ") + f"[{time.time() - T0:5.1f} s] " + what, flush=True)
     if not cond:
         failures.append(what)
     return cond
@@ -58,7 +65,8 @@ def check(cond, what):
 def make_blob(path):
     torch.manual_seed(0)
     meta = rcnn_ref.metadata("resnet18", len(LABELS), labels=LABELS, model_version="test-assist-1",
-                             arch="fasterrcnn_fpn", min_size=128, max_size=160, representation_size=64,
+                             arch="fasterrcnn_fpn", min_size=96, max_size=128, representation_size=64,
+                             returned_layers=[1, 2, 3], fpn_channels=64, anchor_sizes=[32, 64, 128, 256],
                              rpn_pre_nms_top_n=100, rpn_post_nms_top_n=20, box_detections_per_img=3)
     model = rcnn_ref.build(meta).eval()
     with torch.no_grad():
@@ -175,6 +183,7 @@ def metrics(port):
 def main():
     os.makedirs(WORK, exist_ok=True)
     make_blob(os.path.join(WORK, "det.safetensors"))
+    print(f"[{time.time() - T0:5.1f} s] detector blob written", flush=True)
     with open(os.path.join(WORK, "tokens"), "w") as f:
         f.write("# test tokens\n" + "".join(f"{TOK[n]} {'workstation' if n == 'WS' else 'terminal'} {n}\n" for n in TOK))
     db = os.path.join(WORK, "findings.sqlite")
@@ -276,7 +285,7 @@ def main():
     # --- frames of two terminals
     acked = {E1: set(), E2: set()}
     sent = {"frames_200": 0}
-    for i in range(3):
+    for i in range(2):
         for tok, ex, term in ((t1, E1, "T1"), (t2, E2, "T2")):
             st, _, b = post_frame(port, tok, ex, 1000 + i * 40, frame("noise", seed=i + (7 if term == "T2" else 0)),
                                   trigger="pedal" if i == 0 else "auto")
@@ -362,7 +371,7 @@ def main():
     check(st == 200, "one more frame acknowledged just before the kill")
     acked[E1].update(b["finding_ids"])
     srv.stop(signal.SIGKILL)
-    srv = Server(db, ["--workers", "1", "--queue", "4"])
+    srv = Server(db, ["--workers", "1", "--queue", "8"])
     port = srv.port
     for ex in (E1, E2):
         st, _, b = jreq(port, "GET", f"/v1/exams/{ex}/findings", ws)
@@ -371,21 +380,20 @@ def main():
     v = subprocess.run([BIN, "assist-server", "--verify-db", db], capture_output=True, text=True)
     check(v.returncode == 0 and "intact" in v.stdout, "--verify-db passes after the kill: " + (v.stdout + v.stderr).strip().replace("\n", "; "))
 
-    # --- SIGTERM with frames in flight: each is answered
+    # --- SIGTERM with frames in flight (one running, at least one queued): each is answered
     results.clear()
-    ts = [threading.Thread(target=burst, args=(k,)) for k in range(3)]
-    barrier = threading.Barrier(3)
+    ts = [threading.Thread(target=burst, args=(k,)) for k in range(6)]
+    barrier = threading.Barrier(6)
     [t.start() for t in ts]
-    t0 = time.time()
-    while time.time() - t0 < 20:
+    t0, seen = time.time(), False
+    while not seen and time.time() - t0 < 20:
         ok, m = metrics(port)
-        if m.get("medinfer_assist_workers_busy") == 1 and m.get("medinfer_assist_queue_depth", 0) >= 1:
-            break
-        time.sleep(0.005)
+        seen = m.get("medinfer_assist_workers_busy") == 1 and m.get("medinfer_assist_queue_depth", 0) >= 1
+        time.sleep(0.002)
     rc = srv.stop(signal.SIGTERM)
     [t.join() for t in ts]
-    check(rc == 0 and len(results) == 3 and all(st == 200 for st, _, _ in results),
-          f"SIGTERM with frames in flight: all answered ({[r[0] for r in results]}), exit {rc}")
+    check(seen and rc == 0 and len(results) == 6 and all(st == 200 for st, _, _ in results),
+          f"SIGTERM with frames running and queued: all answered ({[r[0] for r in results]}), exit {rc}")
     log = open(os.path.join(WORK, "server.log")).read()
     check(re.search(r"assist-server: POST /v1/frames 200 [0-9.]+ ms T1", log) is not None, "one log line per request")
     check("P-0001" not in log, "the log holds no patient data")

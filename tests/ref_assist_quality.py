@@ -16,7 +16,10 @@ as Python's repr, which round-trips doubles exactly) and "defaults" (the thresho
 mi_quality_defaults must give). Frames: synthetic cases for every verdict and every branch of
 the reason (both Sobel axes, one of them, block sizes 1, 2 and 5 with remainders, 1x1 and 2x2
 frames), and the real Kvasir-SEG photos of ../shared/data when present (decoded by PIL: the C
-test reads the same pixels from the fixture, so the decoder does not matter)."""
+test reads the same pixels from the fixture, so the decoder does not matter).
+
+    ref_assist_quality.py --measure DIR   the rule on DIR/*.npy, into DIR/*.json (frames of the
+                                          real clip, decoded by the C test with FFmpeg)"""
 import glob
 import json
 import os
@@ -110,7 +113,19 @@ def cases():
     return out
 
 
+def measure(d):
+    """--measure DIR: for every DIR/X.npy ([H, W, 3] float32 holding uint8 values: frames the C test
+    decoded, e.g. from the real clip) writes DIR/X.json, the rule with the default thresholds"""
+    for f in sorted(glob.glob(os.path.join(d, "*.npy"))):
+        px = np.load(f)
+        assert px.ndim == 3 and px.shape[2] == 3 and (px == np.round(px)).all() and px.min() >= 0 and px.max() <= 255, f
+        with open(f[:-4] + ".json", "w") as out:
+            json.dump(quality(px.astype(np.uint8), DEFAULTS), out)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure":
+        return measure(sys.argv[2])
     tensors, meta = {}, {}
     for name, px, t in cases():
         tensors[name] = torch.from_numpy(np.array(px, np.uint8))  # a copy: PIL arrays are read-only

@@ -6,10 +6,13 @@
  * for bit and the reasons (printf of those doubles) byte for byte. */
 #include "tests/mi_test.h"
 #include "pipelines/assist/quality.h"
+#include "pipelines/io/image.h"
+#include "pipelines/io/video.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 static double num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -95,6 +98,81 @@ START_TEST(equals_numpy_reference)
 }
 END_TEST
 
+/* The real colonoscopy clip: frames decoded here (FFmpeg), cropped to the clip's inset and also
+ * whole (1920 x 1080: blocks of 5), dumped as .npy and measured by the numpy reference
+ * (ref_assist_quality.py --measure); the same bits. */
+START_TEST(real_clip_equals_numpy)
+{
+    const char *clip = mi_shared_data("endoscopy-video-misc/simcol_example_result_real.mp4");
+    if (!clip) MI_SKIP("../shared/data/endoscopy-video-misc is not here");
+    enum { X0 = 782, Y0 = 571, CW = 260, CH = 195, NF = 4, STEP = 45 };
+    char tmp[] = "/tmp/mi_test_quality_XXXXXX", path[2048], cmd[4096];
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    mi_video *v;
+    ck_assert_msg(mi_video_open(&v, clip, 0) == MI_OK, "%s", mi_last_error());
+    mi_image frames[NF + 1] = { { 0 } };
+    mi_video_frame f;
+    bool got;
+    int kept = 0;
+    while (kept < NF && mi_video_read(v, &f, &got) == MI_OK && got) {
+        if (f.index % STEP) continue;
+        ck_assert(f.w >= X0 + CW && f.h >= Y0 + CH);
+        ck_assert_int_eq(mi_image_alloc(&frames[kept], CW, CH), MI_OK);
+        for (int y = 0; y < CH; y++)
+            memcpy(frames[kept].px + (size_t)y * CW * 3, f.px + ((size_t)(Y0 + y) * f.w + X0) * 3, (size_t)CW * 3);
+        if (kept == 0) {   /* the whole first frame too */
+            ck_assert_int_eq(mi_image_alloc(&frames[NF], f.w, f.h), MI_OK);
+            memcpy(frames[NF].px, f.px, (size_t)f.w * f.h * 3);
+        }
+        kept++;
+    }
+    mi_video_close(v);
+    ck_assert_int_eq(kept, NF);
+    for (int i = 0; i <= NF; i++) {
+        const size_t n = (size_t)frames[i].w * frames[i].h * 3;
+        float *px = malloc(n * sizeof *px);
+        ck_assert_ptr_nonnull(px);
+        for (size_t k = 0; k < n; k++) px[k] = frames[i].px[k];
+        snprintf(path, sizeof path, "%s/f%d.npy", tmp, i);
+        ck_assert_int_eq(mi_npy_save(path, px, 3, (int64_t[3]){ frames[i].h, frames[i].w, 3 }), MI_OK);
+        free(px);
+    }
+    const char *py = getenv("PYTHON");
+    snprintf(cmd, sizeof cmd, "\"%s\" tests/ref_assist_quality.py --measure %s >%s/log 2>&1", py && *py ? py : "python3", tmp, tmp);
+    const int rc = system(cmd);
+    mi_quality_thresholds t;
+    mi_quality_defaults(&t);
+    for (int i = 0; rc == 0 && i <= NF; i++) {
+        snprintf(path, sizeof path, "%s/f%d.json", tmp, i);
+        FILE *jf = fopen(path, "rb");
+        ck_assert_ptr_nonnull(jf);
+        char buf[4096];
+        size_t n = fread(buf, 1, sizeof buf - 1, jf);
+        fclose(jf);
+        buf[n] = 0;
+        cJSON *e = cJSON_Parse(buf);
+        ck_assert_ptr_nonnull(e);
+        mi_quality q;
+        ck_assert_int_eq(mi_quality_measure(frames[i].px, frames[i].w, frames[i].h, (size_t)frames[i].w * 3, &t, &q), MI_OK);
+        ck_assert_msg(q.mean_luma == num(e, "mean_luma") && q.sobel_x == num(e, "sobel_x") && q.sobel_y == num(e, "sobel_y") &&
+                      q.glare_frac == num(e, "glare_frac") && q.block == (int)num(e, "block") &&
+                      !strcmp(q.reason, cJSON_GetStringValue(cJSON_GetObjectItem(e, "reason"))),
+                      "clip frame %d (%dx%d): luma %.17g sobel %.17g %.17g, numpy %.17g %.17g %.17g", i, frames[i].w,
+                      frames[i].h, q.mean_luma, q.sobel_x, q.sobel_y, num(e, "mean_luma"), num(e, "sobel_x"), num(e, "sobel_y"));
+        /* the inset is real endoscopy the defaults were calibrated to pass */
+        if (i < NF) ck_assert_msg(q.judged, "clip frame %d not judged: %s", i, q.reason);
+        printf("quality: clip %s %d (%dx%d, k %d): luma %.2f, Sobel %.3f %.3f, near-white %.4f %s\n", i < NF ? "inset" : "frame",
+               i < NF ? i * STEP : 0, frames[i].w, frames[i].h, q.block, q.mean_luma, q.sobel_x, q.sobel_y, q.glare_frac,
+               q.judged ? "judged" : q.reason);
+        cJSON_Delete(e);
+    }
+    for (int i = 0; i <= NF; i++) mi_image_free(&frames[i]);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd)) {}
+    if (rc) MI_SKIP("cannot run tests/ref_assist_quality.py --measure (numpy?)");
+}
+END_TEST
+
 /* each verdict on a frame made here, so the rule's order is pinned without the fixture */
 START_TEST(verdict_order)
 {
@@ -155,8 +233,10 @@ END_TEST
 static Suite *suite(void) {
     Suite *s = suite_create("assist_quality");
     TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);   /* decoding the clip and starting Python */
     tcase_add_test(tc, defaults_are_the_documented_ones);
     tcase_add_test(tc, equals_numpy_reference);
+    tcase_add_test(tc, real_clip_equals_numpy);
     tcase_add_test(tc, verdict_order);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);

@@ -7,12 +7,12 @@
 bin=${MI_BIN:-build/medinfer}
 py=${PYTHON:-/usr/bin/python3}
 [ -x "$bin" ] || { echo "no medinfer binary at $bin"; exit 77; }
-"$py" -c 'import torch, torchvision, PIL, numpy, sqlite3' 2>/dev/null || { echo "python3 with torch, torchvision, PIL, numpy needed"; exit 77; }
+command -v "$py" >/dev/null 2>&1 || { echo "no $py"; exit 77; }
 # the environment must not route 127.0.0.1 through a proxy
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 "$py" "$(dirname "$0")/assist_server_test.py" "$bin" "$T"
 rc=$?
-[ $rc -ne 0 ] && { echo "server log:"; tail -n 40 "$T/server.log"; }
+[ $rc -ne 0 ] && [ $rc -ne 77 ] && { echo "server log:"; tail -n 40 "$T/server.log"; }
 exit $rc

@@ -73,19 +73,18 @@ mi_status mi_assist_detect(mi_assist_detector *d, const mi_image *img, const mi_
 
     mi_detection det[MI_ASSIST_MAX_LESIONS];
     const int nd = mi_session_detections(d->s, 0, det, MI_ASSIST_MAX_LESIONS);
-    int64_t ps[4];
-    const float *probs = mi_session_output(d->s, "detections.probs", ps);
     const int nc = mi_model_num_classes(d->model);
-    if (!probs || ps[2] != nc)
-        return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: the detector gives no per-detection class probabilities", mi_model_path(d->model));
     for (int i = 0; i < nd && i < MI_ASSIST_MAX_LESIONS && *n < cap; i++) {
         if (det[i].score < p->score_threshold) continue;
+        if (!det[i].probs)
+            return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: the detector gives no per-detection class probabilities",
+                           mi_model_path(d->model));
         mi_assist_lesion *l = &out[(*n)++];
         memset(l, 0, sizeof *l);
         l->label = det[i].label;
         l->score = det[i].score;
         memcpy(l->box, det[i].box, sizeof l->box);
-        memcpy(l->probs, probs + (int64_t)i * ps[2], (size_t)nc * sizeof *probs);
+        memcpy(l->probs, det[i].probs, (size_t)nc * sizeof *l->probs);
         l->high_risk = l->label > 0 && l->label < nc && p->high_risk_label[l->label] && l->score >= p->alert_threshold;
     }
     return MI_OK;

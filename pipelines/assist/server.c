@@ -227,7 +227,7 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
     size_t thumb_n[MI_ASSIST_MAX_LESIONS] = { 0 };
     char *pj[MI_ASSIST_MAX_LESIONS] = { 0 }, *bj[MI_ASSIST_MAX_LESIONS] = { 0 };
     mi_quality q;
-    double t_decode = 0, t_quality = 0, t_infer = 0;
+    double t_decode = 0, t_quality = 0, t_infer = 0, t_store = 0;
 
     mi_status st = mi_assist_decode_frame(&img, jb->body, jb->body_n, jb->type, s->o.max_side, s->o.max_pixels);
     t_decode = now_s() - t_start;
@@ -255,6 +255,7 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
         pthread_mutex_unlock(&s->m.mu);
     }
     /* findings: one per lesion, committed before anything is answered */
+    t1 = now_s();
     mi_assist_finding f[MI_ASSIST_MAX_LESIONS];
     for (int i = 0; i < nl; i++) {
         cJSON *p = probs_json(m, &les[i], nc), *b = box_json(&les[i]);
@@ -280,6 +281,7 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
         job_error(jb, 500, msg);
         goto done;
     }
+    t_store = now_s() - t1;
 
     cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray(), *fids = cJSON_CreateArray();
     bool high = false;
@@ -317,6 +319,7 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
     cJSON_AddNumberToObject(tj, "decode", ms(t_decode));
     cJSON_AddNumberToObject(tj, "quality", ms(t_quality));
     cJSON_AddNumberToObject(tj, "inference", ms(t_infer));
+    cJSON_AddNumberToObject(tj, "store", ms(t_store));
     cJSON_AddNumberToObject(tj, "total", ms(now_s() - jb->t_request));
     cJSON_AddItemToObject(j, "timing_ms", tj);
     jb->json = cJSON_PrintUnformatted(j);
