@@ -219,6 +219,8 @@ for t, exam, other in (("A", ea, eb), ("B", eb, ea)):
     ids = {f["id"] for f in fnd["findings"]}
     if fnd["exam_id"] != exam:
         bad.append(f"{t}: findings answer names exam {fnd['exam_id']}")
+    if not told and any(a["lesions"] > 0 for a in answers):
+        bad.append(f"{t}: answers with lesions named no finding ids")
     if not told <= ids:
         bad.append(f"{t}: findings lack ids the terminal was told: {sorted(told - ids)[:5]}")
     sent_ts = {e["t_ms"] for e in ev if e["event"] == "request"}

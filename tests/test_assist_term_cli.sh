@@ -71,7 +71,7 @@ EOF
 
 CLIP=../shared/data/endoscopy-video-misc/simcol_example_result_real.mp4
 [ -f "$CLIP" ] || { echo "../shared/data/endoscopy-video-misc absent: calibration not checked"; exit 77; }
-"$BIN" assist-terminal --calibrate --source "$CLIP" --crop 780,571,262,195 --size 0 >"$tmp/cal.jsonl" 2>"$tmp/err" ||
+"$BIN" assist-terminal --calibrate --source "$CLIP" --crop 782,571,260,195 --size 0 >"$tmp/cal.jsonl" 2>"$tmp/err" ||
     fail "calibrate: $(head -n 1 "$tmp/err")"
 "$PY" - "$tmp/cal.jsonl" <<'EOF' || exit 1
 import json, sys
@@ -80,8 +80,11 @@ mads = sorted(r["mad"] for r in rows if "mad" in r)
 still = [m for m in mads if m < 1.0]
 moves = [m for m in mads if m >= 1.0]
 freezes = sum(1 for r in rows if r.get("freeze"))
-print(f"real clip: {len(rows)} frames, {freezes} freezes, still max {still[-1]:.3f}, smallest move {moves[0]:.2f}")
-ok = len(rows) == 576 and freezes == 19 and still[-1] < 0.5 and moves[0] > 0.5 and len(moves) == 18
+judged = sum(1 for r in rows if r["judged"])
+ok = (len(rows) == 576 and freezes == 19 and still[-1] < 0.5 and moves[0] > 0.5 and len(moves) == 18
+      and judged == 576)
+print(f"real clip: {len(rows)} frames, {freezes} freezes, still max {still[-1]:.3f}, smallest move {moves[0]:.2f}, "
+      f"{judged} judged")
 sys.exit(0 if ok else 1)
 EOF
 [ $? -eq 0 ] || fail "the real clip no longer calibrates as docs/assist.md says"

@@ -867,6 +867,10 @@ int cmd_assist_terminal(int argc, char **argv) {
                 if (res.state == MI_REQ_ANSWER && mi_assist_answer_parse(&a, res.reply.body, res.reply.len) == MI_OK) {
                     cJSON_AddStringToObject(e, "exam_id", a.exam_id);
                     cJSON_AddNumberToObject(e, "lesions", a.n_total);
+                    cJSON *body = cJSON_Parse(res.reply.body);
+                    cJSON *fi = cJSON_DetachItemFromObjectCaseSensitive(body, "finding_ids");
+                    if (fi) cJSON_AddItemToObject(e, "finding_ids", fi);
+                    cJSON_Delete(body);
                     answered++;
                 } else if (res.reply.timed_out) timeouts++;
                 else failed++;
