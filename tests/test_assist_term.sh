@@ -66,7 +66,7 @@ tok-t2-0123456789 terminal T2
 tok-ws-0123456789 workstation W
 EOF
 "$BIN" assist-server --model "$MODEL" --tokens "$tmp/tokens" --db "$tmp/findings.sqlite" --port 0 \
-    --port-file "$tmp/port" --workers 2 2>"$tmp/server.log" &
+    --port-file "$tmp/port" --workers 2 >/dev/null 2>"$tmp/server.log" &
 srv=$!
 pids="$srv"
 i=0

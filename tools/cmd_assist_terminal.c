@@ -201,6 +201,7 @@ static void emit(event_log *l, cJSON *e) {
 typedef struct {
     int  fifo_fd;
     bool stdin_on, stdin_tty;
+    int  stdin_flags;        /* to restore: the descriptor is shared with the shell that started us */
     struct termios saved;
 } pedal_in;
 
@@ -517,7 +518,7 @@ int cmd_assist_terminal(int argc, char **argv) {
     mi_assist_client *cl = NULL;
     mi_assist_web *web = NULL;
     event_log log = { NULL };
-    pedal_in ped = { .fifo_fd = -1 };
+    pedal_in ped = { .fifo_fd = -1, .stdin_flags = -1 };
     side_state side;
     memset(&side, 0, sizeof side);
     pthread_mutex_init(&side.mu, NULL);
@@ -557,7 +558,8 @@ int cmd_assist_terminal(int argc, char **argv) {
         } else {
             ped.stdin_tty = false;
         }
-        fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+        ped.stdin_flags = fcntl(0, F_GETFL);
+        if (ped.stdin_flags >= 0) fcntl(0, F_SETFL, ped.stdin_flags | O_NONBLOCK);
     }
     if (o.web_port >= 0) {
         if (mi_assist_web_start(&web, o.web_bind, o.web_port) != MI_OK) { rc = mi_cli_error(C); goto done; }
@@ -939,6 +941,7 @@ done:
     if (log.f) fclose(log.f);
     if (ped.fifo_fd >= 0) close(ped.fifo_fd);
     if (ped.stdin_tty) tcsetattr(0, TCSANOW, &ped.saved);
+    if (o.trig.pedal && ped.stdin_flags >= 0) fcntl(0, F_SETFL, ped.stdin_flags);
     pthread_mutex_destroy(&side.mu);
     return rc;
 }
