@@ -73,8 +73,13 @@ mi_status mi_video_check_path(const char *path) {
  * rate it is told (it assumes 25 fps otherwise). The folder must exist; a missing first image is
  * FFmpeg's to report. */
 static bool is_sequence(const char *path) {
-    const char *p = strchr(path, '%');
-    return p && !strstr(path, "://") && (p[1] == 'd' || (p[1] >= '0' && p[1] <= '9'));
+    if (strstr(path, "://")) return false;
+    for (const char *p = strchr(path, '%'); p; p = strchr(p + 1, '%')) {
+        const char *q = p + 1;   /* %d or %0Nd: "clip%20a.mp4" is a file name, not a pattern */
+        while (*q >= '0' && *q <= '9') q++;
+        if (*q == 'd') return true;
+    }
+    return false;
 }
 
 static bool is_v4l2(const char *path) { return !strncmp(path, "/dev/video", 10); }
