@@ -603,7 +603,7 @@ int cmd_assist_terminal(int argc, char **argv) {
     double backoff_ms = 0, next_send_ms = 0, last_web_ms = -1e9;
     int pedal = 0;
     int64_t frames = 0, targets[4] = { 0 }, sent = 0, answered = 0, timeouts = 0, failed = 0,
-            not_judged = 0, alerts = 0, box_frames = 0, mismatched = 0, skipped_no_exam = 0;
+            not_judged = 0, alerts = 0, box_frames = 0, mismatched = 0;
     cJSON *drops = cJSON_CreateObject();
     double wall0 = now_ms();
     int64_t t0 = -1, last_t = 0;
@@ -762,7 +762,6 @@ int cmd_assist_terminal(int argc, char **argv) {
                 snprintf(q.reason, sizeof q.reason, "unmeasurable: %s", mi_last_error());
             }
             if (!exam[0]) {
-                skipped_no_exam++;
                 cJSON *d = event("dropped", fr.index, t);
                 cJSON_AddStringToObject(d, "trigger", mi_trigger_name(k));
                 cJSON_AddStringToObject(d, "reason", note[0] ? note : "no open exam");
@@ -919,7 +918,6 @@ int cmd_assist_terminal(int argc, char **argv) {
         if (txt) printf("%s\n", txt);
         free(txt);
         cJSON_Delete(sum);
-        (void)skipped_no_exam;
     }
     cJSON_Delete(drops);
 

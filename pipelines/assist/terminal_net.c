@@ -377,7 +377,8 @@ void mi_assist_web_stop(mi_assist_web *w) {
     free(w);
 }
 
-static void set_buf(mi_assist_web *w, uint8_t **dst, size_t *dlen, const void *src, size_t len, bool text) {
+/* a copy, NUL-terminated so the JSON ones are strings */
+static void set_buf(mi_assist_web *w, uint8_t **dst, size_t *dlen, const void *src, size_t len) {
     uint8_t *copy = malloc(len + 1);
     if (!copy) return;   /* out of memory: the page keeps showing the previous one */
     memcpy(copy, src, len);
@@ -387,17 +388,16 @@ static void set_buf(mi_assist_web *w, uint8_t **dst, size_t *dlen, const void *s
     *dst = copy;
     if (dlen) *dlen = len;
     pthread_mutex_unlock(&w->mu);
-    (void)text;
 }
 
 void mi_assist_web_set_frame(mi_assist_web *w, const uint8_t *jpeg, size_t len) {
-    set_buf(w, &w->jpeg, &w->jpeg_len, jpeg, len, false);
+    set_buf(w, &w->jpeg, &w->jpeg_len, jpeg, len);
 }
 void mi_assist_web_set_findings(mi_assist_web *w, const char *json) {
-    set_buf(w, (uint8_t **)&w->findings, NULL, json, strlen(json), true);
+    set_buf(w, (uint8_t **)&w->findings, NULL, json, strlen(json));
 }
 void mi_assist_web_set_status(mi_assist_web *w, const char *json) {
-    set_buf(w, (uint8_t **)&w->status, NULL, json, strlen(json), true);
+    set_buf(w, (uint8_t **)&w->status, NULL, json, strlen(json));
 }
 
 int mi_assist_web_take_pedal(mi_assist_web *w) {
