@@ -96,7 +96,7 @@ END_TEST
 static const char ANSWER[] =
     "{\"exam_id\": \"e-7\", \"terminal\": \"T1\", \"timestamp_ms\": 1234, \"trigger\": \"pedal\", \"judged\": true,"
     " \"reason\": null, \"high_risk\": true, \"finding_ids\": [4],"
-    " \"lesions\": [{\"type\": \"ulcer\", \"score\": 0.55, \"probs\": {}, \"box\": [200, 10, 230, 50]},"
+    " \"lesions\": [{\"type\": \"ulcer\", \"score\": 0.55, \"probs\": {}, \"box\": [200, 10, 230, 50], \"high_risk\": true},"
     "  {\"type\": \"adenomatous polyp\", \"score\": 0.91, \"probs\": {}, \"box\": [10.5, 20, 110, 140.25]}],"
     " \"model\": {\"arch\": \"fasterrcnn_fpn\", \"model_version\": \"2026.12.01.1\", \"sha256\": \"ab\"},"
     " \"timing_ms\": {\"total\": 84.5}}";
@@ -113,6 +113,7 @@ START_TEST(answer_read)
     ck_assert_str_eq(a.reason, "");
     ck_assert_int_eq(a.n, 2);
     ck_assert_str_eq(a.les[0].type, "adenomatous polyp");   /* best first */
+    ck_assert(!a.les[0].high_risk && a.les[1].high_risk);    /* per lesion, when the server says */
     ck_assert(a.les[0].box[0] == 10.5f && a.les[0].box[3] == 140.25f);
     ck_assert_str_eq(a.model_version, "2026.12.01.1");
     ck_assert(a.server_ms == 84.5);
@@ -148,6 +149,8 @@ START_TEST(answer_refusals_say_what)
           "server answer: lesions[0] \"box\"[3] is not a finite pixel coordinate" },
         { "{\"exam_id\": \"e\", \"judged\": true, \"lesions\": [{\"score\": 0.5, \"box\": [0,0,1,1]}]}",
           "server answer: lesions[0] has no \"type\" string" },
+        { "{\"exam_id\": \"e\", \"judged\": true, \"lesions\": [{\"type\": \"u\", \"score\": 0.5, \"box\": [0,0,1,1], \"high_risk\": 1}]}",
+          "server answer: lesions[0] \"high_risk\" is not true/false" },
         { "[1, 2]", "server answer: not a JSON object" },
         { "{\"exam_id\": \"e\", \"judg", "server answer: not JSON (22 bytes)" },
     };

@@ -686,10 +686,13 @@ int cmd_assist_terminal(int argc, char **argv) {
                             snprintf(status, sizeof status, "not judged: %.150s", a.reason);
                         }
                         if (a.high_risk && a.n > 0) {
+                            const mi_assist_lesion *h = &a.les[0];   /* as the banner says */
+                            for (int i = 0; i < a.n; i++)
+                                if (a.les[i].high_risk) { h = &a.les[i]; break; }
                             alerts++;
                             fprintf(stderr, "\a");
                             fprintf(stderr, "medinfer %s: HIGH RISK %s %.2f at %.1f s (exam %s)\n", C,
-                                    a.les[0].type, a.les[0].score, res.t_ms / 1000.0, a.exam_id);
+                                    h->type, h->score, res.t_ms / 1000.0, a.exam_id);
                         }
                     }
                 }

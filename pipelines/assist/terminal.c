@@ -147,6 +147,12 @@ mi_status mi_assist_answer_parse(mi_assist_answer *a, const char *body, size_t n
             goto out;
         }
         x.score = (float)sc->valuedouble;
+        const cJSON *lhr = cJSON_GetObjectItemCaseSensitive(l, "high_risk");
+        if (lhr && !cJSON_IsBool(lhr)) {
+            st = MI_FAIL(MI_ERR_FORMAT, "server answer: lesions[%d] \"high_risk\" is not true/false", i);
+            goto out;
+        }
+        x.high_risk = cJSON_IsTrue(lhr);
         const cJSON *box = cJSON_GetObjectItemCaseSensitive(l, "box");
         if (!cJSON_IsArray(box) || cJSON_GetArraySize(box) != 4) {
             st = MI_FAIL(MI_ERR_FORMAT, "server answer: lesions[%d] \"box\" is not a list of 4 numbers", i);
@@ -225,7 +231,12 @@ void mi_overlay_draw(mi_image *im, const mi_overlay_info *o) {
     }
     int bottom = im->h;
     if (a && a->high_risk && a->n > 0) {
-        snprintf(line, sizeof line, "HIGH RISK: %s %.2f", a->les[0].type, a->les[0].score);
+        /* the most probable lesion the server flagged, else (a server that flags only the
+         * answer) the most probable one */
+        const mi_assist_lesion *h = &a->les[0];
+        for (int i = 0; i < a->n; i++)
+            if (a->les[i].high_risk) { h = &a->les[i]; break; }
+        snprintf(line, sizeof line, "HIGH RISK: %s %.2f", h->type, h->score);
         const int bh = 16 * scale;
         bottom -= bh;
         mi_draw_fill(im, 0, bottom, im->w, bh, MI_OVERLAY_ALERT_RGB);

@@ -56,6 +56,7 @@ typedef struct {
     char   type[64];
     float  score;
     float  box[4];          /* x1, y1, x2, y2 in the posted image's pixels */
+    bool   high_risk;       /* the server's per-lesion flag (false when it does not say) */
 } mi_assist_lesion;
 
 typedef struct {
