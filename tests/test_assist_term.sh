@@ -9,10 +9,11 @@
 #   - each overlaid MP4, decoded here (tests/test_assist_term.c --count), shows boxes on exactly
 #     the frames where its own events log says an answer with lesions was being held (arrival +
 #     --hold-ms, or the next answer), and on no other frame;
-#   - with the demo detector: every answer with lesions was for a frame where its own sequence
-#     has a lesion in view (truth.json); with the random-weight stand-in, the mechanics only;
-#   - the findings of each exam (workstation token) are exactly the finding ids its own terminal
-#     was told, none of the other's; a terminal reading the other exam's findings gets 403;
+#   - with the demo detector: 80 % of the answers with lesions were for frames where its own
+#     sequence has a lesion in view (truth.json); with the random-weight stand-in, the mechanics;
+#   - the findings of each exam (workstation token) hold every finding id its own terminal was
+#     told and only findings at times it sent (a request it gave up on is still stored), none of
+#     the other's; a terminal reading the other exam's findings gets 403;
 #   - the web view of T1 in headless Chromium: a screenshot shows a box (the overlay's green),
 #     and the page's findings table lists the exam's findings;
 #   - a pedal press on each (T1: POST /pedal on its web view, T2: a line into --pedal-fifo) makes
@@ -20,7 +21,8 @@
 #   - the server stopped (SIGSTOP) for 3.5 s mid-run: both terminals log timeouts, T2's video
 #     shows the fault indicator after its first timeout, and both get answers again after the
 #     server resumes.
-# Skips (77) until `medinfer assist-server` is built.
+# Skips (77) until `medinfer assist-server` is built. About 25 s on an idle 2-core machine, 45 s at
+# load average 7 (rendering the frames is most of it).
 set -u
 BIN=${MI_BIN:-build/medinfer}
 PY=${PYTHON:-/usr/bin/python3}
