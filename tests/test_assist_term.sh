@@ -21,7 +21,7 @@
 #   - the server stopped (SIGSTOP) for 3.5 s mid-run: both terminals log timeouts, T2's video
 #     shows the fault indicator after its first timeout, and both get answers again after the
 #     server resumes.
-# Skips (77) until `medinfer assist-server` is built. About 25 s on an idle 2-core machine, 45 s at
+# Skips (77) until `medinfer assist-server` is built. 45 s here at
 # load average 7 (rendering the frames is most of it).
 set -u
 BIN=${MI_BIN:-build/medinfer}
