@@ -134,6 +134,10 @@ put("bad_meta_labels_not_array.safetensors", blob(good({"labels": '"a,b,c"'}), D
 put("bad_meta_labels_not_json.safetensors", blob(good({"labels": "a,b,c"}), DATA))
 put("bad_meta_labels_numbers.safetensors", blob(good({"labels": "[1, 2, 3]"}), DATA))
 put("bad_meta_labels_count.safetensors", blob(good({"labels": '["a", "b"]'}), DATA))
+put("bad_meta_high_risk_unknown.safetensors", blob(good({"high_risk_labels": '["a", "ulcer"]'}), DATA))
+put("bad_meta_high_risk_not_array.safetensors", blob(good({"high_risk_labels": '"a"'}), DATA))
+put("bad_meta_high_risk_no_labels.safetensors",
+    blob(good(__metadata__=dict({k: v for k, v in META.items() if k != "labels"}, high_risk_labels='["a"]')), DATA))
 put("bad_meta_resize_mode_unknown.safetensors", blob(good({"resize_mode": "stretch"}), DATA))
 put("bad_meta_resize_mode_case.safetensors", blob(good({"resize_mode": "Squash"}), DATA))
 put("bad_meta_resize_mode_squash_resize.safetensors",   # squash goes straight to input_size 8

@@ -13,8 +13,9 @@ process (torch.set_num_threads(--threads)); the same --threads gives the same we
 The model is tools/rcnn_ref.build(meta) from the metadata that goes into the blob (det_meta()
 below): torchvision's FasterRCNN on a ResNet-18 BackboneWithFPN with returned_layers [1, 2, 3]
 (no layer4: the FPN's maps '0' '1' '2' at strides 4, 8, 16 and 'pool' at 32), fpn_channels 64,
-representation_size 256, min_size/max_size --min-size/--max-size, two anchor sizes per level
-(12/20, 28/40, 56/80, 112/160 px of the resized input) x ratios 0.5, 1, 2; at inference the RPN
+representation_size 256, min_size/max_size --min-size/--max-size (160/224: a 256 x 256 training
+frame and a 320 x 320 one become 160 x 160, a 480 x 360 one 213 x 160), two anchor sizes per level
+(8/14, 20/28, 40/56, 80/112 px of the resized input) x ratios 0.5, 1, 2; at inference the RPN
 keeps 300 boxes per level before NMS and 100 after, at most 20 detections. The backbone is trained
 from scratch with nn.BatchNorm2d (its statistics are folded into the convolutions by medinfer), as
 no pretrained weights are reachable here. Training-only settings (not in the blob, they do not
@@ -34,7 +35,7 @@ The shipped blob was made with these commands (2 cores shared with other builds 
     nice -n 5 /usr/bin/python3 tools/assist_synth.py DATA/train --seed 1 --count 1000 --size 256 --jobs 2
     nice -n 5 /usr/bin/python3 tools/assist_synth.py DATA/val --seed 2 --count 200 --size 256 --jobs 2
     nice -n 5 /usr/bin/python3 tools/assist_synth.py DATA/test --seed 5000 --count 200 --size 256 --jobs 2
-    nice -n 5 /usr/bin/python3 tools/train_assist_det.py train --data DATA --work WORK --threads 1 --epochs 3
+    nice -n 5 /usr/bin/python3 tools/train_assist_det.py train --data DATA --work WORK --threads 1 --epochs 2
     nice -n 5 /usr/bin/python3 tools/train_assist_det.py eval --data DATA --work WORK --threads 1
 and gave the figures in docs/assist_training.md.
 
@@ -68,7 +69,7 @@ def det_meta(a):
         "resnet18", len(assist_synth.LABELS), list(assist_synth.LABELS), model_version=MODEL_VERSION,
         arch="fasterrcnn_fpn", min_size=a.min_size, max_size=a.max_size,
         returned_layers=[1, 2, 3], fpn_channels=64, representation_size=256,
-        anchor_sizes=[[12, 20], [28, 40], [56, 80], [112, 160]], anchor_ratios=[0.5, 1.0, 2.0],
+        anchor_sizes=[[8, 14], [20, 28], [40, 56], [80, 112]], anchor_ratios=[0.5, 1.0, 2.0],
         rpn_pre_nms_top_n=300, rpn_post_nms_top_n=100, box_detections_per_img=20)
     meta["high_risk_labels"] = json.dumps(assist_synth.HIGH_RISK)
     meta["intended_use"] = INTENDED_USE
@@ -291,7 +292,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--val-count", type=int, default=100, help="train: validation frames scored after each epoch")
-    ap.add_argument("--min-size", type=int, default=224)
+    ap.add_argument("--min-size", type=int, default=160)
     ap.add_argument("--max-size", type=int, default=224)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "weights", "assist_det_demo.safetensors"))

@@ -299,10 +299,32 @@ static mi_status check_known_metadata(const mi_weights *w) {
         int n;
         mi_status st = mi_weights_meta_strings(w, "labels", &labels, &n);
         if (st) return st;
-        mi_strings_free(labels, n);
-        if (num_classes >= 0 && n != num_classes)
+        if (num_classes >= 0 && n != num_classes) {
+            mi_strings_free(labels, n);
             return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'labels' has %d names, 'num_classes' is %lld",
                            w->path, n, num_classes);
+        }
+        /* a detector's classes that raise an alert (the endoscopy assistant): each one of the labels */
+        if (mi_weights_meta(w, "high_risk_labels")) {
+            char **risk;
+            int nr;
+            if ((st = mi_weights_meta_strings(w, "high_risk_labels", &risk, &nr))) {
+                mi_strings_free(labels, n);
+                return st;
+            }
+            for (int i = 0; i < nr && !st; i++) {
+                bool known = false;
+                for (int j = 0; j < n && !known; j++) known = !strcmp(risk[i], labels[j]);
+                if (!known)
+                    st = MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'high_risk_labels' names '%.60s', which is not one of "
+                                 "'labels'", w->path, risk[i]);
+            }
+            mi_strings_free(risk, nr);
+        }
+        mi_strings_free(labels, n);
+        if (st) return st;
+    } else if (mi_weights_meta(w, "high_risk_labels")) {
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'high_risk_labels' without 'labels' to name", w->path);
     }
     return MI_OK;
 }
