@@ -365,6 +365,86 @@ def assist_frame():
     put("assist_frame", "bad_empty", b"\x01")
 
 
+def assist_findings_db(path, rows, tamper=None):
+    """A findings database as pipelines/assist/store.c writes it, built here from the definition in
+    docs/assist.md ("Hash chain") with Python's hashlib and sqlite3, not with the C code: a corpus
+    that the C verifier finds intact shows that both agree on the definition. rows: list of
+    (table, {column: value}); tamper: SQL run afterwards (triggers dropped first)."""
+    import hashlib
+    cols = {"exams": ["exam_id", "terminal", "patient_id", "exam_number", "age", "sex", "opened", "opened_by"],
+            "findings": ["exam_id", "terminal", "timestamp_ms", "received", "trigger", "type", "score", "probs", "box",
+                         "high_risk", "model_arch", "model_version", "model_sha256", "thumbnail"],
+            "events": ["time", "kind", "exam_id", "terminal", "finding_id", "detail"]}
+
+    def enc(v):
+        if isinstance(v, bytes):
+            return hashlib.sha256(v).hexdigest().encode()
+        if isinstance(v, float):
+            return ("%.17g" % v).encode()
+        return str(v).encode()
+
+    if os.path.exists(path):
+        os.remove(path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA page_size=512")
+    db.executescript("""
+        CREATE TABLE exams (seq INTEGER PRIMARY KEY AUTOINCREMENT, exam_id TEXT NOT NULL UNIQUE, terminal TEXT NOT NULL,
+          patient_id TEXT NOT NULL, exam_number TEXT NOT NULL, age INTEGER NOT NULL, sex TEXT NOT NULL,
+          opened TEXT NOT NULL, opened_by TEXT NOT NULL, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL);
+        CREATE TABLE findings (seq INTEGER PRIMARY KEY AUTOINCREMENT, exam_id TEXT NOT NULL, terminal TEXT NOT NULL,
+          timestamp_ms INTEGER NOT NULL, received TEXT NOT NULL, trigger TEXT NOT NULL, type TEXT NOT NULL,
+          score REAL NOT NULL, probs TEXT NOT NULL, box TEXT NOT NULL, high_risk INTEGER NOT NULL,
+          model_arch TEXT NOT NULL, model_version TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+          thumbnail BLOB NOT NULL, prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, kind TEXT NOT NULL,
+          exam_id TEXT NOT NULL, terminal TEXT NOT NULL, finding_id INTEGER NOT NULL, detail TEXT NOT NULL,
+          prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL);
+        CREATE TRIGGER findings_no_update BEFORE UPDATE ON findings BEGIN SELECT RAISE(ABORT, 'append-only'); END;
+    """)
+    prev, seq = {t: "0" * 64 for t in cols}, {t: 0 for t in cols}
+    for table, row in rows:
+        seq[table] += 1
+        h = hashlib.sha256(b"medinfer-assist-v1\n")
+        for part in [table.encode(), str(seq[table]).encode()] + [enc(row[c]) for c in cols[table]] + [prev[table].encode()]:
+            h.update(b"%d:" % len(part) + part + b"\n")
+        names = ["seq"] + cols[table] + ["prev_hash", "row_hash"]
+        values = [seq[table]] + [row[c] for c in cols[table]] + [prev[table], h.hexdigest()]
+        db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+        prev[table] = h.hexdigest()
+    db.commit()
+    if tamper:
+        db.executescript("DROP TRIGGER findings_no_update;" + tamper)
+        db.commit()
+    db.execute("VACUUM")
+    db.close()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def assist_db():
+    """findings databases for --verify-db (fuzz/fuzz_assist_db.c), written independently of the C"""
+    exam = {"exam_id": "E000001-0a1b2c3d", "terminal": "T1", "patient_id": "P-1", "exam_number": "X-1", "age": 63,
+            "sex": "F", "opened": "2026-12-01T17:00:00.000Z", "opened_by": "WS"}
+    finding = {"exam_id": "E000001-0a1b2c3d", "terminal": "T1", "timestamp_ms": 1040, "received": "2026-12-01T17:00:01.000Z",
+               "trigger": "pedal", "type": "ulcer", "score": 0.9123456789, "probs": '{"__background__":0.05,"ulcer":0.95}',
+               "box": "[1.5,2,30,40.25]", "high_risk": 1, "model_arch": "fasterrcnn_fpn", "model_version": "1",
+               "model_sha256": "ab" * 32, "thumbnail": b"\x89PNG\r\n\x1a\n-not-really"}
+    alert = {"time": "2026-12-01T17:00:01.000Z", "kind": "alert", "exam_id": "E000001-0a1b2c3d", "terminal": "T1",
+             "finding_id": 1, "detail": '{"type":"ulcer"}'}
+    rows = [("exams", exam), ("findings", finding), ("events", alert),
+            ("findings", dict(finding, timestamp_ms=2080, high_risk=0, score=0.6))]
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "f.sqlite")
+        put("assist_db", "ok_two_findings.sqlite", assist_findings_db(p, rows))
+        put("assist_db", "ok_empty.sqlite", assist_findings_db(p, []))
+        put("assist_db", "bad_edited_score.sqlite", assist_findings_db(p, rows, "UPDATE findings SET score = 0.99 WHERE seq = 1"))
+        put("assist_db", "bad_thumbnail.sqlite", assist_findings_db(p, rows, "UPDATE findings SET thumbnail = x'00' WHERE seq = 2"))
+        put("assist_db", "bad_deleted_tail.sqlite", assist_findings_db(p, rows, "DELETE FROM findings WHERE seq = 2"))
+        put("assist_db", "bad_other_terminal.sqlite",
+            assist_findings_db(p, [("exams", exam), ("findings", dict(finding, terminal="T2", high_risk=0))]))
+        put("assist_db", "bad_not_sqlite", b"SQLite format 3\0" + b"\xff" * 200)
+
+
 def assist_answer():
     """Answers of the diagnosis server to POST /v1/frames as the terminal reads them
     (pipelines/assist/terminal.c): judged with lesions, not judged, and one per refusal."""
@@ -406,6 +486,7 @@ def main():
     assist_http()
     assist_exam()
     assist_frame()
+    assist_db()
     assist_answer()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)

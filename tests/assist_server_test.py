@@ -388,7 +388,11 @@ def main():
     t0, seen = time.time(), False
     while not seen and time.time() - t0 < 20:
         ok, m = metrics(port)
-        seen = m.get("medinfer_assist_workers_busy") == 1 and m.get("medinfer_assist_queue_depth", 0) >= 1
+        # every frame received (answered, or in flight besides this /metrics request), one of
+        # them running and at least one queued: a SIGTERM now stops a server with work to finish
+        received = len(results) + m.get("medinfer_assist_requests_in_flight", 0) - 1
+        seen = (received == 6 and m.get("medinfer_assist_workers_busy") == 1
+                and m.get("medinfer_assist_queue_depth", 0) >= 1)
         time.sleep(0.002)
     rc = srv.stop(signal.SIGTERM)
     [t.join() for t in ts]

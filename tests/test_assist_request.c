@@ -1,7 +1,8 @@
 /* tests/test_assist_request.c - the diagnosis server's request parsing (pipelines/assist/
  * request.c): the token file and the Authorization check, routing, the frame query, the exam
  * body, Content-Type and frame bodies, each refusal with its message pinned. The findings
- * database's chain (store.c) is checked here too, on a database written and then edited. */
+ * database's chain (store.c) is checked here too, on a database written and then edited, and on
+ * databases written from the documented definition by another implementation. */
 #include "tests/mi_test.h"
 #include "pipelines/assist/request.h"
 #include "pipelines/assist/store.h"
@@ -282,6 +283,38 @@ START_TEST(findings_chain)
 }
 END_TEST
 
+/* databases written by fuzz/make_corpus.py from docs/assist.md's definition of the chain, with
+ * Python's hashlib and sqlite3: the C verifier agrees with the written definition */
+START_TEST(independent_databases)
+{
+    static const struct { const char *file; int intact; const char *msg; } cases[] = {
+        { "ok_two_findings.sqlite", 1, NULL },
+        { "ok_empty.sqlite", 1, NULL },
+        { "bad_edited_score.sqlite", 0, "findings row 1 was edited" },
+        { "bad_thumbnail.sqlite", 0, "findings row 2 was edited" },
+        { "bad_deleted_tail.sqlite", 0, "findings rows 2..2 are missing (deleted from the end)" },
+        { "bad_other_terminal.sqlite", 0, "finding row 1 refers to an exam" },
+        { "bad_not_sqlite", -1, "not a medinfer findings database" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "fuzz/corpus/assist_db/%s", cases[i].file);
+        mi_assist_verify_report r;
+        mi_status st = mi_assist_store_verify(path, &r);
+        if (cases[i].intact < 0) {
+            ck_assert_int_eq(st, MI_ERR_IO);
+        } else {
+            ck_assert_msg(st == MI_OK, "%s: %s", path, mi_last_error());
+            ck_assert_msg(r.intact == (cases[i].intact == 1), "%s: intact %d: %s", path, r.intact, mi_last_error());
+        }
+        if (cases[i].msg) ck_assert_msg(strstr(mi_last_error(), cases[i].msg), "%s: %s", path, mi_last_error());
+    }
+    mi_assist_verify_report r;
+    ck_assert_int_eq(mi_assist_store_verify("fuzz/corpus/assist_db/ok_two_findings.sqlite", &r), MI_OK);
+    ck_assert(r.rows[0] == 1 && r.rows[1] == 2 && r.rows[2] == 1);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("assist_request");
     TCase *tc = tcase_create("core");
@@ -291,6 +324,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, exam_body);
     tcase_add_test(tc, content_type_and_frames);
     tcase_add_test(tc, findings_chain);
+    tcase_add_test(tc, independent_databases);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -37,7 +37,8 @@ static const char *usage =
     "  --luma-lo V --luma-hi V --sobel-min V --glare-level N --glare-max F\n"
     "                        frame quality thresholds (defaults 30, 220, 8, 235, 0.15)\n"
     "  --quiet               no per-request log lines on stderr\n"
-    MI_TRUST_USAGE
+    "  --pubkey K            trusted public key file; refuses blobs not signed by it\n"
+    "                        (default: $MEDINFER_TRUST, else " MI_TRUST_DEFAULT_STORE " if present)\n"
     "  Stops on SIGINT or SIGTERM after answering the requests in flight.\n"
     "Exit codes: 0 stopped cleanly or database intact, 1 cannot start (message says why), 2 usage,\n"
     "  10 untrusted blob, 30 database tampered with, 31 database unreadable.\n";
@@ -87,6 +88,10 @@ int cmd_assist_server(int argc, char **argv) {
         double d;
         int n;
         if (tr < 0) return MI_EXIT_USAGE;
+        if (tr && trust.audit) {
+            fprintf(stderr, "medinfer %s: --audit is not taken: the findings database (--db) is this server's audit trail\n", C);
+            return MI_EXIT_USAGE;
+        }
         if (tr) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
@@ -96,8 +101,15 @@ int cmd_assist_server(int argc, char **argv) {
             o.log = false;
             continue;
         }
-        if (a[0] != '-' || !v) {
-            fprintf(stderr, "medinfer %s: %s%s\n", C, a, a[0] != '-' ? ": unexpected argument" : " needs a value");
+        static const char *const valued[] = { "--model", "--tokens", "--db", "--verify-db", "--bind", "--port-file", "--port",
+                                              "--workers", "--threads", "--queue", "--max-connections", "--max-side",
+                                              "--max-body", "--score-threshold", "--alert-threshold", "--luma-lo", "--luma-hi",
+                                              "--sobel-min", "--glare-max", "--glare-level" };
+        bool known = false;
+        for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
+        if (a[0] != '-' || !known || !v) {
+            fprintf(stderr, "medinfer %s: %s%s\n", C, a,
+                    a[0] != '-' ? ": unexpected argument" : !known ? ": unknown option" : " needs a value");
             return MI_EXIT_USAGE;
         }
         i++;
@@ -126,12 +138,7 @@ int cmd_assist_server(int argc, char **argv) {
         else if (!strcmp(a, "--luma-hi")) bad = mi_cli_double(C, a, v, 0, 255, &o.quality.luma_hi);
         else if (!strcmp(a, "--sobel-min")) bad = mi_cli_double(C, a, v, 0, 1020, &o.quality.sobel_min);
         else if (!strcmp(a, "--glare-max")) bad = mi_cli_double(C, a, v, 0, 1, &o.quality.glare_max_frac);
-        else if (!strcmp(a, "--glare-level")) {
-            if (!(bad = mi_cli_int(C, a, v, 0, 255, &n))) o.quality.glare_level = n;
-        } else {
-            fprintf(stderr, "medinfer %s: unknown option %s\n", C, a);
-            return MI_EXIT_USAGE;
-        }
+        else if (!strcmp(a, "--glare-level") && !(bad = mi_cli_int(C, a, v, 0, 255, &n))) o.quality.glare_level = n;
         if (bad) return MI_EXIT_USAGE;
     }
     if (verify_db) return verify(verify_db);

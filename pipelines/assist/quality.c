@@ -12,8 +12,8 @@
 #include <string.h>
 
 /* Defaults, calibrated on the real colonoscopy clip of ../shared/data (endoscopy-video-misc, its
- * 260 x 195 inset, every frame), the 995 Kvasir-SEG photos and blurred copies of both; the measured distributions are in
- * docs/assist.md ("Frame quality"). */
+ * 260 x 195 inset, every frame), the 995 Kvasir-SEG photos and blurred copies of both; the
+ * measured distributions are in docs/assist.md ("Frame quality"). */
 void mi_quality_defaults(mi_quality_thresholds *t) {
     t->luma_lo = 30.0;
     t->luma_hi = 220.0;

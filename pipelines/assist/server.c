@@ -810,11 +810,11 @@ mi_status mi_assist_server_start(mi_assist_server **out, const mi_model *m, cons
                                  mi_assist_store *store, const mi_assist_server_opts *o) {
     *out = NULL;
     if (o->workers < 1 || o->queue < 1 || o->max_connections < 1 || o->max_body < 1)
-        return MI_FAIL(MI_ERR_ARG, "assist-server: workers, queue, connections and body size must each be at least 1");
+        return MI_FAIL(MI_ERR_ARG, "workers, queue, connections and body size must each be at least 1");
     mi_status st = mi_quality_check_thresholds(&o->quality);
     if (st) return st;
     mi_assist_server *s = calloc(1, sizeof *s);
-    if (!s) return MI_FAIL(MI_ERR_NOMEM, "assist-server: out of memory");
+    if (!s) return MI_FAIL(MI_ERR_NOMEM, "out of memory starting the server");
     s->model = m, s->tokens = tokens, s->store = store, s->o = *o;
     if (!s->o.bind) s->o.bind = "127.0.0.1";
     pthread_mutex_init(&s->qmu, NULL);
@@ -825,12 +825,12 @@ mi_status mi_assist_server_start(mi_assist_server **out, const mi_model *m, cons
     s->ring = calloc((size_t)o->queue, sizeof *s->ring);
     s->threads = calloc((size_t)o->workers, sizeof *s->threads);
     if (!s->ring || !s->threads) {
-        st = MI_FAIL(MI_ERR_NOMEM, "assist-server: out of memory");
+        st = MI_FAIL(MI_ERR_NOMEM, "out of memory starting the server");
         goto fail;
     }
     for (int i = 0; i < o->workers; i++) {
         if (pthread_create(&s->threads[i], NULL, worker, s)) {
-            st = MI_FAIL(MI_ERR_NOMEM, "assist-server: cannot start worker %d of %d", i + 1, o->workers);
+            st = MI_FAIL(MI_ERR_NOMEM, "cannot start worker %d of %d", i + 1, o->workers);
             stop_workers(s);
             goto fail;
         }
@@ -850,7 +850,7 @@ mi_status mi_assist_server_start(mi_assist_server **out, const mi_model *m, cons
         a6->sin6_port = htons((uint16_t)o->port);
         flags |= MHD_USE_IPv6;
     } else {
-        st = MI_FAIL(MI_ERR_ARG, "assist-server: --bind '%s' is not an IPv4 or IPv6 address", s->o.bind);
+        st = MI_FAIL(MI_ERR_ARG, "--bind '%s' is not an IPv4 or IPv6 address", s->o.bind);
         stop_workers(s);
         goto fail;
     }
@@ -863,7 +863,7 @@ mi_status mi_assist_server_start(mi_assist_server **out, const mi_model *m, cons
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_END);
     if (!s->d) {
-        st = MI_FAIL(MI_ERR_IO, "assist-server: cannot listen on %s port %d (in use, or not this machine's address?)",
+        st = MI_FAIL(MI_ERR_IO, "cannot listen on %s port %d (in use, or not this machine's address?)",
                      s->o.bind, o->port);
         stop_workers(s);
         goto fail;

@@ -602,15 +602,8 @@ static mi_status verify_table(sqlite3 *db, const char *path, int table, mi_assis
     return MI_OK;
 }
 
-mi_status mi_assist_store_verify(const char *path, mi_assist_verify_report *r) {
-    memset(r, 0, sizeof *r);
-    sqlite3 *db = NULL;
-    /* read-write only so that a WAL left by a killed server is read; nothing is written */
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        mi_status st = MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return st;
-    }
+/* the walk of both verifiers on an open connection, which it closes; path names it in messages */
+static mi_status verify_db(sqlite3 *db, const char *path, mi_assist_verify_report *r) {
     sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
     sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 26);
     sqlite3_busy_timeout(db, 10000);
@@ -652,4 +645,35 @@ done:
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     return st;
+}
+
+mi_status mi_assist_store_verify(const char *path, mi_assist_verify_report *r) {
+    memset(r, 0, sizeof *r);
+    sqlite3 *db = NULL;
+    /* read-only: nothing is written; a WAL left by a killed server is still read */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        mi_status st = MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return st;
+    }
+    return verify_db(db, path, r);
+}
+
+mi_status mi_assist_store_verify_memory(const void *data, size_t n, const char *name, mi_assist_verify_report *r) {
+    memset(r, 0, sizeof *r);
+    if (!name) name = "(memory)";
+    if ((!data && n) || n > (size_t)INT64_MAX) return MI_FAIL(MI_ERR_ARG, "%s: no database bytes", name);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return MI_FAIL(MI_ERR_NOMEM, "%s: cannot open an in-memory database", name);
+    }
+    /* READONLY, neither FREEONCLOSE nor RESIZEABLE: SQLite reads the caller's bytes in place */
+    if (sqlite3_deserialize(db, "main", (unsigned char *)data, (sqlite3_int64)n, (sqlite3_int64)n,
+                            SQLITE_DESERIALIZE_READONLY) != SQLITE_OK) {
+        mi_status st = MI_FAIL(MI_ERR_IO, "%s: cannot open: %s", name, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return st;
+    }
+    return verify_db(db, name, r);
 }

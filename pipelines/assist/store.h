@@ -79,6 +79,9 @@ typedef struct {
     char      head[3][96];       /* "SEQ:HASH" of each table's last row, "0:" when empty */
 } mi_assist_verify_report;
 mi_status mi_assist_store_verify(const char *path, mi_assist_verify_report *r);
+/* The same on a database's bytes in memory (read in place, never written); name stands for the
+ * path in messages. */
+mi_status mi_assist_store_verify_memory(const void *data, size_t n, const char *name, mi_assist_verify_report *r);
 
 /* "2026-12-01T17:05:03.123Z" now */
 void mi_assist_now_iso(char out[32]);
