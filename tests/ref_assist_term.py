@@ -20,9 +20,9 @@ LABELS = ["__background__", "adenomatous polyp", "non-adenomatous polyp", "ulcer
 torch.manual_seed(0)
 # the demo detector's configuration (tools/train_assist_det.py), so the test costs what it will
 meta = rcnn_ref.metadata("resnet18", len(LABELS), labels=LABELS, model_version="test-assist-term-1",
-                         arch="fasterrcnn_fpn", min_size=224, max_size=224, returned_layers=[1, 2, 3],
+                         arch="fasterrcnn_fpn", min_size=160, max_size=224, returned_layers=[1, 2, 3],
                          fpn_channels=64, representation_size=256,
-                         anchor_sizes=[[12, 20], [28, 40], [56, 80], [112, 160]], anchor_ratios=[0.5, 1.0, 2.0],
+                         anchor_sizes=[[8, 14], [20, 28], [40, 56], [80, 112]], anchor_ratios=[0.5, 1.0, 2.0],
                          rpn_pre_nms_top_n=300, rpn_post_nms_top_n=100, box_detections_per_img=3)
 meta["high_risk_labels"] = '["adenomatous polyp", "ulcer"]'
 model = rcnn_ref.build(meta)
