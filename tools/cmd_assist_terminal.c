@@ -637,10 +637,9 @@ int cmd_assist_terminal(int argc, char **argv) {
             bool ok = false;
             if (res.state == MI_REQ_ANSWER) {
                 mi_assist_answer a;
-                pthread_mutex_lock(&side.mu);
-                char want[128];
-                snprintf(want, sizeof want, "%s", side.exam_id);
-                pthread_mutex_unlock(&side.mu);
+                /* the exam the frame went to, not the current one: the workstation may have
+                 * opened the next exam while the answer was on its way */
+                const char *want = res.exam_id;
                 if (mi_assist_answer_parse(&a, res.reply.body, res.reply.len) != MI_OK) {
                     cJSON_ReplaceItemInObject(e, "event", cJSON_CreateString("failure"));
                     cJSON_AddStringToObject(e, "error", mi_last_error());
@@ -747,6 +746,8 @@ int cmd_assist_terminal(int argc, char **argv) {
         snprintf(terminal, sizeof terminal, "%s", side.terminal);
         snprintf(note, sizeof note, "%s", side.exam_note);
         pthread_mutex_unlock(&side.mu);
+        /* an answer of the previous exam is not drawn once the next exam is open */
+        if (have_held && strcmp(held.exam_id, exam)) have_held = false;
         const bool free_to_send = !mi_assist_client_busy(cl) && now_ms() >= next_send_ms;
         mi_trigger_kind k = mi_trigger_step(&trig, fr.index, fr.px, fr.w, fr.h, &pedal, free_to_send);
         if (k != MI_TRIG_NONE) {

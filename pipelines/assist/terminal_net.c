@@ -123,6 +123,7 @@ static void *client_main(void *arg) {
 
         mi_req_result res;
         memset(&res, 0, sizeof res);
+        snprintf(res.exam_id, sizeof res.exam_id, "%s", c->exam_id);
         res.frame = c->frame;
         res.t_ms = c->t_ms;
         res.trigger = c->trigger[0] == 'p' ? "pedal" : c->trigger[0] == 'f' ? "freeze" : "auto";

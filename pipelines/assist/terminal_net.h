@@ -34,6 +34,7 @@ typedef enum { MI_REQ_NONE = 0, MI_REQ_ANSWER, MI_REQ_FAILED } mi_req_state;
 
 typedef struct {
     mi_req_state  state;
+    char          exam_id[128];/* the exam the frame was sent for */
     int64_t       frame;       /* the frame index the request carried */
     int64_t       t_ms;        /* its timestamp */
     const char   *trigger;
