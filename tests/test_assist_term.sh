@@ -15,7 +15,8 @@
 #     told and only findings at times it sent (a request it gave up on is still stored), none of
 #     the other's; a terminal reading the other exam's findings gets 403;
 #   - the web view of T1 in headless Chromium: a screenshot shows a box (the overlay's green),
-#     and the page's findings table lists the exam's findings;
+#     and the page's findings table lists the exam's findings; a finding's thumbnail comes
+#     through the web view as a PNG;
 #   - a pedal press on each (T1: POST /pedal on its web view, T2: a line into --pedal-fifo) makes
 #     a target;
 #   - the server stopped (SIGSTOP) for 3.5 s mid-run: both terminals log timeouts, T2's video
@@ -132,6 +133,10 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
             --virtual-time-budget=3000 --dump-dom "$WEB/" >"$tmp/dom.html" 2>/dev/null
         grep -q '<tbody id="f"><tr>' "$tmp/dom.html" && break
     done
+    # a thumbnail through T1's web view (the terminal fetches it with its token)
+    id=$(curl -s "$WEB/findings.json" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["findings"][0]["id"])' 2>/dev/null)
+    [ -n "$id" ] && curl -s -f -o "$tmp/thumb.png" "$WEB/thumb/$id"
+    curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
 ) &
 shots=$!
 
@@ -155,6 +160,9 @@ pids="$srv"
 last=$(tail -n 1 "$tmp/shots" 2>/dev/null)
 [ "${last#* }" -ge 100 ] 2>/dev/null || fail "no screenshot of the web view showed a box (tries and box pixels: $(cat "$tmp/shots" 2>/dev/null | tr '\n' ' '))"
 echo "web view: screenshot ${last% *} shows a box (${last#* } pixels of the box colour)"
+"$PY" -c 'import sys; from PIL import Image; im = Image.open(sys.argv[1]); im.load(); print("thumbnail", im.size)' \
+    "$tmp/thumb.png" || fail "no finding thumbnail through T1's web view"
+[ "$(cat "$tmp/thumb_bad")" = 404 ] || fail "/thumb/1x: HTTP $(cat "$tmp/thumb_bad"), expected 404"
 
 "$COUNT" --count "$tmp/A.mp4" >"$tmp/A.count" || fail "decoding A.mp4"
 "$COUNT" --count "$tmp/B.mp4" >"$tmp/B.count" || fail "decoding B.mp4"

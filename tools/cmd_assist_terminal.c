@@ -583,6 +583,7 @@ int cmd_assist_terminal(int argc, char **argv) {
     side.timeout_ms = o.timeout_ms;
     side.follow_current = !o.exam;
     side.web = web;
+    if (web && mi_assist_web_set_server(web, side.server, token, o.timeout_ms) != MI_OK) { rc = mi_cli_error(C); goto done; }
     if (o.exam) snprintf(side.exam_id, sizeof side.exam_id, "%s", o.exam);
     else snprintf(side.exam_note, sizeof side.exam_note, "looking up the open exam");
     side_round(&side);   /* the exam before the first frame, when the server is there */

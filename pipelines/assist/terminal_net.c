@@ -248,6 +248,8 @@ struct mi_assist_web {
     size_t          jpeg_len;
     char           *findings, *status;
     int             pedal;
+    char            server[512], token[512];   /* for thumbnails; server "" until set */
+    long            timeout_ms;
 };
 
 /* The page: the overlaid stream as a JPEG polled every 100 ms (no long-lived connection, so a
@@ -261,7 +263,7 @@ static const char PAGE[] =
     "<img id=\"v\" src=\"/latest.jpg\" alt=\"live overlay\">\n<div id=\"st\"></div>\n"
     "<button onclick=\"fetch('/pedal',{method:'POST'})\">pedal</button>\n"
     "<h3>Findings of this exam</h3>\n<table><thead><tr><th>time</th><th>type</th><th>score</th>"
-    "<th>high risk</th><th>box</th></tr></thead><tbody id=\"f\"></tbody></table>\n"
+    "<th>high risk</th><th>box</th><th></th></tr></thead><tbody id=\"f\"></tbody></table>\n"
     "<script>\n"
     "const v=document.getElementById('v');let n=0;\n"
     "function next(){const i=new Image();i.onload=()=>{v.src=i.src;setTimeout(next,100)};"
@@ -272,7 +274,8 @@ static const char PAGE[] =
     "const b=document.getElementById('f');b.innerHTML='';"
     "for(const f of (j.findings||[])){const t=document.createElement('tr');"
     "t.innerHTML='<td>'+fmt(f.timestamp_ms)+'</td><td>'+esc(f.type)+'</td><td>'+Number(f.score).toFixed(2)+"
-    "'</td><td class=\"'+(f.high_risk?'hr':'')+'\">'+(f.high_risk?'yes':'no')+'</td><td>'+esc((f.box||[]).map(x=>Math.round(x)).join(', '))+'</td>';"
+    "'</td><td class=\"'+(f.high_risk?'hr':'')+'\">'+(f.high_risk?'yes':'no')+'</td><td>'+esc((f.box||[]).map(x=>Math.round(x)).join(', '))+"
+    "'</td><td><img height=\"48\" alt=\"\" src=\"/thumb/'+Number(f.id)+'\"></td>';"
     "b.appendChild(t)}}catch(e){}"
     "try{const r=await fetch('/status.json');const s=await r.json();"
     "document.getElementById('st').textContent='exam '+(s.exam_id||'-')+' | sent '+s.sent+' | answered '+s.answered+"
@@ -298,6 +301,30 @@ static enum MHD_Result reply_copy(mi_assist_web *w, struct MHD_Connection *conn,
     pthread_mutex_unlock(&w->mu);
     if (!copy) return reply(conn, len ? 500 : 404, "application/json", none, strlen(none), MHD_RESPMEM_PERSISTENT);
     return reply(conn, 200, ctype, copy, len, MHD_RESPMEM_MUST_FREE);
+}
+
+/* The server's thumbnail of finding `id` (digits only: nothing else reaches the server's URL). */
+static enum MHD_Result thumbnail(mi_assist_web *w, struct MHD_Connection *conn, const char *id) {
+    static const char bad[] = "{\"error\": \"a finding id is a whole number\"}";
+    static const char none[] = "{\"error\": \"no such thumbnail\"}";
+    size_t n = strspn(id, "0123456789");
+    if (n == 0 || n > 18 || id[n]) return reply(conn, 404, "application/json", bad, sizeof bad - 1, MHD_RESPMEM_PERSISTENT);
+    char url[700], token[512];
+    long timeout;
+    pthread_mutex_lock(&w->mu);
+    snprintf(url, sizeof url, "%s/v1/findings/%s/thumbnail", w->server, id);
+    snprintf(token, sizeof token, "%s", w->token);
+    timeout = w->timeout_ms;
+    const bool have = w->server[0] != 0;
+    pthread_mutex_unlock(&w->mu);
+    if (!have) return reply(conn, 404, "application/json", none, sizeof none - 1, MHD_RESPMEM_PERSISTENT);
+    mi_http_reply r;
+    mi_http_get(&r, url, token, timeout);
+    if (r.code != 200 || !r.body) {
+        mi_http_reply_free(&r);
+        return reply(conn, 404, "application/json", none, sizeof none - 1, MHD_RESPMEM_PERSISTENT);
+    }
+    return reply(conn, 200, "image/png", r.body, r.len, MHD_RESPMEM_MUST_FREE);   /* r.body freed by MHD */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -326,6 +353,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
         return reply(conn, 200, "text/html; charset=utf-8", PAGE, sizeof PAGE - 1, MHD_RESPMEM_PERSISTENT);
+    if (!strncmp(url, "/thumb/", 7)) return thumbnail(w, conn, url + 7);
     static const char noframe[] = "{\"error\": \"no frame shown yet\"}";
     static const char nothing[] = "{\"error\": \"nothing yet\"}";
     pthread_mutex_lock(&w->mu);
@@ -367,6 +395,17 @@ mi_status mi_assist_web_start(mi_assist_web **out, const char *bind, int port) {
 }
 
 int mi_assist_web_port(const mi_assist_web *w) { return w->port; }
+
+mi_status mi_assist_web_set_server(mi_assist_web *w, const char *server, const char *token, long timeout_ms) {
+    if (strlen(server) >= sizeof w->server || strlen(token) >= sizeof w->token)
+        return MI_FAIL(MI_ERR_ARG, "web view: server URL or token too long");
+    pthread_mutex_lock(&w->mu);
+    snprintf(w->server, sizeof w->server, "%s", server);
+    snprintf(w->token, sizeof w->token, "%s", token);
+    w->timeout_ms = timeout_ms;
+    pthread_mutex_unlock(&w->mu);
+    return MI_OK;
+}
 
 void mi_assist_web_stop(mi_assist_web *w) {
     if (!w) return;

@@ -61,7 +61,8 @@ typedef struct mi_assist_web mi_assist_web;
 
 /* Listens on 127.0.0.1 (bind: another address) port (0 = any free one; mi_assist_web_port says
  * which). Serves / (the page), /latest.jpg (the last overlaid frame), /findings.json (the exam's
- * findings as the server gave them), /status.json (counters, fault) and POST /pedal. */
+ * findings as the server gave them), /thumb/{id} (a finding's thumbnail), /status.json (counters,
+ * fault) and POST /pedal. */
 mi_status mi_assist_web_start(mi_assist_web **w, const char *bind, int port);
 int       mi_assist_web_port(const mi_assist_web *w);
 void      mi_assist_web_stop(mi_assist_web *w);
@@ -69,6 +70,9 @@ void      mi_assist_web_stop(mi_assist_web *w);
 void mi_assist_web_set_frame(mi_assist_web *w, const uint8_t *jpeg, size_t len);
 void mi_assist_web_set_findings(mi_assist_web *w, const char *json);
 void mi_assist_web_set_status(mi_assist_web *w, const char *json);
+/* GET /thumb/{finding id} on the page is answered with the server's thumbnail of that finding,
+ * fetched with this token (which never reaches the browser); without this call: 404. */
+mi_status mi_assist_web_set_server(mi_assist_web *w, const char *server, const char *token, long timeout_ms);
 /* Pedal presses posted since the last call (the count, reset to 0). */
 int  mi_assist_web_take_pedal(mi_assist_web *w);
 
