@@ -320,7 +320,7 @@ def main():
     check(st == 403, "403 for T2 reading exam 1's findings")
     st, h, png = req(port, "GET", f0["thumbnail"], t1)
     check(st == 200 and h.get("Content-Type") == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
-          and Image.open(io.BytesIO(png)).size == (256, 192), "the finding's thumbnail is a 256x192 PNG")
+          and Image.open(io.BytesIO(png)).size == (160, 120), "the finding's thumbnail is a 160x120 PNG")
     st, _, b = jreq(port, "GET", f0["thumbnail"], t2)
     check(st == 403, "403 for T2 fetching a thumbnail of exam 1")
     st, _, b = jreq(port, "GET", "/v1/findings/999999/thumbnail", ws)

@@ -271,6 +271,12 @@ START_TEST(findings_chain)
         ck_assert_int_eq(mi_assist_store_verify(copy, &rep), MI_OK);
         ck_assert_msg(!rep.intact && strstr(mi_last_error(), tamper[i].msg), "%s: %s", tamper[i].sql, mi_last_error());
     }
+    /* another program's database is not taken over */
+    char other[300];
+    snprintf(other, sizeof other, "%s/audit.sqlite", dir);
+    edit(other, "CREATE TABLE audit_log (seq INTEGER)");
+    ck_assert_int_eq(mi_assist_store_open(&s, other), MI_ERR_IO);
+    ck_assert(strstr(mi_last_error(), "not a medinfer findings database (it has a table 'audit_log')"));
     char junk[300];
     snprintf(junk, sizeof junk, "%s/junk", dir);
     FILE *jf = fopen(junk, "w");

@@ -32,6 +32,7 @@ static const char *usage =
     "  --max-connections N   open connections (default 64)\n"
     "  --max-body BYTES      largest request body (default 8388608); larger: 413\n"
     "  --max-side N          largest frame side in pixels (default 4096)\n"
+    "  --thumbnail-side N    findings' thumbnails, longer side in pixels (default 160)\n"
     "  --score-threshold P   lesions below are not reported (default 0.5)\n"
     "  --alert-threshold P   a high-risk lesion at or above raises an alert (default 0.8)\n"
     "  --luma-lo V --luma-hi V --sobel-min V --glare-level N --glare-max F\n"
@@ -101,10 +102,11 @@ int cmd_assist_server(int argc, char **argv) {
             o.log = false;
             continue;
         }
-        static const char *const valued[] = { "--model", "--tokens", "--db", "--verify-db", "--bind", "--port-file", "--port",
-                                              "--workers", "--threads", "--queue", "--max-connections", "--max-side",
-                                              "--max-body", "--score-threshold", "--alert-threshold", "--luma-lo", "--luma-hi",
-                                              "--sobel-min", "--glare-max", "--glare-level" };
+        static const char *const valued[] = {
+            "--model", "--tokens", "--db", "--verify-db", "--bind", "--port-file", "--port", "--workers", "--threads",
+            "--queue", "--max-connections", "--max-side", "--thumbnail-side", "--max-body", "--score-threshold",
+            "--alert-threshold", "--luma-lo", "--luma-hi", "--sobel-min", "--glare-max", "--glare-level",
+        };
         bool known = false;
         for (size_t k = 0; k < sizeof valued / sizeof *valued; k++) known |= !strcmp(a, valued[k]);
         if (a[0] != '-' || !known || !v) {
@@ -125,6 +127,7 @@ int cmd_assist_server(int argc, char **argv) {
         else if (!strcmp(a, "--queue")) bad = mi_cli_int(C, a, v, 1, 100000, &o.queue), queue_set = true;
         else if (!strcmp(a, "--max-connections")) bad = mi_cli_int(C, a, v, 1, 10000, &o.max_connections);
         else if (!strcmp(a, "--max-side")) bad = mi_cli_int(C, a, v, 16, 32768, &o.max_side);
+        else if (!strcmp(a, "--thumbnail-side")) bad = mi_cli_int(C, a, v, 16, 1024, &o.thumbnail_side);
         else if (!strcmp(a, "--max-body")) {
             if (!(bad = mi_cli_double(C, a, v, 1, 1 << 30, &d))) {
                 if (d != (double)(long long)d) bad = -1, fprintf(stderr, "medinfer %s: --max-body %s is not a whole number of bytes\n", C, v);

@@ -113,18 +113,22 @@ static void to_mem(void *ctx, void *data, int size) {
     b->n += (size_t)size;
 }
 
-mi_status mi_assist_thumbnail(const mi_image *img, const mi_assist_lesion *l, int max_side, void **png, size_t *n) {
-    *png = NULL;
-    *n = 0;
+mi_status mi_assist_thumbnail_base(mi_image *small, const mi_image *img, int max_side) {
     const int side = img->w > img->h ? img->w : img->h;
     const double s = side > max_side ? (double)max_side / side : 1.0;
     int tw = (int)(img->w * s + 0.5), th = (int)(img->h * s + 0.5);
-    tw = tw < 1 ? 1 : tw, th = th < 1 ? 1 : th;
+    return mi_image_resize_aa(small, img, tw < 1 ? 1 : tw, th < 1 ? 1 : th);
+}
+
+mi_status mi_assist_thumbnail(const mi_image *small, int w, int h, const mi_assist_lesion *l, void **png, size_t *n) {
+    *png = NULL;
+    *n = 0;
     mi_image t;
-    mi_status st = mi_image_resize_aa(&t, img, tw, th);
+    mi_status st = mi_image_alloc(&t, small->w, small->h);
     if (st) return st;
+    memcpy(t.px, small->px, (size_t)t.w * t.h * 3);
     static const uint8_t red[3] = { 255, 40, 40 }, yellow[3] = { 255, 220, 0 };
-    const double sx = (double)tw / img->w, sy = (double)th / img->h;
+    const double sx = (double)t.w / w, sy = (double)t.h / h;
     mi_draw_rect(&t, (int)(l->box[0] * sx), (int)(l->box[1] * sy), (int)(l->box[2] * sx), (int)(l->box[3] * sy), 2,
                  l->high_risk ? red : yellow);
     membuf b = { 0 };
@@ -132,7 +136,7 @@ mi_status mi_assist_thumbnail(const mi_image *img, const mi_assist_lesion *l, in
     mi_image_free(&t);
     if (!ok || b.oom) {
         free(b.p);
-        return MI_FAIL(MI_ERR_NOMEM, "thumbnail: cannot encode a %dx%d PNG", tw, th);
+        return MI_FAIL(MI_ERR_NOMEM, "thumbnail: cannot encode a %dx%d PNG", small->w, small->h);
     }
     *png = b.p;
     *n = b.n;

@@ -14,6 +14,7 @@
  * grows past max_body without a Content-Length, 400 when it does not parse. */
 #include "pipelines/assist/server.h"
 
+#include "ops/cpu.h"
 #include "pipelines/assist/analyze.h"
 
 #include <arpa/inet.h>
@@ -257,13 +258,19 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
     /* findings: one per lesion, committed before anything is answered */
     t1 = now_s();
     mi_assist_finding f[MI_ASSIST_MAX_LESIONS];
+    mi_image small = { 0 };
+    if (nl > 0 && mi_assist_thumbnail_base(&small, &img, s->o.thumbnail_side)) {
+        job_error(jb, 500, "out of memory preparing the thumbnails");
+        goto done;
+    }
     for (int i = 0; i < nl; i++) {
         cJSON *p = probs_json(m, &les[i], nc), *b = box_json(&les[i]);
         pj[i] = cJSON_PrintUnformatted(p);
         bj[i] = cJSON_PrintUnformatted(b);
         cJSON_Delete(p);
         cJSON_Delete(b);
-        if (!pj[i] || !bj[i] || mi_assist_thumbnail(&img, &les[i], s->o.thumbnail_side, &thumbs[i], &thumb_n[i])) {
+        if (!pj[i] || !bj[i] || mi_assist_thumbnail(&small, img.w, img.h, &les[i], &thumbs[i], &thumb_n[i])) {
+            mi_image_free(&small);
             job_error(jb, 500, "out of memory preparing the findings");
             goto done;
         }
@@ -275,6 +282,7 @@ static void run_job(mi_assist_server *s, mi_assist_detector *det, job *jb) {
             .thumbnail = thumbs[i], .thumbnail_size = thumb_n[i],
         };
     }
+    mi_image_free(&small);
     if ((st = mi_assist_store_add_findings(s->store, f, nl, ids))) {
         char msg[600];
         snprintf(msg, sizeof msg, "the findings could not be stored, nothing was recorded: %s", mi_last_error());
@@ -349,6 +357,8 @@ static void *worker(void *arg) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > s->o.workers ? (int)(cores / s->o.workers) : 1;
     }
+    /* the worker's other OpenMP regions (thumbnail scaling) keep to its share of the cores too */
+    mi_set_threads(threads);
     mi_assist_detector det = { .model = s->model, .threads = threads };
     for (;;) {
         pthread_mutex_lock(&s->qmu);
@@ -781,7 +791,7 @@ void mi_assist_server_defaults(mi_assist_server_opts *o) {
     o->max_pixels = 4096ll * 4096;
     o->score_threshold = 0.5f;
     o->alert_threshold = 0.8f;
-    o->thumbnail_side = 256;
+    o->thumbnail_side = 160;
     o->retry_after_s = 1;
     o->timeout_s = 30;
     o->log = true;

@@ -221,6 +221,21 @@ mi_status mi_assist_store_open(mi_assist_store **out, const char *path) {
     sqlite3_busy_timeout(s->db, 10000);
     sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
     char *err = NULL;
+    /* a database holding other tables is someone else's (an audit log given by mistake): adding
+       ours to it would mix two records */
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                                  " AND name NOT IN ('exams', 'findings', 'events') LIMIT 1", -1, &q, NULL) != SQLITE_OK) {
+        st = MI_FAIL(MI_ERR_IO, "%s: not a medinfer findings database: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        st = MI_FAIL(MI_ERR_IO, "%s: not a medinfer findings database (it has a table '%s')", path,
+                     (const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        goto fail;
+    }
+    sqlite3_finalize(q);
     /* WAL: readers do not block the writer; FULL: the WAL is synced at every commit, so a
        committed finding survives a crash or a power cut, not only a killed process */
     if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &err) != SQLITE_OK ||
@@ -229,7 +244,6 @@ mi_status mi_assist_store_open(mi_assist_store **out, const char *path) {
         sqlite3_free(err);
         goto fail;
     }
-    sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &q, NULL) == SQLITE_OK) {
         const bool wal = sqlite3_step(q) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), "wal");
         sqlite3_finalize(q);
