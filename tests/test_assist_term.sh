@@ -127,16 +127,19 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
         echo "$k $n" >> "$tmp/shots"
         [ "$n" -ge 100 ] && break
     done
+    # a thumbnail through T1's web view (the terminal fetches it with its token), once it lists a finding
+    while kill -0 $ta 2>/dev/null; do
+        id=$(curl -s "$WEB/findings.json" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["findings"][0]["id"])' 2>/dev/null)
+        [ -n "$id" ] && curl -s -f -o "$tmp/thumb.png" "$WEB/thumb/$id" && break
+        sleep 0.3
+    done
+    curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
     for k in 1 2 3; do   # a browser of its own: the last one may still hold its profile
         kill -0 $ta 2>/dev/null || break
         timeout 20 chromium $CHROME --user-data-dir="$tmp/chrome$k" \
             --virtual-time-budget=3000 --dump-dom "$WEB/" >"$tmp/dom.html" 2>/dev/null
         grep -q '<tbody id="f"><tr>' "$tmp/dom.html" && break
     done
-    # a thumbnail through T1's web view (the terminal fetches it with its token)
-    id=$(curl -s "$WEB/findings.json" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["findings"][0]["id"])' 2>/dev/null)
-    [ -n "$id" ] && curl -s -f -o "$tmp/thumb.png" "$WEB/thumb/$id"
-    curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
 ) &
 shots=$!
 
