@@ -96,7 +96,7 @@ HOLD_B=400
 printf '# T2\ntok-t2-0123456789 terminal T2\n' > "$tmp/tokens.t2"
 "$BIN" assist-terminal --server "$URL" --token tok-t1-0123456789 --source "$tmp/A/%04d.png" --fps 12.5 --size 0 \
     --trigger auto:6,freeze,pedal --timeout-ms 3000 --hold-ms $HOLD_A --out "$tmp/A.mp4" --log "$tmp/A.jsonl" \
-    --web 0 --web-port-file "$tmp/webport" </dev/null >"$tmp/A.json" 2>"$tmp/A.err" &
+    --web 0 --web-port-file "$tmp/webport" --linger 60 </dev/null >"$tmp/A.json" 2>"$tmp/A.err" &
 ta=$!
 "$BIN" assist-terminal --server "$URL" --token-file "$tmp/tokens.t2" --source "$tmp/B/%04d.png" --fps 12.5 --size 0 \
     --trigger auto:6,freeze,pedal --pedal-fifo "$tmp/pedal" --timeout-ms 3000 --hold-ms $HOLD_B --out "$tmp/B.mp4" \
@@ -110,7 +110,8 @@ while [ ! -s "$tmp/webport" ]; do
 done
 WEB=http://127.0.0.1:$(cat "$tmp/webport")
 
-# screenshots of T1's page, beside the run, until one shows a box; then its DOM (findings table).
+# screenshots of T1's page, beside the run, until one shows a box; then its DOM (findings table)
+# and a thumbnail (T1's web view lingers after its video, so they do not race its end).
 # Without the extensions, sync and first-run work a headless Chromium starts in 2 s rather than 3.5.
 CHROME="--headless --no-sandbox --disable-gpu --disable-extensions --no-first-run --disable-background-networking
         --disable-sync --disable-default-apps --mute-audio --disable-component-update"
@@ -127,19 +128,23 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
         echo "$k $n" >> "$tmp/shots"
         [ "$n" -ge 100 ] && break
     done
-    # a thumbnail through T1's web view (the terminal fetches it with its token), once it lists a finding
-    while kill -0 $ta 2>/dev/null; do
+    # once T1's web view lists a finding: the page's DOM (its findings table), and a thumbnail
+    # through the web view (the terminal fetches it with its token)
+    id=""
+    for k in $(seq 60); do
+        kill -0 $ta 2>/dev/null || break
         id=$(curl -s "$WEB/findings.json" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["findings"][0]["id"])' 2>/dev/null)
-        [ -n "$id" ] && curl -s -f -o "$tmp/thumb.png" "$WEB/thumb/$id" && break
+        [ -n "$id" ] && break
         sleep 0.3
     done
-    curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
     for k in 1 2 3; do   # a browser of its own: the last one may still hold its profile
         kill -0 $ta 2>/dev/null || break
         timeout 20 chromium $CHROME --user-data-dir="$tmp/chrome$k" \
             --virtual-time-budget=3000 --dump-dom "$WEB/" >"$tmp/dom.html" 2>/dev/null
         grep -q '<tbody id="f"><tr>' "$tmp/dom.html" && break
     done
+    [ -n "$id" ] && curl -s -f -o "$tmp/thumb.png" "$WEB/thumb/$id"
+    curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
 ) &
 shots=$!
 
@@ -156,9 +161,14 @@ kill -CONT $srv
 curl -s -f -X POST "$WEB/pedal" >/dev/null || fail "POST /pedal on T1's web view"
 [ -p "$tmp/pedal" ] && timeout 5 sh -c "echo >> \"$tmp/pedal\"" || fail "T2's pedal FIFO"
 
-wait $ta || fail "terminal T1 exited $?: $(cat "$tmp/A.err")"
 wait $tb || fail "terminal T2 exited $?: $(cat "$tmp/B.err")"
+i=0
+until grep -q "web view up for" "$tmp/A.err"; do   # T1's video over: its web view lingers
+    i=$((i + 1)); [ $i -gt 400 ] && fail "T1 did not finish its video in 20 s more: $(cat "$tmp/A.err")"; sleep 0.05
+done
 wait $shots
+kill -TERM $ta
+wait $ta || fail "terminal T1 exited $?: $(cat "$tmp/A.err")"
 pids="$srv"
 last=$(tail -n 1 "$tmp/shots" 2>/dev/null)
 [ "${last#* }" -ge 100 ] 2>/dev/null || fail "no screenshot of the web view showed a box (tries and box pixels: $(cat "$tmp/shots" 2>/dev/null | tr '\n' ' '))"

@@ -73,6 +73,8 @@ static const char usage[] =
     "  --realtime        play a file at its frame rate (default for files and image sequences)\n"
     "  --no-realtime     as fast as frames decode (default for devices and network streams)\n"
     "  --duration S      stop after S seconds of video\n"
+    "  --linger S        with --web: keep the web view up S seconds after the source ends (SIGINT or\n"
+    "                    SIGTERM end it sooner); the MP4 and the summary are complete by then\n"
     "  --crop X,Y,W,H    use only this rectangle of the decoded frame (a capture card's picture\n"
     "                    around the endoscope's image), before --size scales it\n"
     "  --calibrate       no server: one JSON line per frame on stdout with the freeze measure and the\n"
@@ -258,7 +260,7 @@ typedef struct {
     const char *web_bind, *web_port_file;
     int   web_port;            /* -1: no web view */
     int   size, timeout_ms, hold_ms, realtime;   /* realtime -1: by source kind */
-    double fps, duration_s;
+    double fps, duration_s, linger_s;
     mi_trigger_config trig;
     bool  quiet, calibrate;
     int   crop[4];             /* x, y, w, h in decoded pixels; w 0: the whole frame */
@@ -348,6 +350,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--freeze-eps")) { VAL(); if (mi_cli_double(C, a, v, 0, 255, &o->trig.freeze_eps)) return -1; }
         else if (!strcmp(a, "--fps")) { VAL(); if (mi_cli_double(C, a, v, 0.1, 1000, &o->fps)) return -1; }
         else if (!strcmp(a, "--duration")) { VAL(); if (mi_cli_double(C, a, v, 0.001, 1e7, &o->duration_s)) return -1; }
+        else if (!strcmp(a, "--linger")) { VAL(); if (mi_cli_double(C, a, v, 0, 1e7, &o->linger_s)) return -1; }
         else if (!strcmp(a, "--realtime")) o->realtime = 1;
         else if (!strcmp(a, "--no-realtime")) o->realtime = 0;
         else if (!strcmp(a, "--quiet")) o->quiet = true;
@@ -923,8 +926,21 @@ int cmd_assist_terminal(int argc, char **argv) {
         if (txt) printf("%s\n", txt);
         free(txt);
         cJSON_Delete(sum);
+        fflush(stdout);
     }
     cJSON_Delete(drops);
+    if (web && o.linger_s > 0 && rc == MI_EXIT_OK) {
+        /* the recording is over and its MP4 complete; the page (last frame, findings, which the
+         * side thread keeps fetching) stays up for a reviewer until the time is up or a signal */
+        if (vw) {
+            mi_status st = mi_video_writer_close(vw);
+            vw = NULL;
+            if (st != MI_OK) rc = mi_cli_error(C);
+        }
+        if (!o.quiet) fprintf(stderr, "medinfer %s: source ended; web view up for %g s more\n", C, o.linger_s);
+        const double until = now_ms() + o.linger_s * 1000;
+        while (!stop_requested && now_ms() < until) usleep(50000);
+    }
 
 done:
     if (side.have_thread) {
