@@ -33,7 +33,7 @@ CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -D_GNU_SOURCE -fno-fast-math -ffp-contract=off -Wall -Wextra -Werror \
             -fPIC -fvisibility=hidden -I. -Iinclude -MMD -MP
 DCMTK_LIBS  := -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd
-PIPE_PKGS   := libavformat libavcodec libswscale libavutil sqlite3 libsodium libcurl stb openslide libtiff-4 libmicrohttpd
+PIPE_PKGS   := libavformat libavdevice libavcodec libswscale libavutil libmicrohttpd sqlite3 libsodium libcurl stb openslide libtiff-4
 # pkg-config is asked only when a target needs the pipelines (after deps are installed)
 PIPE_CFLAGS  = $(shell pkg-config --cflags $(PIPE_PKGS) 2>/dev/null)
 PIPE_LIBS    = $(shell pkg-config --libs $(PIPE_PKGS) 2>/dev/null) $(DCMTK_LIBS)

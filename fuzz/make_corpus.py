@@ -445,6 +445,28 @@ def assist_db():
         put("assist_db", "bad_not_sqlite", b"SQLite format 3\0" + b"\xff" * 200)
 
 
+def assist_answer():
+    """Answers of the diagnosis server to POST /v1/frames as the terminal reads them
+    (pipelines/assist/terminal.c): judged with lesions, not judged, and one per refusal."""
+    les = [{"type": "adenomatous polyp", "score": 0.91, "probs": {"adenomatous polyp": 0.91, "ulcer": 0.05},
+            "box": [10.5, 20, 110, 140.25]},
+           {"type": "ulcer", "score": 0.55, "probs": {}, "box": [200, 10, 230, 50]}]
+    a = {"exam_id": "e-7", "terminal": "T1", "timestamp_ms": 1234, "trigger": "auto", "judged": True,
+         "reason": None, "lesions": les, "high_risk": True, "finding_ids": [4, 5],
+         "model": {"arch": "fasterrcnn_fpn", "model_version": "2026.12.01.1", "sha256": "ab" * 32},
+         "timing_ms": {"queue": 0.1, "decode": 2, "quality": 1, "inference": 80, "total": 84}}
+    put("assist_answer", "ok_two_lesions.json", json.dumps(a).encode())
+    put("assist_answer", "ok_not_judged.json", json.dumps(dict(a, judged=False, lesions=[], high_risk=False,
+                                                               reason="too dark: mean luma 12.0 < 30.0")).encode())
+    put("assist_answer", "ok_twenty_lesions.json",
+        json.dumps(dict(a, lesions=[dict(les[0], score=i / 20) for i in range(20)])).encode())
+    put("assist_answer", "bad_no_exam.json", json.dumps({k: v for k, v in a.items() if k != "exam_id"}).encode())
+    put("assist_answer", "bad_box.json", json.dumps(dict(a, lesions=[dict(les[0], box=[1, 2, 3])])).encode())
+    put("assist_answer", "bad_score.json", json.dumps(dict(a, lesions=[dict(les[0], score=1.5)])).encode())
+    put("assist_answer", "bad_judged.json", json.dumps(dict(a, judged="yes")).encode())
+    put("assist_answer", "bad_truncated.json", json.dumps(a).encode()[:100])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "medinfer"))
@@ -465,6 +487,7 @@ def main():
     assist_exam()
     assist_frame()
     assist_db()
+    assist_answer()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"make_corpus.py: {OUT}: {total} bytes", file=sys.stderr)
 

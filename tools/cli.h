@@ -25,6 +25,7 @@ int cmd_echo(int argc, char **argv);
 int cmd_patho(int argc, char **argv);
 int cmd_lesionseg(int argc, char **argv);
 int cmd_assist_server(int argc, char **argv);
+int cmd_assist_terminal(int argc, char **argv);
 
 /* Parses a whole decimal number in [lo, hi] (nothing else on the line); -1 with a message naming
  * the command, the option and the value otherwise. */

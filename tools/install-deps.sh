@@ -17,16 +17,16 @@
 set -eu
 
 build="gcc make pkg-config libcjson-dev libstb-dev check
-       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
-       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev libtiff-dev
-       libmicrohttpd-dev"
+       libavformat-dev libavdevice-dev libavcodec-dev libswscale-dev libavutil-dev libmicrohttpd-dev
+       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev libtiff-dev"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
 # and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses),
 # the pathology references (skimage's Otsu), synthetic pyramidal slides (tifffile writes them) and
 # the 50 000-pixel test slide (vips builds it), and what OpenSlide returns through openslide-python
-# (tests/ref_slide.py)
+# (tests/ref_slide.py), and headless Chromium for the endoscopy assistant's web view screenshot
+# (tests/test_assist_term.sh)
 test="python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom dcmtk
-      python3-skimage python3-tifffile python3-openslide libvips-tools"
+      python3-skimage python3-tifffile python3-openslide libvips-tools chromium"
 # `make fuzz`: clang, its libFuzzer and sanitizer runtimes (only recommended by clang, so named
 # here), and the OpenMP runtime clang links (not GCC's libgomp)
 fuzz="clang libclang-rt-dev libomp-dev"

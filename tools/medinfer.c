@@ -17,6 +17,7 @@ static const struct { const char *name, *help; int (*run)(int, char **); } comma
     { "patho",   "gastric biopsy slides: tissue tiles, V-Net, tile graph, GCN class, heat-map, GeoJSON", cmd_patho },
     { "lesionseg", "endoscopy images and videos: depth-guided lesion masks, overlays, depth, components", cmd_lesionseg },
     { "assist-server", "endoscopy assistant's diagnosis server: frames in, lesions out, findings stored", cmd_assist_server },
+    { "assist-terminal", "endoscopy capture terminal: target frames to the diagnosis server, overlays, MP4, web view", cmd_assist_terminal },
 #endif
 };
 

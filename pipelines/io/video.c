@@ -2,6 +2,7 @@
 #include "pipelines/io/video.h"
 
 #include <libavcodec/avcodec.h>
+#include <libavdevice/avdevice.h>
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/opt.h>
@@ -68,10 +69,67 @@ mi_status mi_video_check_path(const char *path) {
     return MI_OK;   /* devices and pipes: FFmpeg may read them */
 }
 
+/* A numbered image sequence ("frames/%04d.png"): FFmpeg's image2 demuxer reads it, at the frame
+ * rate it is told (it assumes 25 fps otherwise). The folder must exist; a missing first image is
+ * FFmpeg's to report. */
+static bool is_sequence(const char *path) {
+    if (strstr(path, "://")) return false;
+    for (const char *p = strchr(path, '%'); p; p = strchr(p + 1, '%')) {
+        const char *q = p + 1;   /* %d or %0Nd: "clip%20a.mp4" is a file name, not a pattern */
+        while (*q >= '0' && *q <= '9') q++;
+        if (*q == 'd') return true;
+    }
+    return false;
+}
+
+static bool is_v4l2(const char *path) { return !strncmp(path, "/dev/video", 10); }
+
+static mi_status open_input(mi_video *v, const char *path, double fps) {
+    const AVInputFormat *ifmt = NULL;
+    AVDictionary *opts = NULL;
+    char eb[128], rate[32];
+    if (is_sequence(path)) {
+        ifmt = av_find_input_format("image2");
+        snprintf(rate, sizeof rate, "%g", fps > 0 ? fps : 25.0);
+        av_dict_set(&opts, "framerate", rate, 0);
+    } else if (is_v4l2(path)) {
+        /* capture cards are devices, which FFmpeg's probing of files never picks: name the demuxer */
+        avdevice_register_all();
+        ifmt = av_find_input_format("video4linux2");
+        if (!ifmt) return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: this FFmpeg build has no V4L2 input", path);
+        if (fps > 0) {
+            snprintf(rate, sizeof rate, "%g", fps);
+            av_dict_set(&opts, "framerate", rate, 0);
+        }
+    }
+    int r = avformat_open_input(&v->fmt, path, ifmt, &opts);
+    av_dict_free(&opts);
+    if (r < 0)
+        return MI_FAIL(r == AVERROR(ENOENT) ? MI_ERR_IO : MI_ERR_FORMAT, "%s: cannot open as a video: %s",
+                       path, averr(r, eb, sizeof eb));
+    return MI_OK;
+}
+
 mi_status mi_video_open(mi_video **out, const char *path, int short_side) {
+    return mi_video_open_source(out, path, short_side, 0);
+}
+
+mi_status mi_video_open_source(mi_video **out, const char *path, int short_side, double fps) {
     *out = NULL;
-    mi_status cst = mi_video_check_path(path);
-    if (cst != MI_OK) return cst;
+    if (is_sequence(path)) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        struct stat sb;
+        if (slash) {
+            *slash = 0;
+            if (stat(dir[0] ? dir : "/", &sb) != 0 || !S_ISDIR(sb.st_mode))
+                return MI_FAIL(MI_ERR_IO, "%s: folder '%s' of the image sequence does not exist", path, dir);
+        }
+    } else {
+        mi_status cst = mi_video_check_path(path);
+        if (cst != MI_OK) return cst;
+    }
     mi_video *v = calloc(1, sizeof *v);
     if (!v) return MI_FAIL(MI_ERR_NOMEM, "%s: out of memory", path);
     snprintf(v->path, sizeof v->path, "%s", path);
@@ -79,12 +137,8 @@ mi_status mi_video_open(mi_video **out, const char *path, int short_side) {
     v->last_ms = -1;
     char eb[128];
     mi_status st = MI_OK;
-    int r = avformat_open_input(&v->fmt, path, NULL, NULL);
-    if (r < 0) {
-        st = MI_FAIL(r == AVERROR(ENOENT) ? MI_ERR_IO : MI_ERR_FORMAT, "%s: cannot open as a video: %s",
-                     path, averr(r, eb, sizeof eb));
-        goto fail;
-    }
+    int r;
+    if ((st = open_input(v, path, fps)) != MI_OK) goto fail;
     if ((r = avformat_find_stream_info(v->fmt, NULL)) < 0) {
         st = MI_FAIL(MI_ERR_FORMAT, "%s: cannot read stream information: %s", path, averr(r, eb, sizeof eb));
         goto fail;

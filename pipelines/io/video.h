@@ -47,6 +47,10 @@ mi_status mi_video_check_path(const char *path);
  * side is short_side pixels, keeping the display aspect ratio; short_side <= 0 keeps the coded
  * size. Errors name the file. */
 mi_status mi_video_open(mi_video **out, const char *path, int short_side);
+/* The same for any source a terminal reads: a file, a numbered image sequence ("dir/%04d.png",
+ * played at fps, 25 when fps <= 0), a V4L2 capture device ("/dev/videoN", asked for fps when > 0)
+ * or a network URL FFmpeg opens (rtsp://, http://, udp://, ...). */
+mi_status mi_video_open_source(mi_video **out, const char *path, int short_side, double fps);
 void      mi_video_close(mi_video *v);
 const mi_video_info *mi_video_get_info(const mi_video *v);
 
