@@ -318,9 +318,9 @@ def main():
     f0 = b["findings"][0]
     st, _, b = jreq(port, "GET", f"/v1/exams/{E1}/findings", t2)
     check(st == 403, "403 for T2 reading exam 1's findings")
-    st, h, png = req(port, "GET", f0["thumbnail"], t1)
-    check(st == 200 and h.get("Content-Type") == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
-          and Image.open(io.BytesIO(png)).size == (160, 120), "the finding's thumbnail is a 160x120 PNG")
+    st, h, jpg = req(port, "GET", f0["thumbnail"], t1)
+    check(st == 200 and h.get("Content-Type") == "image/jpeg" and jpg[:3] == b"\xff\xd8\xff"
+          and Image.open(io.BytesIO(jpg)).size == (160, 120), "the finding's thumbnail is a 160x120 JPEG")
     st, _, b = jreq(port, "GET", f0["thumbnail"], t2)
     check(st == 403, "403 for T2 fetching a thumbnail of exam 1")
     st, _, b = jreq(port, "GET", "/v1/findings/999999/thumbnail", ws)

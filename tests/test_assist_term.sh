@@ -143,7 +143,7 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
             --virtual-time-budget=3000 --dump-dom "$WEB/" >"$tmp/dom.html" 2>/dev/null
         grep -q '<tbody id="f"><tr>' "$tmp/dom.html" && break
     done
-    [ -n "$id" ] && curl -s -f -o "$tmp/thumb.png" "$WEB/thumb/$id"
+    [ -n "$id" ] && curl -s -f -o "$tmp/thumb.jpg" "$WEB/thumb/$id"
     curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
 ) &
 shots=$!
@@ -174,7 +174,7 @@ last=$(tail -n 1 "$tmp/shots" 2>/dev/null)
 [ "${last#* }" -ge 100 ] 2>/dev/null || fail "no screenshot of the web view showed a box (tries and box pixels: $(cat "$tmp/shots" 2>/dev/null | tr '\n' ' '))"
 echo "web view: screenshot ${last% *} shows a box (${last#* } pixels of the box colour)"
 "$PY" -c 'import sys; from PIL import Image; im = Image.open(sys.argv[1]); im.load(); print("thumbnail", im.size)' \
-    "$tmp/thumb.png" || fail "no finding thumbnail through T1's web view"
+    "$tmp/thumb.jpg" || fail "no finding thumbnail through T1's web view"
 [ "$(cat "$tmp/thumb_bad")" = 404 ] || fail "/thumb/1x: HTTP $(cat "$tmp/thumb_bad"), expected 404"
 
 "$COUNT" --count "$tmp/A.mp4" >"$tmp/A.count" || fail "decoding A.mp4"

@@ -50,8 +50,8 @@ void      mi_assist_detector_free(mi_assist_detector *d);
 /* The frame scaled (antialiased) to at most max_side pixels a side, once per frame: every
  * lesion's thumbnail is drawn on a copy of it (mi_image_free). */
 mi_status mi_assist_thumbnail_base(mi_image *small, const mi_image *img, int max_side);
-/* A PNG of `small` with the lesion's box (in the pixels of the w x h frame it came from) drawn,
- * red for a high-risk one, yellow otherwise; *png malloc'd. */
-mi_status mi_assist_thumbnail(const mi_image *small, int w, int h, const mi_assist_lesion *l, void **png, size_t *n);
+/* A JPEG (quality 90) of `small` with the lesion's box (in the pixels of the w x h frame it came
+ * from) drawn, red for a high-risk one, yellow otherwise; *jpg malloc'd. */
+mi_status mi_assist_thumbnail(const mi_image *small, int w, int h, const mi_assist_lesion *l, void **jpg, size_t *n);
 
 #endif

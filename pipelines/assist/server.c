@@ -688,7 +688,7 @@ static enum MHD_Result dispatch(request *r, struct MHD_Connection *c) {
             free(png);
             return ret;
         }
-        return send_body(r, c, 200, "image/png", png, n, true);
+        return send_body(r, c, 200, "image/jpeg", png, n, true);
     }
     case MI_ASSIST_R_FRAMES: return do_frame(r, c);
     default: return send_error(r, c, 404, REJ_NOT_FOUND, "no such resource");

@@ -324,7 +324,7 @@ static enum MHD_Result thumbnail(mi_assist_web *w, struct MHD_Connection *conn, 
         mi_http_reply_free(&r);
         return reply(conn, 404, "application/json", none, sizeof none - 1, MHD_RESPMEM_PERSISTENT);
     }
-    return reply(conn, 200, "image/png", r.body, r.len, MHD_RESPMEM_MUST_FREE);   /* r.body freed by MHD */
+    return reply(conn, 200, "image/jpeg", r.body, r.len, MHD_RESPMEM_MUST_FREE);   /* r.body freed by MHD */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
