@@ -10,9 +10,10 @@ token (POST /v1/exams), and runs that many terminal threads. Each thread walks t
 (PNG/JPEG, sorted, looped) at --fps on its own clock, as a terminal's camera would; every --every-th
 frame is a target (the automatic trigger), and a target is sent only when the terminal has no
 request in flight (one in flight per terminal: targets that fall while one is out are skipped and
-counted as skipped). Per request: the round trip (POST to the end of the answer), the HTTP code, and whether
+counted as skipped). A 503 is honoured as assist-terminal does: no target before its Retry-After
+has passed. Per request: the round trip (POST to the end of the answer), the HTTP code, and whether
 the answer names the terminal's own exam and terminal - an answer naming any other is a leak, and
-the run fails. 503 is a reject (the terminal drops that frame); a refused connection or timeout is
+the run fails. 503 is a reject (the terminal drops that frame and waits); a refused connection or timeout is
 a fault (the terminal shows it and tries the next target).
 
 --kill-at S kills the server with SIGKILL S seconds into each run and restarts it on the same
@@ -141,13 +142,18 @@ class Terminal(threading.Thread):
         t0 = time.time()
         self.sent += 1
         try:
-            code, raw, _ = self.srv.request("POST", f"/v1/frames?{q}", tok, body, ctype, timeout=self.a.timeout)
+            code, raw, retry = self.srv.request("POST", f"/v1/frames?{q}", tok, body, ctype, timeout=self.a.timeout)
         except (OSError, http.client.HTTPException):
             self.faults += 1
             time.sleep(min(0.2, self.a.timeout))   # a terminal's back-off before its next target
             return
         dt = (time.time() - t0) * 1000
         self.codes[code] = self.codes.get(code, 0) + 1
+        if code == 503:   # as assist-terminal does: no target before Retry-After has passed
+            try:
+                time.sleep(min(float(retry or 1), 5.0))
+            except ValueError:
+                time.sleep(1.0)
         if code != 200:
             return
         self.rtt.append(dt)
