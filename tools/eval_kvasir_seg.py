@@ -153,7 +153,7 @@ def main():
     t0 = time.time()
     rows_py, rows_c, agree, total = [], [], 0, 0
     for i, p, mp in imgs:
-        rgb = np.asarray(Image.open(p).convert("RGB"))
+        rgb = np.array(Image.open(p).convert("RGB"))
         gt = np.asarray(Image.open(mp).convert("L")) >= 128
         H, W = rgb.shape[:2]
         x = preprocess(rgb, dmeta)
