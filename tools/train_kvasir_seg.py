@@ -282,7 +282,9 @@ def cmd_export(a):
                 "train_images": len(c["train"]["ids"]), "val_images": len(c["val"]["ids"]),
                 "depth_input": "depth branch input from the synthetic-trained depth network, frozen",
                 "depth_blob": "weights/lesionseg_depth_demo.safetensors",
-                "depth_blob_sha256": c["depth_blob_sha256"], "init": init,
+                "depth_blob_sha256": c["depth_blob_sha256"],
+                "init": ("weights/lesionseg_seg_demo.safetensors (synthetic-trained), sha256 "
+                         + sha256_file(SYNTH_SEG_BLOB)) if init == "synthetic" else "scratch",
                 "trainer": "tools/train_kvasir_seg.py", "seed": tr["args"]["seed"],
                 "best_val_mean_dice": tr["best_val_mean_dice"], "best_step": tr["best_step"]}
     meta = export.blob_metadata("segnet", 2, ["background", "lesion"], INPUT, export.IMAGENET_MEAN,
@@ -291,8 +293,10 @@ def cmd_export(a):
     meta.update({k: v for k, v in ref.metadata(model.c).items() if k != "input_size"})
     meta["intended_use"] = (f"research demo trained on {len(c['train']['ids'])} Kvasir-SEG images from "
                             f"{'scratch' if init == 'scratch' else 'synthetic init'}; not a medical device")
-    if scores:
-        meta["test_scores"] = json.dumps(scores)
+    if scores:   # measured by tools/eval_kvasir_seg.py on the weights this export writes
+        meta["test_scores"] = json.dumps({"set": "Kvasir-SEG test split, 100 images, at their original size",
+                                          "measured_by": "tools/eval_kvasir_seg.py (PyTorch from the F16 blob)",
+                                          **scores})
     export.write_safetensors(a.out, export.cast_floats(model.state_dict(), "f16"), meta)
     size = os.path.getsize(a.out)
     if size > 10 * 1024 * 1024:
