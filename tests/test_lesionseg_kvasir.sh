@@ -25,6 +25,7 @@ for i in $ids; do imgs="$imgs $data/images/$i.jpg"; done
 # shellcheck disable=SC2086
 "$bin" lesionseg --depth-model "$D" --seg-model "$S" --threads 1 --quiet --out-dir "$t/o" --out "$t/r.json" \
     $imgs || fail "exit $?"
+# shellcheck disable=SC2086
 "$py" - "$t" "$data" "$D" "$S" $ids <<'EOF2' || fail "C masks differ from PyTorch's"
 import json, sys
 import numpy as np

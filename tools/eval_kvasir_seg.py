@@ -185,7 +185,7 @@ def main():
     os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
     with open(a.json, "w") as f:
         json.dump(res, f, indent=1)
-    md = [f"| 100 test images, at their original size | PyTorch (blob) | C (`medinfer lesionseg` mask PNGs) | C - PyTorch |",
+    md = ["| 100 test images, at their original size | PyTorch (blob) | C (`medinfer lesionseg` mask PNGs) | C - PyTorch |",
           "|---|---|---|---|"]
     for k, name in (("mean_dice", "mean Dice"), ("median_dice", "median Dice"), ("mean_iou", "mean IoU"),
                     ("median_iou", "median IoU"), ("pixel_precision", "pixel precision (pooled)"),
