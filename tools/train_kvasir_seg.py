@@ -39,6 +39,7 @@ Each phase has its own warm-up and cosine decay. Loss: cross-entropy of the 2-cl
 over the images of (1 - soft Dice of the lesion channel): the score is a per-image Dice, and every
 Kvasir-SEG image has a polyp. AdamW (weight decay 1e-4).
 
+The defaults are the shipped run's step counts (750 crop steps, 150 whole-frame steps, val every 75).
 RESULTS: see docs/lesionseg_kvasir.md for the commands, wall times, validation curve and the test
 table of the shipped blob.
 """
@@ -319,14 +320,14 @@ def main(argv=None):
         if name == "train":
             p.add_argument("--init", choices=("synthetic", "scratch"), default="synthetic")
             p.add_argument("--seed", type=int, default=1)
-            p.add_argument("--steps-crop", type=int, default=900)
-            p.add_argument("--steps-full", type=int, default=300)
+            p.add_argument("--steps-crop", type=int, default=750)
+            p.add_argument("--steps-full", type=int, default=150)
             p.add_argument("--batch-crop", type=int, default=8)
             p.add_argument("--batch-full", type=int, default=4)
             p.add_argument("--crop", type=int, default=128)
             p.add_argument("--lr", type=float, default=2e-3)
             p.add_argument("--lr-full", type=float, default=5e-4)
-            p.add_argument("--val-every", type=int, default=100)
+            p.add_argument("--val-every", type=int, default=75)
             p.add_argument("--val-at-start", action="store_true", help="score and keep the initial state too")
             p.add_argument("--resume", help="start from this state_dict")
         if name == "export":
