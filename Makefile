@@ -320,9 +320,10 @@ $(B)/bench_conv: bench/bench_conv.c $(B)/libmedinfer.a
 # The endoscopy completeness QC on two synthetic exams rendered at demo time from the shipped
 # demo blob, M-mode echo on the shipped synthetic studies, the gastric slide classification on
 # shipped synthetic slides and the real slide in ../shared/data, and lesion segmentation on shipped
-# synthetic images and the real Kvasir-SEG images in ../shared/data: needs the build deps only (no
-# PyTorch). tools/endoqc_demo.sh, tools/echo_demo.sh, tools/patho_demo.sh and
-# tools/lesionseg_demo.sh say what they do.
+# synthetic images and the real Kvasir-SEG images in ../shared/data, and the endoscopy assistant
+# (server, workstation, one terminal) on a shipped synthetic sequence: needs the build deps only (no
+# PyTorch). tools/endoqc_demo.sh, tools/echo_demo.sh, tools/patho_demo.sh, tools/lesionseg_demo.sh
+# and tools/assist_demo.sh say what they do.
 demo: $(B)/medinfer
 	sh tools/endoqc_demo.sh $(B)
 	@echo
@@ -331,6 +332,8 @@ demo: $(B)/medinfer
 	sh tools/patho_demo.sh $(B)
 	@echo
 	sh tools/lesionseg_demo.sh $(B)
+	@echo
+	sh tools/assist_demo.sh $(B)
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz build-aarch64 build-static

@@ -80,7 +80,10 @@ static const char usage[] =
     "  --calibrate       no server: one JSON line per frame on stdout with the freeze measure and the\n"
     "                    quality rule's measures, to choose thresholds for a scope (docs/assist.md)\n"
     "  --quiet           no summary line on stderr\n"
-    "Summary (JSON) on stdout at the end. Quality thresholds: the server's (pipelines/assist/quality.h).\n"
+    "  --luma-lo V --luma-hi V --sobel-min V --glare-level N --glare-max F\n"
+    "                    frames outside these are not sent (defaults 30, 220, 8, 235, 0.15: the\n"
+    "                    server's, pipelines/assist/quality.h; set both sides alike)\n"
+    "Summary (JSON) on stdout at the end.\n"
     "exit: 0 the source played to its end or --duration, 1 the source could not be read, 2 usage.\n";
 
 static double now_ms(void) {
@@ -260,6 +263,7 @@ typedef struct {
     const char *web_bind, *web_port_file;
     int   web_port;            /* -1: no web view */
     int   size, timeout_ms, hold_ms, realtime;   /* realtime -1: by source kind */
+    mi_quality_thresholds quality;               /* what is dropped before sending */
     double fps, duration_s, linger_s;
     mi_trigger_config trig;
     bool  quiet, calibrate;
@@ -325,6 +329,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
     o->trigger = "auto:5,freeze,pedal";
     o->trig.freeze_eps = DEFAULT_FREEZE_EPS;
     o->trig.freeze_n = DEFAULT_FREEZE_N;
+    mi_quality_defaults(&o->quality);
     const char *C = "assist-terminal";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -351,6 +356,16 @@ static int parse_opts(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--fps")) { VAL(); if (mi_cli_double(C, a, v, 0.1, 1000, &o->fps)) return -1; }
         else if (!strcmp(a, "--duration")) { VAL(); if (mi_cli_double(C, a, v, 0.001, 1e7, &o->duration_s)) return -1; }
         else if (!strcmp(a, "--linger")) { VAL(); if (mi_cli_double(C, a, v, 0, 1e7, &o->linger_s)) return -1; }
+        else if (!strcmp(a, "--luma-lo")) { VAL(); if (mi_cli_double(C, a, v, 0, 255, &o->quality.luma_lo)) return -1; }
+        else if (!strcmp(a, "--luma-hi")) { VAL(); if (mi_cli_double(C, a, v, 0, 255, &o->quality.luma_hi)) return -1; }
+        else if (!strcmp(a, "--sobel-min")) { VAL(); if (mi_cli_double(C, a, v, 0, 1020, &o->quality.sobel_min)) return -1; }
+        else if (!strcmp(a, "--glare-max")) { VAL(); if (mi_cli_double(C, a, v, 0, 1, &o->quality.glare_max_frac)) return -1; }
+        else if (!strcmp(a, "--glare-level")) {
+            int n;
+            VAL();
+            if (mi_cli_int(C, a, v, 0, 255, &n)) return -1;
+            o->quality.glare_level = n;
+        }
         else if (!strcmp(a, "--realtime")) o->realtime = 1;
         else if (!strcmp(a, "--no-realtime")) o->realtime = 0;
         else if (!strcmp(a, "--quiet")) o->quiet = true;
@@ -398,11 +413,9 @@ static bool live_source(const char *src) {
     return !strncmp(src, "/dev/", 5) || (strstr(src, "://") && strncmp(src, "file://", 7));
 }
 
-static void add_quality(cJSON *e, const mi_video_frame *fr) {
-    mi_quality_thresholds th;
-    mi_quality_defaults(&th);
+static void add_quality(cJSON *e, const mi_video_frame *fr, const mi_quality_thresholds *th) {
     mi_quality q;
-    if (mi_quality_measure(fr->px, fr->w, fr->h, (size_t)fr->w * 3, &th, &q) != MI_OK) return;
+    if (mi_quality_measure(fr->px, fr->w, fr->h, (size_t)fr->w * 3, th, &q) != MI_OK) return;
     cJSON_AddNumberToObject(e, "luma", round(q.mean_luma * 100) / 100);
     cJSON_AddNumberToObject(e, "sobel_x", round(q.sobel_x * 100) / 100);
     cJSON_AddNumberToObject(e, "sobel_y", round(q.sobel_y * 100) / 100);
@@ -476,7 +489,7 @@ static int calibrate(const opts *o) {
         if (trig.last_mad >= 0) cJSON_AddNumberToObject(e, "mad", round(trig.last_mad * 1e4) / 1e4);
         cJSON_AddNumberToObject(e, "still", trig.still);
         if (k == MI_TRIG_FREEZE) cJSON_AddBoolToObject(e, "freeze", true);
-        add_quality(e, &fr);
+        add_quality(e, &fr, &o->quality);
         char *txt = cJSON_PrintUnformatted(e);
         if (txt) printf("%s\n", txt);
         free(txt);
@@ -597,8 +610,7 @@ int cmd_assist_terminal(int argc, char **argv) {
 
     mi_trigger trig;
     mi_trigger_init(&trig, &o.trig);
-    mi_quality_thresholds qth;
-    mi_quality_defaults(&qth);
+    const mi_quality_thresholds qth = o.quality;
     int64_t status_until_ms = -1;
     mi_assist_answer held;           /* the answer on screen */
     bool have_held = false;

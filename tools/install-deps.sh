@@ -16,9 +16,11 @@
 # the Makefile compiles its one file into the binary.
 set -eu
 
+# curl (the command): the assistant's demo and tests open exams on the server with it
 build="gcc make pkg-config libcjson-dev libstb-dev check
        libavformat-dev libavdevice-dev libavcodec-dev libswscale-dev libavutil-dev libmicrohttpd-dev
-       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev libtiff-dev"
+       libsqlite3-dev libsodium-dev libcurl4-openssl-dev libdcmtk-dev libopenslide-dev libtiff-dev
+       curl"
 # PyTorch references for parity tests and benchmarks (never needed at run time)
 # and the DICOM fixtures and synthetic echo studies (pydicom writes them, DCMTK's dcmcjpeg compresses),
 # the pathology references (skimage's Otsu), synthetic pyramidal slides (tifffile writes them) and
