@@ -145,6 +145,9 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
     done
     [ -n "$id" ] && curl -s -f -o "$tmp/thumb.jpg" "$WEB/thumb/$id"
     curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
+    # the MJPEG stream for other viewers: 1.5 s of it (curl ends it: exit 28)
+    curl -s --max-time 1.5 -o "$tmp/stream.mjpg" "$WEB/stream.mjpg" -D "$tmp/stream.head"
+    true
 ) &
 shots=$!
 
@@ -176,6 +179,22 @@ echo "web view: screenshot ${last% *} shows a box (${last#* } pixels of the box 
 "$PY" -c 'import sys; from PIL import Image; im = Image.open(sys.argv[1]); im.load(); print("thumbnail", im.size)' \
     "$tmp/thumb.jpg" || fail "no finding thumbnail through T1's web view"
 [ "$(cat "$tmp/thumb_bad")" = 404 ] || fail "/thumb/1x: HTTP $(cat "$tmp/thumb_bad"), expected 404"
+"$PY" - "$tmp/stream.head" "$tmp/stream.mjpg" <<'PYEOF' || fail "/stream.mjpg is not an MJPEG stream of new frames"
+import io, sys
+from PIL import Image
+head, body = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+assert b"multipart/x-mixed-replace; boundary=frame" in head, head
+parts = body.split(b"--frame\r\n")[1:]
+jpegs = []
+for p in parts:
+    h, sep, rest = p.partition(b"\r\n\r\n")
+    n = int(h.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    if len(rest) >= n:
+        Image.open(io.BytesIO(rest[:n])).load()
+        jpegs.append(rest[:n])
+assert len(jpegs) >= 2 and len(set(jpegs)) >= 2, f"{len(jpegs)} whole JPEG parts"
+print(f"web view: /stream.mjpg gave {len(jpegs)} frames in 1.5 s")
+PYEOF
 
 "$COUNT" --count "$tmp/A.mp4" >"$tmp/A.count" || fail "decoding A.mp4"
 "$COUNT" --count "$tmp/B.mp4" >"$tmp/B.count" || fail "decoding B.mp4"

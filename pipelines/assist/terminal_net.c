@@ -244,6 +244,9 @@ struct mi_assist_web {
     struct MHD_Daemon *d;
     int             port;
     pthread_mutex_t mu;
+    pthread_cond_t  frame_cv;    /* signalled with each new frame, and at stop */
+    unsigned long   frame_seq;
+    bool            stopping;
     uint8_t        *jpeg;
     size_t          jpeg_len;
     char           *findings, *status;
@@ -327,6 +330,75 @@ static enum MHD_Result thumbnail(mi_assist_web *w, struct MHD_Connection *conn, 
     return reply(conn, 200, "image/jpeg", r.body, r.len, MHD_RESPMEM_MUST_FREE);   /* r.body freed by MHD */
 }
 
+/* GET /stream.mjpg: multipart/x-mixed-replace, one JPEG part per new overlaid frame, for viewers
+ * that take MJPEG (VLC, ffplay, an <img> in a browser). Each connection has its own thread, so
+ * the reader may wait for the next frame; it wakes at least every 200 ms to notice a stop. */
+typedef struct {
+    mi_assist_web *w;
+    unsigned long  seq;
+    uint8_t       *part;
+    size_t         len, off;
+} mjpeg_reader;
+
+static ssize_t mjpeg_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    mjpeg_reader *r = cls;
+    mi_assist_web *w = r->w;
+    if (r->off == r->len) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->stopping && (w->frame_seq == r->seq || !w->jpeg)) {
+            struct timespec t;
+            clock_gettime(CLOCK_REALTIME, &t);
+            t.tv_nsec += 200000000L;
+            if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&w->frame_cv, &w->mu, &t);
+        }
+        if (w->stopping) {
+            pthread_mutex_unlock(&w->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        char head[128];
+        const int hn = snprintf(head, sizeof head, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %zu\r\n\r\n",
+                                w->jpeg_len);
+        uint8_t *p = realloc(r->part, (size_t)hn + w->jpeg_len + 2);
+        if (!p) {
+            pthread_mutex_unlock(&w->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        memcpy(p, head, (size_t)hn);
+        memcpy(p + hn, w->jpeg, w->jpeg_len);
+        memcpy(p + hn + w->jpeg_len, "\r\n", 2);
+        r->part = p, r->len = (size_t)hn + w->jpeg_len + 2, r->off = 0, r->seq = w->frame_seq;
+        pthread_mutex_unlock(&w->mu);
+    }
+    const size_t n = r->len - r->off < max ? r->len - r->off : max;
+    memcpy(buf, r->part + r->off, n);
+    r->off += n;
+    return (ssize_t)n;
+}
+
+static void mjpeg_free(void *cls) {
+    mjpeg_reader *r = cls;
+    free(r->part);
+    free(r);
+}
+
+static enum MHD_Result mjpeg_stream(mi_assist_web *w, struct MHD_Connection *conn) {
+    mjpeg_reader *r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->w = w;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, mjpeg_read, r, mjpeg_free);
+    if (!resp) {
+        free(r);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "multipart/x-mixed-replace; boundary=frame");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **ctx) {
     (void)version;
@@ -354,6 +426,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
         return reply(conn, 200, "text/html; charset=utf-8", PAGE, sizeof PAGE - 1, MHD_RESPMEM_PERSISTENT);
     if (!strncmp(url, "/thumb/", 7)) return thumbnail(w, conn, url + 7);
+    if (!strcmp(url, "/stream.mjpg")) return mjpeg_stream(w, conn);
     static const char noframe[] = "{\"error\": \"no frame shown yet\"}";
     static const char nothing[] = "{\"error\": \"nothing yet\"}";
     pthread_mutex_lock(&w->mu);
@@ -378,12 +451,14 @@ mi_status mi_assist_web_start(mi_assist_web **out, const char *bind, int port) {
     mi_assist_web *w = calloc(1, sizeof *w);
     if (!w) return MI_FAIL(MI_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->frame_cv, NULL);
     /* a thread per connection: a few browsers at most, and a slow one never holds up another */
     w->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, w, MHD_OPTION_SOCK_ADDR, &sa,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
                             MHD_OPTION_END);
     if (!w->d) {
+        pthread_cond_destroy(&w->frame_cv);
         pthread_mutex_destroy(&w->mu);
         free(w);
         return MI_FAIL(MI_ERR_IO, "web view: cannot listen on %s:%d (in use?)", bind ? bind : "127.0.0.1", port);
@@ -409,7 +484,12 @@ mi_status mi_assist_web_set_server(mi_assist_web *w, const char *server, const c
 
 void mi_assist_web_stop(mi_assist_web *w) {
     if (!w) return;
+    pthread_mutex_lock(&w->mu);   /* open MJPEG streams end, so their threads can be joined */
+    w->stopping = true;
+    pthread_cond_broadcast(&w->frame_cv);
+    pthread_mutex_unlock(&w->mu);
     MHD_stop_daemon(w->d);
+    pthread_cond_destroy(&w->frame_cv);
     free(w->jpeg);
     free(w->findings);
     free(w->status);
@@ -432,6 +512,10 @@ static void set_buf(mi_assist_web *w, uint8_t **dst, size_t *dlen, const void *s
 
 void mi_assist_web_set_frame(mi_assist_web *w, const uint8_t *jpeg, size_t len) {
     set_buf(w, &w->jpeg, &w->jpeg_len, jpeg, len);
+    pthread_mutex_lock(&w->mu);
+    w->frame_seq++;
+    pthread_cond_broadcast(&w->frame_cv);
+    pthread_mutex_unlock(&w->mu);
 }
 void mi_assist_web_set_findings(mi_assist_web *w, const char *json) {
     set_buf(w, (uint8_t **)&w->findings, NULL, json, strlen(json));
