@@ -460,6 +460,10 @@ def assist_answer():
                                                                reason="too dark: mean luma 12.0 < 30.0")).encode())
     put("assist_answer", "ok_twenty_lesions.json",
         json.dumps(dict(a, lesions=[dict(les[0], score=i / 20) for i in range(20)])).encode())
+    # a label that is not ASCII (UTF-8 from a server): the overlay's font covers ASCII only
+    put("assist_answer", "ok_label_not_ascii.json",
+        json.dumps(dict(a, lesions=[dict(les[0], type="l\u00e9sion \u00e9rosive \u2014 ulc\u00e8re")]),
+                   ensure_ascii=False).encode())
     put("assist_answer", "bad_no_exam.json", json.dumps({k: v for k, v in a.items() if k != "exam_id"}).encode())
     put("assist_answer", "bad_box.json", json.dumps(dict(a, lesions=[dict(les[0], box=[1, 2, 3])])).encode())
     put("assist_answer", "bad_score.json", json.dumps(dict(a, lesions=[dict(les[0], score=1.5)])).encode())

@@ -38,13 +38,23 @@ void mi_draw_dot(mi_image *im, int x, int y, int r, const uint8_t rgb[3]) {
     mi_draw_fill(im, x - r, y - r, 2 * r + 1, 2 * r + 1, rgb);
 }
 
-int mi_draw_text_width(const char *s) { return stb_easy_font_width((char *)s); }
+/* The font covers printable ASCII only and indexes its table by the byte: anything else (a
+ * label from a server, UTF-8) is drawn and measured as '?'. */
+static void ascii_copy(char *buf, size_t cap, const char *s) {
+    snprintf(buf, cap, "%s", s);
+    for (char *p = buf; *p; p++) if (*p < 32 || *p > 126) *p = '?';
+}
+
+int mi_draw_text_width(const char *s) {
+    char buf[160];
+    ascii_copy(buf, sizeof buf, s);
+    return stb_easy_font_width(buf);
+}
 
 int mi_draw_text(mi_image *im, int x, int y, int scale, int max_w, const char *s, const uint8_t rgb[3]) {
     char vbuf[60000];   /* ~270 quads per 64 characters: far more than one line needs */
     char buf[160];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *p = buf; *p; p++) if (*p < 32 || *p > 126) *p = '?';   /* the font covers ASCII only */
+    ascii_copy(buf, sizeof buf, s);
     int nq = stb_easy_font_print(0, 0, buf, NULL, vbuf, sizeof vbuf), right = 0;
     for (int q = 0; q < nq; q++) {
         const float *v0 = (const float *)(vbuf + (size_t)q * 64), *v2 = (const float *)(vbuf + (size_t)q * 64 + 32);
