@@ -12,6 +12,8 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmdata/dccodec.h>
@@ -116,6 +118,49 @@ bool photometric_known(const OFString &p, int *spp_expected) {
 }
 
 /* The parsed file, whatever it came from: checks, then frame 0 to grey. */
+/* DCMTK's JPEG decoder (libdcmjpeg 3.6.7) first walks a fragment's markers up to the first
+ * start-of-frame to read the sample precision, and that walk does not move past a TEM marker
+ * (FF 01): a fragment with one among its headers makes it loop forever (found by fuzz_dicom).
+ * This is the same walk, so such a file is refused before DCMTK sees it: true when the walk
+ * would reach a TEM. Segments with a length skip it, start-of-frame ends the walk, as does
+ * anything that is not a marker. */
+bool jpeg_header_walk_stalls(const Uint8 *d, Uint32 n) {
+    Uint32 off = 0;
+    while (off + 4 < n) {
+        if (d[off] != 0xff) return false;
+        const unsigned m = d[off + 1];
+        if (m == 0x01) return true;
+        const bool sof = (m >= 0xc0 && m <= 0xcf) && m != 0xc4 && m != 0xc8 && m != 0xcc;
+        if (sof) return false;
+        if (m == 0xc4 || m == 0xc8 || m == 0xcc || (m >= 0xda && m <= 0xfe))
+            off += (((Uint32)d[off + 2] << 8) | d[off + 3]) + 2;
+        else if ((m >= 0xd0 && m <= 0xd9) || (m > 0x02 && m <= 0xbf))
+            off += 2;
+        else
+            return false;
+    }
+    return false;
+}
+
+mi_status check_jpeg_fragments(DcmElement *pixels, const char *name) {
+    DcmPixelData *pd = OFdynamic_cast(DcmPixelData *, pixels);
+    if (!pd) return MI_OK;
+    E_TransferSyntax orig = EXS_Unknown;
+    const DcmRepresentationParameter *rep = NULL;
+    pd->getOriginalRepresentationKey(orig, rep);
+    DcmPixelSequence *seq = NULL;
+    if (pd->getEncapsulatedRepresentation(orig, rep, seq).bad() || !seq) return MI_OK;
+    for (unsigned long i = 0; i < seq->card(); i++) {
+        DcmPixelItem *it = NULL;
+        Uint8 *d = NULL;
+        if (seq->getItem(it, i).bad() || !it || it->getUint8Array(d).bad() || !d) continue;
+        if (jpeg_header_walk_stalls(d, it->getLength()))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: pixel data fragment %lu has a TEM marker (FF 01) among its JPEG "
+                           "headers, which the JPEG decoder cannot get past", name, i);
+    }
+    return MI_OK;
+}
+
 mi_status decode(mi_dicom_image *img, DcmFileFormat &ff, const char *name) {
     DcmDataset *ds = ff.getDataset();
     E_TransferSyntax xfer = ds->getOriginalXfer();
@@ -182,6 +227,7 @@ mi_status decode(mi_dicom_image *img, DcmFileFormat &ff, const char *name) {
         if (!DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit))
             return MI_FAIL(MI_ERR_UNSUPPORTED, "%s: transfer syntax %s (%s) is not supported (no decoder)", name,
                            img->transfer_syntax, xf.getXferName());
+        if (mi_status st = check_jpeg_fragments(pixels, name)) return st;
     } else if ((unsigned long long)pixels->getLength() < frame_bytes) {
         return MI_FAIL(MI_ERR_FORMAT, "%s: Pixel Data (7FE0,0010) is %lu bytes, %dx%d x %d samples x %d bits "
                        "needs %llu", name, (unsigned long)pixels->getLength(), cols, rows, spp, bits_alloc,
