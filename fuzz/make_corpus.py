@@ -464,6 +464,7 @@ def assist_answer():
     put("assist_answer", "ok_label_not_ascii.json",
         json.dumps(dict(a, lesions=[dict(les[0], type="l\u00e9sion \u00e9rosive \u2014 ulc\u00e8re")]),
                    ensure_ascii=False).encode())
+    put("assist_answer", "bad_timestamp_range.json", json.dumps(dict(a, timestamp_ms=8.9e124)).encode())
     put("assist_answer", "bad_no_exam.json", json.dumps({k: v for k, v in a.items() if k != "exam_id"}).encode())
     put("assist_answer", "bad_box.json", json.dumps(dict(a, lesions=[dict(les[0], box=[1, 2, 3])])).encode())
     put("assist_answer", "bad_score.json", json.dumps(dict(a, lesions=[dict(les[0], score=1.5)])).encode())

@@ -111,6 +111,10 @@ mi_status mi_assist_answer_parse(mi_assist_answer *a, const char *body, size_t n
     if ((st = want_string(root, "reason", a->reason, sizeof a->reason, false)) != MI_OK) goto out;
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "timestamp_ms");
     if (ts && !cJSON_IsNumber(ts)) { st = MI_FAIL(MI_ERR_FORMAT, "server answer: \"timestamp_ms\" is not a number"); goto out; }
+    if (ts && !(fabs(ts->valuedouble) < 9.2e18)) {   /* beyond int64 (or NaN): the cast would be undefined */
+        st = MI_FAIL(MI_ERR_FORMAT, "server answer: \"timestamp_ms\" is out of range");
+        goto out;
+    }
     a->timestamp_ms = ts ? (int64_t)ts->valuedouble : -1;
     const cJSON *judged = cJSON_GetObjectItemCaseSensitive(root, "judged");
     if (!cJSON_IsBool(judged)) { st = MI_FAIL(MI_ERR_FORMAT, "server answer: \"judged\" is missing or not true/false"); goto out; }
