@@ -122,14 +122,18 @@ bool photometric_known(const OFString &p, int *spp_expected) {
  * start-of-frame to read the sample precision, and that walk does not move past a TEM marker
  * (FF 01): a fragment with one among its headers makes it loop forever (found by fuzz_dicom).
  * This is the same walk, so such a file is refused before DCMTK sees it: true when the walk
- * would reach a TEM. Segments with a length skip it, start-of-frame ends the walk, as does
- * anything that is not a marker. */
+ * would reach a TEM. Fill bytes (FF FF) are stepped over, segments with a length skipped,
+ * start-of-frame ends the walk, as does anything that is not a marker. */
 bool jpeg_header_walk_stalls(const Uint8 *d, Uint32 n) {
     Uint32 off = 0;
     while (off + 4 < n) {
         if (d[off] != 0xff) return false;
         const unsigned m = d[off + 1];
         if (m == 0x01) return true;
+        if (m == 0xff) {   /* a fill byte before a marker: 3.6.7 steps over it (so must we) */
+            off += 1;
+            continue;
+        }
         const bool sof = (m >= 0xc0 && m <= 0xcf) && m != 0xc4 && m != 0xc8 && m != 0xcc;
         if (sof) return false;
         if (m == 0xc4 || m == 0xc8 || m == 0xcc || (m >= 0xda && m <= 0xfe))
