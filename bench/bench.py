@@ -21,7 +21,8 @@ alone (bench_conv) and the pipelines' own benchmarks when present. --only runs s
 In the ResNet, V-Net and lesion sections the engines take turns: each of --rounds rounds (default 3) runs
 medinfer, every PyTorch mode, then ONNX Runtime, each in its own process, so that a change in the
 machine's load falls on all of them alike; a figure is the median of the rounds' medians (p90: the
-median of their p90s). The batch-8 and Faster R-CNN sections run each engine once.
+median of their p90s). The ResNet-50 batch-8 rows (throughput: images per second at 1 and 2 threads)
+take turns the same way; the Faster R-CNN section runs each engine once.
 
 ONNX Runtime is optional: `make bench` installs onnxruntime-node into BIN/ort/node_modules; when
 it is missing or fails, its columns are left empty and the bench says "ONNX Runtime: not
@@ -226,16 +227,34 @@ def main():
             result["resnet"].append(row)
             print(f"  measured {arch} x{threads}", file=sys.stderr)
 
-    # ResNet-50 at batch 8, 2 threads: throughput and the session arena (activations by liveness)
+    # ResNet-50 at batch 8 (throughput mode), 1 and 2 threads: images per second beside PyTorch's best
+    # mode and ONNX Runtime on the same weights, taking turns as above; the session arena
+    # (activations by liveness) and peak RSS
     if "resnet" in only:
         blob = os.path.join(blobs, "resnet50.safetensors")
-        ours = run_json([os.path.join(a.bin, "bench_engine"), blob, "2", str(max(3, iters // 4)), "8"])
-        theirs = [run_json([PY, os.path.join(HERE, "torch_latency.py"), "resnet50", "2", str(max(3, iters // 4)),
-                            mode, "8"]) for mode in (MODES[-1:] if a.quick else MODES)]
-        best = min(theirs, key=lambda r: r["median_ms"])
-        result["batch8"] = {"ours": ours, "pytorch_best": best, "pytorch_modes": theirs,
-                            "ratio_median": ours["median_ms"] / best["median_ms"]}
-        print("  measured resnet50 batch 8 x2", file=sys.stderr)
+        n = max(3, iters // 4)
+        modes = MODES[-1:] if a.quick else MODES
+        onnx = ort.model("resnet50_b8", "resnet50", 8)
+        result["batch8"] = []
+        for threads in (1, 2):
+            runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
+            for _ in rounds:
+                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "8"]))
+                for mode in modes:
+                    runs[mode].append(run_json([PY, os.path.join(HERE, "torch_latency.py"), "resnet50",
+                                                str(threads), str(n), mode, "8"]))
+                if onnx:
+                    runs["ort"].append(ort.run("resnet50_b8", onnx, threads, n, 2))
+            ours = combine(runs["ours"])
+            best = min((combine(runs[mode]) for mode in modes), key=lambda r: r["median_ms"])
+            o = combine(runs["ort"]) if runs["ort"] and all(runs["ort"]) else None
+            for r in (ours, best, o):
+                if r:
+                    r["images_per_s"] = 8 / (r["median_ms"] / 1e3)
+            result["batch8"].append({"threads": threads, "ours": ours, "pytorch_best": best, "ort": o,
+                                     "ratio_median": ours["median_ms"] / best["median_ms"],
+                                     "ratio_ort": ours["median_ms"] / o["median_ms"] if o else None})
+            print(f"  measured resnet50 batch 8 x{threads}", file=sys.stderr)
 
     # The V-Net (tools/vnet_ref.py DEFAULTS) on batches of 512 x 512 RGB tiles: tiles per second,
     # ours / PyTorch's best mode (>= 1.00: we are no slower). A batch takes seconds: few iterations,
@@ -352,12 +371,16 @@ def main():
               f"{t['median_ms']:8.2f}m {t['p90_ms']:6.2f}m {t['mode']:>22} {r['ratio_median']:6.2f} {ort_cols} "
               f"{r['ours_gflops']:8.1f} {(f'{100 * share:5.1f}%' if share else '    -'):>6} "
               f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
-    b8 = result.get("batch8")
-    if b8:
-        print(f"\nresnet50 batch 8, 2 threads: ours {b8['ours']['median_ms']:.1f} ms, torch "
-              f"{b8['pytorch_best']['median_ms']:.1f} ms ({b8['pytorch_best']['mode']}), ratio "
-              f"{b8['ratio_median']:.2f}; our session arena {b8['ours']['arena_mb']:.1f} MB, peak RSS "
-              f"{b8['ours']['peak_rss_mb']:.0f} MB (torch {b8['pytorch_best']['peak_rss_mb']:.0f} MB)")
+    if result.get("batch8"):
+        print(f"\n{'resnet50 batch 8':16} {'thr':>3} {'ours img/s':>10} {'torch img/s':>11} {'ORT img/s':>9} "
+              f"{'/torch':>6} {'/ORT':>5} {'arena':>7} {'RSS ours':>8} {'torch':>6} {'ORT':>5}")
+    for r in result.get("batch8") or ():
+        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
+        ort_cols = (f"{x['images_per_s']:9.2f} {r['ratio_median']:6.2f} {r['ratio_ort']:5.2f}"
+                    if x else f"{'-':>9} {r['ratio_median']:6.2f} {'-':>5}")
+        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
+        print(f"{'':16} {r['threads']:3} {o['images_per_s']:10.2f} {t['images_per_s']:11.2f} {ort_cols} "
+              f"{o['arena_mb']:6.1f}M {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
     if result["vnet"]:
         print(f"\n{'V-Net 2-D 512x512 RGB':22} {'thr':>3} {'batch':>5} {'ours tiles/s':>12} {'torch tiles/s':>13} "
               f"{'torch mode':>22} {'ours/torch':>10} {'ORT tiles/s':>11} {'ours/ORT':>8} {'arena':>7} "
