@@ -138,6 +138,8 @@ put("bad_meta_high_risk_unknown.safetensors", blob(good({"high_risk_labels": '["
 put("bad_meta_high_risk_not_array.safetensors", blob(good({"high_risk_labels": '"a"'}), DATA))
 put("bad_meta_high_risk_no_labels.safetensors",
     blob(good(__metadata__=dict({k: v for k, v in META.items() if k != "labels"}, high_risk_labels='["a"]')), DATA))
+put("bad_meta_score_threshold_range.safetensors", blob(good({"score_threshold": "1.5"}), DATA))
+put("bad_meta_score_threshold_text.safetensors", blob(good({"score_threshold": "0.5 "}), DATA))
 put("bad_meta_resize_mode_unknown.safetensors", blob(good({"resize_mode": "stretch"}), DATA))
 put("bad_meta_resize_mode_case.safetensors", blob(good({"resize_mode": "Squash"}), DATA))
 put("bad_meta_resize_mode_squash_resize.safetensors",   # squash goes straight to input_size 8

@@ -60,6 +60,8 @@ static const struct { const char *file; mi_status st; const char *why; } bad[] =
     { "bad_meta_high_risk_unknown", MI_ERR_FORMAT, "metadata 'high_risk_labels' names 'ulcer', which is not one of 'labels'" },
     { "bad_meta_high_risk_not_array", MI_ERR_FORMAT, "metadata 'high_risk_labels' is not a JSON array of strings" },
     { "bad_meta_high_risk_no_labels", MI_ERR_FORMAT, "metadata 'high_risk_labels' without 'labels' to name" },
+    { "bad_meta_score_threshold_range", MI_ERR_FORMAT, "metadata 'score_threshold' = '1.5' is not a number in [0, 1]" },
+    { "bad_meta_score_threshold_text", MI_ERR_FORMAT, "metadata 'score_threshold' = '0.5 ' is not a number in [0, 1]" },
     { "bad_meta_resize_mode_unknown", MI_ERR_FORMAT, "metadata 'resize_mode' = 'stretch' is not 'crop' or 'squash'" },
     { "bad_meta_resize_mode_case",  MI_ERR_FORMAT, "metadata 'resize_mode' = 'Squash' is not 'crop' or 'squash'" },
     { "bad_meta_resize_mode_squash_resize", MI_ERR_FORMAT,

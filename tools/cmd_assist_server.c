@@ -4,6 +4,7 @@
 #include "tools/cli.h"
 
 #include "nn/model.h"
+#include "pipelines/assist/analyze.h"
 #include "pipelines/assist/server.h"
 #include "pipelines/trust/trust.h"
 
@@ -33,7 +34,8 @@ static const char *usage =
     "  --max-body BYTES      largest request body (default 8388608); larger: 413\n"
     "  --max-side N          largest frame side in pixels (default 4096)\n"
     "  --thumbnail-side N    findings' thumbnails, longer side in pixels (default 160)\n"
-    "  --score-threshold P   lesions below are not reported (default 0.5)\n"
+    "  --score-threshold P   lesions below are not reported (default: the blob's metadata\n"
+    "                        score_threshold, chosen on validation images; else 0.5)\n"
     "  --alert-threshold P   a high-risk lesion at or above raises an alert (default 0.8)\n"
     "  --luma-lo V --luma-hi V --sobel-min V --glare-level N --glare-max F\n"
     "                        frame quality thresholds (defaults 30, 220, 8, 235, 0.15)\n"
@@ -82,7 +84,7 @@ int cmd_assist_server(int argc, char **argv) {
     o.port = 8750;
     mi_trust_opts trust = { 0 };
     const char *model = NULL, *tokens = NULL, *db = NULL, *port_file = NULL, *verify_db = NULL;
-    bool queue_set = false;
+    bool queue_set = false, score_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int tr = mi_trust_opt(&trust, argc, argv, &i), bad = 0;
@@ -134,7 +136,7 @@ int cmd_assist_server(int argc, char **argv) {
                 o.max_body = (size_t)d;
             }
         } else if (!strcmp(a, "--score-threshold")) {
-            if (!(bad = mi_cli_double(C, a, v, 0, 1, &d))) o.score_threshold = (float)d;
+            if (!(bad = mi_cli_double(C, a, v, 0, 1, &d))) o.score_threshold = (float)d, score_set = true;
         } else if (!strcmp(a, "--alert-threshold")) {
             if (!(bad = mi_cli_double(C, a, v, 0, 1, &d))) o.alert_threshold = (float)d;
         } else if (!strcmp(a, "--luma-lo")) bad = mi_cli_double(C, a, v, 0, 255, &o.quality.luma_lo);
@@ -191,16 +193,20 @@ int cmd_assist_server(int argc, char **argv) {
                 mi_model_arch(m));
         goto done;
     }
+    if (!score_set && mi_assist_model_score_threshold(m, &o.score_threshold)) {
+        rc = mi_cli_error(C);
+        goto done;
+    }
     if (mi_assist_store_open(&store, db) || mi_assist_server_start(&srv, m, &tok, store, &o)) {
         rc = mi_cli_error(C);
         goto done;
     }
     const int port = mi_assist_server_port(srv);
     if (port_file && write_port_file(port_file, port)) goto done;
-    fprintf(stderr, "medinfer %s: listening on %s port %d: %s %s (%s), %d workers x %d threads, queue %d, db %s\n", C, o.bind,
-            port, mi_model_arch(m), mi_model_version(m), ti.verified ? "signature verified" : "unsigned", o.workers,
+    fprintf(stderr, "medinfer %s: listening on %s port %d: %s %s (%s), %d workers x %d threads, queue %d, score threshold %g, db %s\n",
+            C, o.bind, port, mi_model_arch(m), mi_model_version(m), ti.verified ? "signature verified" : "unsigned", o.workers,
             o.threads ? o.threads : (int)(sysconf(_SC_NPROCESSORS_ONLN) / o.workers > 0 ? sysconf(_SC_NPROCESSORS_ONLN) / o.workers : 1),
-            o.queue, db);
+            o.queue, o.score_threshold, db);
     printf("%d\n", port);
     fflush(stdout);
     int sig = 0;

@@ -294,6 +294,14 @@ static mi_status check_known_metadata(const mi_weights *w) {
             return MI_FAIL(MI_ERR_FORMAT, "%s: metadata '%s' = '%.60s' is not a JSON array of 1 to 4 "
                            "finite numbers%s", w->path, vecs[i], s, i ? ", all > 0" : "");
     }
+    /* a detector's score threshold chosen on validation images (the endoscopy assistant's default) */
+    const char *thr = mi_weights_meta(w, "score_threshold");
+    if (thr) {
+        char *end;
+        const double v = strtod(thr, &end);
+        if (end == thr || *end || !(v >= 0 && v <= 1))
+            return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'score_threshold' = '%.40s' is not a number in [0, 1]", w->path, thr);
+    }
     if (mi_weights_meta(w, "labels")) {
         char **labels;
         int n;

@@ -45,6 +45,17 @@ done:
     return st;
 }
 
+mi_status mi_assist_model_score_threshold(const mi_model *m, float *thr) {
+    const char *meta = mi_model_meta(m, "score_threshold");
+    if (!meta) return MI_OK;
+    char *end;
+    const double v = strtod(meta, &end);
+    if (end == meta || *end || !(v >= 0 && v <= 1))
+        return MI_FAIL(MI_ERR_FORMAT, "%s: metadata 'score_threshold' is '%.40s', not a number in 0..1", mi_model_path(m), meta);
+    *thr = (float)v;
+    return MI_OK;
+}
+
 void mi_assist_detector_free(mi_assist_detector *d) {
     mi_session_destroy(d->s);
     d->s = NULL;

@@ -41,6 +41,11 @@ typedef struct {
  * has no label for. */
 mi_status mi_assist_high_risk_labels(const mi_model *m, bool *flags, int cap);
 
+/* The model's 'score_threshold' metadata (the one chosen on validation images when it was
+ * trained) into *thr; *thr is left as it is when the model has none. Refuses a value that is not
+ * a number in 0..1. */
+mi_status mi_assist_model_score_threshold(const mi_model *m, float *thr);
+
 /* Runs the detector on an RGB8 frame: up to cap lesions scoring >= score_threshold, best first.
  * *n gets how many. */
 mi_status mi_assist_detect(mi_assist_detector *d, const mi_image *img, const mi_assist_policy *p,
