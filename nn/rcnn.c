@@ -322,8 +322,8 @@ static mi_status load(mi_rcnn *r, const mi_weights *w, int64_t in_h, int64_t in_
     mi_status st = mi_rcnn_config_from_blob(&r->cfg, w, c1 && c1->ndim == 4 && c1->shape[1] == 1 ? 1 : 3);
     if (st) return st;
     /* the backbone sees the resized image: pack its convolutions for that size */
-    const double s = fmin((double)r->cfg.min_size / (double)fmin(in_h, in_w), (double)r->cfg.max_size / (double)fmax(in_h, in_w));
-    int64_t rh = (int64_t)floor((double)in_h * s), rw = (int64_t)floor((double)in_w * s);
+    int64_t rh, rw;
+    mi_rcnn_resized_size(r->cfg.min_size, r->cfg.max_size, in_h, in_w, &rh, &rw);
     rh = rh > 0 ? rh : 1, rw = rw > 0 ? rw : 1;
     if (r->cfg.fpn) {
         if ((st = load_fpn(r, w, bb, rh, rw))) return st;
@@ -404,12 +404,12 @@ int mi_rcnn_max_detections(const mi_rcnn *r) { return r->cfg.dets; }
 
 static mi_tensor empty(void) { return (mi_tensor){ 0 }; }
 
-/* GeneralizedRCNNTransform.resize: the scale in float32 as torch computes min(self_min_size /
- * min_size, self_max_size / max_size) on float32 tensors, the size as interpolate's
- * recompute_scale_factor path floors it in double. */
-static void resized_size(const mi_rcnn *r, int64_t h, int64_t w, int64_t *oh, int64_t *ow) {
+void mi_rcnn_resized_size(int min_size, int max_size, int64_t h, int64_t w, int64_t *oh, int64_t *ow) {
     const float mn = (float)(h < w ? h : w), mx = (float)(h > w ? h : w);
-    const float a = (float)r->cfg.min_size / mn, b = (float)r->cfg.max_size / mx;
+    /* torch evaluates python_float / tensor as tensor.reciprocal() * python_float, both in float32:
+     * min_size / mn rounded once differs in the last bit for some sizes (1070, 475), and then the
+     * floor below lands one pixel off (1070 x 1348 at 160: 160 rows, not 159) */
+    const float a = (1.0f / mn) * (float)min_size, b = (1.0f / mx) * (float)max_size;
     const double s = (double)(a < b ? a : b);
     *oh = (int64_t)floor((double)h * s);
     *ow = (int64_t)floor((double)w * s);
@@ -656,7 +656,7 @@ mi_tensor mi_rcnn_forward(const mi_rcnn *r, nn_ctx *c, const mi_tensor *x) {
     }
     const int64_t N = x->shape[0], H = x->shape[2], W = x->shape[3];
     int64_t oh, ow;
-    resized_size(r, H, W, &oh, &ow);
+    mi_rcnn_resized_size(r->cfg.min_size, r->cfg.max_size, H, W, &oh, &ow);
     if (oh < 1 || ow < 1) {
         nn_fail(c, MI_FAIL(MI_ERR_SHAPE, "detector: a %lldx%lld image resizes to nothing", (long long)H, (long long)W));
         return empty();

@@ -55,6 +55,11 @@ typedef struct {
  * refused), anything else the C4's. */
 mi_status mi_rcnn_config_from_blob(mi_rcnn_config *c, const mi_weights *w, int in_channels);
 
+/* GeneralizedRCNNTransform's resized size of an h x w image: the scale min(min_size / shorter,
+ * max_size / longer) computed in float32 as torch computes it, the sizes floored as
+ * F.interpolate's recompute_scale_factor path does. */
+void mi_rcnn_resized_size(int min_size, int max_size, int64_t h, int64_t w, int64_t *oh, int64_t *ow);
+
 /* Reads the configuration from the blob's metadata and every tensor by torchvision's state_dict
  * names (backbone.body.*, for the FPN backbone.fpn.*, rpn.head.*, roi_heads.box_head.*,
  * roi_heads.box_predictor.*), checking presence and shape. Convolutions are packed for an image

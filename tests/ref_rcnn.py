@@ -16,6 +16,7 @@ import os
 import sys
 
 import torch
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 import mi_ref
 
@@ -78,3 +79,21 @@ for name, c in CASES.items():
     mi_ref.save(f"rcnn_{name}_ref.safetensors", acts,
                 {"counts": json.dumps(counts), "proposals": json.dumps([len(p) for p in props])})
     print(f"ref_rcnn: {name}: detections {counts}, proposals {[len(p) for p in props]}", file=sys.stderr)
+
+# GeneralizedRCNNTransform's resized sizes, from torchvision's own transform on images of each
+# size: the shipped detectors' (min_size, max_size) and torchvision's default, over a sweep of
+# sizes and the ones where the float32 scale's last bit decides a row (1070 x 1348 and 475 x 528
+# at 160 / 224: a scale computed as min_size / side, rounded once, gives 159 rows or columns
+# where torch, which computes side.reciprocal() * min_size, gives 160)
+gen = torch.Generator().manual_seed(7)
+rows = []
+for lo, hi in ((160, 224), (256, 600), (800, 1333)):
+    sizes = [(1070, 1348), (528, 475), (505, 577), (1072, 1920), (1080, 1920), (720, 1280)]
+    sizes += [tuple(int(v) for v in torch.randint(16, 2001, (2,), generator=gen)) for _ in range(150)]
+    t = GeneralizedRCNNTransform(lo, hi, [0.0], [1.0])
+    t.eval()
+    for h, w in sizes:
+        il, _ = t([torch.zeros(1, h, w)])
+        rows.append([lo, hi, h, w, *il.image_sizes[0]])
+mi_ref.save("rcnn_resize_ref.safetensors", {"sizes": torch.tensor(rows, dtype=torch.float32)})
+print(f"ref_rcnn: resize: {len(rows)} sizes", file=sys.stderr)

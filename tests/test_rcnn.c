@@ -15,6 +15,7 @@
  * mi_session_detections; refusals. */
 #include "tests/mi_test.h"
 #include "medinfer.h"
+#include "nn/rcnn.h"
 #include "ops/cpu.h"
 
 #include <math.h>
@@ -192,6 +193,26 @@ START_TEST(same_bits_any_threads_and_batch)
 }
 END_TEST
 
+/* The transform's resized size equals torchvision's own for every size of the sweep (a size one
+ * row off shifts every box and can change which proposals survive). */
+START_TEST(resized_size_matches_torchvision)
+{
+    mi_weights r;
+    mi_fixture_open(&r, "rcnn_resize_ref.safetensors");
+    mi_tensor t = mi_fixture_tensor(&r, "sizes");
+    ck_assert_int_eq(t.ndim, 2);
+    ck_assert_int_eq(t.shape[1], 6);
+    for (int64_t i = 0; i < t.shape[0]; i++) {
+        const float *v = t.data + i * 6;
+        int64_t oh, ow;
+        mi_rcnn_resized_size((int)v[0], (int)v[1], (int64_t)v[2], (int64_t)v[3], &oh, &ow);
+        ck_assert_msg(oh == (int64_t)v[4] && ow == (int64_t)v[5], "%gx%g at (%g, %g): %lldx%lld, torchvision %gx%g",
+                      v[2], v[3], v[0], v[1], (long long)oh, (long long)ow, v[4], v[5]);
+    }
+    mi_weights_close(&r);
+}
+END_TEST
+
 START_TEST(refusals)
 {
     mi_model *m = mi_fixture_model("rcnn_r50grey.safetensors");
@@ -224,6 +245,7 @@ static Suite *suite(void) {
     tcase_add_test(t, r50_grey_adaptive_anchors_matches_torchvision);
     tcase_add_test(t, same_bits_any_threads_and_batch);
     tcase_add_test(t, refusals);
+    tcase_add_test(t, resized_size_matches_torchvision);
     suite_add_tcase(s, t);
     return s;
 }
