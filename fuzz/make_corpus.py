@@ -96,6 +96,11 @@ def safetensors():
         "arch": "fasterrcnn_fpn", "backbone": "resnet18", "returned_layers": "[1, 2, 3]", "fpn_channels": "64",
         "anchor_sizes": "[[12, 20], [28, 40], [56, 80], [112, 160]]", "anchor_ratios": "[0.5, 1, 2]",
         "min_size": "224", "max_size": "224", "high_risk_labels": "[\"adenomatous polyp\", \"ulcer\"]"}))
+    put("safetensors", "ok_detector_score_threshold", blob_bytes({}, {
+        "arch": "fasterrcnn_fpn", "num_classes": "2", "labels": "[\"__background__\", \"polyp\"]",
+        "high_risk_labels": "[\"polyp\"]", "score_threshold": "0.7"}))
+    put("safetensors", "bad_detector_score_threshold", blob_bytes({}, {
+        "arch": "fasterrcnn_fpn", "num_classes": "2", "score_threshold": "0.7x"}))
     put("safetensors", "bad_detector_fpn_returned", blob_bytes({}, {
         "arch": "fasterrcnn_fpn", "backbone": "resnet18", "returned_layers": "[3, 3.5]", "fpn_channels": "0"}))
     # unpadded header: the tensors start at odd offsets and are copied to aligned memory
