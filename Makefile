@@ -265,7 +265,9 @@ $(ST)/medinfer.static: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.
 # ASan + UBSan over every test; ThreadSanitizer over sessions sharing a model across host threads
 # (tests/test_session.c; libgomp's own synchronization is invisible to TSan, so that build gives
 # each session one OpenMP thread) and over endoqc's decoder thread and its queue (tests/test_endoqc.c).
-check: $(TDEPS_STAMP) $(FIXTURE_STAMPS)
+# tests/test_embed.sh compares the native $(B)/embed, built from the installed tree, with the
+# sanitized medinfer: it is built first, so that `make check` on a clean tree needs no `make test`.
+check: $(TDEPS_STAMP) $(FIXTURE_STAMPS) $(B)/embed
 	@mkdir -p build-san build-tsan && touch build-san/.deps-build build-san/.deps-test build-tsan/.deps-build build-tsan/.deps-test
 	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN) $(FUZZ_BIN))
