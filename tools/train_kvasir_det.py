@@ -51,7 +51,6 @@ This is a small model trained on 800 images without pretraining: not a medical d
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -66,6 +65,7 @@ sys.path.insert(0, HERE)
 import eval_kvasir_det as ev  # noqa: E402  (split, boxes and the scoring both sides use)
 import export                 # noqa: E402
 import rcnn_ref               # noqa: E402
+from train_assist_det import lr_at  # noqa: E402  (warm-up, then cosine to 0)
 
 MODEL_VERSION = "2026.12.01.1"
 LABELS = ["__background__", "polyp"]
@@ -142,12 +142,6 @@ def augment(rgb, boxes, rng):
     return x.clamp(0, 1), torch.from_numpy(np.ascontiguousarray(b))
 
 
-def lr_at(step, total, base, warm=50):
-    if step < warm:
-        return base * (step + 1) / warm
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
 def init_from_synthetic(m):
     sd, meta = export.read_safetensors(SYNTH_BLOB)
     labels = json.loads(meta["labels"])
@@ -197,7 +191,7 @@ def train(a):
             imgs.append(x)
             tg.append({"boxes": b, "labels": torch.ones(len(b), dtype=torch.int64)})
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.steps, a.lr)
+            g["lr"] = lr_at(step, a.steps, a.lr, warm=50)
         losses = m(imgs, tg)
         loss = sum(losses.values())
         opt.zero_grad()
