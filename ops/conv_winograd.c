@@ -265,6 +265,55 @@ static void input_row(const mi_gemm_ukr *u, float *V, const float *xc, const win
     in(V, vstride, buf, g->rowlen, g->TW);
 }
 
+/* One block taken through the three stages by all nt threads, with two barriers: the input
+ * transform split over channels, the GEMM over its items (which split the output tiles, never K),
+ * the output transform over output channels. V and Mb are shared (the first thread's parts of the
+ * workspace), the GEMM scratch and row buffer are each thread's own. Every value is computed by
+ * the same operations as when one thread takes the whole block, so the bits do not change. */
+static void block_all_threads(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
+                              const mi_tensor *res, mi_act act, unsigned char *ws, const wino_geom *gp,
+                              const size_t part[4], int64_t it, int nt) {
+    const mi_conv_desc *d = &c->d;
+    const wino_geom g = *gp;
+    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G;
+    const size_t per_thread = part[0] + part[1] + part[2] + part[3];
+    float *V = (float *)(ws + koff_bytes(d)), *Mb = (float *)(ws + koff_bytes(d) + part[0]);
+    const int64_t n = it / g.nb, r0 = it % g.nb * g.rb, r1 = MI_MIN(g.TH, r0 + g.rb), tb = (r1 - r0) * g.TW;
+    const float *xn = x->data + n * d->cin * g.H * g.W;
+    float *yn = y->data + n * d->cout * g.OH * g.OW;
+    const float *rn = res ? res->data + n * d->cout * g.OH * g.OW : NULL;
+    void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
+        g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
+                 : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
+    mi_gemm gm = {
+        .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
+        .src_gstride = cig * g.tb, .koff = (const int64_t *)ws, .gd = 1, .gh = 1, .gw = tb, .od = 1, .oh = 1,
+        .ow = tb, .y = Mb, .chan_lanes = c->chan_lanes,
+    };
+    mi_gemm_plan pl;
+    mi_gemm_split(u, &gm, nt, &pl);
+    #pragma omp parallel num_threads(nt)
+    {
+        unsigned char *mine = ws + koff_bytes(d) + per_thread * (size_t)omp_get_thread_num();
+        void *gws = mine + part[0] + part[1];
+        float *buf = (float *)(mine + part[0] + part[1] + part[2]);
+        #pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < d->cin; ch++)
+            for (int64_t r = r0; r < r1; r++)
+                input_row(u, V + (ch / cig * g.npt * cig + ch % cig) * g.tb + (r - r0) * g.TW,
+                          xn + ch * g.H * g.W, &g, r, cig * g.tb, buf);
+        #pragma omp for schedule(static)
+        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(u, &gm, &pl, i, gws);
+        #pragma omp for schedule(static)
+        for (int64_t co = 0; co < d->cout; co++)
+            for (int64_t r = r0; r < r1; r++) {
+                const int64_t gi = co / cog, mm = co % cog, o = co * g.OH * g.OW + g.m * r * g.OW;
+                out(yn + o, rn ? rn + o : NULL, Mb + (gi * g.npt * cog + mm) * tb + (r - r0) * g.TW, cog * tb,
+                    g.TW, g.OW, (int)MI_MIN(g.m, g.OH - g.m * r), c->bias[co], act == MI_ACT_RELU);
+            }
+    }
+}
+
 void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *res, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
@@ -281,6 +330,10 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, 
     void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
         g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
                  : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
+    if (N * g.nb < nt) {   /* fewer blocks than threads (a small map at batch 1): all threads on each */
+        for (int64_t it = 0; it < N * g.nb; it++) block_all_threads(c, u, y, x, res, act, ws, &g, part, it, nt);
+        return;
+    }
     /* dynamic: a thread that the machine's other work holds back leaves its blocks to the other */
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t it = 0; it < N * g.nb; it++) {
