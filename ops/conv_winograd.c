@@ -90,8 +90,10 @@ typedef struct {
  * barrier costs a scheduler time slice: the per-image stages of the first version paid ~1000
  * barriers per depthnet forward at 2 threads). A block has >= 16 tiles where the map has them
  * (the GEMM's panels are 16 wide), else as many tile rows as keep its buffers within ~256 KB, and
- * an image gives >= 4 blocks where that leaves >= 16 tiles each. The split depends on the shapes
- * only; each output is computed the same way whatever block or thread it falls in. */
+ * an image gives >= 4 blocks where that leaves >= 16 tiles each. A map with fewer blocks than
+ * threads (14 x 14 and 7 x 7 at batch 1 are one block) instead has every thread on each block, with
+ * a barrier between the stages (block_all_threads). The split depends on the shapes and the thread
+ * count only; each output is computed the same way whatever block or thread it falls in. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
 #define WINO_BLOCK_MIN_TILES 16
 
