@@ -101,9 +101,10 @@ def to_tensor(arr):
     return torch.from_numpy(np.array(arr, dtype=np.float32)).permute(2, 0, 1) / 255
 
 
-def augment(arr, boxes, rng):
+def flip_transpose(arr, b, rng):
+    """Random horizontal and vertical flips and transposition (the endoscope's roll is arbitrary)
+    of an HWC image and its (n, 4) x1 y1 x2 y2 boxes, which are changed in place."""
     H, W = arr.shape[:2]
-    b = np.array(boxes, np.float32).reshape(-1, 4)
     if rng.random() < 0.5:
         arr = arr[:, ::-1]
         b[:, [0, 2]] = W - b[:, [2, 0]]
@@ -113,6 +114,11 @@ def augment(arr, boxes, rng):
     if rng.random() < 0.5:
         arr = arr.transpose(1, 0, 2)
         b = b[:, [1, 0, 3, 2]]
+    return arr, b
+
+
+def augment(arr, boxes, rng):
+    arr, b = flip_transpose(arr, np.array(boxes, np.float32).reshape(-1, 4), rng)
     x = to_tensor(arr) * float(rng.uniform(0.8, 1.2))
     return x.clamp(0, 1), torch.from_numpy(b)
 

@@ -65,7 +65,7 @@ sys.path.insert(0, HERE)
 import eval_kvasir_det as ev  # noqa: E402  (split, boxes and the scoring both sides use)
 import export                 # noqa: E402
 import rcnn_ref               # noqa: E402
-from train_assist_det import lr_at  # noqa: E402  (warm-up, then cosine to 0)
+from train_assist_det import flip_transpose, lr_at  # noqa: E402
 
 MODEL_VERSION = "2026.12.01.1"
 LABELS = ["__background__", "polyp"]
@@ -124,17 +124,9 @@ def augment(rgb, boxes, rng):
                       np.clip(boxes[:, 2] - x0, 0, cw), np.clip(boxes[:, 3] - y0, 0, ch)], 1)
         area = lambda q: (q[:, 2] - q[:, 0]) * (q[:, 3] - q[:, 1])  # noqa: E731
         if (area(c) >= 0.7 * area(boxes)).all():
-            rgb, b, H, W = rgb[y0:y0 + ch, x0:x0 + cw], c, ch, cw
+            rgb, b = rgb[y0:y0 + ch, x0:x0 + cw], c
             break
-    if rng.random() < 0.5:
-        rgb = rgb[:, ::-1]
-        b[:, [0, 2]] = W - b[:, [2, 0]]
-    if rng.random() < 0.5:
-        rgb = rgb[::-1]
-        b[:, [1, 3]] = H - b[:, [3, 1]]
-    if rng.random() < 0.5:
-        rgb = rgb.transpose(1, 0, 2)
-        b = b[:, [1, 0, 3, 2]]
+    rgb, b = flip_transpose(rgb, b, rng)
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1) / 255
     mean = x.mean()
     x = (x - mean) * float(rng.uniform(0.75, 1.25)) + mean
