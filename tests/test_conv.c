@@ -252,6 +252,46 @@ START_TEST(fast_matches_reference_on_tails)
 }
 END_TEST
 
+/* relu is `v < 0 ? 0 : v` on every path: a NaN that reaches an output stays NaN (a vector max
+ * with the operands one way round would turn it into 0 and hide a corrupt input). The direct
+ * paths, both orientations, with and without a residual: the outputs whose window holds the NaN
+ * are NaN in the reference, and exactly those are NaN in the fast path. */
+START_TEST(relu_keeps_nan)
+{
+    const mi_conv_desc shapes[] = { mi_conv2d_desc(8, 20, 1, 1, 0, 1), mi_conv2d_desc(8, 20, 3, 1, 1, 1),
+                                    mi_conv2d_desc(8, 20, 3, 2, 1, 1) };
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        if (!fast_isa_distinct(isa)) continue;
+        for (int lanes = 1; lanes <= 2; lanes++)
+            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+                for (int res = 0; res <= 1; res++) {
+                    mi_conv_desc d = shapes[si];
+                    d.lanes = lanes;
+                    d.algo = MI_CONV_DIRECT;
+                    rig f, r;
+                    rig_init(&f, d, 9, 21, isa, res, 5 + si);
+                    rig_init(&r, d, 9, 21, MI_ISA_REF, res, 5 + si);
+                    f.x.data[3 * 9 * 21 + 4 * 21 + 17] = r.x.data[3 * 9 * 21 + 4 * 21 + 17] = NAN;
+                    rig_run(&f);
+                    mi_conv_forward_ref(&r.c, &r.y, &r.x, r.r.data ? &r.r : NULL, MI_ACT_RELU);
+                    int64_t nan_ref = 0;
+                    for (int64_t i = 0; i < mi_tensor_numel(&r.y); i++) {
+                        nan_ref += isnan(r.y.data[i]) != 0;
+                        ck_assert_msg(!isnan(r.y.data[i]) == !isnan(f.y.data[i]),
+                                      "%s lanes %d shape %zu residual %d: output %lld is %g, the reference's %g",
+                                      mi_isa_name(isa), lanes, si, res, (long long)i, f.y.data[i], r.y.data[i]);
+                    }
+                    ck_assert_int_gt(nan_ref, 0);
+                    rig_free(&f);
+                    rig_free(&r);
+                    ran++;
+                }
+    }
+    if (!ran) MI_SKIP("no fast convolution path on this CPU");
+}
+END_TEST
+
 START_TEST(same_bits_for_1_2_4_threads)
 {
     const mi_conv_desc shapes[] = {
@@ -638,6 +678,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, matches_torch_on_every_isa, 0, 5);
     tcase_add_test(tc, env_forces_portable);
     tcase_add_test(tc, fast_matches_reference_on_tails);
+    tcase_add_test(tc, relu_keeps_nan);
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
     tcase_add_test(tc, depthwise_equals_reference);
     tcase_add_test(tc, depthwise_prepare_release);

@@ -202,8 +202,10 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             v1 = _mm256_add_ps(v1, r1);
         }
         if (p->relu) {
-            v0 = _mm256_max_ps(v0, zero);
-            v1 = _mm256_max_ps(v1, zero);
+            /* zero first: max returns its second operand on NaN, so relu is v < 0 ? 0 : v
+             * (NaN stays NaN) on every path of this file */
+            v0 = _mm256_max_ps(zero, v0);
+            v1 = _mm256_max_ps(zero, v1);
         }
         for (int s = 0; s < p->nseg; s++) {
             const uint32_t m = p->seg[s].mask;
@@ -338,8 +340,8 @@ static void wino2_out(float *y, const float *res, const float *m, int64_t ms, in
                 v1 = _mm256_add_ps(v1, _mm256_maskload_ps(rr + 8, k1));
             }
             if (relu) {
-                v0 = _mm256_max_ps(v0, zero);
-                v1 = _mm256_max_ps(v1, zero);
+                v0 = _mm256_max_ps(zero, v0);
+                v1 = _mm256_max_ps(zero, v1);
             }
             store_lanes(yr, b0, v0);
             store_lanes(yr + 8, b1, v1);
@@ -443,7 +445,7 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
             float *yr = y + r * ow + 4 * q;
             for (int h = 0; h < 4; h++) {
                 if (res) w[h] = _mm256_add_ps(w[h], _mm256_maskload_ps(res + r * ow + 4 * q + 8 * h, k[h]));
-                if (relu) w[h] = _mm256_max_ps(w[h], zero);
+                if (relu) w[h] = _mm256_max_ps(zero, w[h]);
                 store_lanes(yr + 8 * h, kb[h], w[h]);
             }
         }

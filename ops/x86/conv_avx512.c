@@ -102,7 +102,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             }
             float *yp = p->y + p->pix[i];
             for (int h = 0; h < 2; h++) {
-                if (p->relu) v[h] = _mm512_max_ps(v[h], zero);
+                if (p->relu) v[h] = _mm512_max_ps(zero, v[h]);
                 _mm512_mask_i64scatter_ps(yp, mk[2 * h], ix[2 * h], _mm512_castps512_ps256(v[h]), 4);
                 _mm512_mask_i64scatter_ps(yp, mk[2 * h + 1], ix[2 * h + 1],
                                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[h]), 1)), 4);
@@ -131,8 +131,10 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             v1 = _mm512_add_ps(v1, r1);
         }
         if (p->relu) {
-            v0 = _mm512_max_ps(v0, zero);
-            v1 = _mm512_max_ps(v1, zero);
+            /* zero first: max returns its second operand on NaN, so relu is v < 0 ? 0 : v
+             * (NaN stays NaN) on every path of this file */
+            v0 = _mm512_max_ps(zero, v0);
+            v1 = _mm512_max_ps(zero, v1);
         }
         for (int s = 0; s < p->nseg; s++) {
             const uint32_t m = p->seg[s].mask;
@@ -272,8 +274,8 @@ static void wino2_out(float *y, const float *res, const float *m, int64_t ms, in
                 v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, rr + 16));
             }
             if (relu) {
-                v0 = _mm512_max_ps(v0, zero);
-                v1 = _mm512_max_ps(v1, zero);
+                v0 = _mm512_max_ps(zero, v0);
+                v1 = _mm512_max_ps(zero, v1);
             }
             _mm512_mask_storeu_ps(yr, k0, v0);
             _mm512_mask_storeu_ps(yr + 16, k1, v1);
@@ -371,7 +373,7 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
             float *yr = y + r * ow + 4 * q;
             for (int h = 0; h < 4; h++) {
                 if (res) w[h] = _mm512_add_ps(w[h], _mm512_maskz_loadu_ps(k[h], res + r * ow + 4 * q + 16 * h));
-                if (relu) w[h] = _mm512_max_ps(w[h], zero);
+                if (relu) w[h] = _mm512_max_ps(zero, w[h]);
                 _mm512_mask_storeu_ps(yr + 16 * h, k[h], w[h]);
             }
         }
