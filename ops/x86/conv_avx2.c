@@ -17,10 +17,13 @@
 #define MR 6
 #define NR 16
 #define KC 256   /* B panel 16 KB in L1, A block in L2 */
-/* Weight prefetch distance in k steps (2 KB ahead with channels on the lanes, 768 B with
- * pixels): the packed weights are read once per forward pass, from L3 or memory (see
- * conv_avx512.c). */
-#define PF_K 32
+/* Weight prefetch distance in k steps: the packed weights are read once per forward pass, from
+ * L3 or memory (see conv_avx512.c). 2 KB ahead with channels on the lanes (16 weights per step);
+ * 3 KB with pixels (6 per step): 768 B left the Winograd F(2x2) layers of ResNet-50's last stage,
+ * whose 16 MB of transformed weights each meet only 16 tiles, waiting on memory (in the network,
+ * one thread: 2.8 -> 2.5 ms per layer; no gain from going further, nor from 4 KB with channels). */
+#define PF_K_CHAN 32
+#define PF_K_PIX 128
 #define MC 504   /* 84 panels of 6 rows */
 
 /* lanes of 8 selected by bits of m (bit i -> lane i) */
@@ -124,10 +127,11 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             c1[i] = _mm256_load_ps(p->acc + i * NR + 8);
         }
     }
+    if (p->last) mi_gemm_prefetch_epilogue(p, M, T);
     const float *a = p->a, *b = p->b;
     for (int64_t k = 0; k < p->kc; k++) {
-        /* the weight stream, PF_K k steps ahead (later passes over the block: L1/L2 hits) */
-        _mm_prefetch((const char *)(T ? b + PF_K * NR : a + PF_K * ASTR), _MM_HINT_T0);
+        /* the weight stream, ahead (later passes over the block: L1/L2 hits) */
+        _mm_prefetch((const char *)(T ? b + PF_K_CHAN * NR : a + PF_K_PIX * ASTR), _MM_HINT_T0);
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
         for (int i = 0; i < M; i++) {
@@ -181,6 +185,9 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         }
         return;
     }
+    /* all 16 columns real, in one run (every tile but a map's last, or a row's end in a padded
+     * grid): plain loads and stores, the same values as the masked ones */
+    const int dense = p->nseg == 1 && p->seg[0].mask == 0xffffu;
     #pragma GCC unroll 6
     for (int i = 0; i < M; i++) {
         __m256 v0 = c0[i], v1 = c1[i];
@@ -193,7 +200,11 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         if (p->res) {
             const float *rr = p->res + i * p->ldy;
             __m256 r0 = zero, r1 = zero;
-            for (int s = 0; s < p->nseg; s++) {   /* runs are disjoint: OR merges them */
+            if (dense) {
+                r0 = _mm256_loadu_ps(rr + p->seg[0].off);
+                r1 = _mm256_loadu_ps(rr + p->seg[0].off + 8);
+            }
+            for (int s = 0; s < (dense ? 0 : p->nseg); s++) {   /* runs are disjoint: OR merges them */
                 const uint32_t m = p->seg[s].mask;
                 r0 = _mm256_or_ps(r0, _mm256_maskload_ps(rr + p->seg[s].off, lanes(m)));
                 r1 = _mm256_or_ps(r1, _mm256_maskload_ps(rr + p->seg[s].off + 8, lanes(m >> 8)));
@@ -207,7 +218,11 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             v0 = _mm256_max_ps(zero, v0);
             v1 = _mm256_max_ps(zero, v1);
         }
-        for (int s = 0; s < p->nseg; s++) {
+        if (dense) {
+            _mm256_storeu_ps(yr + p->seg[0].off, v0);
+            _mm256_storeu_ps(yr + p->seg[0].off + 8, v1);
+        }
+        for (int s = 0; s < (dense ? 0 : p->nseg); s++) {
             const uint32_t m = p->seg[s].mask;
             store_lanes(yr + p->seg[s].off, m, v0);
             store_lanes(yr + p->seg[s].off + 8, m >> 8, v1);

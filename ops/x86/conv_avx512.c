@@ -42,6 +42,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             c1[i] = _mm512_load_ps(p->acc + i * NR + 16);
         }
     }
+    if (p->last) mi_gemm_prefetch_epilogue(p, M, T);
     const float *a = p->a, *b = p->b;
     for (int64_t k = 0; k < p->kc; k++) {
         /* the weight stream, PF_K k steps ahead (later passes over the block: L1/L2 hits) */
