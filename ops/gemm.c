@@ -188,8 +188,18 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
             if (T) u->pack_t(bp, src, g->koff + k0, kc, seg[jj], nseg[jj]);
             else u->pack(bp, src + (j0 + jj) * NR, g->koff + k0, kc, npx[jj]);
         }
-        for (int64_t mp = mp0; mp < mp1; mp++)
+        for (int64_t mp = mp0; mp < mp1; mp++) {
+            /* The weights the next tiles need (the next channel panel's, or the next K block's
+             * first), fetched into L2 in nj slices while this panel's, in L1, meet the item's
+             * pixel panels. Each weight is read once per forward pass, mostly from memory: left
+             * to the kernels' own prefetch (a few KB ahead) the first tile of every panel waited
+             * on it. */
+            const int64_t kn = mp + 1 < mp1 ? k0 : k0 + kc;
+            const float *wn = ag + ((mp + 1 < mp1 ? mp + 1 : mp0) * K + kn) * ph;
+            const int64_t lines = kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
+            const int64_t per = CEIL_DIV(lines, nj);
             for (int64_t jj = 0; jj < nj; jj++) {
+                for (int64_t l = jj * per; l < MI_MIN(lines, (jj + 1) * per); l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
                 const int64_t row = gi * M + mp * ph;
                 const float *w = ag + (mp * K + k0) * ph, *b = bpan + jj * kc * bw;
@@ -210,6 +220,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                     u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
                 }
             }
+        }
     }
 }
 
