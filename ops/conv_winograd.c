@@ -91,8 +91,9 @@ typedef struct {
  * barriers per depthnet forward at 2 threads). A block has >= 16 tiles where the map has them
  * (the GEMM's panels are 16 wide), else as many tile rows as keep its buffers within ~256 KB, and
  * an image gives >= 4 blocks where that leaves >= 16 tiles each. A map with fewer blocks than
- * threads (14 x 14 and 7 x 7 at batch 1 are one block) instead has every thread on each block, with
- * a barrier between the stages (block_all_threads). The split depends on the shapes and the thread
+ * threads (14 x 14 and 7 x 7 at batch 1 are one block), and the last blocks of a few that do not
+ * divide among the threads, instead have every thread on each block, with a barrier between the
+ * stages (block_all_threads). The split depends on the shapes and the thread
  * count only; each output is computed the same way whatever block or thread it falls in. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
 #define WINO_BLOCK_MIN_TILES 16
@@ -332,13 +333,16 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, 
     void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
         g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
                  : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
-    if (N * g.nb < nt) {   /* fewer blocks than threads (a small map at batch 1): all threads on each */
-        for (int64_t it = 0; it < N * g.nb; it++) block_all_threads(c, u, y, x, res, act, ws, &g, part, it, nt);
-        return;
-    }
+    /* A few blocks that do not divide among the threads leave threads idle through the last
+     * round (ResNet's 56 x 56 maps at batch 1 are 7 blocks, its 28 x 28 ones 3: on 2 threads
+     * 4 rounds for 3.5 blocks' work, 2 for 1.5): those last nblk % nt blocks are taken by all
+     * threads together, as is every block of a map with fewer blocks than threads (14 x 14 and
+     * 7 x 7 at batch 1). With many blocks the dynamic schedule evens the rounds out itself. */
+    const int64_t nblk = N * g.nb, tail = nt > 1 && nblk < 4 * nt ? nblk % nt : 0;
+    for (int64_t it = nblk - tail; it < nblk; it++) block_all_threads(c, u, y, x, res, act, ws, &g, part, it, nt);
     /* dynamic: a thread that the machine's other work holds back leaves its blocks to the other */
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t it = 0; it < N * g.nb; it++) {
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > tail)
+    for (int64_t it = 0; it < nblk - tail; it++) {
         unsigned char *mine = ws + koff_bytes(d) + per_thread * (size_t)omp_get_thread_num();
         float *V = (float *)mine, *Mb = (float *)(mine + part[0]);
         void *gws = mine + part[0] + part[1];
