@@ -141,14 +141,16 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
     /* A few items that do not divide among the threads leave threads idle through the last
      * round (a stride-2 layer's 28 x 28 output in 9 pixel runs: 5 rounds on 2 threads for 4.5
      * runs' work): shorter runs, as many as make the count a multiple of the thread count. */
-    if (T > 1 && nj > 1 && (G * nmc * nj) % T && G * nmc * nj < 8 * T) {
-        const int64_t want = CEIL_DIV(G * nmc * nj, T) * T;
-        const int64_t jp = want % (G * nmc) ? 0 : CEIL_DIV(pl->npan, want / (G * nmc));
-        if (jp && (G * nmc * CEIL_DIV(pl->npan, jp)) % T == 0) {
-            jper = jp;
-            nj = CEIL_DIV(pl->npan, jp);
+    if (T > 1 && nj > 1 && (G * nmc * nj) % T)
+        for (int64_t want = CEIL_DIV(G * nmc * nj, T) * T; want < 8 * T && want <= G * nmc * pl->npan; want += T) {
+            if (want % (G * nmc)) continue;
+            const int64_t jp = CEIL_DIV(pl->npan, want / (G * nmc)), n = CEIL_DIV(pl->npan, jp);
+            if ((G * nmc * n) % T == 0) {   /* 49 panels: 8 runs would be 7 of 7; 10 are 10 of 5 */
+                jper = jp;
+                nj = n;
+                break;
+            }
         }
-    }
     pl->mcp = mcp;
     pl->nmc = nmc;
     pl->nj = nj;
