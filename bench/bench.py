@@ -14,15 +14,17 @@ beside PyTorch's best mode and ONNX Runtime, at 1 and 2 threads. The two network
 depth-guided lesion segmentation (tools/lesionseg_ref.py: depthnet and segnet at their default
 configuration, 192 x 192, batch 1, random weights from tools/export.py) beside the same module in
 PyTorch (bench/torch_lesionseg_latency.py, loaded with the blob's weights) and ONNX Runtime, at 1
-and 2 threads, with the ratio to the faster of the two. Then the convolution kernels
+and 2 threads, with the ratio to the faster of the two. The Faster R-CNN detectors of
+bench/rcnn_blob.py (ResNet-18 and ResNet-50 C4, one image) beside torchvision's FasterRCNN with
+the same weights and ONNX Runtime running that model exported whole. Then the convolution kernels
 alone (bench_conv) and the pipelines' own benchmarks when present. --only runs some sections (e.g.
 --only vnet, --only lesionseg).
 
-In the ResNet, V-Net and lesion sections the engines take turns: each of --rounds rounds (default 3) runs
+In the ResNet, Faster R-CNN, V-Net and lesion sections the engines take turns: each of --rounds rounds (default 3) runs
 medinfer, every PyTorch mode, then ONNX Runtime, each in its own process, so that a change in the
 machine's load falls on all of them alike; a figure is the median of the rounds' medians (p90: the
 median of their p90s). The ResNet-50 batch-8 rows (throughput: images per second at 1 and 2 threads)
-take turns the same way; the Faster R-CNN section runs each engine once.
+take turns the same way.
 
 ONNX Runtime is optional: `make bench` installs onnxruntime-node into BIN/ort/node_modules; when
 it is missing or fails, its columns are left empty and the bench says "ONNX Runtime: not
@@ -99,16 +101,17 @@ class Ort:
         self.diffs = {}    # name -> (max abs diff from PyTorch over the outputs, largest |PyTorch output|)
         self.failures = [] # "name: why" for an export or a run that failed
 
-    def model(self, name, source, batch=1):
-        """The .onnx of `source` (an arch or a V-Net blob) exported at `batch`; None if unusable."""
+    def model(self, name, source, batch=1, hw=None):
+        """The .onnx of `source` (an arch or a blob) exported at `batch` (and H x W: a detector);
+        None if unusable."""
         if self.reason:
             return None
         if name not in self.models:
             path = os.path.join(self.dir, f"{name}.onnx")
             if not os.path.exists(path + ".json"):
                 os.makedirs(self.dir, exist_ok=True)
-                p = subprocess.run([PY, os.path.join(HERE, "ort_export.py"), source, path, str(batch)],
-                                   capture_output=True, text=True, env=OMP_ENV)
+                p = subprocess.run([PY, os.path.join(HERE, "ort_export.py"), source, path, str(batch)] +
+                                   [str(v) for v in hw or ()], capture_output=True, text=True, env=OMP_ENV)
                 if p.returncode:
                     self.failures.append(f"{name}: export failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
                     path = None
@@ -336,17 +339,32 @@ def main():
                     "peer": "onnxruntime" if peer is o else "pytorch"})
                 print(f"  measured {arch} x{threads}", file=sys.stderr)
 
-    # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image
+    # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image,
+    # and beside ONNX Runtime running that FasterRCNN exported whole (bench/ort_export.py); the
+    # engines take turns as above
     for name, h, w in (("echo", 256, 600), ("r50", 480, 640)) if "rcnn" in only else ():
         blob = os.path.join(blobs, f"rcnn_{name}.safetensors")
         if not os.path.exists(blob):
             subprocess.run([PY, os.path.join(HERE, "rcnn_blob.py"), name, blob], check=True)
         n = max(3, iters // 4)
+        onnx = ort.model(f"rcnn_{name}", blob, 1, (h, w))
         for threads in (1, 2):
-            ours = run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "1", str(h), str(w)])
-            theirs = run_json([PY, os.path.join(HERE, "torch_rcnn_latency.py"), blob, str(threads), str(n), str(h), str(w)])
+            runs = {"ours": [], "torch": [], "ort": []}
+            for _ in rounds:
+                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "1",
+                                              str(h), str(w)]))
+                runs["torch"].append(run_json([PY, os.path.join(HERE, "torch_rcnn_latency.py"), blob, str(threads),
+                                               str(n), str(h), str(w)]))
+                if ort.models.get(f"rcnn_{name}"):
+                    runs["ort"].append(ort.run(f"rcnn_{name}", onnx, threads, n, 2))
+            ours, theirs = combine(runs["ours"]), combine(runs["torch"])
+            o = combine(runs["ort"]) if runs["ort"] and all(runs["ort"]) else None
+            peer = min([theirs] + ([o] if o else []), key=lambda r: r["median_ms"])
             result["rcnn"].append({"name": name, "h": h, "w": w, "threads": threads, "ours": ours,
-                                   "torchvision": theirs, "ratio_median": ours["median_ms"] / theirs["median_ms"]})
+                                   "torchvision": theirs, "ratio_median": ours["median_ms"] / theirs["median_ms"],
+                                   "ort": o, "ratio_ort": ours["median_ms"] / o["median_ms"] if o else None,
+                                   "ratio_peer": ours["median_ms"] / peer["median_ms"],
+                                   "peer": "onnxruntime" if peer is o else "pytorch"})
             print(f"  measured fasterrcnn {name} x{threads}", file=sys.stderr)
 
     # pipeline benchmarks: bench/bench_<pipeline>.sh BUILD_DIR prints its own table
@@ -406,14 +424,18 @@ def main():
               f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
     if result["rcnn"]:
         print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
-              f"{'RSS ours':>8} {'torch':>6}")
+              f"{'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} {'torch':>6} {'ORT':>5}")
     for r in result["rcnn"]:
-        o, t = r["ours"], r["torchvision"]
+        o, t, x = r["ours"], r["torchvision"], r.get("ort")
         label = f"fasterrcnn_c4 {r['name']} {r['h']}x{r['w']}"
+        ort_cols = (f"{x['median_ms']:8.1f}m {x['p90_ms']:6.1f}m {r['ratio_ort']:5.2f}" if x else
+                    f"{'-':>9} {'-':>7} {'-':>5}")
+        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
-              f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M")
-    if result["resnet"] or result["vnet"] or result["lesionseg"]:
-        print(f"\nResNet, V-Net and lesion nets: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX "
+              f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
+              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
+    if result["resnet"] or result["vnet"] or result["lesionseg"] or result["rcnn"]:
+        print(f"\nResNet, Faster R-CNN, V-Net and lesion nets: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX "
               f"Runtime in turn; ratio = ours/torch, /ORT = ours/ORT, /peer = ours/the faster of the two (<= 1.00: we "
               f"are no slower); ours/torch and ours/ORT for the V-Net are tiles/s (>= 1.00: we are no slower).")
         load = os.getloadavg()

@@ -1,13 +1,17 @@
 #!/usr/bin/python3
-"""bench/ort_export.py MODEL OUT.onnx [BATCH] - the network the benchmark gives medinfer, as ONNX,
-for ONNX Runtime (bench/ort_latency.js), with a fixed input and PyTorch's output for it.
+"""bench/ort_export.py MODEL OUT.onnx [BATCH [H W]] - the network the benchmark gives medinfer, as
+ONNX, for ONNX Runtime (bench/ort_latency.js), with a fixed input and PyTorch's output for it.
 
 MODEL: resnet18 | resnet50 - tools/export.py's random_model(arch, 1000, seed 0), the module whose
 state_dict bench.py writes as the blob medinfer runs (BatchNorm statistics randomized too);
 or a V-Net blob (*.safetensors, what bench/vnet_blob.py writes) - tools/vnet_ref.py's module
 built from the blob's metadata and loaded with the blob's own weights, as torch_vnet_latency.py does;
 or a depthnet / segnet blob (tools/export.py --arch depthnet|segnet --random) - tools/lesionseg_ref.py's
-module, likewise, as torch_lesionseg_latency.py builds it (outputs "depth" and "seg").
+module, likewise, as torch_lesionseg_latency.py builds it (outputs "depth" and "seg");
+or a Faster R-CNN blob (bench/rcnn_blob.py) - tools/rcnn_ref.py's torchvision FasterRCNN built from
+the blob's metadata with its weights, as torch_rcnn_latency.py runs it: one H x W image in, the
+image's detections out ("boxes", "scores", and "labels" as float32), the whole model traced -
+resize, RPN, NMS, RoIAlign, box head and post-processing all inside the graph.
 BATCH (default 1) is fixed in the graph, as is the spatial size (224, or the blob's input_size).
 
 The lesion networks export at opset 13 as they are: reflect and replicate padding become Pad
@@ -38,10 +42,28 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import export  # noqa: E402
 
 
-def module_and_shape(model, batch):
+class Detections(torch.nn.Module):
+    """A torchvision detector as a tensor-in, tensors-out module (batch 1): what tracing needs."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        d = self.m(list(x))[0]
+        return d["boxes"], d["scores"], d["labels"].float()
+
+
+def module_and_shape(model, batch, hw):
     if model in ("resnet18", "resnet50"):
         return export.random_model(model, 1000, 0), (batch, 3, 224, 224)
     sd, meta = export.read_safetensors(model)
+    if meta.get("arch", "").startswith("fasterrcnn"):
+        import rcnn_ref
+        m = rcnn_ref.build(meta).eval()
+        m.load_state_dict(sd)
+        assert batch == 1 and hw, "a detector exports at batch 1 with its H W"
+        return Detections(m), (1, int(meta.get("input_channels", 3))) + hw
     if meta.get("arch") in ("depthnet", "segnet"):
         import lesionseg_ref
         c = lesionseg_ref.config(meta)
@@ -60,8 +82,9 @@ def module_and_shape(model, batch):
 def main():
     model, out = sys.argv[1], sys.argv[2]
     batch = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    hw = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else None
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    m, shape = module_and_shape(model, batch)
+    m, shape = module_and_shape(model, batch, hw)
     m = m.eval()
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(0)) - 0.5
     with torch.no_grad():
@@ -69,6 +92,7 @@ def main():
         ys = list(y) if isinstance(y, (tuple, list)) else [y]
         arch = getattr(m, "c", {}).get("arch")
         names = ([{"depthnet": "depth", "segnet": "seg"}[arch]] if arch in ("depthnet", "segnet") else
+                 ["boxes", "scores", "labels"] if isinstance(m, Detections) else
                  ["logits"] if len(ys) == 1 else ["seg", "features", "tile_logits"][:len(ys)])
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         torch.onnx.export(m, (x,), out, input_names=["input"], output_names=names, opset_version=13,
