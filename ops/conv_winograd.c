@@ -93,8 +93,8 @@ typedef struct {
  * an image gives >= 4 blocks where that leaves >= 16 tiles each. A map with fewer blocks than
  * threads (14 x 14 and 7 x 7 at batch 1 are one block), and the last blocks of a few that do not
  * divide among the threads, instead have every thread on each block, with a barrier between the
- * stages (block_all_threads). The split depends on the shapes and the thread
- * count only; each output is computed the same way whatever block or thread it falls in. */
+ * stages (block_all_threads). The split depends on the shapes and the thread count only; each
+ * output is computed the same way whatever block or thread it falls in. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
 #define WINO_BLOCK_MIN_TILES 16
 
