@@ -856,6 +856,21 @@ START_TEST(linear_matmul_fast_vs_ref)
             mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
             mi_free_aligned(r); mi_free_aligned(f); mi_free_aligned(one);
         }
+    {   /* many rows: the cache-blocked path (row and output blocks with remainders, K blocks, every
+           tail step), still a row's bits alone */
+        const int64_t rows = 101, in = 1037, out = 50;
+        float *x = random_f(rows * in, 11), *w = random_f(out * in, 12), *b = random_f(out, 13);
+        float *r = alloc_f(rows * out), *f = alloc_f(rows * out), *one = alloc_f(out);
+        mi_linear_ref(r, x, w, b, rows, in, out);
+        FAST(mi_linear)(f, x, w, b, rows, in, out);
+        mi_assert_close(f, r, rows * out, 1e-4, 1e-5, "linear " FAST_NAME " vs ref, 101 rows");   /* in 1037: longer sums */
+        for (int64_t k = 0; k < rows; k++) {
+            FAST(mi_linear)(one, x + k * in, w, b, 1, in, out);
+            assert_same_bits(one, f + k * out, out, "linear row alone vs in a batch of 101", in);
+        }
+        mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
+        mi_free_aligned(r); mi_free_aligned(f); mi_free_aligned(one);
+    }
     for (int t = 0; t < NTAILS; t++)
         for (int u = 0; u < NTAILS; u += 3) {
             /* matmul: N = tail (32/8/scalar column steps), K varied: bit-identical */
@@ -882,6 +897,8 @@ START_TEST(linear_threads_same_bits)
     lin_ctx c = { x, w, b, n, in, out };
     check_threads(run_linear, &c, n * out, "linear 2048->1000, batch 5");
     check_threads(run_linear_ref, &c, n * out, "linear reference");
+    c = (lin_ctx){ x, w, b, 200, 40, 1000 };   /* the cache-blocked path: 3 x 21 work items */
+    check_threads(run_linear, &c, 200 * 1000, "linear 40->1000, batch 200");
     c = (lin_ctx){ x, w, NULL, 37, 67, 101 };
     check_threads(run_matmul, &c, 37 * 101, "matmul");
     mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
