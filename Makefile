@@ -291,7 +291,7 @@ fuzz: $(FDEPS_STAMP)
 	    $(patsubst $(B)/%,build-fuzz/%,$(FUZZ_BIN))
 	sh fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
-bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_conv $(B)/ort/.done
+bench: $(TDEPS_STAMP) $(B)/medinfer $(B)/bench_engine $(B)/bench_gcn $(B)/bench_conv $(B)/ort/.done
 	$(PYTHON) bench/bench.py --bin $(B) --out $(B)/bench.json
 
 # ONNX Runtime, the bench's second peer and nothing else's (no other target needs Node or npm):
@@ -309,6 +309,10 @@ $(B)/ort/.done: bench/ort/package.json bench/ort/package-lock.json | $(TDEPS_STA
 	   echo "make bench: ONNX Runtime not installed (see $(B)/ort/install.log); the bench runs without it" >&2
 
 $(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
+
+# the slide-classification GCN on one graph (bench/bench_gcn.c: nn/gcn.h is not behind mi_session)
+$(B)/bench_gcn: bench/bench_gcn.c $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
 # per-stage times of one blob's forward (bench/bench_layers.c), for finding the slow layer

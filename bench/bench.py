@@ -171,7 +171,7 @@ def main():
     ap.add_argument("--out", default="build/bench.json")
     ap.add_argument("--iters", type=int, default=40)
     ap.add_argument("--quick", action="store_true", help="fewer iterations and modes")
-    ap.add_argument("--only", default="conv,resnet,rcnn,vnet,lesionseg,pipelines",
+    ap.add_argument("--only", default="conv,resnet,rcnn,vnet,lesionseg,gcn,pipelines",
                     help="comma-separated sections to run (default: all)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="ResNet, V-Net, lesion nets: rounds of medinfer, PyTorch, ONNX Runtime in turn "
@@ -181,7 +181,7 @@ def main():
     iters = 10 if a.quick else a.iters
     blobs = os.path.join(a.bin, "bench")
     os.makedirs(blobs, exist_ok=True)
-    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "vnet": [], "lesionseg": [],
+    result = {"machine": {"cpus": os.cpu_count()}, "resnet": [], "rcnn": [], "vnet": [], "lesionseg": [], "gcn": [],
               "conv": None, "pipelines": {}, "rounds": max(1, a.rounds)}
     rounds = range(max(1, a.rounds))
     # the machine is shared: its load at the start and the end says how far to trust the figures
@@ -339,6 +339,41 @@ def main():
                     "peer": "onnxruntime" if peer is o else "pytorch"})
                 print(f"  measured {arch} x{threads}", file=sys.stderr)
 
+    # The slide-classification GCN (tools/gcn_ref.py DEFAULTS on random weights, bench/gcn_blob.py)
+    # on a graph of 64 nodes (more than the pipeline's default top-K of 10: a forward there is
+    # all call overhead) and of 1024 (dense Â: 4 MB, the products dominate); ours through
+    # nn/gcn.h (bench_gcn), PyTorch eager and traced, ONNX Runtime on the module exported with
+    # both inputs. The engines take turns as above.
+    if "gcn" in only:
+        blob = os.path.join(blobs, "gcn.safetensors")
+        if not os.path.exists(blob):
+            subprocess.run([PY, os.path.join(HERE, "gcn_blob.py"), blob], check=True)
+        modes = ("eager",) if a.quick else ("eager", "optimize_for_inference")
+        for nodes in (64, 1024):
+            n = iters * 5 if nodes <= 64 else iters
+            onnx = ort.model(f"gcn_{nodes}", blob, nodes)
+            for threads in (1, 2):
+                runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
+                for _ in rounds:
+                    runs["ours"].append(run_json([os.path.join(a.bin, "bench_gcn"), blob, str(nodes), str(threads),
+                                                  str(n)]))
+                    for mode in modes:
+                        runs[mode].append(run_json([PY, os.path.join(HERE, "torch_gcn_latency.py"), blob, str(nodes),
+                                                    str(threads), str(n), mode]))
+                    if ort.models.get(f"gcn_{nodes}"):
+                        runs["ort"].append(ort.run(f"gcn_{nodes}", onnx, threads, n, 5))
+                ours = combine(runs["ours"])
+                best = min((combine(runs[mode]) for mode in modes), key=lambda r: r["median_ms"])
+                o = combine(runs["ort"]) if runs["ort"] and all(runs["ort"]) else None
+                peer = min([best] + ([o] if o else []), key=lambda r: r["median_ms"])
+                result["gcn"].append({
+                    "nodes": nodes, "threads": threads, "ours": ours, "pytorch_best": best,
+                    "ratio_median": ours["median_ms"] / best["median_ms"], "ort": o,
+                    "ratio_ort": ours["median_ms"] / o["median_ms"] if o else None,
+                    "ratio_peer": ours["median_ms"] / peer["median_ms"],
+                    "peer": "onnxruntime" if peer is o else "pytorch"})
+                print(f"  measured gcn {nodes} nodes x{threads}", file=sys.stderr)
+
     # Faster R-CNN (ResNet C4) beside torchvision's FasterRCNN with the same weights, one image,
     # and beside ONNX Runtime running that FasterRCNN exported whole (bench/ort_export.py); the
     # engines take turns as above
@@ -434,8 +469,21 @@ def main():
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
               f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
               f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
-    if result["resnet"] or result["vnet"] or result["lesionseg"] or result["rcnn"]:
-        print(f"\nResNet, Faster R-CNN, V-Net and lesion nets: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX "
+    if result["gcn"]:
+        print(f"\n{'GCN (gcn_ref DEFAULTS)':22} {'thr':>3} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
+              f"{'torch mode':>22} {'ratio':>6} {'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} "
+              f"{'torch':>6} {'ORT':>5}")
+    for r in result["gcn"]:
+        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
+        ort_cols = (f"{x['median_ms']:8.3f}m {x['p90_ms']:6.3f}m {r['ratio_ort']:5.2f}" if x else
+                    f"{'-':>9} {'-':>7} {'-':>5}")
+        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
+        label = f"{r['nodes']} nodes"
+        print(f"{label:22} {r['threads']:3} {o['median_ms']:8.3f}m {o['p90_ms']:6.3f}m {t['median_ms']:8.3f}m "
+              f"{t['p90_ms']:6.3f}m {t['mode']:>22} {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
+              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
+    if result["resnet"] or result["vnet"] or result["lesionseg"] or result["rcnn"] or result["gcn"]:
+        print(f"\nResNet, Faster R-CNN, V-Net, lesion nets and GCN: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX "
               f"Runtime in turn; ratio = ours/torch, /ORT = ours/ORT, /peer = ours/the faster of the two (<= 1.00: we "
               f"are no slower); ours/torch and ours/ORT for the V-Net are tiles/s (>= 1.00: we are no slower).")
         load = os.getloadavg()

@@ -4,7 +4,8 @@
 // bench/torch_latency.py: median_ms, p90_ms, min_ms, peak_rss_mb, plus max_abs_diff.
 //
 // MODEL.onnx and the files beside it come from bench/ort_export.py: MODEL.onnx.json (input and
-// output names and shapes), MODEL.onnx.in.f32 (the fixed input) and MODEL.onnx.<output>.f32
+// output names and shapes), MODEL.onnx.in.f32 (the fixed input; MODEL.onnx.in.<name>.f32 each for
+// a model of several inputs, which the JSON lists under "inputs") and MODEL.onnx.<output>.f32
 // (PyTorch's output for that input). The first run's outputs are compared with PyTorch's:
 // max_abs_diff (per output, and the largest as max_abs_diff_all; pytorch_max_abs: the largest
 // magnitude of each of PyTorch's outputs, for scale) says that the peer computes the
@@ -47,7 +48,13 @@ async function main() {
   const threads = parseInt(threadsArg, 10), iters = Math.max(1, parseInt(itersArg, 10));
   const warmup = warmArg === undefined ? 5 : Math.max(1, parseInt(warmArg, 10));
   const info = JSON.parse(fs.readFileSync(`${model}.json`, 'utf8'));
-  const x = new ort.Tensor('float32', readF32(`${model}.in.f32`, info.input_shape), info.input_shape);
+  // one input (MODEL.onnx.in.f32), or several listed under "inputs" (MODEL.onnx.in.<name>.f32)
+  const feeds = {};
+  for (const { name, shape, file } of info.inputs ?
+    info.inputs.map((i) => ({ ...i, file: `${model}.in.${i.name}.f32` })) :
+    [{ name: info.input, shape: info.input_shape, file: `${model}.in.f32` }]) {
+    feeds[name] = new ort.Tensor('float32', readF32(file, shape), shape);
+  }
 
   const session = await ort.InferenceSession.create(model, {
     executionProviders: ['cpu'],
@@ -56,7 +63,6 @@ async function main() {
     interOpNumThreads: 1,
     executionMode: 'sequential',
   });
-  const feeds = { [info.input]: x };
 
   // the first run: outputs against PyTorch's (and one of the warm-up runs)
   const first = await session.run(feeds);

@@ -20,14 +20,18 @@ async function main() {
     process.exit(2);
   }
   const info = JSON.parse(fs.readFileSync(`${model}.json`, 'utf8'));
-  const raw = fs.readFileSync(`${model}.in.f32`);
-  const data = new Float32Array(raw.length / 4);
-  for (let i = 0; i < data.length; i++) data[i] = raw.readFloatLE(4 * i);
+  const feeds = {};   // as ort_latency.js reads them: one input, or several under "inputs"
+  for (const { name, shape, file } of info.inputs ?
+    info.inputs.map((i) => ({ ...i, file: `${model}.in.${i.name}.f32` })) :
+    [{ name: info.input, shape: info.input_shape, file: `${model}.in.f32` }]) {
+    const raw = fs.readFileSync(file), data = new Float32Array(raw.length / 4);
+    for (let i = 0; i < data.length; i++) data[i] = raw.readFloatLE(4 * i);
+    feeds[name] = new ort.Tensor('float32', data, shape);
+  }
   const session = await ort.InferenceSession.create(model, {
     executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: parseInt(threadsArg, 10),
     interOpNumThreads: 1, executionMode: 'sequential', enableProfiling: true, profileFilePrefix: 'ort_profile',
   });
-  const feeds = { [info.input]: new ort.Tensor('float32', data, info.input_shape) };
   for (let i = 0; i < Math.max(2, parseInt(itersArg, 10)); i++) await session.run(feeds);
   await session.release();   // writes the profile
 

@@ -881,6 +881,15 @@ START_TEST(linear_matmul_fast_vs_ref)
             assert_same_bits(r, f, M * N, "matmul", N);
             mi_free_aligned(A); mi_free_aligned(B); mi_free_aligned(r); mi_free_aligned(f);
         }
+    {   /* matmul in row blocks with K blocks (a GCN layer's shape, smaller): an odd row count, K over
+           three blocks, 32-column blocks then the 8-column and scalar tails - still the reference's bits */
+        const int64_t M = 37, K = 300, N = 74;
+        float *A = random_f(M * K, 8), *B = random_f(K * N, 9), *r = alloc_f(M * N), *f = alloc_f(M * N);
+        mi_matmul_ref(r, A, B, M, K, N);
+        FAST(mi_matmul)(f, A, B, M, K, N);
+        assert_same_bits(r, f, M * N, "matmul 37x300x74", N);
+        mi_free_aligned(A); mi_free_aligned(B); mi_free_aligned(r); mi_free_aligned(f);
+    }
 #endif
 }
 END_TEST
