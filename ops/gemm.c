@@ -123,38 +123,24 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
      * work), then the pixel runs (each streams the chunk's weights again); and while there are
      * few items, make their count a multiple of the thread count. */
     const int64_t jmax = g->chan_lanes ? JMAX_CHAN : JMAX_PIX, T = nthreads, G = g->groups;
-    int64_t nj = CEIL_DIV(pl->npan, jmax), jper = CEIL_DIV(pl->npan, nj);
-    nj = CEIL_DIV(pl->npan, jper);
+    int64_t nj = CEIL_DIV(pl->npan, jmax);
     const int64_t cap = g->chan_lanes ? CAP_CHAN : (int64_t)(u->mc / MR);
     int64_t nmc = CEIL_DIV(pl->mpan, cap);
     if (T > 1 && G * nmc * nj < 2 * T)
         nmc = MI_MAX(nmc, MI_MIN(CEIL_DIV(2 * T, G * nj), MI_MAX((int64_t)1, pl->mpan / 4)));
-    if (T > 1 && G * nmc * nj < 2 * T) {
-        nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
-        jper = CEIL_DIV(pl->npan, nj);
-        nj = CEIL_DIV(pl->npan, jper);
-    }
+    if (T > 1 && G * nmc * nj < 2 * T) nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
     if (T > 1 && G * nmc * nj < 4 * T && (G * nmc * nj) % T && G * nj == 1)
         nmc = MI_MIN(pl->mpan, CEIL_DIV(nmc, T) * T);
-    int64_t mcp = CEIL_DIV(pl->mpan, nmc);
-    nmc = CEIL_DIV(pl->mpan, mcp);
-    /* A few items that do not divide among the threads leave threads idle through the last
-     * round (a stride-2 layer's 28 x 28 output in 9 pixel runs: 5 rounds on 2 threads for 4.5
-     * runs' work): shorter runs, as many as make the count a multiple of the thread count. */
-    if (T > 1 && nj > 1 && (G * nmc * nj) % T)
-        for (int64_t want = CEIL_DIV(G * nmc * nj, T) * T; want < 8 * T && want <= G * nmc * pl->npan; want += T) {
-            if (want % (G * nmc)) continue;
-            const int64_t jp = CEIL_DIV(pl->npan, want / (G * nmc)), n = CEIL_DIV(pl->npan, jp);
-            if ((G * nmc * n) % T == 0) {   /* 49 panels: 8 runs would be 7 of 7; 10 are 10 of 5 */
-                jper = jp;
-                nj = n;
-                break;
-            }
-        }
-    pl->mcp = mcp;
+    /* Runs and chunks are cut evenly (panels i * npan / nj ..), so that items differ by at most one
+     * panel, and there are as many runs as make the item count a multiple of the thread count: the
+     * threads take equal shares (a layer's last round is not one thread's alone while the other
+     * waits at the barrier; layer1's 1x1 layers were 25 runs of 8 panels, 13 for one thread and
+     * 12 for the other). */
+    while (T > 1 && (G * nmc * nj) % T && nj < pl->npan) nj++;
+    pl->mcp = CEIL_DIV(pl->mpan, nmc);
     pl->nmc = nmc;
     pl->nj = nj;
-    pl->jper = jper;
+    pl->jper = CEIL_DIV(pl->npan, nj);
     pl->items = g->groups * nmc * nj;
 }
 
@@ -170,8 +156,8 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
     float *bpan = thread_ws;
     float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));
     const int64_t gi = it / (pl->nmc * pl->nj), mci = it % (pl->nmc * pl->nj) / pl->nj, ji = it % pl->nj;
-    const int64_t mp0 = mci * pl->mcp, mp1 = MI_MIN(pl->mpan, mp0 + pl->mcp);
-    const int64_t j0 = ji * pl->jper, j1 = MI_MIN(pl->npan, j0 + pl->jper), nj = j1 - j0;
+    const int64_t mp0 = mci * pl->mpan / pl->nmc, mp1 = (mci + 1) * pl->mpan / pl->nmc;
+    const int64_t j0 = ji * pl->npan / pl->nj, j1 = (ji + 1) * pl->npan / pl->nj, nj = j1 - j0;
     const float *src = g->src + gi * g->src_gstride;
     const float *ag = g->apack + gi * pl->mpan * K * ph;
     MI_ASSERT(nj <= (T ? JMAX_CHAN : JMAX_PIX) && mp1 - mp0 <= (T ? CAP_CHAN : u->mc / MR));
