@@ -16,11 +16,14 @@ configuration, 192 x 192, batch 1, random weights from tools/export.py) beside t
 PyTorch (bench/torch_lesionseg_latency.py, loaded with the blob's weights) and ONNX Runtime, at 1
 and 2 threads, with the ratio to the faster of the two. The Faster R-CNN detectors of
 bench/rcnn_blob.py (ResNet-18 and ResNet-50 C4, one image) beside torchvision's FasterRCNN with
-the same weights and ONNX Runtime running that model exported whole. Then the convolution kernels
+the same weights and ONNX Runtime running that model exported whole. The slide-classification GCN
+(tools/gcn_ref.py's defaults, random weights from bench/gcn_blob.py) on graphs of 64 and 1024
+nodes: ours through nn/gcn.h (bench_gcn), PyTorch eager (and traced, without --quick) and ONNX
+Runtime on the module exported with both inputs. Then the convolution kernels
 alone (bench_conv) and the pipelines' own benchmarks when present. --only runs some sections (e.g.
---only vnet, --only lesionseg).
+--only vnet, --only lesionseg, --only gcn).
 
-In the ResNet, Faster R-CNN, V-Net and lesion sections the engines take turns: each of --rounds rounds (default 3) runs
+In the ResNet, Faster R-CNN, V-Net, lesion and GCN sections the engines take turns: each of --rounds rounds (default 3) runs
 medinfer, every PyTorch mode, then ONNX Runtime, each in its own process, so that a change in the
 machine's load falls on all of them alike; a figure is the median of the rounds' medians (p90: the
 median of their p90s). The ResNet-50 batch-8 rows (throughput: images per second at 1 and 2 threads)
