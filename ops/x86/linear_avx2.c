@@ -157,11 +157,16 @@ void mi_linear_avx2(float *y, const float *x, const float *w, const float *b, in
         linear_rows(y, x, w, b, n, in, out);
         return;
     }
-    const int64_t nrc = (n + RC - 1) / RC, noc = (out + OC - 1) / OC;
+    /* Blocks cut evenly (rows i * n / nrc ..), as many row blocks as make the item count a multiple
+       of the thread count where the rows allow: equal shares for the static split (300 RoIs in
+       blocks of 96 left one thread 192 rows and the other 108). */
+    int64_t nrc = (n + RC - 1) / RC;
+    const int64_t noc = (out + OC - 1) / OC;
+    while ((nrc * noc) % nt && nrc < n / RT) nrc++;
     #pragma omp parallel for num_threads(nt) if (n * in * out > PAR_MIN_FLOPS) schedule(static)
     for (int64_t it = 0; it < nrc * noc; it++) {
-        const int64_t r0 = it / noc * RC, o0 = it % noc * OC;
-        linear_item(y, x, w, b, in, out, r0, r0 + RC < n ? r0 + RC : n, o0, o0 + OC < out ? o0 + OC : out,
+        const int64_t rc = it / noc, oc = it % noc;
+        linear_item(y, x, w, b, in, out, rc * n / nrc, (rc + 1) * n / nrc, oc * out / noc, (oc + 1) * out / noc,
                     acc + (size_t)omp_get_thread_num() * ACC_FLOATS);
     }
     mi_free_aligned(acc);
