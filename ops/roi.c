@@ -11,6 +11,7 @@
  * compares them with memcmp). */
 #include "ops/roi.h"
 #include "ops/cpu.h"
+#include "ops/roi_cl.h"
 
 #include <float.h>
 #include <math.h>
@@ -89,7 +90,7 @@ static bool align_geom(roi_geom *g, const float *roi, const mi_roi_desc *d) {
     return true;
 }
 
-typedef struct { int64_t pos[4]; float w[4]; } sample;
+typedef mi_roi_sample sample;
 
 /* pre_calc_for_bilinear_interpolate for one sample point (iy, ix) of bin (ph, pw) */
 static sample align_sample(const roi_geom *g, int64_t H, int64_t W, int64_t ph, int64_t pw, int iy, int ix) {
@@ -150,7 +151,7 @@ mi_status mi_roi_align_ref(mi_tensor *y, const mi_tensor *x, const float (*rois)
 }
 
 /* Channels per parallel task: few enough that one RoI still spreads over the threads. */
-#define CBLOCK 32
+#define CBLOCK 32   /* the channels-last block (ops/roi_cl.h) takes 32 channels */
 /* Samples kept on a thread's stack (24 KiB at 48 bytes each): a whole RoI's when they fit (7x7
    bins of 2x2 samples are 196), computed once per RoI and thread, as torchvision's pre_calc; else
    one bin row's, or, for longer rows, none: sample by sample, as the reference does. Computing
@@ -209,11 +210,8 @@ static void align_block(float *y_roi, const mi_tensor *x, const roi_geom *g, int
 }
 
 /* The map channels last, (N, H, W, Cp) with Cp = C rounded up to CBLOCK (zeros past C), so that
-   each sample's 4 corners are 4 runs of channels: the block below computes 8 channels per vector
-   operation, each lane the scalar expression of add_sample (multiplies, then adds left to right:
-   the same bits). NULL when there is no memory for it (the channel-first blocks then run). */
-typedef float v8 __attribute__((vector_size(32)));
-
+   each sample's 4 corners are 4 runs of channels for mi_roi_align_cl_block (ops/roi_cl.h). NULL
+   when there is no memory for it (the channel-first blocks then run). */
 static float *channels_last(const mi_tensor *x) {
     const int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
     const int64_t Cp = (C + CBLOCK - 1) / CBLOCK * CBLOCK;
@@ -227,32 +225,9 @@ static float *channels_last(const mi_tensor *x) {
     return t;
 }
 
-/* align_block for a whole RoI's cached samples s, from the channels-last map xt: channels
-   c0 .. c0 + CBLOCK (those below C stored). */
-static void align_block_cl(float *y_roi, const float *xt, int64_t C, int64_t HW, const roi_geom *g,
-                           int64_t c0, int64_t nbins, const sample *s, int64_t per_bin) {
-    const int64_t Cp = (C + CBLOCK - 1) / CBLOCK * CBLOCK, nc = C - c0 < CBLOCK ? C - c0 : CBLOCK;
-    const float *base = xt + g->batch * HW * Cp + c0;
-    for (int64_t b = 0; b < nbins; b++) {
-        v8 acc[CBLOCK / 8];
-        for (int j = 0; j < CBLOCK / 8; j++) acc[j] = (v8){ 0 };
-        for (int64_t t = 0; t < per_bin; t++, s++) {
-            const float *q0 = base + s->pos[0] * Cp, *q1 = base + s->pos[1] * Cp;
-            const float *q2 = base + s->pos[2] * Cp, *q3 = base + s->pos[3] * Cp;
-            for (int j = 0; j < CBLOCK / 8; j++) {
-                v8 v0, v1, v2, v3;
-                memcpy(&v0, q0 + 8 * j, sizeof v0);  memcpy(&v1, q1 + 8 * j, sizeof v1);
-                memcpy(&v2, q2 + 8 * j, sizeof v2);  memcpy(&v3, q3 + 8 * j, sizeof v3);
-                acc[j] = acc[j] + (s->w[0] * v0 + s->w[1] * v1 + s->w[2] * v2 + s->w[3] * v3);
-            }
-        }
-        float o[CBLOCK];
-        for (int j = 0; j < CBLOCK / 8; j++) {
-            const v8 q = acc[j] / g->count;
-            memcpy(o + 8 * j, &q, sizeof q);
-        }
-        for (int64_t c = 0; c < nc; c++) y_roi[(c0 + c) * nbins + b] = o[c];
-    }
+void mi_roi_align_cl_block_base(float *y_roi, const float *base, int64_t Cp, int64_t c0, int64_t nc,
+                                int64_t nbins, const mi_roi_sample *s, int64_t per_bin, float count) {
+    mi_roi_align_cl_block(y_roi, base, Cp, c0, nc, nbins, s, per_bin, count);
 }
 
 /* RoI r's channels [c0, c0 + CBLOCK) from map x (channels last in xt, or NULL). */
@@ -273,7 +248,13 @@ static void align_task(float *y_roi, const mi_tensor *x, const float *xt, const 
                         cache->s[t++] = align_sample(g, x->shape[2], x->shape[3], ph, pw, iy, ix);
         cache->roi = r;
     }
-    align_block_cl(y_roi, xt, C, x->shape[2] * x->shape[3], g, c0, OH * OW, cache->s, per_bin);
+    const int64_t HW = x->shape[2] * x->shape[3], Cp = (C + CBLOCK - 1) / CBLOCK * CBLOCK;
+    void (*block)(float *, const float *, int64_t, int64_t, int64_t, int64_t, const mi_roi_sample *, int64_t,
+                  float) = mi_roi_align_cl_block_base;
+#if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX2) block = mi_roi_align_cl_block_avx2;
+#endif
+    block(y_roi, xt + g->batch * HW * Cp + c0, Cp, c0, c1 - c0, OH * OW, cache->s, per_bin, g->count);
 }
 
 /* mi_roi_align and mi_roi_align_levels after their checks: RoI r from x[level[r]] (level NULL:
