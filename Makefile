@@ -308,11 +308,11 @@ $(B)/ort/.done: bench/ort/package.json bench/ort/package-lock.json | $(TDEPS_STA
 	   cd $(B)/ort && npm ci --ignore-scripts --no-audit --no-fund ) >$(B)/ort/install.log 2>&1 && touch $@ || \
 	   echo "make bench: ONNX Runtime not installed (see $(B)/ort/install.log); the bench runs without it" >&2
 
-$(B)/bench_engine: bench/bench_engine.c $(B)/libmedinfer.a
+$(B)/bench_engine: bench/bench_engine.c bench/bench_util.h $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
 # the slide-classification GCN on one graph (bench/bench_gcn.c: nn/gcn.h is not behind mi_session)
-$(B)/bench_gcn: bench/bench_gcn.c $(B)/libmedinfer.a
+$(B)/bench_gcn: bench/bench_gcn.c bench/bench_util.h $(B)/libmedinfer.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libmedinfer.a $(LDLIBS_CORE)
 
 # per-stage times of one blob's forward (bench/bench_layers.c), for finding the slow layer

@@ -168,6 +168,24 @@ def flops(arch):
     return total[0]
 
 
+def peer_table(title, width, rows, label, prec):
+    """A section's rows beside PyTorch's best mode and ONNX Runtime: median and p90 in ms with prec
+    decimals, the ratios, peak RSS; label(row) names the row."""
+    if not rows:
+        return
+    print(f"\n{title:{width}} {'thr':>3} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
+          f"{'torch mode':>22} {'ratio':>6} {'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} "
+          f"{'torch':>6} {'ORT':>5}")
+    for r in rows:
+        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
+        ort_cols = (f"{x['median_ms']:8.{prec}f}m {x['p90_ms']:6.{prec}f}m {r['ratio_ort']:5.2f}" if x else
+                    f"{'-':>9} {'-':>7} {'-':>5}")
+        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
+        print(f"{label(r):{width}} {r['threads']:3} {o['median_ms']:8.{prec}f}m {o['p90_ms']:6.{prec}f}m "
+              f"{t['median_ms']:8.{prec}f}m {t['p90_ms']:6.{prec}f}m {t['mode']:>22} {r['ratio_median']:6.2f} "
+              f"{ort_cols} {r['ratio_peer']:6.2f} {o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build")
@@ -448,18 +466,7 @@ def main():
             print(f"{'vnet2d (vnet_ref DEFAULTS)':22} {r['threads']:3} {r['batch']:5} {o['tiles_per_s']:12.3f} "
                   f"{t['tiles_per_s']:13.3f} {t['mode']:>22} {r['speedup']:10.2f} {ort_cols} {o['arena_mb']:6.0f}M "
                   f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
-    if result["lesionseg"]:
-        print(f"\n{'lesion 192x192':14} {'thr':>3} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
-              f"{'torch mode':>22} {'ratio':>6} {'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} "
-              f"{'torch':>6} {'ORT':>5}")
-    for r in result["lesionseg"]:
-        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
-        ort_cols = (f"{x['median_ms']:8.1f}m {x['p90_ms']:6.1f}m {r['ratio_ort']:5.2f}" if x else
-                    f"{'-':>9} {'-':>7} {'-':>5}")
-        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
-        print(f"{r['arch']:14} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:8.1f}m "
-              f"{t['p90_ms']:6.1f}m {t['mode']:>22} {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
-              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
+    peer_table("lesion 192x192", 14, result["lesionseg"], lambda r: r["arch"], 1)
     if result["rcnn"]:
         print(f"\n{'detector':28} {'thr':>3} {'ours med':>9} {'p90':>7} {'torchvision':>11} {'p90':>7} {'ratio':>6} "
               f"{'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} {'torch':>6} {'ORT':>5}")
@@ -472,19 +479,7 @@ def main():
         print(f"{label:28} {r['threads']:3} {o['median_ms']:8.1f}m {o['p90_ms']:6.1f}m {t['median_ms']:10.1f}m "
               f"{t['p90_ms']:6.1f}m {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
               f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
-    if result["gcn"]:
-        print(f"\n{'GCN (gcn_ref DEFAULTS)':22} {'thr':>3} {'ours med':>9} {'p90':>7} {'torch med':>9} {'p90':>7} "
-              f"{'torch mode':>22} {'ratio':>6} {'ORT med':>9} {'p90':>7} {'/ORT':>5} {'/peer':>6} {'RSS ours':>8} "
-              f"{'torch':>6} {'ORT':>5}")
-    for r in result["gcn"]:
-        o, t, x = r["ours"], r["pytorch_best"], r["ort"]
-        ort_cols = (f"{x['median_ms']:8.3f}m {x['p90_ms']:6.3f}m {r['ratio_ort']:5.2f}" if x else
-                    f"{'-':>9} {'-':>7} {'-':>5}")
-        ort_rss = f"{x['peak_rss_mb']:4.0f}M" if x else "-"
-        label = f"{r['nodes']} nodes"
-        print(f"{label:22} {r['threads']:3} {o['median_ms']:8.3f}m {o['p90_ms']:6.3f}m {t['median_ms']:8.3f}m "
-              f"{t['p90_ms']:6.3f}m {t['mode']:>22} {r['ratio_median']:6.2f} {ort_cols} {r['ratio_peer']:6.2f} "
-              f"{o['peak_rss_mb']:7.0f}M {t['peak_rss_mb']:5.0f}M {ort_rss:>5}")
+    peer_table("GCN (gcn_ref DEFAULTS)", 22, result["gcn"], lambda r: f"{r['nodes']} nodes", 3)
     if result["resnet"] or result["vnet"] or result["lesionseg"] or result["rcnn"] or result["gcn"]:
         print(f"\nResNet, Faster R-CNN, V-Net, lesion nets and GCN: medians of {result['rounds']} rounds of medinfer, PyTorch, ONNX "
               f"Runtime in turn; ratio = ours/torch, /ORT = ours/ORT, /peer = ours/the faster of the two (<= 1.00: we "

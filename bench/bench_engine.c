@@ -6,23 +6,12 @@
  * (a V-Net batch of 512 x 512 tiles takes seconds).
  * bench/bench.py runs it once per configuration (so peak RSS is per configuration) and puts the
  * numbers beside PyTorch's from the same run. */
+#include "bench/bench_util.h"
 #include "medinfer.h"
 #include "ops/cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc != 4 && argc != 5 && argc != 7) {
@@ -52,24 +41,16 @@ int main(int argc, char **argv) {
     for (int i = 0; i < (iters < 5 ? 1 : 5); i++) mi_session_run(sess, x);  /* warm caches, page in weights */
     double *t = malloc(sizeof(double) * iters);
     for (int i = 0; i < iters; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         mi_session_run(sess, x);
-        t[i] = now_ms() - t0;
+        t[i] = bench_now_ms() - t0;
     }
-    qsort(t, iters, sizeof *t, cmp);
-    /* VmHWM of this address space: ru_maxrss would also count the parent's peak when the
-     * parent (a Python with PyTorch loaded) is bigger, since Linux carries it across exec */
-    double hwm_kb = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %lf kB", &hwm_kb) == 1) break;
-    if (f) fclose(f);
+    qsort(t, iters, sizeof *t, bench_cmp_double);
     printf("{\"arch\":\"%s\",\"threads\":%d,\"isa\":\"%s\",\"batch\":%d,\"iters\":%d,\"median_ms\":%.3f,"
            "\"p90_ms\":%.3f,\"min_ms\":%.3f,\"arena_mb\":%.1f,\"peak_rss_mb\":%.1f}\n", mi_model_arch(m),
            threads > 0 ? threads : mi_threads(), mi_isa_name(mi_cpu_isa()), batch, iters, t[iters / 2],
            t[(iters * 9) / 10 < iters ? (iters * 9) / 10 : iters - 1], t[0],
-           mi_session_arena_bytes(sess) / 1048576.0, hwm_kb / 1024.0);
+           mi_session_arena_bytes(sess) / 1048576.0, bench_peak_rss_mb());
     free(t);
     free(x);
     mi_session_destroy(sess);

@@ -8,23 +8,12 @@
  * every layer, the readout and the classifier (mi_gcn_forward), scratch allocated once before.
  * Warm-up: 5 runs. bench/bench.py runs it beside PyTorch's and ONNX Runtime's forward of the same
  * module (tools/gcn_ref.py) on a graph of the same size. */
+#include "bench/bench_util.h"
 #include "nn/gcn.h"
 #include "ops/cpu.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc != 5) {
@@ -62,21 +51,15 @@ int main(int argc, char **argv) {
             return 1;
         }
     for (int i = 0; i < iters; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         mi_gcn_forward(g, x, adj, n, scratch, bytes, logits, NULL);
-        t[i] = now_ms() - t0;
+        t[i] = bench_now_ms() - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp);
-    double hwm_kb = 0;   /* VmHWM of this address space, as bench_engine reads it */
-    FILE *fp = fopen("/proc/self/status", "r");
-    char line[256];
-    while (fp && fgets(line, sizeof line, fp))
-        if (sscanf(line, "VmHWM: %lf kB", &hwm_kb) == 1) break;
-    if (fp) fclose(fp);
+    qsort(t, (size_t)iters, sizeof *t, bench_cmp_double);
     printf("{\"arch\":\"gcn\",\"nodes\":%lld,\"threads\":%d,\"isa\":\"%s\",\"iters\":%d,\"median_ms\":%.4f,"
            "\"p90_ms\":%.4f,\"min_ms\":%.4f,\"scratch_mb\":%.2f,\"peak_rss_mb\":%.1f}\n", (long long)n,
            mi_threads(), mi_isa_name(mi_cpu_isa()), iters, t[iters / 2],
-           t[(iters * 9) / 10 < iters ? (iters * 9) / 10 : iters - 1], t[0], bytes / 1048576.0, hwm_kb / 1024.0);
+           t[(iters * 9) / 10 < iters ? (iters * 9) / 10 : iters - 1], t[0], bytes / 1048576.0, bench_peak_rss_mb());
     free(t);
     mi_free_aligned(scratch);
     free(logits);
