@@ -86,8 +86,8 @@ static void linear_rows(float *y, const float *x, const float *w, const float *b
 #define KB 512          /* floats of `in` per K block (a multiple of 16): a tile's x rows, 8 KB, in L1 */
 #define RT 4            /* register tile: RT rows x OT outputs, one half (a0 or a1) at a time: */
 #define OT 3            /* 12 accumulators, 3 weight vectors and 1 x vector in the 16 registers */
-#define RC 96           /* rows per work item (a multiple of RT) */
-#define OC 48           /* outputs per work item (a multiple of OT): a K block's weights, 96 KB, in L2 */
+#define RC 96           /* rows per work item, at most (blocks are cut evenly) */
+#define OC 48           /* outputs per work item, at most: a K block's weights, 96 KB, in L2 */
 #define BLOCKED_MIN_ROWS 8   /* below, the streaming path is as fast (its weights are read once) */
 #define ACC_FLOATS ((size_t)RC * OC * 16)   /* per thread: [row][output][a0 | a1] */
 
