@@ -16,13 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import export  # noqa: E402
 import gcn_ref  # noqa: E402
-
-
-def peak_rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from peak_rss import peak_rss_mb  # noqa: E402
 
 
 def graph(meta, n, seed=0):

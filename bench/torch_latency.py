@@ -10,13 +10,7 @@ import time
 
 import torch
 import torchvision
-
-def peak_rss_mb():
-    """VmHWM: ru_maxrss would include the parent's peak, which Linux carries across exec."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from peak_rss import peak_rss_mb
 
 
 arch, threads, iters, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

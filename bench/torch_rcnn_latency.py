@@ -14,15 +14,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 import rcnn_ref  # noqa: E402
-
-
-
-def peak_rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
+from peak_rss import peak_rss_mb  # noqa: E402
 
 DT = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
