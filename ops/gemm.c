@@ -137,10 +137,8 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
      * waits at the barrier; layer1's 1x1 layers were 25 runs of 8 panels, 13 for one thread and
      * 12 for the other). */
     while (T > 1 && (G * nmc * nj) % T && nj < pl->npan) nj++;
-    pl->mcp = CEIL_DIV(pl->mpan, nmc);
     pl->nmc = nmc;
     pl->nj = nj;
-    pl->jper = CEIL_DIV(pl->npan, nj);
     pl->items = g->groups * nmc * nj;
 }
 

@@ -132,7 +132,7 @@ typedef struct {
     int64_t ldy, ymap[4];
 } mi_gemm;
 
-typedef struct { int64_t ngrid, npan, mpan, mcp, nmc, nj, jper, items; } mi_gemm_plan;
+typedef struct { int64_t ngrid, npan, mpan, nmc, nj, items; } mi_gemm_plan;   /* panels, chunks, runs, items */
 /* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
  * run by the calling thread with its own mi_gemm_ws(u, 1) bytes of scratch: for callers that
  * run the items inside a parallel region of their own. */
