@@ -262,15 +262,17 @@ $(ST)/medinfer.static: $(CLI_OBJ) $(B)/libmedinfer_pipelines.a $(B)/libmedinfer.
 	    -lstb -lsqlite3 -lsodium -lm -fopenmp -lpthread
 
 # Sanitizers: separate trees, unit tests only (the parity fixtures are shared with `make test`).
-# ASan + UBSan over every test; ThreadSanitizer over sessions sharing a model across host threads
-# (tests/test_session.c; libgomp's own synchronization is invisible to TSan, so that build gives
-# each session one OpenMP thread) and over endoqc's decoder thread and its queue (tests/test_endoqc.c).
+# ASan + UBSan over every test (with float-cast-overflow, which GCC's -fsanitize=undefined leaves
+# out and clang's, in the fuzz build, includes: a huge JSON number cast to int); ThreadSanitizer
+# over sessions sharing a model across host threads (tests/test_session.c; libgomp's own
+# synchronization is invisible to TSan, so that build gives each session one OpenMP thread) and
+# over endoqc's decoder thread and its queue (tests/test_endoqc.c).
 # tests/test_embed.sh compares the native $(B)/embed, built from the installed tree, with the
 # sanitized medinfer: it is built first, so that `make check` on a clean tree needs no `make test`.
 check: $(TDEPS_STAMP) $(FIXTURE_STAMPS) $(B)/embed
 	@mkdir -p build-san build-tsan && touch build-san/.deps-build build-san/.deps-test build-tsan/.deps-build build-tsan/.deps-test
-	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	    build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN) $(FUZZ_BIN))
+	$(MAKE) B=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined,float-cast-overflow \
+	    -fno-sanitize-recover=undefined,float-cast-overflow" build-san/medinfer $(patsubst $(B)/%,build-san/%,$(TEST_BIN) $(FUZZ_BIN))
 	$(MAKE) B=build-tsan OPT="-O1 -g -fsanitize=thread -DMI_TSAN" build-tsan/tests/test_session build-tsan/tests/test_endoqc
 	CK_FORK=no TSAN_OPTIONS=halt_on_error=1 MI_FIXTURES=$(B)/fixtures build-tsan/tests/test_session
 	CK_FORK=no TSAN_OPTIONS=halt_on_error=1 MI_FIXTURES=$(B)/fixtures build-tsan/tests/test_endoqc

@@ -103,6 +103,10 @@ def safetensors():
         "arch": "fasterrcnn_fpn", "num_classes": "2", "score_threshold": "0.7x"}))
     put("safetensors", "bad_detector_fpn_returned", blob_bytes({}, {
         "arch": "fasterrcnn_fpn", "backbone": "resnet18", "returned_layers": "[3, 3.5]", "fpn_channels": "0"}))
+    # numbers beyond int (1e309 parses as inf): refused before any cast to an integer
+    put("safetensors", "bad_detector_huge_numbers", blob_bytes({}, {
+        "arch": "fasterrcnn_fpn", "returned_layers": "[1e309]", "fpn_channels": "1e309",
+        "min_size": "-1e309", "anchor_sizes": "[[1e309]]", "roi_sampling_ratio": "1e19"}))
     # unpadded header: the tensors start at odd offsets and are copied to aligned memory
     put("safetensors", "ok_unaligned", raw_blob(
         {"u": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]},

@@ -133,8 +133,9 @@ static mi_status fpn_returned_layers(const mi_weights *w, mi_rcnn_config *r) {
     bool ok = k >= 1 && k <= FPN_MAPS;
     for (int i = 0; ok && i < k; i++) {
         const cJSON *x = cJSON_GetArrayItem(a, i);
-        ok = cJSON_IsNumber(x) && x->valuedouble == (double)(int)x->valuedouble && x->valuedouble >= 1 &&
-             x->valuedouble <= 4 && (i == 0 || (int)x->valuedouble > r->returned[i - 1]);
+        /* the range first: casting 1e309 (inf) or NaN to int is undefined */
+        ok = cJSON_IsNumber(x) && x->valuedouble >= 1 && x->valuedouble <= 4 &&
+             x->valuedouble == (double)(int)x->valuedouble && (i == 0 || (int)x->valuedouble > r->returned[i - 1]);
         if (ok) r->returned[i] = (int)x->valuedouble;
     }
     cJSON_Delete(a);

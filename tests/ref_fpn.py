@@ -535,6 +535,7 @@ for name, extra in {"anchors": {"anchors": "[[10, 20], [20, 10]]"},
                     "uneven": {"anchor_sizes": "[[32, 40], [64], [128], [256], [512]]"},
                     "eps": {"bn_eps": "2"},
                     "returned": {"returned_layers": "[2, 1]"},
+                    "rhuge": {"returned_layers": "[1e309]"},
                     "rlevels": {"returned_layers": "[1, 2, 3]"},
                     "rmissing": {"returned_layers": "[2, 3, 4]", "anchor_sizes": None},
                     "c4": {"arch": "fasterrcnn_c4", "fpn_channels": "64"}}.items():

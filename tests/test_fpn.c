@@ -293,6 +293,7 @@ START_TEST(refusals_and_outputs)
         { "fpn_bad_uneven.safetensors", "'anchor_sizes'" },
         { "fpn_bad_eps.safetensors", "'bn_eps'" },
         { "fpn_bad_returned.safetensors", "'returned_layers'" },
+        { "fpn_bad_rhuge.safetensors", "'returned_layers'" },
         { "fpn_bad_rlevels.safetensors", "'anchor_sizes'" },
         { "fpn_bad_rmissing.safetensors", "'anchor_sizes' is missing" },
         { "fpn_bad_c4.safetensors", "'fpn_channels'" },
