@@ -21,11 +21,12 @@ mi_status mi_resize_out_shape(const mi_tensor *x, const double *scale, int64_t o
     out[1] = x->shape[1];
     for (int i = 2; i < x->ndim; i++) {
         const double s = scale[i - 2];
-        if (!(s > 0.0) || !(floor((double)x->shape[i] * s) >= 1.0))
+        const double o = floor((double)x->shape[i] * s);
+        if (!(s > 0.0) || !(o >= 1.0 && o <= (double)INT32_MAX))   /* NaN and inf fail too */
             return MI_FAIL(MI_ERR_ARG, "resize of '%s' %s: scale factor %g on spatial dim %d gives "
-                           "an empty output", x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape),
+                           "an empty output or one over 2^31", x->name, mi_shape_str(buf, sizeof buf, x->ndim, x->shape),
                            s, i - 2);
-        out[i] = (int64_t)floor((double)x->shape[i] * s);
+        out[i] = (int64_t)o;
     }
     return MI_OK;
 }

@@ -83,7 +83,9 @@ static bool align_geom(roi_geom *g, const float *roi, const mi_roi_desc *d) {
     } else {
         float gh = ceilf(roi_h / (float)d->out_h), gw = ceilf(roi_w / (float)d->out_w);
         if (!(gh <= MAX_GRID && gw <= MAX_GRID)) return false;   /* also catches inf and NaN */
-        g->grid_h = (int)gh;  g->grid_w = (int)gw;               /* may be negative: no samples */
+        /* negative (an aligned RoI with x2 < x1): no samples; floored at -MAX_GRID before the
+         * cast, which -inf would make undefined */
+        g->grid_h = (int)fmaxf(gh, -MAX_GRID);  g->grid_w = (int)fmaxf(gw, -MAX_GRID);
     }
     int n = g->grid_h * g->grid_w;
     g->count = (float)(n > 1 ? n : 1);

@@ -12,6 +12,7 @@
 #include "pipelines/trust/trust.h"
 
 #include <dirent.h>
+#include <libavformat/avformat.h>
 #include <libavutil/log.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -114,6 +115,60 @@ START_TEST(not_a_video_is_an_error_naming_the_file)
     ck_assert_ptr_nonnull(strstr(mi_last_error(), path));
     ck_assert_int_eq(mi_video_open(&v, "/nonexistent/x.mp4", 0), MI_ERR_IO);
     unlink(path);
+}
+END_TEST
+
+/* src's packets copied into dst (MP4) with the container's pixel aspect ratio set to sar: the
+ * 'pasp' box, which a file can state as anything from 1/2^31 to 2^31 */
+static void remux_with_sar(const char *src, const char *dst, AVRational sar) {
+    AVFormatContext *in = NULL, *out = NULL;
+    ck_assert_int_eq(avformat_open_input(&in, src, NULL, NULL), 0);
+    ck_assert_int_ge(avformat_find_stream_info(in, NULL), 0);
+    ck_assert_int_ge(avformat_alloc_output_context2(&out, NULL, "mp4", dst), 0);
+    AVStream *is = in->streams[0], *os = avformat_new_stream(out, NULL);
+    ck_assert_int_ge(avcodec_parameters_copy(os->codecpar, is->codecpar), 0);
+    os->codecpar->codec_tag = 0;
+    os->codecpar->sample_aspect_ratio = os->sample_aspect_ratio = sar;
+    os->time_base = is->time_base;
+    ck_assert_int_ge(avio_open(&out->pb, dst, AVIO_FLAG_WRITE), 0);
+    ck_assert_int_ge(avformat_write_header(out, NULL), 0);
+    AVPacket *pkt = av_packet_alloc();
+    while (av_read_frame(in, pkt) >= 0) {
+        av_packet_rescale_ts(pkt, is->time_base, os->time_base);
+        pkt->stream_index = 0;
+        ck_assert_int_ge(av_interleaved_write_frame(out, pkt), 0);
+    }
+    ck_assert_int_ge(av_write_trailer(out), 0);
+    av_packet_free(&pkt);
+    avio_closep(&out->pb);
+    avformat_free_context(out);
+    avformat_close_input(&in);
+}
+
+/* A pixel aspect ratio no display has (1/2^31: the resized frame's long side would not fit an
+ * int) is read as square pixels; a plausible one (2/1, anamorphic) is honoured. */
+START_TEST(absurd_pixel_aspect_ratio_is_square)
+{
+    char path[256], odd[256];
+    tmp_path(path, sizeof path, "sar.mp4");
+    tmp_path(odd, sizeof odd, "sar_odd.mp4");
+    write_ramp(path, 3);
+    static const struct { AVRational sar; int w, h; } c[] = {
+        { { 1, 2147483647 }, 32, 24 }, { { 2147483647, 1 }, 32, 24 }, { { 2, 1 }, 64, 24 } };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        remux_with_sar(path, odd, c[i].sar);
+        mi_video *v;
+        ck_assert_msg(mi_video_open(&v, odd, 24) == MI_OK, "%s", mi_last_error());
+        mi_video_frame f;
+        bool got;
+        ck_assert_int_eq(mi_video_read(v, &f, &got), MI_OK);
+        ck_assert(got);
+        ck_assert_msg(f.w == c[i].w && f.h == c[i].h, "sar %d/%d: %dx%d, expected %dx%d", c[i].sar.num,
+                      c[i].sar.den, f.w, f.h, c[i].w, c[i].h);
+        mi_video_close(v);
+    }
+    unlink(path);
+    unlink(odd);
 }
 END_TEST
 
@@ -629,6 +684,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, video_times_come_from_timestamps);
     tcase_add_test(tc, truncated_video_is_read_as_far_as_it_goes);
     tcase_add_test(tc, not_a_video_is_an_error_naming_the_file);
+    tcase_add_test(tc, absurd_pixel_aspect_ratio_is_square);
     tcase_add_test(tc, real_h264_clip_decodes);
     tcase_add_test(tc, drift_rule_boundaries);
     tcase_add_test(tc, selfcheck_rule);

@@ -92,6 +92,13 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* nanosleep, not usleep: a gap of over 71 minutes between two frames' timestamps is more
+ * microseconds than usleep's 32-bit argument holds */
+static void sleep_ms(double ms) {
+    const struct timespec ts = { .tv_sec = (time_t)(ms / 1e3), .tv_nsec = (long)(fmod(ms, 1e3) * 1e6) };
+    nanosleep(&ts, NULL);
+}
+
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) { (void)sig; stop_requested = 1; }
 
@@ -638,7 +645,7 @@ int cmd_assist_terminal(int argc, char **argv) {
         if (o.duration_s > 0 && t >= (int64_t)(o.duration_s * 1000)) break;
         if (realtime) {
             double wait = wall0 + (double)t - now_ms();
-            if (wait > 0) usleep((useconds_t)(wait * 1000));
+            if (wait > 0) sleep_ms(wait);
         }
         frames++;
 

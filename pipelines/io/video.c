@@ -9,6 +9,7 @@
 #include <libswscale/swscale.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,8 +190,10 @@ mi_status mi_video_open_source(mi_video **out, const char *path, int short_side,
      * short loses its index, and FFmpeg then measures the duration from the packets it finds, so a
      * truncated file would look whole. The header's count (AVI strh, MP4 stts) is the claim. */
     if (v->st->nb_frames > 0 && in->fps > 0) {
-        int64_t stated = (int64_t)(v->st->nb_frames * 1000.0 / in->fps + 0.5);
-        if (stated > in->duration_ms + v->frame_ms) in->duration_ms = stated;
+        /* a crafted header (2^40 frames at 1/2^30 fps) states more than int64 milliseconds: capped
+         * (at ~285,000 years) before the cast, which would be undefined, still longer than the file */
+        const double stated = fmin(v->st->nb_frames * 1000.0 / in->fps + 0.5, 9.0e15);
+        if (stated > in->duration_ms + v->frame_ms) in->duration_ms = (int64_t)stated;
     }
     v->start_pts = v->st->start_time;   /* AV_NOPTS_VALUE: taken from the first frame */
     in->out_w = in->width;
@@ -228,9 +231,15 @@ bool mi_video_truncated(const mi_video *v) {
 static void out_size(const mi_video *v, const AVFrame *f, int *ow, int *oh) {
     if (v->short_side <= 0) { *ow = f->width; *oh = f->height; return; }
     AVRational sar = f->sample_aspect_ratio.num ? f->sample_aspect_ratio : v->st->sample_aspect_ratio;
-    double dw = f->width * (sar.num && sar.den ? av_q2d(sar) : 1.0), dh = f->height;
-    if (dw <= dh) { *ow = v->short_side; *oh = (int)(dh * v->short_side / dw + 0.5); }
-    else          { *oh = v->short_side; *ow = (int)(dw * v->short_side / dh + 0.5); }
+    /* a pixel aspect ratio outside [1/16, 16] (a container can state 1/32767 or a negative one) is
+     * no display's: square pixels instead, as for none */
+    double r = sar.num && sar.den ? av_q2d(sar) : 1.0;
+    if (!(r >= 1.0 / 16 && r <= 16)) r = 1.0;
+    const double dw = f->width * r, dh = f->height;
+    /* the long side, capped before the cast to int (frames are >= 1 pixel, so it is finite) */
+    const double lng = fmin((dw <= dh ? dh / dw : dw / dh) * v->short_side + 0.5, 1 << 20);
+    if (dw <= dh) { *ow = v->short_side; *oh = (int)lng; }
+    else          { *oh = v->short_side; *ow = (int)lng; }
     if (*ow < 1) *ow = 1;
     if (*oh < 1) *oh = 1;
 }

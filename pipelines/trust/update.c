@@ -335,7 +335,7 @@ mi_status mi_manifest_parse(mi_manifest *m, const char *text, size_t n, const ch
         if (!(v[i] = jstr(m->json, req[i])))
             return MI_FAIL(MI_ERR_FORMAT, "manifest %s: \"%s\" is missing or not a string", url, req[i]);
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(m->json, "size");
-    if (!cJSON_IsNumber(size) || size->valuedouble < 1 || size->valuedouble > 9.0e15 ||
+    if (!cJSON_IsNumber(size) || !(size->valuedouble >= 1 && size->valuedouble <= 9.0e15) ||
         size->valuedouble != (double)(long long)size->valuedouble)
         return MI_FAIL(MI_ERR_FORMAT, "manifest %s: \"size\" must be the blob's byte count", url);
     m->size = (long long)size->valuedouble;
