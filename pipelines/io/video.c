@@ -236,7 +236,7 @@ static void out_size(const mi_video *v, const AVFrame *f, int *ow, int *oh) {
     double r = sar.num && sar.den ? av_q2d(sar) : 1.0;
     if (!(r >= 1.0 / 16 && r <= 16)) r = 1.0;
     const double dw = f->width * r, dh = f->height;
-    /* the long side, capped before the cast to int (frames are >= 1 pixel, so it is finite) */
+    /* the long side, capped before the cast to int (fmin also turns inf and NaN into the cap) */
     const double lng = fmin((dw <= dh ? dh / dw : dw / dh) * v->short_side + 0.5, 1 << 20);
     if (dw <= dh) { *ow = v->short_side; *oh = (int)lng; }
     else          { *oh = v->short_side; *ow = (int)lng; }
