@@ -280,7 +280,7 @@ mi_status mi_gcn_forward(const mi_gcn *g, const float *x, const float *adj, int6
         const nn_linear *l = &g->layers[i];
         float *y = s + off[R_LAYER0 + i];
         mi_linear(t, h, l->weight, l->bias, n, l->in, l->out);
-        mi_matmul(y, a_hat, t, n, n, l->out);
+        mi_matmul_skip_zeros(y, a_hat, t, n, n, l->out);   /* Â is mostly zeros */
         mi_relu(y, y, n * l->out);
         h = y;
     }

@@ -62,7 +62,7 @@ void mi_graph_conv(float *y, const float *a_hat, const float *x, const float *w,
                    int64_t n, int64_t f_in, int64_t f_out, float *t) {
     MI_ASSERT(y != t && y != x);
     mi_linear(t, x, w, NULL, n, f_in, f_out);
-    mi_matmul(y, a_hat, t, n, n, f_out);
+    mi_matmul_skip_zeros(y, a_hat, t, n, n, f_out);
     add_bias(y, b, n, f_out);
 }
 

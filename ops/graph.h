@@ -4,7 +4,8 @@
  *     Y = Â · (X · Wᵀ) + b
  *
  * W uses torch's nn.Linear layout [f_out, f_in] (GCNConv.lin.weight), so X·Wᵀ is mi_linear and
- * the product with Â is mi_matmul: both fast paths, both split over output rows. Computing X·Wᵀ
+ * the product with Â is mi_matmul_skip_zeros (the work follows the graph's edges; mi_matmul's bits):
+ * both fast paths, both split over output rows. Computing X·Wᵀ
  * first is what GCNConv does and is the cheaper order when f_out <= f_in. */
 #ifndef MI_GRAPH_H
 #define MI_GRAPH_H

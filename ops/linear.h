@@ -21,6 +21,13 @@ void mi_linear(float *y, const float *x, const float *w, const float *b, int64_t
  * vectorize over j only, so they equal the reference bit for bit. */
 void mi_matmul(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
 
+/* The same C as mi_matmul, bit for bit, with A's zero entries skipped: for a graph's normalized
+ * adjacency (a GCN's Â, mostly zeros) the work follows the edges, not K. Skipping is exact: a
+ * skipped term is ±0 (0 times a finite B), and a sum that starts at +0 never becomes -0 by
+ * round-to-nearest addition, so adding ±0 leaves every partial sum as it is. When B holds an
+ * infinity or NaN (0 · inf is NaN) it runs mi_matmul itself. AVX2 only; elsewhere mi_matmul. */
+void mi_matmul_skip_zeros(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
+
 void mi_linear_ref(float *y, const float *x, const float *w, const float *b, int64_t n, int64_t in,
                    int64_t out);
 void mi_matmul_ref(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
@@ -28,6 +35,7 @@ void mi_matmul_ref(float *C, const float *A, const float *B, int64_t M, int64_t 
 void mi_linear_avx2(float *y, const float *x, const float *w, const float *b, int64_t n,
                     int64_t in, int64_t out);
 void mi_matmul_avx2(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
+void mi_matmul_skip_zeros_avx2(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N);
 #elif defined(__aarch64__)
 void mi_linear_neon(float *y, const float *x, const float *w, const float *b, int64_t n,
                     int64_t in, int64_t out);

@@ -890,6 +890,32 @@ START_TEST(linear_matmul_fast_vs_ref)
         assert_same_bits(r, f, M * N, "matmul 37x300x74", N);
         mi_free_aligned(A); mi_free_aligned(B); mi_free_aligned(r); mi_free_aligned(f);
     }
+    {   /* matmul skipping A's zeros, the reference's bits: A mostly zeros (+0 and -0), a zero row, a
+           dense row, a NaN; K in one list or two (1024 k at a time: the sums parked in C between
+           them), a list ending in a scalar tail; columns in 64-wide strips, 8-wide ones and scalar
+           tails. Then B with an infinity (0 * inf is NaN in the reference): the dispatcher takes
+           the dense path, still the reference's bits. */
+        const int64_t M = 9, Ks[] = { 300, 1100, 1100 }, Ns[] = { 75, 130, 5 };
+        for (int s = 0; s < 3; s++) {
+            const int64_t N = Ns[s], K = Ks[s];
+            float *A = random_f(M * K, 21), *B = random_f(K * N, 22), *r = alloc_f(M * N), *f = alloc_f(M * N);
+            for (int64_t i = 0; i < M * K; i++)
+                if (i / K != 4 && (i * 2654435761u >> 8) % 8) A[i] = (i % 3) ? 0.0f : -0.0f;
+            for (int64_t k = 0; k < K; k++) A[2 * K + k] = 0.0f;
+            A[7 * K + 290] = NAN;
+            mi_matmul_ref(r, A, B, M, K, N);
+            FAST(mi_matmul_skip_zeros)(f, A, B, M, K, N);
+            assert_same_bits(r, f, M * N, "matmul skipping zeros", N);
+            /* one NaN per sum at most: where two meet, which payload wins depends on the operand
+               order the compiler gives the reference's commutative add */
+            A[7 * K + 290] = 0.5f;
+            B[(K - 1) * N + N / 2] = INFINITY;   /* meets A[2][K-1] = 0 and others */
+            mi_matmul_ref(r, A, B, M, K, N);
+            mi_matmul_skip_zeros(f, A, B, M, K, N);
+            assert_same_bits(r, f, M * N, "matmul skipping zeros, B with an infinity", N);
+            mi_free_aligned(A); mi_free_aligned(B); mi_free_aligned(r); mi_free_aligned(f);
+        }
+    }
 #endif
 }
 END_TEST
@@ -898,6 +924,10 @@ typedef struct { const float *x, *w, *b; int64_t n, in, out; } lin_ctx;
 static void run_linear(const void *c, float *y) { const lin_ctx *l = c; mi_linear(y, l->x, l->w, l->b, l->n, l->in, l->out); }
 static void run_linear_ref(const void *c, float *y) { const lin_ctx *l = c; mi_linear_ref(y, l->x, l->w, l->b, l->n, l->in, l->out); }
 static void run_matmul(const void *c, float *y) { const lin_ctx *l = c; mi_matmul(y, l->x, l->w, l->n, l->in, l->out); }
+static void run_matmul_skip(const void *c, float *y) {
+    const lin_ctx *l = c;
+    mi_matmul_skip_zeros(y, l->x, l->w, l->n, l->in, l->out);
+}
 
 START_TEST(linear_threads_same_bits)
 {
@@ -910,6 +940,9 @@ START_TEST(linear_threads_same_bits)
     check_threads(run_linear, &c, 200 * 1000, "linear 40->1000, batch 200");
     c = (lin_ctx){ x, w, NULL, 37, 67, 101 };
     check_threads(run_matmul, &c, 37 * 101, "matmul");
+    for (int64_t i = 0; i < 37 * 67; i++)
+        if (i % 5) x[i] = 0.0f;
+    check_threads(run_matmul_skip, &c, 37 * 101, "matmul skipping zeros");
     mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
 }
 END_TEST

@@ -237,3 +237,78 @@ void mi_matmul_avx2(float *C, const float *A, const float *B, int64_t M, int64_t
         }
     }
 }
+
+/* mi_matmul_skip_zeros (ops/linear.h): row m of C over the k where A[m, k] != 0, in increasing
+   order, each term a multiply then an add as in the reference. A row's nonzero k are listed SCAN
+   at a time, then the columns of C are swept in strips of NV vectors over the list; between two
+   lists a strip's sums are parked in C (loads and stores round nothing). The list is made without
+   a branch per element (a bit loop over 10 % random nonzeros mispredicted most of its branches and
+   took half the time): each 8 floats' nonzero mask selects, from a table, the permutation that
+   packs their indices to the front; all 8 are stored and the count advances by the popcount. */
+#define SCAN 1024
+
+/* lut[mask]: the positions of mask's set bits, in increasing order, 4 bits each from the bottom */
+static void pack_table(uint32_t lut[256]) {
+    for (unsigned m = 0; m < 256; m++) {
+        uint32_t v = 0;
+        for (unsigned b = 0, p = 0; b < 8; b++)
+            if (m >> b & 1) v |= b << (4 * p++);
+        lut[m] = v;
+    }
+}
+
+/* idx (room for k1 - k0 + 8) <- the k in [k0, k1) with a[k] != 0 (a NaN included); their count */
+static int scan_nonzero(int32_t *idx, const float *a, int64_t k0, int64_t k1, const uint32_t lut[256]) {
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28), nib = _mm256_set1_epi32(15);
+    int n = 0;
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        const unsigned m = ~(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a + k), zero, _CMP_EQ_OQ)) & 0xffu;
+        const __m256i pos = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)lut[m]), shifts), nib);
+        _mm256_storeu_si256((__m256i *)(idx + n), _mm256_add_epi32(pos, _mm256_set1_epi32((int)k)));
+        n += __builtin_popcount(m);
+    }
+    for (; k < k1; k++)
+        if (a[k] != 0.0f) idx[n++] = (int32_t)k;
+    return n;
+}
+
+/* columns j .. j + 8 NV - 1 of c over the n listed k, NV a constant after inlining; first: the
+   sums start at zero, else from what c holds */
+static inline __attribute__((always_inline)) void skip_strip(float *c, const float *a, const float *B, int64_t N,
+                                                             const int32_t *idx, int n, int first, int64_t j,
+                                                             int NV) {
+    __m256 acc[8];
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)
+        acc[v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + j + 8 * v);
+    for (int e = 0; e < n; e++) {
+        const __m256 ak = _mm256_set1_ps(a[idx[e]]);
+        const float *bk = B + (int64_t)idx[e] * N + j;
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)
+            acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(ak, _mm256_loadu_ps(bk + 8 * v)));
+    }
+    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) _mm256_storeu_ps(c + j + 8 * v, acc[v]);
+}
+
+void mi_matmul_skip_zeros_avx2(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N) {
+    uint32_t lut[256];
+    pack_table(lut);
+    #pragma omp parallel for num_threads(mi_threads()) if (M * K * N > PAR_MIN_FLOPS) schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *a = A + m * K;
+        float *c = C + m * N;
+        int32_t idx[SCAN + 8];
+        for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += SCAN) {
+            const int n = K ? scan_nonzero(idx, a, k0, k0 + SCAN < K ? k0 + SCAN : K, lut) : 0, first = k0 == 0;
+            int64_t j = 0;
+            for (; j + 64 <= N; j += 64) skip_strip(c, a, B, N, idx, n, first, j, 8);
+            for (; j + 8 <= N; j += 8) skip_strip(c, a, B, N, idx, n, first, j, 1);
+            for (; j < N; j++) {   /* tail columns: the reference's expression */
+                float s = first ? 0.0f : c[j];
+                for (int e = 0; e < n; e++) s = s + a[idx[e]] * B[(int64_t)idx[e] * N + j];
+                c[j] = s;
+            }
+        }
+    }
+}
