@@ -3,8 +3,6 @@
 #include "ops/linear.h"
 #include "ops/cpu.h"
 
-#include <string.h>
-
 #define PAR_MIN_FLOPS 65536
 
 void mi_linear_ref(float *y, const float *x, const float *w, const float *b, int64_t n, int64_t in,
@@ -42,29 +40,9 @@ void mi_matmul_ref(float *C, const float *A, const float *B, int64_t M, int64_t 
     }
 }
 
-#if defined(__x86_64__)
-/* All exponent bits set in some element: an infinity or a NaN. Branch-free in blocks of 8 (what
- * GCC's -O2 turns into vector operations). */
-static int any_nonfinite(const float *v, int64_t n) {
-    uint32_t bad = 0;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint32_t u[8];
-        memcpy(u, v + i, sizeof u);
-        for (int l = 0; l < 8; l++) bad |= (u[l] & 0x7f800000u) == 0x7f800000u;
-    }
-    for (; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], sizeof u);
-        bad |= (u & 0x7f800000u) == 0x7f800000u;
-    }
-    return (int)bad;
-}
-#endif
-
 void mi_matmul_skip_zeros(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N) {
 #if defined(__x86_64__)
-    if (mi_cpu_isa() >= MI_ISA_AVX2 && !any_nonfinite(B, K * N)) {
+    if (mi_cpu_isa() >= MI_ISA_AVX2 && mi_all_finite(B, K * N)) {
         mi_matmul_skip_zeros_avx2(C, A, B, M, K, N);
         return;
     }
