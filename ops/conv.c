@@ -359,7 +359,9 @@ static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t
  *   - F(2x2) beats direct on maps of 6x6 and 7x7 (9 or more tiles of 2x2): 256 -> 256 at 6,
  *     batch 9: 4.7-5.3 vs 5.4-6.4 ms; 512 -> 512 at 7 (ResNet's last stage): 4.1 vs 4.9.
  * (On the Sapphire Rapids with AVX-512 that first tuned this, F(4x4) was kept to 128 x 128
- * channels and 32 tiles and the 7x7 maps direct.) */
+ * channels and 32 tiles and the 7x7 maps direct.) With AVX-512 the GEMM runs twice as fast and
+ * the transformed weights' streaming counts for more: its table raises F(4x4)'s least tile count
+ * (mi_gemm_ukr.wino4_min_tiles, ops/x86/conv_avx512.c). */
 #define WINO_MIN_CIN 64
 #define WINO_MIN_COUT 32
 #define WINO_MIN_TILES 9
@@ -377,7 +379,7 @@ static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *
     if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD2) *wino = 2;
     else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_WINOGRAD4) *wino = 4;
     else if (mi_conv_wino_ok(d) && d->algo == MI_CONV_AUTO && known && cig >= WINO_MIN_CIN && cog >= WINO_MIN_COUT)
-        *wino = cig * cog <= WINO4_MAX_CH2 && tiles[4] >= WINO_MIN_TILES ? 4
+        *wino = cig * cog <= WINO4_MAX_CH2 && tiles[4] >= MI_MAX(WINO_MIN_TILES, u->wino4_min_tiles) ? 4
               : tiles[2] >= WINO_MIN_TILES ? 2 : 0;
     if (!u->run_t || d->lanes == 1) *chan_lanes = 0;
     else if (d->lanes == 2) *chan_lanes = 1;

@@ -470,4 +470,5 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
 const mi_gemm_ukr mi_gemm_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
                                        .wino2_in = wino2_in, .wino2_out = wino2_out,
-                                       .wino4_in = wino4_in, .wino4_out = wino4_out };
+                                       .wino4_in = wino4_in, .wino4_out = wino4_out,
+                                       .wino4_min_tiles = 9, .prefetch_a = 1 };

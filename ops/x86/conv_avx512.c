@@ -27,6 +27,16 @@
  * nothing more). */
 #define PF_K 32
 #define MC 504   /* 36 panels: the A block (504 x 256 floats, 516 KB) stays in L2 */
+/* The table's tuning (ops/gemm.h), measured on ResNet-50 at one thread (bench_layers, in turns,
+ * 2 cores of an AMD EPYC Zen 5 with AVX-512: 227 GFLOP/s FMA peak per core, 34 GB/s from memory):
+ *   - F(4x4) needs 32 tiles: on the 14x14 maps (16 tiles) its 36-point weights (9.4 MB for 256 x
+ *     256 channels, 4x the direct ones) stream from memory for half-empty 32-column panels;
+ *     F(2x2) there (49 tiles, 4.2 MB) took layer3's 3x3 layers from 1.17 to 0.89 ms each.
+ *   - No L2 prefetch of the next weight panel by mi_gemm_item: its bursts stalled on fill buffers
+ *     (5.7 % of the perf samples on the prefetch); without it every Winograd layer was 8-10 %
+ *     faster and the forward pass 44.1-44.8 -> 43.4-43.6 ms. (The AVX2 kernels, on the same
+ *     machine: no difference either way.) */
+#define WINO4_MIN_TILES 32
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
@@ -384,5 +394,5 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
 const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack, .strided = strided,
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
-    .wino4_in = wino4_in, .wino4_out = wino4_out,
+    .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 0,
 };
