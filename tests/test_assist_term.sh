@@ -109,6 +109,11 @@ while [ ! -s "$tmp/webport" ]; do
     i=$((i + 1)); [ $i -gt 100 ] && fail "web view did not start"; sleep 0.05
 done
 WEB=http://127.0.0.1:$(cat "$tmp/webport")
+# the MJPEG stream for other viewers: 1.5 s of it while the video plays (curl ends it: exit 28).
+# Not after the screenshots: where Chromium is slow to start the video is over by then, and a
+# stream of a video that has ended rightly sends no new frames.
+curl -s --max-time 1.5 -o "$tmp/stream.mjpg" "$WEB/stream.mjpg" -D "$tmp/stream.head" &
+stream=$!
 
 # screenshots of T1's page, beside the run, until one shows a box; then its DOM (findings table)
 # and a thumbnail (T1's web view lingers after its video, so they do not race its end).
@@ -145,8 +150,6 @@ print(sum(1 for r, g, b in im.getdata() if r < 60 and g > 195 and b < 60))' "$tm
     done
     [ -n "$id" ] && curl -s -f -o "$tmp/thumb.jpg" "$WEB/thumb/$id"
     curl -s -o /dev/null -w '%{http_code}' "$WEB/thumb/1x" > "$tmp/thumb_bad"
-    # the MJPEG stream for other viewers: 1.5 s of it (curl ends it: exit 28)
-    curl -s --max-time 1.5 -o "$tmp/stream.mjpg" "$WEB/stream.mjpg" -D "$tmp/stream.head"
     true
 ) &
 shots=$!
@@ -170,6 +173,7 @@ until grep -q "web view up for" "$tmp/A.err"; do   # T1's video over: its web vi
     i=$((i + 1)); [ $i -gt 400 ] && fail "T1 did not finish its video in 20 s more: $(cat "$tmp/A.err")"; sleep 0.05
 done
 wait $shots
+wait $stream
 kill -TERM $ta
 wait $ta || fail "terminal T1 exited $?: $(cat "$tmp/A.err")"
 pids="$srv"
