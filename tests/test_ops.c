@@ -557,6 +557,14 @@ START_TEST(max_pool_fast_equals_ref)
                 mi_tensor x = mi_tensor_view(random_f(2 * 3 * 9 * W, (uint64_t)(t * 10 + c)), 4, xs, "x");
                 x.data[5] = NAN;  /* NaN propagates the same way in both */
                 x.data[W + 7] = NAN;
+                /* which of several NaNs, and which of +0 and -0, a window keeps: NaNs with
+                 * different payloads in neighbouring rows and columns, and a plane of zeros of
+                 * both signs */
+                for (int k = 0; k < 6; k++) {
+                    const uint32_t bits = 0x7fc00001u + (uint32_t)k;
+                    memcpy(&x.data[9 * W + (k % 2) * W + 3 + k], &bits, sizeof bits);
+                }
+                for (int64_t i = 0; i < 9 * W; i++) x.data[2 * 9 * W + i] = i % 3 ? 0.0f : -0.0f;
                 ck_assert_int_eq(mi_pool_out_shape(&d, &x, ys), MI_OK);
                 mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
                 a.data = alloc_f(mi_tensor_numel(&a));
