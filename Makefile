@@ -227,6 +227,9 @@ EXACT_BITS := $(abspath $(B)/fixtures/exact_bits.bin)
 test-arm: $(CORE_FIXTURES:%=$(B)/fixtures/%.stamp) $(B)/tests/test_exact
 	rm -f $(EXACT_BITS)
 	MI_FIXTURES=$(abspath $(B)/fixtures) MI_EXACT_BITS=$(EXACT_BITS) $(B)/tests/test_exact | grep '^exact'
+	@# the cross compiler first, in a make of its own: the one that builds asks it for the target
+	@# (ARCH, when it reads this file) to pick the aarch64 kernels
+	$(MAKE) --no-print-directory CROSS=aarch64-linux-gnu B=$(ARM_B) $(ARM_B)/.deps-build
 	$(MAKE) --no-print-directory CROSS=aarch64-linux-gnu B=$(ARM_B) all
 	MI_FIXTURES=$(abspath $(B)/fixtures) MI_EXACT_BITS=$(EXACT_BITS) sh tests/run_qemu.sh $(ARM_B)/tests $(CORE_TESTS)
 
