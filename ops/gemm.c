@@ -194,11 +194,10 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
              * keeps up) the burst only stalls the core on fill buffers. */
             const int64_t kn = mp + 1 < mp1 ? k0 : k0 + kc;
             const float *wn = ag + ((mp + 1 < mp1 ? mp + 1 : mp0) * K + kn) * ph;
-            const int64_t lines = kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
+            const int64_t lines = u->prefetch_a && kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
             const int64_t per = CEIL_DIV(lines, nj);
             for (int64_t jj = 0; jj < nj; jj++) {
-                for (int64_t l = jj * per; u->prefetch_a && l < MI_MIN(lines, (jj + 1) * per); l++)
-                    __builtin_prefetch(wn + 16 * l, 0, 2);
+                for (int64_t l = jj * per; l < MI_MIN(lines, (jj + 1) * per); l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
                 const int64_t row = gi * M + mp * ph;
                 const float *w = ag + (mp * K + k0) * ph, *b = bpan + jj * kc * bw;
