@@ -79,10 +79,11 @@ void   mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t row
 void   mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
 /* Output transform of a row of tw tiles: m[pt*ms + q] is point pt of tile q; writes A^T m A +
  * bias (+ res, the same layout as y), then max(., 0) if relu, to the nrows (1..m) output rows
- * y[r*ow + m*q + k] that exist (m*q + k < ow). */
+ * y[r*ldy + m*q + k] that exist (m*q + k < ow, with m*(tw-1) < ow <= m*tw; ldy >= ow, more where
+ * the tiles are part of a row). */
 void   mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                             int64_t ow, int nrows, float bias, int relu);
+                             int64_t ow, int64_t ldy, int nrows, float bias, int relu);
 void   mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                             int64_t ow, int nrows, float bias, int relu);
+                             int64_t ow, int64_t ldy, int nrows, float bias, int relu);
 
 #endif

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #define MI_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MI_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 #define ROUND64(n) (((n) + 63) / 64 * 64)
 
@@ -81,24 +82,32 @@ typedef struct {
     int m, al, npt;                    /* output tile m x m, input tile al x al = npt points */
     int64_t H, W, OH, OW, TH, TW, T;   /* input, output, tiles */
     int64_t ph, pw, rowlen;            /* padding; floats of one padded input row of tiles */
-    int64_t rb, nb, tb;                /* tile rows per block, blocks per image, tiles per block */
+    int64_t rb, nb, tb;                /* tile rows per block (0: T / nb tiles), blocks per image,
+                                        * most tiles in a block */
 } wino_geom;
 
 /* Work is split into blocks of rb tile rows of one image, each taken through all three stages by
- * one thread: its transformed input and products (npt x (cin + cout) floats per tile) stay in
- * the thread's cache, and no thread waits for another between the stages (on a loaded machine a
+ * one thread: its transformed input and products (npt x (cin + cout) floats per tile) stay in the
+ * thread's cache, and no thread waits for another between the stages (on a loaded machine a
  * barrier costs a scheduler time slice: the per-image stages of the first version paid ~1000
  * barriers per depthnet forward at 2 threads). A block has >= 16 tiles where the map has them
  * (the GEMM's panels are 16 wide), else as many tile rows as keep its buffers within ~256 KB, and
- * an image gives >= 4 blocks where that leaves >= 16 tiles each. A map with fewer blocks than
- * threads (14 x 14 and 7 x 7 at batch 1 are one block), and the last blocks of a few that do not
- * divide among the threads, instead have every thread on each block, with a barrier between the
- * stages (block_all_threads). The split depends on the shapes and the thread count only; each
- * output is computed the same way whatever block or thread it falls in. */
+ * an image gives >= 4 blocks where that leaves >= 16 tiles each.
+ * Every block streams all of the layer's transformed weights U. Where the blocks of a batch are
+ * few and do not divide among the threads, their count moves to the nearest multiple of the
+ * thread count that keeps >= 16 tiles a block (the larger first; the smaller only down to half),
+ * each block then being tiles [b*T/nb, (b+1)*T/nb) in row-major order, which may start and end
+ * inside a tile row. At batch 1 on 2 threads ResNet-50's 56 x 56 maps go from 7 blocks to 8, its
+ * 28 x 28 and 14 x 14 ones from 3 to 2 (measured alone, 2 threads: 0.55 -> 0.50 ms, 0.56 -> 0.53,
+ * 0.56 -> 0.47). Only where no such count exists (a 7 x 7 map's 16 tiles are one block) do all
+ * threads share a block, with barriers between the stages (block_all_threads): such a block
+ * crosses cores twice and took longer on 2 threads than one thread alone took for a block.
+ * The split depends on the shapes and the thread count only; each output is computed the same
+ * way whatever block or thread it falls in. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
 #define WINO_BLOCK_MIN_TILES 16
 
-static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t H, int64_t W) {
+static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t H, int64_t W, int nt) {
     g->m = m;
     g->al = m + 2;
     g->npt = g->al * g->al;
@@ -117,9 +126,22 @@ static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t H, int64_t 
     const int64_t rb_min = CEIL_DIV(WINO_BLOCK_MIN_TILES, g->TW);
     int64_t rb = rb_cache < rb_par ? rb_cache : rb_par;
     if (rb < rb_min) rb = rb_min;
-    g->rb = rb < 1 ? 1 : rb > g->TH ? g->TH : rb;
-    g->nb = CEIL_DIV(g->TH, g->rb);
-    g->tb = g->rb * g->TW;
+    rb = rb < 1 ? 1 : rb > g->TH ? g->TH : rb;
+    g->rb = rb;
+    g->nb = CEIL_DIV(g->TH, rb);
+    g->tb = rb * g->TW;
+    if (nt > 1 && N * g->nb < 4 * nt && (N * g->nb) % nt) {
+        int64_t up = g->nb + 1, down = g->nb - 1;
+        while ((N * up) % nt) up++;
+        while (2 * down >= g->nb && (N * down) % nt) down--;
+        if (2 * down < g->nb) down = 0;   /* at most twice the tiles a block (the workspace's size) */
+        if (g->T / up >= WINO_BLOCK_MIN_TILES || down > 0) {
+            g->rb = 0;
+            g->nb = g->T / up >= WINO_BLOCK_MIN_TILES ? up : down;
+            g->tb = CEIL_DIV(g->T, g->nb);
+            g->rowlen += 4 * g->TW;   /* a block may start inside a row: the transform reads from column m*q */
+        }
+    }
 }
 
 /* the workspace: koff [cig] (shared), then per thread: V [G][npt][cig][tb], Mb [G][npt][cog][tb],
@@ -137,15 +159,21 @@ static size_t koff_bytes(const mi_conv_desc *d) { return ROUND64((size_t)(d->cin
 
 int64_t mi_conv_wino_block_tiles(const mi_conv_desc *d, int m, int64_t H, int64_t W) {
     wino_geom g;
-    geom(&g, d, m, H, W);
+    geom(&g, d, m, 1, H, W, 1);
     return g.tb;
 }
 
+/* For the largest blocks geom() gives for any batch and thread count: rb rows, or about T / nb
+ * tiles with nb at least half the blocks of one thread's split. */
 size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
                        int nt) {
     wino_geom g;
     size_t part[4];
-    geom(&g, d, m, H, W);
+    geom(&g, d, m, 1, H, W, 1);
+    if (nt > 1) {
+        g.tb = MI_MAX(g.tb, CEIL_DIV(g.T, CEIL_DIV(g.nb, 2)));
+        g.rowlen += 4 * g.TW;
+    }
     return koff_bytes(d) + (size_t)nt * per_thread_parts(u, d, &g, part);
 }
 
@@ -170,7 +198,7 @@ void mi_conv_wino2_in_ref(float *v, int64_t vs, const float *rows, int64_t rowle
 }
 
 void mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                          int64_t ow, int nrows, float bias, int relu) {
+                          int64_t ow, int64_t ldy, int nrows, float bias, int relu) {
     for (int64_t q = 0; q < tw; q++) {
         float s[2][4];   /* A^T m */
         for (int j = 0; j < 4; j++) {
@@ -182,7 +210,7 @@ void mi_conv_wino2_out_ref(float *y, const float *res, const float *m, int64_t m
         for (int a = 0; a < nrows; a++) {   /* (A^T m) A */
             const float o[2] = { s[a][0] + s[a][1] + s[a][2], s[a][1] - s[a][2] - s[a][3] };
             for (int b = 0; b < 2 && 2 * q + b < ow; b++) {
-                const int64_t i = a * ow + 2 * q + b;
+                const int64_t i = a * ldy + 2 * q + b;
                 float v = o[b] + bias;
                 if (res) v += res[i];
                 if (relu) v = v > 0.0f ? v : 0.0f;   /* as the SIMD max(v, 0) */
@@ -229,7 +257,7 @@ void mi_conv_wino4_in_ref(float *v, int64_t vs, const float *rows, int64_t rowle
 }
 
 void mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t ms, int64_t tw,
-                           int64_t ow, int nrows, float bias, int relu) {
+                           int64_t ow, int64_t ldy, int nrows, float bias, int relu) {
     for (int64_t q = 0; q < tw; q++) {
         float s[6][4];   /* s[j] = A^T m of column j */
         for (int j = 0; j < 6; j++) {
@@ -242,7 +270,7 @@ void mi_conv_wino4_out_ref(float *y, const float *res, const float *m, int64_t m
             for (int j = 0; j < 6; j++) e[j] = s[j][r];
             at6(o, e);
             for (int k = 0; k < 4 && 4 * q + k < ow; k++) {
-                const int64_t i = r * ow + 4 * q + k;
+                const int64_t i = r * ldy + 4 * q + k;
                 float v = o[k] + bias;
                 if (res) v += res[i];
                 if (relu) v = v > 0.0f ? v : 0.0f;   /* as the SIMD max(v, 0) */
@@ -262,19 +290,112 @@ static void zero_rows(float *buf, const wino_geom *g) {
     memset(buf, 0, (size_t)(g->al * g->rowlen) * sizeof(float));
 }
 
+/* V of channel c for tiles [qa, qb) of tile row r (a block may hold part of a row), v[pt*vstride
+ * + q - qa]: input columns m*qa .. m*qb+1 of rows m*r-ph .. m*r-ph+al-1, zero-padded in buf. */
 static void input_row(const mi_gemm_ukr *u, float *V, const float *xc, const wino_geom *g, int64_t r,
-                      int64_t vstride, float *buf) {
-    const int64_t n = g->m * g->TW + 2, lo = MI_MIN(n, g->pw), hi = MI_MIN(n, g->pw + g->W);
-    for (int i = 0; i < g->al; i++) {
+                      int64_t qa, int64_t qb, int64_t vstride, float *buf) {
+    const int64_t lo = MI_MAX(g->m * qa, g->pw), hi = MI_MIN(g->m * qb + 2, g->pw + g->W);
+    for (int i = 0; hi > lo && i < g->al; i++) {
         const int64_t ih = g->m * r - g->ph + i;
         float *b = buf + i * g->rowlen;
-        if (ih < 0 || ih >= g->H) memset(b + lo, 0, (size_t)(hi - lo) * sizeof(float));   /* hi >= lo */
-        else memcpy(b + lo, xc + ih * g->W, (size_t)(hi - lo) * sizeof(float));   /* b[u] = x[ih][u - pw] */
+        if (ih < 0 || ih >= g->H) memset(b + lo, 0, (size_t)(hi - lo) * sizeof(float));
+        else memcpy(b + lo, xc + ih * g->W + lo - g->pw, (size_t)(hi - lo) * sizeof(float));   /* b[c] = x[ih][c - pw] */
     }
     void (*in)(float *, int64_t, const float *, int64_t, int64_t) =
         g->m == 4 ? (u->wino4_in ? u->wino4_in : mi_conv_wino4_in_ref)
                   : (u->wino2_in ? u->wino2_in : mi_conv_wino2_in_ref);
-    in(V, vstride, buf, g->rowlen, g->TW);
+    in(V, vstride, buf + g->m * qa, g->rowlen, qb - qa);
+}
+
+/* What every block of one forward shares. */
+typedef struct {
+    const mi_conv *c;
+    const mi_gemm_ukr *u;
+    const wino_geom *g;
+    const mi_tensor *x, *res;
+    mi_tensor *y;
+    int relu;
+    const int64_t *koff;
+} wino_run;
+
+/* Tiles [t0, t1) of image n of block it. */
+static void block_tiles(const wino_geom *g, int64_t it, int64_t *n, int64_t *t0, int64_t *t1) {
+    const int64_t b = it % g->nb;
+    *n = it / g->nb;
+    *t0 = g->rb ? b * g->tb : b * g->T / g->nb;
+    *t1 = g->rb ? MI_MIN(g->T, *t0 + g->tb) : (b + 1) * g->T / g->nb;
+}
+
+/* (1) V[gi][pt][ci][tile - t0] of input channels [c0, c1) for the block's tiles; V rows are
+ * g->tb apart. */
+static void stage_in(const wino_run *w, float *V, float *buf, int64_t it, int64_t c0, int64_t c1) {
+    const mi_conv_desc *d = &w->c->d;
+    const wino_geom *g = w->g;
+    const int64_t cig = d->cin / d->groups;
+    int64_t n, t0, t1;
+    block_tiles(g, it, &n, &t0, &t1);
+    const float *xn = w->x->data + n * d->cin * g->H * g->W;
+    for (int64_t ch = c0; ch < c1; ch++)
+        for (int64_t r = t0 / g->TW; r * g->TW < t1; r++) {
+            const int64_t qa = MI_MAX(t0 - r * g->TW, 0), qb = MI_MIN(t1 - r * g->TW, g->TW);
+            input_row(w->u, V + (ch / cig * g->npt * cig + ch % cig) * g->tb + r * g->TW + qa - t0,
+                      xn + ch * g->H * g->W, g, r, qa, qb, cig * g->tb, buf);
+        }
+}
+
+/* (2) Mb[gi][pt][co][tile - t0] = U[gi][pt] V[gi][pt]: the block's GEMM */
+static mi_gemm block_gemm(const wino_run *w, float *V, float *Mb, int64_t it) {
+    const mi_conv_desc *d = &w->c->d;
+    const wino_geom *g = w->g;
+    int64_t n, t0, t1;
+    block_tiles(g, it, &n, &t0, &t1);
+    return (mi_gemm){
+        .groups = d->groups * g->npt, .M = d->cout / d->groups, .K = d->cin / d->groups,
+        .apack = w->c->packed, .src = V, .src_gstride = d->cin / d->groups * g->tb, .koff = w->koff,
+        .gd = 1, .gh = 1, .gw = t1 - t0, .od = 1, .oh = 1, .ow = t1 - t0, .y = Mb,
+        .chan_lanes = w->c->chan_lanes,
+    };
+}
+
+/* (3) y = A^T Mb A + bias (+ residual, relu) for output channels [c0, c1) of the block's tiles,
+ * tile row by tile row (a part of a row: its output columns from m*qa) */
+static void stage_out(const wino_run *w, const float *Mb, int64_t it, int64_t c0, int64_t c1) {
+    const mi_conv *c = w->c;
+    const mi_gemm_ukr *u = w->u;
+    const mi_conv_desc *d = &c->d;
+    const wino_geom *g = w->g;
+    const int64_t cog = d->cout / d->groups;
+    int64_t n, t0, t1;
+    block_tiles(g, it, &n, &t0, &t1);
+    const int64_t tb = t1 - t0;
+    float *yn = w->y->data + n * d->cout * g->OH * g->OW;
+    const float *rn = w->res ? w->res->data + n * d->cout * g->OH * g->OW : NULL;
+    void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int, float, int) =
+        g->m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
+                  : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
+    for (int64_t co = c0; co < c1; co++)
+        for (int64_t r = t0 / g->TW; r * g->TW < t1; r++) {
+            const int64_t qa = MI_MAX(t0 - r * g->TW, 0), qb = MI_MIN(t1 - r * g->TW, g->TW);
+            const int64_t gi = co / cog, mm = co % cog, o = co * g->OH * g->OW + g->m * (r * g->OW + qa);
+            out(yn + o, rn ? rn + o : NULL, Mb + (gi * g->npt * cog + mm) * tb + r * g->TW + qa - t0, cog * tb,
+                qb - qa, MI_MIN(g->OW - g->m * qa, g->m * (qb - qa)), g->OW, (int)MI_MIN(g->m, g->OH - g->m * r),
+                c->bias[co], w->relu);
+        }
+}
+
+/* One block through the three stages by the calling thread alone, in its part of the workspace. */
+static void block_alone(const wino_run *w, unsigned char *ws, const size_t part[4], int64_t it) {
+    const mi_conv_desc *d = &w->c->d;
+    const size_t per_thread = part[0] + part[1] + part[2] + part[3];
+    unsigned char *mine = ws + per_thread * (size_t)omp_get_thread_num();
+    float *V = (float *)mine, *Mb = (float *)(mine + part[0]), *buf = (float *)(mine + part[0] + part[1] + part[2]);
+    zero_rows(buf, w->g);
+    stage_in(w, V, buf, it, 0, d->cin);
+    mi_gemm gm = block_gemm(w, V, Mb, it);
+    mi_gemm_plan pl;
+    mi_gemm_split(w->u, &gm, 1, &pl);
+    for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(w->u, &gm, &pl, i, mine + part[0] + part[1]);
+    stage_out(w, Mb, it, 0, d->cout);
 }
 
 /* One block taken through the three stages by all nt threads, with two barriers: the input
@@ -282,106 +403,55 @@ static void input_row(const mi_gemm_ukr *u, float *V, const float *xc, const win
  * the output transform over output channels. V and Mb are shared (the first thread's parts of the
  * workspace), the GEMM scratch and row buffer are each thread's own. Every value is computed by
  * the same operations as when one thread takes the whole block, so the bits do not change. */
-static void block_all_threads(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
-                              const mi_tensor *res, mi_act act, unsigned char *ws, const wino_geom *gp,
-                              const size_t part[4], int64_t it, int nt) {
-    const mi_conv_desc *d = &c->d;
-    const wino_geom g = *gp;
-    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G;
+static void block_all_threads(const wino_run *w, unsigned char *ws, const size_t part[4], int64_t it, int nt) {
+    const mi_conv_desc *d = &w->c->d;
     const size_t per_thread = part[0] + part[1] + part[2] + part[3];
-    float *V = (float *)(ws + koff_bytes(d)), *Mb = (float *)(ws + koff_bytes(d) + part[0]);
-    const int64_t n = it / g.nb, r0 = it % g.nb * g.rb, r1 = MI_MIN(g.TH, r0 + g.rb), tb = (r1 - r0) * g.TW;
-    const float *xn = x->data + n * d->cin * g.H * g.W;
-    float *yn = y->data + n * d->cout * g.OH * g.OW;
-    const float *rn = res ? res->data + n * d->cout * g.OH * g.OW : NULL;
-    void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
-        g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
-                 : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
-    mi_gemm gm = {
-        .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
-        .src_gstride = cig * g.tb, .koff = (const int64_t *)ws, .gd = 1, .gh = 1, .gw = tb, .od = 1, .oh = 1,
-        .ow = tb, .y = Mb, .chan_lanes = c->chan_lanes,
-    };
+    float *V = (float *)ws, *Mb = (float *)(ws + part[0]);
+    mi_gemm gm = block_gemm(w, V, Mb, it);
     mi_gemm_plan pl;
-    mi_gemm_split(u, &gm, nt, &pl);
+    mi_gemm_split(w->u, &gm, nt, &pl);
     #pragma omp parallel num_threads(nt)
     {
-        unsigned char *mine = ws + koff_bytes(d) + per_thread * (size_t)omp_get_thread_num();
-        void *gws = mine + part[0] + part[1];
+        const int t = omp_get_thread_num();
+        unsigned char *mine = ws + per_thread * (size_t)t;
         float *buf = (float *)(mine + part[0] + part[1] + part[2]);
-        zero_rows(buf, &g);
+        zero_rows(buf, w->g);
+        stage_in(w, V, buf, it, t * d->cin / nt, (t + 1) * d->cin / nt);
+        #pragma omp barrier
         #pragma omp for schedule(static)
-        for (int64_t ch = 0; ch < d->cin; ch++)
-            for (int64_t r = r0; r < r1; r++)
-                input_row(u, V + (ch / cig * g.npt * cig + ch % cig) * g.tb + (r - r0) * g.TW,
-                          xn + ch * g.H * g.W, &g, r, cig * g.tb, buf);
-        #pragma omp for schedule(static)
-        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(u, &gm, &pl, i, gws);
-        #pragma omp for schedule(static)
-        for (int64_t co = 0; co < d->cout; co++)
-            for (int64_t r = r0; r < r1; r++) {
-                const int64_t gi = co / cog, mm = co % cog, o = co * g.OH * g.OW + g.m * r * g.OW;
-                out(yn + o, rn ? rn + o : NULL, Mb + (gi * g.npt * cog + mm) * tb + (r - r0) * g.TW, cog * tb,
-                    g.TW, g.OW, (int)MI_MIN(g.m, g.OH - g.m * r), c->bias[co], act == MI_ACT_RELU);
-            }
+        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(w->u, &gm, &pl, i, mine + part[0] + part[1]);
+        stage_out(w, Mb, it, t * d->cout / nt, (t + 1) * d->cout / nt);
     }
 }
 
 void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *res, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
-    const int64_t G = d->groups, cig = d->cin / G, cog = d->cout / G, N = x->shape[0];
-    wino_geom g;
-    geom(&g, d, c->wino, x->shape[2], x->shape[3]);
-    MI_ASSERT(g.OH == y->shape[2] && g.OW == y->shape[3] && workspace != NULL);
+    const int64_t cig = d->cin / d->groups, N = x->shape[0];
     const int nt = mi_threads();
+    wino_geom g;
+    geom(&g, d, c->wino, N, x->shape[2], x->shape[3], nt);
+    MI_ASSERT(g.OH == y->shape[2] && g.OW == y->shape[3] && workspace != NULL);
     size_t part[4];
-    const size_t per_thread = per_thread_parts(u, d, &g, part);
-    unsigned char *ws = workspace;
-    int64_t *koff = (int64_t *)ws;
+    per_thread_parts(u, d, &g, part);
+    int64_t *koff = (int64_t *)workspace;
     for (int64_t k = 0; k < cig; k++) koff[k] = k * g.tb;   /* V rows of a block, tb apart */
-    void (*out)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int) =
-        g.m == 4 ? (u->wino4_out ? u->wino4_out : mi_conv_wino4_out_ref)
-                 : (u->wino2_out ? u->wino2_out : mi_conv_wino2_out_ref);
-    /* A few blocks that do not divide among the threads leave threads idle through the last
-     * round (ResNet's 56 x 56 maps at batch 1 are 7 blocks, its 28 x 28 ones 3: on 2 threads
-     * 4 rounds for 3.5 blocks' work, 2 for 1.5): those last nblk % nt blocks are taken by all
-     * threads together, as is every block of a map with fewer blocks than threads (14 x 14 and
-     * 7 x 7 at batch 1). With many blocks the dynamic schedule evens the rounds out itself. */
+    unsigned char *ws = (unsigned char *)workspace + koff_bytes(d);
+    const wino_run w = { .c = c, .u = u, .g = &g, .x = x, .res = res, .y = y, .relu = act == MI_ACT_RELU,
+                         .koff = koff };
+    /* Blocks that still do not divide among the threads (geom() above) are shared by all of them,
+     * as are the blocks of a map with fewer blocks than threads; with many blocks the dynamic
+     * schedule evens the rounds out itself. */
     const int64_t nblk = N * g.nb, tail = nt > 1 && nblk < 4 * nt ? nblk % nt : 0;
-    for (int64_t it = nblk - tail; it < nblk; it++) block_all_threads(c, u, y, x, res, act, ws, &g, part, it, nt);
-    /* dynamic: a thread that the machine's other work holds back leaves its blocks to the other */
-    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nblk > tail)
-    for (int64_t it = 0; it < nblk - tail; it++) {
-        unsigned char *mine = ws + koff_bytes(d) + per_thread * (size_t)omp_get_thread_num();
-        float *V = (float *)mine, *Mb = (float *)(mine + part[0]);
-        void *gws = mine + part[0] + part[1];
-        float *buf = (float *)(mine + part[0] + part[1] + part[2]);
-        const int64_t n = it / g.nb, r0 = it % g.nb * g.rb, r1 = MI_MIN(g.TH, r0 + g.rb), tb = (r1 - r0) * g.TW;
-        const float *xn = x->data + n * d->cin * g.H * g.W;
-        float *yn = y->data + n * d->cout * g.OH * g.OW;
-        const float *rn = res ? res->data + n * d->cout * g.OH * g.OW : NULL;
-        /* (1) V[gi][pt][ci][tile of the block]; rows of V are g.tb apart, the last block's shorter */
-        zero_rows(buf, &g);
-        for (int64_t ch = 0; ch < d->cin; ch++)
-            for (int64_t r = r0; r < r1; r++)
-                input_row(u, V + (ch / cig * g.npt * cig + ch % cig) * g.tb + (r - r0) * g.TW,
-                          xn + ch * g.H * g.W, &g, r, cig * g.tb, buf);
-        /* (2) Mb[gi][pt][co][tile] = U[gi][pt] V[gi][pt]: every GEMM item of the block, here */
-        mi_gemm gm = {
-            .groups = G * g.npt, .M = cog, .K = cig, .apack = c->packed, .src = V,
-            .src_gstride = cig * g.tb, .koff = koff, .gd = 1, .gh = 1, .gw = tb, .od = 1, .oh = 1,
-            .ow = tb, .y = Mb, .chan_lanes = c->chan_lanes,
-        };
-        mi_gemm_plan pl;
-        mi_gemm_split(u, &gm, 1, &pl);
-        for (int64_t i = 0; i < pl.items; i++) mi_gemm_item(u, &gm, &pl, i, gws);
-        /* (3) y = A^T Mb A + bias (+ residual, relu), tile row by tile row */
-        for (int64_t co = 0; co < d->cout; co++)
-            for (int64_t r = r0; r < r1; r++) {
-                const int64_t gi = co / cog, mm = co % cog, o = co * g.OH * g.OW + g.m * r * g.OW;
-                out(yn + o, rn ? rn + o : NULL, Mb + (gi * g.npt * cog + mm) * tb + (r - r0) * g.TW, cog * tb,
-                    g.TW, g.OW, (int)MI_MIN(g.m, g.OH - g.m * r), c->bias[co], act == MI_ACT_RELU);
-            }
+    for (int64_t it = nblk - tail; it < nblk; it++) block_all_threads(&w, ws, part, it, nt);
+    /* Few blocks, balanced for the threads by geom(): each thread the same ones on every run, so a
+     * map's rows stay with the core that wrote them. Many: dynamic, so that a thread the
+     * machine's other work holds back leaves its blocks to the others. */
+    if (nblk - tail < 4 * nt) {
+        #pragma omp parallel for schedule(static) num_threads(nt) if (nblk > tail)
+        for (int64_t it = 0; it < nblk - tail; it++) block_alone(&w, ws, part, it);
+    } else {
+        #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+        for (int64_t it = 0; it < nblk - tail; it++) block_alone(&w, ws, part, it);
     }
 }

@@ -94,10 +94,10 @@ typedef struct {
      * mi_conv_wino2_in_ref ... in ops/conv_internal.h, bit for bit); NULL: those scalar ones. */
     void (*wino2_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
     void (*wino2_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                      int nrows, float bias, int relu);
+                      int64_t ldy, int nrows, float bias, int relu);
     void (*wino4_in)(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw);
     void (*wino4_out)(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                      int nrows, float bias, int relu);
+                      int64_t ldy, int nrows, float bias, int relu);
     /* Choices that follow the ISA's speed against the memory's, measured per ISA (the files of
      * the kernels say where): Winograd F(4x4) only on maps of at least wino4_min_tiles 4x4 tiles
      * (ops/conv.c, choose()); prefetch_a: mi_gemm_item fetches the next weight panel into L2

@@ -67,6 +67,7 @@ CASES = [
     c2(40, 36, 3, 1, 0, (13, 10), res=True),           # 3x3 stride 1 unpadded: Winograd, odd rows
     c2(24, 20, 3, 1, 2, (7, 9), n=2),                  # 3x3 stride 1 padding 2: Winograd, batch 2
     c2(64, 96, 3, 1, 1, (14, 14), res=True),           # ResNet layer3-like: Winograd's 16 GEMMs
+    c2(8, 24, 3, 1, 1, (17, 15), res=True),            # Winograd blocks that start inside a tile row
     c2(4, 9, 3, 3, 0, (10, 11)),                       # stride 3
     c3(6, 10, 3, 1, 1, (7, 5, 6), res=True),           # 3-D
     c3(6, 10, 2, 2, 0, (8, 6, 6)),                     # 3-D down-convolution (V-Net)

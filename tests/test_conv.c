@@ -568,9 +568,11 @@ START_TEST(prepare_repacks_for_the_input_size)
 END_TEST
 
 /* The SIMD transforms against the scalar ones, bit for bit, for F(2x2) and F(4x4): every tail of
- * a vector, rows cut by the map's right edge, 1..m output rows, residual, relu. */
+ * a vector, rows cut by the map's right edge, 1..m output rows further apart than their width
+ * (the gaps must stay untouched), residual, relu. */
 typedef void (*wino_in_fn)(float *, int64_t, const float *, int64_t, int64_t);
-typedef void (*wino_out_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int, float, int);
+typedef void (*wino_out_fn)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int, float,
+                            int);
 
 START_TEST(winograd_transforms_match_scalar)
 {
@@ -599,14 +601,15 @@ START_TEST(winograd_transforms_match_scalar)
                     for (int nrows = 1; nrows <= m; nrows++)
                         for (int v = 0; v < 4; v++) {
                             const int res = v & 1, relu = v >> 1;
-                            const size_t ny = (size_t)(m * ow + 64);
+                            const int64_t ldy = ow + 3;   /* rows further apart than the width: a block's part of a row */
+                            const size_t ny = (size_t)(m * ldy + 64);
                             float *r = mi_alloc_aligned(ny * sizeof(float));
                             float *ya = mi_alloc_aligned(ny * sizeof(float)), *yb = mi_alloc_aligned(ny * sizeof(float));
                             mi_fill_random(r, (int64_t)ny, (uint64_t)(ow + 7 * v));
                             memset(ya, 0x7f, ny * sizeof(float));
                             memset(yb, 0x7f, ny * sizeof(float));
-                            out_ref(ya, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
-                            out(yb, res ? r : NULL, a, vs, tw, ow, nrows, 0.25f, relu);
+                            out_ref(ya, res ? r : NULL, a, vs, tw, ow, ldy, nrows, 0.25f, relu);
+                            out(yb, res ? r : NULL, a, vs, tw, ow, ldy, nrows, 0.25f, relu);
                             ck_assert_msg(!memcmp(ya, yb, ny * sizeof(float)), "%s F(%dx%d) out, tw %lld ow %lld rows %d variant %d",
                                           mi_isa_name(isa), m, m, (long long)tw, (long long)ow, nrows, v);
                             mi_free_aligned(r);

@@ -327,7 +327,7 @@ static void wino2_in(float *v, int64_t vs, const float *rows, int64_t rowlen, in
 }
 
 static void wino2_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                     int nrows, float bias, int relu) {
+                     int64_t ldy, int nrows, float bias, int relu) {
     const __m256 bv = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
     for (int64_t q = 0; q < tw; q += 8) {
         const __m256i mk = first_n(tw - q);
@@ -348,9 +348,9 @@ static void wino2_out(float *y, const float *res, const float *m, int64_t ms, in
             const __m256 o1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
             const __m256 ul = _mm256_unpacklo_ps(o0, o1), uh = _mm256_unpackhi_ps(o0, o1);
             __m256 v0 = _mm256_permute2f128_ps(ul, uh, 0x20), v1 = _mm256_permute2f128_ps(ul, uh, 0x31);
-            float *yr = y + a * ow + 2 * q;
+            float *yr = y + a * ldy + 2 * q;
             if (res) {
-                const float *rr = res + a * ow + 2 * q;
+                const float *rr = res + a * ldy + 2 * q;
                 v0 = _mm256_add_ps(v0, _mm256_maskload_ps(rr, k0));
                 v1 = _mm256_add_ps(v1, _mm256_maskload_ps(rr + 8, k1));
             }
@@ -430,7 +430,7 @@ static void wino4_in(float *v, int64_t vs, const float *rows, int64_t rowlen, in
 }
 
 static void wino4_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                      int nrows, float bias, int relu) {
+                      int64_t ldy, int nrows, float bias, int relu) {
     const __m256 bv = _mm256_set1_ps(bias), zero = _mm256_setzero_ps();
     for (int64_t q = 0; q < tw; q += 8) {
         const __m256i mk = first_n(tw - q);
@@ -457,9 +457,9 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
             const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));   /* tiles 3 | 7 */
             __m256 w[4] = { _mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
                             _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31) };
-            float *yr = y + r * ow + 4 * q;
+            float *yr = y + r * ldy + 4 * q;
             for (int h = 0; h < 4; h++) {
-                if (res) w[h] = _mm256_add_ps(w[h], _mm256_maskload_ps(res + r * ow + 4 * q + 8 * h, k[h]));
+                if (res) w[h] = _mm256_add_ps(w[h], _mm256_maskload_ps(res + r * ldy + 4 * q + 8 * h, k[h]));
                 if (relu) w[h] = _mm256_max_ps(zero, w[h]);
                 store_lanes(yr + 8 * h, kb[h], w[h]);
             }

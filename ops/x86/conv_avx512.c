@@ -257,7 +257,7 @@ static void wino2_in(float *v, int64_t vs, const float *rows, int64_t rowlen, in
 }
 
 static void wino2_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                     int nrows, float bias, int relu) {
+                     int64_t ldy, int nrows, float bias, int relu) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
     const __m512 bv = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
@@ -278,9 +278,9 @@ static void wino2_out(float *y, const float *res, const float *m, int64_t ms, in
             const __m512 o0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]), bv);
             const __m512 o1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]), bv);
             __m512 v0 = _mm512_permutex2var_ps(o0, lo, o1), v1 = _mm512_permutex2var_ps(o0, hi, o1);
-            float *yr = y + a * ow + 2 * q;
+            float *yr = y + a * ldy + 2 * q;
             if (res) {
-                const float *rr = res + a * ow + 2 * q;
+                const float *rr = res + a * ldy + 2 * q;
                 v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(k0, rr));
                 v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(k1, rr + 16));
             }
@@ -350,7 +350,7 @@ static void wino4_in(float *v, int64_t vs, const float *rows, int64_t rowlen, in
 }
 
 static void wino4_out(float *y, const float *res, const float *m, int64_t ms, int64_t tw, int64_t ow,
-                      int nrows, float bias, int relu) {
+                      int64_t ldy, int nrows, float bias, int relu) {
     const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
     const __m512i q0 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), q1 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
@@ -381,9 +381,9 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
                 _mm512_castpd_ps(_mm512_permutex2var_pd(p01h, q0, p23h)),
                 _mm512_castpd_ps(_mm512_permutex2var_pd(p01h, q1, p23h)),
             };
-            float *yr = y + r * ow + 4 * q;
+            float *yr = y + r * ldy + 4 * q;
             for (int h = 0; h < 4; h++) {
-                if (res) w[h] = _mm512_add_ps(w[h], _mm512_maskz_loadu_ps(k[h], res + r * ow + 4 * q + 16 * h));
+                if (res) w[h] = _mm512_add_ps(w[h], _mm512_maskz_loadu_ps(k[h], res + r * ldy + 4 * q + 16 * h));
                 if (relu) w[h] = _mm512_max_ps(zero, w[h]);
                 _mm512_mask_storeu_ps(yr + 16 * h, k[h], w[h]);
             }
