@@ -23,12 +23,13 @@
  * each way; the MAXREL lines): max error 7.3e-7 of max|y| direct, 4.6e-7 F(2x2), 5.8e-6 F(4x4),
  * under the test's 2e-5; ResNet-50's logits stay within 1.1e-6 of torchvision's (bar: 1e-4).
  *
- * Per block of tile rows of one image (geom() below says how big), by one thread: (1) input
+ * Per block of tiles of one image (geom() below says which), by one thread: (1) input
  * transform x -> V[group][pt][cin][tile], (2) the GEMMs V -> Mb[group][pt][cout][tile], (3) output
  * transform Mb -> y with bias, residual and activation. Threads take whole blocks and the GEMM's
  * accumulation order does not depend on how its columns are grouped, so every value is computed
- * the same way whatever the thread count. The transforms of one row of tiles are the ukr's
- * wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same bits.
+ * the same way whatever the thread count. The transforms of a row of tiles (or of its part in a
+ * block) are the ukr's wino2_* / wino4_* (SIMD) or the scalar *_ref below, which give the same
+ * bits.
  * Chosen by ops/conv.c (mi_conv_desc.algo, or by size once the input size is known). */
 #include "ops/conv_internal.h"
 
