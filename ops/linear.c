@@ -20,6 +20,7 @@ void mi_linear_ref(float *y, const float *x, const float *w, const float *b, int
 void mi_linear(float *y, const float *x, const float *w, const float *b, int64_t n, int64_t in,
                int64_t out) {
 #if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX512) { mi_linear_avx512(y, x, w, b, n, in, out); return; }
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_linear_avx2(y, x, w, b, n, in, out); return; }
 #elif defined(__aarch64__)
     if (mi_cpu_isa() >= MI_ISA_NEON) { mi_linear_neon(y, x, w, b, n, in, out); return; }

@@ -821,6 +821,35 @@ START_TEST(linear_matches_torch)
 }
 END_TEST
 
+/* mi_linear's AVX-512 register tile against the AVX2 one, bit for bit: rows around the
+ * streaming/blocked boundary and every part of the 4- and 6-row tiles, outputs around the 3- and
+ * 4-output tiles (each remainder), `in`
+ * with every tail step and over several K blocks, and a detector's box-head shape (smaller). */
+START_TEST(linear_avx512_same_bits_as_avx2)
+{
+#if defined(__x86_64__)
+    if (mi_cpu_isa() < MI_ISA_AVX512) MI_SKIP("no AVX-512 on this CPU");
+    static const int64_t shapes[][3] = {   /* rows, in, out */
+        { 1, 37, 13 }, { 7, 1037, 50 }, { 8, 16, 1 }, { 9, 23, 7 }, { 13, 600, 11 }, { 17, 1029, 13 },
+        { 12, 200, 6 }, { 20, 64, 14 }, { 101, 1037, 50 }, { 64, 4099, 97 },
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t rows = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        float *x = random_f(rows * in, 40 + s), *w = random_f(out * in, 50 + s), *b = random_f(out, 60 + s);
+        float *a = alloc_f(rows * out), *v = alloc_f(rows * out);
+        for (int bias = 0; bias < 2; bias++) {
+            mi_linear_avx2(a, x, w, bias ? b : NULL, rows, in, out);
+            mi_linear_avx512(v, x, w, bias ? b : NULL, rows, in, out);
+            assert_same_bits(a, v, rows * out, "linear avx512 vs avx2", rows * 100000 + in);
+        }
+        mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b); mi_free_aligned(a); mi_free_aligned(v);
+    }
+#else
+    MI_SKIP("x86-64 only");
+#endif
+}
+END_TEST
+
 START_TEST(matmul_matches_torch)
 {
     mi_weights w;
@@ -1081,6 +1110,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, linear_matches_torch);
     tcase_add_test(tc, matmul_matches_torch);
     tcase_add_test(tc, linear_matmul_fast_vs_ref);
+    tcase_add_test(tc, linear_avx512_same_bits_as_avx2);
     tcase_add_test(tc, linear_threads_same_bits);
     tcase_add_loop_test(tc, isa_cap_keeps_references, 0, 3);
     tcase_add_test(tc, graph_matches_torch);

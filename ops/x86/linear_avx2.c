@@ -127,18 +127,20 @@ static void tile_any(float *acc, int64_t accs, const float *x, const float *w, i
 }
 #undef TILE
 
-/* Rows [r0, r1) x outputs [o0, o1) of y, with acc (ACC_FLOATS, 32-byte aligned) as scratch. */
+/* Rows [r0, r1) x outputs [o0, o1) of y, with acc (ACC_FLOATS, 64-byte aligned) as scratch, in
+ * register tiles of up to t->rt rows x t->ot outputs. */
 static void linear_item(float *y, const float *x, const float *w, const float *b, int64_t in,
-                        int64_t out, int64_t r0, int64_t r1, int64_t o0, int64_t o1, float *acc) {
+                        int64_t out, int64_t r0, int64_t r1, int64_t o0, int64_t o1, float *acc,
+                        const mi_linear_tiles *t) {
     const int64_t nr = r1 - r0, no = o1 - o0, accs = no * 16, n16 = in / 16 * 16;
     for (int64_t i = 0; i < nr * accs; i++) acc[i] = 0.0f;
     for (int64_t k0 = 0; k0 < n16; k0 += KB) {
         const int64_t k1 = k0 + KB < n16 ? k0 + KB : n16;
-        for (int64_t r = 0; r < nr; r += RT) {
-            const int R = (int)(nr - r < RT ? nr - r : RT);
-            for (int64_t o = 0; o < no; o += OT)
-                tile_any(acc + r * accs + o * 16, accs, x + (r0 + r) * in, w + (o0 + o) * in, in, k0, k1,
-                         R, (int)(no - o < OT ? no - o : OT));
+        for (int64_t r = 0; r < nr; r += t->rt) {
+            const int R = (int)(nr - r < t->rt ? nr - r : t->rt);
+            for (int64_t o = 0; o < no; o += t->ot)
+                t->tile(acc + r * accs + o * 16, accs, x + (r0 + r) * in, w + (o0 + o) * in, in, k0, k1,
+                        R, (int)(no - o < t->ot ? no - o : t->ot));
         }
     }
     for (int64_t r = 0; r < nr; r++)
@@ -149,8 +151,8 @@ static void linear_item(float *y, const float *x, const float *w, const float *b
         }
 }
 
-void mi_linear_avx2(float *y, const float *x, const float *w, const float *b, int64_t n,
-                    int64_t in, int64_t out) {
+void mi_linear_blocked(float *y, const float *x, const float *w, const float *b, int64_t n,
+                       int64_t in, int64_t out, const mi_linear_tiles *t) {
     const int nt = mi_threads();
     float *acc = n >= BLOCKED_MIN_ROWS ? mi_alloc_aligned((size_t)nt * ACC_FLOATS * sizeof(float)) : NULL;
     if (!acc) {   /* few rows, or no memory for the accumulators: the same bits, streamed */
@@ -167,9 +169,15 @@ void mi_linear_avx2(float *y, const float *x, const float *w, const float *b, in
     for (int64_t it = 0; it < nrc * noc; it++) {
         const int64_t rc = it / noc, oc = it % noc;
         linear_item(y, x, w, b, in, out, rc * n / nrc, (rc + 1) * n / nrc, oc * out / noc, (oc + 1) * out / noc,
-                    acc + (size_t)omp_get_thread_num() * ACC_FLOATS);
+                    acc + (size_t)omp_get_thread_num() * ACC_FLOATS, t);
     }
     mi_free_aligned(acc);
+}
+
+void mi_linear_avx2(float *y, const float *x, const float *w, const float *b, int64_t n,
+                    int64_t in, int64_t out) {
+    static const mi_linear_tiles t = { .tile = tile_any, .rt = RT, .ot = OT };
+    mi_linear_blocked(y, x, w, b, n, in, out, &t);
 }
 
 /* Rows m .. m + R - 1 (R = 1 or 2, a constant after inlining) of C, columns j .. j + 31, over
