@@ -15,7 +15,8 @@
  *     weight block, in L2, passes by. The echo detector's fc6 (300 x 12544 -> 256) at one
  *     thread: 98 ms streamed (all 15 MB of x read once per output), 34 ms blocked (best of 6
  *     in turns); in L1 the tile runs at ~74 % of the FMA peak, streaming its weights from L2
- *     costs ~20 % more (measured by pinning them).
+ *     costs ~20 % more (measured by pinning them). mi_linear_blocked is that driver for any
+ *     ISA's register tile: with AVX-512 the tile of ops/x86/linear_avx512.c, the same bits.
  *
  * matmul: vectorized over the columns of C only, blocked over rows and k; every element is
  * accumulated over k in order with a multiply then an add (no FMA), exactly like the reference,
