@@ -101,8 +101,9 @@ typedef struct {
     /* Choices that follow the ISA's speed against the memory's, measured per ISA (the files of
      * the kernels say where): Winograd F(4x4) only on maps of at least wino4_min_tiles 4x4 tiles
      * (ops/conv.c, choose()); prefetch_a: mi_gemm_item fetches the next weight panel into L2
-     * while the current one runs. */
-    int wino4_min_tiles, prefetch_a;
+     * while the current one runs; chan_pixel_k: what channels on the lanes cost per pixel beyond
+     * the FMAs, in k steps (ops/conv.c, chan_lanes_win). */
+    int wino4_min_tiles, prefetch_a, chan_pixel_k;
 } mi_gemm_ukr;
 
 /* The ISA's own kernels (ops/x86/, ops/arm/); the portable ones (ops/conv_portable.c) for

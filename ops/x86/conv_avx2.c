@@ -471,4 +471,4 @@ const mi_gemm_ukr mi_gemm_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
                                        .wino2_in = wino2_in, .wino2_out = wino2_out,
                                        .wino4_in = wino4_in, .wino4_out = wino4_out,
-                                       .wino4_min_tiles = 9, .prefetch_a = 1 };
+                                       .wino4_min_tiles = 9, .prefetch_a = 1, .chan_pixel_k = 40 };

@@ -10,9 +10,13 @@
  * the partial sums of the previous K block), then + bias, + residual, relu: the same sequence
  * whatever the tile's position or row count, hence thread-count independent bits.
  * run_t is the same tile turned around for small maps (ops/conv.c, chan_lanes_win): 14 pixels
- * broadcast from the packed input x 32 output channels on the lanes, the epilogue scattering each
- * pixel's 32 channels to their NCHW rows (64-bit indices: any map size). Measured alone in L1:
- * 97 % of the FMA peak for run (kc = 256), 86 % for run_t (its scatters included). */
+ * broadcast from the packed input x 32 output channels on the lanes. Its epilogue transposes the
+ * tile in registers where the 14 pixels are consecutive in y (every direct and Winograd layer), so
+ * that each channel's row is one masked store; elsewhere (a transposed convolution's stride
+ * phases) it scatters each pixel's 32 channels to their NCHW rows (64-bit indices: any map size).
+ * Measured alone in L1: 97 % of the FMA peak for run (kc = 256), 86 % for run_t with the
+ * scatters. The transposed epilogue took layer4's 512 -> 2048 1x1 layers (7x7, + residual) from
+ * 0.75-0.79 to 0.64-0.68 ms at one thread. */
 #include "ops/gemm.h"
 
 #include <immintrin.h>
@@ -37,6 +41,63 @@
  *     faster and the forward pass 44.1-44.8 -> 43.4-43.6 ms. (The AVX2 kernels, on the same
  *     machine: no difference either way.) */
 #define WINO4_MIN_TILES 32
+/* Channels on the lanes cost ~32 k steps per pixel beyond the FMAs (packing, the transposed
+ * epilogue): with 32 rather than the 40 of the scattering epilogue this file had before, layer3's
+ * 256 -> 1024 1x1 layers (14x14, + residual) turn to channels, 0.67 -> 0.64 ms at one thread,
+ * and no other ResNet-50 layer changes orientation. */
+#define CHAN_PIXEL_K 32
+
+/* r[j] lane i = r[i] lane j, in four rounds of interleaves: 32-bit pairs, 64-bit pairs, then
+ * 128-bit lanes twice. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 a[16], b[16];
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 4; k++) {   /* b[4k + c], 128-bit lane L: rows 4k..4k+3 of column 4L + c */
+        const __m512d a0 = _mm512_castps_pd(a[4 * k]), a1 = _mm512_castps_pd(a[4 * k + 1]);
+        const __m512d a2 = _mm512_castps_pd(a[4 * k + 2]), a3 = _mm512_castps_pd(a[4 * k + 3]);
+        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512 e0 = _mm512_shuffle_f32x4(b[c], b[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 e1 = _mm512_shuffle_f32x4(b[c], b[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        const __m512 f0 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 f1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        r[c] = _mm512_shuffle_f32x4(e0, f0, _MM_SHUFFLE(2, 0, 2, 0));
+        r[4 + c] = _mm512_shuffle_f32x4(e1, f1, _MM_SHUFFLE(2, 0, 2, 0));
+        r[8 + c] = _mm512_shuffle_f32x4(e0, f0, _MM_SHUFFLE(3, 1, 3, 1));
+        r[12 + c] = _mm512_shuffle_f32x4(e1, f1, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* The channels-on-lanes epilogue where the tile's m pixels are consecutive in y (pix[i] =
+ * pix[0] + i): the tile (row i = pixel i, NR channels; through the stack) turned around 16
+ * channels at a time into one vector of m pixels per channel, so that each channel's row of y is
+ * one masked load and store rather than a gather and a scatter per pixel. The same additions in
+ * the same order as the scattering path: + bias (0 without one), + residual, relu. Not inlined:
+ * the transposes' registers would push the k loop's accumulators onto the stack. */
+static __attribute__((noinline)) void store_rows(const mi_gemm_ukr_args *p, int m, const float *tile) {
+    const __mmask16 mk = (__mmask16)((1u << m) - 1u);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int ch0 = 0; ch0 < p->nch; ch0 += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = i < m ? _mm512_load_ps(tile + i * NR + ch0) : zero;
+        transpose16(r);
+        const int n = p->nch - ch0 < 16 ? p->nch - ch0 : 16;
+        for (int l = 0; l < n; l++) {
+            const int64_t at = (int64_t)(ch0 + l) * p->ldy + p->pix[0];
+            __m512 v = _mm512_add_ps(r[l], p->bias ? _mm512_set1_ps(p->bias[ch0 + l]) : zero);
+            if (p->res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, p->res + at));
+            if (p->relu) v = _mm512_max_ps(zero, v);
+            _mm512_mask_storeu_ps(p->y + at, mk, v);
+        }
+    }
+}
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
@@ -81,6 +142,16 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         return;
     }
     const __m512 zero = _mm512_setzero_ps();
+    if (T && M > 4 && p->pix[M - 1] - p->pix[0] == M - 1) {   /* fewer: the scatters cost less */
+        float t[MR * NR] __attribute__((aligned(64)));
+        #pragma GCC unroll 14
+        for (int i = 0; i < M; i++) {
+            _mm512_store_ps(t + i * NR, c0[i]);
+            _mm512_store_ps(t + i * NR + 16, c1[i]);
+        }
+        store_rows(p, M, t);
+        return;
+    }
     if (T) {
         /* tile row i = pixel pix[i] of nch channels: lane l goes to y[l*ldy + pix[i]] */
         const int nch = p->nch;
@@ -395,4 +466,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack, .strided = strided,
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 0,
+    .chan_pixel_k = CHAN_PIXEL_K,
 };
