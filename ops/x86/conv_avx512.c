@@ -16,7 +16,8 @@
  * phases) it scatters each pixel's 32 channels to their NCHW rows (64-bit indices: any map size).
  * Measured alone in L1: 97 % of the FMA peak for run (kc = 256), 86 % for run_t with the
  * scatters. The transposed epilogue took layer4's 512 -> 2048 1x1 layers (7x7, + residual) from
- * 0.75-0.79 to 0.64-0.68 ms at one thread. */
+ * 0.70-0.78 to 0.63-0.67 ms at one thread (5 rounds in turns); for 4 pixels or fewer (the 2-tile
+ * panels of a 7x7 map's Winograd blocks) the scatters stay, as the transposes cost more. */
 #include "ops/gemm.h"
 
 #include <immintrin.h>
@@ -43,8 +44,8 @@
 #define WINO4_MIN_TILES 32
 /* Channels on the lanes cost ~32 k steps per pixel beyond the FMAs (packing, the transposed
  * epilogue): with 32 rather than the 40 of the scattering epilogue this file had before, layer3's
- * 256 -> 1024 1x1 layers (14x14, + residual) turn to channels, 0.67 -> 0.64 ms at one thread,
- * and no other ResNet-50 layer changes orientation. */
+ * 256 -> 1024 1x1 layers (14x14, + residual) turn to channels, 0.63 -> 0.605-0.613 ms at one
+ * thread, and no other ResNet-50 layer changes orientation. */
 #define CHAN_PIXEL_K 32
 
 /* r[j] lane i = r[i] lane j, in four rounds of interleaves: 32-bit pairs, 64-bit pairs, then
