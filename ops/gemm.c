@@ -66,6 +66,7 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
 #define JMAX_PIX 8    /* pixels on the lanes: 8 x 32 pixels */
 #define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
 #define CAP_CHAN 16   /* channel panels (of NR) per item */
+#define PIX_MAJOR_MAX_W (512 * 1024)   /* weights (floats) each thread may read whole */
 
 static size_t gemm_b_floats(const mi_gemm_ukr *u) {
     return (size_t)u->kc * (size_t)MI_MAX(JMAX_PIX * u->nr, JMAX_CHAN * 16);
@@ -137,6 +138,16 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
      * waits at the barrier; layer1's 1x1 layers were 25 runs of 8 panels, 13 for one thread and
      * 12 for the other). */
     while (T > 1 && (G * nmc * nj) % T && nj < pl->npan) nj++;
+    /* Where the weights are small and the pixel panels many, each thread takes every channel of
+     * its own part of the map instead: consecutive items (a static schedule's share) are one
+     * pixel run's chunks, so a thread reads the part of the map it wrote in the layer before
+     * (Winograd blocks and the 1x1 layers split the same way), rather than lines another core
+     * holds. */
+    pl->pix_major = T > 1 && G == 1 && g->M * g->K <= PIX_MAJOR_MAX_W && pl->npan >= 4 * T;
+    if (pl->pix_major) {
+        nmc = CEIL_DIV(pl->mpan, cap);
+        nj = CEIL_DIV(CEIL_DIV(pl->npan, jmax), T) * T;
+    }
     pl->nmc = nmc;
     pl->nj = nj;
     pl->items = g->groups * nmc * nj;
@@ -153,7 +164,8 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
     const int64_t pw = T ? MR : NR, ph = T ? NR : MR, bw = T ? 16 : NR;   /* panel sizes, B row */
     float *bpan = thread_ws;
     float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));
-    const int64_t gi = it / (pl->nmc * pl->nj), mci = it % (pl->nmc * pl->nj) / pl->nj, ji = it % pl->nj;
+    const int64_t gi = it / (pl->nmc * pl->nj), in = it % (pl->nmc * pl->nj);
+    const int64_t mci = pl->pix_major ? in % pl->nmc : in / pl->nj, ji = pl->pix_major ? in / pl->nmc : in % pl->nj;
     const int64_t mp0 = mci * pl->mpan / pl->nmc, mp1 = (mci + 1) * pl->mpan / pl->nmc;
     const int64_t j0 = ji * pl->npan / pl->nj, j1 = (ji + 1) * pl->npan / pl->nj, nj = j1 - j0;
     const float *src = g->src + gi * g->src_gstride;

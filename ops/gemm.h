@@ -138,7 +138,8 @@ typedef struct {
     int64_t ldy, ymap[4];
 } mi_gemm;
 
-typedef struct { int64_t ngrid, npan, mpan, nmc, nj, items; } mi_gemm_plan;   /* panels, chunks, runs, items */
+/* panels, chunks, runs, items; pix_major: item i is run i / nmc, chunk i % nmc (else run i % nj) */
+typedef struct { int64_t ngrid, npan, mpan, nmc, nj, items; int pix_major; } mi_gemm_plan;
 /* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
  * run by the calling thread with its own mi_gemm_ws(u, 1) bytes of scratch: for callers that
  * run the items inside a parallel region of their own. */
