@@ -67,6 +67,7 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
 #define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
 #define CAP_CHAN 16   /* channel panels (of NR) per item */
 #define PIX_MAJOR_MAX_W (512 * 1024)   /* weights (floats) each thread may read whole */
+#define SPREAD_MIN_W (256 * 1024)      /* weights (floats) past L2: prefetch_a == 2 fetches them */
 
 static size_t gemm_b_floats(const mi_gemm_ukr *u) {
     return (size_t)u->kc * (size_t)MI_MAX(JMAX_PIX * u->nr, JMAX_CHAN * 16);
@@ -189,6 +190,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
         }
         nseg[jj] = n;
     }
+    const int spread = u->prefetch_a == 2 && M * K >= SPREAD_MIN_W;
     for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
         const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
         for (int64_t jj = 0; jj < nj; jj++) {
@@ -202,14 +204,17 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
              * first), fetched into L2 in nj slices while this panel's, in L1, meet the item's
              * pixel panels. Each weight is read once per forward pass, mostly from memory: left
              * to the kernels' own prefetch (a few KB ahead) the first tile of every panel waited
-             * on it (AVX2). Where the ISA's table says so (AVX-512, whose kernels' own prefetch
-             * keeps up) the burst only stalls the core on fill buffers. */
+             * on it (AVX2). AVX-512's kernels take their slice as an argument and spread it over
+             * their k loop, and only where a group's weights pass L2 (spread): there a burst
+             * stalled the core on fill buffers (the table's prefetch_a). */
             const int64_t kn = mp + 1 < mp1 ? k0 : k0 + kc;
             const float *wn = ag + ((mp + 1 < mp1 ? mp + 1 : mp0) * K + kn) * ph;
-            const int64_t lines = u->prefetch_a && kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
+            const int64_t lines = (u->prefetch_a == 1 || spread) && kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
             const int64_t per = CEIL_DIV(lines, nj);
             for (int64_t jj = 0; jj < nj; jj++) {
-                for (int64_t l = jj * per; l < MI_MIN(lines, (jj + 1) * per); l++) __builtin_prefetch(wn + 16 * l, 0, 2);
+                const int64_t l0 = MI_MIN(lines, jj * per), l1 = MI_MIN(lines, (jj + 1) * per);
+                if (u->prefetch_a == 1)
+                    for (int64_t l = l0; l < l1; l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
                 const int64_t row = gi * M + mp * ph;
                 const float *w = ag + (mp * K + k0) * ph, *b = bpan + jj * kc * bw;
@@ -219,6 +224,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                     .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
                     .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
                     .bias = g->bias ? g->bias + row : NULL,
+                    .pf = wn + 16 * l0, .pf_n = spread ? l1 - l0 : 0,
                 };
                 if (T) {
                     a.pix = pix[jj];

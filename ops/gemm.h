@@ -37,6 +37,10 @@ typedef struct {
      * pixel i, stored at y[lane*ldy + pix[i]]; nch lanes are real channels */
     const int64_t *pix;
     int          nch;
+    /* pf_n lines of 16 floats from pf (weights a later tile reads) for the kernel to bring into
+     * L2 while it runs, one every few k steps (the table's prefetch_a == 2) */
+    const float *pf;
+    int64_t      pf_n;
 } mi_gemm_ukr_args;
 
 /* The lines a tile's epilogue will read (residual) and write (y), requested by the micro-kernel
@@ -100,8 +104,9 @@ typedef struct {
                       int64_t ldy, int nrows, float bias, int relu);
     /* Choices that follow the ISA's speed against the memory's, measured per ISA (the files of
      * the kernels say where): Winograd F(4x4) only on maps of at least wino4_min_tiles 4x4 tiles
-     * (ops/conv.c, choose()); prefetch_a: mi_gemm_item fetches the next weight panel into L2
-     * while the current one runs; chan_pixel_k: what channels on the lanes cost per pixel beyond
+     * (ops/conv.c, choose()); prefetch_a: the next weight panel is fetched into L2 while the
+     * current one runs, 1: by mi_gemm_item before each tile, 2: by the kernel, a line every few k
+     * steps (mi_gemm_ukr_args.pf), and only for weights larger than L2; chan_pixel_k: what channels on the lanes cost per pixel beyond
      * the FMAs, in k steps (ops/conv.c, chan_lanes_win). */
     int wino4_min_tiles, prefetch_a, chan_pixel_k;
 } mi_gemm_ukr;

@@ -37,10 +37,14 @@
  *   - F(4x4) needs 32 tiles: on the 14x14 maps (16 tiles) its 36-point weights (9.4 MB for 256 x
  *     256 channels, 4x the direct ones) stream from memory for half-empty 32-column panels;
  *     F(2x2) there (49 tiles, 4.2 MB) took layer3's 3x3 layers from 1.17 to 0.89 ms each.
- *   - No L2 prefetch of the next weight panel by mi_gemm_item: its bursts stalled on fill buffers
- *     (5.7 % of the perf samples on the prefetch); without it every Winograd layer was 8-10 %
- *     faster and the forward pass 44.1-44.8 -> 43.4-43.6 ms. (The AVX2 kernels, on the same
- *     machine: no difference either way.) */
+ *   - No burst of L2 prefetches for the next weight panel before each tile (prefetch_a 1): the
+ *     bursts stalled on fill buffers (5.7 % of the perf samples on the prefetch); without them
+ *     every Winograd layer was 8-10 % faster and the forward pass 44.1-44.8 -> 43.4-43.6 ms. (The
+ *     AVX2 kernels, on the same machine: no difference either way.) Spread over the k loop
+ *     instead, one line every 4 k steps (prefetch_a 2), and only where a group's weights pass
+ *     1 MB (they come from L3 or memory): layer4's layers 5-7 % faster, the forward pass
+ *     46.4 -> 45.6 ms (medians of 8 rounds in turns); for every weight size it cost layer1-3's
+ *     Winograd layers 2-4 %. */
 #define WINO4_MIN_TILES 32
 /* Channels on the lanes cost ~32 k steps per pixel beyond the FMAs (packing, the transposed
  * epilogue): with 32 rather than the 40 of the scattering epilogue this file had before, layer3's
@@ -116,7 +120,14 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     }
     if (p->last) mi_gemm_prefetch_epilogue(p, M, T);
     const float *a = p->a, *b = p->b;
+    const float *pf = p->pf;
+    int64_t pfl = p->pf_n;
     for (int64_t k = 0; k < p->kc; k++) {
+        if (pfl > 0 && !(k & 3)) {
+            _mm_prefetch((const char *)pf, _MM_HINT_T1);
+            pf += 16;
+            pfl--;
+        }
         /* the weight stream, PF_K k steps ahead (later passes over the block: L1/L2 hits) */
         if (T) {
             _mm_prefetch((const char *)(b + PF_K * NR), _MM_HINT_T0);
@@ -466,6 +477,6 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
 const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack, .strided = strided,
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
-    .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 0,
+    .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
 };
