@@ -165,7 +165,7 @@ void mi_linear_blocked(float *y, const float *x, const float *w, const float *b,
        blocks of 96 left one thread 192 rows and the other 108). */
     int64_t nrc = (n + RC - 1) / RC;
     const int64_t noc = (out + OC - 1) / OC;
-    while ((nrc * noc) % nt && nrc < n / RT) nrc++;
+    while ((nrc * noc) % nt && nrc < n / t->rt) nrc++;
     #pragma omp parallel for num_threads(nt) if (n * in * out > PAR_MIN_FLOPS) schedule(static)
     for (int64_t it = 0; it < nrc * noc; it++) {
         const int64_t rc = it / noc, oc = it % noc;
