@@ -121,6 +121,7 @@ void mi_max_pool_ref(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
 
 void mi_max_pool(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
 #if defined(__x86_64__)
+    if (mi_cpu_isa() >= MI_ISA_AVX512 && mi_max_pool_avx512(y, x, d)) return;
     if (mi_cpu_isa() >= MI_ISA_AVX2) { mi_max_pool_avx2(y, x, d); return; }
 #elif defined(__aarch64__)
     if (mi_cpu_isa() >= MI_ISA_NEON) { mi_max_pool_neon(y, x, d); return; }

@@ -43,6 +43,10 @@ void mi_max_pool_ref(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
 /* 2-D, dil 1, stride 1 or 2 vectorized over output columns; other shapes call the reference.
  * Equals mi_max_pool_ref bit for bit (NaN included). */
 void mi_max_pool_avx2(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
+/* ResNet's stem pool alone (2-D, 3x3, stride 2, padding 1, dilation 1, either rounding mode) in
+ * AVX-512 (ops/x86/pool_avx512.c), mi_max_pool_ref's bits; returns 0 and touches nothing for any
+ * other descriptor. */
+int mi_max_pool_avx512(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
 #elif defined(__aarch64__)
 /* The same cover and contract in 4-lane NEON (ops/arm/pool_neon.c): mi_max_pool_ref's bits. */
 void mi_max_pool_neon(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);

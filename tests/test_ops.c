@@ -578,6 +578,49 @@ START_TEST(max_pool_fast_equals_ref)
 }
 END_TEST
 
+/* The AVX-512 stem pool (3x3, stride 2, padding 1): every width from 1 to 70 (its first, middle
+ * and last 16-column blocks, the columns past the last full window) and heights 1 to 6, both
+ * rounding modes, with NaNs of different payloads side by side and a plane of zeros of both
+ * signs (which candidate a window keeps), bit for bit against the reference; any other pool is
+ * left to the AVX2 kernel. */
+START_TEST(max_pool_avx512_equals_ref)
+{
+#if defined(__x86_64__)
+    if (mi_cpu_isa() < MI_ISA_AVX512) MI_SKIP("no AVX-512 on this CPU");
+    int64_t ran = 0;
+    for (int64_t W = 1; W <= 70; W++)
+        for (int64_t H = 1; H <= 6; H++)
+            for (int ceil = 0; ceil < 2; ceil++) {
+                int64_t xs[4] = { 1, 3, H, W }, ys[MI_MAX_DIMS];
+                mi_pool_desc d = mi_pool2d_desc(3, 2, 1);
+                d.ceil_mode = ceil;
+                mi_tensor x = mi_tensor_view(random_f(3 * H * W, (uint64_t)(W * 8 + H)), 4, xs, "x");
+                for (int k = 0; k < 6 && k < H * W; k++) {
+                    const uint32_t bits = 0x7fc00001u + (uint32_t)k;
+                    memcpy(&x.data[(k * 7) % (H * W)], &bits, sizeof bits);
+                }
+                for (int64_t i = 0; i < H * W; i++) x.data[2 * H * W + i] = i % 3 ? 0.0f : -0.0f;
+                ck_assert_int_eq(mi_pool_out_shape(&d, &x, ys), MI_OK);
+                mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
+                a.data = alloc_f(mi_tensor_numel(&a));
+                b.data = alloc_f(mi_tensor_numel(&b));
+                mi_max_pool_ref(&a, &x, &d);
+                ck_assert_int_eq(mi_max_pool_avx512(&b, &x, &d), 1);
+                assert_same_bits(a.data, b.data, mi_tensor_numel(&a), "max pool avx512", W * 100 + H);
+                mi_free_aligned(x.data); mi_free_aligned(a.data); mi_free_aligned(b.data);
+                ran++;
+            }
+    ck_assert_int_eq(ran, 70 * 6 * 2);
+    int64_t xs[4] = { 1, 1, 8, 8 }, ys[4] = { 1, 1, 4, 4 };
+    mi_tensor x = mi_tensor_view(NULL, 4, xs, "x"), y = mi_tensor_view(NULL, 4, ys, "y");
+    const mi_pool_desc other = mi_pool2d_desc(2, 2, 0);
+    ck_assert_int_eq(mi_max_pool_avx512(&y, &x, &other), 0);
+#else
+    MI_SKIP("x86-64 only");
+#endif
+}
+END_TEST
+
 typedef struct { mi_tensor x; mi_pool_desc d; int64_t ys[MI_MAX_DIMS]; int which; } pool_ctx;
 static void run_pool(const void *c, float *out) {
     const pool_ctx *p = c;
@@ -1101,6 +1144,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, pool_rejects_bad_input);
     tcase_add_test(tc, adaptive_pool_matches_torch);
     tcase_add_test(tc, max_pool_fast_equals_ref);
+    tcase_add_test(tc, max_pool_avx512_equals_ref);
     tcase_add_test(tc, pool_threads_same_bits);
     tcase_add_test(tc, resize_matches_torch);
     tcase_add_test(tc, resize_threads_same_bits);
