@@ -95,18 +95,27 @@ typedef struct {
  * (the GEMM's panels are 16 wide), else as many tile rows as keep its buffers within ~256 KB, and
  * an image gives >= 4 blocks where that leaves >= 16 tiles each.
  * Every block streams all of the layer's transformed weights U. Where the blocks of a batch are
- * few and do not divide among the threads, their count moves to the nearest multiple of the
+ * few and do not divide among the threads, their count may move to the nearest multiple of the
  * thread count that keeps >= 16 tiles a block (the larger first; the smaller only down to half),
  * each block then being tiles [b*T/nb, (b+1)*T/nb) in row-major order, which may start and end
- * inside a tile row. At batch 1 on 2 threads ResNet-50's 56 x 56 maps go from 7 blocks to 8, its
- * 28 x 28 and 14 x 14 ones from 3 to 2 (measured alone, 2 threads: 0.55 -> 0.50 ms, 0.56 -> 0.53,
- * 0.56 -> 0.47). Only where no such count exists (a 7 x 7 map's 16 tiles are one block) do all
+ * inside a tile row. It moves only where that shortens the busiest thread's GEMM, counted in
+ * panels of 16 tiles (a block's GEMM costs whole panels: 25 tiles cost what 28 do): at batch 1 on
+ * 2 threads ResNet-50's 28 x 28 and 14 x 14 maps go from 3 blocks to 2 (measured alone, 2
+ * threads: 0.56 -> 0.53 ms, 0.56 -> 0.47), while its 56 x 56 maps keep their 7 blocks of two tile
+ * rows, 4 for one thread and 3 for the other: 8 blocks of 24-25 tiles cost each thread 4 blocks'
+ * GEMM all the same, and more transform passes for the rows they cut (0.59-0.63 ms against
+ * 0.44-0.45, alone, 3 rounds in turns). Only where no such count exists (a 7 x 7 map's 16 tiles are one block) do all
  * threads share a block, with barriers between the stages (block_all_threads): such a block
  * crosses cores twice and took longer on 2 threads than one thread alone took for a block.
  * The split depends on the shapes and the thread count only; each output is computed the same
  * way whatever block or thread it falls in. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
 #define WINO_BLOCK_MIN_TILES 16
+
+/* GEMM panels of 16 tiles on the thread with most blocks, for nb blocks an image */
+static int64_t busiest(int64_t T, int64_t N, int64_t nb, int nt) {
+    return CEIL_DIV(N * nb, nt) * CEIL_DIV(CEIL_DIV(T, nb), WINO_BLOCK_MIN_TILES);
+}
 
 static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t H, int64_t W, int nt) {
     g->m = m;
@@ -136,9 +145,10 @@ static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t 
         while ((N * up) % nt) up++;
         while (2 * down >= g->nb && (N * down) % nt) down--;
         if (2 * down < g->nb) down = 0;   /* at most twice the tiles a block (the workspace's size) */
-        if (g->T / up >= WINO_BLOCK_MIN_TILES || down > 0) {
+        const int64_t nb = g->T / up >= WINO_BLOCK_MIN_TILES ? up : down;
+        if (nb > 0 && busiest(g->T, N, nb, nt) < busiest(g->T, N, g->nb, nt)) {
             g->rb = 0;
-            g->nb = g->T / up >= WINO_BLOCK_MIN_TILES ? up : down;
+            g->nb = nb;
             g->tb = CEIL_DIV(g->T, g->nb);
             g->rowlen += 4 * g->TW;   /* a block may start inside a row: the transform reads from column m*q */
         }
