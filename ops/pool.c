@@ -84,6 +84,11 @@ static void check_out_shape(const mi_tensor *y, const mi_tensor *x, const mi_poo
     for (int i = 0; i < x->ndim; i++) MI_ASSERT_EQ(y->shape[i], want[i]);
 }
 
+void mi_max_pool_check_2d(const mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
+    MI_ASSERT(y->ndim == 4 && mi_tensor_is_contiguous(x) && mi_tensor_is_contiguous(y));
+    check_out_shape(y, x, d);
+}
+
 void mi_max_pool_ref(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
     check_out_shape(y, x, d);
     const geom g = geometry(y, x, d->sp);

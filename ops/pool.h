@@ -39,6 +39,9 @@ void mi_global_avg_pool(mi_tensor *y, const mi_tensor *x);
 void mi_adaptive_avg_pool(mi_tensor *y, const mi_tensor *x);
 
 void mi_max_pool_ref(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
+/* What the 2-D SIMD kernels below assume of their caller: y 4-D with mi_pool_out_shape's shape,
+ * x and y contiguous (asserted). */
+void mi_max_pool_check_2d(const mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d);
 #if defined(__x86_64__)
 /* 2-D, dil 1, stride 1 or 2 vectorized over output columns; other shapes call the reference.
  * Equals mi_max_pool_ref bit for bit (NaN included). */

@@ -53,10 +53,7 @@ void mi_max_pool_avx2(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) {
         mi_max_pool_ref(y, x, d);
         return;
     }
-    int64_t want[MI_MAX_DIMS];
-    MI_ASSERT(mi_pool_out_shape(d, x, want) == MI_OK);
-    MI_ASSERT(y->ndim == 4 && mi_tensor_is_contiguous(x) && mi_tensor_is_contiguous(y));
-    for (int i = 0; i < 4; i++) MI_ASSERT_EQ(y->shape[i], want[i]);
+    mi_max_pool_check_2d(y, x, d);
     const int64_t planes = x->shape[0] * x->shape[1], IH = x->shape[2], IW = x->shape[3];
     const int64_t OH = y->shape[2], OW = y->shape[3];
     const int64_t kh = d->k[1], kw = d->k[2], sh = d->stride[1], sw = d->stride[2];

@@ -66,10 +66,7 @@ int mi_max_pool_avx512(mi_tensor *y, const mi_tensor *x, const mi_pool_desc *d) 
     if (d->sp != 2 || k[1] != 3 || k[2] != 3 || s[1] != 2 || s[2] != 2 || p[1] != 1 || p[2] != 1 || dl[1] != 1 ||
         dl[2] != 1)
         return 0;
-    int64_t want[MI_MAX_DIMS];
-    MI_ASSERT(mi_pool_out_shape(d, x, want) == MI_OK);
-    MI_ASSERT(y->ndim == 4 && mi_tensor_is_contiguous(x) && mi_tensor_is_contiguous(y));
-    for (int i = 0; i < 4; i++) MI_ASSERT_EQ(y->shape[i], want[i]);
+    mi_max_pool_check_2d(y, x, d);
     const int64_t planes = x->shape[0] * x->shape[1], IH = x->shape[2], IW = x->shape[3];
     const int64_t OH = y->shape[2], OW = y->shape[3];
     /* outputs before `inner` have their last column (2ow+1) inside the row */
