@@ -337,8 +337,9 @@ static int geom_init_in(conv_geom *G, const mi_conv_desc *d, const int64_t in[3]
 /* Pixels on the lanes (run) compute ceil(grid/NR)*NR columns per output channel, the grid
  * including the P - OW garbage columns per row; channels on the lanes (run_t) compute exactly the
  * P real pixels but round channels up to 16 and pay u->chan_pixel_k k-steps per pixel for the
- * packing and the stores of the transposed tile. Measured on ResNet-50 (bench_conv): channels win on the 7x7 and 14x14
- * maps and the 28x28 3x3 layers, pixels on everything at 56x56 and above. */
+ * packing and the stores of the transposed tile. Measured on ResNet-50 (bench_conv): channels
+ * win on the 7x7 and 14x14 maps and the 28x28 3x3 layers, pixels on everything at 56x56 and
+ * above. */
 static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t K, int64_t cog) {
     const double cost_pix = (double)(CEIL_DIV(grid, u->nr) * u->nr) * (double)(K + 8);
     const double cost_chan = (double)P * (double)(K + u->chan_pixel_k) * (double)(CEIL_DIV(cog, 16) * 16) / (double)cog;
@@ -448,8 +449,8 @@ static int64_t block_plane(const mi_conv_desc *d, const conv_geom *G) {
 static int64_t phase_halo(const mi_conv_desc *d) { return (d->k[1] - 1) * d->dil[1] / d->stride[1]; }
 
 static int phase_blocks(const mi_conv_desc *d, const conv_geom *G, int64_t n, int nt) {
-    return d->sp == 2 && !G->direct && (d->stride[1] > 1 || d->stride[2] > 1) && d->k[1] * d->k[2] > 1 && n == 1 && nt > 1 &&
-           G->out[1] >= 2 * nt && (d->cout / d->groups) * G->K <= PHASE_BLOCK_MAX_W;
+    return d->sp == 2 && !G->direct && (d->stride[1] > 1 || d->stride[2] > 1) && d->k[1] * d->k[2] > 1 &&
+           n == 1 && nt > 1 && G->out[1] >= 2 * nt && (d->cout / d->groups) * G->K <= PHASE_BLOCK_MAX_W;
 }
 
 /* floats per phase plane of a block's buffer: its rows (at most those of 2 threads' blocks) and the
@@ -474,7 +475,9 @@ static conv_ws_parts ws_parts(const mi_conv *c, const conv_geom *G) {
 
 static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads, int64_t n) {
     const conv_ws_parts p = ws_parts(c, G);
-    const int bufs = row_blocks(&c->d, G) || n > 1 || phase_blocks(&c->d, G, n, nthreads) ? nthreads : 1;
+    /* phase blocks at any thread count up to nthreads: 2 threads take them on the fewest rows */
+    const int blocks = nthreads > 1 && phase_blocks(&c->d, G, n, 2);
+    const int bufs = row_blocks(&c->d, G) || n > 1 || blocks ? nthreads : 1;
     return p.koff + p.gemm * (size_t)nthreads + p.src * (size_t)bufs;
 }
 

@@ -106,8 +106,9 @@ typedef struct {
      * the kernels say where): Winograd F(4x4) only on maps of at least wino4_min_tiles 4x4 tiles
      * (ops/conv.c, choose()); prefetch_a: the next weight panel is fetched into L2 while the
      * current one runs, 1: by mi_gemm_item before each tile, 2: by the kernel, a line every few k
-     * steps (mi_gemm_ukr_args.pf), and only for weights larger than L2; chan_pixel_k: what channels on the lanes cost per pixel beyond
-     * the FMAs, in k steps (ops/conv.c, chan_lanes_win). */
+     * steps (mi_gemm_ukr_args.pf), and only for weights larger than L2; chan_pixel_k: what
+     * channels on the lanes cost per pixel beyond the FMAs, in k steps (ops/conv.c,
+     * chan_lanes_win). */
     int wino4_min_tiles, prefetch_a, chan_pixel_k;
 } mi_gemm_ukr;
 

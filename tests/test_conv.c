@@ -317,9 +317,11 @@ START_TEST(same_bits_for_1_2_4_threads)
         mi_conv2d_desc(24, 24, 5, 2, 2, 24),   /* depthwise, stride 2 */
         mi_conv2d_desc(16, 24, 3, 2, 1, 1),    /* stride 2: a block of output rows per thread */
         mi_conv2d_desc(24, 36, 3, 2, 1, 3),    /* the same, grouped */
+        mi_conv2d_desc(512, 8, 3, 2, 1, 1),    /* 6 output rows: blocks at 2 threads, not at 4; each
+                                                  block's buffer larger than the GEMM scratch */
     };
     static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 }, { 15, 8 },
-                                     { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 } };
+                                     { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 }, { 11, 400 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa != MI_ISA_REF && !fast_isa_distinct(isa)) continue;
