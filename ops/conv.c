@@ -547,6 +547,24 @@ static void phases_of(const mi_gemm_ukr *u, float *dst, const float *x, const mi
 
 #define PAR_MIN_MACS (1 << 20)
 
+/* koff[(ci, kd, kh, kw)]: where row k of B starts in a buffer of phase planes PL floats apart
+ * (a whole image's, or a block's rows: then kd is 0); for a stride-1 layer the one plane is the
+ * padded input. */
+static void phase_koff(const mi_conv_desc *d, const conv_geom *G, int64_t PL, int64_t *koff) {
+    for (int64_t ci = 0, k = 0; ci < d->cin / d->groups; ci++)
+        for (int64_t kd = 0; kd < d->k[0]; kd++)
+            for (int64_t kh = 0; kh < d->k[1]; kh++)
+                for (int64_t kw = 0; kw < d->k[2]; kw++, k++) {
+                    const int64_t t[3] = { kd * d->dil[0], kh * d->dil[1], kw * d->dil[2] };
+                    const int64_t slot = (G->slot[0][t[0] % d->stride[0]] * G->nslot[1] +
+                                          G->slot[1][t[1] % d->stride[1]]) * G->nslot[2] +
+                                         G->slot[2][t[2] % d->stride[2]];
+                    koff[k] = (ci * G->slots + slot) * PL +
+                              (t[0] / d->stride[0] * G->plane[1] + t[1] / d->stride[1]) * G->plane[2] +
+                              t[2] / d->stride[2];
+                }
+}
+
 /* The row-block path (row_blocks() above). Each block's buffer holds, per input channel, the
  * padded input rows r0 .. r0 + rows + halo - 1 (zero outside x), block_plane() floats apart. */
 static void conv_row_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
@@ -556,9 +574,7 @@ static void conv_row_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y
     const int64_t cig = d->cin / d->groups, IH = G->in[1], IW = G->in[2], OH = G->out[1], OW = G->out[2];
     const int64_t PW = G->plane[2], rb = block_rows(d, G), BP = block_plane(d, G), halo = (d->k[1] - 1) * d->dil[1];
     const int64_t nb = CEIL_DIV(OH, rb), N = x->shape[0], IP = IH * IW, OP = OH * OW;
-    for (int64_t ci = 0, k = 0; ci < cig; ci++)
-        for (int64_t kh = 0; kh < d->k[1]; kh++)
-            for (int64_t kw = 0; kw < d->k[2]; kw++, k++) koff[k] = ci * BP + kh * d->dil[1] * PW + kw * d->dil[2];
+    phase_koff(d, G, BP, koff);
     /* columns j with 0 <= j - pad < IW: [lo, hi) of each buffer row */
     const int64_t pw = d->pad[2], lo = MI_MIN(PW, pw), hi = MI_MAX(lo, MI_MIN(PW, IW + pw));
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (macs >= PAR_MIN_MACS)
@@ -602,13 +618,7 @@ static void conv_phase_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor 
     const mi_conv_desc *d = &c->d;
     const int64_t cig = d->cin / d->groups, OH = G->out[1], OW = G->out[2], OP = OH * OW, PW = G->plane[2];
     const int64_t hp = phase_halo(d), BPL = phase_block_plane(d, G);
-    for (int64_t ci = 0, k = 0; ci < cig; ci++)
-        for (int64_t kh = 0; kh < d->k[1]; kh++)
-            for (int64_t kw = 0; kw < d->k[2]; kw++, k++) {
-                const int64_t t1 = kh * d->dil[1], t2 = kw * d->dil[2];
-                const int64_t slot = G->slot[1][t1 % d->stride[1]] * G->nslot[2] + G->slot[2][t2 % d->stride[2]];
-                koff[k] = (ci * G->slots + slot) * BPL + t1 / d->stride[1] * PW + t2 / d->stride[2];
-            }
+    phase_koff(d, G, BPL, koff);
     #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num();
@@ -656,20 +666,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         conv_phase_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt);
         return;
     }
-    /* koff[(ci, kd, kh, kw)]: where row k of B starts in the phase buffer (or in x) */
-    for (int64_t ci = 0, k = 0; ci < cig; ci++)
-        for (int64_t kd = 0; kd < d->k[0]; kd++)
-            for (int64_t kh = 0; kh < d->k[1]; kh++)
-                for (int64_t kw = 0; kw < d->k[2]; kw++, k++) {
-                    if (G.direct) { koff[k] = ci * IP; continue; }
-                    const int64_t t[3] = { kd * d->dil[0], kh * d->dil[1], kw * d->dil[2] };
-                    const int64_t slot = (G.slot[0][t[0] % d->stride[0]] * G.nslot[1] +
-                                          G.slot[1][t[1] % d->stride[1]]) * G.nslot[2] +
-                                         G.slot[2][t[2] % d->stride[2]];
-                    koff[k] = (ci * G.slots + slot) * G.PL +
-                              (t[0] / d->stride[0] * G.plane[1] + t[1] / d->stride[1]) * G.plane[2] +
-                              t[2] / d->stride[2];
-                }
+    /* a direct (1x1, stride 1, unpadded) layer reads x itself: row k is channel k */
+    if (G.direct)
+        for (int64_t k = 0; k < cig; k++) koff[k] = k * IP;
+    else
+        phase_koff(d, &G, G.PL, koff);
     /* Several images: each thread takes whole images (phases into its own buffer, then every GEMM
      * item of the image), dynamic, so that no thread waits for another inside the layer: on a
      * machine shared with other work each barrier can cost a scheduler time slice. One image: the
