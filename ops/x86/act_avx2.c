@@ -12,13 +12,21 @@
 
 #define PAR_MIN 32768
 
-void mi_relu_avx2(float *y, const float *x, int64_t n) {
-    const int64_t nb = n / 8;
+static void relu_blocks(float *y, const float *x, int64_t b0, int64_t b1) {
     const __m256 zero = _mm256_setzero_ps();
-    #pragma omp parallel for num_threads(mi_threads()) if (n > PAR_MIN) schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = b0; b < b1; b++) {
         __m256 v = _mm256_loadu_ps(x + 8 * b);
         _mm256_storeu_ps(y + 8 * b, _mm256_andnot_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ), v));
+    }
+}
+
+void mi_relu_avx2(float *y, const float *x, int64_t n) {
+    const int64_t nb = n / 8;
+    const int nt = mi_threads();
+    if (nt == 1 || n <= PAR_MIN) relu_blocks(y, x, 0, nb);   /* not even a team of one (ops/cpu.h) */
+    else {
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int t = 0; t < nt; t++) relu_blocks(y, x, t * nb / nt, (t + 1) * nb / nt);
     }
     for (int64_t i = nb * 8; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];  /* the reference's expression */
 }

@@ -27,7 +27,10 @@
 #include <immintrin.h>
 #include <omp.h>
 
-#define PAR_MIN_FLOPS 65536
+/* Below this many multiply-adds (~5 us on one core) one thread beats two, whose region costs a
+   wake-up and a barrier: the GCN's layers on a 64-node graph (64 x 64 -> 64, 262144) took 47 us
+   a forward at 2 threads and 30 at 1; ResNet-18's fc (512 x 1000) still splits. */
+#define PAR_MIN_FLOPS (1 << 18)
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* lanes i + i+4 */
@@ -66,20 +69,29 @@ static inline __attribute__((always_inline)) void dot_rows(float *y, int64_t yst
     for (int r = 0; r < R; r++) y[r * ystride] = finish(a0[r], a1[r], x + r * in, wo, i, in, bias);
 }
 
+/* output o of every row */
+static void linear_output(float *y, const float *x, const float *w, const float *b, int64_t n,
+                          int64_t in, int64_t out, int64_t o) {
+    const float *wo = w + o * in;
+    const float *bias = b ? b + o : NULL;
+    int64_t r = 0;
+    for (; r + 4 <= n; r += 4) dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 4);
+    switch (n - r) {
+    case 3: dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 3); break;
+    case 2: dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 2); break;
+    case 1: dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 1); break;
+    default: break;
+    }
+}
+
 static void linear_rows(float *y, const float *x, const float *w, const float *b, int64_t n,
                         int64_t in, int64_t out) {
-    #pragma omp parallel for num_threads(mi_threads()) if (n * in * out > PAR_MIN_FLOPS) schedule(static)
-    for (int64_t o = 0; o < out; o++) {
-        const float *wo = w + o * in;
-        const float *bias = b ? b + o : NULL;
-        int64_t r = 0;
-        for (; r + 4 <= n; r += 4) dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 4);
-        switch (n - r) {
-        case 3: dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 3); break;
-        case 2: dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 2); break;
-        case 1: dot_rows(y + r * out + o, out, x + r * in, in, wo, bias, 1); break;
-        default: break;
-        }
+    const int nt = mi_threads();
+    if (nt == 1 || n * in * out <= PAR_MIN_FLOPS)   /* not even a team of one (ops/cpu.h) */
+        for (int64_t o = 0; o < out; o++) linear_output(y, x, w, b, n, in, out, o);
+    else {
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t o = 0; o < out; o++) linear_output(y, x, w, b, n, in, out, o);
     }
 }
 
@@ -166,12 +178,16 @@ void mi_linear_blocked(float *y, const float *x, const float *w, const float *b,
     int64_t nrc = (n + RC - 1) / RC;
     const int64_t noc = (out + OC - 1) / OC;
     while ((nrc * noc) % nt && nrc < n / t->rt) nrc++;
-    #pragma omp parallel for num_threads(nt) if (n * in * out > PAR_MIN_FLOPS) schedule(static)
-    for (int64_t it = 0; it < nrc * noc; it++) {
-        const int64_t rc = it / noc, oc = it % noc;
-        linear_item(y, x, w, b, in, out, rc * n / nrc, (rc + 1) * n / nrc, oc * out / noc, (oc + 1) * out / noc,
-                    acc + (size_t)omp_get_thread_num() * ACC_FLOATS, t);
+#define ITEM(it, tid) linear_item(y, x, w, b, in, out, (it) / noc * n / nrc, ((it) / noc + 1) * n / nrc, \
+                                  (it) % noc * out / noc, ((it) % noc + 1) * out / noc,            \
+                                  acc + (size_t)(tid) * ACC_FLOATS, t)
+    if (nt == 1 || n * in * out <= PAR_MIN_FLOPS)   /* not even a team of one (ops/cpu.h) */
+        for (int64_t it = 0; it < nrc * noc; it++) ITEM(it, 0);
+    else {
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t it = 0; it < nrc * noc; it++) ITEM(it, omp_get_thread_num());
     }
+#undef ITEM
     mi_free_aligned(acc);
 }
 
@@ -300,24 +316,29 @@ static inline __attribute__((always_inline)) void skip_strip(float *c, const flo
     _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) _mm256_storeu_ps(c + j + 8 * v, acc[v]);
 }
 
+static void skip_zeros_row(float *c, const float *a, const float *B, int64_t K, int64_t N, const uint32_t lut[256]) {
+    int32_t idx[SCAN + 8];
+    for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += SCAN) {
+        const int n = K ? scan_nonzero(idx, a, k0, k0 + SCAN < K ? k0 + SCAN : K, lut) : 0, first = k0 == 0;
+        int64_t j = 0;
+        for (; j + 64 <= N; j += 64) skip_strip(c, a, B, N, idx, n, first, j, 8);
+        for (; j + 8 <= N; j += 8) skip_strip(c, a, B, N, idx, n, first, j, 1);
+        for (; j < N; j++) {   /* tail columns: the reference's expression */
+            float s = first ? 0.0f : c[j];
+            for (int e = 0; e < n; e++) s = s + a[idx[e]] * B[(int64_t)idx[e] * N + j];
+            c[j] = s;
+        }
+    }
+}
+
 void mi_matmul_skip_zeros_avx2(float *C, const float *A, const float *B, int64_t M, int64_t K, int64_t N) {
     uint32_t lut[256];
     pack_table(lut);
-    #pragma omp parallel for num_threads(mi_threads()) if (M * K * N > PAR_MIN_FLOPS) schedule(static)
-    for (int64_t m = 0; m < M; m++) {
-        const float *a = A + m * K;
-        float *c = C + m * N;
-        int32_t idx[SCAN + 8];
-        for (int64_t k0 = 0; k0 < K || k0 == 0; k0 += SCAN) {
-            const int n = K ? scan_nonzero(idx, a, k0, k0 + SCAN < K ? k0 + SCAN : K, lut) : 0, first = k0 == 0;
-            int64_t j = 0;
-            for (; j + 64 <= N; j += 64) skip_strip(c, a, B, N, idx, n, first, j, 8);
-            for (; j + 8 <= N; j += 8) skip_strip(c, a, B, N, idx, n, first, j, 1);
-            for (; j < N; j++) {   /* tail columns: the reference's expression */
-                float s = first ? 0.0f : c[j];
-                for (int e = 0; e < n; e++) s = s + a[idx[e]] * B[(int64_t)idx[e] * N + j];
-                c[j] = s;
-            }
-        }
+    const int nt = mi_threads();
+    if (nt == 1 || M * K * N <= PAR_MIN_FLOPS)   /* not even a team of one (ops/cpu.h) */
+        for (int64_t m = 0; m < M; m++) skip_zeros_row(C + m * N, A + m * K, B, K, N, lut);
+    else {
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t m = 0; m < M; m++) skip_zeros_row(C + m * N, A + m * K, B, K, N, lut);
     }
 }
