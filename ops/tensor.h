@@ -15,7 +15,7 @@
 typedef enum { MI_F32, MI_F64, MI_F16, MI_BF16, MI_I64, MI_I32, MI_I16, MI_I8, MI_U8, MI_BOOL } mi_dtype;
 
 typedef struct {
-    float   *data;                /* 64-byte aligned when arena-owned; mmap-owned for weights */
+    float   *data;                /* 64-byte aligned when arena-owned; the blob reader's for weights */
     mi_dtype dtype;               /* MI_F32 for activations */
     int      ndim;
     int64_t  shape[MI_MAX_DIMS];

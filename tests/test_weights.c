@@ -271,6 +271,36 @@ START_TEST(open_memory_equals_open_file)
 }
 END_TEST
 
+/* What mi_weights_open read is what runs, whatever happens to the file afterwards: another
+ * process rewriting the blob in place (an update copied over it) changes neither the tensors nor
+ * the SHA-256 an open model was verified with. (A private mapping of the file would show the new
+ * bytes in every page not yet copied.) */
+START_TEST(open_file_is_a_copy)
+{
+    unsigned char buf[512];
+    const size_t n = tiny_blob(buf);
+    char path[] = "/tmp/mi_weights_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, buf, n), (ssize_t)n);
+    mi_weights f;
+    ck_assert_int_eq(mi_weights_open(&f, path), MI_OK);
+    char sha[sizeof f.sha256];
+    memcpy(sha, f.sha256, sizeof sha);
+    const float twos[4] = { 2.0f, 2.0f, 2.0f, 2.0f };   /* the F32 tensor's bytes, rewritten */
+    ck_assert_int_eq(pwrite(fd, twos, sizeof twos, (off_t)f.data_start), (ssize_t)sizeof twos);
+    close(fd);
+    mi_weights g;
+    ck_assert_int_eq(mi_weights_open(&g, path), MI_OK);   /* the file did change */
+    ck_assert_str_ne(g.sha256, sha);
+    mi_weights_close(&g);
+    unlink(path);
+    check_tiny(&f);
+    ck_assert_str_eq(f.sha256, sha);
+    mi_weights_close(&f);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("weights");
     TCase *tc = tcase_create("core");
@@ -281,6 +311,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, export_py_f16_blob);
     tcase_add_test(tc, reads_unaligned_tensors);
     tcase_add_test(tc, open_memory_equals_open_file);
+    tcase_add_test(tc, open_file_is_a_copy);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,5 +1,5 @@
 /* weights/safetensors.h - the blob reader: safetensors (8-byte LE header length, JSON header,
- * raw LE data) mmapped and validated in full before anything reads a tensor.
+ * raw LE data) read whole into memory and validated in full before anything reads a tensor.
  *
  * Validation (each failure names the file and what is wrong): header length within the file,
  * JSON object, known dtypes, shapes of non-negative ints whose byte size matches data_offsets,
@@ -30,7 +30,8 @@ typedef struct {
 
 typedef struct {
     char            path[512];  /* the file, or the name given to mi_weights_open_memory */
-    unsigned char  *map;        /* whole file: mmapped, or the caller's bytes when borrowed */
+    unsigned char  *map;        /* whole file: our read-only copy (an anonymous mapping), or the
+                                   caller's bytes when borrowed */
     size_t          size;
     size_t          data_start; /* 8 + header length */
     int             ntensors;
