@@ -1,5 +1,5 @@
 /* fuzz/fuzz_safetensors.c - the blob reader on arbitrary bytes: mi_weights_open_memory (the
- * validation mi_weights_open runs on a mapped file), then what the loaders read from an open
+ * validation mi_weights_open runs on the file it read), then what the loaders read from an open
  * blob: every tensor's bytes and F32 view, every metadata key the engine and the pipelines
  * parse with the bounds they parse it with (nn/model.c, nn/rcnn.c's detector configuration,
  * pipelines/endoqc/endoqc.c with its whole site metadata, pipelines/echo's keys), each parser on

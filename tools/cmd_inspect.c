@@ -27,7 +27,7 @@ int cmd_inspect(int argc, char **argv) {
     }
     mi_weights w;
     if (mi_weights_open(&w, blob) != MI_OK) return mi_cli_error("inspect");
-    mi_trust_info ti;  /* checks the bytes just mapped, so what is shown is what was verified */
+    mi_trust_info ti;  /* checks the bytes just read, so what is shown is what was verified */
     mi_status st = mi_trust_check_weights(&w, trust.pubkey, &ti);
     if (st != MI_OK) { mi_weights_close(&w); return mi_trust_cli_fail("inspect", st); }
     if (trust.audit) {

@@ -117,8 +117,8 @@ typedef struct {
     char model_name[128];  /* metadata "name", else "arch", else "" */
 } mi_trust_info;
 
-/* The blob as loaded (w->sha256 is of the mapped bytes, so what is checked is what runs).
- * With no key configured: MI_OK, verified = false, key_id "none". With a key: MI_OK only when
+/* The blob as loaded (w->sha256 is of the bytes read into the reader's own copy, so what is
+ * checked is what runs). With no key configured: MI_OK, verified = false, key_id "none". With a key: MI_OK only when
  * <w->path>.sig exists and verifies for w's SHA-256 and model_version; otherwise MI_ERR_SECURITY
  * naming the blob and the reason (unsigned, other blob, other version, untrusted key, forged). */
 mi_status mi_trust_check_weights(const mi_weights *w, const char *pubkey_opt, mi_trust_info *out);
