@@ -118,9 +118,10 @@ typedef struct {
 } mi_trust_info;
 
 /* The blob as loaded (w->sha256 is of the bytes read into the reader's own copy, so what is
- * checked is what runs). With no key configured: MI_OK, verified = false, key_id "none". With a key: MI_OK only when
- * <w->path>.sig exists and verifies for w's SHA-256 and model_version; otherwise MI_ERR_SECURITY
- * naming the blob and the reason (unsigned, other blob, other version, untrusted key, forged). */
+ * checked is what runs). With no key configured: MI_OK, verified = false, key_id "none". With a
+ * key: MI_OK only when <w->path>.sig exists and verifies for w's SHA-256 and model_version;
+ * otherwise MI_ERR_SECURITY naming the blob and the reason (unsigned, other blob, other version,
+ * untrusted key, forged). */
 mi_status mi_trust_check_weights(const mi_weights *w, const char *pubkey_opt, mi_trust_info *out);
 /* Same, opening and closing the blob itself. */
 mi_status mi_trust_check(const char *blob_path, const char *pubkey_opt, mi_trust_info *out);
