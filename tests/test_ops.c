@@ -873,7 +873,7 @@ START_TEST(linear_avx512_same_bits_as_avx2)
 #if defined(__x86_64__)
     if (mi_cpu_isa() < MI_ISA_AVX512) MI_SKIP("no AVX-512 on this CPU");
     static const int64_t shapes[][3] = {   /* rows, in, out */
-        { 1, 37, 13 }, { 7, 1037, 50 }, { 8, 16, 1 }, { 9, 23, 7 }, { 13, 600, 11 }, { 17, 1029, 13 },
+        { 1, 37, 13 }, { 2, 1037, 50 }, { 7, 1037, 50 }, { 8, 16, 1 }, { 9, 23, 7 }, { 13, 600, 11 }, { 17, 1029, 13 },
         { 12, 200, 6 }, { 20, 64, 14 }, { 101, 1037, 50 }, { 64, 4099, 97 },
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
