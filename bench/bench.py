@@ -65,6 +65,25 @@ def run_json(cmd, **kw):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def detector_image(blob, h, w):
+    """The one image every engine times a detector on (BLOB.in.f32 beside the blob): a detector's
+    work depends on its input (how many proposals survive NMS), so all three must see the same.
+    Uniform in [-0.5, 0.5) from torch's generator seeded 0, as bench/ort_export.py makes the input
+    it exports with; where that export exists its image must be this one."""
+    import torch
+    raw = open(blob, "rb").read(8)
+    head = json.loads(open(blob, "rb").read(8 + int.from_bytes(raw, "little"))[8:])
+    shape = (1, int(head.get("__metadata__", {}).get("input_channels", 3)), h, w)
+    path = blob + ".in.f32"
+    x = (torch.rand(*shape, generator=torch.Generator().manual_seed(0)) - 0.5).numpy().astype("<f4").tobytes()
+    with open(path, "wb") as f:
+        f.write(x)
+    ort_in = os.path.join(os.path.dirname(blob), "ort", os.path.basename(blob).replace(".safetensors", ".onnx.in.f32"))
+    if os.path.exists(ort_in) and open(ort_in, "rb").read() != x:
+        sys.exit(f"bench: {ort_in} is not the image the other engines run ({path}); remove it to re-export")
+    return path
+
+
 def combine(runs):
     """One figure from the rounds' runs of one engine: the median of their medians and of their
     p90s, the least min, the largest peak RSS; the rest as the last run reported it."""
@@ -404,13 +423,14 @@ def main():
             subprocess.run([PY, os.path.join(HERE, "rcnn_blob.py"), name, blob], check=True)
         n = max(3, iters // 4)
         onnx = ort.model(f"rcnn_{name}", blob, 1, (h, w))
+        image = detector_image(blob, h, w)
         for threads in (1, 2):
             runs = {"ours": [], "torch": [], "ort": []}
             for _ in rounds:
                 runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "1",
-                                              str(h), str(w)]))
+                                              str(h), str(w), image]))
                 runs["torch"].append(run_json([PY, os.path.join(HERE, "torch_rcnn_latency.py"), blob, str(threads),
-                                               str(n), str(h), str(w)]))
+                                               str(n), str(h), str(w), image]))
                 if ort.models.get(f"rcnn_{name}"):
                     runs["ort"].append(ort.run(f"rcnn_{name}", onnx, threads, n, 2))
             ours, theirs = combine(runs["ours"]), combine(runs["torch"])

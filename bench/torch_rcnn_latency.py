@@ -1,7 +1,9 @@
-"""bench/torch_rcnn_latency.py BLOB THREADS ITERS H W - torchvision's FasterRCNN latency (eval,
-no_grad, batch 1, one H x W image) for a medinfer detector blob: the model is built from the
-blob's metadata by tools/rcnn_ref.py and loaded with the blob's own weights, so both engines run
-the same network on the same input size. Prints one JSON line like torch_latency.py's."""
+"""bench/torch_rcnn_latency.py BLOB THREADS ITERS H W [INPUT.f32] - torchvision's FasterRCNN
+latency (eval, no_grad, batch 1, one H x W image) for a medinfer detector blob: the model is built
+from the blob's metadata by tools/rcnn_ref.py and loaded with the blob's own weights, so both
+engines run the same network; INPUT.f32 (little-endian float32, the image) is the image the other
+engines are timed on (a detector's work depends on it), else uniform random in [0, 1). Prints one
+JSON line like torch_latency.py's."""
 import json
 import os
 import struct
@@ -35,7 +37,9 @@ torch.set_num_threads(threads)
 sd, meta = read_blob(blob)
 m = rcnn_ref.build(meta).eval()
 m.load_state_dict(sd)
-x = torch.rand(1, int(meta.get("input_channels", 3)), h, w)
+shape = (1, int(meta.get("input_channels", 3)), h, w)
+x = (torch.from_numpy(np.fromfile(sys.argv[6], "<f4").reshape(shape)) if len(sys.argv) > 6 else
+     torch.rand(*shape))
 with torch.no_grad():
     for _ in range(3):
         m(list(x))
