@@ -111,6 +111,15 @@ typedef struct {
  * way whatever block or thread it falls in. */
 #define WINO_BLOCK_FLOATS (64 * 1024)
 #define WINO_BLOCK_MIN_TILES 16
+/* Transformed weights past this many bytes (the last-level cache of the 2-core AMD EPYC that
+ * measured it) come from memory once per block: such a layer takes fewer, larger blocks, of up
+ * to WINO_STREAM_TILES tiles (the GEMM's widest work item, 8 panels of 32), as many as a multiple
+ * of the thread count, where that leaves >= 16 tiles a block. The ResNet-50 detector's RPN head
+ * (1024 -> 1024 at 30 x 40, F(2x2): 67 MB) had 15 blocks of one tile row, 1 GB from memory a
+ * forward; in 2 blocks, medians of 4 rounds in turns, 84 -> 74 ms at one thread and 41-43 -> 31-36
+ * at two. ResNet's own layers (at most 512 x 512: 16.8 MB) keep the blocks above. */
+#define WINO_U_STREAM_BYTES (32.0 * 1024 * 1024)
+#define WINO_STREAM_TILES 256
 
 /* GEMM panels of 16 tiles on the thread with most blocks, for nb blocks an image */
 static int64_t busiest(int64_t T, int64_t N, int64_t nb, int nt) {
@@ -140,6 +149,17 @@ static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t 
     g->rb = rb;
     g->nb = CEIL_DIV(g->TH, rb);
     g->tb = rb * g->TW;
+    if ((double)g->npt * (double)d->cin * (double)(d->cout / d->groups) * sizeof(float) > WINO_U_STREAM_BYTES) {
+        int64_t nb = CEIL_DIV(g->T, WINO_STREAM_TILES);
+        while ((N * nb) % nt) nb++;
+        if (nb < g->nb && g->T / nb >= WINO_BLOCK_MIN_TILES) {
+            g->rb = 0;
+            g->nb = nb;
+            g->tb = CEIL_DIV(g->T, nb);
+            g->rowlen += 4 * g->TW;   /* a block may start inside a row: the transform reads from column m*q */
+            return;
+        }
+    }
     if (nt > 1 && N * g->nb < 4 * nt && (N * g->nb) % nt) {
         int64_t up = g->nb + 1, down = g->nb - 1;
         while ((N * up) % nt) up++;

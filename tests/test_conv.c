@@ -391,6 +391,51 @@ START_TEST(same_bits_for_1_2_4_threads)
 }
 END_TEST
 
+/* Winograd whose transformed weights outgrow the last-level cache (here 800 -> 800 channels,
+ * F(2x2): 41 MB) takes its map in a few large blocks, as many as a multiple of the thread count,
+ * that may start and end inside a tile row (289 tiles: 2 blocks at 1 and 2 threads, 4 at 4):
+ * the same bits for 1, 2 and 4 threads, and the direct convolution's result within tolerance.
+ * The fast ISAs only (the scalar reference would take seconds at this size). */
+START_TEST(winograd_large_weights_in_large_blocks)
+{
+    int ran = 0;
+    const int saved = mi_threads();
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        if (!fast_isa_distinct(isa)) continue;
+        mi_conv_desc d = mi_conv2d_desc(800, 800, 3, 1, 1, 1);
+        d.algo = MI_CONV_DIRECT;
+        mi_set_threads(2);
+        rig r;
+        rig_init(&r, d, 34, 34, isa, 1, 77);
+        rig_run(&r);
+        const int64_t n = mi_tensor_numel(&r.y);
+        float *first = NULL;
+        d.algo = MI_CONV_WINOGRAD2;
+        for (int t = 1; t <= 4; t *= 2) {
+            mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
+            rig g;
+            rig_init(&g, d, 34, 34, isa, 1, 77);
+            rig_run(&g);
+            char what[64];
+            snprintf(what, sizeof what, "%s, %d threads", mi_isa_name(isa), t);
+            if (!first) {
+                first = malloc((size_t)n * sizeof(float));
+                memcpy(first, g.y.data, (size_t)n * sizeof(float));
+                mi_assert_close(g.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, what);
+            } else {
+                ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0, "%s differ from 1", what);
+            }
+            rig_free(&g);
+        }
+        free(first);
+        rig_free(&r);
+        ran++;
+    }
+    mi_set_threads(saved);
+    if (!ran) MI_SKIP("no fast convolution path on this CPU");
+}
+END_TEST
+
 /* Depthwise 2-D (ops/conv_dw.c) against the reference, bit for bit (memcmp): widths 1-17, 31,
  * 40 and 67 (the AVX2 kernel's 32-column blocks, its last group of whole and masked vectors, its
  * windowed edges from width 24; the NEON kernel's 16-column blocks, its last whole vectors and
@@ -699,6 +744,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, fast_matches_reference_on_tails);
     tcase_add_test(tc, relu_keeps_nan);
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
+    tcase_add_test(tc, winograd_large_weights_in_large_blocks);
     tcase_add_test(tc, depthwise_equals_reference);
     tcase_add_test(tc, depthwise_prepare_release);
     tcase_add_test(tc, bad_shapes_name_the_layer);
