@@ -126,7 +126,8 @@ static int64_t busiest(int64_t T, int64_t N, int64_t nb, int nt) {
     return CEIL_DIV(N * nb, nt) * CEIL_DIV(CEIL_DIV(T, nb), WINO_BLOCK_MIN_TILES);
 }
 
-static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t H, int64_t W, int nt) {
+static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t H, int64_t W, int nt,
+                 bool stream) {
     g->m = m;
     g->al = m + 2;
     g->npt = g->al * g->al;
@@ -149,7 +150,7 @@ static void geom(wino_geom *g, const mi_conv_desc *d, int m, int64_t N, int64_t 
     g->rb = rb;
     g->nb = CEIL_DIV(g->TH, rb);
     g->tb = rb * g->TW;
-    if ((double)g->npt * (double)d->cin * (double)(d->cout / d->groups) * sizeof(float) > WINO_U_STREAM_BYTES) {
+    if (stream && (double)g->npt * (double)d->cin * (double)(d->cout / d->groups) * sizeof(float) > WINO_U_STREAM_BYTES) {
         int64_t nb = CEIL_DIV(g->T, WINO_STREAM_TILES);
         while ((N * nb) % nt) nb++;
         if (nb < g->nb && g->T / nb >= WINO_BLOCK_MIN_TILES) {
@@ -190,21 +191,25 @@ static size_t koff_bytes(const mi_conv_desc *d) { return ROUND64((size_t)(d->cin
 
 int64_t mi_conv_wino_block_tiles(const mi_conv_desc *d, int m, int64_t H, int64_t W) {
     wino_geom g;
-    geom(&g, d, m, 1, H, W, 1);
+    geom(&g, d, m, 1, H, W, 1, true);
     return g.tb;
 }
 
 /* For the largest blocks geom() gives for any batch and thread count: rb rows, or about T / nb
- * tiles with nb at least half the blocks of one thread's split. */
+ * tiles with nb at least half the blocks of one thread's split; or, for weights that stream, the
+ * blocks of one image at one thread (more images or threads only make them more). */
 size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
                        int nt) {
-    wino_geom g;
+    wino_geom g, s;
     size_t part[4];
-    geom(&g, d, m, 1, H, W, 1);
+    geom(&g, d, m, 1, H, W, 1, false);
+    geom(&s, d, m, 1, H, W, 1, true);
     if (nt > 1) {
         g.tb = MI_MAX(g.tb, CEIL_DIV(g.T, CEIL_DIV(g.nb, 2)));
         g.rowlen += 4 * g.TW;
     }
+    g.tb = MI_MAX(g.tb, s.tb);
+    g.rowlen = MI_MAX(g.rowlen, s.rowlen);
     return koff_bytes(d) + (size_t)nt * per_thread_parts(u, d, &g, part);
 }
 
@@ -461,7 +466,7 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, 
     const int64_t cig = d->cin / d->groups, N = x->shape[0];
     const int nt = mi_threads();
     wino_geom g;
-    geom(&g, d, c->wino, N, x->shape[2], x->shape[3], nt);
+    geom(&g, d, c->wino, N, x->shape[2], x->shape[3], nt, true);
     MI_ASSERT(g.OH == y->shape[2] && g.OW == y->shape[3] && workspace != NULL);
     size_t part[4];
     per_thread_parts(u, d, &g, part);
