@@ -370,22 +370,21 @@ fail:
     return st;
 }
 
-/* The file is read into anonymous memory rather than mapped. A mapping of the file is backed by
- * 4 KB pages, and a layer that reads its weights in place paid for it in TLB misses: the ResNet-50
- * detector's fc6 (205 MB, its rows 200 KB apart) took 15-52 ms a pass read through the mapping
- * and 16 ms from anonymous memory, which the kernel backs with 2 MB pages where it can (asked
- * for here; where it will not, the same bytes in 4 KB pages). And the bytes hashed, verified and
- * run can no longer change under the reader: a private mapping shows what another process
- * writes to the file into every page not yet copied. The open reads every byte anyway (the
- * SHA-256), so nothing is loaded that a mapping would not have touched. */
+/* The file is read into anonymous memory rather than mapped, so that the bytes hashed, verified
+ * and run can no longer change under the reader: a private mapping shows what another process
+ * writes to the file in every page not yet copied (test_weights: open_file_is_a_copy). The open
+ * reads every byte anyway (the SHA-256), so nothing is loaded that a mapping would not have
+ * touched. Anonymous memory also gets 2 MB pages where the kernel gives them unasked
+ * (transparent_hugepage "always"), which a layer that reads its weights in place can use: the
+ * ResNet-50 detector's fc6 (205 MB, rows 200 KB apart) took 15-52 ms a pass through a fresh
+ * file's 4 KB pages and 16 ms from anonymous memory. Asking for them (MADV_HUGEPAGE) made the
+ * same detector's whole forward pass slower and erratic on that machine (480-580 ms against
+ * 300-430 in turns), so it is not asked. */
 static mi_status read_whole(mi_weights *w, int fd) {
     unsigned char *p = mmap(NULL, w->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return MI_FAIL(MI_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it into: %s", w->path, w->size,
                        strerror(errno));
-#ifdef MADV_HUGEPAGE
-    madvise(p, w->size, MADV_HUGEPAGE);   /* a hint; refused where the kernel has no such pages */
-#endif
     for (size_t got = 0; got < w->size;) {
         const ssize_t r = read(fd, p + got, w->size - got);
         if (r < 0 && errno == EINTR) continue;
