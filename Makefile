@@ -283,7 +283,8 @@ check: $(TDEPS_STAMP) $(FIXTURE_STAMPS) $(B)/embed
 	    MI_FIXTURES=$(B)/fixtures PYTHON=$(PYTHON) sh tests/run.sh build-san/tests
 
 # libFuzzer: the harnesses built by clang with coverage, ASan and UBSan in build-fuzz/, each run
-# for FUZZ_SECONDS on its corpus (fuzz/run.sh; new inputs go to build-fuzz/fuzz-corpus/, crashes
+# for FUZZ_SECONDS on its corpus, one per core at a time (fuzz/run.sh; FUZZ_JOBS=1 runs them one
+# after the other; new inputs go to build-fuzz/fuzz-corpus/, crashes
 # to build-fuzz/findings/, never into the committed fuzz/corpus/). FUZZ_ARGS adds libFuzzer
 # options, e.g. FUZZ_ARGS="-seed=1 -runs=1000000"; FUZZ_ONLY="dicom image" runs only those harnesses.
 FUZZ_SECONDS ?= 60
