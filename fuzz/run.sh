@@ -9,7 +9,7 @@
 # changes only by hand. A crash, leak, timeout (> 10 s for one input) or out-of-memory is saved
 # in BUILD/findings/NAME/ and stops the run, once the harnesses running beside it have ended, with
 # libFuzzer's exit status. Each harness's output goes to BUILD/fuzz-logs/NAME.log and is printed
-# when it ends. To keep a finding as a regression input, fix the bug, then copy the file into
+# when its batch ends. To keep a finding as a regression input, fix the bug, then copy the file into
 # fuzz/corpus/NAME/ under a name that says what it is; `make test` replays it from then on.
 # $FUZZ_ARGS adds libFuzzer options (e.g. "-seed=1 -runs=1000000").
 set -eu
