@@ -6,6 +6,12 @@
 
 CC      ?= cc
 PYTHON  := /usr/bin/python3
+# One job per CPU unless the command line says otherwise (make -j1): on a fresh 2-core clone the
+# builds and the PyTorch fixtures before `make test`'s suite took 96 s instead of 177. Recipes that
+# run tests are single commands, so the tests themselves still run one after another.
+ifeq (,$(filter -j%,$(MAKEFLAGS)))
+MAKEFLAGS += -j$(shell nproc)
+endif
 # Cross-build (docs/arm.md): `make CROSS=aarch64-linux-gnu` builds the engine core and the unit
 # tests that need only the core into build-aarch64/, with Debian's cross compiler and the arm64
 # cJSON and Check that tools/install-deps.sh unpacks into build-aarch64/sysroot. `make test-arm`

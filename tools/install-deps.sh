@@ -124,6 +124,9 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 else SUDO=""; fi
 export DEBIAN_FRONTEND=noninteractive
+# make runs one job per CPU: two sets (make test fuzz) may install at once, and apt takes one at a time
+exec 9>"${TMPDIR:-/tmp}/medinfer-install-deps.lock"
+flock 9
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
