@@ -24,7 +24,7 @@ for t in "$dir"/test_*; do
     f=$(($f))
     [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
     pass=$((pass + n - f - s)); fail=$((fail + f)); skip=$((skip + s))
-    if [ "$f" -ne 0 ]; then failed="$failed $name"; cat "$log"; else
+    if [ "$f" -ne 0 ]; then failed="$failed $name"; cat "$log"; echo "$name: FAILED (${secs} s)"; else
         echo "$name: $n checks, $s skipped, ${secs} s"; grep '^MI-SKIP: ' "$log"; fi
 done
 
@@ -37,7 +37,7 @@ for t in tests/test_*.sh; do
     secs=$(($(date +%s) - t0))
     if [ $rc -eq 0 ]; then pass=$((pass + 1)); echo "$name: ok, ${secs} s"
     elif [ $rc -eq 77 ]; then skip=$((skip + 1)); echo "MI-SKIP: $name: $(tail -n 1 "$log")"
-    else fail=$((fail + 1)); failed="$failed $name"; cat "$log"; echo "$name: FAILED (exit $rc)"; fi
+    else fail=$((fail + 1)); failed="$failed $name"; cat "$log"; echo "$name: FAILED (exit $rc, ${secs} s)"; fi
 done
 
 [ -n "$failed" ] && echo "failed:$failed"
