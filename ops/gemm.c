@@ -67,7 +67,8 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
 #define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
 #define CAP_CHAN 16   /* channel panels (of NR) per item */
 #define PIX_MAJOR_MAX_W (512 * 1024)   /* weights (floats) each thread may read whole */
-#define SPREAD_MIN_W (256 * 1024)      /* weights (floats) past L2: prefetch_a == 2 fetches them */
+#define SPREAD_MIN_W (256 * 1024)      /* weights (floats) past L2: prefetch_a == 2 fetches them, and
+                                        * as many in all take run_stream */
 
 static size_t gemm_b_floats(const mi_gemm_ukr *u) {
     return (size_t)u->kc * (size_t)MI_MAX(JMAX_PIX * u->nr, JMAX_CHAN * 16);
@@ -191,6 +192,8 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
         nseg[jj] = n;
     }
     const int spread = u->prefetch_a == 2 && M * K >= SPREAD_MIN_W;
+    void (*run)(const mi_gemm_ukr_args *, int) =
+        u->run_stream && g->groups * M * K >= SPREAD_MIN_W ? u->run_stream : u->run;
     for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
         const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
         for (int64_t jj = 0; jj < nj; jj++) {
@@ -233,7 +236,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                 } else {
                     a.nseg = nseg[jj];
                     a.seg = seg[jj];
-                    u->run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
+                    run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
                 }
             }
         }

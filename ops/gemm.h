@@ -84,6 +84,9 @@ static inline __attribute__((always_inline)) void mi_gemm_prefetch_epilogue(cons
 typedef struct {
     int mr, nr, kc, mc;        /* register tile, K block, rows per M chunk (multiple of mr) */
     void (*run)(const mi_gemm_ukr_args *a, int mr);  /* mr <= MR valid rows */
+    /* run for a GEMM whose weights (all groups) pass L2, so that in a forward pass they come from
+     * L3 or memory: the same values, the weights fetched further ahead (NULL: run) */
+    void (*run_stream)(const mi_gemm_ukr_args *a, int mr);
     /* B panel: dst[k][0..NR) = src[koff[k] + 0..nr), zeros past nr (the grid's last panel) */
     void (*pack)(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr);
     /* dst[j] = src[j*stride] for j < n, reading src[0..avail) only (ops/conv.c's phase planes) */

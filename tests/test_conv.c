@@ -21,7 +21,8 @@
  *    tolerance; channels on the lanes give the bits of pixels on the lanes (memcmp).
  * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths, Winograd and transposed.
  * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer.
- * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge.
+ * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge;
+ *    a kernel table's run_stream (weights fetched further ahead) gives its run's bits.
  * 6. mi_conv_prepare picks the algorithm and orientation for the input size.
  * 7. Depthwise 2-D layers (ops/conv_dw.c, on every fast ISA) equal the reference bit for bit over a
  *    sweep of widths, heights, strides, padding, kernel sizes and dilation, with residual, ReLU,
@@ -688,6 +689,58 @@ START_TEST(winograd_transforms_match_scalar)
 }
 END_TEST
 
+/* A kernel table's run_stream (the micro-kernel for weights that stream from memory: only the
+ * prefetch differs) against its run, bit for bit: every row count, first / middle / last K block,
+ * bias, residual, relu, a partial run of columns. */
+START_TEST(run_stream_equals_run)
+{
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
+        if (!u || !u->run_stream || !fast_isa_distinct(isa)) continue;
+        const int64_t kc = 37, ldy = 3 * u->nr + 5;
+        float *a = mi_alloc_aligned((size_t)(kc * u->mr + 4096) * sizeof(float));   /* + what the prefetch reaches */
+        float *b = mi_alloc_aligned((size_t)(kc * u->nr) * sizeof(float));
+        float *bias = mi_alloc_aligned((size_t)u->mr * sizeof(float)), *res = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
+        float *acc0 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float)), *acc1 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float));
+        float *y0 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
+        mi_fill_random(a, kc * u->mr + 4096, 1);
+        mi_fill_random(b, kc * u->nr, 2);
+        mi_fill_random(bias, u->mr, 3);
+        mi_fill_random(res, u->mr * ldy, 4);
+        for (int mr = 1; mr <= u->mr; mr++)
+            for (int v = 0; v < 12; v++) {
+                const int step = v % 3, first = step == 0, last = step == 2, cols = v & 4 ? u->nr - 3 : u->nr;
+                const mi_gemm_seg seg = { .off = 2, .mask = cols >= 32 ? 0xffffffffu : (1u << cols) - 1u };
+                mi_fill_random(acc0, u->mr * u->nr, (uint64_t)(10 + v));
+                memcpy(acc1, acc0, (size_t)(u->mr * u->nr) * sizeof(float));
+                memset(y0, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
+                memset(y1, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
+                mi_gemm_ukr_args p = { .kc = kc, .a = a, .b = b, .acc = acc0, .first = first, .last = last,
+                                       .relu = v >= 6, .y = y0, .res = v & 8 ? NULL : res, .ldy = ldy,
+                                       .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg };
+                u->run(&p, mr);
+                p.acc = acc1;
+                p.y = y1;
+                u->run_stream(&p, mr);
+                ck_assert_msg(!memcmp(acc0, acc1, (size_t)(u->mr * u->nr) * sizeof(float)) &&
+                              !memcmp(y0, y1, (size_t)(u->mr * ldy) * sizeof(float)),
+                              "%s: run_stream differs from run, %d rows, variant %d", mi_isa_name(isa), mr, v);
+                ran++;
+            }
+        mi_free_aligned(a);
+        mi_free_aligned(b);
+        mi_free_aligned(bias);
+        mi_free_aligned(res);
+        mi_free_aligned(acc0);
+        mi_free_aligned(acc1);
+        mi_free_aligned(y0);
+        mi_free_aligned(y1);
+    }
+    if (!ran) MI_SKIP("no kernel table with run_stream on this CPU");
+}
+END_TEST
+
 /* MI_ISA caps what mi_conv_init picks (Check forks each test, so the child reads it fresh). */
 START_TEST(env_caps_isa)
 {
@@ -750,6 +803,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, bad_shapes_name_the_layer);
     tcase_add_test(tc, prepare_repacks_for_the_input_size);
     tcase_add_test(tc, winograd_transforms_match_scalar);
+    tcase_add_test(tc, run_stream_equals_run);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
     return s;

@@ -24,6 +24,16 @@
  * one thread: 2.8 -> 2.5 ms per layer; no gain from going further, nor from 4 KB with channels). */
 #define PF_K_CHAN 32
 #define PF_K_PIX 128
+/* run_stream, pixels on the lanes, for a GEMM whose weights pass L2 (ops/gemm.c): 12 KB ahead,
+ * two weight panels of a K block, past the next 4 KB page. On a 2-core AMD EPYC Zen 3 VM (one
+ * core streams 15-17 GB/s from memory), bench_layers against 128, in turns, medians of 8 rounds
+ * at one thread: ResNet-50's five 14x14 3x3 layers (F(4x4), 9.4 MB of weights each) 9.62 -> 8.05
+ * ms, its two 7x7 (F(2x2), 16.8 MB) 5.48 -> 4.93, the forward pass 98.8 -> 96.1 ms, every other
+ * group of layers within 3 %; at 2 threads (6 rounds) 6.47 -> 5.53 and 3.64 -> 3.20 ms; ResNet-18
+ * at one thread 38.4 -> 36.3 ms. As the one distance for every layer it cost those whose weights
+ * stay in cache 1-3 %, and read from the arguments inside the k loop it cost the 64 -> 256 1x1
+ * layers 4-10 %: hence a kernel of its own. */
+#define PF_K_PIX_STREAM 512
 #define MC 504   /* 84 panels of 6 rows */
 
 /* lanes of 8 selected by bits of m (bit i -> lane i) */
@@ -115,7 +125,7 @@ static __attribute__((noinline)) void tile_t_store_run(const mi_gemm_ukr_args *p
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
-                                                       const int ASTR, const int T) {
+                                                       const int ASTR, const int T, const int PF) {
     __m256 c0[MR], c1[MR];
     if (p->first) {
         #pragma GCC unroll 6
@@ -131,7 +141,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     const float *a = p->a, *b = p->b;
     for (int64_t k = 0; k < p->kc; k++) {
         /* the weight stream, ahead (later passes over the block: L1/L2 hits) */
-        _mm_prefetch((const char *)(T ? b + PF_K_CHAN * NR : a + PF_K_PIX * ASTR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(T ? b + PF * NR : a + PF * ASTR), _MM_HINT_T0);
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         #pragma GCC unroll 6
         for (int i = 0; i < M; i++) {
@@ -230,20 +240,21 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     }
 }
 
-#define CASES(T, ASTR) \
+#define CASES(T, ASTR, PF) \
     switch (mr) { \
-    case 6: tile(p, 6, ASTR, T); break; \
-    case 5: tile(p, 5, ASTR, T); break; \
-    case 4: tile(p, 4, ASTR, T); break; \
-    case 3: tile(p, 3, ASTR, T); break; \
-    case 2: tile(p, 2, ASTR, T); break; \
-    default: tile(p, 1, ASTR, T); break; \
+    case 6: tile(p, 6, ASTR, T, PF); break; \
+    case 5: tile(p, 5, ASTR, T, PF); break; \
+    case 4: tile(p, 4, ASTR, T, PF); break; \
+    case 3: tile(p, 3, ASTR, T, PF); break; \
+    case 2: tile(p, 2, ASTR, T, PF); break; \
+    default: tile(p, 1, ASTR, T, PF); break; \
     }
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 16 pixels */
-static void run(const mi_gemm_ukr_args *p, int mr) { CASES(0, MR) }
+static void run(const mi_gemm_ukr_args *p, int mr) { CASES(0, MR, PF_K_PIX) }
+static void run_stream(const mi_gemm_ukr_args *p, int mr) { CASES(0, MR, PF_K_PIX_STREAM) }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 16 output channels */
-static void run_t(const mi_gemm_ukr_args *p, int mr) { CASES(1, 16) }
+static void run_t(const mi_gemm_ukr_args *p, int mr) { CASES(1, 16, PF_K_CHAN) }
 
 /* dst[k][0..8): the panel's (at most MR = 6) pixels, run by run, zeros elsewhere; the kernel
  * reads lanes 0..5 of each 16-float row only. */
@@ -467,7 +478,8 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
     }
 }
 
-const mi_gemm_ukr mi_gemm_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
+const mi_gemm_ukr mi_gemm_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run,
+                                       .run_stream = run_stream, .pack = pack,
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
                                        .wino2_in = wino2_in, .wino2_out = wino2_out,
                                        .wino4_in = wino4_in, .wino4_out = wino4_out,
