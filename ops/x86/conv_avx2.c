@@ -21,7 +21,8 @@
  * L3 or memory (see conv_avx512.c). 2 KB ahead with channels on the lanes (16 weights per step);
  * 3 KB with pixels (6 per step): 768 B left the Winograd F(2x2) layers of ResNet-50's last stage,
  * whose 16 MB of transformed weights each meet only 16 tiles, waiting on memory (in the network,
- * one thread: 2.8 -> 2.5 ms per layer; no gain from going further, nor from 4 KB with channels). */
+ * one thread: 2.8 -> 2.5 ms per layer; no gain from 4 KB with channels). Those layers, and every
+ * GEMM whose weights pass L2, now take run_stream and its longer distance (below). */
 #define PF_K_CHAN 32
 #define PF_K_PIX 128
 /* run_stream, pixels on the lanes, for a GEMM whose weights pass L2 (ops/gemm.c): 12 KB ahead,
@@ -123,7 +124,8 @@ static __attribute__((noinline)) void tile_t_store_run(const mi_gemm_ukr_args *p
     }
 }
 
-/* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
+/* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes; PF: the
+ * weight prefetch distance in k steps. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T, const int PF) {
     __m256 c0[MR], c1[MR];
