@@ -132,4 +132,5 @@ static void strided(float *restrict dst, const float *restrict src, int64_t n, i
 
 const mi_gemm_ukr mi_gemm_ukr_portable = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run,
                                            .pack = pack, .strided = strided, .run_t = run_t,
-                                           .pack_t = pack_t, .wino4_min_tiles = 9, .prefetch_a = 1, .chan_pixel_k = 40 };
+                                           .pack_t = pack_t, .wino4_min_tiles = 9, .prefetch_a = 1, .chan_pixel_k = 40,
+                                           .chan_k_pct = 100 };

@@ -109,10 +109,10 @@ typedef struct {
      * the kernels say where): Winograd F(4x4) only on maps of at least wino4_min_tiles 4x4 tiles
      * (ops/conv.c, choose()); prefetch_a: the next weight panel is fetched into L2 while the
      * current one runs, 1: by mi_gemm_item before each tile, 2: by the kernel, a line every few k
-     * steps (mi_gemm_ukr_args.pf), and only for weights larger than L2; chan_pixel_k: what
-     * channels on the lanes cost per pixel beyond the FMAs, in k steps (ops/conv.c,
-     * chan_lanes_win). */
-    int wino4_min_tiles, prefetch_a, chan_pixel_k;
+     * steps (mi_gemm_ukr_args.pf), and only for weights larger than L2; channels on the lanes
+     * against pixels (ops/conv.c, chan_lanes_win): chan_k_pct, run_t's time per k step in % of
+     * run's, and chan_pixel_k, what run_t costs per pixel beyond its k loop, in k steps. */
+    int wino4_min_tiles, prefetch_a, chan_pixel_k, chan_k_pct;
 } mi_gemm_ukr;
 
 /* The ISA's own kernels (ops/x86/, ops/arm/); the portable ones (ops/conv_portable.c) for

@@ -165,4 +165,5 @@ static void strided(float *dst, const float *src, int64_t n, int64_t stride, int
 
 const mi_gemm_ukr mi_gemm_ukr_neon = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack,
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
-                                       .wino4_min_tiles = 9, .prefetch_a = 1, .chan_pixel_k = 40 };
+                                       .wino4_min_tiles = 9, .prefetch_a = 1, .chan_pixel_k = 40,
+                                       .chan_k_pct = 100 };

@@ -480,9 +480,22 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
     }
 }
 
+/* Channels on the lanes against pixels (ops/conv.c, chan_lanes_win), fitted to one layer at a
+ * time, both orientations in turns in one process (2-core AMD EPYC Zen 3 VM, 1 thread): run_t's
+ * k step costs 112 % of run's and 30 k steps per pixel beyond it. With 100 % and 40 the model put
+ * channels on the lanes where they were slower: ResNet-50's 128 -> 128 stride-2 3x3 at 56x56
+ * (pixels 7-10 % faster, 3.5-4.5 % at 2 threads), the Faster R-CNN ResNet-50's 1024 -> 1024 1x1
+ * at 15x15 (8 %) and 256 -> 256 stride-2 3x3 at 60x60 (9 %), V-Net's 5x5 layers at 128x128 and
+ * 64x64 (1-15 %); every other layer of the shipped networks keeps its orientation, and a dozen
+ * of them measured agree with the new model (among them 128 -> 256 1x1 at 6x6, where channels
+ * win by 7 %, and 64 -> 32 1x1 at 5x5, where pixels win by 24 %). */
+#define CHAN_K_PCT 112
+#define CHAN_PIXEL_K 30
+
 const mi_gemm_ukr mi_gemm_ukr_avx2 = { .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run,
                                        .run_stream = run_stream, .pack = pack,
                                        .strided = strided, .run_t = run_t, .pack_t = pack_t,
                                        .wino2_in = wino2_in, .wino2_out = wino2_out,
                                        .wino4_in = wino4_in, .wino4_out = wino4_out,
-                                       .wino4_min_tiles = 9, .prefetch_a = 1, .chan_pixel_k = 40 };
+                                       .wino4_min_tiles = 9, .prefetch_a = 1,
+                                       .chan_pixel_k = CHAN_PIXEL_K, .chan_k_pct = CHAN_K_PCT };

@@ -499,4 +499,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
+    .chan_k_pct = 100,
 };
