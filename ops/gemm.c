@@ -214,29 +214,34 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
             const float *wn = ag + ((mp + 1 < mp1 ? mp + 1 : mp0) * K + kn) * ph;
             const int64_t lines = (u->prefetch_a == 1 || spread) && kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
             const int64_t per = CEIL_DIV(lines, nj);
+            /* the fields every tile of this channel panel shares, set once: the kernels only read
+             * their arguments, so each tile below stores just what differs */
+            const int64_t row = gi * M + mp * ph;
+            const float *w = ag + (mp * K + k0) * ph;
+            const int rows = (int)MI_MIN(ph, M - mp * ph);
+            mi_gemm_ukr_args a = {
+                .kc = kc, .a = w, .b = w, .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
+                .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
+                .bias = g->bias ? g->bias + row : NULL, .nch = rows,
+            };
             for (int64_t jj = 0; jj < nj; jj++) {
                 const int64_t l0 = MI_MIN(lines, jj * per), l1 = MI_MIN(lines, (jj + 1) * per);
                 if (u->prefetch_a == 1)
                     for (int64_t l = l0; l < l1; l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
-                const int64_t row = gi * M + mp * ph;
-                const float *w = ag + (mp * K + k0) * ph, *b = bpan + jj * kc * bw;
-                mi_gemm_ukr_args a = {
-                    .kc = kc, .a = T ? b : w, .b = T ? w : b,
-                    .acc = acc + ((mp - mp0) * nj + jj) * MR * NR,
-                    .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
-                    .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
-                    .bias = g->bias ? g->bias + row : NULL,
-                    .pf = wn + 16 * l0, .pf_n = spread ? l1 - l0 : 0,
-                };
+                const float *b = bpan + jj * kc * bw;
+                a.acc = acc + ((mp - mp0) * nj + jj) * MR * NR;
+                a.pf = wn + 16 * l0;
+                a.pf_n = spread ? l1 - l0 : 0;
                 if (T) {
+                    a.a = b;
                     a.pix = pix[jj];
-                    a.nch = (int)MI_MIN((int64_t)NR, M - mp * NR);
                     u->run_t(&a, npx[jj]);
                 } else {
+                    a.b = b;
                     a.nseg = nseg[jj];
                     a.seg = seg[jj];
-                    run(&a, (int)MI_MIN((int64_t)MR, M - mp * MR));
+                    run(&a, rows);
                 }
             }
         }
