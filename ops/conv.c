@@ -336,10 +336,10 @@ static int geom_init_in(conv_geom *G, const mi_conv_desc *d, const int64_t in[3]
 
 /* Pixels on the lanes (run) compute ceil(grid/NR)*NR columns per output channel, the grid
  * including the P - OW garbage columns per row; channels on the lanes (run_t) compute exactly the
- * P real pixels but round channels up to 16, take u->chan_k_pct % of run's time per k step (the
- * pixel gather of pack_t) and pay u->chan_pixel_k k-steps per pixel for the stores of the
- * transposed tile. Measured on ResNet-50 (bench_conv): channels win on the 7x7 and 14x14 maps,
- * pixels on everything at 56x56 and above; the two ISA figures are fitted per ISA (its table). */
+ * P real pixels but round channels up to 16, take u->chan_k_pct % of run's time per k step and
+ * pay u->chan_pixel_k k-steps per pixel beyond it (the pixel gather, the transposed stores),
+ * both fitted per ISA to layers measured both ways round (its table). On ResNet-50 channels win
+ * on the 7x7 and 14x14 maps, pixels on everything at 56x56 and above. */
 static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t K, int64_t cog) {
     const double cost_pix = (double)(CEIL_DIV(grid, u->nr) * u->nr) * (double)(K + 8);
     const double cost_chan = (double)P * ((double)K * u->chan_k_pct / 100.0 + u->chan_pixel_k) *
