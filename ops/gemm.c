@@ -146,10 +146,10 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
      * the map per thread, the part it wrote in the layer before; but on a machine shared with other
      * work one core is often slower for a while, and the other then waited at every layer's end.
      * ResNet-50 at 2 threads on a 2-core AMD EPYC Zen 3 VM, bench_layers in turns (10-12 rounds,
-     * minutes when the forward pass took 70-75 ms against 55-60 when calm): these layers up to
-     * 10 % faster (some within 3 % either way), the forward pass 0.94-0.99 of the static split's in
-     * three runs; with every layer split so (more items where the weights are large) the
-     * large-weight layers lost 3-11 % in a calm minute while these stayed even. */
+     * minutes when the forward pass took 70-75 ms against 55-60 when calm): these layers 4-10 %
+     * faster, the forward pass 0.94 and 0.99 of the static split's; with every layer split so
+     * (more items where the weights are large) the large-weight layers lost 3-11 % in a calm
+     * minute while these stayed even. */
     pl->dynamic = T > 1 && G == 1 && g->M * g->K <= DYNAMIC_MAX_W && pl->npan >= 4 * T;
     if (pl->dynamic) {
         nmc = CEIL_DIV(pl->mpan, cap);
