@@ -725,13 +725,8 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             };
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, nt, &pl);
-            if (pl.dynamic) {   /* a slower core leaves its items to the other (mi_gemm_split) */
-                #pragma omp for schedule(dynamic, 1)
-                for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
-            } else {
-                #pragma omp for schedule(static)
-                for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
-            }
+            #pragma omp for schedule(static)
+            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
         }
     }
 }

@@ -66,7 +66,7 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
 #define JMAX_PIX 8    /* pixels on the lanes: 8 x 32 pixels */
 #define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
 #define CAP_CHAN 16   /* channel panels (of NR) per item */
-#define DYNAMIC_MAX_W (512 * 1024)     /* weights (floats) each item may read whole */
+#define PIX_MAJOR_MAX_W (512 * 1024)   /* weights (floats) each thread may read whole */
 #define SPREAD_MIN_W (256 * 1024)      /* weights (floats) past L2: prefetch_a == 2 fetches them, and
                                         * as many in all take run_stream */
 
@@ -140,21 +140,15 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
      * waits at the barrier; layer1's 1x1 layers were 25 runs of 8 panels, 13 for one thread and
      * 12 for the other). */
     while (T > 1 && (G * nmc * nj) % T && nj < pl->npan) nj++;
-    /* Where the weights are small and the pixel panels many (the 1x1 layers of the larger maps),
-     * the items are runs of pixel panels over every channel, at least 4 per thread, which the
-     * threads take one at a time (dynamic, see mi_gemm_plan). They were an equal static share of
-     * the map per thread, the part it wrote in the layer before; but on a machine shared with other
-     * work one core is often slower for a while, and the other then waited at every layer's end.
-     * ResNet-50 at 2 threads on a 2-core AMD EPYC Zen 3 VM, bench_layers in turns (10-12 rounds,
-     * minutes when the forward pass took 70-75 ms against 55-60 when calm): these layers 4-10 %
-     * faster, the forward pass 0.94 and 0.99 of the static split's; with every layer split so
-     * (more items where the weights are large) the large-weight layers lost 3-11 % in a calm
-     * minute while these stayed even. */
-    pl->dynamic = T > 1 && G == 1 && g->M * g->K <= DYNAMIC_MAX_W && pl->npan >= 4 * T;
-    if (pl->dynamic) {
+    /* Where the weights are small and the pixel panels many, each thread takes every channel of
+     * its own part of the map instead: consecutive items (a static schedule's share) are one
+     * pixel run's chunks, so a thread reads the part of the map it wrote in the layer before
+     * (Winograd blocks and the 1x1 layers split the same way), rather than lines another core
+     * holds. */
+    pl->pix_major = T > 1 && G == 1 && g->M * g->K <= PIX_MAJOR_MAX_W && pl->npan >= 4 * T;
+    if (pl->pix_major) {
         nmc = CEIL_DIV(pl->mpan, cap);
-        nj = CEIL_DIV(pl->npan, jmax);
-        while (nmc * nj < 4 * T && nj < pl->npan) nj++;
+        nj = CEIL_DIV(CEIL_DIV(pl->npan, jmax), T) * T;
     }
     pl->nmc = nmc;
     pl->nj = nj;
@@ -173,7 +167,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
     float *bpan = thread_ws;
     float *acc = (float *)((unsigned char *)thread_ws + ROUND64(gemm_b_floats(u) * sizeof(float)));
     const int64_t gi = it / (pl->nmc * pl->nj), in = it % (pl->nmc * pl->nj);
-    const int64_t mci = in / pl->nj, ji = in % pl->nj;
+    const int64_t mci = pl->pix_major ? in % pl->nmc : in / pl->nj, ji = pl->pix_major ? in / pl->nmc : in % pl->nj;
     const int64_t mp0 = mci * pl->mpan / pl->nmc, mp1 = (mci + 1) * pl->mpan / pl->nmc;
     const int64_t j0 = ji * pl->npan / pl->nj, j1 = (ji + 1) * pl->npan / pl->nj, nj = j1 - j0;
     const float *src = g->src + gi * g->src_gstride;

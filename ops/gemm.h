@@ -147,9 +147,8 @@ typedef struct {
     int64_t ldy, ymap[4];
 } mi_gemm;
 
-/* panels, chunks, runs, items (item i: chunk i / nj, run i % nj); dynamic: the threads should take
- * the items one at a time (else in equal static shares) */
-typedef struct { int64_t ngrid, npan, mpan, nmc, nj, items; int dynamic; } mi_gemm_plan;
+/* panels, chunks, runs, items; pix_major: item i is run i / nmc, chunk i % nmc (else run i % nj) */
+typedef struct { int64_t ngrid, npan, mpan, nmc, nj, items; int pix_major; } mi_gemm_plan;
 /* The split of a GEMM into work items (depends on nthreads; the results do not), and one item
  * run by the calling thread with its own mi_gemm_ws(u, 1) bytes of scratch: for callers that
  * run the items inside a parallel region of their own. */
