@@ -704,6 +704,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
                 .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
                 .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
                 .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+                .lds = G.direct ? IP : 0,
             };
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, 1, &pl);
@@ -722,6 +723,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
                 .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
                 .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
                 .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+                .lds = G.direct ? IP : 0,
             };
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, nt, &pl);

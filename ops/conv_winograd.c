@@ -389,7 +389,7 @@ static mi_gemm block_gemm(const wino_run *w, float *V, float *Mb, int64_t it) {
         .groups = d->groups * g->npt, .M = d->cout / d->groups, .K = d->cin / d->groups,
         .apack = w->c->packed, .src = V, .src_gstride = d->cin / d->groups * g->tb, .koff = w->koff,
         .gd = 1, .gh = 1, .gw = t1 - t0, .od = 1, .oh = 1, .ow = t1 - t0, .y = Mb,
-        .chan_lanes = w->c->chan_lanes,
+        .chan_lanes = w->c->chan_lanes, .lds = g->tb,
     };
 }
 

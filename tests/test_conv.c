@@ -22,7 +22,8 @@
  * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths, Winograd and transposed.
  * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer.
  * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge;
- *    a kernel table's run_stream (weights fetched further ahead) gives its run's bits.
+ *    a kernel table's run_stream (weights fetched further ahead) gives its run's bits, and its
+ *    panels read in place (in_place) the bits of packed ones.
  * 6. mi_conv_prepare picks the algorithm and orientation for the input size.
  * 7. Depthwise 2-D layers (ops/conv_dw.c, on every fast ISA) equal the reference bit for bit over a
  *    sweep of widths, heights, strides, padding, kernel sizes and dilation, with residual, ReLU,
@@ -718,7 +719,7 @@ START_TEST(run_stream_equals_run)
                 memset(y1, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
                 mi_gemm_ukr_args p = { .kc = kc, .a = a, .b = b, .acc = acc0, .first = first, .last = last,
                                        .relu = v >= 6, .y = y0, .res = v & 8 ? NULL : res, .ldy = ldy,
-                                       .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg };
+                                       .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg, .lds = u->nr };
                 u->run(&p, mr);
                 p.acc = acc1;
                 p.y = y1;
@@ -742,6 +743,62 @@ START_TEST(run_stream_equals_run)
 END_TEST
 
 /* MI_ISA caps what mi_conv_init picks (Check forks each test, so the child reads it fresh). */
+/* A GEMM whose B rows are evenly spaced (mi_gemm.lds: a 1x1 layer's input, Winograd's tiles),
+ * with the panels read in place and packed: the same bits, for each orientation, whole and
+ * partial panels, two K blocks, two groups, few and many channel panels per item, bias, residual,
+ * relu. The source is allocated to its last float, so a read past it shows under ASan. */
+START_TEST(in_place_equals_packed)
+{
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
+        if (!u || !u->in_place || !fast_isa_distinct(isa)) continue;
+        const int64_t shapes[][4] = {   /* M, K, columns, groups */
+            { 20, 300, 3 * 32 + 7, 2 }, { 64, 64, 4 * 32, 1 }, { 200, 40, 2 * 32 + 1, 1 }, { 45, 17, 14 * 3 + 5, 2 },
+        };
+        for (int sh = 0; sh < 4; sh++)
+            for (int t = 0; t < 2; t++) {
+                const int64_t M = shapes[sh][0], K = shapes[sh][1], Q = shapes[sh][2], G = shapes[sh][3];
+                const size_t na = t ? mi_gemm_pack_a_t(u, NULL, NULL, G, M, K) : mi_gemm_pack_a(u, NULL, NULL, G, M, K);
+                float *w = mi_alloc_aligned((size_t)(G * M * K) * sizeof(float)), *ap = mi_alloc_aligned(na * sizeof(float));
+                float *src = mi_alloc_aligned((size_t)(G * K * Q) * sizeof(float)), *bias = mi_alloc_aligned((size_t)(G * M) * sizeof(float));
+                float *res = mi_alloc_aligned((size_t)(G * M * Q) * sizeof(float));
+                float *y0 = mi_alloc_aligned((size_t)(G * M * Q) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(G * M * Q) * sizeof(float));
+                int64_t *koff = malloc((size_t)K * sizeof(int64_t));
+                void *ws = mi_alloc_aligned(mi_gemm_ws(u, 2));
+                mi_fill_random(w, G * M * K, 1);
+                mi_fill_random(src, G * K * Q, 2);
+                mi_fill_random(bias, G * M, 3);
+                mi_fill_random(res, G * M * Q, 4);
+                if (t) mi_gemm_pack_a_t(u, ap, w, G, M, K);
+                else mi_gemm_pack_a(u, ap, w, G, M, K);
+                for (int64_t k = 0; k < K; k++) koff[k] = k * Q;
+                mi_gemm g = { .groups = G, .M = M, .K = K, .apack = ap, .src = src, .src_gstride = K * Q, .koff = koff,
+                              .gd = 1, .gh = 1, .gw = Q, .od = 1, .oh = 1, .ow = Q, .y = y0, .res = res, .bias = bias,
+                              .relu = 1, .chan_lanes = t };
+                mi_gemm_run(u, &g, ws, 2);
+                g.y = y1;
+                g.lds = Q;
+                mi_gemm_run(u, &g, ws, 2);
+                ck_assert_msg(!memcmp(y0, y1, (size_t)(G * M * Q) * sizeof(float)),
+                              "%s: in place differs from packed, M %lld K %lld columns %lld, lanes %d", mi_isa_name(isa),
+                              (long long)M, (long long)K, (long long)Q, t + 1);
+                ran++;
+                free(koff);
+                mi_free_aligned(ws);
+                mi_free_aligned(w);
+                mi_free_aligned(ap);
+                mi_free_aligned(src);
+                mi_free_aligned(bias);
+                mi_free_aligned(res);
+                mi_free_aligned(y0);
+                mi_free_aligned(y1);
+            }
+    }
+    if (!ran) MI_SKIP("no kernel table reads panels in place on this CPU");
+}
+END_TEST
+
 START_TEST(env_caps_isa)
 {
     const char *fork = getenv("CK_FORK");
@@ -804,6 +861,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, prepare_repacks_for_the_input_size);
     tcase_add_test(tc, winograd_transforms_match_scalar);
     tcase_add_test(tc, run_stream_equals_run);
+    tcase_add_test(tc, in_place_equals_packed);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
     return s;

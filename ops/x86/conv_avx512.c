@@ -31,6 +31,7 @@
  * 1 thread: -9 %; distances 8..64 measured, 32..64 best; an extra prefetcht1 further ahead gave
  * nothing more). */
 #define PF_K 32
+#define PF_IP 16   /* rows ahead, where the pixel operand is read in place */
 #define MC 504   /* 36 panels: the A block (504 x 256 floats, 516 KB) stays in L2 */
 /* The table's tuning (ops/gemm.h), measured on ResNet-50 at one thread (bench_layers, in turns,
  * 2 cores of an AMD EPYC Zen 5 with AVX-512: 227 GFLOP/s FMA peak per core, 34 GB/s from memory):
@@ -104,9 +105,10 @@ static __attribute__((noinline)) void store_rows(const mi_gemm_ukr_args *p, int 
     }
 }
 
-/* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes. */
+/* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes; IP: the
+ * pixel operand (b, or a with T) read in place, rows p->lds apart, else packed (NR or ASTR). */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
-                                                       const int ASTR, const int T) {
+                                                       const int ASTR, const int T, const int IP) {
     __m512 c0[MR], c1[MR];
     if (p->first) {
         #pragma GCC unroll 14
@@ -136,6 +138,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     const float *a = p->a, *b = p->b;
     const float *pf = p->pf;
     int64_t pfl = p->pf_n;
+    const int64_t as = T && IP ? p->lds : ASTR, bs = !T && IP ? p->lds : NR;
     for (int64_t k = 0; k < p->kc; k++) {
         if (q < npf) {
             _mm_prefetch((const char *)EPI_LINE(q), _MM_HINT_T0);
@@ -153,15 +156,20 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         } else {
             _mm_prefetch((const char *)(a + PF_K * ASTR), _MM_HINT_T0);
         }
-        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+        if (IP) {   /* the pixel rows in place: the line(s) PF_IP rows ahead */
+            const float *s = (T ? a : b) + PF_IP * p->lds;
+            _mm_prefetch((const char *)s, _MM_HINT_T0);
+            _mm_prefetch((const char *)(s + (T ? M - 1 : 16)), _MM_HINT_T0);
+        }
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
             const __m512 ai = _mm512_set1_ps(a[i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
-        a += ASTR;
-        b += NR;
+        a += as;
+        b += bs;
     }
     for (; q < npf; q++) _mm_prefetch((const char *)EPI_LINE(q), _MM_HINT_T0);
 #undef EPI_LINE
@@ -258,28 +266,32 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     }
 }
 
-#define CASES(T, ASTR) \
+#define CASES(T, ASTR, IP) \
     switch (mr) { \
-    case 14: tile(p, 14, ASTR, T); break; \
-    case 13: tile(p, 13, ASTR, T); break; \
-    case 12: tile(p, 12, ASTR, T); break; \
-    case 11: tile(p, 11, ASTR, T); break; \
-    case 10: tile(p, 10, ASTR, T); break; \
-    case 9: tile(p, 9, ASTR, T); break; \
-    case 8: tile(p, 8, ASTR, T); break; \
-    case 7: tile(p, 7, ASTR, T); break; \
-    case 6: tile(p, 6, ASTR, T); break; \
-    case 5: tile(p, 5, ASTR, T); break; \
-    case 4: tile(p, 4, ASTR, T); break; \
-    case 3: tile(p, 3, ASTR, T); break; \
-    case 2: tile(p, 2, ASTR, T); break; \
-    default: tile(p, 1, ASTR, T); break; \
+    case 14: tile(p, 14, ASTR, T, IP); break; \
+    case 13: tile(p, 13, ASTR, T, IP); break; \
+    case 12: tile(p, 12, ASTR, T, IP); break; \
+    case 11: tile(p, 11, ASTR, T, IP); break; \
+    case 10: tile(p, 10, ASTR, T, IP); break; \
+    case 9: tile(p, 9, ASTR, T, IP); break; \
+    case 8: tile(p, 8, ASTR, T, IP); break; \
+    case 7: tile(p, 7, ASTR, T, IP); break; \
+    case 6: tile(p, 6, ASTR, T, IP); break; \
+    case 5: tile(p, 5, ASTR, T, IP); break; \
+    case 4: tile(p, 4, ASTR, T, IP); break; \
+    case 3: tile(p, 3, ASTR, T, IP); break; \
+    case 2: tile(p, 2, ASTR, T, IP); break; \
+    default: tile(p, 1, ASTR, T, IP); break; \
     }
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 32 pixels */
-static void run(const mi_gemm_ukr_args *p, int mr) { CASES(0, MR) }
+static void run(const mi_gemm_ukr_args *p, int mr) {
+    if (p->lds == NR) { CASES(0, MR, 0) } else { CASES(0, MR, 1) }
+}
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
-static void run_t(const mi_gemm_ukr_args *p, int mr) { CASES(1, 16) }
+static void run_t(const mi_gemm_ukr_args *p, int mr) {
+    if (p->lds == 16) { CASES(1, 16, 0) } else { CASES(1, 16, 1) }
+}
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
 static void pack_t(float *dst, const float *src, const int64_t *koff, int64_t kc,
@@ -499,5 +511,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
-    .chan_k_pct = 100,
+    .chan_k_pct = 100, .in_place = 1,
 };
