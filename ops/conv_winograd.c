@@ -475,10 +475,12 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, 
     unsigned char *ws = (unsigned char *)workspace + koff_bytes(d);
     const wino_run w = { .c = c, .u = u, .g = &g, .x = x, .res = res, .y = y, .relu = act == MI_ACT_RELU,
                          .koff = koff };
-    /* Blocks that still do not divide among the threads (geom() above) are shared by all of them,
-     * as are the blocks of a map with fewer blocks than threads; with many blocks the dynamic
-     * schedule evens the rounds out itself. */
-    const int64_t nblk = N * g.nb, tail = nt > 1 && nblk < 4 * nt ? nblk % nt : 0;
+    /* Fewer blocks than threads (a 7 x 7 map's one block): all threads share each. Otherwise each
+     * block stays with one thread, also where they do not divide among the threads: a shared block
+     * crosses cores twice, and on the 2-core Zen 5 the seventh block of a 56 x 56 map, shared, took
+     * as long as three alone (64 -> 64 channels at 2 threads: 0.48-0.49 ms with it shared, 0.36-0.37
+     * with the seven split 4 / 3, medians of 500 runs). */
+    const int64_t nblk = N * g.nb, tail = nt > 1 && nblk < nt ? nblk : 0;
     for (int64_t it = nblk - tail; it < nblk; it++) block_all_threads(&w, ws, part, it, nt);
     /* Few blocks, balanced for the threads by geom(): each thread the same ones on every run, so a
      * map's rows stay with the core that wrote them. Many: dynamic, so that a thread the
