@@ -23,7 +23,7 @@
  * 4. Bad shapes and descriptors: MI_ERR_SHAPE / MI_ERR_ARG with a message naming the layer.
  * 5. The SIMD Winograd transforms give the scalar ones' bits (memcmp) on every row length and edge;
  *    a kernel table's run_stream (weights fetched further ahead) gives its run's bits, and its
- *    panels read in place (in_place) the bits of packed ones.
+ *    panels read in place (in_place) the bits of packed ones, its strided copy the plain loop's.
  * 6. mi_conv_prepare picks the algorithm and orientation for the input size.
  * 7. Depthwise 2-D layers (ops/conv_dw.c, on every fast ISA) equal the reference bit for bit over a
  *    sweep of widths, heights, strides, padding, kernel sizes and dilation, with residual, ReLU,
@@ -743,6 +743,36 @@ START_TEST(run_stream_equals_run)
 END_TEST
 
 /* MI_ISA caps what mi_conv_init picks (Check forks each test, so the child reads it fresh). */
+/* A kernel table's strided copy (ops/conv.c's phase planes) against the plain loop, bit for bit:
+ * every length up to 70, strides 2 and 3, the source exactly as long as the copy reads (a read
+ * past it shows under ASan) and longer. */
+START_TEST(strided_copy_matches_scalar)
+{
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
+        if (!u || !u->strided || !fast_isa_distinct(isa)) continue;
+        for (int64_t s = 2; s <= 3; s++)
+            for (int64_t n = 1; n <= 70; n++)
+                for (int64_t extra = 0; extra <= 40; extra += 20) {
+                    const int64_t avail = (n - 1) * s + 1 + extra;
+                    float *src = malloc((size_t)avail * sizeof(float)), *dst = malloc((size_t)(n + 1) * sizeof(float));
+                    mi_fill_random(src, avail, (uint64_t)(n * 7 + s));
+                    dst[n] = 42.0f;
+                    u->strided(dst, src, n, s, avail);
+                    for (int64_t j = 0; j < n; j++)
+                        ck_assert_msg(!memcmp(&dst[j], &src[j * s], sizeof(float)), "%s: strided n %lld stride %lld: "
+                                      "element %lld", mi_isa_name(isa), (long long)n, (long long)s, (long long)j);
+                    ck_assert_msg(dst[n] == 42.0f, "%s: strided n %lld wrote past its end", mi_isa_name(isa), (long long)n);
+                    free(src);
+                    free(dst);
+                    ran++;
+                }
+    }
+    if (!ran) MI_SKIP("no kernel table with a strided copy on this CPU");
+}
+END_TEST
+
 /* A GEMM whose B rows are evenly spaced (mi_gemm.lds: a 1x1 layer's input, Winograd's tiles),
  * with the panels read in place and packed: the same bits, for each orientation, whole and
  * partial panels, two K blocks, two groups, few and many channel panels per item, bias, residual,
@@ -862,6 +892,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, winograd_transforms_match_scalar);
     tcase_add_test(tc, run_stream_equals_run);
     tcase_add_test(tc, in_place_equals_packed);
+    tcase_add_test(tc, strided_copy_matches_scalar);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
     return s;

@@ -325,21 +325,27 @@ static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, 
     }
 }
 
-/* Stride 2 (every stride-2 layer of ResNet and V-Net): 32 floats in, the 16 even ones out. */
+static inline __mmask16 first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1u); }
+
+/* Stride 2 (every stride-2 layer of ResNet and V-Net): 32 floats in, the 16 even ones out; the
+ * row's end by masks (masked-off lanes are not read), so that the 7- to 29-float rows of the
+ * 14- to 56-wide maps take no scalar loop. */
 static void strided(float *dst, const float *src, int64_t n, int64_t stride, int64_t avail) {
-    int64_t j = 0;
-    if (stride == 2) {
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        for (; j + 16 <= n && 2 * (j + 16) <= avail; j += 16)
-            _mm512_storeu_ps(dst + j, _mm512_permutex2var_ps(_mm512_loadu_ps(src + 2 * j), even,
-                                                             _mm512_loadu_ps(src + 2 * j + 16)));
+    if (stride != 2) {
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j * stride];
+        return;
     }
-    for (; j < n; j++) dst[j] = src[j * stride];
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t j = 0; j < n; j += 16) {
+        const int64_t left = avail - 2 * j;   /* floats of src readable from 2j */
+        const __m512 a = _mm512_maskz_loadu_ps(first_n(left), src + 2 * j);
+        const __m512 b = _mm512_maskz_loadu_ps(first_n(left - 16), src + 2 * j + 16);
+        _mm512_mask_storeu_ps(dst + j, first_n(n - j), _mm512_permutex2var_ps(a, even, b));
+    }
 }
 
 /* Winograd F(2x2, 3x3) transforms (ops/conv_winograd.c), 16 tiles per vector: the same
  * operations in the same order as mi_conv_wino2_in_ref / mi_conv_wino2_out_ref, lane by lane. */
-static inline __mmask16 first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u); }
 
 static void wino2_in(float *v, int64_t vs, const float *rows, int64_t rowlen, int64_t tw) {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
