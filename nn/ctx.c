@@ -75,12 +75,14 @@ void nn_ctx_run(nn_ctx *c, unsigned char *arena) {
     c->base = arena;
     c->next = 0;
     c->nouts = 0;
+    c->next_take = 0;
 }
 
 void nn_ctx_free(nn_ctx *c) {
     free(c->plan);
     free(c->live);
     free(c->outs);
+    free(c->takes);
     mi_capture_fn cap = c->capture;
     void *user = c->user;
     memset(c, 0, sizeof *c);
@@ -170,6 +172,20 @@ static void release(nn_ctx *c, const void *p) {
 }
 
 void nn_scratch_free(nn_ctx *c, void *p) { release(c, p); }
+
+bool nn_take(nn_ctx *c, const mi_tensor *t) {
+    if (!nn_ok(c)) return false;
+    if (!c->measure) {
+        MI_ASSERT(c->next_take < c->ntakes);   /* the run walk left the measure walk's steps */
+        return c->takes[c->next_take++];
+    }
+    if (!grow((void **)&c->takes, &c->takes_cap, c->ntakes + 1, sizeof *c->takes)) {
+        nn_fail(c, MI_FAIL(MI_ERR_NOMEM, "out of memory planning a session"));
+        return false;
+    }
+    const int i = live_index(c, t->data);
+    return c->takes[c->ntakes++] = i >= 0 && !c->live[i].pinned;
+}
 void nn_free(nn_ctx *c, const mi_tensor *t) { release(c, t->data); }
 
 bool nn_wants(const nn_ctx *c, const char *name) {

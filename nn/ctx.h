@@ -50,6 +50,9 @@ typedef struct nn_ctx {
     int       nwant;
     nn_output_slot *outs;
     int       nouts, outs_cap;
+    /* nn_take's answers, recorded by the measure walk and replayed by the runs in the same order */
+    bool     *takes;
+    int       ntakes, takes_cap, next_take;
     mi_capture_fn capture;
     void     *user;
 } nn_ctx;
@@ -72,6 +75,11 @@ void      nn_scratch_free(nn_ctx *c, void *p);
 /* The tensor's block may be reused (no effect on a pinned output or a tensor the arena does not
  * own, such as the caller's input). */
 void      nn_free(nn_ctx *c, const mi_tensor *t);
+
+/* true when the step may write over t, which it then consumes (the caller no longer frees it):
+ * an arena tensor that is not a kept output. The measure walk decides, the runs replay its
+ * answers, so both walks allocate alike. */
+bool      nn_take(nn_ctx *c, const mi_tensor *t);
 
 /* Records a failure during the measure walk (the first one wins) and returns it. */
 mi_status nn_fail(nn_ctx *c, mi_status st);

@@ -66,6 +66,12 @@ mi_status nn_load_group_norm(nn_group_norm *g, const mi_weights *w, const char *
 /* act(conv(x) + bias [+ residual]) */
 mi_tensor nn_conv(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, const mi_tensor *residual,
                   mi_act act);
+/* The same, consuming the residual (the caller no longer frees it): the output is written over
+ * it where nothing reads it afterwards (nn_take) and the layer has pixels on the lanes, so that
+ * the add reads and writes one map instead of reading one and filling another. Same bits either
+ * way (mi_conv_forward). */
+mi_tensor nn_conv_add_into(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, const mi_tensor *residual,
+                           mi_act act);
 mi_tensor nn_deconv(nn_ctx *c, const mi_deconv *cv, const mi_tensor *x, const mi_tensor *residual,
                     mi_act act);
 mi_tensor nn_max_pool(nn_ctx *c, const mi_pool_desc *d, const mi_tensor *x, const char *name);

@@ -180,9 +180,12 @@ static mi_tensor block_forward(nn_ctx *c, const mi_resnet *r, const block *b, co
         out = t;
         last = &b->conv3;
     }
-    mi_tensor y = nn_conv(c, last, &out, &identity, MI_ACT_RELU);          /* relu(bn(conv) + identity) */
+    /* relu(bn(conv) + identity), over the identity where nothing reads it afterwards (x itself
+     * without a downsample) */
+    const bool consume = b->has_down || !keep_x;
+    mi_tensor y = consume ? nn_conv_add_into(c, last, &out, &identity, MI_ACT_RELU)
+                          : nn_conv(c, last, &out, &identity, MI_ACT_RELU);
     nn_free(c, &out);
-    if (b->has_down || !keep_x) nn_free(c, &identity);                     /* x itself without a downsample */
     return y;
 }
 

@@ -80,7 +80,10 @@ mi_status mi_conv_out_shape(const mi_conv *c, const mi_tensor *x, int64_t out_sh
  * mi_thread_limit() threads, which mi_set_threads never exceeds). 0 on the reference path. */
 size_t    mi_conv_workspace(const mi_conv *c, const mi_tensor *x);
 /* y = act(conv(x) + bias [+ residual]); y and residual have the output shape. No allocation.
- * y must not overlap x or residual; workspace is 64-byte aligned, mi_conv_workspace() bytes. */
+ * y must not overlap x; residual may be y itself (every path reads an output's residual before it
+ * writes that output, and no other output reads it: a network adds a residual it no longer needs
+ * in place, sparing the traffic of a second map), or lie apart from it. workspace is 64-byte
+ * aligned, mi_conv_workspace() bytes. */
 void      mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *residual, mi_act act, void *workspace);
 

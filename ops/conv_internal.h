@@ -19,9 +19,10 @@ void mi_conv_spatial_in(const mi_conv_desc *d, const mi_tensor *x, int64_t in[3]
  * mi_conv_out_shape and mi_deconv_out_shape. */
 mi_status mi_conv_check_input(const mi_conv_desc *d, const char *name, const mi_tensor *x,
                               int64_t in[3]);
-/* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. */
+/* Asserts y, x and residual fit a layer whose out_shape() gave (st, os): our bug if not. With
+ * res_is_y_ok the residual may be y itself (mi_conv_forward's contract). */
 void   mi_conv_check_io(mi_status st, const int64_t *os, const mi_tensor *y, const mi_tensor *x,
-                        const mi_tensor *res);
+                        const mi_tensor *res, bool res_is_y_ok);
 int    mi_conv_max_threads(void);   /* mi_thread_limit(): the threads workspaces are sized for */
 
 /* Depthwise 2-D (ops/conv_dw.c): ok when groups == cin == cout and sp == 2; forward:

@@ -179,7 +179,7 @@ mi_status mi_deconv_out_shape(const mi_deconv *c, const mi_tensor *x, int64_t ou
 
 static void check_io(const mi_deconv *c, const mi_tensor *y, const mi_tensor *x, const mi_tensor *res) {
     int64_t os[MI_MAX_DIMS];
-    mi_conv_check_io(mi_deconv_out_shape(c, x, os), os, y, x, res);
+    mi_conv_check_io(mi_deconv_out_shape(c, x, os), os, y, x, res, false);
 }
 
 /* The reference: for every output o, the sum over (ci, kd, kh, kw) in that order of x[i]*w[k]

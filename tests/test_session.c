@@ -1,7 +1,8 @@
 /* tests/test_session.c - the model/session split of include/medinfer.h: sessions on several host
  * threads sharing one model (also built with ThreadSanitizer by `make check`), per-session thread
  * counts that leave the host's OpenMP settings alone, activation memory by liveness, the capture
- * hook, and the plan of a measure walk against the run that follows it. */
+ * hook, the plan of a measure walk against the run that follows it, and a residual added in
+ * place only where no kept output is overwritten. */
 #include "tests/mi_test.h"
 #include "medinfer.h"
 
@@ -165,6 +166,57 @@ START_TEST(capture_hook_names_every_layer)
     mi_model_close(m);
 }
 END_TEST
+
+typedef struct { const float *out0, *out1; float *copy; size_t n; } block_outs;
+
+static void block_out(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
+    block_outs *b = user;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    if (!strcmp(name, "layer1.0.conv3")) {
+        b->out0 = data;
+        b->n = n;
+        if (b->copy) memcpy(b->copy, data, n * sizeof(float));
+    }
+    if (!strcmp(name, "layer1.1.conv3")) b->out1 = data;
+}
+
+/* A bottleneck adds its identity in place, writing its last conv's output over it, where nothing
+ * reads the identity afterwards: layer1.1's output takes layer1.0's place. Where the session keeps
+ * layer1.0's output it is left alone, as it was produced; the logits are the same bits either
+ * way. */
+START_TEST(residual_in_place_spares_kept_outputs)
+{
+    mi_model *m = mi_fixture_model("resnet50_rand.safetensors");
+    const int64_t shape[4] = { 1, 3, 128, 128 };
+    float *x = malloc(3 * 128 * 128 * sizeof(float)), logits[2][26];
+    mi_fill_random(x, 3 * 128 * 128, 5);
+    mi_session *s;
+    ck_assert_int_eq(mi_session_create(&s, m, shape, 0), MI_OK);
+    block_outs b = { 0 };
+    mi_session_set_capture(s, block_out, &b);
+    ck_assert_int_eq(mi_session_run(s, x), MI_OK);
+    ck_assert_msg(b.out0 && b.out0 == b.out1, "layer1.1's output is not in layer1.0's place");
+    memcpy(logits[0], mi_session_output(s, "logits", NULL), sizeof logits[0]);
+    mi_session_destroy(s);
+
+    const char *const outs[] = { "layer1.0.conv3", "logits" };
+    ck_assert_int_eq(mi_session_create_outputs(&s, m, shape, 0, outs, 2), MI_OK);
+    b = (block_outs){ .copy = malloc((size_t)256 * 32 * 32 * sizeof(float)) };
+    mi_session_set_capture(s, block_out, &b);
+    ck_assert_int_eq(mi_session_run(s, x), MI_OK);
+    ck_assert_int_eq(b.n, 256 * 32 * 32);
+    ck_assert_ptr_ne(b.out0, b.out1);
+    int64_t os[4];
+    ck_assert(!memcmp(mi_session_output(s, "layer1.0.conv3", os), b.copy, b.n * sizeof(float)));
+    memcpy(logits[1], mi_session_output(s, "logits", NULL), sizeof logits[1]);
+    ck_assert(!memcmp(logits[0], logits[1], sizeof logits[0]));
+    mi_session_destroy(s);
+    free(b.copy);
+    free(x);
+    mi_model_close(m);
+}
+END_TEST
 #endif
 
 static Suite *suite(void) {
@@ -177,6 +229,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, session_threads_leave_host_openmp_alone);
     tcase_add_test(tc, resnet50_batch8_arena_by_liveness);
     tcase_add_test(tc, capture_hook_names_every_layer);
+    tcase_add_test(tc, residual_in_place_spares_kept_outputs);
 #endif
     suite_add_tcase(s, tc);
     return s;
