@@ -67,7 +67,8 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
 #define JMAX_CHAN 16  /* channels on the lanes: 16 x 14 pixels */
 #define CAP_CHAN 16   /* channel panels (of NR) per item */
 #define PIX_MAJOR_MAX_W (512 * 1024)   /* weights (floats) each thread may read whole */
-/* Measured alone at one thread (AVX-512, Zen 5, medians in turns): 1x1 layers of 5 and 10
+/* Measured alone at one thread (AVX-512, Zen 5, medians in turns; the 1x1 layers, read in place
+ * then only where B's rows were evenly spaced): 1x1 layers of 5 and 10
  * channel panels read in place 4-11 % faster than packed (the packing was 8-16 % of their perf
  * samples: the rows of a map in L3, copied at little memory parallelism), of 19 and 36 panels
  * (64 -> 256, 128 -> 512 with the residual) even to 3 % slower. */
@@ -202,14 +203,13 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
         }
         nseg[jj] = n;
     }
-    /* Panels read in place (mi_gemm.lds) rather than packed: with channels on the lanes each
-     * (the kernel reads its npx real pixels only); with pixels on the lanes each whole one (a
-     * partial one would read past the source's end), where the item has at most IN_PLACE_MPAN
-     * channel panels: each panel reads the strided rows again, while a packing is paid once
-     * per item. */
-    const int in_place = u->in_place && g->lds > 0 && (T || mp1 - mp0 <= IN_PLACE_MPAN);
-    MI_ASSERT(!in_place || (g->gh == g->oh && g->gw == g->ow));
-#define IN_PLACE(jj) (in_place && (T || npx[jj] == NR))
+    /* Panels the kernel reads in place, row k at src + koff[k] + the panel's offset, rather than
+     * packed: with channels on the lanes each whose pixels are one run of the grid (the kernel
+     * reads its npx real pixels only); with pixels on the lanes each whole one (a partial one
+     * would read past the end of x), where the item has at most IN_PLACE_MPAN channel panels:
+     * each channel panel reads the scattered rows again, while a packing is paid once per item. */
+    const int in_place = u->in_place && (T || mp1 - mp0 <= IN_PLACE_MPAN);
+#define IN_PLACE(jj) (in_place && (T ? nseg[jj] == 1 && seg[jj][0].mask == (1u << npx[jj]) - 1u : npx[jj] == NR))
     const int spread = u->prefetch_a == 2 && M * K >= SPREAD_MIN_W;
     void (*run)(const mi_gemm_ukr_args *, int) =
         u->run_stream && g->groups * M * K >= SPREAD_MIN_W ? u->run_stream : u->run;
@@ -248,8 +248,9 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                 if (u->prefetch_a == 1)
                     for (int64_t l = l0; l < l1; l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
-                const float *b = IN_PLACE(jj) ? src + g->koff[k0] + (j0 + jj) * pw : bpan + jj * kc * bw;
-                a.lds = IN_PLACE(jj) ? g->lds : bw;
+                const float *b = !IN_PLACE(jj) ? bpan + jj * kc * bw : T ? src + seg[jj][0].off : src + (j0 + jj) * NR;
+                a.koff = IN_PLACE(jj) ? g->koff + k0 : NULL;
+                a.lds = g->lds;
                 a.acc = acc + ((mp - mp0) * nj + jj) * MR * NR;
                 a.pf = wn + 16 * l0;
                 a.pf_n = spread ? l1 - l0 : 0;

@@ -41,8 +41,11 @@ typedef struct {
      * L2 while it runs, one every few k steps (the table's prefetch_a == 2) */
     const float *pf;
     int64_t      pf_n;
-    /* floats between consecutive k rows of the pixel operand (run's b, run_t's a): the packed
-     * panel's NR or 16, or mi_gemm.lds where the panel is read in place (tables with in_place) */
+    /* NULL: the pixel operand (run's b, run_t's a) is a packed panel; else it is read in place
+     * (tables with in_place), its row k at b + koff[k] (run) or a + koff[k] (run_t), and where
+     * lds > 0, koff[k] == k * lds (the kernel steps by lds: run_t's broadcasts, addressed from a
+     * pointer loaded per k step, cost 2-3 % on the 1x1 layers) */
+    const int64_t *koff;
     int64_t      lds;
 } mi_gemm_ukr_args;
 
@@ -116,7 +119,7 @@ typedef struct {
      * against pixels (ops/conv.c, chan_lanes_win): chan_k_pct, run_t's time per k step in % of
      * run's, and chan_pixel_k, what run_t costs per pixel beyond its k loop, in k steps. */
     int wino4_min_tiles, prefetch_a, chan_pixel_k, chan_k_pct;
-    /* 1: run and run_t take lds and read a panel in place where mi_gemm.lds allows it */
+    /* 1: run and run_t read a panel in place where mi_gemm_item passes them koff */
     int in_place;
 } mi_gemm_ukr;
 
@@ -150,10 +153,8 @@ typedef struct {
      * of rows of a larger map), with chan_lanes to y[c*ldy + ymap[0] + t0*ymap[1] + t1*ymap[2] +
      * t2*ymap[3]] (a transposed convolution's stride phase); ymap is ignored when ldy is 0. */
     int64_t ldy, ymap[4];
-    /* Optional: koff[k] == k * lds for every k (B's rows evenly spaced on a dense grid: a 1x1
-     * stride-1 layer's input, Winograd's transformed tiles), 0: not so. Then a table with in_place
-     * reads its panels where they lie instead of packing them: every panel with channels on the
-     * lanes (the kernel reads only its real pixels), every whole one with pixels on the lanes. */
+    /* Optional, for speed: > 0 where koff[k] == k * lds for every k (a 1x1 stride-1 layer's
+     * input, Winograd's transformed tiles) */
     int64_t lds;
 } mi_gemm;
 

@@ -732,7 +732,7 @@ START_TEST(run_stream_equals_run)
                 memset(y1, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
                 mi_gemm_ukr_args p = { .kc = kc, .a = a, .b = b, .acc = acc0, .first = first, .last = last,
                                        .relu = v >= 6, .y = y0, .res = v & 8 ? NULL : res, .ldy = ldy,
-                                       .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg, .lds = u->nr };
+                                       .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg };
                 u->run(&p, mr);
                 p.acc = acc1;
                 p.y = y1;
@@ -786,52 +786,59 @@ START_TEST(strided_copy_matches_scalar)
 }
 END_TEST
 
-/* A GEMM whose B rows are evenly spaced (mi_gemm.lds: a 1x1 layer's input, Winograd's tiles),
- * with the panels read in place and packed: the same bits, for each orientation, whole and
- * partial panels, two K blocks, two groups, few and many channel panels per item, bias, residual,
- * relu. The source is allocated to its last float, so a read past it shows under ASan. */
+/* A GEMM with its panels read in place (a table's in_place) and with them packed (the same table
+ * with in_place off): the same bits, for each orientation; B's rows scattered through the source
+ * (koff) or evenly (mi_gemm.lds), whole and partial panels, a grid with garbage columns (panels of channels-on-lanes
+ * pixels that cross a row are packed, the others read in place), two K blocks, two groups, few
+ * and many channel panels per item, bias, residual, relu. The source is allocated to the last
+ * float a row reads, so a read past it shows under ASan. */
 START_TEST(in_place_equals_packed)
 {
     int ran = 0;
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u || !u->in_place || !fast_isa_distinct(isa)) continue;
-        const int64_t shapes[][4] = {   /* M, K, columns, groups */
-            { 20, 300, 3 * 32 + 7, 2 }, { 64, 64, 4 * 32, 1 }, { 200, 40, 2 * 32 + 1, 1 }, { 45, 17, 14 * 3 + 5, 2 },
+        mi_gemm_ukr packed = *u;
+        packed.in_place = 0;
+        const int64_t shapes[][6] = {   /* M, K, groups, grid rows, grid columns, real columns */
+            { 20, 300, 2, 1, 103, 103 }, { 64, 64, 1, 4, 32, 32 }, { 200, 40, 1, 1, 65, 65 },
+            { 45, 17, 2, 3, 17, 15 }, { 30, 50, 1, 5, 30, 28 },
         };
-        for (int sh = 0; sh < 4; sh++)
+        for (int sh = 0; sh < 10; sh++)
             for (int t = 0; t < 2; t++) {
-                const int64_t M = shapes[sh][0], K = shapes[sh][1], Q = shapes[sh][2], G = shapes[sh][3];
+                const int even = sh >= 5;   /* rows evenly spaced, and mi_gemm.lds says so */
+                const int64_t M = shapes[sh % 5][0], K = shapes[sh % 5][1], G = shapes[sh % 5][2];
+                const int64_t H = shapes[sh % 5][3], GW = shapes[sh % 5][4], W = shapes[sh % 5][5], Q = H * GW, P = H * W;
+                const int64_t span = (K - 1) * (Q + 5) + 4 + Q;   /* one group's source */
                 const size_t na = t ? mi_gemm_pack_a_t(u, NULL, NULL, G, M, K) : mi_gemm_pack_a(u, NULL, NULL, G, M, K);
                 float *w = mi_alloc_aligned((size_t)(G * M * K) * sizeof(float)), *ap = mi_alloc_aligned(na * sizeof(float));
-                float *src = mi_alloc_aligned((size_t)(G * K * Q) * sizeof(float)), *bias = mi_alloc_aligned((size_t)(G * M) * sizeof(float));
-                float *res = mi_alloc_aligned((size_t)(G * M * Q) * sizeof(float));
-                float *y0 = mi_alloc_aligned((size_t)(G * M * Q) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(G * M * Q) * sizeof(float));
+                float *src = malloc((size_t)(G * span) * sizeof(float)), *bias = mi_alloc_aligned((size_t)(G * M) * sizeof(float));
+                float *res = mi_alloc_aligned((size_t)(G * M * P) * sizeof(float));
+                float *y0 = mi_alloc_aligned((size_t)(G * M * P) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(G * M * P) * sizeof(float));
                 int64_t *koff = malloc((size_t)K * sizeof(int64_t));
                 void *ws = mi_alloc_aligned(mi_gemm_ws(u, 2));
                 mi_fill_random(w, G * M * K, 1);
-                mi_fill_random(src, G * K * Q, 2);
+                mi_fill_random(src, G * span, 2);
                 mi_fill_random(bias, G * M, 3);
-                mi_fill_random(res, G * M * Q, 4);
+                mi_fill_random(res, G * M * P, 4);
                 if (t) mi_gemm_pack_a_t(u, ap, w, G, M, K);
                 else mi_gemm_pack_a(u, ap, w, G, M, K);
-                for (int64_t k = 0; k < K; k++) koff[k] = k * Q;
-                mi_gemm g = { .groups = G, .M = M, .K = K, .apack = ap, .src = src, .src_gstride = K * Q, .koff = koff,
-                              .gd = 1, .gh = 1, .gw = Q, .od = 1, .oh = 1, .ow = Q, .y = y0, .res = res, .bias = bias,
-                              .relu = 1, .chan_lanes = t };
-                mi_gemm_run(u, &g, ws, 2);
+                for (int64_t k = 0; k < K; k++) koff[k] = k * (Q + 5) + (even ? 2 : (k * 7) % 5);
+                mi_gemm g = { .groups = G, .M = M, .K = K, .apack = ap, .src = src, .src_gstride = span, .koff = koff,
+                              .gd = 1, .gh = H, .gw = GW, .od = 1, .oh = H, .ow = W, .y = y0, .res = res, .bias = bias,
+                              .relu = 1, .chan_lanes = t, .lds = even ? Q + 5 : 0 };
+                mi_gemm_run(&packed, &g, ws, 2);
                 g.y = y1;
-                g.lds = Q;
                 mi_gemm_run(u, &g, ws, 2);
-                ck_assert_msg(!memcmp(y0, y1, (size_t)(G * M * Q) * sizeof(float)),
-                              "%s: in place differs from packed, M %lld K %lld columns %lld, lanes %d", mi_isa_name(isa),
-                              (long long)M, (long long)K, (long long)Q, t + 1);
+                ck_assert_msg(!memcmp(y0, y1, (size_t)(G * M * P) * sizeof(float)),
+                              "%s: in place differs from packed, M %lld K %lld grid %lld x %lld, lanes %d, lds %d",
+                              mi_isa_name(isa), (long long)M, (long long)K, (long long)H, (long long)GW, t + 1, even);
                 ran++;
                 free(koff);
                 mi_free_aligned(ws);
                 mi_free_aligned(w);
                 mi_free_aligned(ap);
-                mi_free_aligned(src);
+                free(src);
                 mi_free_aligned(bias);
                 mi_free_aligned(res);
                 mi_free_aligned(y0);

@@ -31,7 +31,6 @@
  * 1 thread: -9 %; distances 8..64 measured, 32..64 best; an extra prefetcht1 further ahead gave
  * nothing more). */
 #define PF_K 32
-#define PF_IP 16   /* rows ahead, where the pixel operand is read in place */
 #define MC 504   /* 36 panels: the A block (504 x 256 floats, 516 KB) stays in L2 */
 /* The table's tuning (ops/gemm.h), measured on ResNet-50 at one thread (bench_layers, in turns,
  * 2 cores of an AMD EPYC Zen 5 with AVX-512: 227 GFLOP/s FMA peak per core, 34 GB/s from memory):
@@ -106,7 +105,8 @@ static __attribute__((noinline)) void store_rows(const mi_gemm_ukr_args *p, int 
 }
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes; IP: the
- * pixel operand (b, or a with T) read in place, rows p->lds apart, else packed (NR or ASTR). */
+ * pixel operand (b, or a with T) read in place, row k at p->koff[k] from it (1) or k * p->lds
+ * (2), else packed (0). */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T, const int IP) {
     __m512 c0[MR], c1[MR];
@@ -138,7 +138,11 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     const float *a = p->a, *b = p->b;
     const float *pf = p->pf;
     int64_t pfl = p->pf_n;
-    const int64_t as = T && IP ? p->lds : ASTR, bs = !T && IP ? p->lds : NR;
+    const float *const px = T ? a : b;   /* in place: the pixel operand's base */
+    const int64_t *const ko = p->koff;
+    const int64_t lds = p->lds;
+    if (IP == 2 && T) a = px + ko[0];
+    if (IP == 2 && !T) b = px + ko[0];
     for (int64_t k = 0; k < p->kc; k++) {
         if (q < npf) {
             _mm_prefetch((const char *)EPI_LINE(q), _MM_HINT_T0);
@@ -156,11 +160,8 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         } else {
             _mm_prefetch((const char *)(a + PF_K * ASTR), _MM_HINT_T0);
         }
-        if (IP) {   /* the pixel rows in place: the line(s) PF_IP rows ahead */
-            const float *s = (T ? a : b) + PF_IP * p->lds;
-            _mm_prefetch((const char *)s, _MM_HINT_T0);
-            _mm_prefetch((const char *)(s + (T ? M - 1 : 16)), _MM_HINT_T0);
-        }
+        if (IP == 1 && T) a = px + ko[k];
+        if (IP == 1 && !T) b = px + ko[k];
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
@@ -168,8 +169,10 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
-        a += as;
-        b += bs;
+        if (!(IP && T)) a += ASTR;
+        if (!(IP && !T)) b += NR;
+        if (IP == 2 && T) a += lds;
+        if (IP == 2 && !T) b += lds;
     }
     for (; q < npf; q++) _mm_prefetch((const char *)EPI_LINE(q), _MM_HINT_T0);
 #undef EPI_LINE
@@ -286,11 +289,11 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 32 pixels */
 static void run(const mi_gemm_ukr_args *p, int mr) {
-    if (p->lds == NR) { CASES(0, MR, 0) } else { CASES(0, MR, 1) }
+    if (!p->koff) { CASES(0, MR, 0) } else if (p->lds > 0) { CASES(0, MR, 2) } else { CASES(0, MR, 1) }
 }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
 static void run_t(const mi_gemm_ukr_args *p, int mr) {
-    if (p->lds == 16) { CASES(1, 16, 0) } else { CASES(1, 16, 1) }
+    if (!p->koff) { CASES(1, 16, 0) } else if (p->lds > 0) { CASES(1, 16, 2) } else { CASES(1, 16, 1) }
 }
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
