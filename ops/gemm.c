@@ -3,7 +3,9 @@
  * lookup of the per-ISA micro-kernels (ops/x86/conv_avx2.c, conv_avx512.c, ops/arm/conv_neon.c;
  * ops/conv_portable.c for every other ISA). BLIS-style blocking:
  * weights packed once at load in panels of the register tile, B packed per work item and K block
- * into panels that stay in L2 while each weight micro-panel, in L1, meets all of them.
+ * into panels that stay in L2 while each weight micro-panel, in L1, meets all of them; kernel
+ * tables with in_place read B's panels where they lie instead, where that measured faster
+ * (mi_gemm_item).
  *
  * Two orientations of the same tile: pixels on the vector lanes (run: panels of NR grid columns
  * x MR output channels, garbage columns masked at the store) or output channels on the lanes
