@@ -243,7 +243,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
             mi_gemm_ukr_args a = {
                 .kc = kc, .a = w, .b = w, .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
                 .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
-                .bias = g->bias ? g->bias + row : NULL, .nch = rows,
+                .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds,
             };
             for (int64_t jj = 0; jj < nj; jj++) {
                 const int64_t l0 = MI_MIN(lines, jj * per), l1 = MI_MIN(lines, (jj + 1) * per);
@@ -252,7 +252,6 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                 if (!nseg[jj]) continue;
                 const float *b = !IN_PLACE(jj) ? bpan + jj * kc * bw : T ? src + seg[jj][0].off : src + (j0 + jj) * NR;
                 a.koff = IN_PLACE(jj) ? g->koff + k0 : NULL;
-                a.lds = g->lds;
                 a.acc = acc + ((mp - mp0) * nj + jj) * MR * NR;
                 a.pf = wn + 16 * l0;
                 a.pf_n = spread ? l1 - l0 : 0;
