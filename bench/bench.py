@@ -70,9 +70,22 @@ def unbind():
     os.sched_setaffinity(0, CPUS)
 
 
-def run_json(cmd, **kw):
+def omp_env(threads):
+    """The OpenMP settings for an engine run at this many threads. One thread is not pinned: it
+    runs where the scheduler puts it, as ONNX Runtime's does (it ignores OMP_*). Pinned, libgomp
+    puts it on the first core, and the cores of the 2-core VM this bench measured on drifted apart
+    in speed by up to 18 % within minutes (ResNet-50 at one thread, in turns: 46.3 ms pinned to
+    core 0 against 39.1 on core 1; at another minute 40.9 against 44.8), while ONNX Runtime's
+    thread took whichever core was free. With OMP_PROC_BIND in the caller's environment one thread
+    is pinned too."""
+    if threads == 1 and "OMP_PROC_BIND" not in os.environ:
+        return dict(OMP_ENV, OMP_PROC_BIND="false")
+    return OMP_ENV
+
+
+def run_json(cmd, threads=None, **kw):
     unbind()
-    kw.setdefault("env", OMP_ENV)
+    kw.setdefault("env", omp_env(threads))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -263,10 +276,10 @@ def main():
         for threads in (1, 2):
             runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
             for _ in rounds:   # in turn, so that load drift falls on every engine alike
-                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(iters)]))
+                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(iters)], threads=threads))
                 for mode in modes:
                     runs[mode].append(run_json([PY, os.path.join(HERE, "torch_latency.py"), arch, str(threads),
-                                                str(iters), mode]))
+                                                str(iters), mode], threads=threads))
                 onnx = ort.models.get(arch)
                 if onnx:
                     runs["ort"].append(ort.run(arch, onnx, threads, iters, 5))
@@ -296,10 +309,10 @@ def main():
         for threads in (1, 2):
             runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
             for _ in rounds:
-                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "8"]))
+                runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "8"], threads=threads))
                 for mode in modes:
                     runs[mode].append(run_json([PY, os.path.join(HERE, "torch_latency.py"), "resnet50",
-                                                str(threads), str(n), mode, "8"]))
+                                                str(threads), str(n), mode, "8"], threads=threads))
                 if onnx:
                     runs["ort"].append(ort.run("resnet50_b8", onnx, threads, n, 2))
             ours = combine(runs["ours"])
@@ -328,11 +341,11 @@ def main():
             runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
             for _ in rounds:   # in turn, as for the ResNets
                 runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n),
-                                              str(batch)]))
+                                              str(batch)], threads=threads))
                 for mode in modes:
                     try:
                         runs[mode].append(run_json([PY, os.path.join(HERE, "torch_vnet_latency.py"), blob,
-                                                    str(threads), str(n), str(batch), mode]))
+                                                    str(threads), str(n), str(batch), mode], threads=threads))
                     except subprocess.CalledProcessError as e:   # a mode that cannot take this module
                         print(f"  torch {mode} failed: {e.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 onnx = ort.models.get("vnet2d")
@@ -370,11 +383,11 @@ def main():
             for threads in (1, 2):
                 runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
                 for _ in rounds:   # in turn, as for the ResNets
-                    runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n)]))
+                    runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n)], threads=threads))
                     for mode in modes:
                         try:
                             runs[mode].append(run_json([PY, os.path.join(HERE, "torch_lesionseg_latency.py"), blob,
-                                                        str(threads), str(n), mode]))
+                                                        str(threads), str(n), mode], threads=threads))
                         except subprocess.CalledProcessError as e:   # a mode that cannot take this module
                             print(f"  torch {mode} failed: {e.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                     onnx = ort.models.get(arch)
@@ -410,10 +423,10 @@ def main():
                 runs = {"ours": [], "ort": [], **{mode: [] for mode in modes}}
                 for _ in rounds:
                     runs["ours"].append(run_json([os.path.join(a.bin, "bench_gcn"), blob, str(nodes), str(threads),
-                                                  str(n)]))
+                                                  str(n)], threads=threads))
                     for mode in modes:
                         runs[mode].append(run_json([PY, os.path.join(HERE, "torch_gcn_latency.py"), blob, str(nodes),
-                                                    str(threads), str(n), mode]))
+                                                    str(threads), str(n), mode], threads=threads))
                     if ort.models.get(f"gcn_{nodes}"):
                         runs["ort"].append(ort.run(f"gcn_{nodes}", onnx, threads, n, 5))
                 ours = combine(runs["ours"])
@@ -442,9 +455,9 @@ def main():
             runs = {"ours": [], "torch": [], "ort": []}
             for _ in rounds:
                 runs["ours"].append(run_json([os.path.join(a.bin, "bench_engine"), blob, str(threads), str(n), "1",
-                                              str(h), str(w), image]))
+                                              str(h), str(w), image], threads=threads))
                 runs["torch"].append(run_json([PY, os.path.join(HERE, "torch_rcnn_latency.py"), blob, str(threads),
-                                               str(n), str(h), str(w), image]))
+                                               str(n), str(h), str(w), image], threads=threads))
                 if ort.models.get(f"rcnn_{name}"):
                     runs["ort"].append(ort.run(f"rcnn_{name}", onnx, threads, n, 2))
             ours, theirs = combine(runs["ours"]), combine(runs["torch"])
