@@ -46,8 +46,8 @@ PY = "/usr/bin/python3"
 MODES = ("eager", "channels_last", "jit_freeze", "optimize_for_inference")
 
 
-# Both engines run under the same OpenMP settings: threads pinned to cores, so that a thread
-# parked on a busy core does not stall every barrier. The wait policy is libgomp's own (a waiting
+# Both engines run under the same OpenMP settings: at 2 threads pinned to cores (1 thread: omp_env()),
+# so that a thread parked on a busy core does not stall every barrier. The wait policy is libgomp's own (a waiting
 # thread spins briefly, then sleeps), as an application of either engine gets it and as ONNX
 # Runtime's pool does (its intra-op threads spin too): on an idle machine sleeping at once
 # (OMP_WAIT_POLICY=passive) made medinfer's segnet 1.9x slower at 2 threads (25 -> 48 ms: every
