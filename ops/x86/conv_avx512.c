@@ -4,7 +4,7 @@
  * and memcmp across 1, 2 and 4 threads).
  *
  * Tile: MR = 14 output channels x NR = 32 pixels = 28 zmm accumulators, 2 zmm for the B row; the
- * 14 weights of a k step are broadcast from memory into the FMAs (embedded {1to16}). Per k step:
+ * 14 weights of a k step are broadcast from memory (vbroadcastss), each into two FMAs. Per k:
  * 28 FMAs against 2 vector loads + 14 broadcast loads, so the two FMA ports, not the load ports,
  * are the limit. Each accumulator is c = fma(a, b, c) over k in order, starting from 0 (or from
  * the partial sums of the previous K block), then + bias, + residual, relu: the same sequence
