@@ -143,6 +143,22 @@ typedef struct {
 
 /* ---- responses ------------------------------------------------------------------------------------- */
 
+/* The answer goes into the metrics as it is queued, not when libmicrohttpd reports the connection
+ * completed (after the bytes left): a client that reads /metrics as soon as its answer arrived
+ * must find that answer counted. */
+static void count_answer(const request *r) {
+    metrics *m = &r->srv->m;
+    const double dt = now_s() - r->t0;
+    int k = NCODES;
+    for (int i = 0; i < NCODES; i++)
+        if (CODES[i] == r->code) k = i;
+    pthread_mutex_lock(&m->mu);
+    m->requests[r->t.route][k]++;
+    observe(&m->request_s, dt);
+    if (r->rejected) m->rejects[r->reject]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static enum MHD_Result send_body(request *r, struct MHD_Connection *c, int code, const char *ctype, void *body, size_t n,
                                  bool must_free) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(n, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
@@ -161,6 +177,7 @@ static enum MHD_Result send_body(request *r, struct MHD_Connection *c, int code,
     if (code == 405) MHD_add_response_header(resp, "Allow", mi_assist_route_method(r->t.route));
     if (atomic_load(&r->srv->stopping)) MHD_add_response_header(resp, "Connection", "close");
     r->code = code;
+    count_answer(r);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -749,16 +766,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
     const double dt = now_s() - r->t0;
     if (r->started) {
-        pthread_mutex_lock(&s->m.mu);
-        int k = NCODES;
-        for (int i = 0; i < NCODES; i++)
-            if (CODES[i] == r->code) k = i;
-        if (r->code) {
-            s->m.requests[r->t.route][k]++;
-            observe(&s->m.request_s, dt);
-        }
-        if (r->rejected) s->m.rejects[r->reject]++;
-        pthread_mutex_unlock(&s->m.mu);
         if (s->o.log) {
             /* no query in the log: it holds nothing the route and the code do not say, and
                keeping patient-adjacent identifiers out of logs is simpler than arguing about them */
