@@ -611,6 +611,22 @@ START_TEST(max_pool_avx512_equals_ref)
                 ran++;
             }
     ck_assert_int_eq(ran, 70 * 6 * 2);
+    /* rows wider than the kernel's column block (8 vectors of 16 outputs: 256 input columns) */
+    static const int64_t wide[] = { 255, 256, 257, 258, 290, 513 };
+    for (int i = 0; i < 6; i++) {
+        int64_t xs[4] = { 1, 2, 5, wide[i] }, ys[MI_MAX_DIMS];
+        const mi_pool_desc d = mi_pool2d_desc(3, 2, 1);
+        mi_tensor x = mi_tensor_view(random_f(2 * 5 * wide[i], (uint64_t)wide[i]), 4, xs, "x");
+        x.data[3 * wide[i] + 250] = NAN;
+        ck_assert_int_eq(mi_pool_out_shape(&d, &x, ys), MI_OK);
+        mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
+        a.data = alloc_f(mi_tensor_numel(&a));
+        b.data = alloc_f(mi_tensor_numel(&b));
+        mi_max_pool_ref(&a, &x, &d);
+        ck_assert_int_eq(mi_max_pool_avx512(&b, &x, &d), 1);
+        assert_same_bits(a.data, b.data, mi_tensor_numel(&a), "max pool avx512, wide rows", wide[i]);
+        mi_free_aligned(x.data); mi_free_aligned(a.data); mi_free_aligned(b.data);
+    }
     int64_t xs[4] = { 1, 1, 8, 8 }, ys[4] = { 1, 1, 4, 4 };
     mi_tensor x = mi_tensor_view(NULL, 4, xs, "x"), y = mi_tensor_view(NULL, 4, ys, "y");
     const mi_pool_desc other = mi_pool2d_desc(2, 2, 0);
