@@ -38,7 +38,7 @@ typedef struct {
     const int64_t *pix;
     int          nch;
     /* pf_n lines of 16 floats from pf (weights a later tile reads) for the kernel to bring into
-     * L2 while it runs, one every few k steps (the table's prefetch_a == 2) */
+     * L2 while it runs, spread over its k loop (the table's prefetch_a == 2) */
     const float *pf;
     int64_t      pf_n;
     /* NULL: the pixel operand (run's b, run_t's a) is a packed panel; else it is read in place
