@@ -154,12 +154,15 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     const float *a = p->a, *b = p->b;
     const float *pf = p->pf;
     int64_t pfl = p->pf_n;
-    /* The slice of the next weight panel: a line every 4 k steps, or every 2, every one, two per
-     * step where the slice is longer (few pixel panels share it: the 7x7 maps' 1-4). At one line
-     * per 4 steps alone, a tile of layer4's layers left up to half its slice to the demand misses
-     * of the next panel: ResNet-50's layer4 3x3 (F(2x2)) layers took 0.938 of the time at one
-     * thread and 0.945 at two, its 1x1 layers 0.97-0.99 at two (bench_layers, 8-10 rounds). */
-    const int64_t pfmask = pfl * 4 <= p->kc ? 3 : pfl * 2 <= p->kc ? 1 : 0;
+    /* The slice of the next weight panel: a line every 4 k steps, or where the slice is at least
+     * twice what that covers (few pixel panels share it: the 7x7 maps' 1-4), every 2, every one
+     * or two per step, so that the whole slice is fetched. At one line per 4 steps alone, a tile
+     * of layer4's layers left half its slice or more to the demand misses of the next panel:
+     * ResNet-50's layer4 3x3 (F(2x2)) layers took 0.938 of the time at one thread and 0.945 at
+     * two, its 1x1 layers 0.97-0.99 at two (bench_layers, 8-10 rounds). Slices just over a
+     * quarter of kc (layer3's 14x14 maps split between 2 threads: 74 lines) fetched whole at one
+     * line every 2 steps made layer3 2-4 % slower. */
+    const int64_t pfmask = pfl * 2 < p->kc ? 3 : pfl * 2 == p->kc ? 1 : 0;
     const int pf2 = pfl > p->kc;
     const float *const px = T ? a : b;   /* in place: the pixel operand's base */
     const int64_t *const ko = p->koff;
