@@ -156,7 +156,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     int64_t pfl = p->pf_n;
     /* The slice of the next weight panel: a line every 4 k steps, or where the slice is at least
      * twice what that covers (few pixel panels share it: the 7x7 maps' 1-4), every 2, every one
-     * or two per step, so that the whole slice is fetched. At one line per 4 steps alone, a tile
+     * or two per step, so that the whole slice (up to 2 kc lines) is fetched. At one line per 4 steps alone, a tile
      * of layer4's layers left half its slice or more to the demand misses of the next panel:
      * ResNet-50's layer4 3x3 (F(2x2)) layers took 0.938 of the time at one thread and 0.945 at
      * two, its 1x1 layers 0.97-0.99 at two (bench_layers, 8-10 rounds). Slices just over a
