@@ -583,6 +583,21 @@ END_TEST
  * rounding modes, with NaNs of different payloads side by side and a plane of zeros of both
  * signs (which candidate a window keeps), bit for bit against the reference; any other pool is
  * left to the AVX2 kernel. */
+#if defined(__x86_64__)
+/* x pooled by the reference and by the AVX-512 kernel, the same bits; frees x */
+static void pool_avx512_case(mi_tensor *x, const mi_pool_desc *d, const char *what, int64_t id) {
+    int64_t ys[MI_MAX_DIMS];
+    ck_assert_int_eq(mi_pool_out_shape(d, x, ys), MI_OK);
+    mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
+    a.data = alloc_f(mi_tensor_numel(&a));
+    b.data = alloc_f(mi_tensor_numel(&b));
+    mi_max_pool_ref(&a, x, d);
+    ck_assert_int_eq(mi_max_pool_avx512(&b, x, d), 1);
+    assert_same_bits(a.data, b.data, mi_tensor_numel(&a), what, id);
+    mi_free_aligned(x->data); mi_free_aligned(a.data); mi_free_aligned(b.data);
+}
+#endif
+
 START_TEST(max_pool_avx512_equals_ref)
 {
 #if defined(__x86_64__)
@@ -591,7 +606,7 @@ START_TEST(max_pool_avx512_equals_ref)
     for (int64_t W = 1; W <= 70; W++)
         for (int64_t H = 1; H <= 6; H++)
             for (int ceil = 0; ceil < 2; ceil++) {
-                int64_t xs[4] = { 1, 3, H, W }, ys[MI_MAX_DIMS];
+                int64_t xs[4] = { 1, 3, H, W };
                 mi_pool_desc d = mi_pool2d_desc(3, 2, 1);
                 d.ceil_mode = ceil;
                 mi_tensor x = mi_tensor_view(random_f(3 * H * W, (uint64_t)(W * 8 + H)), 4, xs, "x");
@@ -600,32 +615,18 @@ START_TEST(max_pool_avx512_equals_ref)
                     memcpy(&x.data[(k * 7) % (H * W)], &bits, sizeof bits);
                 }
                 for (int64_t i = 0; i < H * W; i++) x.data[2 * H * W + i] = i % 3 ? 0.0f : -0.0f;
-                ck_assert_int_eq(mi_pool_out_shape(&d, &x, ys), MI_OK);
-                mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
-                a.data = alloc_f(mi_tensor_numel(&a));
-                b.data = alloc_f(mi_tensor_numel(&b));
-                mi_max_pool_ref(&a, &x, &d);
-                ck_assert_int_eq(mi_max_pool_avx512(&b, &x, &d), 1);
-                assert_same_bits(a.data, b.data, mi_tensor_numel(&a), "max pool avx512", W * 100 + H);
-                mi_free_aligned(x.data); mi_free_aligned(a.data); mi_free_aligned(b.data);
+                pool_avx512_case(&x, &d, "max pool avx512", W * 100 + H);
                 ran++;
             }
     ck_assert_int_eq(ran, 70 * 6 * 2);
     /* rows wider than the kernel's column block (8 vectors of 16 outputs: 256 input columns) */
     static const int64_t wide[] = { 255, 256, 257, 258, 290, 513 };
     for (int i = 0; i < 6; i++) {
-        int64_t xs[4] = { 1, 2, 5, wide[i] }, ys[MI_MAX_DIMS];
+        int64_t xs[4] = { 1, 2, 5, wide[i] };
         const mi_pool_desc d = mi_pool2d_desc(3, 2, 1);
         mi_tensor x = mi_tensor_view(random_f(2 * 5 * wide[i], (uint64_t)wide[i]), 4, xs, "x");
         x.data[3 * wide[i] + 250] = NAN;
-        ck_assert_int_eq(mi_pool_out_shape(&d, &x, ys), MI_OK);
-        mi_tensor a = mi_tensor_view(NULL, 4, ys, "ref"), b = a;
-        a.data = alloc_f(mi_tensor_numel(&a));
-        b.data = alloc_f(mi_tensor_numel(&b));
-        mi_max_pool_ref(&a, &x, &d);
-        ck_assert_int_eq(mi_max_pool_avx512(&b, &x, &d), 1);
-        assert_same_bits(a.data, b.data, mi_tensor_numel(&a), "max pool avx512, wide rows", wide[i]);
-        mi_free_aligned(x.data); mi_free_aligned(a.data); mi_free_aligned(b.data);
+        pool_avx512_case(&x, &d, "max pool avx512, wide rows", wide[i]);
     }
     int64_t xs[4] = { 1, 1, 8, 8 }, ys[4] = { 1, 1, 4, 4 };
     mi_tensor x = mi_tensor_view(NULL, 4, xs, "x"), y = mi_tensor_view(NULL, 4, ys, "y");
