@@ -348,6 +348,22 @@ static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t
     return cost_chan < 0.97 * cost_pix;
 }
 
+/* A 1x1 stride-2 unpadded 2-D layer whose output rows are whole panels of run_t (u->mr pixels):
+ * with channels on the lanes the GEMM reads x in place, each panel's pixels 2 floats apart in a
+ * row of x (mi_gemm.pxs), and no phase plane is built; the same values meet the same FMAs in the
+ * same order, so the bits are those of the phase planes. Alone, in turns, AVX-512 on the 2-core
+ * Zen 5 (ms, 1 / 2 threads; phase planes with the orientation the cost model picked, then in
+ * place): ResNet-50's 256 -> 512 at 56x56 1.09 / 0.66 -> 1.00 / 0.54 (it had pixels on the lanes,
+ * whose planes cost 7 % at one thread and 15 % at two), 512 -> 1024 at 28x28 1.07 / 0.62 -> 1.03 /
+ * 0.54; ResNet-18's 64 -> 128 at 56x56 0.088 / 0.074 -> 0.078 / 0.044, 128 -> 256 at 28x28
+ * 0.087 / 0.062 -> 0.067 / 0.040; in ResNet-50 (bench_layers, medians of 3 runs in turns) its
+ * two such layers 1.13 / 0.70 -> 1.02 / 0.57 and 1.10 / 0.72 -> 1.01 / 0.60. So such a layer
+ * always takes channels on the lanes. */
+static int strided_in_place(const mi_conv_desc *d, const mi_gemm_ukr *u, int64_t ow) {
+    return u->in_place_s2 && d->sp == 2 && d->k[1] == 1 && d->k[2] == 1 && d->stride[1] == 2 &&
+           d->stride[2] == 2 && d->pad[1] == 0 && d->pad[2] == 0 && ow % u->mr == 0;
+}
+
 /* Winograd where the layer allows it and it pays. Measured one layer at a time (min CPU time of
  * interleaved runs, 1 thread, AVX2 on a 2-core AMD EPYC shared with other jobs), on the shapes of
  * ResNet-18/50 and of the lesion networks (nn/depthnet.c, nn/segnet.c):
@@ -391,6 +407,7 @@ static void choose(const mi_conv_desc *d, const mi_gemm_ukr *u, int *wino, int *
         const int64_t tb = mi_conv_wino_block_tiles(d, *wino, in[1], in[2]);
         *chan_lanes = chan_lanes_win(u, tb, tb, cig, cog);
     }
+    else if (strided_in_place(d, u, G.out[2])) *chan_lanes = 1;
     else {
         const int64_t P = G.out[0] * G.out[1] * G.out[2];
         *chan_lanes = chan_lanes_win(u, G.direct ? P : G.out[0] * G.plane[1] * G.plane[2], P,
@@ -670,8 +687,11 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         conv_phase_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt);
         return;
     }
-    /* a direct (1x1, stride 1, unpadded) layer reads x itself: row k is channel k */
-    if (G.direct)
+    /* a direct (1x1, stride 1, unpadded) layer reads x itself: row k is channel k; so does a 1x1
+     * stride-2 one with channels on the lanes where its panels allow (grid column q = oh * IW + ow
+     * at x + 2q) */
+    const int s2 = c->chan_lanes && strided_in_place(d, u, G.out[2]), own = G.direct || s2;
+    if (own)
         for (int64_t k = 0; k < cig; k++) koff[k] = k * IP;
     else
         phase_koff(d, &G, G.PL, koff);
@@ -681,7 +701,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
      * threads build its phases together, then split its GEMM. The GEMM's items only decide who
      * computes a tile, never how, so both give the same bits. */
     const int per_image = N > 1 && nt > 1;
-    if (!G.direct) {
+    if (!own) {
         const int64_t used = d->cin * G.slots * G.PL;
         for (int t = 0; t < (per_image ? nt : 1); t++)
             memset((float *)(srcs + wp.src * (size_t)t) + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
@@ -697,15 +717,15 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         for (int64_t n = 0; n < (per_image ? N : 0); n++) {
             const float *xn = x->data + n * d->cin * IP;
             float *src = (float *)(srcs + wp.src * (size_t)tid);
-            if (!G.direct) build_phases(u, src, xn, d, &G, 0);
+            if (!own) build_phases(u, src, xn, d, &G, 0);
             mi_gemm g = {
                 .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
-                .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
-                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
-                .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+                .src = own ? xn : src, .src_gstride = own ? cig * IP : cig * G.slots * G.PL,
+                .koff = koff, .gd = G.out[0], .gh = G.direct || s2 ? G.out[1] : G.plane[1],
+                .gw = G.direct ? G.out[2] : s2 ? G.in[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
                 .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
                 .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-                .lds = G.direct ? IP : 0,
+                .lds = own ? IP : 0, .pxs = s2 ? 2 : 0,
             };
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, 1, &pl);
@@ -716,15 +736,15 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         float *src = (float *)srcs;   /* the one phase buffer, shared */
         for (int64_t n = 0; n < (per_image ? 0 : N); n++) {
             const float *xn = x->data + n * d->cin * IP;
-            if (!G.direct) build_phases(u, src, xn, d, &G, 1);   /* omp for: ends with a barrier */
+            if (!own) build_phases(u, src, xn, d, &G, 1);   /* omp for: ends with a barrier */
             mi_gemm g = {
                 .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
-                .src = G.direct ? xn : src, .src_gstride = G.direct ? cig * IP : cig * G.slots * G.PL,
-                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
-                .gw = G.direct ? G.out[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
+                .src = own ? xn : src, .src_gstride = own ? cig * IP : cig * G.slots * G.PL,
+                .koff = koff, .gd = G.out[0], .gh = G.direct || s2 ? G.out[1] : G.plane[1],
+                .gw = G.direct ? G.out[2] : s2 ? G.in[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
                 .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
                 .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-                .lds = G.direct ? IP : 0,
+                .lds = own ? IP : 0, .pxs = s2 ? 2 : 0,
             };
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, nt, &pl);

@@ -219,6 +219,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
         const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
         for (int64_t jj = 0; jj < nj; jj++) {
             if (!nseg[jj] || IN_PLACE(jj)) continue;   /* garbage columns only, or read in place */
+            MI_ASSERT(g->pxs < 2);   /* pack_t reads pixels 1 apart */
             float *bp = bpan + jj * kc * bw;
             if (T) u->pack_t(bp, src, g->koff + k0, kc, seg[jj], nseg[jj]);
             else u->pack(bp, src + (j0 + jj) * NR, g->koff + k0, kc, npx[jj]);
@@ -243,14 +244,15 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
             mi_gemm_ukr_args a = {
                 .kc = kc, .a = w, .b = w, .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
                 .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
-                .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds,
+                .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds, .pxs = g->pxs ? (int)g->pxs : 1,
             };
             for (int64_t jj = 0; jj < nj; jj++) {
                 const int64_t l0 = MI_MIN(lines, jj * per), l1 = MI_MIN(lines, (jj + 1) * per);
                 if (u->prefetch_a == 1)
                     for (int64_t l = l0; l < l1; l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
-                const float *b = !IN_PLACE(jj) ? bpan + jj * kc * bw : T ? src + seg[jj][0].off : src + (j0 + jj) * NR;
+                const float *b = !IN_PLACE(jj) ? bpan + jj * kc * bw
+                                 : T ? src + (g->pxs ? g->pxs : 1) * seg[jj][0].off : src + (j0 + jj) * NR;
                 a.koff = IN_PLACE(jj) ? g->koff + k0 : NULL;
                 a.acc = acc + ((mp - mp0) * nj + jj) * MR * NR;
                 a.pf = wn + 16 * l0;

@@ -17,8 +17,10 @@
  *    the MAXREL lines it prints. The portable kernels' direct sums (multiply, then add, in the
  *    reference's k order) measured the reference's 8.8e-7; neon (under qemu) avx2's figures.
  * 2. Fast path against the reference on tails: Cout 1..17, 29, 33 and pixel counts 1, 3, 4, 5, 7,
- *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded direct and Winograd, 3x3 stride 2), same
- *    tolerance; channels on the lanes give the bits of pixels on the lanes (memcmp).
+ *    8, 15, 16, 17, 31, 33, 47, 49, 67 (1x1, 3x3 padded direct and Winograd, 3x3 stride 2, 1x1
+ *    stride 2 with output rows of 13, 14 and 28 pixels: with channels on the lanes AVX-512 reads
+ *    rows of whole panels in place, the others from phase planes), same tolerance; channels on
+ *    the lanes give the bits of pixels on the lanes (memcmp).
  *    Each case with a residual runs again with the output in the residual's own tensor: the same
  *    bits (memcmp).
  * 3. Bit-identical output for 1, 2 and 4 threads (memcmp), fast paths, Winograd and transposed.
@@ -235,19 +237,23 @@ START_TEST(fast_matches_reference_on_tails)
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         if (!fast_isa_distinct(isa)) continue;
         for (int lanes = 1; lanes <= 2; lanes++)
-        for (int shape = 0; shape < 5; shape++)   /* 3, 4: shape 1 by Winograd F(2x2), F(4x4) */
+        for (int shape = 0; shape < 6; shape++)   /* 3, 4: shape 1 by Winograd F(2x2), F(4x4) */
             for (size_t ci = 0; ci < sizeof couts / sizeof *couts; ci++)
                 for (size_t pi = 0; pi < sizeof pix / sizeof *pix; pi++) {
-                    /* 1x1 over a 1 x n row; 3x3 pad 1 over n x 3; 3x3 stride 2 over (2n) x 5 */
+                    /* 1x1 over a 1 x n row; 3x3 pad 1 over n x 3; 3x3 stride 2 over (2n) x 5; 1x1
+                     * stride 2 over n rows 26, 27, 28 or 56 wide */
+                    static const int64_t s2w[] = { 26, 27, 28, 56 };
                     const int n = pix[pi], co = couts[ci], cin = 3 + (int)(ci + pi) % 11;
                     mi_conv_desc d = shape == 0 ? mi_conv2d_desc(cin, co, 1, 1, 0, 1)
                                    : shape == 2 ? mi_conv2d_desc(cin, co, 3, 2, 1, 1)
+                                   : shape == 5 ? mi_conv2d_desc(cin, co, 1, 2, 0, 1)
                                                 : mi_conv2d_desc(cin, co, 3, 1, 1, 1);
                     d.lanes = lanes;
                     d.algo = shape == 3 ? MI_CONV_WINOGRAD2 : shape == 4 ? MI_CONV_WINOGRAD4 : MI_CONV_DIRECT;
                     /* Winograd: n x 3 and 3 x n (tile rows and columns cut by the map's edge) */
                     const int64_t h = shape == 0 ? 1 : shape == 2 ? 2 * n : shape >= 3 && pi % 2 ? 3 : n;
-                    const int64_t wd = shape == 0 ? n : shape == 2 ? 5 : shape >= 3 && pi % 2 ? n : 3;
+                    const int64_t wd = shape == 0 ? n : shape == 2 ? 5 : shape == 5 ? s2w[pi % 4]
+                                     : shape >= 3 && pi % 2 ? n : 3;
                     rig f, r;
                     rig_init(&f, d, h, wd, isa, (int)pi & 1, 7 + ci * 31 + pi);
                     rig_init(&r, d, h, wd, MI_ISA_REF, (int)pi & 1, 7 + ci * 31 + pi);
@@ -326,6 +332,7 @@ START_TEST(same_bits_for_1_2_4_threads)
         mi_conv2d_desc(3, 64, 7, 2, 3, 1),     /* stem */
         mi_conv2d_desc(300, 40, 3, 1, 1, 1),   /* K blocks */
         mi_conv2d_desc(256, 512, 1, 2, 0, 1),  /* downsample */
+        mi_conv2d_desc(48, 40, 1, 2, 0, 1),    /* downsample with output rows of 28: read in place */
         mi_conv2d_desc(24, 36, 3, 1, 1, 3),    /* grouped */
         mi_conv2d_desc(48, 40, 3, 1, 2, 2),    /* grouped, padding 2 (Winograd) */
         mi_conv2d_desc(32, 32, 3, 1, 1, 32),   /* depthwise (ops/conv_dw.c) */
@@ -335,7 +342,7 @@ START_TEST(same_bits_for_1_2_4_threads)
         mi_conv2d_desc(512, 8, 3, 2, 1, 1),    /* 6 output rows: blocks at 2 threads, not at 4; each
                                                   block's buffer larger than the GEMM scratch */
     };
-    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 11, 13 }, { 15, 8 },
+    static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 57, 56 }, { 11, 13 }, { 15, 8 },
                                      { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 }, { 11, 400 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
@@ -607,15 +614,17 @@ END_TEST
 
 /* mi_conv_prepare: repacks for the input size (on a SIMD path: Winograd F(4x4) for a 3x3 layer
  * on a map of >= 9 4x4 tiles, F(2x2) with fewer, direct with fewer than 64 input channels,
- * channels on the lanes for a stride-2 layer with a 6x6 output), same results as the reference;
- * a bad shape is refused with the layer's name. */
+ * channels on the lanes for a stride-2 layer with a 6x6 output and for a 1x1 stride-2 one whose
+ * output rows the table reads in place), same results as the reference; a bad shape is refused
+ * with the layer's name. */
 START_TEST(prepare_repacks_for_the_input_size)
 {
     const mi_conv_desc descs[] = { mi_conv2d_desc(96, 64, 3, 1, 1, 1), mi_conv2d_desc(96, 64, 3, 2, 1, 1),
-                                   mi_conv2d_desc(64, 48, 3, 1, 1, 1), mi_conv2d_desc(32, 48, 3, 1, 1, 1) };
-    static const int64_t hw[][2] = { { 7, 6 }, { 12, 11 }, { 30, 29 }, { 30, 29 } };
-    static const int wino[] = { 2, 0, 4, 0 };
-    for (int k = 0; k < 4; k++) {
+                                   mi_conv2d_desc(64, 48, 3, 1, 1, 1), mi_conv2d_desc(32, 48, 3, 1, 1, 1),
+                                   mi_conv2d_desc(40, 24, 1, 2, 0, 1) };
+    static const int64_t hw[][2] = { { 7, 6 }, { 12, 11 }, { 30, 29 }, { 30, 29 }, { 9, 56 } };
+    static const int wino[] = { 2, 0, 4, 0, 0 };
+    for (int k = 0; k < 5; k++) {
         rig f, r;
         rig_init(&f, descs[k], hw[k][0], hw[k][1], mi_cpu_isa(), 1, 11);
         rig_init(&r, descs[k], hw[k][0], hw[k][1], MI_ISA_REF, 1, 11);
@@ -625,6 +634,7 @@ START_TEST(prepare_repacks_for_the_input_size)
         const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)f.c.path);
         if (u) ck_assert_int_eq(f.c.wino, wino[k]);
         if (u && u->run_t && k == 1) ck_assert_int_eq(f.c.chan_lanes, 1);
+        if (u && u->in_place_s2 && k == 4) ck_assert_int_eq(f.c.chan_lanes, 28 % u->mr == 0);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
         mi_free_aligned(f.ws);   /* sized before prepare chose the algorithm */
         f.ws = mi_alloc_aligned(mi_conv_workspace(&f.c, &f.x));

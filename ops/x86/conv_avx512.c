@@ -15,7 +15,8 @@
  * that each channel's row is one masked store; elsewhere (a transposed convolution's stride
  * phases) it scatters each pixel's 32 channels to their NCHW rows (64-bit indices: any map size).
  * Either tile reads its pixel operand packed or in place (ops/gemm.c decides per panel: row k at
- * p->koff[k] from the panel's start, or k * p->lds where the rows are evenly spaced).
+ * p->koff[k] from the panel's start, or k * p->lds where the rows are evenly spaced; run_t's
+ * pixels there may also be 2 floats apart, a 1x1 stride-2 layer reading x itself).
  * Measured alone in L1: 97 % of the FMA peak for run (kc = 256), 86 % for run_t with the
  * scatters. The transposed epilogue took layer4's 512 -> 2048 1x1 layers (7x7, + residual) from
  * 0.70-0.78 to 0.63-0.67 ms at one thread (5 rounds in turns); for 4 pixels or fewer (the 2-tile
@@ -122,9 +123,11 @@ static __attribute__((noinline)) void store_rows(const mi_gemm_ukr_args *p, int 
 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes; IP: the
  * pixel operand (b, or a with T) read in place, row k at p->koff[k] from it (1) or k * p->lds
- * (2), else packed (0). */
+ * (2), else packed (0); PS: with T, the pixels PS floats apart in a row (2: a 1x1 stride-2
+ * layer's input read in place, p->pxs). */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
-                                                       const int ASTR, const int T, const int IP) {
+                                                       const int ASTR, const int T, const int IP,
+                                                       const int PS) {
     __m512 c0[MR], c1[MR];
     if (p->first) {
         #pragma GCC unroll 14
@@ -196,7 +199,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(a[PS * i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
@@ -300,31 +303,34 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     }
 }
 
-#define CASES(T, ASTR, IP) \
+#define CASES(T, ASTR, IP, PS) \
     switch (mr) { \
-    case 14: tile(p, 14, ASTR, T, IP); break; \
-    case 13: tile(p, 13, ASTR, T, IP); break; \
-    case 12: tile(p, 12, ASTR, T, IP); break; \
-    case 11: tile(p, 11, ASTR, T, IP); break; \
-    case 10: tile(p, 10, ASTR, T, IP); break; \
-    case 9: tile(p, 9, ASTR, T, IP); break; \
-    case 8: tile(p, 8, ASTR, T, IP); break; \
-    case 7: tile(p, 7, ASTR, T, IP); break; \
-    case 6: tile(p, 6, ASTR, T, IP); break; \
-    case 5: tile(p, 5, ASTR, T, IP); break; \
-    case 4: tile(p, 4, ASTR, T, IP); break; \
-    case 3: tile(p, 3, ASTR, T, IP); break; \
-    case 2: tile(p, 2, ASTR, T, IP); break; \
-    default: tile(p, 1, ASTR, T, IP); break; \
+    case 14: tile(p, 14, ASTR, T, IP, PS); break; \
+    case 13: tile(p, 13, ASTR, T, IP, PS); break; \
+    case 12: tile(p, 12, ASTR, T, IP, PS); break; \
+    case 11: tile(p, 11, ASTR, T, IP, PS); break; \
+    case 10: tile(p, 10, ASTR, T, IP, PS); break; \
+    case 9: tile(p, 9, ASTR, T, IP, PS); break; \
+    case 8: tile(p, 8, ASTR, T, IP, PS); break; \
+    case 7: tile(p, 7, ASTR, T, IP, PS); break; \
+    case 6: tile(p, 6, ASTR, T, IP, PS); break; \
+    case 5: tile(p, 5, ASTR, T, IP, PS); break; \
+    case 4: tile(p, 4, ASTR, T, IP, PS); break; \
+    case 3: tile(p, 3, ASTR, T, IP, PS); break; \
+    case 2: tile(p, 2, ASTR, T, IP, PS); break; \
+    default: tile(p, 1, ASTR, T, IP, PS); break; \
     }
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 32 pixels */
 static void run(const mi_gemm_ukr_args *p, int mr) {
-    if (!p->koff) { CASES(0, MR, 0) } else if (p->lds > 0) { CASES(0, MR, 2) } else { CASES(0, MR, 1) }
+    if (!p->koff) { CASES(0, MR, 0, 1) } else if (p->lds > 0) { CASES(0, MR, 2, 1) } else { CASES(0, MR, 1, 1) }
 }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
 static void run_t(const mi_gemm_ukr_args *p, int mr) {
-    if (!p->koff) { CASES(1, 16, 0) } else if (p->lds > 0) { CASES(1, 16, 2) } else { CASES(1, 16, 1) }
+    if (!p->koff) { CASES(1, 16, 0, 1) }
+    else if (p->lds > 0 && p->pxs == 2) { CASES(1, 16, 2, 2) }
+    else if (p->lds > 0) { CASES(1, 16, 2, 1) }
+    else { CASES(1, 16, 1, 1) }
 }
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
@@ -570,5 +576,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
-    .chan_k_pct = 100, .in_place = 1,
+    .chan_k_pct = 100, .in_place = 1, .in_place_s2 = 1,
 };
