@@ -360,7 +360,7 @@ static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t
  * two such layers 1.13 / 0.70 -> 1.02 / 0.57 and 1.10 / 0.72 -> 1.01 / 0.60. So such a layer
  * always takes channels on the lanes. */
 static int strided_in_place(const mi_conv_desc *d, const mi_gemm_ukr *u, int64_t ow) {
-    return u->in_place_s2 && d->sp == 2 && d->k[1] == 1 && d->k[2] == 1 && d->stride[1] == 2 &&
+    return u->run_t_s2 && d->sp == 2 && d->k[1] == 1 && d->k[2] == 1 && d->stride[1] == 2 &&
            d->stride[2] == 2 && d->pad[1] == 0 && d->pad[2] == 0 && ow % u->mr == 0;
 }
 

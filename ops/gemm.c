@@ -244,7 +244,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
             mi_gemm_ukr_args a = {
                 .kc = kc, .a = w, .b = w, .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
                 .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
-                .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds, .pxs = g->pxs ? (int)g->pxs : 1,
+                .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds,
             };
             for (int64_t jj = 0; jj < nj; jj++) {
                 const int64_t l0 = MI_MIN(lines, jj * per), l1 = MI_MIN(lines, (jj + 1) * per);
@@ -252,7 +252,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                     for (int64_t l = l0; l < l1; l++) __builtin_prefetch(wn + 16 * l, 0, 2);
                 if (!nseg[jj]) continue;
                 const float *b = !IN_PLACE(jj) ? bpan + jj * kc * bw
-                                 : T ? src + (g->pxs ? g->pxs : 1) * seg[jj][0].off : src + (j0 + jj) * NR;
+                                 : T ? src + (g->pxs == 2 ? 2 : 1) * seg[jj][0].off : src + (j0 + jj) * NR;
                 a.koff = IN_PLACE(jj) ? g->koff + k0 : NULL;
                 a.acc = acc + ((mp - mp0) * nj + jj) * MR * NR;
                 a.pf = wn + 16 * l0;
@@ -260,7 +260,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                 if (T) {
                     a.a = b;
                     a.pix = pix[jj];
-                    u->run_t(&a, npx[jj]);
+                    (g->pxs == 2 ? u->run_t_s2 : u->run_t)(&a, npx[jj]);
                 } else {
                     a.b = b;
                     a.nseg = nseg[jj];

@@ -47,9 +47,6 @@ typedef struct {
      * pointer loaded per k step, cost 2-3 % on the 1x1 layers) */
     const int64_t *koff;
     int64_t      lds;
-    /* run_t in place with lds > 0 (tables with in_place_s2): the panel's pixels pxs floats apart
-     * in each row (2: a 1x1 stride-2 layer reading x itself), else 1 apart */
-    int          pxs;
 } mi_gemm_ukr_args;
 
 /* The lines a tile's epilogue will read (residual) and write (y), requested by the micro-kernel
@@ -122,9 +119,13 @@ typedef struct {
      * against pixels (ops/conv.c, chan_lanes_win): chan_k_pct, run_t's time per k step in % of
      * run's, and chan_pixel_k, what run_t costs per pixel beyond its k loop, in k steps. */
     int wino4_min_tiles, prefetch_a, chan_pixel_k, chan_k_pct;
-    /* 1: run and run_t read a panel in place where mi_gemm_item passes them koff; in_place_s2:
-     * run_t also reads one whose pixels are 2 floats apart (mi_gemm.pxs) */
-    int in_place, in_place_s2;
+    /* 1: run and run_t read a panel in place where mi_gemm_item passes them koff */
+    int in_place;
+    /* run_t on a panel read in place (koff, lds > 0) whose pixels lie 2 floats apart in a row
+     * (mi_gemm.pxs; NULL where the table has none). Its own function, so that run_t's code stays
+     * as it was: with the stride-2 cases inside run_t, layer3's Winograd layers of ResNet-50 (run_t
+     * in place) ran 5-6 % slower at 1 and 2 threads. */
+    void (*run_t_s2)(const mi_gemm_ukr_args *a, int mr);
 } mi_gemm_ukr;
 
 /* The ISA's own kernels (ops/x86/, ops/arm/); the portable ones (ops/conv_portable.c) for
@@ -160,7 +161,7 @@ typedef struct {
     /* Optional, for speed: > 0 where koff[k] == k * lds for every k (a 1x1 stride-1 layer's
      * input, Winograd's transformed tiles) */
     int64_t lds;
-    /* Optional, channels on the lanes only (tables with in_place_s2): 2 where grid column q lies
+    /* Optional, channels on the lanes only (tables with run_t_s2): 2 where grid column q lies
      * at src + 2q (a 1x1 stride-2 layer's input read in place: gw is the input's width), and
      * every panel is then one run of the grid, read in place (0: q at src + q) */
     int64_t pxs;

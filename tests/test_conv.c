@@ -634,7 +634,7 @@ START_TEST(prepare_repacks_for_the_input_size)
         const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)f.c.path);
         if (u) ck_assert_int_eq(f.c.wino, wino[k]);
         if (u && u->run_t && k == 1) ck_assert_int_eq(f.c.chan_lanes, 1);
-        if (u && u->in_place_s2 && k == 4) ck_assert_int_eq(f.c.chan_lanes, 28 % u->mr == 0);
+        if (u && u->run_t_s2 && k == 4) ck_assert_int_eq(f.c.chan_lanes, 28 % u->mr == 0);
         ck_assert_int_eq(mi_conv_prepare(&f.c, &f.x), MI_OK);   /* idempotent */
         mi_free_aligned(f.ws);   /* sized before prepare chose the algorithm */
         f.ws = mi_alloc_aligned(mi_conv_workspace(&f.c, &f.x));

@@ -124,7 +124,7 @@ static __attribute__((noinline)) void store_rows(const mi_gemm_ukr_args *p, int 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes; IP: the
  * pixel operand (b, or a with T) read in place, row k at p->koff[k] from it (1) or k * p->lds
  * (2), else packed (0); PS: with T, the pixels PS floats apart in a row (2: a 1x1 stride-2
- * layer's input read in place, p->pxs). */
+ * layer's input read in place, run_t_s2). */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T, const int IP,
                                                        const int PS) {
@@ -327,10 +327,11 @@ static void run(const mi_gemm_ukr_args *p, int mr) {
 }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
 static void run_t(const mi_gemm_ukr_args *p, int mr) {
-    if (!p->koff) { CASES(1, 16, 0, 1) }
-    else if (p->lds > 0 && p->pxs == 2) { CASES(1, 16, 2, 2) }
-    else if (p->lds > 0) { CASES(1, 16, 2, 1) }
-    else { CASES(1, 16, 1, 1) }
+    if (!p->koff) { CASES(1, 16, 0, 1) } else if (p->lds > 0) { CASES(1, 16, 2, 1) } else { CASES(1, 16, 1, 1) }
+}
+/* the same, read in place (koff, lds), the pixels 2 floats apart in a row of x */
+static void run_t_s2(const mi_gemm_ukr_args *p, int mr) {
+    CASES(1, 16, 2, 2)
 }
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
@@ -576,5 +577,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
-    .chan_k_pct = 100, .in_place = 1, .in_place_s2 = 1,
+    .chan_k_pct = 100, .in_place = 1, .run_t_s2 = run_t_s2,
 };
