@@ -360,7 +360,7 @@ static int chan_lanes_win(const mi_gemm_ukr *u, int64_t grid, int64_t P, int64_t
  * two such layers 1.13 / 0.70 -> 1.02 / 0.57 and 1.10 / 0.72 -> 1.01 / 0.60. So such a layer
  * always takes channels on the lanes. */
 static int strided_in_place(const mi_conv_desc *d, const mi_gemm_ukr *u, int64_t ow) {
-    return u->run_t_s2 && d->sp == 2 && d->k[1] == 1 && d->k[2] == 1 && d->stride[1] == 2 &&
+    return u->run_t_s2 && u->in_place && d->sp == 2 && d->k[1] == 1 && d->k[2] == 1 && d->stride[1] == 2 &&
            d->stride[2] == 2 && d->pad[1] == 0 && d->pad[2] == 0 && ow % u->mr == 0;
 }
 
@@ -721,7 +721,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             mi_gemm g = {
                 .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
                 .src = own ? xn : src, .src_gstride = own ? cig * IP : cig * G.slots * G.PL,
-                .koff = koff, .gd = G.out[0], .gh = G.direct || s2 ? G.out[1] : G.plane[1],
+                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
                 .gw = G.direct ? G.out[2] : s2 ? G.in[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
                 .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
                 .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
@@ -740,7 +740,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             mi_gemm g = {
                 .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
                 .src = own ? xn : src, .src_gstride = own ? cig * IP : cig * G.slots * G.PL,
-                .koff = koff, .gd = G.out[0], .gh = G.direct || s2 ? G.out[1] : G.plane[1],
+                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
                 .gw = G.direct ? G.out[2] : s2 ? G.in[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
                 .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
                 .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
