@@ -238,12 +238,12 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
             const int64_t per = CEIL_DIV(lines, nj);
             /* the fields every tile of this channel panel shares, set once: the kernels only read
              * their arguments, so each tile below stores just what differs */
-            const int64_t row = gi * M + mp * ph;
+            const int64_t row = gi * M + mp * ph, yoff = gi * (g->ygs ? g->ygs : M * ldy) + mp * ph * ldy;
             const float *w = ag + (mp * K + k0) * ph;
             const int rows = (int)MI_MIN(ph, M - mp * ph);
             mi_gemm_ukr_args a = {
                 .kc = kc, .a = w, .b = w, .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
-                .y = g->y + row * ldy, .res = g->res ? g->res + row * ldy : NULL, .ldy = ldy,
+                .y = g->y + yoff, .res = g->res ? g->res + yoff : NULL, .ldy = ldy,
                 .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds,
             };
             for (int64_t jj = 0; jj < nj; jj++) {

@@ -165,6 +165,8 @@ typedef struct {
      * at src + 2q (a 1x1 stride-2 layer's input read in place: gw is the input's width), and
      * every panel is then one run of the grid, read in place (0: q at src + q) */
     int64_t pxs;
+    /* Optional: the distance of group g's y (and res) from group g - 1's (0: M rows, M * ldy) */
+    int64_t ygs;
 } mi_gemm;
 
 /* panels, chunks, runs, items; pix_major: item i is run i / nmc, chunk i % nmc (else run i % nj) */
