@@ -421,7 +421,8 @@ static int geom_init(conv_geom *G, const mi_conv_desc *d, const mi_tensor *x) {
     return geom_init_in(G, d, in);
 }
 
-/* koff, GEMM scratch per thread, then phase buffers. With one image the threads share one
+/* koff, the threads' shares of a GEMM's items (conv_forward_gemm), GEMM scratch per thread, then
+ * phase buffers. With one image the threads share one
  * (built together, then the GEMM split between them); with several each thread takes whole
  * images (conv_forward_gemm), in a buffer of its own: n images need min(n, threads) buffers. */
 typedef struct { size_t koff, gemm, src; } conv_ws_parts;
@@ -497,7 +498,7 @@ static size_t conv_ws(const mi_conv *c, const conv_geom *G, int nthreads, int64_
     /* phase blocks at any thread count up to nthreads: 2 threads take them on the fewest rows */
     const int blocks = nthreads > 1 && phase_blocks(&c->d, G, n, 2);
     const int bufs = row_blocks(&c->d, G) || n > 1 || blocks ? nthreads : 1;
-    return p.koff + p.gemm * (size_t)nthreads + p.src * (size_t)bufs;
+    return p.koff + sizeof(mi_gemm_share) * (size_t)nthreads + p.gemm * (size_t)nthreads + p.src * (size_t)bufs;
 }
 
 size_t mi_conv_workspace(const mi_conv *c, const mi_tensor *x) {
@@ -664,6 +665,25 @@ static void conv_phase_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor 
     }
 }
 
+/* The GEMM of image n: B from the phase buffer src, or x itself where the layer reads it in place
+ * (own; s2: a 1x1 stride-2 layer's pixels 2 floats apart) */
+static mi_gemm image_gemm(const mi_conv *c, const conv_geom *G, mi_tensor *y, const mi_tensor *x,
+                          const mi_tensor *residual, mi_act act, const int64_t *koff, const float *src,
+                          int own, int s2, int64_t n) {
+    const mi_conv_desc *d = &c->d;
+    const int64_t cig = d->cin / d->groups, IP = G->in[0] * G->in[1] * G->in[2];
+    const int64_t OP = G->out[0] * G->out[1] * G->out[2];
+    return (mi_gemm){
+        .groups = d->groups, .M = d->cout / d->groups, .K = G->K, .apack = c->packed,
+        .src = own ? x->data + n * d->cin * IP : src, .src_gstride = own ? cig * IP : cig * G->slots * G->PL,
+        .koff = koff, .gd = G->out[0], .gh = G->direct ? G->out[1] : G->plane[1],
+        .gw = G->direct ? G->out[2] : s2 ? G->in[2] : G->plane[2], .od = G->out[0], .oh = G->out[1], .ow = G->out[2],
+        .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
+        .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
+        .lds = own ? IP : 0, .pxs = s2 ? 2 : 0,
+    };
+}
+
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
@@ -675,7 +695,8 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     unsigned char *ws = workspace;
     const conv_ws_parts wp = ws_parts(c, &G);
     int64_t *koff = (int64_t *)ws;
-    unsigned char *gws = ws + wp.koff, *srcs = gws + wp.gemm * (size_t)nt;
+    /* koff, the threads' shares of the GEMM's items, GEMM scratch, phase buffers */
+    unsigned char *gws = ws + wp.koff + sizeof(mi_gemm_share) * (size_t)nt, *srcs = gws + wp.gemm * (size_t)nt;
     const int64_t cig = d->cin / d->groups, IP = G.in[0] * G.in[1] * G.in[2];
     const int64_t OP = G.out[0] * G.out[1] * G.out[2], N = x->shape[0];
     const int64_t macs = N * OP * d->cout * G.K;
@@ -698,13 +719,22 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     /* Several images: each thread takes whole images (phases into its own buffer, then every GEMM
      * item of the image), dynamic, so that no thread waits for another inside the layer: on a
      * machine shared with other work each barrier can cost a scheduler time slice. One image: the
-     * threads build its phases together, then split its GEMM. The GEMM's items only decide who
-     * computes a tile, never how, so both give the same bits. */
-    const int per_image = N > 1 && nt > 1;
+     * threads build its phases together, then take its GEMM's items by shares (ops/gemm.h): each
+     * first its own part of the map, then what is left at the end of another's. The GEMM's items
+     * only decide who computes a tile, never how, so every way gives the same bits. */
+    const int per_image = N > 1 && nt > 1, by_shares = N == 1 && nt > 1;
     if (!own) {
         const int64_t used = d->cin * G.slots * G.PL;
         for (int t = 0; t < (per_image ? nt : 1); t++)
             memset((float *)(srcs + wp.src * (size_t)t) + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
+    }
+    mi_gemm_share *shares = (mi_gemm_share *)(ws + wp.koff);
+    mi_gemm g1 = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, 0);
+    mi_gemm_plan pl1;
+    if (by_shares) {
+        g1.shares = 1;
+        mi_gemm_split(u, &g1, nt, &pl1);
+        mi_gemm_shares_init(shares, pl1.items, nt);
     }
     /* A layer of under ~1M multiply-adds (the segnet's 1x1 attention and head convolutions: tens
      * of microseconds) runs on the calling thread: waking a second thread costs more, and on a
@@ -715,40 +745,24 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         void *mine = gws + wp.gemm * (size_t)tid;
         #pragma omp for schedule(dynamic, 1) nowait
         for (int64_t n = 0; n < (per_image ? N : 0); n++) {
-            const float *xn = x->data + n * d->cin * IP;
             float *src = (float *)(srcs + wp.src * (size_t)tid);
-            if (!own) build_phases(u, src, xn, d, &G, 0);
-            mi_gemm g = {
-                .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
-                .src = own ? xn : src, .src_gstride = own ? cig * IP : cig * G.slots * G.PL,
-                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
-                .gw = G.direct ? G.out[2] : s2 ? G.in[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
-                .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
-                .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-                .lds = own ? IP : 0, .pxs = s2 ? 2 : 0,
-            };
+            if (!own) build_phases(u, src, x->data + n * d->cin * IP, d, &G, 0);
+            const mi_gemm g = image_gemm(c, &G, y, x, residual, act, koff, src, own, s2, n);
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, 1, &pl);
             for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
         }
         /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
          * thread that is not running stalls every barrier by a scheduler tick. */
-        float *src = (float *)srcs;   /* the one phase buffer, shared */
-        for (int64_t n = 0; n < (per_image ? 0 : N); n++) {
-            const float *xn = x->data + n * d->cin * IP;
-            if (!own) build_phases(u, src, xn, d, &G, 1);   /* omp for: ends with a barrier */
-            mi_gemm g = {
-                .groups = d->groups, .M = d->cout / d->groups, .K = G.K, .apack = c->packed,
-                .src = own ? xn : src, .src_gstride = own ? cig * IP : cig * G.slots * G.PL,
-                .koff = koff, .gd = G.out[0], .gh = G.direct ? G.out[1] : G.plane[1],
-                .gw = G.direct ? G.out[2] : s2 ? G.in[2] : G.plane[2], .od = G.out[0], .oh = G.out[1], .ow = G.out[2],
-                .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
-                .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-                .lds = own ? IP : 0, .pxs = s2 ? 2 : 0,
-            };
+        if (by_shares) {
+            if (!own) build_phases(u, (float *)srcs, x->data, d, &G, 1);   /* omp for: ends with a barrier */
+            mi_gemm_run_shares(u, &g1, &pl1, shares, nt, tid, mine);
+        }
+        for (int64_t n = 0; n < (per_image || by_shares ? 0 : N); n++) {   /* one thread */
+            if (!own) build_phases(u, (float *)srcs, x->data + n * d->cin * IP, d, &G, 0);
+            const mi_gemm g = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, n);
             mi_gemm_plan pl;
-            mi_gemm_split(u, &g, nt, &pl);
-            #pragma omp for schedule(static)
+            mi_gemm_split(u, &g, 1, &pl);
             for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
         }
     }

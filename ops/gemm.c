@@ -75,6 +75,16 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
  * samples: the rows of a map in L3, copied at little memory parallelism), of 19 and 36 panels
  * (64 -> 256, 128 -> 512 with the residual) even to 3 % slower. */
 #define IN_PLACE_MPAN 12
+/* Items a thread, by shares (mi_gemm_run_shares): with two threads the cores of the 2-core Zen 5
+ * differed by ~5 % on the same work (one or the other, by the host's state), and a static split
+ * left the faster one waiting at every layer's end. ResNet-50 at 2 threads, its direct 1x1 layers
+ * (rdtsc per thread, means per layer): work 618 / 650 kcycles, the faster thread waiting 31-39,
+ * statically; 626 / 630-636 with waits of ~15 by shares; the forward pass 22.8-23.2 -> 22.4-22.6
+ * ms in the host's busy state (5 of 6 rounds in turns, the sixth +0.8 %), ResNet-18 even, one
+ * thread unchanged. Only pixel-major plans with pixels on the lanes are cut finer: cutting the
+ * channels-on-lanes plans (more M chunks, each reading its panels' pixels again) made ResNet-50's
+ * layer3 1x1 layers 4-9 % slower and its 512 -> 512 stride-2 layer 21 %. */
+#define SHARE_ITEMS 16
 #define SPREAD_MIN_W (256 * 1024)      /* weights (floats) past L2: prefetch_a == 2 fetches them, and
                                         * as many in all take run_stream */
 
@@ -164,6 +174,9 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
         nmc = CEIL_DIV(pl->mpan, cap);
         nj = CEIL_DIV(CEIL_DIV(pl->npan, jmax), T) * T;
     }
+    /* By shares: pixel-major runs cut to about SHARE_ITEMS a thread */
+    if (T > 1 && g->shares && pl->pix_major && !g->chan_lanes)
+        nj = MI_MIN(pl->npan, MI_MAX(nj, CEIL_DIV(SHARE_ITEMS * T, G * nmc)));
     pl->nmc = nmc;
     pl->nj = nj;
     pl->items = g->groups * nmc * nj;
@@ -271,6 +284,37 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
         }
     }
 #undef IN_PLACE
+}
+
+void mi_gemm_shares_init(mi_gemm_share *sh, int64_t items, int nthreads) {
+    MI_ASSERT(items < ((int64_t)1 << 32));
+    for (int t = 0; t < nthreads; t++) {
+        const uint64_t lo = (uint64_t)(t * items / nthreads), hi = (uint64_t)((t + 1) * items / nthreads);
+        __atomic_store_n(&sh[t].range, lo | hi << 32, __ATOMIC_RELAXED);
+    }
+}
+
+/* the next item of a share from its front (its owner) or its back (another thread); -1: none left.
+ * Relaxed: the claim only has to be unique; the items' outputs are published by the team's
+ * barrier. */
+static int64_t take(mi_gemm_share *sh, int back) {
+    uint64_t v = __atomic_load_n(&sh->range, __ATOMIC_RELAXED);
+    for (;;) {
+        const uint64_t lo = v & 0xffffffffu, hi = v >> 32;
+        if (lo >= hi) return -1;
+        const uint64_t nv = back ? lo | (hi - 1) << 32 : v + 1;
+        if (__atomic_compare_exchange_n(&sh->range, &v, nv, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return (int64_t)(back ? hi - 1 : lo);
+    }
+}
+
+int64_t mi_gemm_run_shares(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl, mi_gemm_share *sh,
+                           int nthreads, int tid, void *thread_ws) {
+    int64_t ran = 0;
+    for (int64_t i; (i = take(&sh[tid], 0)) >= 0; ran++) mi_gemm_item(u, g, pl, i, thread_ws);
+    for (int d = 1; d < nthreads; d++)
+        for (int64_t i; (i = take(&sh[(tid + d) % nthreads], 1)) >= 0; ran++) mi_gemm_item(u, g, pl, i, thread_ws);
+    return ran;
 }
 
 void mi_gemm_run(const mi_gemm_ukr *u, const mi_gemm *g, void *ws, int nthreads) {

@@ -167,6 +167,9 @@ typedef struct {
     int64_t pxs;
     /* Optional: the distance of group g's y (and res) from group g - 1's (0: M rows, M * ldy) */
     int64_t ygs;
+    /* Optional: 1 where the caller runs the items by shares (mi_gemm_run_shares): the split makes
+     * them small enough for the end of a share to move to another thread */
+    int shares;
 } mi_gemm;
 
 /* panels, chunks, runs, items; pix_major: item i is run i / nmc, chunk i % nmc (else run i % nj) */
@@ -177,6 +180,16 @@ typedef struct { int64_t ngrid, npan, mpan, nmc, nj, items; int pix_major; } mi_
 void   mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm_plan *pl);
 void   mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl, int64_t item,
                     void *thread_ws);
+/* A team's shares of a plan's items, one per thread: thread t first takes, in order, the items of
+ * its own contiguous share (the part of the map it wrote in the layer before, where the plan is
+ * pixel-major), then the last items still left in the others' shares, so that a thread the
+ * machine slows down leaves the end of its share to the others. Which thread computes an item
+ * never changes how, so the bits do not depend on it. init before the team starts (or behind a
+ * barrier); the items are done when every thread has returned from mi_gemm_run_shares. */
+typedef struct { uint64_t range __attribute__((aligned(64))); } mi_gemm_share;  /* next | end << 32 */
+void mi_gemm_shares_init(mi_gemm_share *sh, int64_t items, int nthreads);
+int64_t mi_gemm_run_shares(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl, mi_gemm_share *sh,
+                           int nthreads, int tid, void *thread_ws);   /* the items this thread ran */
 /* Scratch of mi_gemm_run for nthreads threads, and the run itself (threads split the output
  * tiles only, never K, so the bits do not depend on nthreads). */
 size_t mi_gemm_ws(const mi_gemm_ukr *u, int nthreads);

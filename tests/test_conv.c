@@ -39,6 +39,8 @@
 
 #include <math.h>
 #include <string.h>
+#include <omp.h>
+#include <unistd.h>
 
 #define ATOL_REL 2e-5   /* times max|reference| */
 #define RTOL 1e-5
@@ -859,6 +861,67 @@ START_TEST(in_place_equals_packed)
 }
 END_TEST
 
+/* A GEMM run by shares (ops/gemm.h) in a team whose thread 0 starts late: the others take the end
+ * of its share, every item runs once (the counts add up to the plan's), thread 0 runs fewer than
+ * its share, and y has the bits of mi_gemm_run. Both orientations, pixel-major and M-split plans,
+ * 2 and 4 threads. */
+START_TEST(shares_take_the_end_of_a_late_share)
+{
+    const mi_gemm_ukr *u = mi_gemm_ukr_for(mi_cpu_isa());
+    if (!u) u = &mi_gemm_ukr_portable;
+    const int64_t shapes[][3] = { { 64, 128, 40 * 40 }, { 600, 96, 9 * 9 } };   /* M, K, pixels */
+    for (int sh = 0; sh < 2; sh++)
+        for (int t = 0; t < (u->run_t ? 2 : 1); t++)
+            for (int nt = 2; nt <= 4; nt += 2) {
+                const int64_t M = shapes[sh][0], K = shapes[sh][1], P = shapes[sh][2];
+                const size_t na = t ? mi_gemm_pack_a_t(u, NULL, NULL, 1, M, K) : mi_gemm_pack_a(u, NULL, NULL, 1, M, K);
+                float *w = mi_alloc_aligned((size_t)(M * K) * sizeof(float)), *ap = mi_alloc_aligned(na * sizeof(float));
+                float *x = mi_alloc_aligned((size_t)(K * P) * sizeof(float)), *bias = mi_alloc_aligned((size_t)M * sizeof(float));
+                float *y0 = mi_alloc_aligned((size_t)(M * P) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(M * P) * sizeof(float));
+                int64_t *koff = malloc((size_t)K * sizeof(int64_t));
+                void *ws = mi_alloc_aligned(mi_gemm_ws(u, nt));
+                mi_fill_random(w, M * K, 1);
+                mi_fill_random(x, K * P, 2);
+                mi_fill_random(bias, M, 3);
+                if (t) mi_gemm_pack_a_t(u, ap, w, 1, M, K);
+                else mi_gemm_pack_a(u, ap, w, 1, M, K);
+                for (int64_t k = 0; k < K; k++) koff[k] = k * P;
+                mi_gemm g = { .groups = 1, .M = M, .K = K, .apack = ap, .src = x, .src_gstride = K * P, .koff = koff,
+                              .gd = 1, .gh = 1, .gw = P, .od = 1, .oh = 1, .ow = P, .y = y0, .bias = bias, .relu = 1,
+                              .chan_lanes = t, .lds = P };
+                mi_gemm_run(u, &g, ws, 1);
+                g.y = y1;
+                g.shares = 1;
+                for (int64_t i = 0; i < M * P; i++) y1[i] = NAN;
+                mi_gemm_plan pl;
+                mi_gemm_split(u, &g, nt, &pl);
+                mi_gemm_share shares[4];
+                mi_gemm_shares_init(shares, pl.items, nt);
+                int64_t ran[4] = { 0 };
+                #pragma omp parallel num_threads(nt)
+                {
+                    const int tid = omp_get_thread_num();
+                    if (tid == 0) usleep(50000);
+                    ran[tid] = mi_gemm_run_shares(u, &g, &pl, shares, omp_get_num_threads(), tid,
+                                                  (unsigned char *)ws + mi_gemm_ws(u, 1) * (size_t)tid);
+                }
+                ck_assert_int_eq(ran[0] + ran[1] + ran[2] + ran[3], pl.items);
+                ck_assert_msg(ran[0] < pl.items / nt, "M %lld, lanes %d, %d threads: thread 0 ran %lld of %lld items, "
+                              "none of its share taken", (long long)M, t + 1, nt, (long long)ran[0], (long long)pl.items);
+                ck_assert_msg(!memcmp(y0, y1, (size_t)(M * P) * sizeof(float)),
+                              "M %lld, lanes %d, %d threads: by shares differs from one thread", (long long)M, t + 1, nt);
+                free(koff);
+                mi_free_aligned(ws);
+                mi_free_aligned(w);
+                mi_free_aligned(ap);
+                mi_free_aligned(x);
+                mi_free_aligned(bias);
+                mi_free_aligned(y0);
+                mi_free_aligned(y1);
+            }
+}
+END_TEST
+
 START_TEST(env_caps_isa)
 {
     const char *fork = getenv("CK_FORK");
@@ -922,6 +985,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, winograd_transforms_match_scalar);
     tcase_add_test(tc, run_stream_equals_run);
     tcase_add_test(tc, in_place_equals_packed);
+    tcase_add_test(tc, shares_take_the_end_of_a_late_share);
     tcase_add_test(tc, strided_copy_matches_scalar);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
