@@ -21,10 +21,12 @@
 
 #define PAR_MIN 16384
 
-/* the reference's step: b (a later candidate) replaces a where b > a or b is NaN */
+/* the reference's step: b (a later candidate) replaces a where b > a or b is NaN. max(b, a) is
+ * already b where b > a and a elsewhere, ties and a NaN a included (vmaxps returns its second
+ * operand where either is NaN), so only a NaN b is put back: one compare off the chain through a
+ * instead of two and an or on it */
 static inline __m512 step(__m512 a, __m512 b) {
-    const __mmask16 take = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ) | _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
-    return _mm512_mask_blend_ps(take, a, b);
+    return _mm512_mask_mov_ps(_mm512_max_ps(b, a), _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q), b);
 }
 
 static inline __mmask16 first_n(int64_t n) { return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1u); }
