@@ -861,10 +861,10 @@ START_TEST(in_place_equals_packed)
 }
 END_TEST
 
-/* A GEMM run by shares (ops/gemm.h) in a team whose thread 0 starts late: the others take the end
- * of its share, every item runs once (the counts add up to the plan's), thread 0 runs fewer than
- * its share, and y has the bits of mi_gemm_run. Both orientations, pixel-major and M-split plans,
- * 2 and 4 threads. */
+/* A GEMM run by shares (ops/gemm.h) in a team whose thread 0 starts only once the others are
+ * done: they take the end of its share, every item runs once (the counts add up to the plan's),
+ * thread 0 runs fewer than its share, and y has the bits of mi_gemm_run. Both orientations,
+ * pixel-major and M-split plans, 2 and 4 threads. */
 START_TEST(shares_take_the_end_of_a_late_share)
 {
     const mi_gemm_ukr *u = mi_gemm_ukr_for(mi_cpu_isa());
@@ -898,12 +898,15 @@ START_TEST(shares_take_the_end_of_a_late_share)
                 mi_gemm_share shares[4];
                 mi_gemm_shares_init(shares, pl.items, nt);
                 int64_t ran[4] = { 0 };
+                int done = 0;
                 #pragma omp parallel num_threads(nt)
                 {
-                    const int tid = omp_get_thread_num();
-                    if (tid == 0) usleep(50000);
-                    ran[tid] = mi_gemm_run_shares(u, &g, &pl, shares, omp_get_num_threads(), tid,
+                    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+                    for (int w = 0; tid == 0 && w < 100000 && __atomic_load_n(&done, __ATOMIC_ACQUIRE) < team - 1; w++)
+                        usleep(100);
+                    ran[tid] = mi_gemm_run_shares(u, &g, &pl, shares, team, tid,
                                                   (unsigned char *)ws + mi_gemm_ws(u, 1) * (size_t)tid);
+                    if (tid) __atomic_add_fetch(&done, 1, __ATOMIC_RELEASE);
                 }
                 ck_assert_int_eq(ran[0] + ran[1] + ran[2] + ran[3], pl.items);
                 ck_assert_msg(ran[0] < pl.items / nt, "M %lld, lanes %d, %d threads: thread 0 ran %lld of %lld items, "
