@@ -684,6 +684,17 @@ static mi_gemm image_gemm(const mi_conv *c, const conv_geom *G, mi_tensor *y, co
     };
 }
 
+/* Image n by the calling thread alone: its phases into src (unless read in place), every item */
+static void one_image(const mi_conv *c, const mi_gemm_ukr *u, const conv_geom *G, mi_tensor *y, const mi_tensor *x,
+                      const mi_tensor *residual, mi_act act, const int64_t *koff, float *src, int own, int s2,
+                      int64_t n, void *gws) {
+    if (!own) build_phases(u, src, x->data + n * c->d.cin * G->in[0] * G->in[1] * G->in[2], &c->d, G, 0);
+    const mi_gemm g = image_gemm(c, G, y, x, residual, act, koff, src, own, s2, n);
+    mi_gemm_plan pl;
+    mi_gemm_split(u, &g, 1, &pl);
+    for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, gws);
+}
+
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, void *workspace) {
     const mi_conv_desc *d = &c->d;
@@ -729,9 +740,10 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             memset((float *)(srcs + wp.src * (size_t)t) + used, 0, (size_t)(G.src_floats - used) * sizeof(float));
     }
     mi_gemm_share *shares = (mi_gemm_share *)(ws + wp.koff);
-    mi_gemm g1 = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, 0);
-    mi_gemm_plan pl1;
+    mi_gemm g1 = { 0 };
+    mi_gemm_plan pl1 = { 0 };
     if (by_shares) {
+        g1 = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, 0);
         g1.shares = 1;
         mi_gemm_split(u, &g1, nt, &pl1);
         mi_gemm_shares_init(shares, pl1.items, nt);
@@ -744,27 +756,16 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         const int tid = omp_get_thread_num();
         void *mine = gws + wp.gemm * (size_t)tid;
         #pragma omp for schedule(dynamic, 1) nowait
-        for (int64_t n = 0; n < (per_image ? N : 0); n++) {
-            float *src = (float *)(srcs + wp.src * (size_t)tid);
-            if (!own) build_phases(u, src, x->data + n * d->cin * IP, d, &G, 0);
-            const mi_gemm g = image_gemm(c, &G, y, x, residual, act, koff, src, own, s2, n);
-            mi_gemm_plan pl;
-            mi_gemm_split(u, &g, 1, &pl);
-            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
-        }
+        for (int64_t n = 0; n < (per_image ? N : 0); n++)
+            one_image(c, u, &G, y, x, residual, act, koff, (float *)(srcs + wp.src * (size_t)tid), own, s2, n, mine);
         /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
          * thread that is not running stalls every barrier by a scheduler tick. */
         if (by_shares) {
             if (!own) build_phases(u, (float *)srcs, x->data, d, &G, 1);   /* omp for: ends with a barrier */
             mi_gemm_run_shares(u, &g1, &pl1, shares, nt, tid, mine);
         }
-        for (int64_t n = 0; n < (per_image || by_shares ? 0 : N); n++) {   /* one thread */
-            if (!own) build_phases(u, (float *)srcs, x->data + n * d->cin * IP, d, &G, 0);
-            const mi_gemm g = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, n);
-            mi_gemm_plan pl;
-            mi_gemm_split(u, &g, 1, &pl);
-            for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, mine);
-        }
+        for (int64_t n = 0; n < (per_image || by_shares ? 0 : N); n++)   /* one thread */
+            one_image(c, u, &G, y, x, residual, act, koff, (float *)srcs, own, s2, n, mine);
     }
 }
 
