@@ -680,7 +680,7 @@ static mi_gemm image_gemm(const mi_conv *c, const conv_geom *G, mi_tensor *y, co
         .gw = G->direct ? G->out[2] : s2 ? G->in[2] : G->plane[2], .od = G->out[0], .oh = G->out[1], .ow = G->out[2],
         .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
         .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-        .lds = own ? IP : 0, .pxs = s2 ? 2 : 0,
+        .lds = own ? IP : 0, .pxs = s2 ? 2 : 0, .src_far = own,
     };
 }
 

@@ -47,6 +47,7 @@ typedef struct {
      * pointer loaded per k step, cost 2-3 % on the 1x1 layers) */
     const int64_t *koff;
     int64_t      lds;
+    int          src_far;   /* mi_gemm.src_far: fetch the in-place pixel operand ahead (lds > 0) */
 } mi_gemm_ukr_args;
 
 /* The lines a tile's epilogue will read (residual) and write (y), requested by the micro-kernel
@@ -170,6 +171,10 @@ typedef struct {
     /* Optional: 1 where the caller runs the items by shares (mi_gemm_run_shares): the split makes
      * them small enough for the end of a share to move to another thread */
     int shares;
+    /* Optional: 1 where src is a map written layers before, read in place with lds > 0 (a 1x1
+     * layer's input): the kernels fetch its rows a few k steps ahead, as they lie too far apart
+     * for the hardware to follow and in L3 or memory on the first pass */
+    int src_far;
 } mi_gemm;
 
 /* panels, chunks, runs, items; pix_major: item i is run i / nmc, chunk i % nmc (else run i % nj) */

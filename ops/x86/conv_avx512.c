@@ -34,6 +34,15 @@
  * 1 thread: -9 %; distances 8..64 measured, 32..64 best; an extra prefetcht1 further ahead gave
  * nothing more). */
 #define PF_K 32
+/* The pixel operand read in place from a map written layers before (mi_gemm.src_far), PFB_K k
+ * steps ahead: its rows lie a map's plane apart (12 KB at 56x56), past the stride the L1
+ * prefetcher follows, and the first pass over them comes from L3 or memory. On the 2-core Xeon
+ * (AVX-512, 241 GFLOP/s FMA peak per core) ResNet-50's 1x1 layers reading the block's input in
+ * place (pixels on the lanes, every channel panel) took 0.80-0.90 of the time at one thread, its
+ * 1x1 stride-2 layers (channels on the lanes) 0.89, its other 1x1 layers of layer3-4 0.97
+ * (bench_layers, paired medians of 20 forward passes alternating in one process); 4 steps ahead
+ * gained less, 8 and 16 the same. */
+#define PFB_K 16
 #define MC 504   /* 36 panels: the A block (504 x 256 floats, 516 KB) stays in L2 */
 /* The table's tuning (ops/gemm.h), measured on ResNet-50 at one thread (bench_layers, in turns,
  * 2 cores of an AMD EPYC Zen 5 with AVX-512: 227 GFLOP/s FMA peak per core, 34 GB/s from memory):
@@ -170,6 +179,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
     const float *const px = T ? a : b;   /* in place: the pixel operand's base */
     const int64_t *const ko = p->koff;
     const int64_t lds = p->lds;
+    const int64_t pfbo = p->src_far ? PFB_K * lds : 0;
     if (IP == 2 && T) a = px + ko[0];
     if (IP == 2 && !T) b = px + ko[0];
     for (int64_t k = 0; k < p->kc; k++) {
@@ -191,8 +201,16 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         if (T) {
             _mm_prefetch((const char *)(b + PF_K * NR), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + PF_K * NR + 16), _MM_HINT_T0);
+            if (IP == 2 && pfbo) {   /* the first and the last pixel's lines */
+                _mm_prefetch((const char *)(a + pfbo), _MM_HINT_T0);
+                _mm_prefetch((const char *)(a + pfbo + PS * (M - 1)), _MM_HINT_T0);
+            }
         } else {
             _mm_prefetch((const char *)(a + PF_K * ASTR), _MM_HINT_T0);
+            if (IP == 2 && pfbo) {
+                _mm_prefetch((const char *)(b + pfbo), _MM_HINT_T0);
+                _mm_prefetch((const char *)(b + pfbo + 16), _MM_HINT_T0);
+            }
         }
         if (IP == 1 && T) a = px + ko[k];
         if (IP == 1 && !T) b = px + ko[k];
