@@ -88,14 +88,47 @@ static void linear_output(float *y, const float *x, const float *w, const float 
     }
 }
 
+/* One row of x against OS weight rows at once, each dot product's own sequence (dot_rows' with
+ * R = 1): OS weight streams in flight rather than one. ResNet-50's fc (2048 -> 1000, 8 MB of
+ * weights, mostly from memory) on the 2-core Xeon with AVX-512: 0.69 -> 0.54 ms at one thread,
+ * 0.37 -> 0.28 at two (paired medians of 20 forward passes alternating in one process); 8 streams
+ * of 16 lanes (AVX-512) gave the same, a software prefetch 2 KB ahead nothing more. */
+#define OS 4
+static void dot_outs(float *y, const float *x, const float *w, const float *b, int64_t in, int64_t o0) {
+    __m256 a0[OS], a1[OS];
+    for (int o = 0; o < OS; o++) { a0[o] = _mm256_setzero_ps(); a1[o] = _mm256_setzero_ps(); }
+    const float *wo = w + o0 * in;
+    int64_t i = 0;
+    for (; i + 16 <= in; i += 16) {
+        const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+        #pragma GCC unroll 4
+        for (int o = 0; o < OS; o++) {
+            a0[o] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(wo + o * in + i), a0[o]);
+            a1[o] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(wo + o * in + i + 8), a1[o]);
+        }
+    }
+    for (int o = 0; o < OS; o++) y[o0 + o] = finish(a0[o], a1[o], x, wo + o * in, i, in, b ? b + o0 + o : NULL);
+}
+
+static void outputs(float *y, const float *x, const float *w, const float *b, int64_t n, int64_t in, int64_t out,
+                    int64_t o0, int64_t o1) {
+    int64_t o = o0;
+    if (n == 1)
+        for (; o + OS <= o1; o += OS) dot_outs(y, x, w, b, in, o);
+    for (; o < o1; o++) linear_output(y, x, w, b, n, in, out, o);
+}
+
 static void linear_rows(float *y, const float *x, const float *w, const float *b, int64_t n,
                         int64_t in, int64_t out) {
     const int nt = mi_threads();
     if (nt == 1 || n * in * out <= PAR_MIN_FLOPS)   /* not even a team of one (ops/cpu.h) */
-        for (int64_t o = 0; o < out; o++) linear_output(y, x, w, b, n, in, out, o);
+        outputs(y, x, w, b, n, in, out, 0, out);
     else {
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t o = 0; o < out; o++) linear_output(y, x, w, b, n, in, out, o);
+        #pragma omp parallel num_threads(nt)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            outputs(y, x, w, b, n, in, out, t * out / T, (t + 1) * out / T);
+        }
     }
 }
 
