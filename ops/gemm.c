@@ -168,8 +168,15 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
      * its own part of the map instead: consecutive items (a static schedule's share) are one
      * pixel run's chunks, so a thread reads the part of the map it wrote in the layer before
      * (Winograd blocks and the 1x1 layers split the same way), rather than lines another core
-     * holds. */
-    pl->pix_major = T > 1 && G == 1 && g->M * g->K <= PIX_MAJOR_MAX_W && pl->npan >= 4 * T;
+     * holds. Not where, with channels on the lanes, the weights are over 4 times the input the
+     * layer reads (M > 4 x pixels, twice that for a stride-2 layer read in place): there a thread
+     * reads the small input whole and half the weights. On the 2-core Xeon (AVX-512, 2 threads)
+     * ResNet-50's layer3 256 -> 1024 layers (14x14, + residual) took 0.92-0.95 of the time, the
+     * forward pass 0.993 (paired medians of 30 passes alternating in one process); splitting
+     * channels wherever M > K made its 512 -> 1024 stride-2 layer 6 % slower, and wherever
+     * channels are on the lanes its 1024 -> 256 layers 1-3 %. */
+    pl->pix_major = T > 1 && G == 1 && g->M * g->K <= PIX_MAJOR_MAX_W && pl->npan >= 4 * T &&
+                    !(g->chan_lanes && g->M > 4 * pl->ngrid * (g->pxs == 2 ? 2 : 1));
     if (pl->pix_major) {
         nmc = CEIL_DIV(pl->mpan, cap);
         nj = CEIL_DIV(CEIL_DIV(pl->npan, jmax), T) * T;
