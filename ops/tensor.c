@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 size_t mi_dtype_size(mi_dtype t) {
     switch (t) {
@@ -80,9 +81,28 @@ const char *mi_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
     return buf;
 }
 
+/* Blocks of 2 MB and more (a session's arena, a layer's packed weights) start on a 2 MB boundary
+ * and ask the kernel for 2 MB pages (MADV_HUGEPAGE; only a hint, ignored where transparent huge
+ * pages are off). A 1x1 layer reads its input's rows a plane apart and a forward pass walks
+ * ~100 MB of weights: with 4 KB pages every such row is a TLB miss, and which L2 sets a buffer
+ * falls in changes from process to process. On the 2-core Xeon (AVX-512; transparent huge pages
+ * "madvise") ResNet-50's forward pass took 0.957 of the time at one thread and 0.955 at two
+ * (medians of 6 process pairs in turns), its peak RSS 278 -> 288 MB; the lesion networks and the
+ * ResNet-50 detector even or faster (4 and 3 pairs). The buffer a weights file is read into is
+ * not asked (weights/safetensors.c says why). */
+#define HUGE_BYTES ((size_t)2 << 20)
+
 void *mi_alloc_aligned(size_t bytes) {
     void *p = NULL;
     size_t rounded = (bytes + MI_ALIGN - 1) / MI_ALIGN * MI_ALIGN;
+#if defined(MADV_HUGEPAGE)
+    if (rounded >= HUGE_BYTES) {
+        rounded = (rounded + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
+        if (posix_memalign(&p, HUGE_BYTES, rounded) != 0) return NULL;
+        madvise(p, rounded, MADV_HUGEPAGE);   /* a hint: its failure changes nothing */
+        return p;
+    }
+#endif
     if (posix_memalign(&p, MI_ALIGN, rounded ? rounded : MI_ALIGN) != 0) return NULL;
     return p;
 }
