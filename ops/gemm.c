@@ -89,7 +89,8 @@ size_t mi_gemm_pack_a_t(const mi_gemm_ukr *u, float *apack, const float *w, int6
                                         * as many in all take run_stream */
 
 static size_t gemm_b_floats(const mi_gemm_ukr *u) {
-    return (size_t)u->kc * (size_t)MI_MAX(JMAX_PIX * u->nr, JMAX_CHAN * 16);
+    return MI_MAX((size_t)MI_MAX(u->kc, u->kone_pix) * JMAX_PIX * u->nr,
+                  (size_t)MI_MAX(u->kc, u->kone_chan) * JMAX_CHAN * 16);
 }
 
 static size_t gemm_acc_floats(const mi_gemm_ukr *u) {
@@ -235,8 +236,9 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
     const int spread = u->prefetch_a == 2 && M * K >= SPREAD_MIN_W;
     void (*run)(const mi_gemm_ukr_args *, int) =
         u->run_stream && g->groups * M * K >= SPREAD_MIN_W ? u->run_stream : u->run;
-    for (int64_t k0 = 0; k0 < K; k0 += u->kc) {
-        const int64_t kc = MI_MIN((int64_t)u->kc, K - k0);
+    const int64_t KB = K <= (T ? u->kone_chan : u->kone_pix) && g->pxs != 2 ? K : u->kc;   /* see kone_* */
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        const int64_t kc = MI_MIN(KB, K - k0);
         for (int64_t jj = 0; jj < nj; jj++) {
             if (!nseg[jj] || IN_PLACE(jj)) continue;   /* garbage columns only, or read in place */
             MI_ASSERT(g->pxs < 2);   /* pack_t reads pixels 1 apart */
@@ -254,7 +256,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
              * stalled the core on fill buffers (the table's prefetch_a). */
             const int64_t kn = mp + 1 < mp1 ? k0 : k0 + kc;
             const float *wn = ag + ((mp + 1 < mp1 ? mp + 1 : mp0) * K + kn) * ph;
-            const int64_t lines = (u->prefetch_a == 1 || spread) && kn < K ? CEIL_DIV(MI_MIN((int64_t)u->kc, K - kn) * ph, 16) : 0;
+            const int64_t lines = (u->prefetch_a == 1 || spread) && kn < K ? CEIL_DIV(MI_MIN(KB, K - kn) * ph, 16) : 0;
             const int64_t per = CEIL_DIV(lines, nj);
             /* the fields every tile of this channel panel shares, set once: the kernels only read
              * their arguments, so each tile below stores just what differs */

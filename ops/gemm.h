@@ -90,6 +90,9 @@ static inline __attribute__((always_inline)) void mi_gemm_prefetch_epilogue(cons
  * fast path. */
 typedef struct {
     int mr, nr, kc, mc;        /* register tile, K block, rows per M chunk (multiple of mr) */
+    /* K up to which a GEMM with pixels / channels on the lanes runs as one K block rather than in
+     * blocks of kc (0: kc), except a 1x1 stride-2 layer read in place (mi_gemm.pxs == 2) */
+    int kone_pix, kone_chan;
     void (*run)(const mi_gemm_ukr_args *a, int mr);  /* mr <= MR valid rows */
     /* run for a GEMM whose weights (all groups) pass L2, so that in a forward pass they come from
      * L3 or memory: the same values, the weights fetched further ahead (NULL: run) */

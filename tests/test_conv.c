@@ -801,7 +801,8 @@ END_TEST
 /* A GEMM with its panels read in place (a table's in_place) and with them packed (the same table
  * with in_place off): the same bits, for each orientation; B's rows scattered through the source
  * (koff) or evenly (mi_gemm.lds), whole and partial panels, a grid with garbage columns (panels of channels-on-lanes
- * pixels that cross a row are packed, the others read in place), two K blocks, two groups, few
+ * pixels that cross a row are packed, the others read in place), K blocks (K past every table's
+ * kone_pix and kone_chan), two groups, few
  * and many channel panels per item, bias, residual, relu. The source is allocated to the last
  * float a row reads, so a read past it shows under ASan. */
 START_TEST(in_place_equals_packed)
@@ -813,7 +814,7 @@ START_TEST(in_place_equals_packed)
         mi_gemm_ukr packed = *u;
         packed.in_place = 0;
         const int64_t shapes[][6] = {   /* M, K, groups, grid rows, grid columns, real columns */
-            { 20, 300, 2, 1, 103, 103 }, { 64, 64, 1, 4, 32, 32 }, { 200, 40, 1, 1, 65, 65 },
+            { 20, 1100, 2, 1, 103, 103 }, { 64, 64, 1, 4, 32, 32 }, { 200, 40, 1, 1, 65, 65 },
             { 45, 17, 2, 3, 17, 15 }, { 30, 50, 1, 5, 30, 28 },
         };
         for (int sh = 0; sh < 10; sh++)

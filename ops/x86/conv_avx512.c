@@ -63,6 +63,16 @@
  * 256 -> 1024 1x1 layers (14x14, + residual) turn to channels, 0.63 -> 0.605-0.613 ms at one
  * thread, and no other ResNet-50 layer changes orientation. */
 #define CHAN_PIXEL_K 32
+/* K run as one block up to 512 (pixels on the lanes) and 1024 (channels): no partial sums parked
+ * between blocks, and each weight panel one stream. On the 2-core Xeon (AVX-512, 241 GFLOP/s FMA
+ * peak per core), ResNet-50 (paired medians of 20 passes alternating in one process): its layer4
+ * 3x3 layers (Winograd F(2x2), K 512) 0.89 of the time at 1 and 2 threads, its 512 -> 2048 layers
+ * 0.94-0.95, its layer2 512 -> 128 and layer3 1024 -> 256 layers 0.95-0.97, the forward pass
+ * 0.986 at one thread and 0.976 at two; K 2048 as one block too gained another 1-2 % on layer4's
+ * 2048 -> 512 layers only. Its 512 -> 1024 stride-2 layer (read in place) in one block of 512 took
+ * 7 % longer, so those keep kc. */
+#define KONE_PIX 512
+#define KONE_CHAN 1024
 
 /* r[j] lane i = r[i] lane j, in four rounds of interleaves: 32-bit pairs, 64-bit pairs, then
  * 128-bit lanes twice. */
@@ -591,7 +601,7 @@ static void wino4_out(float *y, const float *res, const float *m, int64_t ms, in
 }
 
 const mi_gemm_ukr mi_gemm_ukr_avx512 = {
-    .mr = MR, .nr = NR, .kc = KC, .mc = MC, .run = run, .pack = pack, .strided = strided,
+    .mr = MR, .nr = NR, .kc = KC, .mc = MC, .kone_pix = KONE_PIX, .kone_chan = KONE_CHAN, .run = run, .pack = pack, .strided = strided,
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
