@@ -267,7 +267,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                 .kc = kc, .a = w, .b = w, .first = k0 == 0, .last = k0 + kc == K, .relu = g->relu,
                 .y = g->y + yoff, .res = g->res ? g->res + yoff : NULL, .ldy = ldy,
                 .bias = g->bias ? g->bias + row : NULL, .nch = rows, .lds = g->lds,
-                .src_far = g->src_far && g->lds > 0,
+                .src_far = g->src_far,   /* used by the kernels only where they read in place with lds */
             };
             for (int64_t jj = 0; jj < nj; jj++) {
                 const int64_t l0 = MI_MIN(lines, jj * per), l1 = MI_MIN(lines, (jj + 1) * per);
