@@ -468,9 +468,21 @@ static int64_t block_plane(const mi_conv_desc *d, const conv_geom *G) {
 
 static int64_t phase_halo(const mi_conv_desc *d) { return (d->k[1] - 1) * d->dil[1] / d->stride[1]; }
 
+/* One thread takes two blocks, one after the other, where the weights stay in L2 for the second
+ * (up to PHASE_BLOCK_MAX_W1 floats): each block's phase rows are then read back from L2 rather
+ * than the whole image's from L3. On the 2-core Xeon (AVX-512) ResNet-50's 128 -> 128 stride-2
+ * layer took 0.956 of the time and ResNet-18's 64 -> 128 one 0.953 (bench_layers, paired medians
+ * of 20-30 forward passes alternating in one process); four blocks gained less (0.962), and
+ * ResNet-50's 256 -> 256 layer (590 K weight floats, read twice from memory) took 1.04-1.10. */
+#define PHASE_BLOCK_MAX_W1 (256 * 1024)
+
+/* How many blocks of output rows (0: none, the whole image's phases) */
 static int phase_blocks(const mi_conv_desc *d, const conv_geom *G, int64_t n, int nt) {
-    return d->sp == 2 && !G->direct && (d->stride[1] > 1 || d->stride[2] > 1) && d->k[1] * d->k[2] > 1 &&
-           n == 1 && nt > 1 && G->out[1] >= 2 * nt && (d->cout / d->groups) * G->K <= PHASE_BLOCK_MAX_W;
+    const int64_t w = (d->cout / d->groups) * G->K;
+    if (!(d->sp == 2 && !G->direct && (d->stride[1] > 1 || d->stride[2] > 1) && d->k[1] * d->k[2] > 1 && n == 1))
+        return 0;
+    if (nt > 1) return G->out[1] >= 2 * nt && w <= PHASE_BLOCK_MAX_W ? nt : 0;
+    return G->out[1] >= 4 && w <= PHASE_BLOCK_MAX_W1 ? 2 : 0;
 }
 
 /* floats per phase plane of a block's buffer: its rows (at most those of 2 threads' blocks) and the
@@ -631,20 +643,20 @@ static void conv_row_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y
     }
 }
 
-/* The phase-block path (phase_blocks() above): one block of output rows per thread. Block t's
- * buffer holds, per input channel and phase, plane rows r0 .. r1 + hp - 1 (phase_block_plane()
+/* The phase-block path (phase_blocks() above): nb blocks of output rows, thread t taking blocks
+ * t, t + nt, .. (one each on several threads). A block's buffer holds, per input channel and phase, plane rows r0 .. r1 + hp - 1 (phase_block_plane()
  * floats apart), then zeros that its last rows' garbage columns may read. */
 static void conv_phase_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, const conv_geom *G, int64_t *koff,
-                              unsigned char *gws, conv_ws_parts wp, unsigned char *srcs, int nt) {
+                              unsigned char *gws, conv_ws_parts wp, unsigned char *srcs, int nt, int nb) {
     const mi_conv_desc *d = &c->d;
     const int64_t cig = d->cin / d->groups, OH = G->out[1], OW = G->out[2], OP = OH * OW, PW = G->plane[2];
     const int64_t hp = phase_halo(d), BPL = phase_block_plane(d, G);
     phase_koff(d, G, BPL, koff);
     #pragma omp parallel num_threads(nt)
-    {
+    for (int b = omp_get_thread_num(); b < nb; b += nt) {
         const int t = omp_get_thread_num();
-        const int64_t r0 = t * OH / nt, rows = (t + 1) * OH / nt - r0;
+        const int64_t r0 = b * OH / nb, rows = (b + 1) * OH / nb - r0;
         float *src = (float *)(srcs + wp.src * (size_t)t);
         for (int64_t ci = 0; ci < d->cin; ci++) {
             phases_of(u, src, x->data, d, G, ci, r0, r0 + rows + hp, BPL);
@@ -715,8 +727,9 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         conv_row_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt, macs);
         return;
     }
-    if (phase_blocks(d, &G, N, nt) && macs >= PAR_MIN_MACS) {
-        conv_phase_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt);
+    const int nb = phase_blocks(d, &G, N, nt);
+    if (nb && macs >= PAR_MIN_MACS) {
+        conv_phase_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt, nb);
         return;
     }
     /* a direct (1x1, stride 1, unpadded) layer reads x itself: row k is channel k; so does a 1x1
