@@ -479,7 +479,7 @@ static int64_t phase_halo(const mi_conv_desc *d) { return (d->k[1] - 1) * d->dil
 /* How many blocks of output rows (0: none, the whole image's phases) */
 static int phase_blocks(const mi_conv_desc *d, const conv_geom *G, int64_t n, int nt) {
     const int64_t w = (d->cout / d->groups) * G->K;
-    if (!(d->sp == 2 && !G->direct && (d->stride[1] > 1 || d->stride[2] > 1) && d->k[1] * d->k[2] > 1 && n == 1))
+    if (d->sp != 2 || G->direct || (d->stride[1] == 1 && d->stride[2] == 1) || d->k[1] * d->k[2] == 1 || n != 1)
         return 0;
     if (nt > 1) return G->out[1] >= 2 * nt && w <= PHASE_BLOCK_MAX_W ? nt : 0;
     return G->out[1] >= 4 && w <= PHASE_BLOCK_MAX_W1 ? 2 : 0;
@@ -644,8 +644,9 @@ static void conv_row_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y
 }
 
 /* The phase-block path (phase_blocks() above): nb blocks of output rows, thread t taking blocks
- * t, t + nt, .. (one each on several threads). A block's buffer holds, per input channel and phase, plane rows r0 .. r1 + hp - 1 (phase_block_plane()
- * floats apart), then zeros that its last rows' garbage columns may read. */
+ * t, t + nt, .. (one each on several threads). A block's buffer holds, per input channel and
+ * phase, plane rows r0 .. r1 + hp - 1 (phase_block_plane() floats apart), then zeros that its last
+ * rows' garbage columns may read. */
 static void conv_phase_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,
                               const mi_tensor *residual, mi_act act, const conv_geom *G, int64_t *koff,
                               unsigned char *gws, conv_ws_parts wp, unsigned char *srcs, int nt, int nb) {
