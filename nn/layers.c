@@ -185,6 +185,48 @@ mi_tensor nn_conv_add_into(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, con
     return y;
 }
 
+/* The padded map (N, C, H + 1, W + 1) is allocated whichever way the step runs, so that the walk
+ * the arena was planned by stays the same when a capture hook comes or goes: with one, or where
+ * the map is a kept output, it holds the plain map at its start, handed out and marked as usual. */
+mi_tensor nn_conv_padded_out(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, mi_act act, bool *padded) {
+    int64_t shape[MI_MAX_DIMS];
+    *padded = false;
+    if (!nn_ok(c)) return empty();
+    if (nn_fail(c, mi_conv_out_shape(cv, x, shape))) return empty();
+    const int64_t ps[4] = { shape[0], shape[1], shape[2] + 1, shape[3] + 1 };
+    mi_tensor yp = nn_alloc(c, 4, ps, cv->name);
+    *padded = !c->capture && !nn_wants(c, cv->name);
+    mi_tensor y = *padded ? yp : mi_tensor_view(yp.data, x->ndim, shape, cv->name);
+    void *ws = nn_scratch(c, mi_conv_workspace(cv, x));
+    if (nn_ok(c) && nn_compute(c)) {
+        if (*padded) mi_conv_forward_padded_out(cv, &y, x, act, ws);
+        else mi_conv_forward(cv, &y, x, NULL, act, ws);
+    }
+    nn_scratch_free(c, ws);
+    if (!*padded) nn_mark(c, cv->name, &y);
+    return y;
+}
+
+mi_tensor nn_conv_padded_in(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, bool padded, mi_act act) {
+    int64_t shape[MI_MAX_DIMS];
+    if (!nn_ok(c)) return empty();
+    mi_tensor plain = *x;   /* the map's shape, for the checks and the scratch of either way */
+    if (padded) {
+        plain.shape[2]--;
+        plain.shape[3]--;
+    }
+    if (nn_fail(c, mi_conv_out_shape(cv, &plain, shape))) return empty();
+    mi_tensor y = nn_alloc(c, x->ndim, shape, cv->name);
+    void *ws = nn_scratch(c, mi_conv_workspace(cv, &plain));
+    if (nn_ok(c) && nn_compute(c)) {
+        if (padded) mi_conv_forward_padded_in(cv, &y, x, act, ws);
+        else mi_conv_forward(cv, &y, x, NULL, act, ws);
+    }
+    nn_scratch_free(c, ws);
+    nn_mark(c, cv->name, &y);
+    return y;
+}
+
 mi_tensor nn_deconv(nn_ctx *c, const mi_deconv *cv, const mi_tensor *x, const mi_tensor *residual,
                     mi_act act) {
     int64_t shape[MI_MAX_DIMS];

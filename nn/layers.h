@@ -72,6 +72,11 @@ mi_tensor nn_conv(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, const mi_ten
  * way (mi_conv_forward). */
 mi_tensor nn_conv_add_into(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, const mi_tensor *residual,
                            mi_act act);
+/* A 1x1 stride-1 layer and the 3x3 stride-2 layer that reads its output (ops/conv.h,
+ * mi_conv_forward_padded_out / _in), where both _ok: the first returns its map padded
+ * (*padded) unless a capture hook or a kept output needs the plain one, the second takes either. */
+mi_tensor nn_conv_padded_out(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, mi_act act, bool *padded);
+mi_tensor nn_conv_padded_in(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, bool padded, mi_act act);
 mi_tensor nn_deconv(nn_ctx *c, const mi_deconv *cv, const mi_tensor *x, const mi_tensor *residual,
                     mi_act act);
 mi_tensor nn_max_pool(nn_ctx *c, const mi_pool_desc *d, const mi_tensor *x, const char *name);

@@ -171,11 +171,19 @@ int mi_resnet_out_channels(const mi_resnet *r) { return r->feat; }
 static mi_tensor block_forward(nn_ctx *c, const mi_resnet *r, const block *b, const mi_tensor *x,
                                bool keep_x) {
     mi_tensor identity = b->has_down ? nn_conv(c, &b->down, x, NULL, MI_ACT_NONE) : *x; /* downsample(x) */
-    mi_tensor out = nn_conv(c, &b->conv1, x, NULL, MI_ACT_RELU);            /* relu(bn1(conv1(x))) */
+    /* A stride-2 conv2 reads conv1's map in place, conv1 writing it padded (nn_conv_padded_out) */
+    int64_t mid[4] = { x->shape[0], b->conv1.d.cout, x->shape[2], x->shape[3] };
+    const mi_tensor mid_shape = mi_tensor_view(NULL, 4, mid, "conv1");
+    const bool pair = r->bottleneck && x->ndim == 4 && mi_conv_padded_out_ok(&b->conv1) &&
+                      mi_conv_padded_in_ok(&b->conv2, &mid_shape);
+    bool padded = false;
+    mi_tensor out = pair ? nn_conv_padded_out(c, &b->conv1, x, MI_ACT_RELU, &padded)
+                         : nn_conv(c, &b->conv1, x, NULL, MI_ACT_RELU);     /* relu(bn1(conv1(x))) */
     if (b->has_down && !keep_x) nn_free(c, x);
     const mi_conv *last = &b->conv2;
     if (r->bottleneck) {
-        mi_tensor t = nn_conv(c, &b->conv2, &out, NULL, MI_ACT_RELU);        /* relu(bn2(conv2(out))) */
+        mi_tensor t = pair ? nn_conv_padded_in(c, &b->conv2, &out, padded, MI_ACT_RELU)
+                           : nn_conv(c, &b->conv2, &out, NULL, MI_ACT_RELU); /* relu(bn2(conv2(out))) */
         nn_free(c, &out);
         out = t;
         last = &b->conv3;

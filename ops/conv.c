@@ -26,9 +26,11 @@
  *   of OH x P columns (P - OW garbage columns per row, 2-4 % extra work for ResNet-50 shapes at 56,
  *   28 and 112 wide) whose B rows are contiguous; the micro-kernel's masked stores drop the
  *   garbage columns (channels-on-lanes tiles enumerate real pixels only). A 1x1 stride-1
- *   unpadded convolution reads x itself (no copy). A 2-D stride-1 padded layer copies its padded
- *   input per block of output rows instead, each block by one thread (conv_row_blocks()); a
- *   batch of several images of the other layers is split by image (conv_forward_gemm()).
+ *   unpadded convolution reads x itself (no copy), and so does a 3x3 stride-2 layer whose input a
+ *   1x1 layer wrote padded (mi_conv_forward_padded_out / _in: a bottleneck's first two layers). A
+ *   2-D stride-1 padded layer copies its padded input per block of output rows instead, each
+ *   block by one thread (conv_row_blocks()); a batch of several images of the other layers is
+ *   split by image (conv_forward_gemm()).
  *
  *   3x3 stride-1 layers: once the input size is known (in_size or mi_conv_prepare), choose()
  *   below sends them to Winograd F(4x4, 3x3) or F(2x2, 3x3) (ops/conv_winograd.c), whose
@@ -679,37 +681,49 @@ static void conv_phase_blocks(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor 
 }
 
 /* The GEMM of image n: B from the phase buffer src, or x itself where the layer reads it in place
- * (own; s2: a 1x1 stride-2 layer's pixels 2 floats apart) */
+ * (own; s2: a stride-2 layer's pixels 2 floats apart). pad_out: y is padded by a row on top and a
+ * column on the left (mi_conv_forward_padded_out), the outputs inside. */
 static mi_gemm image_gemm(const mi_conv *c, const conv_geom *G, mi_tensor *y, const mi_tensor *x,
                           const mi_tensor *residual, mi_act act, const int64_t *koff, const float *src,
-                          int own, int s2, int64_t n) {
+                          int own, int s2, int pad_out, int64_t n) {
     const mi_conv_desc *d = &c->d;
     const int64_t cig = d->cin / d->groups, IP = G->in[0] * G->in[1] * G->in[2];
     const int64_t OP = G->out[0] * G->out[1] * G->out[2];
-    return (mi_gemm){
+    mi_gemm g = {
         .groups = d->groups, .M = d->cout / d->groups, .K = G->K, .apack = c->packed,
         .src = own ? x->data + n * d->cin * IP : src, .src_gstride = own ? cig * IP : cig * G->slots * G->PL,
         .koff = koff, .gd = G->out[0], .gh = G->direct ? G->out[1] : G->plane[1],
         .gw = G->direct ? G->out[2] : s2 ? G->in[2] : G->plane[2], .od = G->out[0], .oh = G->out[1], .ow = G->out[2],
         .y = y->data + n * d->cout * OP, .res = residual ? residual->data + n * d->cout * OP : NULL,
         .bias = c->bias, .relu = act == MI_ACT_RELU, .chan_lanes = c->chan_lanes,
-        .lds = own ? IP : 0, .pxs = s2 ? 2 : 0, .src_far = own,
+        .lds = own && kvol(d) == 1 ? IP : 0, .pxs = s2 ? 2 : 0, .src_far = own,
     };
+    if (pad_out) {
+        const int64_t YW = G->out[2] + 1, YP = (G->out[1] + 1) * YW;
+        g.y = y->data + n * d->cout * YP + YW + 1;
+        g.ldy = YP;
+        g.yw = YW;
+        g.ymap[2] = YW;
+        g.ymap[3] = 1;
+    }
+    return g;
 }
 
 /* Image n by the calling thread alone: its phases into src (unless read in place), every item */
 static void one_image(const mi_conv *c, const mi_gemm_ukr *u, const conv_geom *G, mi_tensor *y, const mi_tensor *x,
                       const mi_tensor *residual, mi_act act, const int64_t *koff, float *src, int own, int s2,
-                      int64_t n, void *gws) {
+                      int pad_out, int64_t n, void *gws) {
     if (!own) build_phases(u, src, x->data + n * c->d.cin * G->in[0] * G->in[1] * G->in[2], &c->d, G, 0);
-    const mi_gemm g = image_gemm(c, G, y, x, residual, act, koff, src, own, s2, n);
+    const mi_gemm g = image_gemm(c, G, y, x, residual, act, koff, src, own, s2, pad_out, n);
     mi_gemm_plan pl;
     mi_gemm_split(u, &g, 1, &pl);
     for (int64_t it = 0; it < pl.items; it++) mi_gemm_item(u, &g, &pl, it, gws);
 }
 
+/* pad_out: see image_gemm(); pad_in: a stride-2 layer reads x in place with every tap inside it
+ * (mi_conv_forward_padded_in: c has no padding, x is padded) */
 static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
-                              const mi_tensor *residual, mi_act act, void *workspace) {
+                              const mi_tensor *residual, mi_act act, void *workspace, int pad_out, int pad_in) {
     const mi_conv_desc *d = &c->d;
     const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     conv_geom G;
@@ -724,21 +738,24 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     const int64_t cig = d->cin / d->groups, IP = G.in[0] * G.in[1] * G.in[2];
     const int64_t OP = G.out[0] * G.out[1] * G.out[2], N = x->shape[0];
     const int64_t macs = N * OP * d->cout * G.K;
+    MI_ASSERT(!pad_out || G.direct);
     if (row_blocks(d, &G)) {
         conv_row_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt, macs);
         return;
     }
-    const int nb = phase_blocks(d, &G, N, nt);
+    const int nb = pad_in ? 0 : phase_blocks(d, &G, N, nt);
     if (nb && macs >= PAR_MIN_MACS) {
         conv_phase_blocks(c, u, y, x, residual, act, &G, koff, gws, wp, srcs, nt, nb);
         return;
     }
     /* a direct (1x1, stride 1, unpadded) layer reads x itself: row k is channel k; so does a 1x1
      * stride-2 one with channels on the lanes where its panels allow (grid column q = oh * IW + ow
-     * at x + 2q) */
-    const int s2 = c->chan_lanes && strided_in_place(d, u, G.out[2]), own = G.direct || s2;
+     * at x + 2q), and a padded input (pad_in; row k = (ci, kh, kw) at tap (kh, kw) of channel ci) */
+    const int s2 = pad_in || (c->chan_lanes && strided_in_place(d, u, G.out[2])), own = G.direct || s2;
     if (own)
-        for (int64_t k = 0; k < cig; k++) koff[k] = k * IP;
+        for (int64_t ci = 0, k = 0; ci < cig; ci++)
+            for (int64_t kh = 0; kh < d->k[1]; kh++)
+                for (int64_t kw = 0; kw < d->k[2]; kw++, k++) koff[k] = ci * IP + kh * G.in[2] + kw;
     else
         phase_koff(d, &G, G.PL, koff);
     /* Several images: each thread takes whole images (phases into its own buffer, then every GEMM
@@ -757,7 +774,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
     mi_gemm g1 = { 0 };
     mi_gemm_plan pl1 = { 0 };
     if (by_shares) {
-        g1 = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, 0);
+        g1 = image_gemm(c, &G, y, x, residual, act, koff, (float *)srcs, own, s2, pad_out, 0);
         g1.shares = 1;
         mi_gemm_split(u, &g1, nt, &pl1);
         mi_gemm_shares_init(shares, pl1.items, nt);
@@ -771,7 +788,8 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
         void *mine = gws + wp.gemm * (size_t)tid;
         #pragma omp for schedule(dynamic, 1) nowait
         for (int64_t n = 0; n < (per_image ? N : 0); n++)
-            one_image(c, u, &G, y, x, residual, act, koff, (float *)(srcs + wp.src * (size_t)tid), own, s2, n, mine);
+            one_image(c, u, &G, y, x, residual, act, koff, (float *)(srcs + wp.src * (size_t)tid), own, s2,
+                      pad_out, n, mine);
         /* One parallel region per call: fork/join costs microseconds, and on a shared machine a
          * thread that is not running stalls every barrier by a scheduler tick. */
         if (by_shares) {
@@ -779,7 +797,7 @@ static void conv_forward_gemm(const mi_conv *c, mi_tensor *y, const mi_tensor *x
             mi_gemm_run_shares(u, &g1, &pl1, shares, nt, tid, mine);
         }
         for (int64_t n = 0; n < (per_image || by_shares ? 0 : N); n++)   /* one thread */
-            one_image(c, u, &G, y, x, residual, act, koff, (float *)srcs, own, s2, n, mine);
+            one_image(c, u, &G, y, x, residual, act, koff, (float *)srcs, own, s2, pad_out, n, mine);
     }
 }
 
@@ -792,5 +810,53 @@ void mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
     check_io(c, y, x, residual);
     if (c->dw) mi_conv_dw_forward(c, y, x, residual, act);
     else if (c->wino) mi_conv_wino_forward(c, mi_gemm_ukr_for((mi_isa)c->path), y, x, residual, act, workspace);
-    else conv_forward_gemm(c, y, x, residual, act, workspace);
+    else conv_forward_gemm(c, y, x, residual, act, workspace, 0, 0);
+}
+
+/* ---- a 1x1 layer writing into a padded map, and a stride-2 layer reading it in place ----
+ * The stride-2 layer then builds no phase rows: on the 2-core Xeon (AVX-512) ResNet-50's
+ * layer2.0 and layer3.0 conv2 took 0.11-0.25 and 0.18-0.20 ms less at one thread and 0.14 and
+ * 0.06 less at two, their conv1 (unaligned rows, runs cut at each row's end) 0.02-0.07 more; the
+ * forward pass 0.992-0.995 of the time at one thread, 0.995-0.997 at two (nn/resnet.c with and
+ * without a capture hook, which keeps the plain way, alternating in one process: paired medians
+ * of 30-40 passes, three runs each). */
+
+int mi_conv_padded_out_ok(const mi_conv *c) {
+    const mi_conv_desc *d = &c->d;
+    return c->path != MI_ISA_REF && !c->dw && !c->wino && d->sp == 2 && d->k[1] == 1 && d->k[2] == 1 &&
+           d->stride[1] == 1 && d->stride[2] == 1 && d->pad[1] == 0 && d->pad[2] == 0;
+}
+
+int mi_conv_padded_in_ok(const mi_conv *c, const mi_tensor *x) {
+    const mi_conv_desc *d = &c->d;
+    const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
+    int64_t os[MI_MAX_DIMS];
+    return c->path != MI_ISA_REF && u && u->run_t_s2 && u->in_place && !c->dw && !c->wino && c->chan_lanes &&
+           d->sp == 2 && d->groups == 1 && x->ndim == 4 && d->k[1] == 3 && d->k[2] == 3 && d->stride[1] == 2 && d->stride[2] == 2 &&
+           d->pad[1] == 1 && d->pad[2] == 1 && d->dil[1] == 1 && d->dil[2] == 1 &&
+           x->shape[2] % 2 == 0 && x->shape[3] % 2 == 0 && mi_conv_out_shape(c, x, os) == MI_OK &&
+           os[3] % u->mr == 0;
+}
+
+void mi_conv_forward_padded_out(const mi_conv *c, mi_tensor *yp, const mi_tensor *x, mi_act act,
+                                void *workspace) {
+    int64_t os[MI_MAX_DIMS];
+    MI_ASSERT(mi_conv_padded_out_ok(c) && mi_conv_out_shape(c, x, os) == MI_OK);
+    MI_ASSERT(yp->ndim == 4 && yp->shape[0] == os[0] && yp->shape[1] == os[1] && yp->shape[2] == os[2] + 1 &&
+              yp->shape[3] == os[3] + 1);
+    const int64_t H = yp->shape[2], W = yp->shape[3];
+    for (int64_t p = 0; p < yp->shape[0] * yp->shape[1]; p++) {   /* the padding */
+        float *pl = yp->data + p * H * W;
+        memset(pl, 0, (size_t)W * sizeof(float));
+        for (int64_t r = 1; r < H; r++) pl[r * W] = 0.0f;
+    }
+    conv_forward_gemm(c, yp, x, NULL, act, workspace, 1, 0);
+}
+
+void mi_conv_forward_padded_in(const mi_conv *c, mi_tensor *y, const mi_tensor *xp, mi_act act,
+                               void *workspace) {
+    mi_conv c0 = *c;   /* the padding is in xp: the same layer unpadded, over xp */
+    c0.d.pad[1] = c0.d.pad[2] = 0;
+    check_io(&c0, y, xp, NULL);
+    conv_forward_gemm(&c0, y, xp, NULL, act, workspace, 0, 1);
 }

@@ -107,7 +107,9 @@ size_t mi_gemm_ws(const mi_gemm_ukr *u, int nthreads) {
 
 /* Column runs of grid columns [q0, q0+nr) that are real outputs, as y offsets (see mi_gemm_seg). */
 static int make_segs(mi_gemm_seg *seg, const mi_gemm *g, int64_t q0, int nr) {
-    if (g->gh == g->oh && g->gw == g->ow) {  /* dense grid: one run */
+    const int64_t yw = g->yw ? g->yw : g->ow;
+    MI_ASSERT(!g->yw || g->od == 1);
+    if (g->gh == g->oh && g->gw == g->ow && yw == g->ow) {  /* dense grid and y: one run */
         seg[0].off = q0;
         seg[0].mask = nr >= 32 ? 0xffffffffu : (1u << nr) - 1u;
         return 1;
@@ -118,7 +120,7 @@ static int make_segs(mi_gemm_seg *seg, const mi_gemm *g, int64_t q0, int nr) {
         const int run = (int)MI_MIN(g->gw - qw, (int64_t)(nr - c));
         if (qh < g->oh && qw < g->ow) {
             const int len = (int)MI_MIN((int64_t)run, g->ow - qw);
-            seg[n].off = (qd * g->oh + qh) * g->ow + qw - c;
+            seg[n].off = (qd * g->oh + qh) * yw + qw - c;
             seg[n].mask = (len >= 32 ? 0xffffffffu : (1u << len) - 1u) << c;
             n++;
         }

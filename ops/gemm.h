@@ -125,7 +125,7 @@ typedef struct {
     int wino4_min_tiles, prefetch_a, chan_pixel_k, chan_k_pct;
     /* 1: run and run_t read a panel in place where mi_gemm_item passes them koff */
     int in_place;
-    /* run_t on a panel read in place (koff, lds > 0) whose pixels lie 2 floats apart in a row
+    /* run_t on a panel read in place (koff, lds > 0 or not) whose pixels lie 2 floats apart in a row
      * (mi_gemm.pxs; NULL where the table has none). Its own function, so that run_t's code stays
      * as it was: with the stride-2 cases inside run_t, layer3's Winograd layers of ResNet-50 (run_t
      * in place) ran 5-6 % slower at 1 and 2 threads. */
@@ -162,12 +162,15 @@ typedef struct {
      * of rows of a larger map), with chan_lanes to y[c*ldy + ymap[0] + t0*ymap[1] + t1*ymap[2] +
      * t2*ymap[3]] (a transposed convolution's stride phase); ymap is ignored when ldy is 0. */
     int64_t ldy, ymap[4];
+    /* Optional, pixels on the lanes, 2-D (od == 1), with ldy: the distance of y's rows (0: ow),
+     * so that a map is written inside a padded one (chan_lanes: ymap[2] says it) */
+    int64_t yw;
     /* Optional, for speed: > 0 where koff[k] == k * lds for every k (a 1x1 stride-1 layer's
      * input, Winograd's transformed tiles) */
     int64_t lds;
     /* Optional, channels on the lanes only (tables with run_t_s2): 2 where grid column q lies
-     * at src + 2q (a 1x1 stride-2 layer's input read in place: gw is the input's width), and
-     * every panel is then one run of the grid, read in place (0: q at src + q) */
+     * at src + 2q (a stride-2 layer's unpadded input read in place: gw is the input's width),
+     * and every panel is then one run of the grid, read in place (0: q at src + q) */
     int64_t pxs;
     /* Optional: the distance of group g's y (and res) from group g - 1's (0: M rows, M * ldy) */
     int64_t ygs;

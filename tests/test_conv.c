@@ -862,6 +862,74 @@ START_TEST(in_place_equals_packed)
 }
 END_TEST
 
+/* A 1x1 layer writing into a padded map and a 3x3 stride-2 layer reading it in place
+ * (mi_conv_forward_padded_out / _in) give the bits of the plain path: both orientations of the
+ * first, square and oblong maps, 1 and 2 threads; the padding is written as zeros. */
+START_TEST(padded_pair_equals_plain)
+{
+    const int saved = mi_threads();
+    int ran = 0, fast_ran = 0;
+    const int64_t maps[][2] = { { 28, 28 }, { 20, 56 }, { 56, 56 } };
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
+        if (!u || !fast_isa_distinct(isa)) continue;
+        for (int m = 0; m < 3; m++)
+            for (int lanes = 1; lanes <= 2; lanes++)
+                for (int t = 1; t <= 2; t++) {
+                    mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
+                    const int64_t H = maps[m][0], W = maps[m][1];
+                    mi_conv_desc d1 = mi_conv2d_desc(24, 32, 1, 1, 0, 1), d2 = mi_conv2d_desc(32, 40, 3, 2, 1, 1);
+                    d1.lanes = lanes;
+                    d2.lanes = 2;
+                    d1.in_size[1] = d2.in_size[1] = H;
+                    d1.in_size[2] = d2.in_size[2] = W;
+                    rig a, b;
+                    rig_init(&a, d1, H, W, isa, 0, 50 + (uint64_t)m);
+                    rig_init(&b, d2, H, W, isa, 0, 60 + (uint64_t)m);
+                    rig_run(&a);
+                    memcpy(b.x.data, a.y.data, (size_t)mi_tensor_numel(&a.y) * sizeof(float));
+                    rig_run(&b);
+                    ck_assert(mi_conv_padded_out_ok(&a.c));
+                    const int fast = mi_conv_padded_in_ok(&b.c, &b.x);
+                    if (u->run_t_s2)
+                        ck_assert_msg(fast, "%s: the stride-2 layer does not take its padded input", mi_isa_name(isa));
+                    const int64_t ps[4] = { 1, 32, H + 1, W + 1 };
+                    mi_tensor yp = mi_tensor_view(NULL, 4, ps, "padded");
+                    yp.data = mi_alloc_aligned((size_t)mi_tensor_numel(&yp) * sizeof(float));
+                    memset(yp.data, 0xff, (size_t)mi_tensor_numel(&yp) * sizeof(float));   /* NaN: catches holes */
+                    mi_conv_forward_padded_out(&a.c, &yp, &a.x, MI_ACT_RELU, a.ws);
+                    for (int64_t c = 0; c < 32; c++)
+                        for (int64_t r = 0; r <= H; r++)
+                            for (int64_t q = 0; q <= W; q++) {
+                                const float v = yp.data[(c * (H + 1) + r) * (W + 1) + q];
+                                const float want = r && q ? a.y.data[(c * H + r - 1) * W + q - 1] : 0.0f;
+                                ck_assert_msg(!memcmp(&v, &want, sizeof v),
+                                              "%s: padded output differs at %lld,%lld,%lld, lanes %d, %d threads",
+                                              mi_isa_name(isa), (long long)c, (long long)r, (long long)q, lanes, t);
+                            }
+                    if (fast) {
+                        mi_tensor z = mi_tensor_view(NULL, 4, b.y.shape, "z");
+                        z.data = mi_alloc_aligned((size_t)mi_tensor_numel(&z) * sizeof(float));
+                        memset(z.data, 0xff, (size_t)mi_tensor_numel(&z) * sizeof(float));
+                        mi_conv_forward_padded_in(&b.c, &z, &yp, MI_ACT_RELU, b.ws);
+                        ck_assert_msg(!memcmp(z.data, b.y.data, (size_t)mi_tensor_numel(&z) * sizeof(float)),
+                                      "%s: stride-2 layer on its padded input differs, map %lldx%lld, %d threads",
+                                      mi_isa_name(isa), (long long)H, (long long)W, t);
+                        mi_free_aligned(z.data);
+                        fast_ran++;
+                    }
+                    mi_free_aligned(yp.data);
+                    rig_free(&a);
+                    rig_free(&b);
+                    ran++;
+                }
+    }
+    mi_set_threads(saved);
+    printf("padded pair: %d cases, %d with the stride-2 layer reading in place\n", ran, fast_ran);
+    if (!ran) MI_SKIP("no fast kernel table on this CPU");
+}
+END_TEST
+
 /* A GEMM run by shares (ops/gemm.h) in a team whose thread 0 starts only once the others are
  * done: they take the end of its share, every item runs once (the counts add up to the plan's),
  * thread 0 runs fewer than its share, and y has the bits of mi_gemm_run. Both orientations,
@@ -989,6 +1057,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, winograd_transforms_match_scalar);
     tcase_add_test(tc, run_stream_equals_run);
     tcase_add_test(tc, in_place_equals_packed);
+    tcase_add_test(tc, padded_pair_equals_plain);
     tcase_add_test(tc, shares_take_the_end_of_a_late_share);
     tcase_add_test(tc, strided_copy_matches_scalar);
     tcase_add_test(tc, env_caps_isa);

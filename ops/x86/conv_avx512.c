@@ -357,9 +357,10 @@ static void run(const mi_gemm_ukr_args *p, int mr) {
 static void run_t(const mi_gemm_ukr_args *p, int mr) {
     if (!p->koff) { CASES(1, 16, 0, 1) } else if (p->lds > 0) { CASES(1, 16, 2, 1) } else { CASES(1, 16, 1, 1) }
 }
-/* the same, read in place (koff, lds), the pixels 2 floats apart in a row of x */
+/* the same, read in place (rows evenly spaced, lds, or at koff), the pixels 2 floats apart in a
+ * row of x */
 static void run_t_s2(const mi_gemm_ukr_args *p, int mr) {
-    CASES(1, 16, 2, 2)
+    if (p->lds > 0) { CASES(1, 16, 2, 2) } else { CASES(1, 16, 1, 2) }
 }
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
