@@ -207,21 +207,18 @@ mi_tensor nn_conv_padded_out(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, m
     return y;
 }
 
+/* The same steps as nn_conv on the plain map (its output, its scratch), so either way fits the plan */
 mi_tensor nn_conv_padded_in(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, bool padded, mi_act act) {
     int64_t shape[MI_MAX_DIMS];
+    if (!padded) return nn_conv(c, cv, x, NULL, act);
     if (!nn_ok(c)) return empty();
-    mi_tensor plain = *x;   /* the map's shape, for the checks and the scratch of either way */
-    if (padded) {
-        plain.shape[2]--;
-        plain.shape[3]--;
-    }
+    mi_tensor plain = *x;
+    plain.shape[2]--;
+    plain.shape[3]--;
     if (nn_fail(c, mi_conv_out_shape(cv, &plain, shape))) return empty();
     mi_tensor y = nn_alloc(c, x->ndim, shape, cv->name);
     void *ws = nn_scratch(c, mi_conv_workspace(cv, &plain));
-    if (nn_ok(c) && nn_compute(c)) {
-        if (padded) mi_conv_forward_padded_in(cv, &y, x, act, ws);
-        else mi_conv_forward(cv, &y, x, NULL, act, ws);
-    }
+    if (nn_ok(c) && nn_compute(c)) mi_conv_forward_padded_in(cv, &y, x, act, ws);
     nn_scratch_free(c, ws);
     nn_mark(c, cv->name, &y);
     return y;

@@ -172,7 +172,7 @@ static mi_tensor block_forward(nn_ctx *c, const mi_resnet *r, const block *b, co
                                bool keep_x) {
     mi_tensor identity = b->has_down ? nn_conv(c, &b->down, x, NULL, MI_ACT_NONE) : *x; /* downsample(x) */
     /* A stride-2 conv2 reads conv1's map in place, conv1 writing it padded (nn_conv_padded_out) */
-    int64_t mid[4] = { x->shape[0], b->conv1.d.cout, x->shape[2], x->shape[3] };
+    const int64_t mid[4] = { x->shape[0], b->conv1.d.cout, x->shape[2], x->shape[3] };
     const mi_tensor mid_shape = mi_tensor_view(NULL, 4, mid, "conv1");
     const bool pair = r->bottleneck && x->ndim == 4 && mi_conv_padded_out_ok(&b->conv1) &&
                       mi_conv_padded_in_ok(&b->conv2, &mid_shape);
