@@ -819,7 +819,13 @@ void mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
  * 0.06 less at two, their conv1 (unaligned rows, runs cut at each row's end) 0.02-0.07 more; the
  * forward pass 0.992-0.995 of the time at one thread, 0.995-0.997 at two (nn/resnet.c with and
  * without a capture hook, which keeps the plain way, alternating in one process: paired medians
- * of 30-40 passes, three runs each). */
+ * of 30-40 passes, three runs each). Where the output rows are not whole panels (a map narrower
+ * than a panel, or rows that cut one), a panel's pixels are packed straight from the map
+ * (pack_t_s2) rather than from phase rows: on the 2-core Zen 5 (AVX-512) ResNet-50's layer4.0
+ * conv2 (7 x 7 out) took 1.26-1.35 ms against 1.45-1.54 at one thread and 0.84-1.09 against
+ * 0.89-1.13 at two (medians of 30-40 passes, both ways alternating in one process, four runs). The
+ * same packing for the 1x1 stride-2 layers, in place of their one phase plane, made layer4.0's
+ * downsample 4-10 % slower, so those keep it (strided_in_place). */
 
 int mi_conv_padded_out_ok(const mi_conv *c) {
     const mi_conv_desc *d = &c->d;
@@ -831,11 +837,10 @@ int mi_conv_padded_in_ok(const mi_conv *c, const mi_tensor *x) {
     const mi_conv_desc *d = &c->d;
     const mi_gemm_ukr *u = mi_gemm_ukr_for((mi_isa)c->path);
     int64_t os[MI_MAX_DIMS];
-    return c->path != MI_ISA_REF && u && u->run_t_s2 && u->in_place && !c->dw && !c->wino && c->chan_lanes &&
+    return c->path != MI_ISA_REF && u && u->run_t_s2 && u->pack_t_s2 && u->in_place && !c->dw && !c->wino && c->chan_lanes &&
            d->sp == 2 && d->groups == 1 && x->ndim == 4 && d->k[1] == 3 && d->k[2] == 3 && d->stride[1] == 2 && d->stride[2] == 2 &&
            d->pad[1] == 1 && d->pad[2] == 1 && d->dil[1] == 1 && d->dil[2] == 1 &&
-           x->shape[2] % 2 == 0 && x->shape[3] % 2 == 0 && mi_conv_out_shape(c, x, os) == MI_OK &&
-           os[3] % u->mr == 0;
+           x->shape[2] % 2 == 0 && x->shape[3] % 2 == 0 && mi_conv_out_shape(c, x, os) == MI_OK;
 }
 
 void mi_conv_forward_padded_out(const mi_conv *c, mi_tensor *yp, const mi_tensor *x, mi_act act,

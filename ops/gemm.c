@@ -243,9 +243,8 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
         const int64_t kc = MI_MIN(KB, K - k0);
         for (int64_t jj = 0; jj < nj; jj++) {
             if (!nseg[jj] || IN_PLACE(jj)) continue;   /* garbage columns only, or read in place */
-            MI_ASSERT(g->pxs < 2);   /* pack_t reads pixels 1 apart */
             float *bp = bpan + jj * kc * bw;
-            if (T) u->pack_t(bp, src, g->koff + k0, kc, seg[jj], nseg[jj]);
+            if (T) (g->pxs == 2 ? u->pack_t_s2 : u->pack_t)(bp, src, g->koff + k0, kc, seg[jj], nseg[jj]);
             else u->pack(bp, src + (j0 + jj) * NR, g->koff + k0, kc, npx[jj]);
         }
         for (int64_t mp = mp0; mp < mp1; mp++) {
@@ -285,7 +284,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                 if (T) {
                     a.a = b;
                     a.pix = pix[jj];
-                    (g->pxs == 2 ? u->run_t_s2 : u->run_t)(&a, npx[jj]);
+                    (g->pxs == 2 && IN_PLACE(jj) ? u->run_t_s2 : u->run_t)(&a, npx[jj]);
                 } else {
                     a.b = b;
                     a.nseg = nseg[jj];

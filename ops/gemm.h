@@ -130,6 +130,10 @@ typedef struct {
      * as it was: with the stride-2 cases inside run_t, layer3's Winograd layers of ResNet-50 (run_t
      * in place) ran 5-6 % slower at 1 and 2 threads. */
     void (*run_t_s2)(const mi_gemm_ukr_args *a, int mr);
+    /* pack_t for those pixels (where the table has run_t_s2): lanes in run[r].mask from
+     * src + koff[k] + 2 * (run[r].off + lane), zeros elsewhere */
+    void (*pack_t_s2)(float *dst, const float *src, const int64_t *koff, int64_t kc,
+                      const mi_gemm_seg *run, int nrun);
 } mi_gemm_ukr;
 
 /* The ISA's own kernels (ops/x86/, ops/arm/); the portable ones (ops/conv_portable.c) for
@@ -169,8 +173,9 @@ typedef struct {
      * input, Winograd's transformed tiles) */
     int64_t lds;
     /* Optional, channels on the lanes only (tables with run_t_s2): 2 where grid column q lies
-     * at src + 2q (a stride-2 layer's unpadded input read in place: gw is the input's width),
-     * and every panel is then one run of the grid, read in place (0: q at src + q) */
+     * at src + 2q (a stride-2 layer's input read in place: gw is the input's width); a panel that
+     * is one run of the grid is read in place, one of several (its pixels on two output rows or
+     * more) packed by pack_t_s2 (0: q at src + q) */
     int64_t pxs;
     /* Optional: the distance of group g's y (and res) from group g - 1's (0: M rows, M * ldy) */
     int64_t ygs;

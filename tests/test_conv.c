@@ -864,16 +864,20 @@ END_TEST
 
 /* A 1x1 layer writing into a padded map and a 3x3 stride-2 layer reading it in place
  * (mi_conv_forward_padded_out / _in) give the bits of the plain path: both orientations of the
- * first, square and oblong maps, 1 and 2 threads; the padding is written as zeros. */
+ * first, square and oblong maps, 1 and 2 threads; the padding is written as zeros. The stride-2
+ * layer's output rows are whole panels of 14 pixels (AVX-512's run_t) on the first three maps;
+ * on the others its panels span two rows or more (7 x 7) or are cut by a row's end (5 x 9,
+ * 10 x 20), and are packed from the map (pack_t_s2). */
 START_TEST(padded_pair_equals_plain)
 {
     const int saved = mi_threads();
     int ran = 0, fast_ran = 0;
-    const int64_t maps[][2] = { { 28, 28 }, { 20, 56 }, { 56, 56 } };
+    const int64_t maps[][2] = { { 28, 28 }, { 20, 56 }, { 56, 56 }, { 14, 14 }, { 10, 18 }, { 20, 40 } };
+    const int nmaps = (int)(sizeof maps / sizeof maps[0]);
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u || !fast_isa_distinct(isa)) continue;
-        for (int m = 0; m < 3; m++)
+        for (int m = 0; m < nmaps; m++)
             for (int lanes = 1; lanes <= 2; lanes++)
                 for (int t = 1; t <= 2; t++) {
                     mi_set_threads(t);   /* before rig_init: the workspace covers t threads */

@@ -167,11 +167,11 @@ START_TEST(capture_hook_names_every_layer)
 }
 END_TEST
 
-/* ResNet-50's stride-2 bottlenecks at 224 x 224 (layer2.0, layer3.0: conv2's output rows whole
- * panels) have conv1 write its map padded and conv2 read it in place where no capture hook or
- * kept output needs conv1's plain map (nn_conv_padded_out); with a hook they run the plain way.
- * The kept outputs and the logits are the same bits both ways, at 1 and 2 threads, for a batch of
- * two. */
+/* ResNet-50's stride-2 bottlenecks at 224 x 224 (layer2.0, layer3.0, whose conv2 output rows are
+ * whole panels, and layer4.0, whose panels span two rows) have conv1 write its map padded and
+ * conv2 read it in place where no capture hook or kept output needs conv1's plain map
+ * (nn_conv_padded_out); with a hook they run the plain way. The kept outputs and the logits are
+ * the same bits both ways, at 1 and 2 threads, for a batch of two. */
 static void no_op(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
     (void)user, (void)name, (void)data, (void)ndim, (void)shape;
 }
@@ -182,16 +182,16 @@ START_TEST(padded_bottleneck_same_bits_as_plain)
     const int64_t shape[4] = { 2, 3, 224, 224 };
     float *x = malloc(2 * 3 * 224 * 224 * sizeof(float));
     mi_fill_random(x, 2 * 3 * 224 * 224, 7);
-    const char *const outs[] = { "layer2.0.conv2", "layer3.0.conv2", "logits" };
-    const int64_t n[3] = { 2 * 128 * 28 * 28, 2 * 256 * 14 * 14, 2 * mi_model_num_classes(m) };
-    float *got[2][3];
+    const char *const outs[] = { "layer2.0.conv2", "layer3.0.conv2", "layer4.0.conv2", "logits" };
+    const int64_t n[4] = { 2 * 128 * 28 * 28, 2 * 256 * 14 * 14, 2 * 512 * 7 * 7, 2 * mi_model_num_classes(m) };
+    float *got[2][4];
     for (int t = 1; t <= 2; t++)
         for (int hook = 0; hook < 2; hook++) {
             mi_session *s;
-            ck_assert_int_eq(mi_session_create_outputs(&s, m, shape, t, outs, 3), MI_OK);
+            ck_assert_int_eq(mi_session_create_outputs(&s, m, shape, t, outs, 4), MI_OK);
             if (hook) mi_session_set_capture(s, no_op, NULL);
             ck_assert_int_eq(mi_session_run(s, x), MI_OK);
-            for (int i = 0; i < 3; i++) {
+            for (int i = 0; i < 4; i++) {
                 int64_t os[4];
                 const float *o = mi_session_output(s, outs[i], os);
                 ck_assert_ptr_nonnull(o);
@@ -206,7 +206,7 @@ START_TEST(padded_bottleneck_same_bits_as_plain)
             mi_session_destroy(s);
         }
     for (int h = 0; h < 2; h++)
-        for (int i = 0; i < 3; i++) free(got[h][i]);
+        for (int i = 0; i < 4; i++) free(got[h][i]);
     free(x);
     mi_model_close(m);
 }

@@ -374,6 +374,35 @@ static void pack_t(float *dst, const float *src, const int64_t *koff, int64_t kc
     }
 }
 
+/* pack_t's stride-2 form, for the panels of a map read in place that are not one run: each run's
+ * pixels are the even floats of the 32 its 16 lanes span, loaded under masks that read its own
+ * pixels only. */
+static void pack_t_s2(float *dst, const float *src, const int64_t *koff, int64_t kc,
+                      const mi_gemm_seg *run, int nrun) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __mmask16 lo[16], hi[16];   /* lane l's float 2l: bit 2l of the first 16 floats, or 2l - 16 */
+    for (int r = 0; r < nrun; r++) {
+        uint32_t a = 0, b = 0;
+        for (int l = 0; l < 8; l++) {
+            a |= (run[r].mask >> l & 1u) << (2 * l);
+            b |= (run[r].mask >> (l + 8) & 1u) << (2 * l);
+        }
+        lo[r] = (__mmask16)a;
+        hi[r] = (__mmask16)b;
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + koff[k];
+        __m512 v = _mm512_setzero_ps();
+        for (int r = 0; r < nrun; r++) {
+            const float *p = s + 2 * run[r].off;
+            const __m512 e = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo[r], p), even,
+                                                    _mm512_maskz_loadu_ps(hi[r], p + 16));
+            v = _mm512_mask_mov_ps(v, (__mmask16)run[r].mask, e);
+        }
+        _mm512_store_ps(dst + k * 16, v);
+    }
+}
+
 static void pack(float *dst, const float *src, const int64_t *koff, int64_t kc, int nr) {
     if (nr == NR) {
         for (int64_t k = 0; k < kc; k++) {
@@ -606,5 +635,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
-    .chan_k_pct = 100, .in_place = 1, .run_t_s2 = run_t_s2,
+    .chan_k_pct = 100, .in_place = 1, .run_t_s2 = run_t_s2, .pack_t_s2 = pack_t_s2,
 };
