@@ -343,9 +343,11 @@ START_TEST(same_bits_for_1_2_4_threads)
         mi_conv2d_desc(24, 36, 3, 2, 1, 3),    /* the same, grouped */
         mi_conv2d_desc(512, 8, 3, 2, 1, 1),    /* 6 output rows: blocks at 2 threads, not at 4; each
                                                   block's buffer larger than the GEMM scratch */
+        mi_conv2d_desc(192, 192, 3, 1, 1, 1),  /* Winograd: one block at one thread (weights that
+                                                  outweigh the map), two at more */
     };
     static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 57, 56 }, { 11, 13 }, { 15, 8 },
-                                     { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 }, { 11, 400 } };
+                                     { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 }, { 11, 400 }, { 10, 10 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa != MI_ISA_REF && !fast_isa_distinct(isa)) continue;
