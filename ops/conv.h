@@ -90,8 +90,9 @@ void      mi_conv_forward(const mi_conv *c, mi_tensor *y, const mi_tensor *x,
 /* A 1x1 stride-1 layer followed by a 3x3 stride-2 one (a bottleneck's first two convolutions):
  * the first writes its map inside a padded one, yp (N, C, H + 1, W + 1: a zero row on top and a
  * zero column on the left, which it writes too), and the second reads yp in place, pixels 2
- * floats apart, instead of copying its input into stride-phase planes; an even map never reads the
- * padding at its bottom or right. The same values meet the same FMAs in the same order: the bits
+ * floats apart (a panel whose pixels lie on more than one output row packed straight from yp),
+ * instead of copying its input into stride-phase planes; an even map never reads the padding at
+ * its bottom or right. The same values meet the same FMAs in the same order: the bits
  * of mi_conv_forward. _ok: the fast path can take the layer (the second with input x, H x W);
  * workspace: mi_conv_workspace() for the unpadded input. */
 int       mi_conv_padded_out_ok(const mi_conv *c);
