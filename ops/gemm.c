@@ -144,8 +144,14 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
     /* Pixel runs of up to JMAX panels (the weights stream once per run), M chunks as few as keep
      * the A block in L2. Small layers give fewer items than threads: then split M first (each
      * chunk repacks the run's B, so chunks keep >= 4 panels: the packing stays a few % of the
-     * work), then the pixel runs (each streams the chunk's weights again); and while there are
-     * few items, make their count a multiple of the thread count. With channels on the lanes M
+     * work), then the pixel runs (each streams the chunk's weights again), but not where the
+     * chunks already divide among the threads: there a run split made each thread stream its
+     * chunk's weights once per run, and ResNet-50 at 2 threads spent 0.04 ms more on each layer4
+     * 2048 -> 512 layer (7x7: 2 chunks x 2 runs of 4 MB of weights, against 2 chunks), 0.01-0.03
+     * on each layer3 256 -> 1024 (2-core Zen 5; forward pass 0.989-0.993 of the time without the
+     * run split, paired medians of 80 passes alternating in one process, three runs; 4 chunks of one
+     * run instead, 1.005-1.009 of that). And while there are few items, make their count a
+     * multiple of the thread count. With channels on the lanes M
      * is split into as many chunks as threads, not twice as many: pack_t gathers each pixel row
      * from its own phase-plane row, and ResNet-50's 512 -> 512 stride-2 layer (4 pixel panels,
      * 16 channel panels) spent 15 % of its perf samples at 2 threads repacking them for 4 chunks
@@ -158,7 +164,7 @@ void mi_gemm_split(const mi_gemm_ukr *u, const mi_gemm *g, int nthreads, mi_gemm
     const int64_t want = g->chan_lanes ? T : 2 * T;
     if (T > 1 && G * nmc * nj < want)
         nmc = MI_MAX(nmc, MI_MIN(CEIL_DIV(want, G * nj), MI_MAX((int64_t)1, pl->mpan / 4)));
-    if (T > 1 && G * nmc * nj < 2 * T) nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
+    if (T > 1 && G * nmc * nj < 2 * T && (G * nmc) % T) nj = MI_MIN(pl->npan, CEIL_DIV(2 * T, G * nmc));
     if (T > 1 && G * nmc * nj < 4 * T && (G * nmc * nj) % T && G * nj == 1)
         nmc = MI_MIN(pl->mpan, CEIL_DIV(nmc, T) * T);
     /* Runs and chunks are cut evenly (panels i * npan / nj ..), so that items differ by at most one

@@ -936,6 +936,28 @@ START_TEST(padded_pair_equals_plain)
 }
 END_TEST
 
+/* A layer whose weights outweigh its map (ResNet-50's layer4 2048 -> 512 on 7x7) and whose M
+ * chunks already divide among the threads is not cut into pixel runs as well: each run would
+ * stream the chunk's weights again. Both orientations, 2 and 4 threads: every thread gets whole
+ * chunks of all the pixels. */
+START_TEST(weight_heavy_split_keeps_one_run)
+{
+    const mi_gemm_ukr *u = mi_gemm_ukr_for(mi_cpu_isa());
+    if (!u) u = &mi_gemm_ukr_portable;
+    int64_t koff[1] = { 0 };
+    for (int t = 0; t < (u->run_t ? 2 : 1); t++)
+        for (int nt = 2; nt <= 4; nt += 2) {
+            const mi_gemm g = { .groups = 1, .M = 512, .K = 2048, .koff = koff, .gd = 1, .gh = 7, .gw = 7,
+                                .od = 1, .oh = 7, .ow = 7, .chan_lanes = t, .lds = 49 };
+            mi_gemm_plan pl;
+            mi_gemm_split(u, &g, nt, &pl);
+            ck_assert_msg(pl.nj == 1 && pl.items % nt == 0 && !pl.pix_major,
+                          "lanes %d, %d threads: %lld runs, %lld chunks, %lld items", t + 1, nt, (long long)pl.nj,
+                          (long long)pl.nmc, (long long)pl.items);
+        }
+}
+END_TEST
+
 /* A GEMM run by shares (ops/gemm.h) in a team whose thread 0 starts only once the others are
  * done: they take the end of its share, every item runs once (the counts add up to the plan's),
  * thread 0 runs fewer than its share, and y has the bits of mi_gemm_run. Both orientations,
@@ -1065,6 +1087,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, in_place_equals_packed);
     tcase_add_test(tc, padded_pair_equals_plain);
     tcase_add_test(tc, shares_take_the_end_of_a_late_share);
+    tcase_add_test(tc, weight_heavy_split_keeps_one_run);
     tcase_add_test(tc, strided_copy_matches_scalar);
     tcase_add_test(tc, env_caps_isa);
     suite_add_tcase(s, tc);
