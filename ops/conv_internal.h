@@ -68,6 +68,8 @@ size_t mi_conv_wino_pack(const mi_gemm_ukr *u, float *apack, const float *w, con
 /* Tiles of one block (the GEMM's columns per work item) for an H x W input: conv.c picks the
  * GEMM orientation for it. */
 int64_t mi_conv_wino_block_tiles(const mi_conv_desc *d, int m, int64_t H, int64_t W);
+/* Blocks per image that forward runs for a batch of N H x W inputs at nt threads */
+int64_t mi_conv_wino_blocks(const mi_conv *c, int64_t N, int64_t H, int64_t W, int nt);
 size_t mi_conv_wino_ws(const mi_gemm_ukr *u, const mi_conv_desc *d, int m, int64_t H, int64_t W,
                        int nt);
 void   mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, const mi_tensor *x,

@@ -219,10 +219,16 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
     mi_gemm_seg seg[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX][32];
     int64_t pix[JMAX_CHAN][16];
     int nseg[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX], npx[JMAX_CHAN > JMAX_PIX ? JMAX_CHAN : JMAX_PIX];
+    uint32_t cols[JMAX_PIX];   /* pixels on the lanes: the panel's real columns */
     for (int64_t j = j0; j < j1; j++) {
         const int64_t jj = j - j0;
         npx[jj] = (int)MI_MIN(pw, pl->ngrid - j * pw);
-        if (!T) { nseg[jj] = make_segs(seg[jj], g, j * NR, npx[jj]); continue; }
+        if (!T) {
+            nseg[jj] = make_segs(seg[jj], g, j * NR, npx[jj]);
+            cols[jj] = 0;
+            for (int s = 0; s < nseg[jj]; s++) cols[jj] |= seg[jj][s].mask;
+            continue;
+        }
         int n = 0;   /* output pixel p -> grid column q; runs of consecutive q for pack_t */
         for (int i = 0; i < npx[jj]; i++) {
             const int64_t p = j * MR + i, r = p / g->ow;
@@ -295,7 +301,7 @@ void mi_gemm_item(const mi_gemm_ukr *u, const mi_gemm *g, const mi_gemm_plan *pl
                     a.b = b;
                     a.nseg = nseg[jj];
                     a.seg = seg[jj];
-                    run(&a, rows);
+                    (cols[jj] >> 16 || !u->run16 ? run : u->run16)(&a, rows);
                 }
             }
         }

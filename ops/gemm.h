@@ -134,6 +134,10 @@ typedef struct {
      * src + koff[k] + 2 * (run[r].off + lane), zeros elsewhere */
     void (*pack_t_s2)(float *dst, const float *src, const int64_t *koff, int64_t kc,
                       const mi_gemm_seg *run, int nrun);
+    /* run for a tile whose real columns all lie in its first 16 (a grid's last panel, a narrow
+     * block): those columns' values, computed by the same FMAs in the same order, the other half
+     * left alone (NULL: run) */
+    void (*run16)(const mi_gemm_ukr_args *a, int mr);
 } mi_gemm_ukr;
 
 /* The ISA's own kernels (ops/x86/, ops/arm/); the portable ones (ops/conv_portable.c) for

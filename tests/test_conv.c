@@ -345,9 +345,12 @@ START_TEST(same_bits_for_1_2_4_threads)
                                                   block's buffer larger than the GEMM scratch */
         mi_conv2d_desc(192, 192, 3, 1, 1, 1),  /* Winograd: one block at one thread (weights that
                                                   outweigh the map), two at more */
+        mi_conv2d_desc(32, 32, 3, 1, 1, 1),    /* F(4x4), pixels on the lanes: 5 blocks of two tile
+                                                  rows, at 2 threads the middle one cut in two */
     };
     static const int64_t hw[][2] = { { 20, 21 }, { 45, 38 }, { 9, 10 }, { 14, 14 }, { 57, 56 }, { 11, 13 }, { 15, 8 },
-                                     { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 }, { 11, 400 }, { 10, 10 } };
+                                     { 37, 75 }, { 41, 67 }, { 29, 31 }, { 19, 22 }, { 11, 400 }, { 10, 10 },
+                                     { 40, 40 } };
     const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_REF; isa <= mi_cpu_isa(); isa++) {
         if (isa != MI_ISA_REF && !fast_isa_distinct(isa)) continue;
@@ -414,6 +417,52 @@ START_TEST(same_bits_for_1_2_4_threads)
         }
     }
     mi_set_threads(saved);
+}
+END_TEST
+
+/* Winograd blocks of tile rows that do not divide among the threads, one short, with half-width
+ * GEMM tiles (run16): at 2 threads the middle block is cut in two, one half for each thread. A map
+ * that takes it (32 -> 32, F(4x4), pixels on the lanes, 40 x 40: 5 blocks of two tile rows, 6 at
+ * 2 threads), its output against torch (the forced direct path's) and the same bits at 1, 2, 4. */
+START_TEST(winograd_cut_block)
+{
+    int ran = 0;
+    const int saved = mi_threads();
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
+        if (!u || !u->run16 || !fast_isa_distinct(isa)) continue;
+        mi_conv_desc d = mi_conv2d_desc(32, 32, 3, 1, 1, 1);
+        d.algo = MI_CONV_DIRECT;
+        rig r;
+        rig_init(&r, d, 40, 40, isa, 1, 78);
+        rig_run(&r);
+        const int64_t n = mi_tensor_numel(&r.y);
+        float *first = NULL;
+        d.algo = MI_CONV_WINOGRAD4;
+        d.lanes = 1;
+        for (int t = 1; t <= 4; t *= 2) {
+            mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
+            rig g;
+            rig_init(&g, d, 40, 40, isa, 1, 78);
+            ck_assert_int_eq(mi_conv_wino_blocks(&g.c, 1, 40, 40, t), t == 1 ? 5 : t == 2 ? 6 : 4);   /* 4: evened by geom() */
+            rig_run(&g);
+            char what[64];
+            snprintf(what, sizeof what, "%s, %d threads", mi_isa_name(isa), t);
+            if (!first) {
+                first = malloc((size_t)n * sizeof(float));
+                memcpy(first, g.y.data, (size_t)n * sizeof(float));
+                mi_assert_close(g.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, what);
+            } else {
+                ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0, "%s differ from 1", what);
+            }
+            rig_free(&g);
+        }
+        free(first);
+        rig_free(&r);
+        ran++;
+    }
+    mi_set_threads(saved);
+    if (!ran) MI_SKIP("no kernel table with run16 on this CPU");
 }
 END_TEST
 
@@ -769,6 +818,61 @@ START_TEST(run_stream_equals_run)
 }
 END_TEST
 
+/* run16 against run on tiles whose real columns are the first 16 or fewer, bit for bit: y, and the
+ * partial sums of those columns (the other half is run16's to leave alone); every row count, with
+ * and without bias, residual, relu, as a first, middle and last K block. */
+START_TEST(run16_equals_run)
+{
+    int ran = 0;
+    for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
+        const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
+        if (!u || !u->run16 || !fast_isa_distinct(isa)) continue;
+        const int64_t kc = 37, ldy = 3 * u->nr + 5;
+        float *a = mi_alloc_aligned((size_t)(kc * u->mr + 4096) * sizeof(float));   /* + what the prefetch reaches */
+        float *b = mi_alloc_aligned((size_t)(kc * u->nr) * sizeof(float));
+        float *bias = mi_alloc_aligned((size_t)u->mr * sizeof(float)), *res = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
+        float *acc0 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float)), *acc1 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float));
+        float *y0 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
+        mi_fill_random(a, kc * u->mr + 4096, 1);
+        mi_fill_random(b, kc * u->nr, 2);
+        mi_fill_random(bias, u->mr, 3);
+        mi_fill_random(res, u->mr * ldy, 4);
+        for (int mr = 1; mr <= u->mr; mr++)
+            for (int v = 0; v < 24; v++) {
+                const int step = v % 3, first = step == 0, last = step == 2, cols = v & 16 ? 16 : v & 4 ? 11 : 1;
+                const mi_gemm_seg seg = { .off = 2, .mask = (1u << cols) - 1u };
+                mi_fill_random(acc0, u->mr * u->nr, (uint64_t)(10 + v));
+                memcpy(acc1, acc0, (size_t)(u->mr * u->nr) * sizeof(float));
+                memset(y0, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
+                memset(y1, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
+                mi_gemm_ukr_args p = { .kc = kc, .a = a, .b = b, .acc = acc0, .first = first, .last = last,
+                                       .relu = v & 2, .y = y0, .res = v & 8 ? NULL : res, .ldy = ldy,
+                                       .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg };
+                u->run(&p, mr);
+                p.acc = acc1;
+                p.y = y1;
+                u->run16(&p, mr);
+                for (int i = 0; i < mr; i++)
+                    ck_assert_msg(!memcmp(acc0 + i * u->nr, acc1 + i * u->nr, 16 * sizeof(float)),
+                                  "%s: run16's partial sums differ from run's, row %d of %d, variant %d",
+                                  mi_isa_name(isa), i, mr, v);
+                ck_assert_msg(!memcmp(y0, y1, (size_t)(u->mr * ldy) * sizeof(float)),
+                              "%s: run16 differs from run, %d rows, variant %d", mi_isa_name(isa), mr, v);
+                ran++;
+            }
+        mi_free_aligned(a);
+        mi_free_aligned(b);
+        mi_free_aligned(bias);
+        mi_free_aligned(res);
+        mi_free_aligned(acc0);
+        mi_free_aligned(acc1);
+        mi_free_aligned(y0);
+        mi_free_aligned(y1);
+    }
+    if (!ran) MI_SKIP("no kernel table with run16 on this CPU");
+}
+END_TEST
+
 /* MI_ISA caps what mi_conv_init picks (Check forks each test, so the child reads it fresh). */
 /* A kernel table's strided copy (ops/conv.c's phase planes) against the plain loop, bit for bit:
  * every length up to 70, strides 2 and 3, the source exactly as long as the copy reads (a read
@@ -1078,12 +1182,14 @@ static Suite *suite(void) {
     tcase_add_test(tc, relu_keeps_nan);
     tcase_add_test(tc, same_bits_for_1_2_4_threads);
     tcase_add_test(tc, winograd_large_weights_in_large_blocks);
+    tcase_add_test(tc, winograd_cut_block);
     tcase_add_test(tc, depthwise_equals_reference);
     tcase_add_test(tc, depthwise_prepare_release);
     tcase_add_test(tc, bad_shapes_name_the_layer);
     tcase_add_test(tc, prepare_repacks_for_the_input_size);
     tcase_add_test(tc, winograd_transforms_match_scalar);
     tcase_add_test(tc, run_stream_equals_run);
+    tcase_add_test(tc, run16_equals_run);
     tcase_add_test(tc, in_place_equals_packed);
     tcase_add_test(tc, padded_pair_equals_plain);
     tcase_add_test(tc, shares_take_the_end_of_a_late_share);

@@ -143,10 +143,11 @@ static __attribute__((noinline)) void store_rows(const mi_gemm_ukr_args *p, int 
 /* M rows (constant after inlining) of A with row stride ASTR; T: channels on the lanes; IP: the
  * pixel operand (b, or a with T) read in place, row k at p->koff[k] from it (1) or k * p->lds
  * (2), else packed (0); PS: with T, the pixels PS floats apart in a row (2: a 1x1 stride-2
- * layer's input read in place, run_t_s2). */
+ * layer's input read in place, run_t_s2); H: pixels on the lanes, the tile's first 16 columns only
+ * (run16), the other half neither loaded, computed nor stored. */
 static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p, const int M,
                                                        const int ASTR, const int T, const int IP,
-                                                       const int PS) {
+                                                       const int PS, const int H) {
     __m512 c0[MR], c1[MR];
     if (p->first) {
         #pragma GCC unroll 14
@@ -155,7 +156,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
             c0[i] = _mm512_load_ps(p->acc + i * NR);
-            c1[i] = _mm512_load_ps(p->acc + i * NR + 16);
+            c1[i] = H ? _mm512_setzero_ps() : _mm512_load_ps(p->acc + i * NR + 16);
         }
     }
     /* With a residual and pixels on the lanes, the epilogue's lines one per k step (entry q: row
@@ -219,17 +220,17 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             _mm_prefetch((const char *)(a + PF_K * ASTR), _MM_HINT_T0);
             if (IP == 2 && pfbo) {
                 _mm_prefetch((const char *)(b + pfbo), _MM_HINT_T0);
-                _mm_prefetch((const char *)(b + pfbo + 16), _MM_HINT_T0);
+                if (!H) _mm_prefetch((const char *)(b + pfbo + 16), _MM_HINT_T0);
             }
         }
         if (IP == 1 && T) a = px + ko[k];
         if (IP == 1 && !T) b = px + ko[k];
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = H ? _mm512_setzero_ps() : _mm512_loadu_ps(b + 16);
         #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
             const __m512 ai = _mm512_set1_ps(a[PS * i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+            if (!H) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
         if (!(IP && T)) a += ASTR;
         if (!(IP && !T)) b += NR;
@@ -242,7 +243,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         #pragma GCC unroll 14
         for (int i = 0; i < M; i++) {
             _mm512_store_ps(p->acc + i * NR, c0[i]);
-            _mm512_store_ps(p->acc + i * NR + 16, c1[i]);
+            if (!H) _mm512_store_ps(p->acc + i * NR + 16, c1[i]);
         }
         return;
     }
@@ -303,7 +304,7 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
         if (p->bias) {
             const __m512 bv = _mm512_set1_ps(p->bias[i]);
             v0 = _mm512_add_ps(v0, bv);
-            v1 = _mm512_add_ps(v1, bv);
+            if (!H) v1 = _mm512_add_ps(v1, bv);
         }
         float *yr = p->y + i * p->ldy;
         if (p->res) {
@@ -312,55 +313,59 @@ static inline __attribute__((always_inline)) void tile(const mi_gemm_ukr_args *p
             for (int s = 0; s < p->nseg; s++) {
                 const uint32_t m = p->seg[s].mask;
                 r0 = _mm512_mask_loadu_ps(r0, (__mmask16)m, rr + p->seg[s].off);
-                r1 = _mm512_mask_loadu_ps(r1, (__mmask16)(m >> 16), rr + p->seg[s].off + 16);
+                if (!H) r1 = _mm512_mask_loadu_ps(r1, (__mmask16)(m >> 16), rr + p->seg[s].off + 16);
             }
             v0 = _mm512_add_ps(v0, r0);
-            v1 = _mm512_add_ps(v1, r1);
+            if (!H) v1 = _mm512_add_ps(v1, r1);
         }
         if (p->relu) {
             /* zero first: max returns its second operand on NaN, so relu is v < 0 ? 0 : v
              * (NaN stays NaN) on every path of this file */
             v0 = _mm512_max_ps(zero, v0);
-            v1 = _mm512_max_ps(zero, v1);
+            if (!H) v1 = _mm512_max_ps(zero, v1);
         }
         for (int s = 0; s < p->nseg; s++) {
             const uint32_t m = p->seg[s].mask;
             _mm512_mask_storeu_ps(yr + p->seg[s].off, (__mmask16)m, v0);
-            _mm512_mask_storeu_ps(yr + p->seg[s].off + 16, (__mmask16)(m >> 16), v1);
+            if (!H) _mm512_mask_storeu_ps(yr + p->seg[s].off + 16, (__mmask16)(m >> 16), v1);
         }
     }
 }
 
-#define CASES(T, ASTR, IP, PS) \
+#define CASES(T, ASTR, IP, PS, H) \
     switch (mr) { \
-    case 14: tile(p, 14, ASTR, T, IP, PS); break; \
-    case 13: tile(p, 13, ASTR, T, IP, PS); break; \
-    case 12: tile(p, 12, ASTR, T, IP, PS); break; \
-    case 11: tile(p, 11, ASTR, T, IP, PS); break; \
-    case 10: tile(p, 10, ASTR, T, IP, PS); break; \
-    case 9: tile(p, 9, ASTR, T, IP, PS); break; \
-    case 8: tile(p, 8, ASTR, T, IP, PS); break; \
-    case 7: tile(p, 7, ASTR, T, IP, PS); break; \
-    case 6: tile(p, 6, ASTR, T, IP, PS); break; \
-    case 5: tile(p, 5, ASTR, T, IP, PS); break; \
-    case 4: tile(p, 4, ASTR, T, IP, PS); break; \
-    case 3: tile(p, 3, ASTR, T, IP, PS); break; \
-    case 2: tile(p, 2, ASTR, T, IP, PS); break; \
-    default: tile(p, 1, ASTR, T, IP, PS); break; \
+    case 14: tile(p, 14, ASTR, T, IP, PS, H); break; \
+    case 13: tile(p, 13, ASTR, T, IP, PS, H); break; \
+    case 12: tile(p, 12, ASTR, T, IP, PS, H); break; \
+    case 11: tile(p, 11, ASTR, T, IP, PS, H); break; \
+    case 10: tile(p, 10, ASTR, T, IP, PS, H); break; \
+    case 9: tile(p, 9, ASTR, T, IP, PS, H); break; \
+    case 8: tile(p, 8, ASTR, T, IP, PS, H); break; \
+    case 7: tile(p, 7, ASTR, T, IP, PS, H); break; \
+    case 6: tile(p, 6, ASTR, T, IP, PS, H); break; \
+    case 5: tile(p, 5, ASTR, T, IP, PS, H); break; \
+    case 4: tile(p, 4, ASTR, T, IP, PS, H); break; \
+    case 3: tile(p, 3, ASTR, T, IP, PS, H); break; \
+    case 2: tile(p, 2, ASTR, T, IP, PS, H); break; \
+    default: tile(p, 1, ASTR, T, IP, PS, H); break; \
     }
 
 /* pixels on the lanes: mr output channels (rows of packed weights, MR apart) x 32 pixels */
 static void run(const mi_gemm_ukr_args *p, int mr) {
-    if (!p->koff) { CASES(0, MR, 0, 1) } else if (p->lds > 0) { CASES(0, MR, 2, 1) } else { CASES(0, MR, 1, 1) }
+    if (!p->koff) { CASES(0, MR, 0, 1, 0) } else if (p->lds > 0) { CASES(0, MR, 2, 1, 0) } else { CASES(0, MR, 1, 1, 0) }
+}
+/* the same for a panel whose real columns are its first 16 (mi_gemm_ukr.run16): half the FMAs */
+static void run16(const mi_gemm_ukr_args *p, int mr) {
+    if (!p->koff) { CASES(0, MR, 0, 1, 1) } else if (p->lds > 0) { CASES(0, MR, 2, 1, 1) } else { CASES(0, MR, 1, 1, 1) }
 }
 /* channels on the lanes: mr pixels (rows of the pixel pack, 16 apart) x 32 output channels */
 static void run_t(const mi_gemm_ukr_args *p, int mr) {
-    if (!p->koff) { CASES(1, 16, 0, 1) } else if (p->lds > 0) { CASES(1, 16, 2, 1) } else { CASES(1, 16, 1, 1) }
+    if (!p->koff) { CASES(1, 16, 0, 1, 0) } else if (p->lds > 0) { CASES(1, 16, 2, 1, 0) } else { CASES(1, 16, 1, 1, 0) }
 }
 /* the same, read in place (rows evenly spaced, lds, or at koff), the pixels 2 floats apart in a
  * row of x */
 static void run_t_s2(const mi_gemm_ukr_args *p, int mr) {
-    if (p->lds > 0) { CASES(1, 16, 2, 2) } else { CASES(1, 16, 1, 2) }
+    if (p->lds > 0) { CASES(1, 16, 2, 2, 0) } else { CASES(1, 16, 1, 2, 0) }
 }
 
 /* dst[k][0..16): the panel's pixels, run by run (masked loads merge them), zeros elsewhere. */
@@ -635,5 +640,5 @@ const mi_gemm_ukr mi_gemm_ukr_avx512 = {
     .run_t = run_t, .pack_t = pack_t, .wino2_in = wino2_in, .wino2_out = wino2_out,
     .wino4_in = wino4_in, .wino4_out = wino4_out, .wino4_min_tiles = WINO4_MIN_TILES, .prefetch_a = 2,
     .chan_pixel_k = CHAN_PIXEL_K,
-    .chan_k_pct = 100, .in_place = 1, .run_t_s2 = run_t_s2, .pack_t_s2 = pack_t_s2,
+    .chan_k_pct = 100, .in_place = 1, .run_t_s2 = run_t_s2, .pack_t_s2 = pack_t_s2, .run16 = run16,
 };
