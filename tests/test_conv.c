@@ -1042,23 +1042,31 @@ END_TEST
 
 /* A layer whose weights outweigh its map (ResNet-50's layer4 2048 -> 512 on 7x7) and whose M
  * chunks already divide among the threads is not cut into pixel runs as well: each run would
- * stream the chunk's weights again. Both orientations, 2 and 4 threads: every thread gets whole
- * chunks of all the pixels. */
+ * stream the chunk's weights again. 16 channel panels of the table's own height (one chunk's
+ * worth, so that the threads' split makes the chunks), weights past what a thread reads whole,
+ * 2 and 4 threads, each orientation the table has (pixels on the lanes where a chunk holds 16
+ * panels): whole chunks of all the pixels for every thread. */
 START_TEST(weight_heavy_split_keeps_one_run)
 {
     const mi_gemm_ukr *u = mi_gemm_ukr_for(mi_cpu_isa());
     if (!u) u = &mi_gemm_ukr_portable;
     int64_t koff[1] = { 0 };
-    for (int t = 0; t < (u->run_t ? 2 : 1); t++)
+    int ran = 0;
+    for (int t = 0; t < 2; t++) {
+        if (t ? !u->run_t : u->mc / u->mr < 16) continue;
+        const int64_t M = 16 * (t ? u->nr : u->mr), K = 600 * 1024 / M + 1;
         for (int nt = 2; nt <= 4; nt += 2) {
-            const mi_gemm g = { .groups = 1, .M = 512, .K = 2048, .koff = koff, .gd = 1, .gh = 7, .gw = 7,
+            const mi_gemm g = { .groups = 1, .M = M, .K = K, .koff = koff, .gd = 1, .gh = 7, .gw = 7,
                                 .od = 1, .oh = 7, .ow = 7, .chan_lanes = t, .lds = 49 };
             mi_gemm_plan pl;
             mi_gemm_split(u, &g, nt, &pl);
             ck_assert_msg(pl.nj == 1 && pl.items % nt == 0 && !pl.pix_major,
                           "lanes %d, %d threads: %lld runs, %lld chunks, %lld items", t + 1, nt, (long long)pl.nj,
                           (long long)pl.nmc, (long long)pl.items);
+            ran++;
         }
+    }
+    if (!ran) MI_SKIP("the kernel table here has neither orientation such a split");
 }
 END_TEST
 
