@@ -231,11 +231,11 @@ static size_t per_thread_parts(const mi_gemm_ukr *u, const mi_conv_desc *d, cons
 static size_t koff_bytes(const mi_conv_desc *d) { return ROUND64((size_t)(d->cin / d->groups) * sizeof(int64_t)); }
 
 /* geom()'s narrow for a packed layer: the tiles a half-width GEMM tile takes (run16, pixels on the lanes) */
-static int64_t narrow(const mi_conv *c, const mi_gemm_ukr *u) { return u->run16 && !c->chan_lanes ? 16 : 0; }
+static int64_t half_tile(const mi_conv *c, const mi_gemm_ukr *u) { return u->run16 && !c->chan_lanes ? 16 : 0; }
 
 int64_t mi_conv_wino_blocks(const mi_conv *c, int64_t N, int64_t H, int64_t W, int nt) {
     wino_geom g;
-    geom(&g, &c->d, c->wino, N, H, W, nt, true, narrow(c, mi_gemm_ukr_for((mi_isa)c->path)));
+    geom(&g, &c->d, c->wino, N, H, W, nt, true, half_tile(c, mi_gemm_ukr_for((mi_isa)c->path)));
     return g.nb;
 }
 
@@ -523,7 +523,7 @@ void mi_conv_wino_forward(const mi_conv *c, const mi_gemm_ukr *u, mi_tensor *y, 
     const int64_t cig = d->cin / d->groups, N = x->shape[0];
     const int nt = mi_threads();
     wino_geom g;
-    geom(&g, d, c->wino, N, x->shape[2], x->shape[3], nt, true, narrow(c, u));
+    geom(&g, d, c->wino, N, x->shape[2], x->shape[3], nt, true, half_tile(c, u));
     MI_ASSERT(g.OH == y->shape[2] && g.OW == y->shape[3] && workspace != NULL);
     size_t part[4];
     per_thread_parts(u, d, &g, part);
