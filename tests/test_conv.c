@@ -766,6 +766,45 @@ START_TEST(winograd_transforms_match_scalar)
 }
 END_TEST
 
+/* One micro-kernel tile's operands for comparing two kernels on it: a (with room for what the
+ * prefetch reaches), b, bias, a residual, and for each kernel its partial sums and outputs. */
+typedef struct { int64_t kc, ldy; float *a, *b, *bias, *res, *acc[2], *y[2]; } tile_rig;
+
+static void tile_rig_init(tile_rig *r, const mi_gemm_ukr *u) {
+    r->kc = 37;
+    r->ldy = 3 * u->nr + 5;
+    r->a = mi_alloc_aligned((size_t)(r->kc * u->mr + 4096) * sizeof(float));
+    r->b = mi_alloc_aligned((size_t)(r->kc * u->nr) * sizeof(float));
+    r->bias = mi_alloc_aligned((size_t)u->mr * sizeof(float));
+    r->res = mi_alloc_aligned((size_t)(u->mr * r->ldy) * sizeof(float));
+    for (int i = 0; i < 2; i++) {
+        r->acc[i] = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float));
+        r->y[i] = mi_alloc_aligned((size_t)(u->mr * r->ldy) * sizeof(float));
+    }
+    mi_fill_random(r->a, r->kc * u->mr + 4096, 1);
+    mi_fill_random(r->b, r->kc * u->nr, 2);
+    mi_fill_random(r->bias, u->mr, 3);
+    mi_fill_random(r->res, u->mr * r->ldy, 4);
+}
+
+/* the same random partial sums for both kernels, outputs set to a pattern neither writes */
+static void tile_rig_reset(tile_rig *r, const mi_gemm_ukr *u, uint64_t seed) {
+    mi_fill_random(r->acc[0], u->mr * u->nr, seed);
+    memcpy(r->acc[1], r->acc[0], (size_t)(u->mr * u->nr) * sizeof(float));
+    for (int i = 0; i < 2; i++) memset(r->y[i], 0x7f, (size_t)(u->mr * r->ldy) * sizeof(float));
+}
+
+static void tile_rig_free(tile_rig *r) {
+    mi_free_aligned(r->a);
+    mi_free_aligned(r->b);
+    mi_free_aligned(r->bias);
+    mi_free_aligned(r->res);
+    for (int i = 0; i < 2; i++) {
+        mi_free_aligned(r->acc[i]);
+        mi_free_aligned(r->y[i]);
+    }
+}
+
 /* A kernel table's run_stream (the micro-kernel for weights that stream from memory: only the
  * prefetch differs) against its run, bit for bit: every row count, first / middle / last K block,
  * bias, residual, relu, a partial run of columns. */
@@ -775,24 +814,15 @@ START_TEST(run_stream_equals_run)
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u || !u->run_stream || !fast_isa_distinct(isa)) continue;
-        const int64_t kc = 37, ldy = 3 * u->nr + 5;
-        float *a = mi_alloc_aligned((size_t)(kc * u->mr + 4096) * sizeof(float));   /* + what the prefetch reaches */
-        float *b = mi_alloc_aligned((size_t)(kc * u->nr) * sizeof(float));
-        float *bias = mi_alloc_aligned((size_t)u->mr * sizeof(float)), *res = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
-        float *acc0 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float)), *acc1 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float));
-        float *y0 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
-        mi_fill_random(a, kc * u->mr + 4096, 1);
-        mi_fill_random(b, kc * u->nr, 2);
-        mi_fill_random(bias, u->mr, 3);
-        mi_fill_random(res, u->mr * ldy, 4);
+        tile_rig r;
+        tile_rig_init(&r, u);
+        const int64_t kc = r.kc, ldy = r.ldy;
+        float *a = r.a, *b = r.b, *bias = r.bias, *res = r.res, *acc0 = r.acc[0], *acc1 = r.acc[1], *y0 = r.y[0], *y1 = r.y[1];
         for (int mr = 1; mr <= u->mr; mr++)
             for (int v = 0; v < 12; v++) {
                 const int step = v % 3, first = step == 0, last = step == 2, cols = v & 4 ? u->nr - 3 : u->nr;
                 const mi_gemm_seg seg = { .off = 2, .mask = cols >= 32 ? 0xffffffffu : (1u << cols) - 1u };
-                mi_fill_random(acc0, u->mr * u->nr, (uint64_t)(10 + v));
-                memcpy(acc1, acc0, (size_t)(u->mr * u->nr) * sizeof(float));
-                memset(y0, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
-                memset(y1, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
+                tile_rig_reset(&r, u, (uint64_t)(10 + v));
                 mi_gemm_ukr_args p = { .kc = kc, .a = a, .b = b, .acc = acc0, .first = first, .last = last,
                                        .relu = v >= 6, .y = y0, .res = v & 8 ? NULL : res, .ldy = ldy,
                                        .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg };
@@ -805,14 +835,7 @@ START_TEST(run_stream_equals_run)
                               "%s: run_stream differs from run, %d rows, variant %d", mi_isa_name(isa), mr, v);
                 ran++;
             }
-        mi_free_aligned(a);
-        mi_free_aligned(b);
-        mi_free_aligned(bias);
-        mi_free_aligned(res);
-        mi_free_aligned(acc0);
-        mi_free_aligned(acc1);
-        mi_free_aligned(y0);
-        mi_free_aligned(y1);
+        tile_rig_free(&r);
     }
     if (!ran) MI_SKIP("no kernel table with run_stream on this CPU");
 }
@@ -827,24 +850,15 @@ START_TEST(run16_equals_run)
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u || !u->run16 || !fast_isa_distinct(isa)) continue;
-        const int64_t kc = 37, ldy = 3 * u->nr + 5;
-        float *a = mi_alloc_aligned((size_t)(kc * u->mr + 4096) * sizeof(float));   /* + what the prefetch reaches */
-        float *b = mi_alloc_aligned((size_t)(kc * u->nr) * sizeof(float));
-        float *bias = mi_alloc_aligned((size_t)u->mr * sizeof(float)), *res = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
-        float *acc0 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float)), *acc1 = mi_alloc_aligned((size_t)(u->mr * u->nr) * sizeof(float));
-        float *y0 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float)), *y1 = mi_alloc_aligned((size_t)(u->mr * ldy) * sizeof(float));
-        mi_fill_random(a, kc * u->mr + 4096, 1);
-        mi_fill_random(b, kc * u->nr, 2);
-        mi_fill_random(bias, u->mr, 3);
-        mi_fill_random(res, u->mr * ldy, 4);
+        tile_rig r;
+        tile_rig_init(&r, u);
+        const int64_t kc = r.kc, ldy = r.ldy;
+        float *a = r.a, *b = r.b, *bias = r.bias, *res = r.res, *acc0 = r.acc[0], *acc1 = r.acc[1], *y0 = r.y[0], *y1 = r.y[1];
         for (int mr = 1; mr <= u->mr; mr++)
             for (int v = 0; v < 24; v++) {
                 const int step = v % 3, first = step == 0, last = step == 2, cols = v & 16 ? 16 : v & 4 ? 11 : 1;
                 const mi_gemm_seg seg = { .off = 2, .mask = (1u << cols) - 1u };
-                mi_fill_random(acc0, u->mr * u->nr, (uint64_t)(10 + v));
-                memcpy(acc1, acc0, (size_t)(u->mr * u->nr) * sizeof(float));
-                memset(y0, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
-                memset(y1, 0x7f, (size_t)(u->mr * ldy) * sizeof(float));
+                tile_rig_reset(&r, u, (uint64_t)(10 + v));
                 mi_gemm_ukr_args p = { .kc = kc, .a = a, .b = b, .acc = acc0, .first = first, .last = last,
                                        .relu = v & 2, .y = y0, .res = v & 8 ? NULL : res, .ldy = ldy,
                                        .bias = v & 1 ? bias : NULL, .nseg = 1, .seg = &seg };
@@ -860,14 +874,7 @@ START_TEST(run16_equals_run)
                               "%s: run16 differs from run, %d rows, variant %d", mi_isa_name(isa), mr, v);
                 ran++;
             }
-        mi_free_aligned(a);
-        mi_free_aligned(b);
-        mi_free_aligned(bias);
-        mi_free_aligned(res);
-        mi_free_aligned(acc0);
-        mi_free_aligned(acc1);
-        mi_free_aligned(y0);
-        mi_free_aligned(y1);
+        tile_rig_free(&r);
     }
     if (!ran) MI_SKIP("no kernel table with run16 on this CPU");
 }
