@@ -420,48 +420,60 @@ START_TEST(same_bits_for_1_2_4_threads)
 }
 END_TEST
 
+/* d (a Winograd form) on an h x w input of isa at 1, 2 and 4 threads: the output at one thread
+ * against the direct convolution's within tolerance, the others memcmp against it; with blocks,
+ * the Winograd blocks per image expected at 1, 2 and 4 threads. */
+static void winograd_threads_agree(mi_isa isa, mi_conv_desc d, int64_t h, int64_t w, uint64_t seed,
+                                   const int64_t *blocks) {
+    const int saved = mi_threads();
+    mi_conv_desc dd = d;
+    dd.algo = MI_CONV_DIRECT;
+    dd.lanes = 0;
+    mi_set_threads(2);
+    rig r;
+    rig_init(&r, dd, h, w, isa, 1, seed);
+    rig_run(&r);
+    const int64_t n = mi_tensor_numel(&r.y);
+    float *first = NULL;
+    for (int t = 1, i = 0; t <= 4; t *= 2, i++) {
+        mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
+        rig g;
+        rig_init(&g, d, h, w, isa, 1, seed);
+        if (blocks) ck_assert_int_eq(mi_conv_wino_blocks(&g.c, 1, h, w, t), blocks[i]);
+        rig_run(&g);
+        char what[64];
+        snprintf(what, sizeof what, "%s, %d threads", mi_isa_name(isa), t);
+        if (!first) {
+            first = malloc((size_t)n * sizeof(float));
+            memcpy(first, g.y.data, (size_t)n * sizeof(float));
+            mi_assert_close(g.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, what);
+        } else {
+            ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0, "%s differ from 1", what);
+        }
+        rig_free(&g);
+    }
+    free(first);
+    rig_free(&r);
+    mi_set_threads(saved);
+}
+
 /* Winograd blocks of tile rows that do not divide among the threads, one short, with half-width
  * GEMM tiles (run16): at 2 threads the middle block is cut in two, one half for each thread. A map
  * that takes it (32 -> 32, F(4x4), pixels on the lanes, 40 x 40: 5 blocks of two tile rows, 6 at
- * 2 threads), its output against torch (the forced direct path's) and the same bits at 1, 2, 4. */
+ * 2 threads; 4 at 4, evened by geom()), its output against torch (the forced direct path's) and
+ * the same bits at 1, 2, 4. */
 START_TEST(winograd_cut_block)
 {
     int ran = 0;
-    const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         const mi_gemm_ukr *u = mi_gemm_ukr_for(isa);
         if (!u || !u->run16 || !fast_isa_distinct(isa)) continue;
         mi_conv_desc d = mi_conv2d_desc(32, 32, 3, 1, 1, 1);
-        d.algo = MI_CONV_DIRECT;
-        rig r;
-        rig_init(&r, d, 40, 40, isa, 1, 78);
-        rig_run(&r);
-        const int64_t n = mi_tensor_numel(&r.y);
-        float *first = NULL;
         d.algo = MI_CONV_WINOGRAD4;
         d.lanes = 1;
-        for (int t = 1; t <= 4; t *= 2) {
-            mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
-            rig g;
-            rig_init(&g, d, 40, 40, isa, 1, 78);
-            ck_assert_int_eq(mi_conv_wino_blocks(&g.c, 1, 40, 40, t), t == 1 ? 5 : t == 2 ? 6 : 4);   /* 4: evened by geom() */
-            rig_run(&g);
-            char what[64];
-            snprintf(what, sizeof what, "%s, %d threads", mi_isa_name(isa), t);
-            if (!first) {
-                first = malloc((size_t)n * sizeof(float));
-                memcpy(first, g.y.data, (size_t)n * sizeof(float));
-                mi_assert_close(g.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, what);
-            } else {
-                ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0, "%s differ from 1", what);
-            }
-            rig_free(&g);
-        }
-        free(first);
-        rig_free(&r);
+        winograd_threads_agree(isa, d, 40, 40, 78, (const int64_t[3]){ 5, 6, 4 });
         ran++;
     }
-    mi_set_threads(saved);
     if (!ran) MI_SKIP("no kernel table with run16 on this CPU");
 }
 END_TEST
@@ -474,39 +486,13 @@ END_TEST
 START_TEST(winograd_large_weights_in_large_blocks)
 {
     int ran = 0;
-    const int saved = mi_threads();
     for (mi_isa isa = MI_ISA_PORTABLE; isa <= mi_cpu_isa(); isa++) {
         if (!fast_isa_distinct(isa)) continue;
         mi_conv_desc d = mi_conv2d_desc(800, 800, 3, 1, 1, 1);
-        d.algo = MI_CONV_DIRECT;
-        mi_set_threads(2);
-        rig r;
-        rig_init(&r, d, 34, 34, isa, 1, 77);
-        rig_run(&r);
-        const int64_t n = mi_tensor_numel(&r.y);
-        float *first = NULL;
         d.algo = MI_CONV_WINOGRAD2;
-        for (int t = 1; t <= 4; t *= 2) {
-            mi_set_threads(t);   /* before rig_init: the workspace covers t threads */
-            rig g;
-            rig_init(&g, d, 34, 34, isa, 1, 77);
-            rig_run(&g);
-            char what[64];
-            snprintf(what, sizeof what, "%s, %d threads", mi_isa_name(isa), t);
-            if (!first) {
-                first = malloc((size_t)n * sizeof(float));
-                memcpy(first, g.y.data, (size_t)n * sizeof(float));
-                mi_assert_close(g.y.data, r.y.data, n, ATOL_REL * max_abs(r.y.data, n), RTOL, what);
-            } else {
-                ck_assert_msg(memcmp(first, g.y.data, (size_t)n * sizeof(float)) == 0, "%s differ from 1", what);
-            }
-            rig_free(&g);
-        }
-        free(first);
-        rig_free(&r);
+        winograd_threads_agree(isa, d, 34, 34, 77, NULL);
         ran++;
     }
-    mi_set_threads(saved);
     if (!ran) MI_SKIP("no fast convolution path on this CPU");
 }
 END_TEST
