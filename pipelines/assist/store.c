@@ -606,8 +606,11 @@ static mi_status verify_table(sqlite3 *db, const char *path, int table, mi_assis
     /* rows cut from the end: sqlite_sequence remembers the highest seq ever used */
     if (sqlite3_prepare_v2(db, "SELECT seq FROM sqlite_sequence WHERE name = ?", -1, &q, NULL) == SQLITE_OK) {
         sqlite3_bind_text(q, 1, TABLE[table], -1, SQLITE_STATIC);
-        long long top = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+        const int src = sqlite3_step(q);
+        const long long top = src == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+        if (src != SQLITE_ROW && src != SQLITE_DONE) st = MI_FAIL(MI_ERR_IO, "%s: cannot read sqlite_sequence: %s", path, sqlite3_errmsg(db));
         sqlite3_finalize(q);
+        if (st) return st;
         if (top > expect - 1)
             return MI_FAIL(MI_ERR_SECURITY, "%s: %s rows %lld..%lld are missing (deleted from the end)", path, TABLE[table],
                            expect, top);
@@ -622,7 +625,12 @@ static mi_status verify_db(sqlite3 *db, const char *path, mi_assist_verify_repor
     sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 26);
     sqlite3_busy_timeout(db, 10000);
     mi_status st = MI_OK;
-    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+    /* Without SQLite's cell size check, some damaged files were read differently from run to run
+       (where the page buffers happened to lie in memory decided between "malformed", "rows
+       missing" and which rows): a verdict must depend on the file alone. With it, a cell that
+       overruns its page is refused as corrupt when the page is first read. */
+    if (sqlite3_exec(db, "PRAGMA cell_size_check = ON", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         st = MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
         goto done;
     }
@@ -647,15 +655,19 @@ static mi_status verify_db(sqlite3 *db, const char *path, mi_assist_verify_repor
             st = MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
             break;
         }
-        if (sqlite3_step(q) == SQLITE_ROW) {
+        const int rc = sqlite3_step(q);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            st = MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
+        } else if (rc == SQLITE_ROW) {
             MI_FAIL(MI_ERR_SECURITY, "%s: %s row %lld refers to an exam or finding the database does not hold", path,
                     (const char *)sqlite3_column_text(q, 0), (long long)sqlite3_column_int64(q, 1));
             r->intact = false;
         }
         sqlite3_finalize(q);
-        if (!r->intact) break;
+        if (st || !r->intact) break;
     }
 done:
+    if (st) r->intact = false;
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     return st;

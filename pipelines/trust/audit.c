@@ -94,11 +94,13 @@ static long long last_seq(sqlite3 *db, char prev[65]) {
     return seq;
 }
 
+/* the highest seq sqlite_sequence remembers for audit_log: 0 when none, -1 when unreadable */
 static long long sequence_seq(sqlite3 *db) {
     long long s = 0;
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(db, "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'", -1, &q, NULL) == SQLITE_OK) {
-        if (sqlite3_step(q) == SQLITE_ROW) s = sqlite3_column_int64(q, 0);
+        const int rc = sqlite3_step(q);
+        s = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : rc == SQLITE_DONE ? 0 : -1;
         sqlite3_finalize(q);
     }
     return s;
@@ -183,11 +185,17 @@ static mi_status parse_head(const char *expect_head, long long *want_seq, char w
  * audit_log that is a view can be an endless recursive query (a 512-byte file kept `audit
  * verify` busy forever), a generated column can build a gigabyte per row. So audit_log must be
  * an ordinary table, schema SQL may call only functions without side effects (trusted_schema
- * off), and no value may exceed 16 MiB (a row holds hashes, versions and a JSON summary). */
+ * off), and no value may exceed 16 MiB (a row holds hashes, versions and a JSON summary). A
+ * damaged page must give the same verdict on every run: without SQLite's cell size check, a
+ * cell that overruns its page was read differently from run to run (where the page buffers lay
+ * in memory decided between "read error" and "rows 1..N are missing", N varying); with it,
+ * such a page is refused as corrupt when it is first read. */
 static mi_status verify_db(sqlite3 *db, const char *db_path, long long want_seq, const char *want_hash,
                            mi_audit_report *out) {
     sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
     sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 24);
+    if (sqlite3_exec(db, "PRAGMA cell_size_check = ON", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(db, db_path, "cannot read");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
                            " AND sql NOT LIKE 'CREATE VIRTUAL%'", -1, &q, NULL) != SQLITE_OK)
@@ -257,10 +265,14 @@ static mi_status verify_db(sqlite3 *db, const char *db_path, long long want_seq,
     }
     sqlite3_finalize(q);
     if (out->intact && rc != SQLITE_DONE) {
-        mi_status st = db_fail(db, db_path, "read error");
-        return st;
+        out->intact = false;
+        return db_fail(db, db_path, "read error");
     }
-    long long s2 = sequence_seq(db);
+    const long long s2 = sequence_seq(db);
+    if (out->intact && s2 < 0) {
+        out->intact = false;
+        return db_fail(db, db_path, "cannot read sqlite_sequence");
+    }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     sqlite3_close(db);
     if (!out->intact) return MI_OK;
