@@ -608,7 +608,8 @@ static mi_status verify_table(sqlite3 *db, const char *path, int table, mi_assis
         sqlite3_bind_text(q, 1, TABLE[table], -1, SQLITE_STATIC);
         const int src = sqlite3_step(q);
         const long long top = src == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-        if (src != SQLITE_ROW && src != SQLITE_DONE) st = MI_FAIL(MI_ERR_IO, "%s: cannot read sqlite_sequence: %s", path, sqlite3_errmsg(db));
+        if (src != SQLITE_ROW && src != SQLITE_DONE)
+            st = MI_FAIL(MI_ERR_IO, "%s: cannot read sqlite_sequence: %s", path, sqlite3_errmsg(db));
         sqlite3_finalize(q);
         if (st) return st;
         if (top > expect - 1)
