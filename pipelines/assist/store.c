@@ -9,6 +9,7 @@
  * DELETE by honest tools; the chain, the seq gaps and sqlite_sequence catch the rest, except a
  * rewrite of every later row: keep the heads --verify-db prints elsewhere for that. */
 #include "pipelines/assist/store.h"
+#include "pipelines/io/outside_db.h"
 
 #include "weights/sha256.h"
 
@@ -622,16 +623,9 @@ static mi_status verify_table(sqlite3 *db, const char *path, int table, mi_assis
 
 /* the walk of both verifiers on an open connection, which it closes; path names it in messages */
 static mi_status verify_db(sqlite3 *db, const char *path, mi_assist_verify_report *r) {
-    sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 26);
     sqlite3_busy_timeout(db, 10000);
     mi_status st = MI_OK;
-    /* Without SQLite's cell size check, some damaged files were read differently from run to run
-       (where the page buffers happened to lie in memory decided between "malformed", "rows
-       missing" and which rows): a verdict must depend on the file alone. With it, a cell that
-       overruns its page is refused as corrupt when the page is first read. */
-    if (sqlite3_exec(db, "PRAGMA cell_size_check = ON", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+    if (mi_outside_db_guard(db, 1 << 26) != SQLITE_OK || sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         st = MI_FAIL(MI_ERR_IO, "%s: cannot read: %s", path, sqlite3_errmsg(db));
         goto done;
     }

@@ -9,6 +9,7 @@
  * verify` prints somewhere else and pass it back with --expect-head. */
 #include "pipelines/trust/trust.h"
 #include "pipelines/trust/trust_internal.h"
+#include "pipelines/io/outside_db.h"
 #include "ops/cpu.h"
 #include "weights/sha256.h"
 
@@ -181,21 +182,12 @@ static mi_status parse_head(const char *expect_head, long long *want_seq, char w
 }
 
 /* The walk of mi_audit_verify on an open DB, which it closes; db_path names it in messages.
- * The file is someone else's until verified, and its schema is SQL that SQLite runs: an
- * audit_log that is a view can be an endless recursive query (a 512-byte file kept `audit
- * verify` busy forever), a generated column can build a gigabyte per row. So audit_log must be
- * an ordinary table, schema SQL may call only functions without side effects (trusted_schema
- * off), and no value may exceed 16 MiB (a row holds hashes, versions and a JSON summary). A
- * damaged page must give the same verdict on every run: without SQLite's cell size check, a
- * cell that overruns its page was read differently from run to run (where the page buffers lay
- * in memory decided between "read error" and "rows 1..N are missing", N varying); with it,
- * such a page is refused as corrupt when it is first read. */
+ * The file is someone else's until verified (pipelines/io/outside_db.h: an audit_log that is a
+ * view kept `audit verify` busy forever on a 512-byte file), so audit_log must be an ordinary
+ * table and no value may exceed 16 MiB (a row holds hashes, versions and a JSON summary). */
 static mi_status verify_db(sqlite3 *db, const char *db_path, long long want_seq, const char *want_hash,
                            mi_audit_report *out) {
-    sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 24);
-    if (sqlite3_exec(db, "PRAGMA cell_size_check = ON", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(db, db_path, "cannot read");
+    if (mi_outside_db_guard(db, 1 << 24) != SQLITE_OK) return db_fail(db, db_path, "cannot read");
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
                            " AND sql NOT LIKE 'CREATE VIRTUAL%'", -1, &q, NULL) != SQLITE_OK)
