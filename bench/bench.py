@@ -83,6 +83,25 @@ def omp_env(threads):
     return OMP_ENV
 
 
+def core_speeds(bin_dir, blob, iters):
+    """Each CPU's speed alone: ResNet-18 at one thread pinned to it, median ms, {cpu: ms}. The two
+    vCPUs of the machine this bench was tuned on ran the same work up to 20 % apart, one or the
+    other by the host's state, for minutes at a time; at two threads a layer's split then waits on
+    the slower core, so the figures at two threads are read beside this."""
+    speeds = {}
+    for cpu in sorted(CPUS):
+        out = subprocess.run([os.path.join(bin_dir, "bench_engine"), blob, "1", str(iters)], check=True,
+                             capture_output=True, text=True, env=dict(OMP_ENV, OMP_PROC_BIND="false"),
+                             preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c})).stdout
+        speeds[cpu] = json.loads(out.strip().splitlines()[-1])["median_ms"]
+    return speeds
+
+
+def speeds_line(speeds):
+    cpus = " ".join(f"cpu{c} {ms:.2f}" for c, ms in speeds.items())
+    return f"{cpus} ms (slowest / fastest {max(speeds.values()) / min(speeds.values()):.2f})"
+
+
 def run_json(cmd, threads=None, **kw):
     unbind()
     kw.setdefault("env", omp_env(threads))
@@ -270,6 +289,8 @@ def main():
         if not os.path.exists(blob):
             subprocess.run([PY, os.path.join(ROOT, "tools", "export.py"), "--arch", arch, "--random",
                             "--seed", "0", "--out", blob], check=True)
+        if arch == "resnet18" and len(CPUS) > 1:
+            result["machine"]["core_ms_at_start"] = core_speeds(a.bin, blob, iters)
         gflop = flops(arch) / 1e9
         ort.model(arch, arch)
         modes = MODES[-1:] if a.quick else MODES
@@ -538,6 +559,12 @@ def main():
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs); OMP_WAIT_POLICY "
               f"{OMP_ENV.get('OMP_WAIT_POLICY', 'unset (libgomp default)')}")
         result["machine"]["omp_wait_policy"] = OMP_ENV.get("OMP_WAIT_POLICY")
+        if "core_ms_at_start" in result["machine"]:
+            end = core_speeds(a.bin, os.path.join(blobs, "resnet18.safetensors"), iters)
+            result["machine"]["core_ms_at_end"] = end
+            print(f"each CPU alone (ResNet-18, one thread pinned to it; at two threads each layer waits on the "
+                  f"slower): at the start {speeds_line(result['machine']['core_ms_at_start'])}, at the end "
+                  f"{speeds_line(end)}")
         print(ort.summary())
         result["ort"] = {"version": ort.version, "not_available": ort.reason, "max_abs_diff": ort.diffs,
                          "failures": ort.failures}
