@@ -88,13 +88,9 @@ def core_speeds(bin_dir, blob, iters):
     vCPUs of the machine this bench was tuned on ran the same work up to 20 % apart, one or the
     other by the host's state, for minutes at a time; at two threads a layer's split then waits on
     the slower core, so the figures at two threads are read beside this."""
-    speeds = {}
-    for cpu in sorted(CPUS):
-        out = subprocess.run([os.path.join(bin_dir, "bench_engine"), blob, "1", str(iters)], check=True,
-                             capture_output=True, text=True, env=dict(OMP_ENV, OMP_PROC_BIND="false"),
-                             preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c})).stdout
-        speeds[cpu] = json.loads(out.strip().splitlines()[-1])["median_ms"]
-    return speeds
+    return {cpu: run_json([os.path.join(bin_dir, "bench_engine"), blob, "1", str(iters)], threads=1,
+                          preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c}))["median_ms"]
+            for cpu in sorted(CPUS)}
 
 
 def speeds_line(speeds):
