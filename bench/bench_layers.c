@@ -1,8 +1,9 @@
 /* bench/bench_layers.c - where one forward's time goes, stage by stage, through the public API:
  *   bench_layers MODEL THREADS ITERS [H W]   ->  per stage: median ms, share of the forward, shape
- * A stage's time is the wall time since the previous stage was marked (mi_session_set_capture is
- * called as each named stage is written), so it includes whatever ran in between (activations,
- * copies). The input is random, (1, C, H, W), H = W = the blob's input_size by default. A tool for
+ * A stage's time is the wall time since the previous stage was marked (mi_session_set_stage_hook's
+ * hook is called as each named stage is written), so it includes whatever ran in between
+ * (activations, copies). The stage hook, unlike a capture hook, leaves the network on the paths it
+ * takes without a hook (a ResNet bottleneck's padded map read in place by its stride-2 conv2). The input is random, (1, C, H, W), H = W = the blob's input_size by default. A tool for
  * finding the slow layer, not a benchmark: bench/bench.py's figures come from bench_engine. */
 #include "medinfer.h"
 
@@ -26,8 +27,7 @@ static double now_ms(void) {
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-static void on_stage(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
-    (void)data;
+static void on_stage(void *user, const char *name, int ndim, const int64_t *shape) {
     prof *p = user;
     double t = now_ms();
     const int i = p->idx++;
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     prof *p = calloc(1, sizeof *p);
     p->t = calloc((size_t)iters * MAX_STAGES, sizeof(double));
     p->run = -1;
-    mi_session_set_capture(s, on_stage, p);
+    mi_session_set_stage_hook(s, on_stage, p);
     for (int i = 0; i < 3; i++) {   /* warm caches, page in weights */
         p->idx = 0;
         p->last = now_ms();

@@ -184,6 +184,13 @@ MI_API size_t       mi_session_arena_bytes(const mi_session *s);
 typedef void (*mi_capture_fn)(void *user, const char *name, const float *data, int ndim,
                               const int64_t *shape);
 MI_API void mi_session_set_capture(mi_session *s, mi_capture_fn fn, void *user);
+/* Called at the same points as the capture hook, with each result's name and shape but not its
+ * values: for timing a run stage by stage. A capture hook needs every layer's map in plain form,
+ * so the network then takes its plain paths (a ResNet bottleneck's padded map, which its stride-2
+ * convolution reads in place, is not built); with this hook the run is the one without a hook.
+ * NULL turns it off. */
+typedef void (*mi_stage_fn)(void *user, const char *name, int ndim, const int64_t *shape);
+MI_API void mi_session_set_stage_hook(mi_session *s, mi_stage_fn fn, void *user);
 
 /* ---- classification --------------------------------------------------------------------------
  * Runs the session on n items and gives, per item, its k most probable classes (softmax of the

@@ -84,10 +84,13 @@ void nn_ctx_free(nn_ctx *c) {
     free(c->outs);
     free(c->takes);
     mi_capture_fn cap = c->capture;
-    void *user = c->user;
+    mi_stage_fn stage = c->stage;
+    void *user = c->user, *stage_user = c->stage_user;
     memset(c, 0, sizeof *c);
     c->capture = cap;
     c->user = user;
+    c->stage = stage;
+    c->stage_user = stage_user;
 }
 
 mi_status nn_ctx_finish(nn_ctx *c) {
@@ -194,10 +197,15 @@ bool nn_wants(const nn_ctx *c, const char *name) {
     return false;
 }
 
+void nn_mark_stage(nn_ctx *c, const char *name, int ndim, const int64_t *shape) {
+    if (nn_ok(c) && !c->measure && c->stage) c->stage(c->stage_user, name, ndim, shape);
+}
+
 void nn_mark(nn_ctx *c, const char *name, const mi_tensor *t) {
     if (!nn_ok(c)) return;
     if (!c->measure && c->capture)
         c->capture(c->user, name, t->data, t->ndim, t->shape);
+    nn_mark_stage(c, name, t->ndim, t->shape);
     if (!nn_wants(c, name)) return;
     if (c->measure) {
         int i = live_index(c, t->data);

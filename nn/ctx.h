@@ -55,6 +55,8 @@ typedef struct nn_ctx {
     int       ntakes, takes_cap, next_take;
     mi_capture_fn capture;
     void     *user;
+    mi_stage_fn stage;
+    void     *stage_user;
 } nn_ctx;
 
 /* Starts a measure walk (want: the output names to keep), and the run walks after it. */
@@ -88,9 +90,12 @@ static inline bool nn_ok(const nn_ctx *c) { return c->status == MI_OK; }
 /* true when the step must compute (a run walk) */
 static inline bool nn_compute(const nn_ctx *c) { return !c->measure; }
 
-/* A named result: passed to the capture hook, and kept as an output when the session wants that
- * name (pinned). */
+/* A named result: passed to the capture and stage hooks, and kept as an output when the session
+ * wants that name (pinned). */
 void      nn_mark(nn_ctx *c, const char *name, const mi_tensor *t);
+/* A named result that only exists in another form (a padded map): its name and plain shape to
+ * the stage hook alone */
+void      nn_mark_stage(nn_ctx *c, const char *name, int ndim, const int64_t *shape);
 /* true when the session keeps this output: lets a network skip what nobody reads (the head of a
  * classifier used as a backbone) */
 bool      nn_wants(const nn_ctx *c, const char *name);

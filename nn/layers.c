@@ -204,6 +204,7 @@ mi_tensor nn_conv_padded_out(nn_ctx *c, const mi_conv *cv, const mi_tensor *x, m
     }
     nn_scratch_free(c, ws);
     if (!*padded) nn_mark(c, cv->name, &y);
+    else nn_mark_stage(c, cv->name, x->ndim, shape);
     return y;
 }
 

@@ -530,3 +530,8 @@ void mi_session_set_capture(mi_session *s, mi_capture_fn fn, void *user) {
     s->ctx.capture = fn;
     s->ctx.user = user;
 }
+
+void mi_session_set_stage_hook(mi_session *s, mi_stage_fn fn, void *user) {
+    s->ctx.stage = fn;
+    s->ctx.stage_user = user;
+}

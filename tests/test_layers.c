@@ -135,12 +135,83 @@ START_TEST(arena_reuses_freed_memory)
 }
 END_TEST
 
+/* A 1x1 conv then a 3x3 stride-2 one, as a ResNet bottleneck's conv1 and conv2, walked as a
+ * network walks them; the hooks' record of (name, shape) in t->seen. */
+typedef struct { mi_conv c1, c2; bool has_path; char seen[256]; } pair_step;
+
+static void note(pair_step *t, const char *name, int ndim, const int64_t *shape) {
+    size_t k = strlen(t->seen);
+    k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s:", name);
+    for (int d = 0; d < ndim; d++) k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s%lld", d ? "x" : "", (long long)shape[d]);
+    snprintf(t->seen + k, sizeof t->seen - k, ";");
+}
+static void on_stage(void *user, const char *name, int ndim, const int64_t *shape) { note(user, name, ndim, shape); }
+static void on_capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
+    ck_assert_ptr_nonnull(data);
+    note(user, name, ndim, shape);
+}
+
+static mi_tensor pair_walk(nn_ctx *c, const pair_step *t, const mi_tensor *x, bool *padded) {
+    *padded = false;
+    mi_tensor m = t->has_path ? nn_conv_padded_out(c, &t->c1, x, MI_ACT_RELU, padded) : nn_conv(c, &t->c1, x, NULL, MI_ACT_RELU);
+    return nn_conv_padded_in(c, &t->c2, &m, *padded, MI_ACT_RELU);
+}
+
+/* A stage hook is told every named result, the padded one by its plain shape, and leaves the walk
+ * as it is without a hook: conv1 writes its map padded and conv2 reads it in place (where this
+ * ISA has that path). A capture hook needs the plain map, so the walk takes the plain way; the
+ * hooks see the same names and shapes, and the output has the same bits every way. */
+START_TEST(stage_hook_keeps_the_padded_map)
+{
+    pair_step t = { 0 };
+    float w1[32 * 24], b1[32], w2[32 * 32 * 9], b2[32], x[24 * 16 * 16];
+    mi_fill_random(w1, 32 * 24, 1);
+    mi_fill_random(b1, 32, 2);
+    mi_fill_random(w2, 32 * 32 * 9, 3);
+    mi_fill_random(b2, 32, 4);
+    mi_fill_random(x, 24 * 16 * 16, 5);
+    const mi_conv_desc d1 = mi_conv2d_desc(24, 32, 1, 1, 0, 1);
+    mi_conv_desc d2 = mi_conv2d_desc(32, 32, 3, 2, 1, 1);
+    d2.lanes = 2;   /* channels on the lanes, as ResNet-50's stride-2 layers pick at their sizes */
+    ck_assert_int_eq(mi_conv_init(&t.c1, &d1, w1, b1, "c1"), MI_OK);
+    ck_assert_int_eq(mi_conv_init(&t.c2, &d2, w2, b2, "c2"), MI_OK);
+    const mi_tensor xt = mi_tensor_view(x, 4, (int64_t[]){ 1, 24, 16, 16 }, "x");
+    const mi_tensor mid = mi_tensor_view(NULL, 4, (int64_t[]){ 1, 32, 16, 16 }, "c1");
+    t.has_path = mi_conv_padded_out_ok(&t.c1) && mi_conv_padded_in_ok(&t.c2, &mid);
+    float first[32 * 8 * 8];
+    for (int way = 0; way < 3; way++) {   /* no hook, a stage hook, a capture hook */
+        nn_ctx c = { 0 };
+        if (way == 1) c.stage = on_stage, c.stage_user = &t;
+        if (way == 2) c.capture = on_capture, c.user = &t;
+        t.seen[0] = 0;
+        bool padded;
+        nn_ctx_measure(&c, NULL, 0);
+        pair_walk(&c, &t, &xt, &padded);
+        ck_assert_int_eq(nn_ctx_finish(&c), MI_OK);
+        unsigned char *arena = mi_alloc_aligned(nn_ctx_arena_bytes(&c) + 1);
+        nn_ctx_run(&c, arena);
+        const mi_tensor y = pair_walk(&c, &t, &xt, &padded);
+        ck_assert_int_eq(padded, t.has_path && way < 2);
+        ck_assert_str_eq(t.seen, way == 0 ? "" : "c1:1x32x16x16;c2:1x32x8x8;");
+        ck_assert_int_eq(mi_tensor_numel(&y), 32 * 8 * 8);
+        if (way == 0) memcpy(first, y.data, sizeof first);
+        ck_assert_msg(!memcmp(first, y.data, sizeof first), "way %d: other bits", way);
+        nn_ctx_free(&c);
+        mi_free_aligned(arena);
+    }
+    mi_conv_free(&t.c1);
+    mi_conv_free(&t.c2);
+    if (!t.has_path) MI_SKIP("no in-place stride-2 path on this ISA: the hooks were checked on the plain walk");
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("layers");
     TCase *tc = tcase_create("layers");
     tcase_add_test(tc, loaders_match_torch_modules);
     tcase_add_test(tc, loaders_name_what_does_not_fit);
     tcase_add_test(tc, arena_reuses_freed_memory);
+    tcase_add_test(tc, stage_hook_keeps_the_padded_map);
     suite_add_tcase(s, tc);
     return s;
 }
