@@ -1,7 +1,7 @@
 /* tests/test_session.c - the model/session split of include/medinfer.h: sessions on several host
  * threads sharing one model (also built with ThreadSanitizer by `make check`), per-session thread
  * counts that leave the host's OpenMP settings alone, activation memory by liveness, the capture
- * hook, the plan of a measure walk against the run that follows it, and a residual added in
+ * and stage hooks, the plan of a measure walk against the run that follows it, and a residual added in
  * place only where no kept output is overwritten. */
 #include "tests/mi_test.h"
 #include "medinfer.h"
@@ -212,6 +212,63 @@ START_TEST(padded_bottleneck_same_bits_as_plain)
 }
 END_TEST
 
+/* The stage hook is told what the capture hook is given, by the same names and shapes in the same
+ * order, where the network without a capture hook writes the stride-2 bottlenecks' conv1 maps
+ * padded; the logits are the same bits with no hook, a stage hook and a capture hook, at 1 and 2
+ * threads. */
+typedef struct { char *log; size_t len, cap; } stage_log;
+
+static void log_stage(stage_log *l, const char *name, int ndim, const int64_t *shape) {
+    char line[128];
+    int k = snprintf(line, sizeof line, "%s:", name);
+    for (int d = 0; d < ndim; d++) k += snprintf(line + k, sizeof line - (size_t)k, "%s%lld", d ? "x" : "", (long long)shape[d]);
+    if (l->len + (size_t)k + 2 > l->cap) {
+        l->cap = 2 * (l->len + (size_t)k + 2);
+        l->log = realloc(l->log, l->cap);
+        ck_assert_ptr_nonnull(l->log);
+    }
+    memcpy(l->log + l->len, line, (size_t)k);
+    l->len += (size_t)k;
+    l->log[l->len++] = ';';
+    l->log[l->len] = 0;
+}
+static void on_stage(void *user, const char *name, int ndim, const int64_t *shape) { log_stage(user, name, ndim, shape); }
+static void on_capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
+    ck_assert_ptr_nonnull(data);
+    log_stage(user, name, ndim, shape);
+}
+
+START_TEST(stage_hook_names_what_capture_names)
+{
+    mi_model *m = mi_fixture_model("resnet50_rand.safetensors");
+    const int64_t shape[4] = { 1, 3, 96, 64 };
+    float x[3 * 96 * 64], logits[3][1000];
+    mi_fill_random(x, 3 * 96 * 64, 11);
+    ck_assert_int_eq(mi_model_num_classes(m), 1000);
+    for (int t = 1; t <= 2; t++) {
+        stage_log seen[3] = { { 0 } };
+        for (int way = 0; way < 3; way++) {   /* no hook, a stage hook, a capture hook */
+            mi_session *s;
+            ck_assert_int_eq(mi_session_create(&s, m, shape, t), MI_OK);
+            if (way == 1) mi_session_set_stage_hook(s, on_stage, &seen[1]);
+            if (way == 2) mi_session_set_capture(s, on_capture, &seen[2]);
+            ck_assert_int_eq(mi_session_run(s, x), MI_OK);
+            memcpy(logits[way], mi_session_output(s, "logits", NULL), sizeof logits[way]);
+            mi_session_destroy(s);
+        }
+        ck_assert_ptr_nonnull(seen[1].log);
+        ck_assert_str_eq(seen[1].log, seen[2].log);
+        ck_assert_msg(!strncmp(seen[1].log, "conv1:1x64x48x32;stem:1x64x24x16;", 33), "%.60s", seen[1].log);
+        ck_assert_ptr_nonnull(strstr(seen[1].log, ";layer2.0.conv1:1x128x24x16;layer2.0.conv2:1x128x12x8;"));
+        ck_assert_msg(!memcmp(logits[0], logits[1], sizeof logits[0]) && !memcmp(logits[0], logits[2], sizeof logits[0]),
+                      "%d threads: the logits differ with a hook", t);
+        free(seen[1].log);
+        free(seen[2].log);
+    }
+    mi_model_close(m);
+}
+END_TEST
+
 typedef struct { const float *out0, *out1; float *copy; size_t n; } block_outs;
 
 static void block_out(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
@@ -275,6 +332,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, resnet50_batch8_arena_by_liveness);
     tcase_add_test(tc, padded_bottleneck_same_bits_as_plain);
     tcase_add_test(tc, capture_hook_names_every_layer);
+    tcase_add_test(tc, stage_hook_names_what_capture_names);
     tcase_add_test(tc, residual_in_place_spares_kept_outputs);
 #endif
     suite_add_tcase(s, tc);
