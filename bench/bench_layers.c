@@ -3,8 +3,9 @@
  * A stage's time is the wall time since the previous stage was marked (mi_session_set_stage_hook's
  * hook is called as each named stage is written), so it includes whatever ran in between
  * (activations, copies). The stage hook, unlike a capture hook, leaves the network on the paths it
- * takes without a hook (a ResNet bottleneck's padded map read in place by its stride-2 conv2). The input is random, (1, C, H, W), H = W = the blob's input_size by default. A tool for
- * finding the slow layer, not a benchmark: bench/bench.py's figures come from bench_engine. */
+ * takes without a hook (a ResNet bottleneck's padded map read in place by its stride-2 conv2).
+ * The input is random, (1, C, H, W), H = W = the blob's input_size by default. A tool for finding
+ * the slow layer, not a benchmark: bench/bench.py's figures come from bench_engine. */
 #include "medinfer.h"
 
 #include <stdio.h>

@@ -142,10 +142,13 @@ typedef struct { mi_conv c1, c2; bool has_path; char seen[256]; } pair_step;
 static void note(pair_step *t, const char *name, int ndim, const int64_t *shape) {
     size_t k = strlen(t->seen);
     k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s:", name);
-    for (int d = 0; d < ndim; d++) k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s%lld", d ? "x" : "", (long long)shape[d]);
+    for (int d = 0; d < ndim; d++)
+        k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s%lld", d ? "x" : "", (long long)shape[d]);
     snprintf(t->seen + k, sizeof t->seen - k, ";");
 }
-static void on_stage(void *user, const char *name, int ndim, const int64_t *shape) { note(user, name, ndim, shape); }
+static void on_stage(void *user, const char *name, int ndim, const int64_t *shape) {
+    note(user, name, ndim, shape);
+}
 static void on_capture(void *user, const char *name, const float *data, int ndim, const int64_t *shape) {
     ck_assert_ptr_nonnull(data);
     note(user, name, ndim, shape);
@@ -153,7 +156,8 @@ static void on_capture(void *user, const char *name, const float *data, int ndim
 
 static mi_tensor pair_walk(nn_ctx *c, const pair_step *t, const mi_tensor *x, bool *padded) {
     *padded = false;
-    mi_tensor m = t->has_path ? nn_conv_padded_out(c, &t->c1, x, MI_ACT_RELU, padded) : nn_conv(c, &t->c1, x, NULL, MI_ACT_RELU);
+    mi_tensor m = t->has_path ? nn_conv_padded_out(c, &t->c1, x, MI_ACT_RELU, padded)
+                              : nn_conv(c, &t->c1, x, NULL, MI_ACT_RELU);
     return nn_conv_padded_in(c, &t->c2, &m, *padded, MI_ACT_RELU);
 }
 
