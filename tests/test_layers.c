@@ -140,11 +140,9 @@ END_TEST
 typedef struct { mi_conv c1, c2; bool has_path; char seen[256]; } pair_step;
 
 static void note(pair_step *t, const char *name, int ndim, const int64_t *shape) {
-    size_t k = strlen(t->seen);
-    k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s:", name);
-    for (int d = 0; d < ndim; d++)
-        k += (size_t)snprintf(t->seen + k, sizeof t->seen - k, "%s%lld", d ? "x" : "", (long long)shape[d]);
-    snprintf(t->seen + k, sizeof t->seen - k, ";");
+    char s[64];
+    const size_t k = strlen(t->seen);
+    snprintf(t->seen + k, sizeof t->seen - k, "%s%s;", name, mi_shape_str(s, sizeof s, ndim, shape));
 }
 static void on_stage(void *user, const char *name, int ndim, const int64_t *shape) {
     note(user, name, ndim, shape);
@@ -196,7 +194,7 @@ START_TEST(stage_hook_keeps_the_padded_map)
         nn_ctx_run(&c, arena);
         const mi_tensor y = pair_walk(&c, &t, &xt, &padded);
         ck_assert_int_eq(padded, t.has_path && way < 2);
-        ck_assert_str_eq(t.seen, way == 0 ? "" : "c1:1x32x16x16;c2:1x32x8x8;");
+        ck_assert_str_eq(t.seen, way == 0 ? "" : "c1[1,32,16,16];c2[1,32,8,8];");
         ck_assert_int_eq(mi_tensor_numel(&y), 32 * 8 * 8);
         if (way == 0) memcpy(first, y.data, sizeof first);
         ck_assert_msg(!memcmp(first, y.data, sizeof first), "way %d: other bits", way);
