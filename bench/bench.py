@@ -86,8 +86,8 @@ def omp_env(threads):
 def core_speeds(bin_dir, blob, iters):
     """Each CPU's speed alone: ResNet-18 at one thread pinned to it, median ms, {cpu: ms}. The two
     vCPUs of the machine this bench was tuned on ran the same work up to 50 % apart, one or the
-    other by the host's state, for seconds to minutes at a time; at two threads a layer's split then waits on
-    the slower core, so the figures at two threads are read beside this."""
+    other by the host's state, for seconds to minutes at a time; at two threads a layer's split
+    then waits on the slower core, so the figures at two threads are read beside this."""
     return {cpu: run_json([os.path.join(bin_dir, "bench_engine"), blob, "1", str(iters)], threads=1,
                           preexec_fn=lambda c=cpu: os.sched_setaffinity(0, {c}))["median_ms"]
             for cpu in sorted(CPUS)}
