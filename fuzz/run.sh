@@ -9,7 +9,8 @@
 # changes only by hand. A crash, leak, timeout (> 10 s for one input) or out-of-memory is saved
 # in BUILD/findings/NAME/ and stops the run, once the harnesses running beside it have ended, with
 # libFuzzer's exit status. Each harness's output goes to BUILD/fuzz-logs/NAME.log and is printed
-# when its batch ends. To keep a finding as a regression input, fix the bug, then copy the file into
+# when its batch ends, and the output then ends with what each failed harness found (report()).
+# To keep a finding as a regression input, fix the bug, then copy the file into
 # fuzz/corpus/NAME/ under a name that says what it is; `make test` replays it from then on.
 # $FUZZ_ARGS adds libFuzzer options (e.g. "-seed=1 -runs=1000000").
 set -eu
@@ -40,15 +41,34 @@ start() {
       echo "$rc" >"$b/fuzz-logs/$n.rc" ) &
 }
 
-# the harnesses of one batch: started together, then each one's log and status in order
+# What a failed harness's log says of its finding, for the last lines of the output (all a CI
+# page may keep): the broken promise or the sanitizer's report, its one-line summary, the file
+# the input went to and the input itself (libFuzzer prints small ones in base64), with the line
+# that runs it again through the same harness.
+report() {
+    n=$1
+    log="$b/fuzz-logs/$n.log"
+    echo "fuzz/run.sh: fuzz_$n exited with status $2; from $log:" >&2
+    grep -E 'fuzz check failed: |ERROR: |runtime error: |^SUMMARY: |Test unit written to |^Base64: ' "$log" |
+        head -n 12 | sed 's/^/    /' >&2
+    b64=$(sed -n 's/^Base64: //p' "$log" | head -n 1)
+    if [ -n "$b64" ]; then
+        echo "fuzz/run.sh: to run it again: echo $b64 | base64 -d >in && $b/fuzz/fuzz_$n in" >&2
+    else
+        echo "fuzz/run.sh: to run it again: $b/fuzz/fuzz_$n FILE, FILE the input in $b/findings/$n/" >&2
+    fi
+}
+
+# the harnesses of one batch: started together, then each one's log in order, then what each
+# failed one found
 finish() {
     wait
     status=0
+    for n in "$@"; do cat "$b/fuzz-logs/$n.log" >&2; done
     for n in "$@"; do
-        cat "$b/fuzz-logs/$n.log" >&2
         rc=$(cat "$b/fuzz-logs/$n.rc")
         if [ "$rc" -ne 0 ]; then
-            echo "fuzz/run.sh: fuzz_$n exited with status $rc (findings in $b/findings/$n/)" >&2
+            report "$n" "$rc"
             status=$rc
         fi
     done
