@@ -648,22 +648,28 @@ static void run_pool(const void *c, float *out) {
     else mi_global_avg_pool(&y, &p->x);
 }
 
+/* Each kernel splits among threads only past 16384 outputs (inputs for the global pool): the
+ * maps are sized past that, so that more threads do split the work. */
 START_TEST(pool_threads_same_bits)
 {
-    int64_t xs[4] = { 2, 33, 29, 31 };
-    pool_ctx c = { .x = mi_tensor_view(random_f(2 * 33 * 29 * 31, 9), 4, xs, "x"), .d = mi_pool2d_desc(3, 2, 1) };
+    int64_t xs[4] = { 2, 33, 45, 31 };
+    pool_ctx c = { .x = mi_tensor_view(random_f(2 * 33 * 45 * 31, 9), 4, xs, "x"), .d = mi_pool2d_desc(3, 2, 1) };
     ck_assert_int_eq(mi_pool_out_shape(&c.d, &c.x, c.ys), MI_OK);
     const int64_t n = 2 * 33 * c.ys[2] * c.ys[3];
+    ck_assert_int_gt(n, 16384);
     check_threads(run_pool, &c, n, "max pool");
     c.which = 1;
     c.d.count_include_pad = false;
     check_threads(run_pool, &c, n, "avg pool");
-    c.which = 2;
-    c.ys[2] = 5; c.ys[3] = 6;
-    check_threads(run_pool, &c, 2 * 33 * 30, "adaptive avg pool");
     c.which = 3;
     c.ys[2] = 1; c.ys[3] = 1;
     check_threads(run_pool, &c, 2 * 33, "global avg pool");
+    mi_free_aligned(c.x.data);
+    int64_t as[4] = { 2, 300, 29, 31 };
+    c.x = mi_tensor_view(random_f(2 * 300 * 29 * 31, 10), 4, as, "x");
+    c.which = 2;
+    c.ys[0] = 2; c.ys[1] = 300; c.ys[2] = 5; c.ys[3] = 6;
+    check_threads(run_pool, &c, 2 * 300 * 30, "adaptive avg pool");
     mi_free_aligned(c.x.data);
 }
 END_TEST
