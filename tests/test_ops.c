@@ -435,12 +435,12 @@ START_TEST(act_threads_same_bits)
 {
     const int64_t n = 32 * 4099;  /* above every parallel threshold, odd per-thread split */
     float *x = random_f(n, 3), *s = random_f(8, 4);
-    act_ctx c = { x, s, n, 4, 1000, 1 };
+    act_ctx c = { x, s, n, 5, 1000, 1 };   /* 5 x 1000 logits: past the row-wise softmax's 4096 */
     check_threads(run_relu, &c, n, "relu");
     check_threads(run_prelu, &c, n, "prelu");
     check_threads(run_add_prelu, &c, n, "add_prelu");
     check_threads(run_sigmoid, &c, n, "sigmoid");
-    check_threads(run_softmax, &c, 4000, "softmax over logits");
+    check_threads(run_softmax, &c, 5000, "softmax over logits");
     c = (act_ctx){ x, s, n, 2, 5, 4099 };
     check_threads(run_softmax, &c, 2 * 5 * 4099, "softmax over channels");
     check_threads(run_log_softmax, &c, 2 * 5 * 4099, "log_softmax over channels");
@@ -1041,11 +1041,11 @@ START_TEST(linear_threads_same_bits)
     check_threads(run_linear_ref, &c, n * out, "linear reference");
     c = (lin_ctx){ x, w, b, 200, 40, 1000 };   /* the cache-blocked path: 3 x 21 work items */
     check_threads(run_linear, &c, 200 * 1000, "linear 40->1000, batch 200");
-    c = (lin_ctx){ x, w, NULL, 37, 67, 101 };
-    check_threads(run_matmul, &c, 37 * 101, "matmul");
+    c = (lin_ctx){ x, w, NULL, 37, 67, 113 };   /* 37 x 67 x 113: past the products' 2^18 threshold */
+    check_threads(run_matmul, &c, 37 * 113, "matmul");
     for (int64_t i = 0; i < 37 * 67; i++)
         if (i % 5) x[i] = 0.0f;
-    check_threads(run_matmul_skip, &c, 37 * 101, "matmul skipping zeros");
+    check_threads(run_matmul_skip, &c, 37 * 113, "matmul skipping zeros");
     mi_free_aligned(x); mi_free_aligned(w); mi_free_aligned(b);
 }
 END_TEST
